@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint typecheck check migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: install, migrate, and start the hub on SQLite (./var/hub.db) with the embedded worker
+run: $(STAMP)
+	$(BIN)/hub migrate
+	$(BIN)/hub serve --host 127.0.0.1 --port 8000
+
+## make test: the whole suite (PostgreSQL and Redis tests skip with a reason when those are not running)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make bench: throughput and latency benchmarks, written to docs/BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/python bench/ingest_forms.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+migrate: $(STAMP)
+	$(BIN)/hub migrate
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""The API process's composition root: builds the runtime, mounts routers, maps errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.auth.api import router as auth_router
+from hub.config import Settings
+from hub.contacts.api import router as contacts_router
+from hub.db import create_engine, create_sessionmaker
+from hub.deps import Runtime
+from hub.errors import ContactMerged, HubError, RateLimited
+from hub.forms.api import router as forms_router
+from hub.health import router as health_router
+from hub.metrics import Metrics, MetricsMiddleware
+from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from hub.sealing import SecretBox
+from hub.timeline.api import router as timeline_router
+from hub.worker import EmbeddedWorker
+from webhooks.form_pages import router as form_pages_router
+from webhooks.forms import router as forms_webhook_router
+
+log = logging.getLogger(__name__)
+
+
+def templates_dir() -> Path:
+    """``templates/`` beside the package in a checkout, else in the working directory (the image)."""
+    beside = Path(__file__).resolve().parent.parent / "templates"
+    return beside if beside.is_dir() else Path.cwd() / "templates"
+
+
+def create_app(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
+    """The FastAPI app; the embedded worker runs when no Redis is configured (unless told otherwise)."""
+    settings = settings or Settings()
+    run_embedded = embedded_worker if embedded_worker is not None else settings.redis_url is None
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
+        secret_key = settings.resolved_secret_key()
+        runtime = Runtime(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            secret_key=secret_key,
+            box=SecretBox(secret_key),
+            metrics=metrics,
+            rate_limiter=limiter,
+            redis=redis,
+        )
+        app.state.runtime = runtime
+        worker = EmbeddedWorker({"sessions": runtime.sessions, "settings": settings}) if run_embedded else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="The hub",
+        summary="Leads from web forms, calls and email events on one timeline per contact.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.templates = SandboxedEnvironment(
+        loader=FileSystemLoader(templates_dir()),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for router in (
+        health_router,
+        forms_webhook_router,
+        form_pages_router,
+        contacts_router,
+        timeline_router,
+        forms_router,
+        auth_router,
+    ):
+        app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HubError)
+    async def hub_error(request: Request, exc: HubError) -> Response:
+        if isinstance(exc, ContactMerged):
+            return _merged_redirect(request, exc)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        if getattr(request.state, "wants_html", False):
+            page = request.app.state.templates.get_template("ui/error.html.j2").render(message=exc.message)
+            return HTMLResponse(page, status_code=exc.status_code, headers=headers)
+        return _error(exc.status_code, type(exc).__name__, exc.message, field=exc.field, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        described = []
+        for error in errors:
+            loc = list(error.get("loc", ()))
+            if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+                loc = loc[1:]  # where the field was sent is not part of its name
+            location = ".".join(str(p) for p in loc)
+            described.append({"field": location, "message": error.get("msg", "invalid")})
+        first = described[0] if described else {"field": None, "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
+        return _error(422, "ValidationError", message, field=first["field"] or None, errors=described)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, "HTTPError", str(exc.detail), headers=dict(exc.headers or {}) or None)
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _merged_redirect(request: Request, exc: ContactMerged) -> Response:
+    path = request.url.path.replace(f"/contacts/{exc.absorbed_id}", f"/contacts/{exc.survivor_id}", 1)
+    location = path + (f"?{request.url.query}" if request.url.query else "")
+    return JSONResponse(
+        {"error": "ContactMerged", "message": exc.message, "contact_id": exc.survivor_id},
+        status_code=308,
+        headers={"Location": location},
+    )

@@ -1,0 +1,85 @@
+"""API keys: issue (shown once), authenticate, list, revoke. Only a SHA-256 of a key is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.auth.models import ApiKey
+from hub.errors import NotFound, Unauthorized, UnprocessableInput
+
+Role = Literal["admin", "manager", "rep"]
+ROLES: tuple[Role, ...] = ("admin", "manager", "rep")
+_KEY_PREFIX = "hub_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name, role, and the rep it acts as (role ``rep``)."""
+
+    key_id: int
+    name: str
+    role: Role
+    rep_id: int | None
+
+
+def _hash(key: str) -> str:
+    # Keys are 190+ random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_key(session: AsyncSession, *, name: str, role: str, rep_id: int | None = None) -> tuple[ApiKey, str]:
+    """A new key row and the plaintext key, which is never stored."""
+    if role not in ROLES:
+        raise UnprocessableInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    if role == "rep" and rep_id is None:
+        raise UnprocessableInput("a rep key needs the rep it acts as (--rep)", field="rep_id")
+    if not name.strip():
+        raise UnprocessableInput("name must not be empty", field="name")
+    prefix = secrets.token_hex(4)
+    plaintext = f"{_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
+    key = ApiKey(name=name.strip(), role=role, rep_id=rep_id, prefix=prefix, key_hash=_hash(plaintext))
+    session.add(key)
+    await session.flush()
+    return key, plaintext
+
+
+async def authenticate(session: AsyncSession, presented: str) -> Principal:
+    """The principal for a presented key; Unauthorized for unknown, malformed or revoked keys."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or f"{parts[0]}_" != _KEY_PREFIX:
+        raise Unauthorized("API key is malformed; expected hub_<prefix>_<secret>")
+    key = (await session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1]))).one_or_none()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash(presented)):
+        raise Unauthorized("API key is not valid")
+    if key.revoked_at is not None:
+        raise Unauthorized("API key was revoked")
+    return Principal(key_id=key.id, name=key.name, role=key.role, rep_id=key.rep_id)  # type: ignore[arg-type]
+
+
+async def list_keys(session: AsyncSession) -> list[ApiKey]:
+    """Every key (hashes are never shown), oldest first."""
+    return list((await session.scalars(select(ApiKey).order_by(ApiKey.id))).all())
+
+
+async def revoke_key(session: AsyncSession, key_id: int) -> ApiKey:
+    """Revoke a key; later requests with it get 401."""
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} does not exist", field="key_id")
+    if key.revoked_at is None:
+        key.revoked_at = clock.now()
+        await session.flush()
+    return key
+
+
+async def count_active_keys(session: AsyncSession) -> int:
+    """How many keys can still be used (first start prints an admin key when there are none)."""
+    return int(await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))) or 0)

@@ -1,0 +1,242 @@
+"""The ``hub`` command: serve, worker, migrate, API keys and form sources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import migrate as migrations
+from hub.auth import service as auth
+from hub.config import Settings
+from hub.db import create_engine, create_sessionmaker, session_scope
+from hub.errors import HubError
+from hub.forms import service as forms
+from hub.forms.schemas import SourceCreate
+from hub.sealing import SecretBox
+
+app = typer.Typer(help="The hub: leads, calls and email events on one timeline per contact.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
+source_app = typer.Typer(help="Manage form sources (where leads are posted from).", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(source_app, name="source")
+console = Console()
+T = TypeVar("T")
+
+
+def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except HubError as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(code=2) from None
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the newest."""
+    settings = Settings()
+    migrations.upgrade(settings.database_url)
+    console.print("database is at the newest schema")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="proxies whose X-Forwarded-For/-Proto are trusted (client IPs for rate limits)")
+    ] = "127.0.0.1",
+) -> None:
+    """Run the API (and, without HUB_REDIS_URL, the embedded worker)."""
+    import uvicorn
+
+    from hub.app import create_app
+
+    settings = Settings()
+    _configure_logging(settings)
+    _in_session(settings, lambda session: _first_start(session, settings))
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level=settings.log_level.lower(),
+    )
+
+
+async def _first_start(session: AsyncSession, settings: Settings) -> None:
+    """On an empty database: print an admin key once and create a `website` source; then the URLs."""
+    base = settings.public_url.rstrip("/")
+    if not await auth.list_keys(session):
+        _, key = await auth.create_key(session, name="first admin", role="admin")
+        console.print("\n[bold]First start:[/bold] an admin API key was created. It is shown this once:\n")
+        console.print(f"    {key}\n", highlight=False, soft_wrap=True)
+    sources = await forms.list_sources(session)
+    if not sources:
+        box = SecretBox(settings.resolved_secret_key())
+        created = await forms.create_source(session, SourceCreate(slug="website", name="Website"), box)
+        sources = [created.source]
+    console.print(f"API docs:      {base}/docs")
+    for source in sources:
+        console.print(f"Form endpoint: {base}/webhooks/forms/{source.slug}   ({source.kind}, {source.name})")
+        if source.kind == "web" and source.sealed_secret is None:
+            console.print(f"Example form:  {base}/forms/{source.slug}")
+    mode = "arq workers on Redis (run `hub worker`)" if settings.redis_url else "embedded worker"
+    console.print(f"Database:      {_safe_url(settings.database_url)}\nWorker:        {mode}\n")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def worker(burst: Annotated[bool, typer.Option(help="run queued jobs, then exit")] = False) -> None:
+    """Run an arq worker on HUB_REDIS_URL (any number of processes)."""
+    from hub.worker import build_worker
+
+    settings = Settings()
+    _configure_logging(settings)
+    if not settings.redis_url:
+        console.print("[red]error:[/red] HUB_REDIS_URL is not set; without Redis, `hub serve` runs the worker itself")
+        raise typer.Exit(code=2)
+    build_worker(settings, burst=burst).run()
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    role: Annotated[str, typer.Option(help="admin, manager or rep")],
+    rep: Annotated[int | None, typer.Option("--rep", help="the rep a rep key acts as")] = None,
+) -> None:
+    """Create a key; the key is printed alone on the last line and never again."""
+    settings = Settings()
+
+    async def work(session: AsyncSession) -> tuple[Any, str]:
+        return await auth.create_key(session, name=name, role=role, rep_id=rep)
+
+    key, plaintext = _in_session(settings, work)
+    console.print(f"created API key {key.id} ({key.role}) for {key.name}; store it now, it is not shown again:")
+    print(plaintext)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List keys (never the keys themselves)."""
+    keys = _in_session(Settings(), auth.list_keys)
+    table = Table("id", "name", "role", "rep", "prefix", "created", "revoked")
+    for key in keys:
+        table.add_row(
+            str(key.id),
+            key.name,
+            key.role,
+            str(key.rep_id or ""),
+            f"hub_{key.prefix}_…",
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[int, typer.Argument(help="id from `hub apikey list`")]) -> None:
+    """Revoke a key; requests with it are refused from now on."""
+
+    async def work(session: AsyncSession) -> Any:
+        return await auth.revoke_key(session, key_id)
+
+    key = _in_session(Settings(), work)
+    console.print(f"revoked API key {key.id} ({key.name})")
+
+
+@source_app.command("create")
+def source_create(
+    slug: Annotated[str, typer.Option(help="URL name: /webhooks/forms/<slug>")],
+    name: Annotated[str, typer.Option(help="human name")],
+    kind: Annotated[str, typer.Option(help="web or typeform")] = "web",
+    origin: Annotated[list[str] | None, typer.Option(help="allowed browser origin (repeatable)")] = None,
+    thank_you_url: Annotated[str | None, typer.Option(help="where browsers go after posting")] = None,
+    signed: Annotated[bool, typer.Option(help="web: require Standard Webhooks signatures")] = False,
+    secret: Annotated[str | None, typer.Option(help="typeform: its webhook secret; web: a whsec_ secret")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="tag put on every lead (repeatable)")] = None,
+    map_field: Annotated[
+        list[str] | None, typer.Option("--map", help="THEIRS=OURS, e.g. work_mail=email (repeatable)")
+    ] = None,
+) -> None:
+    """Create a form source; a generated signing secret is printed alone on the last line."""
+    settings = Settings()
+    mapping: dict[str, str] = {}
+    for pair in map_field or []:
+        theirs, sep, ours = pair.partition("=")
+        if not sep:
+            console.print(f"[red]error:[/red] --map {pair!r} must look like THEIRS=OURS")
+            raise typer.Exit(code=2)
+        mapping[theirs] = ours
+    try:
+        spec = SourceCreate(
+            slug=slug,
+            name=name,
+            kind=kind,
+            allowed_origins=origin or [],
+            thank_you_url=thank_you_url,
+            signed=signed,
+            secret=secret,
+            tags=tag or [],
+            field_mapping=mapping,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    box = SecretBox(settings.resolved_secret_key())
+
+    async def work(session: AsyncSession) -> forms.CreatedSource:
+        return await forms.create_source(session, spec, box)
+
+    created = _in_session(settings, work)
+    console.print(f"created source {created.source.slug}: POST {settings.public_url.rstrip('/')}/webhooks/forms/{slug}")
+    if created.secret and kind == "web":
+        console.print("signing secret (Standard Webhooks), shown once:")
+        print(created.secret)
+
+
+@source_app.command("list")
+def source_list() -> None:
+    """List form sources."""
+    sources = _in_session(Settings(), forms.list_sources)
+    table = Table("slug", "name", "kind", "signed", "origins", "tags")
+    for source in sources:
+        table.add_row(
+            source.slug,
+            source.name,
+            source.kind,
+            "yes" if source.sealed_secret else "no",
+            ", ".join(source.allowed_origins),
+            ", ".join(source.tags),
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,66 @@
+"""Settings of the hub, read from the environment (prefix ``HUB_``)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STAGES = ("new", "contacted", "qualified", "proposal", "negotiation", "won", "lost")
+
+
+class Settings(BaseSettings):
+    """Every knob of the hub; documented one by one in docs/CONFIGURATION.md."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=None, extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./var/hub.db"
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr | None = None
+    secret_key_file: Path = Path("./var/secret.key")
+    default_region: str = "US"
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    form_rate_per_ip: int = Field(default=20, ge=1, description="form posts per IP per window")
+    form_rate_per_source: int = Field(default=600, ge=1, description="form posts per source per window")
+    form_rate_window_seconds: int = Field(default=60, ge=1)
+    form_min_fill_seconds: float = Field(default=3.0, ge=0)
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    spam_retention_days: int = Field(default=30, ge=1)
+
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    db_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper_region(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _split_stages(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is a SQLite file (the embedded mode)."""
+        return self.database_url.startswith("sqlite")
+
+    def resolved_secret_key(self) -> str:
+        """The signing key: HUB_SECRET_KEY, else one generated once and kept in secret_key_file."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.secret_key_file
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        return key

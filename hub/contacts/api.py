@@ -1,0 +1,159 @@
+"""REST endpoints for contacts: list, read, create (through the lead pipeline), edit, merge."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.auth.service import Principal
+from hub.contacts import repository
+from hub.contacts import service as contacts
+from hub.contacts.models import Contact
+from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_phone
+from hub.contacts.schemas import ContactCreate, ContactOut, ContactPatch, IngestAccepted, MergeRequest
+from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
+from hub.errors import NotFound, UnprocessableInput
+from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField
+from hub.ingest import ingest_form_submission
+from hub.pagination import Page, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/api/contacts", tags=["contacts"])
+
+
+async def visible_contact(session: AsyncSession, principal: Principal, contact_id: int) -> Contact:
+    """The live contact if the caller may see it (reps see only their own leads)."""
+    contact = await contacts.get_live_contact(session, contact_id)
+    if principal.role == "rep" and contact.owner_rep_id != principal.rep_id:
+        raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
+    return contact
+
+
+@router.get("", response_model=Page[ContactOut])
+async def list_contacts(
+    session: SessionDep,
+    principal: AnyRoleDep,
+    runtime: RuntimeDep,
+    email: str | None = None,
+    phone: str | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="substring of name, company or email")] = None,
+    source: str | None = Query(default=None, description="first-touch source, e.g. form:website or api"),
+    stage: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> Page[ContactOut]:
+    """Contacts, newest first; reps see only their own."""
+    try:
+        email_value = normalize_email(email) if email is not None else None
+        phone_value = normalize_phone(phone, runtime.settings.default_region) if phone is not None else None
+    except InvalidIdentity as exc:
+        raise UnprocessableInput(
+            f"filter is not a valid email or phone: {exc.reason}", field="email" if email is not None else "phone"
+        ) from None
+    before_id = int(decode_cursor(cursor, arity=1)[0]) if cursor else None
+    found = await repository.list_contacts(
+        session,
+        limit=limit + 1,
+        before_id=before_id,
+        email=email_value,
+        phone=phone_value,
+        q=q,
+        source=source,
+        stage=stage,
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        owner_rep_id=principal.rep_id if principal.role == "rep" else None,
+    )
+    page = found[:limit]
+    next_cursor = encode_cursor([page[-1].id]) if len(found) > limit else None
+    return Page[ContactOut](items=[ContactOut.of(c) for c in page], next_cursor=next_cursor)
+
+
+@router.get("/{contact_id}", response_model=ContactOut)
+async def get_contact(contact_id: int, session: SessionDep, principal: AnyRoleDep) -> ContactOut:
+    """One contact; an id absorbed by a merge redirects (308) to the surviving contact."""
+    return ContactOut.of(await visible_contact(session, principal, contact_id))
+
+
+@router.post("", response_model=IngestAccepted, status_code=201)
+async def create_contact(
+    spec: ContactCreate,
+    response: Response,
+    session: SessionDep,
+    principal: AnyRoleDep,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> IngestAccepted:
+    """Create a lead (source ``api``); a known email or phone joins the existing contact (200)."""
+    external_id = spec.external_id or idempotency_key or f"api:{uuid.uuid4().hex}"
+    unknown = set(spec.attribution) - set(ATTRIBUTION_KEYS)
+    if unknown:
+        raise UnprocessableInput(f"unknown attribution keys: {', '.join(sorted(unknown))}", field="attribution")
+    event = FormSubmitted(
+        source="api",
+        external_id=external_id,
+        occurred_at=clock.now(),
+        emails=tuple(RawField("email", v) for v in [*([spec.email] if spec.email else []), *spec.emails]),
+        phones=tuple(RawField("phone", v) for v in [*([spec.phone] if spec.phone else []), *spec.phones]),
+        name=spec.name,
+        company=spec.company,
+        job_title=spec.job_title,
+        message=spec.message,
+        country=spec.country.upper() if spec.country else None,
+        time_zone=spec.time_zone,
+        attribution=spec.attribution,
+        custom_fields=spec.custom_fields,
+        fields={"created_by": principal.name},
+    )
+    outcome = await ingest_form_submission(session, event, default_region=runtime.settings.default_region)
+    if outcome.contact_created and principal.role == "rep" and outcome.contact_id is not None:
+        created = await contacts.get_live_contact(session, outcome.contact_id)
+        created.owner_rep_id = principal.rep_id
+    await session.commit()
+    if not outcome.contact_created:
+        response.status_code = 200
+    response.headers["Location"] = f"/api/contacts/{outcome.contact_id}"
+    return IngestAccepted(
+        contact_id=outcome.contact_id,
+        event_id=outcome.event_id,
+        contact_created=outcome.contact_created,
+        duplicate=outcome.duplicate,
+    )
+
+
+@router.patch("/{contact_id}", response_model=ContactOut)
+async def update_contact(
+    contact_id: int, patch: ContactPatch, session: SessionDep, principal: AnyRoleDep, runtime: RuntimeDep
+) -> ContactOut:
+    """Edit name, company, job title, time zone, stage or custom fields."""
+    contact = await visible_contact(session, principal, contact_id)
+    changes = patch.model_dump(exclude_unset=True)
+    for required in ("stage",):
+        if required in changes and changes[required] is None:
+            raise UnprocessableInput(f"{required} cannot be null", field=required)
+    await contacts.update_contact(session, contact, changes, stages=runtime.settings.stages, actor=principal.name)
+    await session.commit()
+    return ContactOut.of(await contacts.get_live_contact(session, contact_id))
+
+
+@router.post("/{contact_id}/merge", response_model=ContactOut)
+async def merge_contact(contact_id: int, spec: MergeRequest, session: SessionDep, principal: ManagerDep) -> ContactOut:
+    """Merge another contact into this one: identities and timeline move here, the other id redirects."""
+    await contacts.merge_contacts(
+        session, contact_id, spec.other_contact_id, reason=f"merged by {principal.name} through the API"
+    )
+    await session.commit()
+    return ContactOut.of(await contacts.get_live_contact(session, contact_id))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A filter time without an offset is read as UTC, like every stored time.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

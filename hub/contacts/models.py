@@ -1,0 +1,58 @@
+"""Contacts and the identities (emails, phones) that recognise a person."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
+
+
+class Contact(Base):
+    """A person the company talks to; a lead from the first touch on."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    company: Mapped[str | None] = mapped_column(String(200))
+    job_title: Mapped[str | None] = mapped_column(String(200))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    time_zone_source: Mapped[str | None] = mapped_column(String(16))
+    country: Mapped[str | None] = mapped_column(String(2))
+    stage: Mapped[str] = mapped_column(String(32), default="new")
+    owner_rep_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    source: Mapped[str | None] = mapped_column(String(100), index=True)
+    attribution: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
+
+    identities: Mapped[list[ContactIdentity]] = relationship(
+        back_populates="contact", lazy="raise", order_by="ContactIdentity.id"
+    )
+
+    __table_args__ = (
+        Index("ix_contacts_stage_id", "stage", "id"),
+        Index("ix_contacts_created_at_id", "created_at", "id"),
+    )
+
+
+class ContactIdentity(Base):
+    """One normalised email or E.164 phone; belongs to at most one contact."""
+
+    __tablename__ = "contact_identities"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
+
+    contact: Mapped[Contact] = relationship(back_populates="identities", lazy="raise")
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)

@@ -1,0 +1,78 @@
+"""Pure normalisation of identities: canonical emails and E.164 phone numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import timezone as phone_timezone
+
+MAX_RAW_LENGTH = 320
+
+
+class InvalidIdentity(ValueError):
+    """A value that cannot be an email or a phone number; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A normalised identity: ``kind`` is ``email`` or ``phone``."""
+
+    kind: str
+    value: str
+
+    @property
+    def lock_key(self) -> str:
+        """The key that serialises concurrent work on this identity."""
+        return f"identity:{self.kind}:{self.value}"
+
+
+def normalize_email(raw: str) -> str:
+    """Trimmed, lower-cased, syntax-checked email (no DNS lookup)."""
+    candidate = raw.strip()
+    if not candidate:
+        raise InvalidIdentity("empty")
+    if len(candidate) > MAX_RAW_LENGTH:
+        raise InvalidIdentity("too long")
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidIdentity(str(exc)) from None
+    # Lower-casing the local part too: mailbox providers treat it case-insensitively in practice,
+    # and one person typing "Ada@" and "ada@" must be one contact.
+    return result.normalized.lower()
+
+
+def normalize_phone(raw: str, default_region: str) -> str:
+    """E.164 form of a phone number; numbers without a country code use ``default_region``."""
+    candidate = raw.strip()
+    if not candidate:
+        raise InvalidIdentity("empty")
+    if len(candidate) > 64:
+        raise InvalidIdentity("too long")
+    try:
+        number = phonenumbers.parse(candidate, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidIdentity(str(exc.args[0]) if exc.args else "not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidIdentity("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_region(e164: str) -> str | None:
+    """ISO country of an E.164 number, or None when it is not geographic (e.g. +800)."""
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    return region if region and region != "001" else None
+
+
+def time_zone_for_phone(e164: str) -> str | None:
+    """The IANA zone of a number when phonenumbers names exactly one, else None."""
+    zones = phone_timezone.time_zones_for_number(phonenumbers.parse(e164))
+    if len(zones) != 1 or zones[0] == phone_timezone.UNKNOWN_TIMEZONE:
+        return None
+    return str(zones[0])

@@ -1,0 +1,128 @@
+"""Queries on contacts and identities; the only module here that builds SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from hub.contacts.models import Contact, ContactIdentity
+from hub.contacts.normalize import Identity
+
+
+async def contact_ids_for(session: AsyncSession, identities: Iterable[Identity]) -> dict[Identity, int]:
+    """Which existing contact owns each identity (identities nobody owns are absent)."""
+    pairs = list(identities)
+    if not pairs:
+        return {}
+    clause = or_(*((ContactIdentity.kind == i.kind) & (ContactIdentity.value == i.value) for i in pairs))
+    rows = await session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id).where(clause)
+    )
+    return {Identity(kind, value): contact_id for kind, value, contact_id in rows}
+
+
+async def lock_contacts(session: AsyncSession, contact_ids: Iterable[int]) -> list[Contact]:
+    """Load contacts for update, in id order so two transactions never wait on each other in a cycle."""
+    ids = sorted(set(contact_ids))
+    stmt = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id).with_for_update()
+    return list((await session.scalars(stmt.execution_options(populate_existing=True))).all())
+
+
+async def get_contact(session: AsyncSession, contact_id: int) -> Contact | None:
+    """A contact with its identities loaded."""
+    stmt = select(Contact).where(Contact.id == contact_id).options(selectinload(Contact.identities))
+    return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
+
+
+async def get_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> list[Contact]:
+    """Several contacts with identities, in the order asked."""
+    stmt = select(Contact).where(Contact.id.in_(contact_ids)).options(selectinload(Contact.identities))
+    by_id = {c.id: c for c in (await session.scalars(stmt)).all()}
+    return [by_id[i] for i in contact_ids if i in by_id]
+
+
+async def add_identities(session: AsyncSession, contact_id: int, identities: Iterable[Identity]) -> None:
+    """Attach identities to a contact (the caller holds the identity locks)."""
+    session.add_all(ContactIdentity(contact_id=contact_id, kind=i.kind, value=i.value) for i in identities)
+    await session.flush()
+
+
+async def move_identities(session: AsyncSession, from_contact: int, to_contact: int) -> list[Identity]:
+    """Re-point every identity of one contact to another; returns what moved."""
+    rows = await session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value).where(ContactIdentity.contact_id == from_contact)
+    )
+    moved = [Identity(kind, value) for kind, value in rows]
+    await session.execute(
+        update(ContactIdentity).where(ContactIdentity.contact_id == from_contact).values(contact_id=to_contact)
+    )
+    return moved
+
+
+async def repoint_merged(session: AsyncSession, absorbed_id: int, survivor_id: int) -> None:
+    """Contacts merged earlier into the absorbed one now point straight at the survivor."""
+    await session.execute(
+        update(Contact).where(Contact.merged_into_id == absorbed_id).values(merged_into_id=survivor_id)
+    )
+
+
+async def list_contacts(
+    session: AsyncSession,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    q: str | None = None,
+    source: str | None = None,
+    stage: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    owner_rep_id: int | None = None,
+) -> list[Contact]:
+    """Live (not merged) contacts, newest first, filtered; keyset-paginated on id."""
+    stmt = select(Contact).where(Contact.merged_into_id.is_(None))
+    if before_id is not None:
+        stmt = stmt.where(Contact.id < before_id)
+    for kind, value in (("email", email), ("phone", phone)):
+        if value is not None:
+            stmt = stmt.where(
+                exists().where(
+                    ContactIdentity.contact_id == Contact.id,
+                    ContactIdentity.kind == kind,
+                    ContactIdentity.value == value,
+                )
+            )
+    if q:
+        pattern = f"%{_escape_like(q.lower())}%"
+        stmt = stmt.where(
+            or_(
+                Contact.name.ilike(pattern, escape="\\"),
+                Contact.company.ilike(pattern, escape="\\"),
+                exists().where(
+                    ContactIdentity.contact_id == Contact.id,
+                    ContactIdentity.kind == "email",
+                    ContactIdentity.value.like(pattern, escape="\\"),
+                ),
+            )
+        )
+    if source is not None:
+        stmt = stmt.where(Contact.source == source)
+    if stage is not None:
+        stmt = stmt.where(Contact.stage == stage)
+    if created_after is not None:
+        stmt = stmt.where(Contact.created_at >= created_after)
+    if created_before is not None:
+        stmt = stmt.where(Contact.created_at < created_before)
+    if owner_rep_id is not None:
+        stmt = stmt.where(Contact.owner_rep_id == owner_rep_id)
+    stmt = stmt.order_by(Contact.id.desc()).limit(limit).options(selectinload(Contact.identities))
+    return list((await session.scalars(stmt)).all())
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,122 @@
+"""API shapes of contacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub.contacts.models import Contact
+from hub.contacts.service import is_time_zone
+
+
+class ContactOut(BaseModel):
+    """A contact with its identities."""
+
+    id: int
+    name: str | None
+    company: str | None
+    job_title: str | None
+    emails: list[str]
+    phones: list[str]
+    time_zone: str | None
+    time_zone_source: str | None = Field(description="explicit (given) or phone (inferred from the number)")
+    country: str | None
+    stage: str
+    owner_rep_id: int | None
+    source: str | None = Field(description="first touch, e.g. form:website or api")
+    attribution: dict[str, Any] = Field(description="first-touch UTM fields, referrer, landing page, gclid/fbclid")
+    custom_fields: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, contact: Contact) -> ContactOut:
+        """Build from a contact whose identities are loaded."""
+        return cls(
+            id=contact.id,
+            name=contact.name,
+            company=contact.company,
+            job_title=contact.job_title,
+            emails=[i.value for i in contact.identities if i.kind == "email"],
+            phones=[i.value for i in contact.identities if i.kind == "phone"],
+            time_zone=contact.time_zone,
+            time_zone_source=contact.time_zone_source,
+            country=contact.country,
+            stage=contact.stage,
+            owner_rep_id=contact.owner_rep_id,
+            source=contact.source,
+            attribution=contact.attribution,
+            custom_fields=contact.custom_fields,
+            created_at=contact.created_at,
+            updated_at=contact.updated_at,
+        )
+
+
+class ContactCreate(BaseModel):
+    """A lead entered through the API; it goes through the same pipeline as form posts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    emails: list[str] = Field(default_factory=list, max_length=20)
+    phones: list[str] = Field(default_factory=list, max_length=20)
+    name: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=200)
+    job_title: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, max_length=10_000)
+    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
+    time_zone: str | None = None
+    attribution: dict[str, str] = Field(default_factory=dict)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    external_id: str | None = Field(
+        default=None, max_length=200, description="your id for this lead; a retry with the same id changes nothing"
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_time_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin")
+        return value
+
+
+class ContactPatch(BaseModel):
+    """Fields a person may edit; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=200)
+    job_title: str | None = Field(default=None, max_length=200)
+    time_zone: str | None = None
+    stage: str | None = None
+    custom_fields: dict[str, Any] | None = Field(
+        default=None, description="merged into the current ones; a key set to null is removed"
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_time_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin")
+        return value
+
+
+class IngestAccepted(BaseModel):
+    """What a lead submission did."""
+
+    contact_id: int | None
+    event_id: int
+    contact_created: bool = False
+    duplicate: bool = False
+
+
+class MergeRequest(BaseModel):
+    """Merge another contact into this one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    other_contact_id: int

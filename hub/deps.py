@@ -1,0 +1,83 @@
+"""FastAPI dependencies shared by the API routers and the webhook edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hub.auth.service import Principal, Role, authenticate
+from hub.config import Settings
+from hub.errors import Forbidden, Unauthorized
+from hub.metrics import Metrics
+from hub.ratelimit import RateLimiter
+from hub.sealing import SecretBox
+
+
+@dataclass
+class Runtime:
+    """What the composition root built for this process; lives on ``app.state.runtime``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    secret_key: str
+    box: SecretBox
+    metrics: Metrics
+    rate_limiter: RateLimiter
+    redis: Redis | None
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The process runtime."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One session per request. Handlers commit explicitly before they answer 2xx;
+    anything not committed is rolled back when the request ends."""
+    async with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `hub apikey create`")
+
+
+async def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <API key>``."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    return await authenticate(session, credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets only the given roles through (403 otherwise)."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"role {principal.role!r} may not do this; needs {' or '.join(roles)}")
+        return principal
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]
+ManagerDep = Annotated[Principal, Depends(require_role("admin", "manager"))]
+AnyRoleDep = Annotated[Principal, Depends(require_role("admin", "manager", "rep"))]

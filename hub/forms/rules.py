@@ -1,0 +1,54 @@
+"""Pure anti-bot decisions for public forms: honeypot and minimum fill time.
+
+The fill-time token is the hub's signed timestamp: a page embeds it when it renders the
+form, and a post that arrives sooner than a person could type, or with a forged token,
+is treated as a bot. Posts without the token skip that check (the form may be static).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+HONEYPOT_FIELD = "_hub_hp"
+FILL_TOKEN_FIELD = "_hub_ts"  # noqa: S105 - a field name, not a secret
+
+
+def issue_fill_token(secret_key: str, source_slug: str, issued_at: int) -> str:
+    """``{unix_seconds}.{signature}`` bound to one form source."""
+    return f"{issued_at}.{_sign(secret_key, source_slug, issued_at)}"
+
+
+def bot_reason(
+    fields: Mapping[str, Any],
+    *,
+    secret_key: str,
+    source_slug: str,
+    now: float,
+    min_fill_seconds: float,
+) -> str | None:
+    """Why a submission looks automated, or None when it looks like a person."""
+    honeypot = fields.get(HONEYPOT_FIELD)
+    if isinstance(honeypot, str) and honeypot.strip():
+        return "honeypot"
+    token = fields.get(FILL_TOKEN_FIELD)
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        return "fill_token_invalid"
+    issued_text, _, signature = token.partition(".")
+    if not issued_text.isdigit() or not hmac.compare_digest(
+        signature, _sign(secret_key, source_slug, int(issued_text))
+    ):
+        return "fill_token_invalid"
+    # An old token is no sign of a bot (people leave tabs open), so only speed counts.
+    if now - int(issued_text) < min_fill_seconds:
+        return "filled_too_fast"
+    return None
+
+
+def _sign(secret_key: str, source_slug: str, issued_at: int) -> str:
+    message = f"fill:{source_slug}:{issued_at}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,81 @@
+"""Inbox use cases: record an inbound event once, find what an earlier delivery produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.inbox import repository
+from hub.inbox.models import InboundEvent
+
+PROCESSING = "processing"
+PROCESSED = "processed"
+SPAM = "spam"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The inbox row for an event; ``duplicate`` when an earlier delivery already stored it."""
+
+    event_id: int
+    duplicate: bool
+    existing: InboundEvent | None = None
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    source: str,
+    external_id: str,
+    kind: str,
+    status: str,
+    payload: dict[str, Any],
+    spam_reason: str | None = None,
+) -> Recorded:
+    """Store an event under its unique ``(source, external_id)``; a redelivery returns the first row."""
+    event_id = await repository.insert_if_absent(
+        session,
+        {
+            "source": source,
+            "external_id": external_id,
+            "kind": kind,
+            "status": status,
+            "spam_reason": spam_reason,
+            "payload": payload,
+            "received_at": clock.now(),
+        },
+    )
+    if event_id is not None:
+        return Recorded(event_id=event_id, duplicate=False)
+    existing = await repository.find(session, source, external_id)
+    if existing is None:  # pragma: no cover - the conflicting row cannot vanish inside our transaction
+        raise RuntimeError(f"inbox conflict on {source}/{external_id} but no row found")
+    return Recorded(event_id=existing.id, duplicate=True, existing=existing)
+
+
+async def mark_processed(session: AsyncSession, event_id: int, *, contact_id: int, timeline_entry_id: int) -> None:
+    """Link the event to what it produced."""
+    event = await repository.get(session, event_id)
+    if event is None:  # pragma: no cover - inserted in this very transaction
+        raise RuntimeError(f"inbox event {event_id} vanished")
+    event.status = PROCESSED
+    event.contact_id = contact_id
+    event.timeline_entry_id = timeline_entry_id
+    await session.flush()
+
+
+async def list_spam(
+    session: AsyncSession, *, limit: int, before_id: int | None = None, source: str | None = None
+) -> list[InboundEvent]:
+    """Bot submissions kept for review, newest first."""
+    return await repository.list_by_status(session, SPAM, limit=limit, before_id=before_id, source=source)
+
+
+async def prune_spam(session: AsyncSession, *, retention_days: int) -> int:
+    """Forget bot submissions older than the retention period."""
+    cutoff = clock.now() - timedelta(days=retention_days)
+    return await repository.delete_older_than(session, SPAM, cutoff)

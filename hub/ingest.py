@@ -1,0 +1,181 @@
+"""The one ingest pipeline: an inbound event becomes inbox row, contact and timeline entry.
+
+Everything here runs in the caller's transaction; the caller commits, and only then
+answers the provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.contacts import service as contacts
+from hub.contacts.normalize import Identity, InvalidIdentity, normalize_email, normalize_phone
+from hub.errors import UnprocessableInput
+from hub.events import FormSubmitted
+from hub.inbox import service as inbox
+from hub.timeline import service as timeline
+
+FORM_SUBMISSION = "form_submission"
+
+
+@dataclass(frozen=True)
+class InvalidValue:
+    """A submitted value that is not a usable identity, kept verbatim and flagged."""
+
+    field: str
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What one submission did."""
+
+    event_id: int
+    contact_id: int | None
+    timeline_entry_id: int | None
+    contact_created: bool = False
+    duplicate: bool = False
+    spam: bool = False
+    absorbed_contact_ids: list[int] = field(default_factory=list)
+    invalid: list[InvalidValue] = field(default_factory=list)
+
+
+def normalize_identities(event: FormSubmitted, default_region: str) -> tuple[list[Identity], list[InvalidValue]]:
+    """Usable identities of a submission, and the values that were not usable."""
+    identities: list[Identity] = []
+    invalid: list[InvalidValue] = []
+    for raw in event.emails:
+        try:
+            identities.append(Identity("email", normalize_email(raw.value)))
+        except InvalidIdentity as exc:
+            invalid.append(InvalidValue(raw.field, raw.value, exc.reason))
+    for raw in event.phones:
+        try:
+            identities.append(Identity("phone", normalize_phone(raw.value, default_region)))
+        except InvalidIdentity as exc:
+            invalid.append(InvalidValue(raw.field, raw.value, exc.reason))
+    return list(dict.fromkeys(identities)), invalid
+
+
+def require_identity(identities: list[Identity], invalid: list[InvalidValue]) -> None:
+    """Refuse a submission with no usable email and no usable phone, naming the fields."""
+    if identities:
+        return
+    if invalid:
+        detail = "; ".join(f"{v.field}: {v.reason}" for v in invalid)
+        raise UnprocessableInput(f"no usable email or phone ({detail})", field=",".join(v.field for v in invalid))
+    raise UnprocessableInput("an email or a phone number is required", field="email,phone")
+
+
+async def ingest_form_submission(session: AsyncSession, event: FormSubmitted, *, default_region: str) -> IngestOutcome:
+    """Record a lead form submission on its contact's timeline, exactly once per external id."""
+    identities, invalid = normalize_identities(event, default_region)
+    require_identity(identities, invalid)
+    recorded = await inbox.record(
+        session,
+        source=event.source,
+        external_id=event.external_id,
+        kind=FORM_SUBMISSION,
+        status=inbox.PROCESSING,
+        payload=_payload(event),
+    )
+    if recorded.duplicate:
+        return await _earlier_outcome(session, recorded)
+    resolution = await contacts.resolve_contact(
+        session,
+        identities,
+        contacts.Profile(
+            name=event.name,
+            company=event.company,
+            job_title=event.job_title,
+            country=event.country,
+            time_zone=event.time_zone,
+            custom_fields=event.custom_fields,
+        ),
+        source=event.source,
+        attribution=event.attribution,
+        merge_reason=f"a submission from {event.source} carried identities of several contacts",
+    )
+    entry = await timeline.append(
+        session,
+        contact_id=resolution.contact.id,
+        kind=FORM_SUBMISSION,
+        source=event.source,
+        external_id=event.external_id,
+        occurred_at=event.occurred_at,
+        data=_entry_data(event, identities, invalid),
+    )
+    await inbox.mark_processed(session, recorded.event_id, contact_id=resolution.contact.id, timeline_entry_id=entry.id)
+    return IngestOutcome(
+        event_id=recorded.event_id,
+        contact_id=resolution.contact.id,
+        timeline_entry_id=entry.id,
+        contact_created=resolution.created,
+        absorbed_contact_ids=resolution.absorbed_ids,
+        invalid=invalid,
+    )
+
+
+async def record_spam(session: AsyncSession, event: FormSubmitted, *, reason: str) -> IngestOutcome:
+    """Keep a bot submission for review; it never becomes a lead."""
+    recorded = await inbox.record(
+        session,
+        source=event.source,
+        external_id=event.external_id,
+        kind=FORM_SUBMISSION,
+        status=inbox.SPAM,
+        spam_reason=reason,
+        payload=_payload(event),
+    )
+    return IngestOutcome(
+        event_id=recorded.event_id, contact_id=None, timeline_entry_id=None, spam=True, duplicate=recorded.duplicate
+    )
+
+
+async def _earlier_outcome(session: AsyncSession, recorded: inbox.Recorded) -> IngestOutcome:
+    earlier = recorded.existing
+    assert earlier is not None
+    contact_id = await contacts.survivor_id(session, earlier.contact_id) if earlier.contact_id else None
+    return IngestOutcome(
+        event_id=earlier.id,
+        contact_id=contact_id,
+        timeline_entry_id=earlier.timeline_entry_id,
+        duplicate=True,
+        spam=earlier.status == inbox.SPAM,
+    )
+
+
+def _payload(event: FormSubmitted) -> dict[str, Any]:
+    return {
+        "emails": [r.value for r in event.emails],
+        "phones": [r.value for r in event.phones],
+        "name": event.name,
+        "company": event.company,
+        "message": event.message,
+        "fields": event.fields,
+        "attribution": event.attribution,
+        "client": event.client,
+        "occurred_at": event.occurred_at.isoformat(),
+    }
+
+
+def _entry_data(event: FormSubmitted, identities: list[Identity], invalid: list[InvalidValue]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "emails": [i.value for i in identities if i.kind == "email"],
+        "phones": [i.value for i in identities if i.kind == "phone"],
+        "name": event.name,
+        "company": event.company,
+        "job_title": event.job_title,
+        "message": event.message,
+        "fields": event.fields,
+        "attribution": event.attribution,
+        "client": event.client,
+        "tags": list(event.tags),
+    }
+    if invalid:
+        data["invalid"] = [{"field": v.field, "value": v.value, "reason": v.reason} for v in invalid]
+    return {k: v for k, v in data.items() if v not in (None, {}, [])}

@@ -1,0 +1,61 @@
+"""Fixed-window rate limits: in process memory (embedded mode) or in Redis (shared by API processes)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+class RateLimiter(Protocol):
+    """Counts hits per key; ``hit`` returns seconds to wait when the key is over its limit."""
+
+    async def hit(self, key: str, *, limit: int, window_seconds: int) -> int | None:
+        """Record a hit; None if allowed, else the Retry-After in seconds."""
+        ...
+
+
+class MemoryRateLimiter:
+    """Per-process windows; enough for the single embedded process."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._windows: dict[str, tuple[int, int]] = {}
+        self._max_keys = max_keys
+
+    async def hit(self, key: str, *, limit: int, window_seconds: int) -> int | None:
+        now = time.time()
+        window = int(now // window_seconds)
+        start, count = self._windows.get(key, (window, 0))
+        if start != window:
+            count = 0
+        count += 1
+        if len(self._windows) >= self._max_keys and key not in self._windows:
+            self._forget_old(window)
+        self._windows[key] = (window, count)
+        if count > limit:
+            return max(1, math.ceil((window + 1) * window_seconds - now))
+        return None
+
+    def _forget_old(self, current_window: int) -> None:
+        self._windows = {k: v for k, v in self._windows.items() if v[0] == current_window}
+
+
+class RedisRateLimiter:
+    """Windows in Redis, so every API process behind a load balancer shares the count."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def hit(self, key: str, *, limit: int, window_seconds: int) -> int | None:
+        now = time.time()
+        window = int(now // window_seconds)
+        redis_key = f"hub:rl:{key}:{window}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, window_seconds + 1)
+            count, _ = await pipe.execute()
+        if int(count) > limit:
+            return max(1, math.ceil((window + 1) * window_seconds - now))
+        return None

@@ -1,0 +1,58 @@
+"""Queries on timeline entries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import UtcDateTime
+from hub.timeline.models import TimelineEntry
+
+
+async def insert_entry(session: AsyncSession, entry: TimelineEntry) -> TimelineEntry:
+    """Add an entry and flush so it has an id."""
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def find_by_external_id(session: AsyncSession, source: str, external_id: str) -> TimelineEntry | None:
+    """The entry a provider event already produced, if any."""
+    stmt = select(TimelineEntry).where(TimelineEntry.source == source, TimelineEntry.external_id == external_id)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def move_entries(session: AsyncSession, from_contact: int, to_contact: int) -> int:
+    """Re-point a contact's entries to another contact (merge); returns how many moved."""
+    count = await session.scalar(
+        select(func.count()).select_from(TimelineEntry).where(TimelineEntry.contact_id == from_contact)
+    )
+    await session.execute(
+        update(TimelineEntry).where(TimelineEntry.contact_id == from_contact).values(contact_id=to_contact)
+    )
+    return int(count or 0)
+
+
+async def newest_entries(
+    session: AsyncSession,
+    contact_id: int,
+    *,
+    limit: int,
+    kinds: list[str] | None = None,
+    before: tuple[datetime, int] | None = None,
+) -> list[TimelineEntry]:
+    """Newest first; ``before`` is the (occurred_at, id) of the last entry already seen."""
+    stmt: Any = select(TimelineEntry).where(TimelineEntry.contact_id == contact_id)
+    if kinds:
+        stmt = stmt.where(TimelineEntry.kind.in_(kinds))
+    if before is not None:
+        occurred_at, entry_id = before
+        stmt = stmt.where(
+            tuple_(TimelineEntry.occurred_at, TimelineEntry.id)
+            < tuple_(literal(occurred_at, UtcDateTime()), literal(entry_id))
+        )
+    stmt = stmt.order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())

@@ -1,0 +1,103 @@
+"""The worker's composition root: arq settings for ``hub worker`` and the embedded runner.
+
+Embedded mode (no HUB_REDIS_URL) runs the periodic jobs as an asyncio task inside
+``hub serve``; scale-out mode runs them in any number of ``hub worker`` processes,
+where arq's ``unique`` cron keeps one run per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, cast
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.typing import WorkerCoroutine
+from arq.worker import Worker
+
+from hub.config import Settings
+from hub.db import create_engine, create_sessionmaker
+from hub.jobs import PERIODIC_JOBS, JobContext, PeriodicJob
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedWorker:
+    """Runs periodic jobs inside the API process; one failing job never stops the others."""
+
+    def __init__(self, ctx: JobContext, jobs: tuple[PeriodicJob, ...] = PERIODIC_JOBS, tick_seconds: float = 1.0):
+        self._ctx = ctx
+        self._jobs = jobs
+        self._tick = tick_seconds
+        self._last_run: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin ticking in the background."""
+        self._task = asyncio.create_task(self._loop(), name="hub-embedded-worker")
+
+    async def stop(self) -> None:
+        """Cancel the loop and wait until the job that was running (if any) has ended."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run_due(self) -> list[str]:
+        """Run every job whose interval has passed; returns the names that ran."""
+        ran = []
+        now = time.monotonic()
+        for job in self._jobs:
+            last = self._last_run.get(job.name)
+            if last is not None and now - last < job.every.total_seconds():
+                continue
+            self._last_run[job.name] = now
+            try:
+                await job.func(self._ctx)
+            except Exception:
+                log.exception("embedded job %s failed", job.name)
+            ran.append(job.name)
+        return ran
+
+    async def _loop(self) -> None:
+        while True:
+            await self.run_due()
+            await asyncio.sleep(self._tick)
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq connection settings from HUB_REDIS_URL."""
+    return RedisSettings.from_dsn(url)
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    """An arq Worker with the hub's jobs; ``hub worker`` runs it, tests run it in burst mode."""
+    if not settings.redis_url:
+        raise ValueError("HUB_REDIS_URL is not set; without it `hub serve` runs the embedded worker")
+
+    async def on_startup(ctx: JobContext) -> None:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        ctx.update(engine=engine, sessions=create_sessionmaker(engine), settings=settings)
+
+    async def on_shutdown(ctx: JobContext) -> None:
+        if "engine" in ctx:
+            await ctx["engine"].dispose()
+
+    options: dict[str, Any] = {
+        "functions": [job.func for job in PERIODIC_JOBS],
+        "cron_jobs": [
+            cron(cast(WorkerCoroutine, job.func), minute=job.minute, unique=True, name=f"cron:{job.name}")
+            for job in PERIODIC_JOBS
+        ],
+        "redis_settings": redis_settings(settings.redis_url),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "handle_signals": True,
+        "max_jobs": 10,
+        "job_timeout": 300,
+    }
+    options.update(overrides)
+    return Worker(**options)

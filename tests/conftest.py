@@ -1,0 +1,212 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, real Redis, the app over ASGI.
+
+PostgreSQL and Redis tests skip with a reason when the service is unreachable, except
+under CI=true, where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from hub.app import create_app
+from hub.auth import service as auth
+from hub.config import Settings
+from hub.db import create_engine, create_sessionmaker, session_scope
+from hub.deps import Runtime
+from hub.forms import service as forms
+from hub.forms.schemas import SourceCreate
+from hub.migrate import upgrade
+from hub.models import Base
+from hub.sealing import SecretBox
+
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    """Skip (or, in CI, fail) when a backing service is not reachable."""
+    if _reachable(url, default_port):
+        return
+    message = f"{name} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must run the {name} tests")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    require_service("PostgreSQL", PG_URL, 5432)
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    admin_url = make_url(PG_URL)
+
+    async def admin(sql: str) -> None:
+        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is much faster)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+async def _truncate_all(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """An empty, migrated database: a SQLite file, or the session's PostgreSQL database truncated."""
+    if request.param == "sqlite":
+        path = tmp_path / "hub.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("pg_database")
+    asyncio.run(_truncate_all(url))
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """An empty, migrated SQLite database (for tests that need only one backend)."""
+    path = tmp_path / "hub.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A reachable Redis (a test-only database number), flushed before use."""
+    require_service("Redis", REDIS_URL, 6379)
+    return REDIS_URL
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: fixed secret key, no Redis unless asked, generous rate limits."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "secret_key": TEST_SECRET_KEY,
+        "public_url": "https://hub.example.test",
+        "default_region": "US",
+        "form_rate_per_ip": 10_000,
+        "form_rate_per_source": 10_000,
+        "redis_url": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Hub:
+    """A running app (over ASGI) with helpers to set up sources and keys."""
+
+    client: httpx.AsyncClient
+    runtime: Runtime
+    admin_key: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def session(self) -> Any:
+        """A unit of work on the app's database (commits on exit)."""
+        return session_scope(self.runtime.sessions)
+
+    async def create_source(self, **spec: Any) -> forms.CreatedSource:
+        async with self.session() as session:
+            return await forms.create_source(session, SourceCreate(**spec), self.runtime.box)
+
+    async def create_key(self, role: str, rep_id: int | None = None) -> str:
+        async with self.session() as session:
+            _, key = await auth.create_key(session, name=f"{role} key", role=role, rep_id=rep_id)
+        return key
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin_key}"}
+
+
+async def start_hub(settings: Settings) -> AsyncIterator[Hub]:
+    """Run the app's lifespan and yield a client bound to it."""
+    app = create_app(settings, embedded_worker=False)
+    async with app.router.lifespan_context(app):
+        runtime: Runtime = app.state.runtime
+        async with session_scope(runtime.sessions) as session:
+            _, admin_key = await auth.create_key(session, name="test admin", role="admin")
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://hub.example.test") as client:
+            yield Hub(client=client, runtime=runtime, admin_key=admin_key)
+
+
+@pytest.fixture
+async def hub(database_url: str) -> AsyncIterator[Hub]:
+    """The app on each database backend."""
+    async for running in start_hub(make_settings(database_url)):
+        yield running
+
+
+@pytest.fixture
+async def sqlite_hub(sqlite_url: str) -> AsyncIterator[Hub]:
+    """The app on SQLite only (behaviour that does not depend on the backend)."""
+    async for running in start_hub(make_settings(sqlite_url)):
+        yield running
+
+
+@pytest.fixture
+async def db_session(database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session on each backend, for service-level tests; the caller commits."""
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox(TEST_SECRET_KEY)

@@ -1,0 +1,345 @@
+"""The contacts and timeline REST API: auth, roles, filters, pagination, edits, notes, merges."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from hub.contacts.models import Contact
+from tests.conftest import Hub
+
+
+async def post_lead(hub: Hub, **body: object) -> int:
+    response = await hub.client.post("/api/contacts", json=body, headers=hub.auth())
+    assert response.status_code in (200, 201), response.text
+    contact_id: int = response.json()["contact_id"]
+    return contact_id
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing API key"),
+        ({"Authorization": "Bearer nonsense"}, "malformed"),
+        ({"Authorization": "Bearer hub_deadbeef_notarealkey"}, "not valid"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "missing API key"),
+    ],
+)
+async def test_requests_without_a_valid_key_are_401(sqlite_hub: Hub, headers: dict, message: str) -> None:
+    response = await sqlite_hub.client.get("/api/contacts", headers=headers)
+    assert response.status_code == 401
+    assert message in response.json()["message"]
+
+
+async def test_revoked_key_is_refused(sqlite_hub: Hub) -> None:
+    from hub.auth import service as auth
+
+    key = await sqlite_hub.create_key("manager")
+    assert (await sqlite_hub.client.get("/api/contacts", headers=sqlite_hub.auth(key))).status_code == 200
+    async with sqlite_hub.session() as session:
+        [*_, created] = await auth.list_keys(session)
+        await auth.revoke_key(session, created.id)
+    response = await sqlite_hub.client.get("/api/contacts", headers=sqlite_hub.auth(key))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["message"]
+
+
+async def test_keys_are_stored_hashed(sqlite_hub: Hub) -> None:
+    from hub.auth import service as auth
+
+    key = await sqlite_hub.create_key("admin")
+    async with sqlite_hub.session() as session:
+        stored = await auth.list_keys(session)
+    assert all(key not in (k.key_hash, k.prefix, k.name) for k in stored)
+    assert all(len(k.key_hash) == 64 for k in stored)
+
+
+async def test_roles_are_enforced_with_403(sqlite_hub: Hub) -> None:
+    rep = await sqlite_hub.create_key("rep", rep_id=7)
+    manager = await sqlite_hub.create_key("manager")
+    new_source = {"slug": "partner", "name": "Partner"}
+    assert (
+        await sqlite_hub.client.post("/api/sources", json=new_source, headers=sqlite_hub.auth(rep))
+    ).status_code == 403
+    denied = await sqlite_hub.client.post("/api/sources", json=new_source, headers=sqlite_hub.auth(manager))
+    assert denied.status_code == 403
+    assert "admin" in denied.json()["message"]
+    assert (await sqlite_hub.client.get("/api/spam", headers=sqlite_hub.auth(rep))).status_code == 403
+    assert (await sqlite_hub.client.get("/api/spam", headers=sqlite_hub.auth(manager))).status_code == 200
+    created = await sqlite_hub.client.post("/api/sources", json=new_source, headers=sqlite_hub.auth())
+    assert created.status_code == 201
+
+
+async def test_rep_sees_only_own_leads(sqlite_hub: Hub) -> None:
+    rep_key = await sqlite_hub.create_key("rep", rep_id=7)
+    mine = await post_lead(sqlite_hub, email="mine@example.com")
+    theirs = await post_lead(sqlite_hub, email="theirs@example.com")
+    async with sqlite_hub.session() as session:
+        await session.execute(update(Contact).where(Contact.id == mine).values(owner_rep_id=7))
+        await session.execute(update(Contact).where(Contact.id == theirs).values(owner_rep_id=8))
+    listed = (await sqlite_hub.client.get("/api/contacts", headers=sqlite_hub.auth(rep_key))).json()["items"]
+    assert [c["id"] for c in listed] == [mine]
+    assert (await sqlite_hub.client.get(f"/api/contacts/{theirs}", headers=sqlite_hub.auth(rep_key))).status_code == 404
+    assert (
+        await sqlite_hub.client.get(f"/api/contacts/{theirs}/timeline", headers=sqlite_hub.auth(rep_key))
+    ).status_code == 404
+    note = await sqlite_hub.client.post(
+        f"/api/contacts/{mine}/notes", json={"body": "called"}, headers=sqlite_hub.auth(rep_key)
+    )
+    assert note.status_code == 201
+    # A lead a rep enters is theirs.
+    created = await sqlite_hub.client.post(
+        "/api/contacts", json={"email": "walkin@example.com"}, headers=sqlite_hub.auth(rep_key)
+    )
+    got = await sqlite_hub.client.get(f"/api/contacts/{created.json()['contact_id']}", headers=sqlite_hub.auth(rep_key))
+    assert got.json()["owner_rep_id"] == 7
+
+
+async def test_create_contact_through_pipeline_is_idempotent(hub: Hub) -> None:
+    body = {
+        "email": "api@example.com",
+        "name": "Api Lead",
+        "custom_fields": {"plan": "pro"},
+        "attribution": {"utm_source": "partner"},
+        "external_id": "erp-42",
+    }
+    first = await hub.client.post("/api/contacts", json=body, headers=hub.auth())
+    assert first.status_code == 201
+    assert first.headers["location"] == f"/api/contacts/{first.json()['contact_id']}"
+    again = await hub.client.post("/api/contacts", json=body, headers=hub.auth())
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    assert again.json()["contact_id"] == first.json()["contact_id"]
+    contact = (await hub.client.get(f"/api/contacts/{first.json()['contact_id']}", headers=hub.auth())).json()
+    assert contact["source"] == "api"
+    assert contact["custom_fields"] == {"plan": "pro"}
+    timeline = (await hub.client.get(f"/api/contacts/{contact['id']}/timeline", headers=hub.auth())).json()["items"]
+    assert len(timeline) == 1
+    assert timeline[0]["source"] == "api"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x"}, "email,phone"),
+        ({"email": "a@example.com", "time_zone": "Mars/Base"}, "time_zone"),
+        ({"email": "a@example.com", "unexpected": 1}, "unexpected"),
+        ({"email": "a@example.com", "country": "Germany"}, "country"),
+        ({"email": "a@example.com", "attribution": {"utm_nope": "x"}}, "attribution"),
+    ],
+)
+async def test_create_contact_rejects_bad_input(sqlite_hub: Hub, body: dict, field: str) -> None:
+    response = await sqlite_hub.client.post("/api/contacts", json=body, headers=sqlite_hub.auth())
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+    assert (await sqlite_hub.client.get("/api/contacts", headers=sqlite_hub.auth())).json()["items"] == []
+
+
+async def test_list_filters(hub: Hub) -> None:
+    ada = await post_lead(hub, email="ada@example.com", name="Ada Lovelace", company="Analytical Engines")
+    bob = await post_lead(hub, phone="+1 212 555 1234", name="Bob", company="Acme")
+    await hub.client.patch(f"/api/contacts/{bob}", json={"stage": "qualified"}, headers=hub.auth())
+    await hub.client.post("/webhooks/forms/nowhere", json={"email": "x@example.com"})
+
+    async def ids(**params: str) -> list[int]:
+        response = await hub.client.get("/api/contacts", params=params, headers=hub.auth())
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["items"]]
+
+    assert await ids() == [bob, ada]
+    assert await ids(email="ADA@example.com") == [ada]
+    assert await ids(phone="(212) 555-1234") == [bob]
+    assert await ids(q="analyt") == [ada]
+    assert await ids(q="acme") == [bob]
+    assert await ids(q="ada@") == [ada]
+    assert await ids(q="%") == []
+    assert await ids(stage="qualified") == [bob]
+    assert await ids(source="api") == [bob, ada]
+    assert await ids(created_after="2000-01-01T00:00:00") == [bob, ada]
+    assert await ids(created_before="2000-01-01T00:00:00Z") == []
+    bad = await hub.client.get("/api/contacts", params={"email": "nope"}, headers=hub.auth())
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "email"
+
+
+async def test_cursor_pagination_walks_every_contact_once(hub: Hub) -> None:
+    created = [await post_lead(hub, email=f"p{n}@example.com") for n in range(7)]
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params = {"limit": "3"} | ({"cursor": cursor} if cursor else {})
+        page = (await hub.client.get("/api/contacts", params=params, headers=hub.auth())).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(created, reverse=True)
+    junk = await hub.client.get("/api/contacts", params={"cursor": "!!!"}, headers=hub.auth())
+    assert junk.status_code == 400
+    assert junk.json()["field"] == "cursor"
+
+
+async def test_timeline_newest_first_with_kind_filter_and_pagination(hub: Hub) -> None:
+    contact = await post_lead(hub, email="t@example.com")
+    for n in range(5):
+        await hub.client.post(f"/api/contacts/{contact}/notes", json={"body": f"note {n}"}, headers=hub.auth())
+    await hub.client.patch(f"/api/contacts/{contact}", json={"stage": "contacted"}, headers=hub.auth())
+    url = f"/api/contacts/{contact}/timeline"
+    everything = (await hub.client.get(url, headers=hub.auth())).json()["items"]
+    assert [e["kind"] for e in everything] == ["stage_changed", *["note"] * 5, "form_submission"]
+    assert everything[0]["data"] == {"from": "new", "to": "contacted", "by": "test admin"}
+    notes = (await hub.client.get(url, params={"kind": "note"}, headers=hub.auth())).json()["items"]
+    assert [e["data"]["body"] for e in notes] == [f"note {n}" for n in reversed(range(5))]
+    walked, cursor = [], None
+    while True:
+        params = {"limit": "2"} | ({"cursor": cursor} if cursor else {})
+        page = (await hub.client.get(url, params=params, headers=hub.auth())).json()
+        walked += [e["id"] for e in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert walked == [e["id"] for e in everything]
+
+
+async def test_patch_edits_fields_and_validates(hub: Hub) -> None:
+    contact = await post_lead(hub, email="edit@example.com", custom_fields={"a": 1, "b": 2})
+    response = await hub.client.patch(
+        f"/api/contacts/{contact}",
+        json={"name": "Edited", "company": "NewCo", "time_zone": "Europe/Berlin", "custom_fields": {"b": None, "c": 3}},
+        headers=hub.auth(),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["name"], body["company"], body["time_zone"], body["time_zone_source"]) == (
+        "Edited",
+        "NewCo",
+        "Europe/Berlin",
+        "explicit",
+    )
+    assert body["custom_fields"] == {"a": 1, "c": 3}
+    for bad, field in (
+        ({"stage": "bogus"}, "stage"),
+        ({"time_zone": "Nowhere/City"}, "time_zone"),
+        ({"stage": None}, "stage"),
+        ({"owner_rep_id": 3}, "owner_rep_id"),
+    ):
+        refused = await hub.client.patch(f"/api/contacts/{contact}", json=bad, headers=hub.auth())
+        assert refused.status_code == 422, bad
+        assert refused.json()["field"] == field
+    assert (await hub.client.patch("/api/contacts/999999", json={"name": "x"}, headers=hub.auth())).status_code == 404
+
+
+async def test_notes_validate_body(sqlite_hub: Hub) -> None:
+    contact = await post_lead(sqlite_hub, email="n@example.com")
+    response = await sqlite_hub.client.post(
+        f"/api/contacts/{contact}/notes", json={"body": ""}, headers=sqlite_hub.auth()
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "body"
+
+
+async def test_manual_merge_moves_everything_and_redirects(hub: Hub) -> None:
+    keep = await post_lead(hub, email="keep@example.com")
+    gone = await post_lead(hub, phone="+14155550111", name="Phone Person")
+    await hub.client.post(f"/api/contacts/{gone}/notes", json={"body": "on the phone"}, headers=hub.auth())
+    merged = await hub.client.post(f"/api/contacts/{keep}/merge", json={"other_contact_id": gone}, headers=hub.auth())
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["phones"] == ["+14155550111"]
+    assert merged.json()["name"] == "Phone Person"
+    kinds = [
+        e["kind"] for e in (await hub.client.get(f"/api/contacts/{keep}/timeline", headers=hub.auth())).json()["items"]
+    ]
+    assert sorted(kinds) == ["contact_merged", "form_submission", "form_submission", "note"]
+    patch = await hub.client.patch(f"/api/contacts/{gone}", json={"name": "x"}, headers=hub.auth())
+    assert patch.status_code == 308
+    assert patch.headers["location"] == f"/api/contacts/{keep}"
+    again = await hub.client.post(f"/api/contacts/{keep}/merge", json={"other_contact_id": gone}, headers=hub.auth())
+    assert again.status_code == 422
+    itself = await hub.client.post(f"/api/contacts/{keep}/merge", json={"other_contact_id": keep}, headers=hub.auth())
+    assert itself.status_code == 422
+    # A form post with the absorbed contact's phone lands on the survivor.
+    later = await hub.client.post("/api/contacts", json={"phone": "+14155550111"}, headers=hub.auth())
+    assert later.json()["contact_id"] == keep
+
+
+async def test_merge_chains_point_to_the_final_survivor(sqlite_hub: Hub) -> None:
+    a = await post_lead(sqlite_hub, email="a@example.com")
+    b = await post_lead(sqlite_hub, email="b@example.com")
+    c = await post_lead(sqlite_hub, email="c@example.com")
+    await sqlite_hub.client.post(f"/api/contacts/{b}/merge", json={"other_contact_id": c}, headers=sqlite_hub.auth())
+    await sqlite_hub.client.post(f"/api/contacts/{a}/merge", json={"other_contact_id": b}, headers=sqlite_hub.auth())
+    for absorbed in (b, c):
+        response = await sqlite_hub.client.get(f"/api/contacts/{absorbed}", headers=sqlite_hub.auth())
+        assert response.status_code == 308
+        assert response.headers["location"] == f"/api/contacts/{a}"
+
+
+async def test_sources_api_creates_signed_source_and_hides_secret(hub: Hub) -> None:
+    created = await hub.client.post(
+        "/api/sources",
+        json={
+            "slug": "partner-a",
+            "name": "Partner A",
+            "signed": True,
+            "allowed_origins": ["https://Shop.Example.com/"],
+            "field_mapping": {"work_mail": "email", "plan": "custom.plan"},
+            "tags": ["partner"],
+        },
+        headers=hub.auth(),
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["secret"].startswith("whsec_")
+    assert body["form_url"] == "https://hub.example.test/webhooks/forms/partner-a"
+    assert body["allowed_origins"] == ["https://shop.example.com"]
+    listed = (await hub.client.get("/api/sources", headers=hub.auth())).json()
+    assert [s["slug"] for s in listed] == ["partner-a"]
+    assert "secret" not in listed[0]
+    assert listed[0]["signed"] is True
+    duplicate = await hub.client.post("/api/sources", json={"slug": "partner-a", "name": "again"}, headers=hub.auth())
+    assert duplicate.status_code == 409
+    assert duplicate.json()["field"] == "slug"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"slug": "Bad Slug", "name": "x"}, "slug"),
+        ({"slug": "ok", "name": "x", "allowed_origins": ["not a url"]}, "allowed_origins"),
+        ({"slug": "ok", "name": "x", "field_mapping": {"a": "password"}}, "field_mapping"),
+        ({"slug": "ok", "name": "x", "kind": "typeform"}, "secret"),
+        ({"slug": "ok", "name": "x", "kind": "carrier-pigeon"}, "kind"),
+        ({"slug": "ok", "name": "x", "thank_you_url": "javascript:alert(1)"}, "thank_you_url"),
+        ({"slug": "ok", "name": "x", "signed": True, "secret": "plainsecret"}, "secret"),
+    ],
+)
+async def test_sources_api_rejects_bad_input(sqlite_hub: Hub, body: dict, field: str) -> None:
+    response = await sqlite_hub.client.post("/api/sources", json=body, headers=sqlite_hub.auth())
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert (await sqlite_hub.client.get("/api/sources", headers=sqlite_hub.auth())).json() == []
+
+
+async def test_me_and_openapi(sqlite_hub: Hub) -> None:
+    me = (await sqlite_hub.client.get("/api/me", headers=sqlite_hub.auth())).json()
+    assert me["role"] == "admin"
+    spec = (await sqlite_hub.client.get("/openapi.json")).json()
+    for path in (
+        "/api/contacts",
+        "/api/contacts/{contact_id}",
+        "/api/contacts/{contact_id}/timeline",
+        "/api/contacts/{contact_id}/notes",
+        "/api/sources",
+        "/api/spam",
+        "/webhooks/forms/{source_slug}",
+    ):
+        assert path in spec["paths"], path
+    docs = await sqlite_hub.client.get("/docs")
+    assert docs.status_code == 200
+
+
+async def test_unknown_route_and_method_answer_json(sqlite_hub: Hub) -> None:
+    missing = await sqlite_hub.client.get("/api/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["message"]
+    wrong = await sqlite_hub.client.delete("/api/contacts", headers=sqlite_hub.auth())
+    assert wrong.status_code == 405

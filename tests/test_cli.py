@@ -1,0 +1,134 @@
+"""The `hub` command as an operator uses it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hub import cli
+from hub.auth import service as auth
+from hub.db import create_engine, create_sessionmaker
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path}/cli.db"
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    monkeypatch.setenv("HUB_SECRET_KEY", "cli-test-secret")
+    monkeypatch.setenv("HUB_PUBLIC_URL", "https://crm.example.com")
+    monkeypatch.delenv("HUB_REDIS_URL", raising=False)
+    return url
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(cli.app, list(args))
+    return result
+
+
+def authenticate(url: str, key: str) -> auth.Principal:
+    async def check() -> auth.Principal:
+        engine = create_engine(url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await auth.authenticate(session, key)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(check())
+
+
+def test_migrate_then_apikey_lifecycle(env: str) -> None:
+    assert run("migrate").exit_code == 0
+    created = run("apikey", "create", "--name", "Zapier", "--role", "manager")
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("hub_")
+    assert authenticate(env, key).role == "manager"
+
+    rep = run("apikey", "create", "--name", "Rita", "--role", "rep", "--rep", "12")
+    assert authenticate(env, rep.stdout.strip().splitlines()[-1]).rep_id == 12
+
+    listed = run("apikey", "list")
+    assert "Zapier" in listed.stdout
+    assert key not in listed.stdout
+
+    assert run("apikey", "revoke", "1").exit_code == 0
+    with pytest.raises(Exception, match="revoked"):
+        authenticate(env, key)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--name", "x", "--role", "owner"), "role must be one of"),
+        (("--name", "x", "--role", "rep"), "needs the rep"),
+    ],
+)
+def test_apikey_create_refuses_bad_input(env: str, args: tuple[str, ...], message: str) -> None:
+    run("migrate")
+    result = run("apikey", "create", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_source_create_and_list(env: str) -> None:
+    run("migrate")
+    signed = run(
+        "source",
+        "create",
+        "--slug",
+        "partner",
+        "--name",
+        "Partner",
+        "--signed",
+        "--tag",
+        "b2b",
+        "--map",
+        "work_mail=email",
+        "--origin",
+        "https://www.example.com",
+    )
+    assert signed.exit_code == 0, signed.output
+    assert signed.stdout.strip().splitlines()[-1].startswith("whsec_")
+    typeform = run(
+        "source", "create", "--slug", "demo", "--name", "Demo", "--kind", "typeform", "--secret", "tfsecret1"
+    )
+    assert typeform.exit_code == 0, typeform.output
+    listed = run("source", "list")
+    assert "partner" in listed.stdout
+    assert "typeform" in listed.stdout
+    duplicate = run("source", "create", "--slug", "partner", "--name", "Again")
+    assert duplicate.exit_code == 2
+    assert "already exists" in duplicate.output
+    bad_map = run("source", "create", "--slug", "x", "--name", "X", "--map", "nonsense")
+    assert bad_map.exit_code == 2
+
+
+def test_serve_first_start_prints_admin_key_once(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    started: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(options))
+    run("migrate")
+    first = run("serve", "--port", "8123")
+    assert first.exit_code == 0, first.output
+    assert started[0]["port"] == 8123
+    key_lines = [line.strip() for line in first.stdout.splitlines() if line.strip().startswith("hub_")]
+    assert len(key_lines) == 1
+    assert authenticate(env, key_lines[0]).role == "admin"
+    assert "https://crm.example.com/webhooks/forms/website" in first.stdout
+    assert "https://crm.example.com/docs" in first.stdout
+
+    second = run("serve")
+    assert not [line for line in second.stdout.splitlines() if line.strip().startswith("hub_")]
+    assert "https://crm.example.com/webhooks/forms/website" in second.stdout
+
+
+def test_worker_without_redis_explains_itself(env: str) -> None:
+    result = run("worker")
+    assert result.exit_code == 2
+    assert "HUB_REDIS_URL" in result.output

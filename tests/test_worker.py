@@ -1,0 +1,119 @@
+"""The same job code in the embedded runner and in an arq worker on real Redis."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from arq import create_pool
+from sqlalchemy import func, select
+
+from hub import clock
+from hub.db import create_engine, create_sessionmaker, session_scope
+from hub.inbox.models import InboundEvent
+from hub.jobs import prune_spam
+from hub.worker import EmbeddedWorker, build_worker, redis_settings
+from tests.conftest import make_settings
+
+
+async def seed_spam(url: str) -> None:
+    engine = create_engine(url)
+    now = clock.now()
+    async with session_scope(create_sessionmaker(engine)) as session:
+        for n, age_days in enumerate((1, 29, 31, 90)):
+            session.add(
+                InboundEvent(
+                    source="form:website",
+                    external_id=f"spam-{n}",
+                    kind="form_submission",
+                    status="spam",
+                    spam_reason="honeypot",
+                    payload={},
+                    received_at=now - timedelta(days=age_days),
+                )
+            )
+        session.add(
+            InboundEvent(
+                source="form:website",
+                external_id="lead-old",
+                kind="form_submission",
+                status="processed",
+                payload={},
+                received_at=now - timedelta(days=400),
+            )
+        )
+    await engine.dispose()
+
+
+async def remaining(url: str) -> list[str]:
+    engine = create_engine(url)
+    async with create_sessionmaker(engine)() as session:
+        ids = (await session.scalars(select(InboundEvent.external_id).order_by(InboundEvent.external_id))).all()
+    await engine.dispose()
+    return list(ids)
+
+
+async def test_embedded_worker_prunes_old_spam_once_per_interval(database_url: str) -> None:
+    await seed_spam(database_url)
+    settings = make_settings(database_url)
+    engine = create_engine(database_url)
+    worker = EmbeddedWorker({"sessions": create_sessionmaker(engine), "settings": settings})
+    assert await worker.run_due() == ["prune_spam"]
+    assert await remaining(database_url) == ["lead-old", "spam-0", "spam-1"]
+    assert await worker.run_due() == []  # not due again for an hour
+    await engine.dispose()
+
+
+async def test_embedded_worker_runs_in_background_and_stops(sqlite_url: str) -> None:
+    await seed_spam(sqlite_url)
+    engine = create_engine(sqlite_url)
+    worker = EmbeddedWorker(
+        {"sessions": create_sessionmaker(engine), "settings": make_settings(sqlite_url)}, tick_seconds=0.01
+    )
+    worker.start()
+    try:
+        deadline = clock.now() + timedelta(seconds=10)
+        while len(await remaining(sqlite_url)) != 3:
+            assert clock.now() < deadline, "embedded worker did not prune in time"
+            await __import__("asyncio").sleep(0.02)
+    finally:
+        await worker.stop()
+        await engine.dispose()
+
+
+async def test_arq_worker_runs_jobs_from_redis(database_url: str, redis_url: str) -> None:
+    await seed_spam(database_url)
+    queue = f"hub-test-{uuid.uuid4().hex}"
+    pool = await create_pool(redis_settings(redis_url), default_queue_name=queue)
+    try:
+        job = await pool.enqueue_job("prune_spam", _job_id=f"prune:{queue}")
+        assert job is not None
+        assert await pool.enqueue_job("prune_spam", _job_id=f"prune:{queue}") is None  # same id: not queued twice
+        worker = build_worker(
+            make_settings(database_url, redis_url=redis_url),
+            burst=True,
+            queue_name=queue,
+            handle_signals=False,
+            poll_delay=0.05,
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        assert await job.result(timeout=5) == 2
+        assert await remaining(database_url) == ["lead-old", "spam-0", "spam-1"]
+        assert worker.jobs_complete == 1
+        assert worker.jobs_failed == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_prune_spam_is_safe_to_run_twice(sqlite_url: str) -> None:
+    await seed_spam(sqlite_url)
+    engine = create_engine(sqlite_url)
+    ctx = {"sessions": create_sessionmaker(engine), "settings": make_settings(sqlite_url)}
+    assert await prune_spam(ctx) == 2
+    assert await prune_spam(ctx) == 0
+    async with create_sessionmaker(engine)() as session:
+        assert await session.scalar(select(func.count()).select_from(InboundEvent)) == 3
+    await engine.dispose()

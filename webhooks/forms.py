@@ -1,0 +1,196 @@
+"""POST /webhooks/forms/{source_slug}: website forms, signed servers and Typeform post leads here."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from connectors.errors import InvalidSignature, MalformedPayload
+from connectors.standard_webhooks import verify_standard_webhook
+from connectors.typeform import parse_typeform, verify_typeform_signature
+from connectors.webforms import parse_web_form
+from hub import clock
+from hub.deps import RuntimeDep, SessionDep
+from hub.errors import BadRequest, Forbidden, HubError, NotFound, RateLimited, Unauthorized
+from hub.events import FormSubmitted
+from hub.forms import rules
+from hub.forms import service as forms
+from hub.forms.models import FormSource
+from hub.ingest import IngestOutcome, ingest_form_submission, record_spam
+from webhooks.body import decode_fields, read_body
+
+router = APIRouter(tags=["webhooks"])
+
+_FORM_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "object", "additionalProperties": True}}
+            for media in ("application/x-www-form-urlencoded", "multipart/form-data", "application/json")
+        },
+        "description": "Form fields (email, phone, name, company, message, utm_*, ...), or a Typeform "
+        "form_response for typeform sources.",
+    },
+    "responses": {
+        "202": {"description": "Stored: `{contact_id, event_id}`"},
+        "303": {"description": "Browser post stored; redirect to the thank-you page"},
+    },
+}
+
+
+@router.post("/webhooks/forms/{source_slug}", status_code=202, openapi_extra=_FORM_BODY_DOC)
+async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
+    """Take one form submission: verify, dedupe, resolve the contact, append to its timeline."""
+    request.state.wants_html = _wants_html(request)
+    label = f"form:{source_slug}"
+    try:
+        source = await forms.find_source(session, source_slug)
+        if source is None:
+            raise NotFound(f"no form source {source_slug!r}", field="source_slug")
+        _check_origin(request, source)
+        body = await read_body(request, runtime.settings.max_body_bytes)
+        event, bot_reason = await _read_submission(request, body, source, runtime)
+        if bot_reason is not None:
+            outcome = await record_spam(session, event, reason=bot_reason)
+        else:
+            outcome = await ingest_form_submission(session, event, default_region=runtime.settings.default_region)
+        await session.commit()
+    except HubError:
+        runtime.metrics.count_webhook(label, "rejected")
+        raise
+    runtime.metrics.count_webhook(label, _outcome_label(outcome))
+    return _answer(request, source, outcome, runtime.settings.public_url)
+
+
+@router.options("/webhooks/forms/{source_slug}", include_in_schema=False)
+async def preflight(source_slug: str, request: Request, session: SessionDep) -> Response:
+    """CORS preflight for pages that post with fetch(); only the source's allowed origins pass."""
+    source = await forms.find_source(session, source_slug)
+    origin = request.headers.get("origin")
+    if source is None or origin is None or origin.lower() not in source.allowed_origins:
+        return Response(status_code=403)
+    return Response(
+        status_code=204,
+        headers={
+            **_cors_headers(origin),
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key",
+            "Access-Control-Max-Age": "600",
+        },
+    )
+
+
+@router.get("/webhooks/forms/{source_slug}/token")
+async def fill_token(source_slug: str, request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
+    """A fresh signed timestamp for the hidden `_hub_ts` field (enables the minimum fill time check)."""
+    source = await forms.find_source(session, source_slug)
+    if source is None:
+        raise NotFound(f"no form source {source_slug!r}", field="source_slug")
+    token = rules.issue_fill_token(runtime.secret_key, source.slug, int(clock.now().timestamp()))
+    origin = request.headers.get("origin")
+    headers = _cors_headers(origin) if origin and origin.lower() in source.allowed_origins else {}
+    return JSONResponse({"field": rules.FILL_TOKEN_FIELD, "value": token}, headers=headers)
+
+
+async def _read_submission(
+    request: Request, body: bytes, source: FormSource, runtime: RuntimeDep
+) -> tuple[FormSubmitted, str | None]:
+    """Verify the sender as the source's kind requires and parse; returns the bot reason if any."""
+    label = f"form:{source.slug}"
+    tags = tuple(source.tags)
+    secret = runtime.box.open(source.sealed_secret) if source.sealed_secret else None
+    if source.kind == "typeform":
+        assert secret is not None
+        try:
+            verify_typeform_signature(secret, body, request.headers.get("typeform-signature"))
+            return parse_typeform(body, source=label, mapping=source.field_mapping, tags=tags), None
+        except InvalidSignature as exc:
+            raise Unauthorized(str(exc), field="Typeform-Signature") from None
+        except MalformedPayload as exc:
+            raise BadRequest(str(exc), field=exc.field) from None
+    if secret is not None:
+        try:
+            external_id = verify_standard_webhook(secret, body, request.headers)
+        except InvalidSignature as exc:
+            raise Unauthorized(str(exc), field="webhook-signature") from None
+        fields = await decode_fields(request, body)
+        return _web_event(request, fields, source, external_id), None
+    await _rate_limit(request, source, runtime)
+    fields = await decode_fields(request, body)
+    bot = rules.bot_reason(
+        fields,
+        secret_key=runtime.secret_key,
+        source_slug=source.slug,
+        now=clock.now().timestamp(),
+        min_fill_seconds=runtime.settings.form_min_fill_seconds,
+    )
+    return _web_event(request, fields, source, f"post:{uuid.uuid4().hex}"), bot
+
+
+def _web_event(request: Request, fields: dict[str, Any], source: FormSource, external_id: str) -> FormSubmitted:
+    client = {"ip": request.client.host if request.client else "", "user_agent": request.headers.get("user-agent", "")}
+    return parse_web_form(
+        fields,
+        source=f"form:{source.slug}",
+        external_id=external_id,
+        occurred_at=clock.now(),
+        mapping=source.field_mapping,
+        client={k: v[:500] for k, v in client.items() if v},
+        landing_page=request.headers.get("referer"),
+        tags=tuple(source.tags),
+    )
+
+
+async def _rate_limit(request: Request, source: FormSource, runtime: RuntimeDep) -> None:
+    settings = runtime.settings
+    ip = request.client.host if request.client else "unknown"
+    for key, limit in (
+        (f"ip:{ip}", settings.form_rate_per_ip),
+        (f"source:{source.slug}", settings.form_rate_per_source),
+    ):
+        retry_after = await runtime.rate_limiter.hit(key, limit=limit, window_seconds=settings.form_rate_window_seconds)
+        if retry_after is not None:
+            scope = "this address" if key.startswith("ip:") else "this form"
+            raise RateLimited(f"too many submissions from {scope}; retry in {retry_after} s", retry_after=retry_after)
+
+
+def _check_origin(request: Request, source: FormSource) -> None:
+    """A browser post from a page on another site is refused when the source names its sites."""
+    origin = request.headers.get("origin")
+    if not source.allowed_origins or origin is None or origin == "null":
+        return
+    if origin.lower() not in source.allowed_origins:
+        raise Forbidden(f"origin {origin} is not allowed to post to this form", field="origin")
+
+
+def _wants_html(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+    return is_form and "text/html" in request.headers.get("accept", "")
+
+
+def _outcome_label(outcome: IngestOutcome) -> str:
+    if outcome.duplicate:
+        return "duplicate"
+    return "spam" if outcome.spam else "accepted"
+
+
+def _answer(request: Request, source: FormSource, outcome: IngestOutcome, public_url: str) -> Response:
+    """Browsers go to the thank-you page; API callers get the ids. Bots get the same answer as people."""
+    origin = request.headers.get("origin")
+    cors = _cors_headers(origin) if origin and origin.lower() in source.allowed_origins else {}
+    if request.state.wants_html:
+        target = source.thank_you_url or f"{public_url.rstrip('/')}/forms/{source.slug}/thanks"
+        return RedirectResponse(target, status_code=303, headers=cors)
+    return JSONResponse(
+        {"contact_id": outcome.contact_id, "event_id": outcome.event_id, "duplicate": outcome.duplicate},
+        status_code=202,
+        headers=cors,
+    )
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
