@@ -87,7 +87,7 @@ def serve(
 async def _first_start(session: AsyncSession, settings: Settings) -> None:
     """On an empty database: print an admin key once and create a `website` source; then the URLs."""
     base = settings.public_url.rstrip("/")
-    if not await auth.list_keys(session):
+    if not await auth.any_key_issued(session):
         _, key = await auth.create_key(session, name="first admin", role="admin")
         console.print("\n[bold]First start:[/bold] an admin API key was created. It is shown this once:\n")
         console.print(f"    {key}\n", highlight=False, soft_wrap=True)

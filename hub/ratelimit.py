@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class RateLimiter(Protocol):
@@ -39,11 +43,19 @@ class MemoryRateLimiter:
         return None
 
     def _forget_old(self, current_window: int) -> None:
-        self._windows = {k: v for k, v in self._windows.items() if v[0] == current_window}
+        kept = {k: v for k, v in self._windows.items() if v[0] == current_window}
+        if len(kept) >= self._max_keys:
+            # A flood of distinct keys in one window: forget the oldest half rather than grow without bound.
+            kept = dict(list(kept.items())[len(kept) // 2 :])
+        self._windows = kept
 
 
 class RedisRateLimiter:
-    """Windows in Redis, so every API process behind a load balancer shares the count."""
+    """Windows in Redis, so every API process behind a load balancer shares the count.
+
+    When Redis cannot be reached the limiter lets requests through: losing leads because
+    a protective counter is down would be worse than a short unthrottled spell.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -52,10 +64,14 @@ class RedisRateLimiter:
         now = time.time()
         window = int(now // window_seconds)
         redis_key = f"hub:rl:{key}:{window}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(redis_key)
-            pipe.expire(redis_key, window_seconds + 1)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(redis_key)
+                pipe.expire(redis_key, window_seconds + 1)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("rate limit not applied, Redis unavailable: %s", type(exc).__name__)
+            return None
         if int(count) > limit:
             return max(1, math.ceil((window + 1) * window_seconds - now))
         return None

@@ -170,14 +170,14 @@ class Hub:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
 
 
-async def start_hub(settings: Settings) -> AsyncIterator[Hub]:
-    """Run the app's lifespan and yield a client bound to it."""
+async def start_hub(settings: Settings, client_ip: str = "203.0.113.7") -> AsyncIterator[Hub]:
+    """Run the app's lifespan and yield a client (coming from ``client_ip``) bound to it."""
     app = create_app(settings, embedded_worker=False)
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
         async with session_scope(runtime.sessions) as session:
             _, admin_key = await auth.create_key(session, name="test admin", role="admin")
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="https://hub.example.test") as client:
             yield Hub(client=client, runtime=runtime, admin_key=admin_key)
 

@@ -8,10 +8,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.auth import repository
 from hub.auth.models import ApiKey
 from hub.errors import NotFound, Unauthorized, UnprocessableInput
 
@@ -46,9 +46,7 @@ async def create_key(session: AsyncSession, *, name: str, role: str, rep_id: int
     prefix = secrets.token_hex(4)
     plaintext = f"{_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
     key = ApiKey(name=name.strip(), role=role, rep_id=rep_id, prefix=prefix, key_hash=_hash(plaintext))
-    session.add(key)
-    await session.flush()
-    return key, plaintext
+    return await repository.insert(session, key), plaintext
 
 
 async def authenticate(session: AsyncSession, presented: str) -> Principal:
@@ -56,7 +54,7 @@ async def authenticate(session: AsyncSession, presented: str) -> Principal:
     parts = presented.split("_", 2)
     if len(parts) != 3 or f"{parts[0]}_" != _KEY_PREFIX:
         raise Unauthorized("API key is malformed; expected hub_<prefix>_<secret>")
-    key = (await session.scalars(select(ApiKey).where(ApiKey.prefix == parts[1]))).one_or_none()
+    key = await repository.by_prefix(session, parts[1])
     if key is None or not hmac.compare_digest(key.key_hash, _hash(presented)):
         raise Unauthorized("API key is not valid")
     if key.revoked_at is not None:
@@ -66,7 +64,7 @@ async def authenticate(session: AsyncSession, presented: str) -> Principal:
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:
     """Every key (hashes are never shown), oldest first."""
-    return list((await session.scalars(select(ApiKey).order_by(ApiKey.id))).all())
+    return await repository.all_keys(session)
 
 
 async def revoke_key(session: AsyncSession, key_id: int) -> ApiKey:
@@ -80,6 +78,6 @@ async def revoke_key(session: AsyncSession, key_id: int) -> ApiKey:
     return key
 
 
-async def count_active_keys(session: AsyncSession) -> int:
-    """How many keys can still be used (first start prints an admin key when there are none)."""
-    return int(await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))) or 0)
+async def any_key_issued(session: AsyncSession) -> bool:
+    """False only on a fresh database, where first start prints an admin key."""
+    return await repository.count_keys(session) > 0

@@ -1,0 +1,57 @@
+"""Rate limits shared through Redis by several API processes, and failing open when Redis is gone."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+from redis.asyncio import Redis
+
+from hub.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from tests.conftest import make_settings, start_hub
+
+
+async def test_redis_limiter_counts_across_instances(redis_url: str) -> None:
+    first, second = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    key = f"test:{uuid.uuid4().hex}"
+    try:
+        limiters = [RedisRateLimiter(first), RedisRateLimiter(second)]
+        results = [await limiters[n % 2].hit(key, limit=3, window_seconds=60) for n in range(5)]
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert results[:3] == [None, None, None]
+    assert all(r is not None and 1 <= r <= 60 for r in results[3:])
+
+
+async def test_redis_limiter_lets_requests_through_when_redis_is_down() -> None:
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        assert await RedisRateLimiter(unreachable).hit("k", limit=1, window_seconds=60) is None
+        assert await RedisRateLimiter(unreachable).hit("k", limit=1, window_seconds=60) is None
+    finally:
+        await unreachable.aclose()
+
+
+async def test_memory_limiter_resets_per_window_and_bounds_memory() -> None:
+    limiter = MemoryRateLimiter(max_keys=10)
+    results = [await limiter.hit("a", limit=2, window_seconds=3600) for _ in range(3)]
+    assert results[:2] == [None, None]
+    assert results[2] is not None
+    for n in range(50):
+        assert await limiter.hit(f"ip-{n}", limit=5, window_seconds=3600) is None
+    assert len(limiter._windows) <= 10  # a flood of distinct addresses cannot grow memory without bound
+
+
+async def test_two_api_processes_share_the_form_limit_through_redis(sqlite_url: str, redis_url: str) -> None:
+    settings = make_settings(sqlite_url, redis_url=redis_url, form_rate_per_ip=2, form_rate_window_seconds=3600)
+    # A client address of its own, so counters left in Redis by earlier runs do not interfere.
+    ip = str(ipaddress.IPv6Address(uuid.uuid4().int))
+    statuses = []
+    async for first in start_hub(settings, client_ip=ip):
+        await first.create_source(slug="website", name="Website")
+        async for second in start_hub(settings, client_ip=ip):
+            for n, hub in enumerate((first, second, first)):
+                response = await hub.client.post("/webhooks/forms/website", json={"email": f"s{n}@example.com"})
+                statuses.append(response.status_code)
+    assert statuses == [202, 202, 429]
