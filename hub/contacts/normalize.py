@@ -61,7 +61,11 @@ def normalize_phone(raw: str, default_region: str) -> str:
         raise InvalidIdentity(str(exc.args[0]) if exc.args else "not a phone number") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidIdentity("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # phonenumbers' metadata lets a few countries (DE, JP, ID, ...) run past 15 digits; E.164 and carriers do not.
+    if len(e164) > 16:
+        raise InvalidIdentity("longer than the 15 digits E.164 allows")
+    return e164
 
 
 def phone_region(e164: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,8 +40,10 @@ def bot_reason(
     if not isinstance(token, str):
         return "fill_token_invalid"
     issued_text, _, signature = token.partition(".")
-    if not issued_text.isdigit() or not hmac.compare_digest(
-        signature, _sign(secret_key, source_slug, int(issued_text))
+    # ASCII digits only and a sane length: str.isdigit() also accepts '²', which int() refuses, and
+    # int() refuses more than 4300 digits; compare_digest refuses non-ASCII str, so compare bytes.
+    if not re.fullmatch(r"[0-9]{1,12}", issued_text) or not hmac.compare_digest(
+        signature.encode(), _sign(secret_key, source_slug, int(issued_text)).encode()
     ):
         return "fill_token_invalid"
     # An old token is no sign of a bot (people leave tabs open), so only speed counts.

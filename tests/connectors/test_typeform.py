@@ -195,15 +195,16 @@ def _answers(*answers: tuple[str, str, str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("answers", "expected"),
     [
-        ([("First name", "short_text", "text", "Ada"), ("Last name", "short_text", "text", "Lovelace")],
-         {"name": "Ada Lovelace"}),
+        (
+            [("First name", "short_text", "text", "Ada"), ("Last name", "short_text", "text", "Lovelace")],
+            {"name": "Ada Lovelace"},
+        ),
         ([("Your surname", "short_text", "text", "Lovelace")], {"name": "Lovelace"}),
         ([("Company name", "short_text", "text", "Analytical Engines")], {"company": "Analytical Engines"}),
         ([("Organisation", "short_text", "text", "Analytical Engines")], {"company": "Analytical Engines"}),
         ([("Anything else?", "long_text", "text", "Call after 5pm")], {"message": "Call after 5pm"}),
         # A long answer about the company is what the lead wants, not the company's name.
-        ([("What does your company need?", "long_text", "text", "A dialer")],
-         {"message": "A dialer", "company": None}),
+        ([("What does your company need?", "long_text", "text", "A dialer")], {"message": "A dialer", "company": None}),
         ([("Anything else?", "short_text", "text", "Call after 5pm")], {"message": None}),
     ],
 )
@@ -331,10 +332,14 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
         (_set("form_response.answers", 0), "form_response.answers"),
         (_set("form_response.answers", ["Ada"]), "form_response.answers"),
         (_set("form_response.answers", [{"type": "text", "text": "Ada"}]), "form_response.answers"),
-        (_set("form_response.answers", [{"type": "choice", "choice": "11-50", "field": {"id": "a"}}]),
-         "form_response.answers"),
-        (_set("form_response.answers", [{"type": "choices", "choices": ["Dialer"], "field": {"id": "a"}}]),
-         "form_response.answers"),
+        (
+            _set("form_response.answers", [{"type": "choice", "choice": "11-50", "field": {"id": "a"}}]),
+            "form_response.answers",
+        ),
+        (
+            _set("form_response.answers", [{"type": "choices", "choices": ["Dialer"], "field": {"id": "a"}}]),
+            "form_response.answers",
+        ),
         (_set("form_response.definition", "Book a demo"), "form_response.definition"),
         (_set("form_response.submitted_at", "yesterday"), "form_response.submitted_at"),
         (_set("form_response.submitted_at", "2024-13-05T14:04:37Z"), "form_response.submitted_at"),

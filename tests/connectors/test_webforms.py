@@ -222,8 +222,16 @@ def test_attribution_fields_go_to_attribution() -> None:
     ("fields", "referer_header", "expected_landing_page"),
     [
         ({}, "https://www.example.com/pricing?plan=pro", "https://www.example.com/pricing?plan=pro"),
-        ({"landing_page": "https://www.example.com/demo"}, "https://www.example.com/pricing", "https://www.example.com/demo"),
-        ({"page_url": "https://www.example.com/demo"}, "https://www.example.com/pricing", "https://www.example.com/demo"),
+        (
+            {"landing_page": "https://www.example.com/demo"},
+            "https://www.example.com/pricing",
+            "https://www.example.com/demo",
+        ),
+        (
+            {"page_url": "https://www.example.com/demo"},
+            "https://www.example.com/pricing",
+            "https://www.example.com/demo",
+        ),
         ({"page_url": "https://www.example.com/demo"}, None, "https://www.example.com/demo"),
         ({}, None, None),
         ({}, "", None),

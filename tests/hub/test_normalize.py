@@ -121,6 +121,7 @@ def test_normalize_phone(raw: str, region: str, expected: str) -> None:
         ("+11234567890", "US", "not a valid phone number"),  # NANP area codes never start with 1
         ("+999 1234567", "US", "plus-sign"),
         ("4155552671", "ZZ", "region"),
+        ("0201 00000000000", "DE", "15 digits"),  # phonenumbers calls it valid; no carrier can dial it
         ("ada@example.com", "US", "phone number"),
     ],
 )
