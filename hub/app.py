@@ -107,7 +107,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def hub_error(request: Request, exc: HubError) -> Response:
         if isinstance(exc, ContactMerged):
             return _merged_redirect(request, exc)
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        headers: dict[str, str] = dict(getattr(request.state, "cors_headers", None) or {})
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
         if getattr(request.state, "wants_html", False):
             page = request.app.state.templates.get_template("ui/error.html.j2").render(message=exc.message)
             return HTMLResponse(page, status_code=exc.status_code, headers=headers)

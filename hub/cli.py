@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,6 +73,10 @@ def serve(
     from hub.app import create_app
 
     settings = Settings()
+    if "public_url" not in settings.model_fields_set:
+        # Not behind a proxy: links the hub prints and serves point at where it listens.
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - comparing, not binding
+        settings = settings.model_copy(update={"public_url": f"http://{shown_host}:{port}"})
     _configure_logging(settings)
     _in_session(settings, lambda session: _first_start(session, settings))
     uvicorn.run(
@@ -205,8 +210,10 @@ def source_create(
             tags=tag or [],
             field_mapping=mapping,
         )
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            console.print(f"[red]error:[/red] {where}: {error['msg']}", highlight=False)
         raise typer.Exit(code=2) from None
     box = SecretBox(settings.resolved_secret_key())
 

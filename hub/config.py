@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated
 
+import phonenumbers
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STAGES = ("new", "contacted", "qualified", "proposal", "negotiation", "won", "lost")
 
@@ -28,23 +30,27 @@ class Settings(BaseSettings):
     form_rate_per_source: int = Field(default=600, ge=1, description="form posts per source per window")
     form_rate_window_seconds: int = Field(default=60, ge=1)
     form_min_fill_seconds: float = Field(default=3.0, ge=0)
-    webhook_tolerance_seconds: int = Field(default=300, ge=1)
     spam_retention_days: int = Field(default=30, ge=1)
 
-    stages: tuple[str, ...] = DEFAULT_STAGES
+    stages: Annotated[tuple[str, ...], NoDecode] = DEFAULT_STAGES
     db_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
 
     @field_validator("default_region")
     @classmethod
-    def _upper_region(cls, value: str) -> str:
-        return value.strip().upper()
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region phonenumbers knows (use an ISO code such as US, GB, DE)")
+        return region
 
     @field_validator("stages", mode="before")
     @classmethod
     def _split_stages(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, (tuple, list)) and "new" not in value:
+            raise ValueError("must include 'new', the stage every lead starts in")
         return value
 
     @property

@@ -56,6 +56,18 @@ class UnprocessableInput(HubError):
     status_code = 422
 
 
+class UnsupportedMediaType(HubError):
+    """The body's content type is not one this endpoint reads."""
+
+    status_code = 415
+
+
+class Misconfigured(HubError):
+    """The server's own configuration is broken (not the caller's fault)."""
+
+    status_code = 500
+
+
 class RateLimited(HubError):
     """Too many requests; retry after ``retry_after`` seconds."""
 

@@ -121,7 +121,7 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 @pytest.fixture
 def redis_url() -> str:
-    """A reachable Redis (a test-only database number), flushed before use."""
+    """A reachable Redis; tests use keys and queue names of their own, so nothing is flushed."""
     require_service("Redis", REDIS_URL, 6379)
     return REDIS_URL
 

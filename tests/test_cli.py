@@ -128,6 +128,16 @@ def test_serve_first_start_prints_admin_key_once(env: str, monkeypatch: pytest.M
     assert "https://crm.example.com/webhooks/forms/website" in second.stdout
 
 
+def test_printed_urls_follow_the_port_when_no_public_url_is_set(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.delenv("HUB_PUBLIC_URL")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+    run("migrate")
+    result = run("serve", "--port", "8124")
+    assert "http://127.0.0.1:8124/webhooks/forms/website" in result.stdout
+
+
 def test_worker_without_redis_explains_itself(env: str) -> None:
     result = run("worker")
     assert result.exit_code == 2

@@ -10,16 +10,10 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
-from hub.errors import BadRequest, HubError, PayloadTooLarge
+from hub.errors import BadRequest, HubError, PayloadTooLarge, UnsupportedMediaType
 
 MAX_FORM_FIELDS = 500
 MAX_FORM_FILES = 10
-
-
-class UnsupportedMediaType(HubError):
-    """The body's content type is not one this endpoint reads."""
-
-    status_code = 415
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -14,7 +16,7 @@ from connectors.typeform import parse_typeform, verify_typeform_signature
 from connectors.webforms import parse_web_form
 from hub import clock
 from hub.deps import RuntimeDep, SessionDep
-from hub.errors import BadRequest, Forbidden, HubError, NotFound, RateLimited, Unauthorized
+from hub.errors import BadRequest, Forbidden, HubError, Misconfigured, NotFound, RateLimited, Unauthorized
 from hub.events import FormSubmitted
 from hub.forms import rules
 from hub.forms import service as forms
@@ -23,6 +25,8 @@ from hub.ingest import IngestOutcome, ingest_form_submission, record_spam
 from webhooks.body import decode_fields, read_body
 
 router = APIRouter(tags=["webhooks"])
+log = logging.getLogger(__name__)
+_MAX_IDEMPOTENCY_KEY = 200
 
 _FORM_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -45,12 +49,14 @@ _FORM_BODY_DOC: dict[str, Any] = {
 async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
     """Take one form submission: verify, dedupe, resolve the contact, append to its timeline."""
     request.state.wants_html = _wants_html(request)
-    label = f"form:{source_slug}"
+    source = await forms.find_source(session, source_slug)
+    if source is None:
+        runtime.metrics.count_webhook("unknown", "rejected")  # one label for all unknown slugs: bounded series
+        raise NotFound(f"no form source {source_slug!r}", field="source_slug")
+    label = f"form:{source.slug}"
+    request.state.cors_headers = _cors_for(request, source, runtime.settings.public_url)
     try:
-        source = await forms.find_source(session, source_slug)
-        if source is None:
-            raise NotFound(f"no form source {source_slug!r}", field="source_slug")
-        _check_origin(request, source)
+        _check_origin(request, source, runtime.settings.public_url)
         body = await read_body(request, runtime.settings.max_body_bytes)
         event, bot_reason = await _read_submission(request, body, source, runtime)
         if bot_reason is not None:
@@ -66,16 +72,16 @@ async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep, s
 
 
 @router.options("/webhooks/forms/{source_slug}", include_in_schema=False)
-async def preflight(source_slug: str, request: Request, session: SessionDep) -> Response:
+async def preflight(source_slug: str, request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
     """CORS preflight for pages that post with fetch(); only the source's allowed origins pass."""
     source = await forms.find_source(session, source_slug)
-    origin = request.headers.get("origin")
-    if source is None or origin is None or origin.lower() not in source.allowed_origins:
+    cors = _cors_for(request, source, runtime.settings.public_url) if source is not None else {}
+    if not cors:
         return Response(status_code=403)
     return Response(
         status_code=204,
         headers={
-            **_cors_headers(origin),
+            **cors,
             "Access-Control-Allow-Methods": "POST, OPTIONS",
             "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key",
             "Access-Control-Max-Age": "600",
@@ -90,8 +96,7 @@ async def fill_token(source_slug: str, request: Request, runtime: RuntimeDep, se
     if source is None:
         raise NotFound(f"no form source {source_slug!r}", field="source_slug")
     token = rules.issue_fill_token(runtime.secret_key, source.slug, int(clock.now().timestamp()))
-    origin = request.headers.get("origin")
-    headers = _cors_headers(origin) if origin and origin.lower() in source.allowed_origins else {}
+    headers = _cors_for(request, source, runtime.settings.public_url)
     return JSONResponse({"field": rules.FILL_TOKEN_FIELD, "value": token}, headers=headers)
 
 
@@ -101,7 +106,7 @@ async def _read_submission(
     """Verify the sender as the source's kind requires and parse; returns the bot reason if any."""
     label = f"form:{source.slug}"
     tags = tuple(source.tags)
-    secret = runtime.box.open(source.sealed_secret) if source.sealed_secret else None
+    secret = _source_secret(source, runtime)
     if source.kind == "typeform":
         assert secret is not None
         try:
@@ -127,7 +132,27 @@ async def _read_submission(
         now=clock.now().timestamp(),
         min_fill_seconds=runtime.settings.form_min_fill_seconds,
     )
-    return _web_event(request, fields, source, f"post:{uuid.uuid4().hex}"), bot
+    return _web_event(request, fields, source, _public_post_id(request)), bot
+
+
+def _source_secret(source: FormSource, runtime: RuntimeDep) -> str | None:
+    if source.sealed_secret is None:
+        return None
+    try:
+        return runtime.box.open(source.sealed_secret)
+    except ValueError:
+        # A 5xx on purpose: the sender should retry once the operator restores the key.
+        log.error("cannot decrypt the signing secret of form source %s; was HUB_SECRET_KEY changed?", source.slug)
+        raise Misconfigured("the hub cannot read this source's signing secret; its operator must fix the key") from None
+
+
+def _public_post_id(request: Request) -> str:
+    """A browser's retry with the same Idempotency-Key (from the same address) is one submission."""
+    key = request.headers.get("idempotency-key", "").strip()
+    if key and len(key) <= _MAX_IDEMPOTENCY_KEY:
+        ip = request.client.host if request.client else "unknown"
+        return f"idem:{ip}:{key}"
+    return f"post:{uuid.uuid4().hex}"
 
 
 def _web_event(request: Request, fields: dict[str, Any], source: FormSource, external_id: str) -> FormSubmitted:
@@ -157,13 +182,27 @@ async def _rate_limit(request: Request, source: FormSource, runtime: RuntimeDep)
             raise RateLimited(f"too many submissions from {scope}; retry in {retry_after} s", retry_after=retry_after)
 
 
-def _check_origin(request: Request, source: FormSource) -> None:
+def _check_origin(request: Request, source: FormSource, public_url: str) -> None:
     """A browser post from a page on another site is refused when the source names its sites."""
     origin = request.headers.get("origin")
     if not source.allowed_origins or origin is None or origin == "null":
         return
-    if origin.lower() not in source.allowed_origins:
+    if not _origin_allowed(origin, source, public_url):
         raise Forbidden(f"origin {origin} is not allowed to post to this form", field="origin")
+
+
+def _origin_allowed(origin: str, source: FormSource, public_url: str) -> bool:
+    """The source's own sites, and the hub itself (its example form page)."""
+    parts = urlsplit(public_url)
+    return origin.lower() in source.allowed_origins or origin.lower() == f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _cors_for(request: Request, source: FormSource, public_url: str) -> dict[str, str]:
+    """CORS headers for an allowed Origin (also on errors, so fetch() can read the message)."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null" or not _origin_allowed(origin, source, public_url):
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
 def _wants_html(request: Request) -> bool:
@@ -179,9 +218,9 @@ def _outcome_label(outcome: IngestOutcome) -> str:
 
 
 def _answer(request: Request, source: FormSource, outcome: IngestOutcome, public_url: str) -> Response:
-    """Browsers go to the thank-you page; API callers get the ids. Bots get the same answer as people."""
-    origin = request.headers.get("origin")
-    cors = _cors_headers(origin) if origin and origin.lower() in source.allowed_origins else {}
+    """Browsers go to the thank-you page; API callers get the ids. Bots get a success status too
+    (a browser bot sees the same redirect as a person; JSON shows no contact for spam)."""
+    cors: dict[str, str] = request.state.cors_headers
     if request.state.wants_html:
         target = source.thank_you_url or f"{public_url.rstrip('/')}/forms/{source.slug}/thanks"
         return RedirectResponse(target, status_code=303, headers=cors)
@@ -190,7 +229,3 @@ def _answer(request: Request, source: FormSource, outcome: IngestOutcome, public
         status_code=202,
         headers=cors,
     )
-
-
-def _cors_headers(origin: str) -> dict[str, str]:
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from hub.deps import AdminDep, ManagerDep, RuntimeDep, SessionDep
 from hub.forms import service as forms
 from hub.forms.models import FormSource
-from hub.forms.schemas import SourceCreate, SourceCreated, SourceOut, SpamOut
+from hub.forms.schemas import SourceCreate, SourceCreated, SourceOut, SourcePatch, SpamOut
 from hub.inbox import service as inbox
 from hub.pagination import Page, decode_cursor, encode_cursor
 
@@ -47,6 +47,22 @@ async def create_source(spec: SourceCreate, session: SessionDep, runtime: Runtim
     await session.commit()
     out = source_out(created.source, runtime.settings.public_url)
     return SourceCreated(**out.model_dump(), secret=created.secret)
+
+
+@router.get("/sources/{slug}", response_model=SourceOut)
+async def get_source(slug: str, session: SessionDep, runtime: RuntimeDep, _: ManagerDep) -> SourceOut:
+    """One form source."""
+    return source_out(await forms.get_source(session, slug), runtime.settings.public_url)
+
+
+@router.patch("/sources/{slug}", response_model=SourceOut)
+async def update_source(
+    slug: str, patch: SourcePatch, session: SessionDep, runtime: RuntimeDep, _: AdminDep
+) -> SourceOut:
+    """Edit a source's name, origins, thank-you URL, tags or field mapping, or switch intake off."""
+    source = await forms.update_source(session, slug, patch)
+    await session.commit()
+    return source_out(source, runtime.settings.public_url)
 
 
 @router.get("/spam", response_model=Page[SpamOut])

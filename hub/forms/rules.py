@@ -35,7 +35,8 @@ def bot_reason(
     if isinstance(honeypot, str) and honeypot.strip():
         return "honeypot"
     token = fields.get(FILL_TOKEN_FIELD)
-    if token is None:
+    if token is None or token == "":
+        # No token (a static page, or its token fetch failed): the fill-time check does not apply.
         return None
     if not isinstance(token, str):
         return "fill_token_invalid"

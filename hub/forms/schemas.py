@@ -26,10 +26,42 @@ def _check_origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-class SourceCreate(BaseModel):
-    """A new form source."""
+class _SourceSettings(BaseModel):
+    """Validation shared by creating and editing a source."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("allowed_origins", check_fields=False)
+    @classmethod
+    def _origins(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else [_check_origin(v) for v in values]
+
+    @field_validator("thank_you_url", check_fields=False)
+    @classmethod
+    def _thank_you(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("tags", check_fields=False)
+    @classmethod
+    def _tags(cls, values: list[str] | None) -> list[str] | None:
+        for tag in values or []:
+            if not re.fullmatch(r"[\w.:-]{1,64}", tag):
+                raise ValueError(f"tag {tag!r} must be 1-64 letters, digits, '.', ':', '-' or '_'")
+        return values
+
+    @field_validator("field_mapping", check_fields=False)
+    @classmethod
+    def _mapping(cls, mapping: dict[str, str] | None) -> dict[str, str] | None:
+        for theirs, ours in (mapping or {}).items():
+            if ours not in MAPPING_TARGETS and not re.fullmatch(r"custom\.[\w-]{1,64}", ours):
+                raise ValueError(f"{theirs!r} maps to {ours!r}, which is not a contact field or custom.<key>")
+        return mapping
+
+
+class SourceCreate(_SourceSettings):
+    """A new form source."""
 
     slug: str = Field(pattern=SLUG_PATTERN, description="URL name: /webhooks/forms/{slug}")
     name: str = Field(min_length=1, max_length=200)
@@ -49,33 +81,16 @@ class SourceCreate(BaseModel):
         description="their field name (Typeform: field ref or id) -> email, phone, name, company, ..., or custom.<key>",
     )
 
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, values: list[str]) -> list[str]:
-        return [_check_origin(v) for v in values]
 
-    @field_validator("thank_you_url")
-    @classmethod
-    def _thank_you(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s) URL")
-        return value
+class SourcePatch(_SourceSettings):
+    """Edits to a source; omitted fields stay as they are. Slug, kind and secret cannot change."""
 
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, values: list[str]) -> list[str]:
-        for tag in values:
-            if not re.fullmatch(r"[\w.:-]{1,64}", tag):
-                raise ValueError(f"tag {tag!r} must be 1-64 letters, digits, '.', ':', '-' or '_'")
-        return values
-
-    @field_validator("field_mapping")
-    @classmethod
-    def _mapping(cls, mapping: dict[str, str]) -> dict[str, str]:
-        for theirs, ours in mapping.items():
-            if ours not in MAPPING_TARGETS and not re.fullmatch(r"custom\.[\w-]{1,64}", ours):
-                raise ValueError(f"{theirs!r} maps to {ours!r}, which is not a contact field or custom.<key>")
-        return mapping
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    allowed_origins: list[str] | None = None
+    thank_you_url: str | None = Field(default=None, max_length=2000)
+    tags: list[str] | None = None
+    field_mapping: dict[str, str] | None = None
+    is_active: bool | None = Field(default=None, description="false stops intake: posts get 404")
 
 
 class SourceOut(BaseModel):

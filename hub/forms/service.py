@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.errors import Conflict, UnprocessableInput
+from hub.errors import Conflict, NotFound, UnprocessableInput
 from hub.forms import repository
 from hub.forms.models import FormSource
-from hub.forms.schemas import SourceCreate
+from hub.forms.schemas import SourceCreate, SourcePatch
 from hub.sealing import SecretBox
 
 
@@ -37,7 +37,9 @@ async def create_source(session: AsyncSession, spec: SourceCreate, box: SecretBo
         raise UnprocessableInput("a typeform source needs the secret set on its Typeform webhook", field="secret")
     if spec.kind == "web":
         if secret and not spec.signed:
-            raise UnprocessableInput("a secret only makes sense with signed=true", field="secret")
+            raise UnprocessableInput(
+                "a secret is only used by signed web sources (signed=true, or --signed on the CLI)", field="secret"
+            )
         if spec.signed and secret is None:
             secret = new_standard_webhooks_secret()
         if secret and not secret.startswith("whsec_"):
@@ -66,3 +68,24 @@ async def find_source(session: AsyncSession, slug: str) -> FormSource | None:
 async def list_sources(session: AsyncSession) -> list[FormSource]:
     """Every source."""
     return await repository.all_sources(session)
+
+
+async def get_source(session: AsyncSession, slug: str) -> FormSource:
+    """A source by slug, active or not."""
+    source = await repository.by_slug(session, slug)
+    if source is None:
+        raise NotFound(f"no form source {slug!r}", field="slug")
+    return source
+
+
+async def update_source(session: AsyncSession, slug: str, patch: SourcePatch) -> FormSource:
+    """Edit a source; fields explicitly set to null that cannot be empty are refused."""
+    source = await get_source(session, slug)
+    changes = patch.model_dump(exclude_unset=True)
+    for required in ("name", "allowed_origins", "tags", "field_mapping", "is_active"):
+        if required in changes and changes[required] is None:
+            raise UnprocessableInput(f"{required} cannot be null", field=required)
+    for name, value in changes.items():
+        setattr(source, name, value)
+    await session.flush()
+    return source

@@ -343,3 +343,39 @@ async def test_unknown_route_and_method_answer_json(sqlite_hub: Hub) -> None:
     assert missing.json()["message"]
     wrong = await sqlite_hub.client.delete("/api/contacts", headers=sqlite_hub.auth())
     assert wrong.status_code == 405
+
+
+async def test_sources_api_edits_a_source(sqlite_hub: Hub) -> None:
+    await sqlite_hub.create_source(slug="website", name="Website")
+    edited = await sqlite_hub.client.patch(
+        "/api/sources/website",
+        json={
+            "name": "Main site",
+            "allowed_origins": ["https://www.example.com"],
+            "tags": ["web"],
+            "field_mapping": {"work_mail": "email"},
+            "thank_you_url": "https://www.example.com/thanks",
+        },
+        headers=sqlite_hub.auth(),
+    )
+    assert edited.status_code == 200, edited.text
+    got = (await sqlite_hub.client.get("/api/sources/website", headers=sqlite_hub.auth())).json()
+    assert (got["name"], got["allowed_origins"], got["tags"]) == ("Main site", ["https://www.example.com"], ["web"])
+    posted = await sqlite_hub.client.post("/webhooks/forms/website", json={"work_mail": "w@example.com"})
+    assert posted.status_code == 202
+    for bad, field in (
+        ({"allowed_origins": ["nope"]}, "allowed_origins"),
+        ({"name": None}, "name"),
+        ({"slug": "other"}, "slug"),
+        ({"field_mapping": {"a": "b"}}, "field_mapping"),
+    ):
+        refused = await sqlite_hub.client.patch("/api/sources/website", json=bad, headers=sqlite_hub.auth())
+        assert refused.status_code == 422, bad
+        assert refused.json()["field"] == field
+    manager = await sqlite_hub.create_key("manager")
+    forbidden = await sqlite_hub.client.patch(
+        "/api/sources/website", json={"name": "x"}, headers=sqlite_hub.auth(manager)
+    )
+    assert forbidden.status_code == 403
+    missing = await sqlite_hub.client.patch("/api/sources/nope", json={"name": "x"}, headers=sqlite_hub.auth())
+    assert missing.status_code == 404

@@ -549,3 +549,68 @@ async def test_metrics_count_webhook_outcomes_by_source(web: Hub) -> None:
     assert 'hub_webhook_events_total{outcome="rejected",source="form:website"} 1.0' in text
     assert 'hub_webhook_events_total{outcome="spam",source="form:website"} 1.0' in text
     assert 'hub_http_requests_total{method="POST",route="/webhooks/forms/{source_slug}",status="202"} 2.0' in text
+
+
+# --- answers browsers and operators rely on -----------------------------------------------
+
+
+async def test_errors_to_an_allowed_origin_carry_cors_headers(web: Hub) -> None:
+    response = await web.client.post(
+        "/webhooks/forms/website", json={"name": "no identity"}, headers={"Origin": "https://www.example.com"}
+    )
+    assert response.status_code == 422
+    assert response.headers["access-control-allow-origin"] == "https://www.example.com"
+
+
+async def test_hub_own_example_page_origin_may_post_to_a_source_with_allowed_origins(web: Hub) -> None:
+    response = await web.client.post(
+        "/webhooks/forms/website", json={"email": "self@example.com"}, headers={"Origin": "https://hub.example.test"}
+    )
+    assert response.status_code == 202
+
+
+async def test_public_post_retried_with_idempotency_key_is_one_submission(web: Hub) -> None:
+    headers = {"Idempotency-Key": "form-attempt-7f3a"}
+    first = await web.client.post("/webhooks/forms/website", json={"email": "idem@example.com"}, headers=headers)
+    retry = await web.client.post("/webhooks/forms/website", json={"email": "idem@example.com"}, headers=headers)
+    assert retry.json() == {**first.json(), "duplicate": True}
+    assert len(await timeline_of(web, first.json()["contact_id"])) == 1
+
+
+async def test_empty_fill_token_is_not_spam(web: Hub) -> None:
+    response = await web.client.post("/webhooks/forms/website", json={"email": "static@example.com", "_hub_ts": ""})
+    assert response.json()["contact_id"] is not None
+
+
+async def test_unknown_slugs_share_one_metrics_label(web: Hub) -> None:
+    for slug in ("a", "b", "c"):
+        await web.client.post(f"/webhooks/forms/{slug}", json={"email": "x@example.com"})
+    text = (await web.client.get("/metrics")).text
+    assert 'hub_webhook_events_total{outcome="rejected",source="unknown"} 3.0' in text
+    assert 'source="form:a"' not in text
+
+
+async def test_source_secret_unreadable_after_key_change_is_a_clear_5xx(database_url: str) -> None:
+    from tests.conftest import make_settings, start_hub
+
+    async for old in start_hub(make_settings(database_url)):
+        created = await old.create_source(slug="partner", name="Partner", signed=True)
+    assert created.secret
+    async for hub in start_hub(make_settings(database_url, secret_key="a-different-key")):
+        body = b'{"email": "k@example.com"}'
+        before = await counts(hub)
+        response = await hub.client.post(
+            "/webhooks/forms/partner", content=body, headers=signed_headers(created.secret, body, "msg_k")
+        )
+        assert response.status_code == 500
+        assert "signing secret" in response.json()["message"]
+        assert await counts(hub) == before
+
+
+async def test_inactive_source_refuses_posts(web: Hub) -> None:
+    response = await web.client.patch("/api/sources/website", json={"is_active": False}, headers=web.auth())
+    assert response.status_code == 200
+    assert response.json()["is_active"] is False
+    refused = await web.client.post("/webhooks/forms/website", json={"email": "late@example.com"})
+    assert refused.status_code == 404
+    assert await count(web, Contact) == 0
