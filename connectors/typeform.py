@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from connectors.webforms import canonical_key
 from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField
+from hub.validation import UnsafeInput, as_utc, parse_json
 
 
 def verify_typeform_signature(secret: str, body: bytes, header: str | None) -> None:
@@ -37,9 +37,9 @@ def parse_typeform(
     name or company fill those when unmapped. Hidden fields carry attribution.
     """
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("body is not JSON") from None
+        document = parse_json(body)
+    except UnsafeInput as exc:
+        raise MalformedPayload(f"body is not acceptable JSON: {exc}", field=exc.path or None) from None
     if not isinstance(document, dict):
         raise MalformedPayload("body must be a JSON object")
     event_id = document.get("event_id")
@@ -120,7 +120,10 @@ def _answer_value(answer: dict[str, Any]) -> Any:
         return choice.get("label") or choice.get("other")
     if kind == "choices":
         choices = answer.get("choices") or {}
-        return [*(choices.get("labels") or []), *([choices["other"]] if choices.get("other") else [])]
+        labels = choices.get("labels") or []
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise MalformedPayload("choices.labels must be a list of strings", field="form_response.answers")
+        return [*labels, *([choices["other"]] if choices.get("other") else [])]
     return answer.get(str(kind)) if kind else None
 
 
@@ -166,5 +169,8 @@ def _timestamp(value: Any) -> datetime:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise MalformedPayload("submitted_at is not an ISO 8601 time", field="form_response.submitted_at") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        try:
+            return as_utc(parsed)
+        except UnsafeInput:
+            raise MalformedPayload("submitted_at is out of range", field="form_response.submitted_at") from None
     raise MalformedPayload("submitted_at is missing", field="form_response.submitted_at")

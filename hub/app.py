@@ -25,6 +25,7 @@ from hub.errors import ContactMerged, HubError, RateLimited
 from hub.forms.api import router as forms_router
 from hub.health import router as health_router
 from hub.metrics import Metrics, MetricsMiddleware
+from hub.middleware import RefuseNulInUrl
 from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from hub.sealing import SecretBox
 from hub.timeline.api import router as timeline_router
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
     )
+    app.add_middleware(RefuseNulInUrl)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in (
         health_router,

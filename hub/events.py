@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,3 +52,18 @@ class FormSubmitted:
     """Client IP and user agent, when the post came from a browser."""
     custom_fields: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+
+
+MAX_EXTERNAL_ID = 200
+"""Length of the external-id columns (inbox and timeline)."""
+
+
+def scoped_external_id(scope: str, value: str) -> str:
+    """``scope:value``, or ``scope:sha256(value)`` when that would not fit the column.
+
+    Scoping keeps one caller's idempotency keys from colliding with another's.
+    """
+    candidate = f"{scope}:{value}"
+    if len(candidate) <= MAX_EXTERNAL_ID:
+        return candidate
+    return f"{scope}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"[:MAX_EXTERNAL_ID]

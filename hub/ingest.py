@@ -19,6 +19,8 @@ from hub.inbox import service as inbox
 from hub.timeline import service as timeline
 
 FORM_SUBMISSION = "form_submission"
+MAX_IDENTITIES_PER_KIND = 5
+"""More emails or phones than this in one submission is a list, not a person."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ def normalize_identities(event: FormSubmitted, default_region: str) -> tuple[lis
     """Usable identities of a submission, and the values that were not usable."""
     identities: list[Identity] = []
     invalid: list[InvalidValue] = []
+    for kind, values in (("email", event.emails), ("phone", event.phones)):
+        if len(values) > MAX_IDENTITIES_PER_KIND:
+            raise UnprocessableInput(
+                f"at most {MAX_IDENTITIES_PER_KIND} {kind} values per submission (got {len(values)})", field=kind
+            )
     for raw in event.emails:
         try:
             identities.append(Identity("email", normalize_email(raw.value)))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from hub.errors import BadRequest
+from hub.validation import MAX_ID, UnsafeInput, as_utc
 
 ItemT = TypeVar("ItemT")
 
@@ -25,13 +27,43 @@ def encode_cursor(position: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+def decode_id_cursor(cursor: str) -> int:
+    """The id after which a keyset page starts."""
+    [entry_id] = decode_cursor(cursor, arity=1)
+    return _cursor_id(entry_id)
+
+
+def decode_time_id_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (time, id) after which a page ordered by time starts."""
+    moment, entry_id = decode_cursor(cursor, arity=2)
+    if not isinstance(moment, str):
+        raise _bad_cursor()
+    try:
+        parsed = datetime.fromisoformat(moment)
+        if parsed.tzinfo is None:
+            raise ValueError("naive")
+        return as_utc(parsed), _cursor_id(entry_id)
+    except (ValueError, UnsafeInput):
+        raise _bad_cursor() from None
+
+
+def _cursor_id(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise _bad_cursor()
+    return value
+
+
+def _bad_cursor() -> BadRequest:
+    return BadRequest("cursor is not valid; use next_cursor from a previous page", field="cursor")
+
+
 def decode_cursor(cursor: str, *, arity: int) -> list[Any]:
     """The position a cursor stands for; 400 naming ``cursor`` when it was not made by us."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; use next_cursor from a previous page", field="cursor") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _bad_cursor() from None
     if not isinstance(position, list) or len(position) != arity:
-        raise BadRequest("cursor is not valid; use next_cursor from a previous page", field="cursor")
+        raise _bad_cursor()
     return position

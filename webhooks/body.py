@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from hub.errors import BadRequest, HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.validation import UnsafeInput, check_json, parse_json
 
 MAX_FORM_FIELDS = 500
 MAX_FORM_FILES = 10
@@ -39,29 +39,38 @@ def media_type(request: Request) -> str:
 async def decode_fields(request: Request, body: bytes) -> dict[str, Any]:
     """Submitted fields from JSON, urlencoded or multipart bodies; repeated names become lists."""
     kind = media_type(request)
+    fields: dict[str, Any]
     if kind == "application/json" or kind.endswith("+json"):
-        return _json_fields(body)
-    if kind == "application/x-www-form-urlencoded":
+        fields = _json_fields(body)
+    elif kind == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(
                 body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FORM_FIELDS
             )
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest(f"form body cannot be decoded: {exc}") from None
-        return _group(pairs)
-    if kind == "multipart/form-data":
-        return await _multipart_fields(request, body)
-    raise UnsupportedMediaType(
-        f"content type {kind or '(none)'!r} is not supported; send JSON, urlencoded or multipart form data",
-        field="content-type",
-    )
+        fields = _group(pairs)
+    elif kind == "multipart/form-data":
+        fields = await _multipart_fields(request, body)
+    else:
+        raise UnsupportedMediaType(
+            f"content type {kind or '(none)'!r} is not supported; send JSON, urlencoded or multipart form data",
+            field="content-type",
+        )
+    if len(fields) > MAX_FORM_FIELDS:
+        raise BadRequest(f"a form may have at most {MAX_FORM_FIELDS} fields")
+    try:
+        check_json(fields)
+    except UnsafeInput as exc:
+        raise BadRequest(f"field {exc}", field=exc.path or None) from None
+    return fields
 
 
 def _json_fields(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        document = parse_json(body)
+    except UnsafeInput as exc:
+        raise BadRequest(f"body is not acceptable JSON: {exc}", field=exc.path or None) from None
     if not isinstance(document, dict):
         raise BadRequest("JSON body must be an object of fields")
     # The Standard Webhooks envelope {type, timestamp, data:{fields:{...}}} carries fields inside data.

@@ -17,7 +17,7 @@ from connectors.webforms import parse_web_form
 from hub import clock
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import BadRequest, Forbidden, HubError, Misconfigured, NotFound, RateLimited, Unauthorized
-from hub.events import FormSubmitted
+from hub.events import FormSubmitted, scoped_external_id
 from hub.forms import rules
 from hub.forms import service as forms
 from hub.forms.models import FormSource
@@ -151,7 +151,7 @@ def _public_post_id(request: Request) -> str:
     key = request.headers.get("idempotency-key", "").strip()
     if key and len(key) <= _MAX_IDEMPOTENCY_KEY:
         ip = request.client.host if request.client else "unknown"
-        return f"idem:{ip}:{key}"
+        return scoped_external_id(f"idem:{ip}", key)
     return f"post:{uuid.uuid4().hex}"
 
 
@@ -206,7 +206,7 @@ def _cors_for(request: Request, source: FormSource, public_url: str) -> dict[str
 
 
 def _wants_html(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "")
+    content_type = request.headers.get("content-type", "").lower()
     is_form = content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
     return is_form and "text/html" in request.headers.get("accept", "")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
@@ -18,11 +18,13 @@ from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_p
 from hub.contacts.schemas import ContactCreate, ContactOut, ContactPatch, IngestAccepted, MergeRequest
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
 from hub.errors import NotFound, UnprocessableInput
-from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField
+from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_external_id
 from hub.ingest import ingest_form_submission
-from hub.pagination import Page, decode_cursor, encode_cursor
+from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.validation import MAX_ID, SafeStr, UnsafeInput, as_utc
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"])
+ContactIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a contact id")]
 
 
 async def visible_contact(session: AsyncSession, principal: Principal, contact_id: int) -> Contact:
@@ -38,11 +40,11 @@ async def list_contacts(
     session: SessionDep,
     principal: AnyRoleDep,
     runtime: RuntimeDep,
-    email: str | None = None,
-    phone: str | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="substring of name, company or email")] = None,
-    source: str | None = Query(default=None, description="first-touch source, e.g. form:website or api"),
-    stage: str | None = None,
+    email: Annotated[SafeStr | None, Query(max_length=320)] = None,
+    phone: Annotated[SafeStr | None, Query(max_length=64)] = None,
+    q: Annotated[SafeStr | None, Query(max_length=200, description="substring of name, company or email")] = None,
+    source: Annotated[SafeStr | None, Query(max_length=100, description="first touch, e.g. form:website")] = None,
+    stage: Annotated[SafeStr | None, Query(max_length=32)] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -56,7 +58,7 @@ async def list_contacts(
         raise UnprocessableInput(
             f"filter is not a valid email or phone: {exc.reason}", field="email" if email is not None else "phone"
         ) from None
-    before_id = int(decode_cursor(cursor, arity=1)[0]) if cursor else None
+    before_id = decode_id_cursor(cursor) if cursor else None
     found = await repository.list_contacts(
         session,
         limit=limit + 1,
@@ -66,8 +68,8 @@ async def list_contacts(
         q=q,
         source=source,
         stage=stage,
-        created_after=_aware(created_after),
-        created_before=_aware(created_before),
+        created_after=_utc(created_after, "created_after"),
+        created_before=_utc(created_before, "created_before"),
         owner_rep_id=principal.rep_id if principal.role == "rep" else None,
     )
     page = found[:limit]
@@ -76,7 +78,7 @@ async def list_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
-async def get_contact(contact_id: int, session: SessionDep, principal: AnyRoleDep) -> ContactOut:
+async def get_contact(contact_id: ContactIdPath, session: SessionDep, principal: AnyRoleDep) -> ContactOut:
     """One contact; an id absorbed by a merge redirects (308) to the surviving contact."""
     return ContactOut.of(await visible_contact(session, principal, contact_id))
 
@@ -88,10 +90,15 @@ async def create_contact(
     session: SessionDep,
     principal: AnyRoleDep,
     runtime: RuntimeDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[SafeStr | None, Header(max_length=200)] = None,
 ) -> IngestAccepted:
-    """Create a lead (source ``api``); a known email or phone joins the existing contact (200)."""
-    external_id = spec.external_id or idempotency_key or f"api:{uuid.uuid4().hex}"
+    """Create a lead (source ``api``); a known email or phone joins the existing contact (200).
+
+    ``external_id`` (or the ``Idempotency-Key`` header) makes retries safe; it is scoped to
+    the API key, so two integrations cannot collide.
+    """
+    caller_key = spec.external_id or idempotency_key
+    external_id = scoped_external_id(f"key{principal.key_id}", caller_key) if caller_key else f"api:{uuid.uuid4().hex}"
     unknown = set(spec.attribution) - set(ATTRIBUTION_KEYS)
     if unknown:
         raise UnprocessableInput(f"unknown attribution keys: {', '.join(sorted(unknown))}", field="attribution")
@@ -129,7 +136,7 @@ async def create_contact(
 
 @router.patch("/{contact_id}", response_model=ContactOut)
 async def update_contact(
-    contact_id: int, patch: ContactPatch, session: SessionDep, principal: AnyRoleDep, runtime: RuntimeDep
+    contact_id: ContactIdPath, patch: ContactPatch, session: SessionDep, principal: AnyRoleDep, runtime: RuntimeDep
 ) -> ContactOut:
     """Edit name, company, job title, time zone, stage or custom fields."""
     contact = await visible_contact(session, principal, contact_id)
@@ -143,7 +150,9 @@ async def update_contact(
 
 
 @router.post("/{contact_id}/merge", response_model=ContactOut)
-async def merge_contact(contact_id: int, spec: MergeRequest, session: SessionDep, principal: ManagerDep) -> ContactOut:
+async def merge_contact(
+    contact_id: ContactIdPath, spec: MergeRequest, session: SessionDep, principal: ManagerDep
+) -> ContactOut:
     """Merge another contact into this one: identities and timeline move here, the other id redirects."""
     await contacts.merge_contacts(
         session, contact_id, spec.other_contact_id, reason=f"merged by {principal.name} through the API"
@@ -152,8 +161,11 @@ async def merge_contact(contact_id: int, spec: MergeRequest, session: SessionDep
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | None, field: str) -> datetime | None:
     # A filter time without an offset is read as UTC, like every stored time.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    if value is None:
+        return None
+    try:
+        return as_utc(value)
+    except UnsafeInput as exc:
+        raise UnprocessableInput(f"{field} {exc.reason}", field=field) from None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.contacts.models import Contact
 from hub.contacts.service import is_time_zone
+from hub.validation import MAX_ID, JsonObject, SafeStr
 
 
 class ContactOut(BaseModel):
@@ -59,19 +60,19 @@ class ContactCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=64)
-    emails: list[str] = Field(default_factory=list, max_length=20)
-    phones: list[str] = Field(default_factory=list, max_length=20)
-    name: str | None = Field(default=None, max_length=200)
-    company: str | None = Field(default=None, max_length=200)
-    job_title: str | None = Field(default=None, max_length=200)
-    message: str | None = Field(default=None, max_length=10_000)
+    email: SafeStr | None = Field(default=None, max_length=320)
+    phone: SafeStr | None = Field(default=None, max_length=64)
+    emails: list[SafeStr] = Field(default_factory=list, max_length=5)
+    phones: list[SafeStr] = Field(default_factory=list, max_length=5)
+    name: SafeStr | None = Field(default=None, max_length=200)
+    company: SafeStr | None = Field(default=None, max_length=200)
+    job_title: SafeStr | None = Field(default=None, max_length=200)
+    message: SafeStr | None = Field(default=None, max_length=10_000)
     country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$")
-    time_zone: str | None = None
-    attribution: dict[str, str] = Field(default_factory=dict)
-    custom_fields: dict[str, Any] = Field(default_factory=dict)
-    external_id: str | None = Field(
+    time_zone: SafeStr | None = None
+    attribution: dict[str, Annotated[SafeStr, Field(max_length=2000)]] = Field(default_factory=dict)
+    custom_fields: JsonObject = Field(default_factory=dict)
+    external_id: SafeStr | None = Field(
         default=None, max_length=200, description="your id for this lead; a retry with the same id changes nothing"
     )
 
@@ -88,12 +89,12 @@ class ContactPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    company: str | None = Field(default=None, max_length=200)
-    job_title: str | None = Field(default=None, max_length=200)
-    time_zone: str | None = None
-    stage: str | None = None
-    custom_fields: dict[str, Any] | None = Field(
+    name: SafeStr | None = Field(default=None, max_length=200)
+    company: SafeStr | None = Field(default=None, max_length=200)
+    job_title: SafeStr | None = Field(default=None, max_length=200)
+    time_zone: SafeStr | None = None
+    stage: SafeStr | None = Field(default=None, max_length=32)
+    custom_fields: JsonObject | None = Field(
         default=None, description="merged into the current ones; a key set to null is removed"
     )
 
@@ -119,4 +120,4 @@ class MergeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    other_contact_id: int
+    other_contact_id: int = Field(ge=1, le=MAX_ID)

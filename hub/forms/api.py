@@ -11,7 +11,8 @@ from hub.forms import service as forms
 from hub.forms.models import FormSource
 from hub.forms.schemas import SourceCreate, SourceCreated, SourceOut, SourcePatch, SpamOut
 from hub.inbox import service as inbox
-from hub.pagination import Page, decode_cursor, encode_cursor
+from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.validation import SafeStr
 
 router = APIRouter(prefix="/api", tags=["form sources"])
 
@@ -69,12 +70,12 @@ async def update_source(
 async def list_spam(
     session: SessionDep,
     _: ManagerDep,
-    source: str | None = Query(default=None, description="e.g. form:website"),
+    source: Annotated[SafeStr | None, Query(max_length=100, description="e.g. form:website")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Page[SpamOut]:
     """Submissions judged to be bots (honeypot, too fast), newest first, for review."""
-    before_id = int(decode_cursor(cursor, arity=1)[0]) if cursor else None
+    before_id = decode_id_cursor(cursor) if cursor else None
     found = await inbox.list_spam(session, limit=limit + 1, before_id=before_id, source=source)
     page = found[:limit]
     return Page[SpamOut](

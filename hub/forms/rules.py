@@ -32,7 +32,8 @@ def bot_reason(
 ) -> str | None:
     """Why a submission looks automated, or None when it looks like a person."""
     honeypot = fields.get(HONEYPOT_FIELD)
-    if isinstance(honeypot, str) and honeypot.strip():
+    # Any content counts, whatever its shape: repeating the field or sending JSON must not slip past.
+    if honeypot not in (None, "", [], {}) and not (isinstance(honeypot, str) and not honeypot.strip()):
         return "honeypot"
     token = fields.get(FILL_TOKEN_FIELD)
     if token is None or token == "":

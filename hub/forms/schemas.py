@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.events import ATTRIBUTION_KEYS
+from hub.validation import SafeStr
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAPPING_TARGETS = frozenset(
@@ -21,7 +22,12 @@ SourceKind = Literal["web", "typeform"]
 
 def _check_origin(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+    try:
+        port = parts.port  # raises for a port outside 0-65535
+    except ValueError:
+        port = -1
+    plain = parts.hostname is not None and parts.username is None and port != -1 and "\x00" not in value
+    if parts.scheme not in ("http", "https") or not plain or parts.path not in ("", "/") or parts.query:
         raise ValueError(f"{value!r} is not an origin like https://www.example.com")
     return f"{parts.scheme}://{parts.netloc}".lower()
 
@@ -64,19 +70,19 @@ class SourceCreate(_SourceSettings):
     """A new form source."""
 
     slug: str = Field(pattern=SLUG_PATTERN, description="URL name: /webhooks/forms/{slug}")
-    name: str = Field(min_length=1, max_length=200)
+    name: SafeStr = Field(min_length=1, max_length=200)
     kind: SourceKind = "web"
     allowed_origins: list[str] = Field(default_factory=list, description="browser origins allowed to post (CORS)")
-    thank_you_url: str | None = Field(default=None, max_length=2000)
+    thank_you_url: SafeStr | None = Field(default=None, max_length=2000)
     signed: bool = Field(default=False, description="web sources: require Standard Webhooks signatures")
-    secret: str | None = Field(
+    secret: SafeStr | None = Field(
         default=None,
         min_length=8,
         max_length=200,
         description="typeform: the secret set on the Typeform webhook; web: a whsec_ secret (generated if omitted)",
     )
     tags: list[str] = Field(default_factory=list)
-    field_mapping: dict[str, str] = Field(
+    field_mapping: dict[SafeStr, SafeStr] = Field(
         default_factory=dict,
         description="their field name (Typeform: field ref or id) -> email, phone, name, company, ..., or custom.<key>",
     )
@@ -85,11 +91,11 @@ class SourceCreate(_SourceSettings):
 class SourcePatch(_SourceSettings):
     """Edits to a source; omitted fields stay as they are. Slug, kind and secret cannot change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     allowed_origins: list[str] | None = None
-    thank_you_url: str | None = Field(default=None, max_length=2000)
+    thank_you_url: SafeStr | None = Field(default=None, max_length=2000)
     tags: list[str] | None = None
-    field_mapping: dict[str, str] | None = None
+    field_mapping: dict[SafeStr, SafeStr] | None = None
     is_active: bool | None = Field(default=None, description="false stops intake: posts get 404")
 
 

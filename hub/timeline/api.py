@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from hub.contacts.api import visible_contact
+from hub.contacts.api import ContactIdPath, visible_contact
 from hub.deps import AnyRoleDep, SessionDep
-from hub.errors import BadRequest
-from hub.pagination import Page, decode_cursor, encode_cursor
+from hub.pagination import Page, decode_time_id_cursor, encode_cursor
 from hub.timeline import service as timeline
 from hub.timeline.schemas import NoteCreate, TimelineEntryOut
+from hub.validation import SafeStr
 
 router = APIRouter(prefix="/api/contacts", tags=["timeline"])
 
 
 @router.get("/{contact_id}/timeline", response_model=Page[TimelineEntryOut])
 async def read_timeline(
-    contact_id: int,
+    contact_id: ContactIdPath,
     session: SessionDep,
     principal: AnyRoleDep,
-    kind: Annotated[list[str] | None, Query(description="only these kinds (repeatable)")] = None,
+    kind: Annotated[list[SafeStr] | None, Query(description="only these kinds (repeatable)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Page[TimelineEntryOut]:
     """The contact's timeline, newest first."""
     contact = await visible_contact(session, principal, contact_id)
-    before = None
-    if cursor:
-        occurred, entry_id = decode_cursor(cursor, arity=2)
-        try:
-            before = (datetime.fromisoformat(str(occurred)), int(entry_id))
-        except (TypeError, ValueError):
-            raise BadRequest("cursor is not valid; use next_cursor from a previous page", field="cursor") from None
+    before = decode_time_id_cursor(cursor) if cursor else None
     found = await timeline.newest(session, contact.id, limit=limit + 1, kinds=kind, before=before)
     page = found[:limit]
     next_cursor = encode_cursor([page[-1].occurred_at.isoformat(), page[-1].id]) if len(found) > limit else None
@@ -42,7 +35,9 @@ async def read_timeline(
 
 
 @router.post("/{contact_id}/notes", response_model=TimelineEntryOut, status_code=201)
-async def add_note(contact_id: int, note: NoteCreate, session: SessionDep, principal: AnyRoleDep) -> TimelineEntryOut:
+async def add_note(
+    contact_id: ContactIdPath, note: NoteCreate, session: SessionDep, principal: AnyRoleDep
+) -> TimelineEntryOut:
     """Add a note to the contact's timeline."""
     contact = await visible_contact(session, principal, contact_id)
     entry = await timeline.append(

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.validation import SafeStr
+
 
 class TimelineEntryOut(BaseModel):
     """One entry of a contact's timeline."""
@@ -28,4 +30,4 @@ class NoteCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    body: str = Field(min_length=1, max_length=20_000)
+    body: SafeStr = Field(min_length=1, max_length=20_000)

@@ -1,0 +1,94 @@
+"""Input rules every edge shares: JSON that every database can store and every reader can serve.
+
+PostgreSQL refuses NUL characters in text and JSONB and refuses NaN/Infinity in JSONB;
+SQLite stores them and then reads them back changed. Deeply nested values cannot be
+serialised again by pydantic. So such input is refused where it enters, before any write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+MAX_JSON_DEPTH = 32
+MAX_ID = 2**63 - 1
+"""Ids are BIGINT; larger numbers cannot name a row on either backend."""
+
+
+class UnsafeInput(ValueError):
+    """A value the hub will not store; ``path`` says where it is (``fields.x[2]``)."""
+
+    def __init__(self, reason: str, path: str = "") -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = path
+
+
+def check_json(value: Any, path: str = "", depth: int = 0) -> None:
+    """Refuse NUL characters, non-finite numbers and nesting deeper than MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
+        raise UnsafeInput(f"nested deeper than {MAX_JSON_DEPTH} levels", path)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise UnsafeInput("contains a NUL character", path)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnsafeInput("is not a finite number", path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or "\x00" in key:
+                raise UnsafeInput("has a key with a NUL character", path)
+            check_json(item, f"{path}.{key}" if path else key, depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]", depth + 1)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise UnsafeInput(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes | str) -> Any:
+    """``json.loads`` that refuses NaN/Infinity, runaway nesting, NUL characters and bad UTF-8."""
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise UnsafeInput(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except UnsafeInput:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnsafeInput(f"not valid JSON: {exc}") from None
+    check_json(document)
+    return document
+
+
+def as_utc(value: datetime) -> datetime:
+    """A caller's time as aware UTC (naive means UTC); refuses times that fall off the calendar in UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise UnsafeInput("is outside the range of representable times") from None
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    check_json(value)
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(_no_nul)]
+"""A string any database can store."""
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+"""A JSON object any database can store and the API can serve again."""
