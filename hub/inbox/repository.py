@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,11 @@ async def find(session: AsyncSession, source: str, external_id: str) -> InboundE
     """The stored event for a provider id."""
     stmt = select(InboundEvent).where(InboundEvent.source == source, InboundEvent.external_id == external_id)
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def update(session: AsyncSession, event_id: int, **values: Any) -> None:
+    """Set columns of one event without loading it."""
+    await session.execute(sql_update(InboundEvent).where(InboundEvent.id == event_id).values(**values))
 
 
 async def get(session: AsyncSession, event_id: int) -> InboundEvent | None:

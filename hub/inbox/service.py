@@ -59,13 +59,9 @@ async def record(
 
 async def mark_processed(session: AsyncSession, event_id: int, *, contact_id: int, timeline_entry_id: int) -> None:
     """Link the event to what it produced."""
-    event = await repository.get(session, event_id)
-    if event is None:  # pragma: no cover - inserted in this very transaction
-        raise RuntimeError(f"inbox event {event_id} vanished")
-    event.status = PROCESSED
-    event.contact_id = contact_id
-    event.timeline_entry_id = timeline_entry_id
-    await session.flush()
+    await repository.update(
+        session, event_id, status=PROCESSED, contact_id=contact_id, timeline_entry_id=timeline_entry_id
+    )
 
 
 async def list_spam(

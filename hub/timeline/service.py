@@ -22,15 +22,8 @@ async def append(
     occurred_at: datetime | None = None,
     external_id: str | None = None,
 ) -> TimelineEntry:
-    """Add an entry; with an ``external_id`` already seen from ``source``, return that entry instead.
-
-    Callers that ingest provider events dedupe in the inbox first (under its unique key),
-    so the look-up here only guards internal callers that replay.
-    """
-    if external_id is not None:
-        existing = await repository.find_by_external_id(session, source, external_id)
-        if existing is not None:
-            return existing
+    """Add an entry. ``(source, external_id)`` is unique: callers that ingest provider events
+    dedupe in the inbox first, under its own unique key, so no look-up is spent here."""
     entry = TimelineEntry(
         contact_id=contact_id,
         kind=kind,
