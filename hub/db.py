@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -115,6 +118,37 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
         return
     for key in sorted({advisory_key(k) for k in keys}):
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+T = TypeVar("T")
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """True for failures PostgreSQL expects the client to retry."""
+    return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+async def retry_transient(session: AsyncSession, work: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
+    """Run ``work`` in a savepoint and run it again when PostgreSQL picks it as a deadlock victim.
+
+    Merges lock several contacts (and foreign keys lock rows implicitly), so two merges can
+    deadlock however carefully locks are ordered; PostgreSQL aborts one, and redoing it is safe
+    because everything it did was rolled back to the savepoint. SQLite serialises writers, so
+    it runs ``work`` directly.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return await work()
+    for attempt in range(1, attempts + 1):
+        try:
+            async with session.begin_nested():
+                return await work()
+        except DBAPIError as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            # Jitter, so the two transactions that collided do not collide again in lockstep.
+            await asyncio.sleep(random.uniform(0, 0.02 * attempt))  # noqa: S311 - not security
+    raise AssertionError("unreachable")
 
 
 def utcnow_default() -> datetime:

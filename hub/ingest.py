@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import service as contacts
 from hub.contacts.normalize import Identity, InvalidIdentity, normalize_email, normalize_phone
+from hub.db import retry_transient
 from hub.errors import UnprocessableInput
 from hub.events import FormSubmitted
 from hub.inbox import service as inbox
@@ -82,6 +83,12 @@ async def ingest_form_submission(session: AsyncSession, event: FormSubmitted, *,
     """Record a lead form submission on its contact's timeline, exactly once per external id."""
     identities, invalid = normalize_identities(event, default_region)
     require_identity(identities, invalid)
+    return await retry_transient(session, lambda: _ingest(session, event, identities, invalid))
+
+
+async def _ingest(
+    session: AsyncSession, event: FormSubmitted, identities: list[Identity], invalid: list[InvalidValue]
+) -> IngestOutcome:
     recorded = await inbox.record(
         session,
         source=event.source,

@@ -16,6 +16,7 @@ from hub.contacts import service as contacts
 from hub.contacts.models import Contact
 from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_phone
 from hub.contacts.schemas import ContactCreate, ContactOut, ContactPatch, IngestAccepted, MergeRequest
+from hub.db import retry_transient
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
 from hub.errors import NotFound, UnprocessableInput
 from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_external_id
@@ -154,8 +155,9 @@ async def merge_contact(
     contact_id: ContactIdPath, spec: MergeRequest, session: SessionDep, principal: ManagerDep
 ) -> ContactOut:
     """Merge another contact into this one: identities and timeline move here, the other id redirects."""
-    await contacts.merge_contacts(
-        session, contact_id, spec.other_contact_id, reason=f"merged by {principal.name} through the API"
+    reason = f"merged by {principal.name} through the API"
+    await retry_transient(
+        session, lambda: contacts.merge_contacts(session, contact_id, spec.other_contact_id, reason=reason)
     )
     await session.commit()
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))
