@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import math
 import multiprocessing
 import os
@@ -62,6 +64,9 @@ REQUEST_TIMEOUT_S = 30.0
 STARTUP_DEADLINE_S = 60.0
 STOP_TIMEOUT_S = 15.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SATURATED_CORE = 0.85  # a process at this share of a core or more is the bottleneck
+MOSTLY_CPU = 0.6  # below saturation, but most of each request's time is the server computing
+BUSY_WARNING_CORES = 0.25  # background CPU use above this skews a run on a 2-core machine
 
 
 # --------------------------------------------------------------------------- the leads
@@ -100,6 +105,11 @@ class CpuUse:
     db: float | None
     client: float
     machine: float
+
+    @property
+    def other(self) -> float:
+        """Busy time charged to none of the above: other processes on the machine, and kernel work."""
+        return max(0.0, self.machine - self.server - (self.db or 0.0) - self.client)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -171,6 +181,7 @@ class LoadSpec:
     seed: str
     server_pid: int
     with_postgres: bool
+    shared_pool: bool
 
 
 @dataclass(frozen=True)
@@ -219,7 +230,7 @@ class _Tally:
         else:
             self.error_kinds[outcome.kind] += 1
             if len(self.error_examples) < 3:
-                self.error_examples.append(f"{outcome.kind}: {outcome.detail}")
+                self.error_examples.append(f"{outcome.kind} after {finished - started:.1f} s: {outcome.detail}")
         # A request belongs to the timed window when it started inside it; the ones still in flight
         # at the deadline are waited for, so slow requests are never dropped from the percentiles.
         if started >= self.measure_from:
@@ -268,15 +279,33 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[max(0, math.ceil(pct / 100 * len(sorted_values)) - 1)]
 
 
+async def _clients(spec: LoadSpec, stack: contextlib.AsyncExitStack) -> list[httpx.AsyncClient]:
+    """One httpx client per worker, each with a pool of one connection: N connections in all.
+
+    One shared client with a pool of N is the obvious alternative (--shared-pool), but httpcore's pool
+    does work proportional to its size on every request (encode/httpcore#1035): on this 2-core machine
+    its CPU per request grew from 1.5 ms at 8 connections to 10.7 ms at 64, so the client, not the
+    server, set the req/s. Separate pools keep the client's cost per request flat.
+    """
+    if spec.shared_pool:
+        limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
+        shared = await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S))
+        return [shared] * spec.concurrency
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return [
+        await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S))
+        for _ in range(spec.concurrency)
+    ]
+
+
 async def _load(spec: LoadSpec) -> LoadResult:
-    # One connection per worker: the pool never makes a worker wait for another's connection.
-    limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = await _clients(spec, stack)
         measure_from = time.perf_counter() + spec.warmup_s
         deadline = measure_from + spec.duration_s
         tally = _Tally(measure_from=measure_from)
         snapshot = asyncio.create_task(_snapshot_at(measure_from, spec))
-        fresh = await asyncio.gather(*(_worker(client, spec, w, deadline, tally) for w in range(spec.concurrency)))
+        fresh = await asyncio.gather(*(_worker(c, spec, w, deadline, tally) for w, c in enumerate(clients)))
         before, after = await snapshot, cpu_snapshot(spec.server_pid, spec.with_postgres)
     latencies = sorted(tally.latencies_ms)
     elapsed = max(tally.last_finish - measure_from, 1e-9)
@@ -299,6 +328,12 @@ async def _load(spec: LoadSpec) -> LoadResult:
 
 def run_load(spec: LoadSpec) -> LoadResult:
     """Entry point of the load-generator process: its own event loop, nothing else on it."""
+    if importlib.util.find_spec("sniffio") is None:
+        # httpcore runs `import sniffio` every time it sets up a lock (several times per request); when
+        # sniffio is not installed (anyio no longer requires it) each of those is a failed import that
+        # searches sys.path, about a fifth of the client's CPU per request here. None in sys.modules
+        # makes the import fail at once, and httpcore falls back to asyncio, which is what runs.
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
@@ -409,10 +444,36 @@ def running(target: Target, log_path: Path) -> Iterator[subprocess.Popen[bytes]]
             stop(proc)
 
 
-def server_log_errors(log_path: Path) -> list[str]:
-    """Lines the server logged at ERROR or as a traceback (the hub logs at WARNING during the run)."""
-    lines = log_path.read_text(errors="replace").splitlines()
-    return [line for line in lines if " ERROR " in line or line.startswith("Traceback")]
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")  # "sqlite3.OperationalError: ..."
+_LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d |[A-Z]+:\s)")  # a new record: the hub's format or uvicorn's
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """One ERROR record of a server log with its traceback, if any."""
+
+    text: str
+
+    @property
+    def summary(self) -> str:
+        """The log message and, for a traceback, the exception it ended in."""
+        lines = self.text.splitlines()
+        raised = [line for line in lines[1:] if _EXCEPTION_LINE.match(line)]
+        return f"{lines[0].strip()} -> {raised[-1]}" if raised else lines[0].strip()
+
+
+def server_log_errors(log_path: Path) -> list[ServerError]:
+    """ERROR records and their tracebacks (the hub logs at WARNING during the run, so these are real)."""
+    found: list[list[str]] = []
+    inside = False
+    for line in log_path.read_text(errors="replace").splitlines():
+        if _LOG_RECORD.match(line):
+            inside = " ERROR " in line or line.startswith("ERROR:")
+            if inside:
+                found.append([line])
+        elif inside:
+            found[-1].append(line)
+    return [ServerError("\n".join(block)) for block in found]
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -494,7 +555,7 @@ class TargetRun:
     key: str
     results: dict[int, LoadResult] = field(default_factory=dict)
     integrity: Integrity | None = None
-    log_errors: list[str] = field(default_factory=list)
+    log_errors: list[ServerError] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -504,6 +565,8 @@ class Plan:
     duration_s: float
     pg_server: str
     pg_database: str
+    shared_pool: bool
+    log_dir: Path | None
 
 
 def bench_target(target: Target, plan: Plan, pool: ProcessPoolExecutor, log_path: Path) -> TargetRun:
@@ -520,6 +583,7 @@ def bench_target(target: Target, plan: Plan, pool: ProcessPoolExecutor, log_path
                 seed=f"{target.key}:{concurrency}",
                 server_pid=proc.pid,
                 with_postgres=target.key == "postgres",
+                shared_pool=plan.shared_pool,
             )
             timeout = plan.warmup_s + plan.duration_s + REQUEST_TIMEOUT_S + 60
             result = pool.submit(run_load, spec).result(timeout=timeout)
@@ -538,9 +602,14 @@ def summary_line(key: str, r: LoadResult) -> str:
     db = f" db {r.cpu.db:.2f}" if r.cpu.db is not None else ""
     return (
         f"{key:>8}  c={r.concurrency:<3} {r.rps:8.0f} req/s  p50 {r.p50_ms:7.1f} ms  p99 {r.p99_ms:7.1f} ms  "
-        f"errors {r.errors:<4} cpu: server {r.cpu.server:.2f}{db} client {r.cpu.client:.2f} "
-        f"all {r.cpu.machine:.2f} cores"
+        f"errors {r.errors:<4} cores: server {r.cpu.server:.2f}{db} client {r.cpu.client:.2f} "
+        f"other {r.cpu.other:.2f}  server CPU/post {server_ms_per_post(r):.2f} ms"
     )
+
+
+def server_ms_per_post(r: LoadResult) -> float:
+    """The server's CPU time per answered request: what one post costs, whatever bounds req/s."""
+    return r.cpu.server / r.rps * 1000 if r.rps else math.nan
 
 
 def run_all(targets: list[str], plan: Plan) -> dict[str, TargetRun]:
@@ -551,23 +620,26 @@ def run_all(targets: list[str], plan: Plan) -> dict[str, TargetRun]:
         tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp,
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
+        if plan.log_dir is not None:
+            plan.log_dir.mkdir(parents=True, exist_ok=True)
         for key in targets:
             runs[key] = bench_one(key, plan, pool, Path(tmp))
     return runs
 
 
 def bench_one(key: str, plan: Plan, pool: ProcessPoolExecutor, tmp: Path) -> TargetRun:
+    log_path = (plan.log_dir or tmp) / f"{key}.log"
     if key == "bare":
-        return bench_target(make_target(key, None), plan, pool, tmp / "bare.log")
+        return bench_target(make_target(key, None), plan, pool, log_path)
     if key == "sqlite":
         target = make_target(key, f"sqlite+aiosqlite:///{tmp / 'hub.db'}")
         migrate(target)
-        return bench_target(target, plan, pool, tmp / "sqlite.log")
+        return bench_target(target, plan, pool, log_path)
     pg_recreate(plan.pg_server, plan.pg_database)
     try:
         target = make_target(key, f"postgresql+asyncpg://{plan.pg_server}/{plan.pg_database}")
         migrate(target)
-        return bench_target(target, plan, pool, tmp / "postgres.log")
+        return bench_target(target, plan, pool, log_path)
     finally:
         pg_drop(plan.pg_server, plan.pg_database)
 
@@ -599,6 +671,13 @@ def machine_facts(pg_server: str, with_postgres: bool) -> dict[str, str]:
     return facts
 
 
+def background_load(seconds: float = 2.0) -> float:
+    """Cores busy before the run starts: anything else on the machine competes with client and server."""
+    before, started = machine_busy_seconds(), time.perf_counter()
+    time.sleep(seconds)  # a measurement interval, not a wait for readiness
+    return (machine_busy_seconds() - before) / (time.perf_counter() - started)
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
@@ -606,15 +685,16 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def table(run: TargetRun, bare: TargetRun | None) -> list[str]:
     lines = [
         "| concurrency | req/s | p50 ms | p99 ms | errors | ratio to bare "
-        "| CPU server | CPU db | CPU client | CPU all |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU ms/post | cores: server | db | client | other |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c, r in run.results.items():
         ceiling = bare.results.get(c) if bare else None
         ratio = f"{r.rps / ceiling.rps:.2f}" if ceiling and ceiling.rps else "—"
         lines.append(
             f"| {c} | {r.rps:,.0f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} | {r.errors} | {ratio} "
-            f"| {_fmt(r.cpu.server, 2)} | {_fmt(r.cpu.db, 2)} | {_fmt(r.cpu.client, 2)} | {_fmt(r.cpu.machine, 2)} |"
+            f"| {_fmt(server_ms_per_post(r), 2)} | {_fmt(r.cpu.server, 2)} | {_fmt(r.cpu.db, 2)} "
+            f"| {_fmt(r.cpu.client, 2)} | {_fmt(r.cpu.other, 2)} |"
         )
     return lines
 
@@ -622,16 +702,18 @@ def table(run: TargetRun, bare: TargetRun | None) -> list[str]:
 def notes(run: TargetRun) -> list[str]:
     """Errors, server log errors and the integrity check, stated plainly under the table."""
     found: list[str] = []
-    kinds: Counter[str] = Counter()
-    examples: list[str] = []
-    for r in run.results.values():
-        kinds.update(r.error_kinds)
-        examples.extend(r.error_examples)
-    if kinds:
-        listed = ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common())
-        found.append(f"- Errors (warm-ups included): {listed}. First: `{examples[0]}`")
+    per_level = [
+        f"c={c}: " + ", ".join(f"{n}x {kind}" for kind, n in sorted(r.error_kinds.items()))
+        for c, r in run.results.items()
+        if r.error_kinds
+    ]
+    if per_level:
+        first = next(r.error_examples[0] for r in run.results.values() if r.error_examples)
+        found.append(f"- Errors, warm-ups included: {'; '.join(per_level)}. First answer: `{first}`")
     if run.log_errors:
-        found.append(f"- The server logged {len(run.log_errors)} error line(s); first: `{run.log_errors[0][:200]}`")
+        kinds = Counter(error.summary for error in run.log_errors)
+        listed = "; ".join(f"{n}x `{summary[:300]}`" for summary, n in kinds.most_common(3))
+        found.append(f"- The server logged {len(run.log_errors)} error(s): {listed}")
     if run.integrity is not None:
         found.append(f"- Integrity: {run.integrity.describe()}.")
     return found
@@ -641,43 +723,101 @@ def peak(run: TargetRun | None) -> LoadResult | None:
     return max(run.results.values(), key=lambda r: r.rps) if run and run.results else None
 
 
-def reading(runs: dict[str, TargetRun], cores: str) -> list[str]:
+def bound(r: LoadResult, cores: int) -> str:
+    """What limited one measurement, judged from where the CPU went."""
+    if r.cpu.client >= SATURATED_CORE:
+        return f"the load generator: its one process used {r.cpu.client:.2f} cores"
+    if r.cpu.server >= SATURATED_CORE:
+        return f"the server's CPU: its one process used {r.cpu.server:.2f} cores, and one event loop gets about one"
+    if r.cpu.machine >= SATURATED_CORE * cores:
+        return f"the machine: all {cores} cores were busy ({r.cpu.other:.2f} of them with other work)"
+    if r.cpu.server >= MOSTLY_CPU:
+        return f"mostly the server's CPU ({r.cpu.server:.2f} cores); the rest of each request is waiting on I/O"
+    return "waiting rather than CPU (no process was near a full core): round trips, commits, locks"
+
+
+def reading(runs: dict[str, TargetRun], cores: int) -> list[str]:
     """What bounds each number, with this run's figures filled in."""
-    bare, pg, lite = peak(runs.get("bare")), peak(runs.get("postgres")), peak(runs.get("sqlite"))
     text = [
-        f"- Everything shares {cores} cores: the client process, the server process and (for the PostgreSQL "
-        "target) PostgreSQL itself. The `CPU` columns are average cores used during the timed window; when "
-        f"`CPU all` is near {cores}, the machine, not the code under test, is the limit, and a client on "
-        "another machine would see higher req/s. The httpx client is not free: compare `CPU client` with "
-        "`CPU server`.",
-        "- Each server is one process with one event loop, so it can use at most about one core for Python "
-        "work. Once `CPU server` is near 1.0, more concurrency only adds queueing: req/s stays flat while p50 "
-        "grows in proportion to the concurrency (Little's law) and p99 follows.",
+        f"- Client, server and PostgreSQL all run on the same {cores} cores. The `cores` columns are average "
+        "CPU use in the timed window; `other` is everything else on the machine (a shared machine: other "
+        "people's test runs show up there), and rows where it is high understate the server. "
+        "`server CPU ms/post` is the server's CPU time per answered post; 1000 divided by it is the most "
+        "posts per second one server process could answer with a core to itself.",
+        "- A server is one process with one event loop, so it gets about one core. Once a server is at about "
+        "one core, more concurrency only queues: req/s stays flat and latency grows with the concurrency "
+        "(Little's law: mean latency ≈ concurrency / req/s).",
     ]
-    if bare:
-        text.append(
-            f"- Bare endpoint: peaks at {bare.rps:,.0f} req/s (c={bare.concurrency}). This is the ceiling of "
-            "uvicorn + FastAPI + httpx on this machine: no database, just HTTP parsing, routing, JSON in and out."
-        )
-    if pg:
-        text.append(
-            f"- Hub on PostgreSQL: peaks at {pg.rps:,.0f} req/s (c={pg.concurrency}). Each post is a durable "
-            "transaction (synchronous_commit=on, so every commit waits for a WAL flush) plus several round trips "
-            "to PostgreSQL (source lookup, inbox row, identity lookup and advisory locks, contact, timeline "
-            "entry, commit). At c=1 the number is bound by that chain of round trips and the fsync; at higher "
-            "concurrency commits are grouped and the bound becomes the hub process's CPU (SQLAlchemy ORM and "
-            "the endpoint's own work), with PostgreSQL taking the second core in part. The connection pool "
-            "(10 + 10 overflow) caps the transactions in flight at 20; requests beyond that wait in the hub."
-        )
-    if lite:
-        text.append(
-            f"- Hub on SQLite: peaks at {lite.rps:,.0f} req/s (c={lite.concurrency}). SQLite allows one writer at "
-            "a time and the hub begins every transaction with BEGIN IMMEDIATE, so posts are committed strictly "
-            "one after another; the database work runs in aiosqlite's threads inside the hub process (hence no "
-            "`CPU db`). WAL with synchronous=NORMAL means commits do not wait for fsync, which is why a single "
-            "client can be faster here than on PostgreSQL; the single writer is why it stops scaling."
-        )
+    for key in TARGETS:
+        r = peak(runs.get(key))
+        if r is not None:
+            text.append(_target_reading(key, r, runs, cores))
     return text
+
+
+def _target_reading(key: str, r: LoadResult, runs: dict[str, TargetRun], cores: int) -> str:
+    ms = server_ms_per_post(r)
+    head = (
+        f"- {TITLES[key].split(' (')[0]}: best {r.rps:,.0f} req/s (c={r.concurrency}), bound by {bound(r, cores)}. "
+        f"The server spends {ms:.2f} ms of CPU per post (at most ~{1000 / ms:,.0f} posts/s on a free core)."
+    )
+    if key == "bare":
+        client_ms = r.cpu.client / r.rps * 1000
+        return head + (
+            " Nothing else happens here (HTTP parsing, routing, JSON in and out), so this is the ceiling of "
+            f"uvicorn + FastAPI as this client can measure it: the client spends {client_ms:.2f} ms of CPU per "
+            f"request, the server {ms:.2f} ms. Because the bare req/s is bound by the client, `ratio to bare` "
+            "understates the hub's cost; compare `server CPU ms/post` instead."
+        )
+    first, last = runs[key].results[min(runs[key].results)], runs[key].results[max(runs[key].results)]
+    if key == "postgres":
+        return head + (
+            f" At c={first.concurrency} a post takes {first.p50_ms:.1f} ms (p50), of which "
+            f"~{server_ms_per_post(first):.1f} ms is the hub's own CPU (spread over SQLAlchemy's ORM, "
+            "FastAPI/Starlette and the endpoint's own parsing and validation around ~10 SQL statements; no "
+            "single hot spot); the rest is the round trips to PostgreSQL and the "
+            "commit's WAL flush (synchronous_commit=on: every answered post is on disk). PostgreSQL itself "
+            "needs little CPU (`db`). The hub's pool (10 + 10 overflow connections) caps transactions in "
+            f"flight at 20; beyond that requests wait inside the hub for a connection, and not in arrival "
+            f"order, so the p99 runs far ahead of the p50: at c={last.concurrency}, p50 {last.p50_ms:,.0f} ms "
+            f"and p99 {last.p99_ms:,.0f} ms, with {_errors_phrase(runs[key])}."
+        )
+    # The level where the tail is furthest from the median shows the lock's unfairness best.
+    worst = max(runs[key].results.values(), key=lambda x: x.p99_ms / x.p50_ms if x.p50_ms else 0.0)
+    return head + (
+        " SQLite runs inside the hub process (aiosqlite threads; no `db` column), and WAL with "
+        f"synchronous=NORMAL commits without an fsync{_versus_postgres(first, runs)}. "
+        "Every transaction begins with BEGIN IMMEDIATE and SQLite has one writer, so posts commit one at a "
+        f"time and concurrency buys nothing. Its tail is the weak spot: p99 {worst.p99_ms:,.0f} ms at "
+        f"c={worst.concurrency} against a p50 of {worst.p50_ms:,.0f} ms. Writers waiting for the lock are "
+        "not queued in order; each retries under SQLite's busy handler (sleeps of up to 100 ms, at most "
+        "10 s in all before 'database is locked'), so a few posts lose the race many times in a row. "
+        f"This run had {_errors_phrase(runs[key])}."
+    )
+
+
+def pool_note(plan: Plan) -> str:
+    if plan.shared_pool:
+        return "one httpx.AsyncClient whose pool holds N connections: --shared-pool"
+    return (
+        "one httpx.AsyncClient per worker with a one-connection pool; a single client with a pool of N "
+        "costs httpcore CPU in proportion to N on every request, which made the client the bottleneck"
+    )
+
+
+def _errors_phrase(run: TargetRun) -> str:
+    errors = sum(r.errors for r in run.results.values())
+    return "no errors at any level" if errors == 0 else f"{errors} errors in all (see the notes under the table)"
+
+
+def _versus_postgres(first: LoadResult, runs: dict[str, TargetRun]) -> str:
+    pg = runs["postgres"].results.get(first.concurrency) if "postgres" in runs else None
+    if pg is None:
+        return ""
+    return (
+        f"; at c={first.concurrency} that gives {first.rps:,.0f} req/s against {pg.rps:,.0f} on PostgreSQL "
+        "(the same hub code, so the difference is the database path)"
+    )
 
 
 def render(runs: dict[str, TargetRun], plan: Plan, facts: dict[str, str], command: str) -> str:
@@ -688,14 +828,16 @@ def render(runs: dict[str, TargetRun], plan: Plan, facts: dict[str, str], comman
         f"Command: `{command}` (what `make bench` runs, with the options shown).",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {facts['cores']} cores (nproc), {facts['cpu']}, {facts['ram']} RAM, {facts['os']}",
+        f"- Machine: {facts['cores']} cores (nproc), {facts['cpu']}, {facts['ram']} RAM, {facts['os']}; "
+        f"{facts['background']} cores busy with other work just before the run",
         f"- Software: Python {facts['python']}; PostgreSQL {facts['postgres']}; {facts['libs']}",
         f"- Method: per target and concurrency level, a {plan.warmup_s:g} s warm-up, then {plan.duration_s:g} s "
-        "timed. A separate load-generator process (httpx.AsyncClient on uvloop, one keep-alive connection per "
-        "worker) runs N workers that each post `POST /webhooks/forms/website` in a loop. Most posts are new "
-        f"leads (new email and phone: a new contact); about {REUSE_SHARE:.0%} repeat an earlier lead of the same "
-        "worker (the existing-contact path). Latency is per request as the client sees it; a request counts "
-        "in the timed window when it started inside it. Errors are non-2xx answers and client exceptions.",
+        "timed. A separate load-generator process (httpx on uvloop) runs N workers that each post "
+        "`POST /webhooks/forms/website` in a loop, each worker with its own keep-alive connection "
+        f"({pool_note(plan)}). Most posts are new leads (new email and phone: a new contact); about "
+        f"{REUSE_SHARE:.0%} repeat an earlier lead of the same worker (the existing-contact path). Latency is "
+        "per request as the client sees it; a request counts in the timed window when it started inside it. "
+        "Errors are non-2xx answers and client exceptions.",
         "- Servers: one process each, run one at a time, with the options of `hub serve` (uvicorn, uvloop, "
         "httptools). The hub runs its embedded worker, logs at WARNING, and has its form rate limits raised "
         "to 100000000. **The client and the server share the same "
@@ -704,8 +846,9 @@ def render(runs: dict[str, TargetRun], plan: Plan, facts: dict[str, str], comman
     ]
     bare = runs.get("bare")
     for key, run in runs.items():
-        out += [f"### {TITLES[key]}", "", *table(run, bare), "", *notes(run), ""]
-    out += ["### Reading the numbers", "", *reading(runs, facts["cores"]), END_MARK]
+        found = notes(run)
+        out += [f"### {TITLES[key]}", "", *table(run, bare), "", *([*found, ""] if found else [])]
+    out += ["### Reading the numbers", "", *reading(runs, int(facts["cores"])), END_MARK]
     return "\n".join(out) + "\n"
 
 
@@ -736,6 +879,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run, to check that everything works")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md", help="report to update")
+    parser.add_argument(
+        "--shared-pool", action="store_true", help="one httpx client with a pool of N connections (slow at high N)"
+    )
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs in this directory (default: discarded)")
     parser.add_argument("--no-output", action="store_true", help="print the summary only")
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench", help="created fresh and dropped afterwards")
@@ -756,6 +903,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         duration_s=args.duration if args.duration is not None else (2.0 if args.quick else 8.0),
         pg_server=args.pg_server,
         pg_database=args.pg_database,
+        shared_pool=args.shared_pool,
+        log_dir=args.logs,
     )
 
 
@@ -763,12 +912,22 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
     targets = [t for t in TARGETS if t in args.targets.split(",")]  # bare first: the ratios need it
-    facts = machine_facts(plan.pg_server, "postgres" in targets)  # also fails fast when PostgreSQL is down
+    try:
+        facts = machine_facts(plan.pg_server, "postgres" in targets)
+    except OSError as exc:  # fail before starting anything when PostgreSQL is not there
+        print(f"PostgreSQL at {plan.pg_server} is not reachable ({exc}); --targets bare,sqlite skips it")
+        return 2
+    busy = background_load()
+    facts["background"] = f"{busy:.2f}"
     print(f"form ingest: levels {plan.levels}, {plan.warmup_s:g} s warm-up + {plan.duration_s:g} s each", flush=True)
+    if busy > BUSY_WARNING_CORES:
+        print(f"warning: the machine was already busy ({busy:.2f} cores) before the run; expect lower numbers")
     runs = run_all(targets, plan)
     for run in runs.values():
         for line in notes(run):
             print(f"{run.key:>8}  {line[2:]}")
+        if run.log_errors:  # the whole first traceback, so a failure can be diagnosed from this output alone
+            print(f"{run.key:>8}  first server error in full:\n{run.log_errors[0].text}")
     if not args.no_output:
         command = shlex.join([".venv/bin/python", "bench/ingest_forms.py", *argv])
         write_report(args.output, render(runs, plan, facts, command))
@@ -777,4 +936,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # servers and the bench database were already cleaned up on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
