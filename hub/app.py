@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             metrics=metrics,
             rate_limiter=limiter,
             redis=redis,
+            sqlite_turns=asyncio.Lock() if settings.is_sqlite else None,
         )
         app.state.runtime = runtime
         worker = EmbeddedWorker({"sessions": runtime.sessions, "settings": settings}) if run_embedded else None

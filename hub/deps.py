@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -31,6 +33,8 @@ class Runtime:
     metrics: Metrics
     rate_limiter: RateLimiter
     redis: Redis | None
+    sqlite_turns: asyncio.Lock | None = None
+    """SQLite only: requests take the database in arrival order (see get_session)."""
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -42,10 +46,27 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+@asynccontextmanager
+async def request_session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
+    """A session for one request; handlers commit explicitly before they answer 2xx, and
+    anything not committed is rolled back when the session closes.
+
+    On SQLite every transaction holds the single write lock (BEGIN IMMEDIATE), and SQLite's
+    busy handler retries waiters at random rather than in order, so under load an unlucky
+    request could wait out the busy timeout and fail. Queueing requests on an asyncio.Lock
+    (first come, first served) gives every request its turn instead.
+    """
+    if runtime.sqlite_turns is None:
+        async with runtime.sessions() as session:
+            yield session
+        return
+    async with runtime.sqlite_turns, runtime.sessions() as session:
+        yield session
+
+
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """One session per request. Handlers commit explicitly before they answer 2xx;
-    anything not committed is rolled back when the request ends."""
-    async with runtime.sessions() as session:
+    """The request's session, as a dependency."""
+    async with request_session(runtime) as session:
         yield session
 
 

@@ -9,13 +9,14 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from connectors.standard_webhooks import verify_standard_webhook
 from connectors.typeform import parse_typeform, verify_typeform_signature
 from connectors.webforms import parse_web_form
 from hub import clock
-from hub.deps import RuntimeDep, SessionDep
+from hub.deps import RuntimeDep, SessionDep, request_session
 from hub.errors import BadRequest, Forbidden, HubError, Misconfigured, NotFound, RateLimited, Unauthorized
 from hub.events import FormSubmitted, scoped_external_id
 from hub.forms import rules
@@ -46,9 +47,23 @@ _FORM_BODY_DOC: dict[str, Any] = {
 
 
 @router.post("/webhooks/forms/{source_slug}", status_code=202, openapi_extra=_FORM_BODY_DOC)
-async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
+async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep) -> Response:
     """Take one form submission: verify, dedupe, resolve the contact, append to its timeline."""
     request.state.wants_html = _wants_html(request)
+    # The body comes first, before any database work: a slow client must never hold a
+    # transaction (on SQLite, the one write lock) while it trickles its bytes in.
+    try:
+        body = await read_body(request, runtime.settings.max_body_bytes)
+    except HubError:
+        runtime.metrics.count_webhook("unknown", "rejected")  # the slug is not checked yet: bounded label
+        raise
+    async with request_session(runtime) as session:
+        return await _submit(source_slug, request, body, runtime, session)
+
+
+async def _submit(
+    source_slug: str, request: Request, body: bytes, runtime: RuntimeDep, session: AsyncSession
+) -> Response:
     source = await forms.find_source(session, source_slug)
     if source is None:
         runtime.metrics.count_webhook("unknown", "rejected")  # one label for all unknown slugs: bounded series
@@ -57,7 +72,6 @@ async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep, s
     request.state.cors_headers = _cors_for(request, source, runtime.settings.public_url)
     try:
         _check_origin(request, source, runtime.settings.public_url)
-        body = await read_body(request, runtime.settings.max_body_bytes)
         event, bot_reason = await _read_submission(request, body, source, runtime)
         if bot_reason is not None:
             outcome = await record_spam(session, event, reason=bot_reason)
