@@ -37,11 +37,6 @@ async def update(session: AsyncSession, event_id: int, **values: Any) -> None:
     await session.execute(sql_update(InboundEvent).where(InboundEvent.id == event_id).values(**values))
 
 
-async def get(session: AsyncSession, event_id: int) -> InboundEvent | None:
-    """One event by id."""
-    return await session.get(InboundEvent, event_id)
-
-
 async def list_by_status(
     session: AsyncSession, status: str, *, limit: int, before_id: int | None = None, source: str | None = None
 ) -> list[InboundEvent]:

@@ -19,12 +19,6 @@ async def insert_entry(session: AsyncSession, entry: TimelineEntry) -> TimelineE
     return entry
 
 
-async def find_by_external_id(session: AsyncSession, source: str, external_id: str) -> TimelineEntry | None:
-    """The entry a provider event already produced, if any."""
-    stmt = select(TimelineEntry).where(TimelineEntry.source == source, TimelineEntry.external_id == external_id)
-    return (await session.scalars(stmt)).one_or_none()
-
-
 async def move_entries(session: AsyncSession, from_contact: int, to_contact: int) -> int:
     """Re-point a contact's entries to another contact (merge); returns how many moved."""
     count = await session.scalar(
