@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -34,7 +34,7 @@ class Runtime:
     rate_limiter: RateLimiter
     redis: Redis | None
     sqlite_turns: asyncio.Lock | None = None
-    """SQLite only: requests take the database in arrival order (see get_session)."""
+    """SQLite only: requests take the database in arrival order (see request_session)."""
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -56,11 +56,7 @@ async def request_session(runtime: Runtime) -> AsyncIterator[AsyncSession]:
     request could wait out the busy timeout and fail. Queueing requests on an asyncio.Lock
     (first come, first served) gives every request its turn instead.
     """
-    if runtime.sqlite_turns is None:
-        async with runtime.sessions() as session:
-            yield session
-        return
-    async with runtime.sqlite_turns, runtime.sessions() as session:
+    async with runtime.sqlite_turns or nullcontext(), runtime.sessions() as session:
         yield session
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import exists, or_, select, update
@@ -36,13 +36,6 @@ async def get_contact(session: AsyncSession, contact_id: int) -> Contact | None:
     """A contact with its identities loaded."""
     stmt = select(Contact).where(Contact.id == contact_id).options(selectinload(Contact.identities))
     return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
-
-
-async def get_contacts(session: AsyncSession, contact_ids: Sequence[int]) -> list[Contact]:
-    """Several contacts with identities, in the order asked."""
-    stmt = select(Contact).where(Contact.id.in_(contact_ids)).options(selectinload(Contact.identities))
-    by_id = {c.id: c for c in (await session.scalars(stmt)).all()}
-    return [by_id[i] for i in contact_ids if i in by_id]
 
 
 async def add_identities(session: AsyncSession, contact_id: int, identities: Iterable[Identity]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -48,13 +49,9 @@ def is_time_zone(name: str) -> bool:
     return name in _known_zones()
 
 
-_ZONES: set[str] = set()
-
-
-def _known_zones() -> set[str]:
-    if not _ZONES:
-        _ZONES.update(available_timezones())
-    return _ZONES
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())  # reads the tz database once, on first use
 
 
 async def resolve_contact(
@@ -98,7 +95,7 @@ async def merge_contacts(session: AsyncSession, survivor_id: int, absorbed_id: i
     """Merge one contact into another on request (API); the survivor keeps its id."""
     if survivor_id == absorbed_id:
         raise UnprocessableInput("a contact cannot be merged into itself", field="contact_id")
-    await lock_keys(session, [f"contact:{min(survivor_id, absorbed_id)}", f"contact:{max(survivor_id, absorbed_id)}"])
+    await lock_keys(session, [f"contact:{survivor_id}", f"contact:{absorbed_id}"])  # lock_keys orders them
     contacts = {c.id: c for c in await repository.lock_contacts(session, [survivor_id, absorbed_id])}
     for contact_id, name in ((survivor_id, "contact_id"), (absorbed_id, "other_contact_id")):
         contact = contacts.get(contact_id)
