@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -17,22 +18,30 @@ from jinja2.sandbox import SandboxedEnvironment
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.sendgrid import load_sendgrid_public_key
 from hub.auth.api import router as auth_router
+from hub.calls.api import router as calls_router
 from hub.config import Settings
 from hub.contacts.api import router as contacts_router
 from hub.db import create_engine, create_sessionmaker
 from hub.deps import Runtime
+from hub.email.api import router as email_router
 from hub.errors import ContactMerged, HubError, RateLimited
 from hub.forms.api import router as forms_router
 from hub.health import router as health_router
 from hub.metrics import Metrics, MetricsMiddleware
 from hub.middleware import RefuseNulInUrl
 from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from hub.reps.api import router as reps_router
 from hub.sealing import SecretBox
 from hub.timeline.api import router as timeline_router
 from hub.worker import EmbeddedWorker
+from webhooks.email_events import router as email_events_router
 from webhooks.form_pages import router as form_pages_router
 from webhooks.forms import router as forms_webhook_router
+from webhooks.tracking import router as tracking_router
+from webhooks.twilio_recordings import router as recordings_router
+from webhooks.twilio_voice import router as twilio_voice_router
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,7 @@ def templates_dir() -> Path:
 def create_app(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
     """The FastAPI app; the embedded worker runs when no Redis is configured (unless told otherwise)."""
     settings = settings or Settings()
+    _check_provider_keys(settings)
     run_embedded = embedded_worker if embedded_worker is not None else settings.redis_url is None
     metrics = Metrics()
 
@@ -55,6 +65,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
         secret_key = settings.resolved_secret_key()
+        http = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(10.0), headers={"User-Agent": "hub/0.1"})
         runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -64,6 +75,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             metrics=metrics,
             rate_limiter=limiter,
             redis=redis,
+            http=http,
             sqlite_turns=asyncio.Lock() if settings.is_sqlite else None,
         )
         app.state.runtime = runtime
@@ -75,6 +87,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         finally:
             if worker is not None:
                 await worker.stop()
+            await http.aclose()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()
@@ -100,10 +113,26 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         timeline_router,
         forms_router,
         auth_router,
+        twilio_voice_router,
+        email_events_router,
+        tracking_router,
+        calls_router,
+        recordings_router,
+        email_router,
+        reps_router,
     ):
         app.include_router(router)
     _install_error_handlers(app)
     return app
+
+
+def _check_provider_keys(settings: Settings) -> None:
+    """Refuse to start with a provider key that can never verify anything (better than 403s at 3 a.m.)."""
+    if settings.sendgrid_webhook_public_key:
+        try:
+            load_sendgrid_public_key(settings.sendgrid_webhook_public_key)
+        except ValueError as exc:
+            raise ValueError(f"HUB_SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
 
 
 def _install_error_handlers(app: FastAPI) -> None:

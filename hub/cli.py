@@ -20,13 +20,17 @@ from hub.db import create_engine, create_sessionmaker, session_scope
 from hub.errors import HubError
 from hub.forms import service as forms
 from hub.forms.schemas import SourceCreate
+from hub.reps import service as reps
+from hub.reps.schemas import RepCreate
 from hub.sealing import SecretBox
 
 app = typer.Typer(help="The hub: leads, calls and email events on one timeline per contact.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 source_app = typer.Typer(help="Manage form sources (where leads are posted from).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+rep_app = typer.Typer(help="Manage sales reps (who takes calls and owns leads).", no_args_is_help=True)
 app.add_typer(source_app, name="source")
+app.add_typer(rep_app, name="rep")
 console = Console()
 T = TypeVar("T")
 
@@ -240,6 +244,51 @@ def source_list() -> None:
             "yes" if source.sealed_secret else "no",
             ", ".join(source.allowed_origins),
             ", ".join(source.tags),
+        )
+    console.print(table)
+
+
+@rep_app.command("create")
+def rep_create(
+    name: Annotated[str, typer.Option(help="the rep's name")],
+    phone: Annotated[str | None, typer.Option(help="E.164 number calls for the rep's leads ring")] = None,
+    email: Annotated[str | None, typer.Option(help="work email")] = None,
+    client_identity: Annotated[str | None, typer.Option(help="Twilio Client (softphone) identity")] = None,
+) -> None:
+    """Add a rep; the id is printed alone on the last line (use it with `apikey create --role rep --rep`)."""
+    try:
+        spec = RepCreate(name=name, phone=phone, email=email, client_identity=client_identity)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            console.print(f"[red]error:[/red] {where}: {error['msg']}", highlight=False)
+        raise typer.Exit(code=2) from None
+
+    async def work(session: AsyncSession) -> int:
+        return (await reps.create_rep(session, spec)).id
+
+    rep_id = _in_session(Settings(), work)
+    console.print(f"created rep {rep_id} ({name})")
+    print(rep_id)
+
+
+@rep_app.command("list")
+def rep_list() -> None:
+    """List reps."""
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return await reps.list_reps(session, include_inactive=True)
+
+    table = Table("id", "name", "phone", "email", "client identity", "available", "active")
+    for rep in _in_session(Settings(), work):
+        table.add_row(
+            str(rep.id),
+            rep.name,
+            rep.phone or "",
+            rep.email or "",
+            rep.client_identity or "",
+            "yes" if rep.available else "no",
+            "yes" if rep.active else "no",
         )
     console.print(table)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import phonenumbers
 from pydantic import Field, SecretStr, field_validator
@@ -32,6 +32,28 @@ class Settings(BaseSettings):
     form_min_fill_seconds: float = Field(default=3.0, ge=0)
     spam_retention_days: int = Field(default=30, ge=1)
 
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_validation: Literal["enforce", "log"] = "enforce"
+    twilio_fallback_number: str | None = None
+    twilio_caller_id: str | None = None
+    twilio_dial_timeout_seconds: int = Field(default=20, ge=5, le=600)
+    twilio_routing_budget_seconds: float = Field(default=4.0, gt=0, le=10)
+    twilio_media_hosts: Annotated[tuple[str, ...], NoDecode] = ("api.twilio.com",)
+    twilio_voicemail_max_seconds: int = Field(default=120, ge=5, le=3600)
+
+    email_webhook_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="batches of events")
+    sendgrid_webhook_public_key: str | None = None
+    sendgrid_max_age_seconds: int = Field(default=86_400, ge=60)
+    mailgun_signing_key: SecretStr | None = None
+    mailgun_max_age_seconds: int = Field(default=30_600, ge=60)
+    postmark_webhook_user: str | None = None
+    postmark_webhook_password: SecretStr | None = None
+
+    open_collapse_seconds: int = Field(default=60, ge=0, description="pixel hits of one message within this merge")
+    machine_open_seconds: float = Field(default=10.0, ge=0, description="opens this soon after delivery are machines")
+    scanner_click_seconds: float = Field(default=10.0, ge=0, description="window of a link scanner's burst of clicks")
+
     stages: Annotated[tuple[str, ...], NoDecode] = DEFAULT_STAGES
     db_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
@@ -43,6 +65,26 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region phonenumbers knows (use an ISO code such as US, GB, DE)")
         return region
+
+    @field_validator("twilio_media_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("twilio_fallback_number", "twilio_caller_id")
+    @classmethod
+    def _e164_fallback(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            raise ValueError("must be a phone number in E.164 form, e.g. +14155550100") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError("must be a valid phone number in E.164 form, e.g. +14155550100")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
@@ -33,6 +34,8 @@ class Runtime:
     metrics: Metrics
     rate_limiter: RateLimiter
     redis: Redis | None
+    http: httpx.AsyncClient
+    """Outbound HTTP (the recording proxy); one pooled client per process."""
     sqlite_turns: asyncio.Lock | None = None
     """SQLite only: requests take the database in arrival order (see request_session)."""
 
@@ -71,14 +74,19 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `hub apikey create`")
 
 
-async def get_principal(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The caller, from ``Authorization: Bearer <API key>``."""
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def principal_from(session: AsyncSession, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller, from ``Authorization: Bearer <API key>``; any role may call."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
     return await authenticate(session, credentials.credentials)
+
+
+async def get_principal(session: SessionDep, credentials: BearerDep) -> Principal:
+    """The caller, from ``Authorization: Bearer <API key>``."""
+    return await principal_from(session, credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -87,3 +87,17 @@ class ContactMerged(HubError):
         super().__init__(f"contact {absorbed_id} was merged into contact {survivor_id}")
         self.absorbed_id = absorbed_id
         self.survivor_id = survivor_id
+
+
+class ServiceUnavailable(HubError):
+    """A feature is not configured on this hub (e.g. a provider's key is missing); retry after the operator sets it."""
+
+    status_code = 503
+
+
+class ProviderRejected(HubError):
+    """A provider request refused with a status the provider reads as "do not retry" (Mailgun: 406)."""
+
+    def __init__(self, message: str, *, status_code: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status_code = status_code

@@ -31,6 +31,15 @@ async def prune_spam(ctx: JobContext) -> int:
     return removed
 
 
+async def prune_nonces(ctx: JobContext) -> int:
+    """Forget webhook nonces (Mailgun tokens) whose signatures are too old to be accepted anyway."""
+    async with session_scope(ctx["sessions"]) as session:
+        removed = await inbox.prune_nonces(session)
+    if removed:
+        log.info("pruned %d expired webhook nonces", removed)
+    return removed
+
+
 @dataclass(frozen=True)
 class PeriodicJob:
     """A job the runner starts on a fixed interval (arq: at ``minute`` past each hour)."""
@@ -43,4 +52,5 @@ class PeriodicJob:
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(name="prune_spam", func=prune_spam, every=timedelta(hours=1), minute=17),
+    PeriodicJob(name="prune_nonces", func=prune_nonces, every=timedelta(hours=1), minute=47),
 )

@@ -1,10 +1,28 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
 from hub.auth.models import ApiKey
+from hub.calls.models import Call, CallRecording
 from hub.contacts.models import Contact, ContactIdentity
 from hub.db import Base
+from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.forms.models import FormSource
-from hub.inbox.models import InboundEvent
+from hub.inbox.models import InboundEvent, WebhookNonce
+from hub.reps.models import Rep
 from hub.timeline.models import TimelineEntry
 
-__all__ = ["ApiKey", "Base", "Contact", "ContactIdentity", "FormSource", "InboundEvent", "TimelineEntry"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Call",
+    "CallRecording",
+    "Contact",
+    "ContactIdentity",
+    "EmailEvent",
+    "EmailMessage",
+    "FormSource",
+    "InboundEvent",
+    "Rep",
+    "Suppression",
+    "TimelineEntry",
+    "WebhookNonce",
+]

@@ -35,17 +35,30 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise UnsafeInput("contains a NUL character", path)
+        if not _encodable(value):
+            raise UnsafeInput("contains a lone surrogate (\\ud800-\\udfff), which is not text", path)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise UnsafeInput("is not a finite number", path)
     elif isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or "\x00" in key:
-                raise UnsafeInput("has a key with a NUL character", path)
+            if not isinstance(key, str) or "\x00" in key or not _encodable(key):
+                raise UnsafeInput("has a key with a NUL character or a lone surrogate", path)
             check_json(item, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             check_json(item, f"{path}[{index}]", depth + 1)
+
+
+def _encodable(value: str) -> bool:
+    # A JSON escape like "\\ud800" decodes to half a character that no database can store as UTF-8.
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_constant(name: str) -> Any:

@@ -32,6 +32,8 @@ from hub.forms import service as forms
 from hub.forms.schemas import SourceCreate
 from hub.migrate import upgrade
 from hub.models import Base
+from hub.reps import service as reps
+from hub.reps.schemas import RepCreate
 from hub.sealing import SecretBox
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
@@ -165,6 +167,11 @@ class Hub:
         async with self.session() as session:
             _, key = await auth.create_key(session, name=f"{role} key", role=role, rep_id=rep_id)
         return key
+
+    async def create_rep(self, name: str = "Rita", **spec: Any) -> int:
+        """A rep; returns its id."""
+        async with self.session() as session:
+            return (await reps.create_rep(session, RepCreate(name=name, **spec))).id
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}

@@ -49,8 +49,15 @@ def test_migrate_then_apikey_lifecycle(env: str) -> None:
     assert key.startswith("hub_")
     assert authenticate(env, key).role == "manager"
 
-    rep = run("apikey", "create", "--name", "Rita", "--role", "rep", "--rep", "12")
-    assert authenticate(env, rep.stdout.strip().splitlines()[-1]).rep_id == 12
+    unknown_rep = run("apikey", "create", "--name", "Rita", "--role", "rep", "--rep", "12")
+    assert unknown_rep.exit_code == 2
+    assert "rep 12 does not exist" in unknown_rep.output
+    added = run("rep", "create", "--name", "Rita", "--phone", "+14155550123")
+    assert added.exit_code == 0, added.output
+    rep_id = int(added.stdout.strip().splitlines()[-1])
+    assert "+14155550123" in run("rep", "list").stdout
+    rep = run("apikey", "create", "--name", "Rita", "--role", "rep", "--rep", str(rep_id))
+    assert authenticate(env, rep.stdout.strip().splitlines()[-1]).rep_id == rep_id
 
     listed = run("apikey", "list")
     assert "Zapier" in listed.stdout

@@ -58,7 +58,7 @@ async def test_embedded_worker_prunes_old_spam_once_per_interval(database_url: s
     settings = make_settings(database_url)
     engine = create_engine(database_url)
     worker = EmbeddedWorker({"sessions": create_sessionmaker(engine), "settings": settings})
-    assert await worker.run_due() == ["prune_spam"]
+    assert await worker.run_due() == ["prune_spam", "prune_nonces"]
     assert await remaining(database_url) == ["lead-old", "spam-0", "spam-1"]
     assert await worker.run_due() == []  # not due again for an hour
     await engine.dispose()

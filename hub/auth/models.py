@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, IdType, UtcDateTime, utcnow_default
@@ -18,7 +18,7 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
-    rep_id: Mapped[int | None] = mapped_column(BigInteger)
+    rep_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("reps.id"))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)

@@ -14,6 +14,7 @@ from hub import clock
 from hub.auth import repository
 from hub.auth.models import ApiKey
 from hub.errors import NotFound, Unauthorized, UnprocessableInput
+from hub.reps import service as reps
 
 Role = Literal["admin", "manager", "rep"]
 ROLES: tuple[Role, ...] = ("admin", "manager", "rep")
@@ -43,6 +44,8 @@ async def create_key(session: AsyncSession, *, name: str, role: str, rep_id: int
         raise UnprocessableInput("a rep key needs the rep it acts as (--rep)", field="rep_id")
     if not name.strip():
         raise UnprocessableInput("name must not be empty", field="name")
+    if rep_id is not None and await reps.find_rep(session, rep_id) is None:
+        raise UnprocessableInput(f"rep {rep_id} does not exist; add the rep first (hub rep create)", field="rep_id")
     prefix = secrets.token_hex(4)
     plaintext = f"{_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
     key = ApiKey(name=name.strip(), role=role, rep_id=rep_id, prefix=prefix, key_hash=_hash(plaintext))

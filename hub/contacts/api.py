@@ -18,10 +18,11 @@ from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_p
 from hub.contacts.schemas import ContactCreate, ContactOut, ContactPatch, IngestAccepted, MergeRequest
 from hub.db import retry_transient
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
-from hub.errors import NotFound, UnprocessableInput
+from hub.errors import Forbidden, NotFound, UnprocessableInput
 from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_external_id
 from hub.ingest import ingest_form_submission
 from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.reps import service as reps
 from hub.validation import MAX_ID, SafeStr, UnsafeInput, as_utc
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"])
@@ -145,6 +146,12 @@ async def update_contact(
     for required in ("stage",):
         if required in changes and changes[required] is None:
             raise UnprocessableInput(f"{required} cannot be null", field=required)
+    if "owner_rep_id" in changes:
+        if principal.role == "rep":
+            raise Forbidden("only managers and admins assign leads", field="owner_rep_id")
+        rep_id = changes["owner_rep_id"]
+        if rep_id is not None and await reps.find_rep(session, rep_id) is None:
+            raise UnprocessableInput(f"rep {rep_id} does not exist", field="owner_rep_id")
     await contacts.update_contact(session, contact, changes, stages=runtime.settings.stages, actor=principal.name)
     await session.commit()
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))

@@ -24,7 +24,7 @@ class Contact(Base):
     time_zone_source: Mapped[str | None] = mapped_column(String(16))
     country: Mapped[str | None] = mapped_column(String(2))
     stage: Mapped[str] = mapped_column(String(32), default="new")
-    owner_rep_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    owner_rep_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("reps.id"), index=True)
     source: Mapped[str | None] = mapped_column(String(100), index=True)
     attribution: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)

@@ -94,6 +94,9 @@ class ContactPatch(BaseModel):
     job_title: SafeStr | None = Field(default=None, max_length=200)
     time_zone: SafeStr | None = None
     stage: SafeStr | None = Field(default=None, max_length=32)
+    owner_rep_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="the rep who owns the lead (managers and admins); null to unassign"
+    )
     custom_fields: JsonObject | None = Field(
         default=None, description="merged into the current ones; a key set to null is removed"
     )

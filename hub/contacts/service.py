@@ -12,10 +12,12 @@ from zoneinfo import available_timezones
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.calls import repository as calls_repository
 from hub.contacts import repository
 from hub.contacts.models import Contact
 from hub.contacts.normalize import Identity, phone_region, time_zone_for_phone
 from hub.db import lock_keys
+from hub.email import repository as email_repository
 from hub.errors import ContactMerged, NotFound, UnprocessableInput
 from hub.timeline import service as timeline
 
@@ -186,6 +188,8 @@ def _fill_place(contact: Contact, profile: Profile, identities: Sequence[Identit
 async def _absorb(session: AsyncSession, survivor: Contact, absorbed: Contact, *, reason: str) -> None:
     moved_identities = await repository.move_identities(session, absorbed.id, survivor.id)
     moved_entries = await timeline.move_to(session, absorbed.id, survivor.id)
+    await calls_repository.move_contact(session, absorbed.id, survivor.id)
+    await email_repository.move_contact(session, absorbed.id, survivor.id)
     for name in (*_PROFILE_FIELDS, "country", "owner_rep_id"):
         if getattr(survivor, name) is None and getattr(absorbed, name) is not None:
             setattr(survivor, name, getattr(absorbed, name))
@@ -237,6 +241,14 @@ async def update_contact(
     if stage is not None and stage not in stages:
         raise UnprocessableInput(f"stage must be one of {', '.join(stages)}", field="stage")
     custom = changes.pop("custom_fields", None)
+    if "owner_rep_id" in changes and changes["owner_rep_id"] != contact.owner_rep_id:
+        await timeline.append(
+            session,
+            contact_id=contact.id,
+            kind="owner_changed",
+            source="api",
+            data={"from_rep_id": contact.owner_rep_id, "to_rep_id": changes["owner_rep_id"], "by": actor},
+        )
     for name, value in changes.items():
         setattr(contact, name, value)
     if "time_zone" in changes:

@@ -31,3 +31,16 @@ class InboundEvent(Base):
         UniqueConstraint("source", "external_id"),
         Index("ix_inbound_events_status_received", "status", "received_at"),
     )
+
+
+class WebhookNonce(Base):
+    """A one-time value a provider signed (Mailgun's token); seen once, refused after."""
+
+    __tablename__ = "webhook_nonces"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    nonce: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("source", "nonce"),)

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.inbox.models import InboundEvent
+from hub.inbox.models import InboundEvent, WebhookNonce
 
 
 async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> int | None:
@@ -54,4 +54,22 @@ async def delete_older_than(session: AsyncSession, status: str, cutoff: datetime
     """Drop events of a status received before ``cutoff``; returns how many."""
     stmt = delete(InboundEvent).where(InboundEvent.status == status, InboundEvent.received_at < cutoff)
     result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def insert_nonce(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Record a nonce; False when ``(source, nonce)`` is already there."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(WebhookNonce)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["source", "nonce"])
+        .returning(WebhookNonce.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def delete_expired_nonces(session: AsyncSession, now: datetime) -> int:
+    """Drop nonces past their expiry; returns how many."""
+    result = await session.execute(delete(WebhookNonce).where(WebhookNonce.expires_at < now))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -57,7 +57,9 @@ async def record(
     return Recorded(event_id=existing.id, duplicate=True, existing=existing)
 
 
-async def mark_processed(session: AsyncSession, event_id: int, *, contact_id: int, timeline_entry_id: int) -> None:
+async def mark_processed(
+    session: AsyncSession, event_id: int, *, contact_id: int | None, timeline_entry_id: int | None
+) -> None:
     """Link the event to what it produced."""
     await repository.update(
         session, event_id, status=PROCESSED, contact_id=contact_id, timeline_entry_id=timeline_entry_id
@@ -75,3 +77,18 @@ async def prune_spam(session: AsyncSession, *, retention_days: int) -> int:
     """Forget bot submissions older than the retention period."""
     cutoff = clock.now() - timedelta(days=retention_days)
     return await repository.delete_older_than(session, SPAM, cutoff)
+
+
+async def consume_nonce(session: AsyncSession, source: str, nonce: str, *, valid_for_seconds: int) -> bool:
+    """Use a provider-signed one-time value; False when it was used before (a replay).
+
+    Runs in the caller's transaction: if the request fails and rolls back, the nonce stays unused,
+    so the provider's retry of the same delivery is still accepted.
+    """
+    expires_at = clock.now() + timedelta(seconds=valid_for_seconds)
+    return await repository.insert_nonce(session, {"source": source, "nonce": nonce, "expires_at": expires_at})
+
+
+async def prune_nonces(session: AsyncSession) -> int:
+    """Forget nonces whose signed timestamps are too old to be accepted anyway."""
+    return await repository.delete_expired_nonces(session, clock.now())

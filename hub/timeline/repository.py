@@ -50,3 +50,15 @@ async def newest_entries(
         )
     stmt = stmt.order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc()).limit(limit)
     return list((await session.scalars(stmt)).all())
+
+
+async def by_external_id(session: AsyncSession, source: str, external_id: str) -> TimelineEntry | None:
+    """The entry a provider fact produced."""
+    stmt = select(TimelineEntry).where(TimelineEntry.source == source, TimelineEntry.external_id == external_id)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def insert_entries(session: AsyncSession, entries: list[TimelineEntry]) -> None:
+    """Add entries and flush once; SQLAlchemy batches the INSERTs."""
+    session.add_all(entries)
+    await session.flush()

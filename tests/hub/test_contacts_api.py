@@ -55,7 +55,7 @@ async def test_keys_are_stored_hashed(sqlite_hub: Hub) -> None:
 
 
 async def test_roles_are_enforced_with_403(sqlite_hub: Hub) -> None:
-    rep = await sqlite_hub.create_key("rep", rep_id=7)
+    rep = await sqlite_hub.create_key("rep", rep_id=await sqlite_hub.create_rep())
     manager = await sqlite_hub.create_key("manager")
     new_source = {"slug": "partner", "name": "Partner"}
     assert (
@@ -71,12 +71,13 @@ async def test_roles_are_enforced_with_403(sqlite_hub: Hub) -> None:
 
 
 async def test_rep_sees_only_own_leads(sqlite_hub: Hub) -> None:
-    rep_key = await sqlite_hub.create_key("rep", rep_id=7)
+    rita, other = await sqlite_hub.create_rep("Rita"), await sqlite_hub.create_rep("Otto")
+    rep_key = await sqlite_hub.create_key("rep", rep_id=rita)
     mine = await post_lead(sqlite_hub, email="mine@example.com")
     theirs = await post_lead(sqlite_hub, email="theirs@example.com")
     async with sqlite_hub.session() as session:
-        await session.execute(update(Contact).where(Contact.id == mine).values(owner_rep_id=7))
-        await session.execute(update(Contact).where(Contact.id == theirs).values(owner_rep_id=8))
+        await session.execute(update(Contact).where(Contact.id == mine).values(owner_rep_id=rita))
+        await session.execute(update(Contact).where(Contact.id == theirs).values(owner_rep_id=other))
     listed = (await sqlite_hub.client.get("/api/contacts", headers=sqlite_hub.auth(rep_key))).json()["items"]
     assert [c["id"] for c in listed] == [mine]
     assert (await sqlite_hub.client.get(f"/api/contacts/{theirs}", headers=sqlite_hub.auth(rep_key))).status_code == 404
@@ -92,7 +93,13 @@ async def test_rep_sees_only_own_leads(sqlite_hub: Hub) -> None:
         "/api/contacts", json={"email": "walkin@example.com"}, headers=sqlite_hub.auth(rep_key)
     )
     got = await sqlite_hub.client.get(f"/api/contacts/{created.json()['contact_id']}", headers=sqlite_hub.auth(rep_key))
-    assert got.json()["owner_rep_id"] == 7
+    assert got.json()["owner_rep_id"] == rita
+    # Only managers and admins assign leads.
+    reassign = await sqlite_hub.client.patch(
+        f"/api/contacts/{mine}", json={"owner_rep_id": other}, headers=sqlite_hub.auth(rep_key)
+    )
+    assert reassign.status_code == 403
+    assert reassign.json()["field"] == "owner_rep_id"
 
 
 async def test_create_contact_through_pipeline_is_idempotent(hub: Hub) -> None:

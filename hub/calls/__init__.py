@@ -1,0 +1,1 @@
+"""Calls: one record per Twilio call leg, its recordings, and per-rep call reports."""

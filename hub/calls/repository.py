@@ -1,0 +1,100 @@
+"""Queries on calls and recordings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import literal, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.calls.models import Call, CallRecording
+from hub.contacts.models import Contact
+from hub.db import UtcDateTime
+
+
+async def by_sid(session: AsyncSession, call_sid: str) -> Call | None:
+    """The call leg with this CallSid."""
+    stmt = select(Call).where(Call.call_sid == call_sid).execution_options(populate_existing=True)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def get(session: AsyncSession, call_id: int) -> Call | None:
+    """The call with this id."""
+    return await session.get(Call, call_id)
+
+
+async def insert(session: AsyncSession, call: Call) -> Call:
+    """Add a call and flush for its id."""
+    session.add(call)
+    await session.flush()
+    return call
+
+
+async def legs_of(session: AsyncSession, call_sid: str) -> list[Call]:
+    """Child legs a <Dial> created for a call."""
+    stmt = select(Call).where(Call.parent_call_sid == call_sid).order_by(Call.id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def recording_by_sid(session: AsyncSession, recording_sid: str) -> CallRecording | None:
+    """The recording with this RecordingSid."""
+    stmt = select(CallRecording).where(CallRecording.recording_sid == recording_sid)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def recordings_of(session: AsyncSession, call_ids: list[int]) -> list[CallRecording]:
+    """Recordings of these calls, oldest first."""
+    if not call_ids:
+        return []
+    stmt = select(CallRecording).where(CallRecording.call_id.in_(call_ids)).order_by(CallRecording.id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def insert_recording(session: AsyncSession, recording: CallRecording) -> CallRecording:
+    """Add a recording and flush for its id."""
+    session.add(recording)
+    await session.flush()
+    return recording
+
+
+async def list_calls(
+    session: AsyncSession,
+    *,
+    limit: int,
+    filters: dict[str, Any],
+    visible_to_rep: int | None,
+    before: tuple[datetime, int] | None,
+) -> list[Call]:
+    """Top-level calls (not <Dial> child legs), newest first, keyset-paginated on (started_at, id)."""
+    stmt: Any = select(Call).where(Call.parent_call_sid.is_(None))
+    for column in ("contact_id", "rep_id", "flow", "status", "outcome"):
+        if filters.get(column) is not None:
+            stmt = stmt.where(getattr(Call, column) == filters[column])
+    if filters.get("since") is not None:
+        stmt = stmt.where(Call.started_at >= filters["since"])
+    if filters.get("until") is not None:
+        stmt = stmt.where(Call.started_at < filters["until"])
+    if visible_to_rep is not None:  # the rep's own calls, and calls with the rep's leads
+        owned = select(Contact.id).where(Contact.owner_rep_id == visible_to_rep)
+        stmt = stmt.where(or_(Call.rep_id == visible_to_rep, Call.contact_id.in_(owned)))
+    if before is not None:
+        moment, call_id = before
+        stmt = stmt.where(tuple_(Call.started_at, Call.id) < tuple_(literal(moment, UtcDateTime()), literal(call_id)))
+    stmt = stmt.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def report_rows(session: AsyncSession, since: datetime, until: datetime) -> list[Any]:
+    """The fields a call report needs, for top-level calls started in [since, until)."""
+    stmt = (
+        select(Call.rep_id, Call.started_at, Call.flow, Call.outcome, Call.talk_seconds)
+        .where(Call.parent_call_sid.is_(None), Call.started_at >= since, Call.started_at < until)
+        .order_by(Call.started_at)
+    )
+    return list((await session.execute(stmt)).all())
+
+
+async def move_contact(session: AsyncSession, from_contact: int, to_contact: int) -> None:
+    """Re-point calls of a merged contact to the survivor."""
+    await session.execute(update(Call).where(Call.contact_id == from_contact).values(contact_id=to_contact))

@@ -1,0 +1,312 @@
+"""Call use cases: fold Twilio's callbacks into one record per call leg and one timeline entry per call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.calls import repository, rules
+from hub.calls.models import Call, CallRecording
+from hub.contacts import service as contacts
+from hub.contacts.normalize import Identity, InvalidIdentity, normalize_phone
+from hub.db import lock_keys
+from hub.events import CallProgressed, DialEnded, RecordingChanged
+from hub.reps import service as reps
+from hub.reps.models import Rep
+from hub.timeline import service as timeline
+
+TIMELINE_SOURCE = "twilio"
+PHONE_SOURCE = "phone"
+"""Contacts first met on a call are leads from this source."""
+
+
+@dataclass(frozen=True)
+class CallChange:
+    """What a callback did to its call."""
+
+    call: Call
+    changed: bool
+
+
+async def record_progress(
+    session: AsyncSession, event: CallProgressed, *, default_region: str, routed_rep_id: int | None = None
+) -> CallChange:
+    """Apply a status callback (or the incoming-call webhook) to its leg; earlier news never wins."""
+    await lock_keys(session, [f"call:{event.parent_call_sid or event.call_sid}"])
+    call = await repository.by_sid(session, event.call_sid)
+    if call is None:
+        call = await _new_call(session, event, default_region=default_region)
+    elif not call.direction:
+        _fill_placeholder(call, event)
+    if routed_rep_id is not None and call.rep_id is None:
+        call.rep_id = routed_rep_id
+    changed = _apply_status(call, event)
+    call.updated_at = clock.now()
+    await session.flush()
+    await _settle(session, call)
+    return CallChange(call, changed)
+
+
+async def record_dial_end(session: AsyncSession, event: DialEnded) -> Call | None:
+    """The <Dial> of a call into the hub ended: answered by the rep, or not (voicemail comes next)."""
+    await lock_keys(session, [f"call:{event.call_sid}"])
+    call = await repository.by_sid(session, event.call_sid)
+    if call is None:
+        return None
+    call.dial_status = event.dial_status
+    if event.dial_status in rules.ANSWERED_DIAL_STATUSES:
+        call.answered_at = call.answered_at or event.occurred_at
+        if event.dial_duration_seconds is not None:
+            call.talk_seconds = event.dial_duration_seconds
+    call.updated_at = clock.now()
+    await session.flush()
+    await _settle(session, call)
+    return call
+
+
+async def record_recording(session: AsyncSession, event: RecordingChanged) -> CallRecording:
+    """Attach a recording (conversation or voicemail) to its call; absent and failed ones are kept as such."""
+    await lock_keys(session, [f"call:{event.call_sid}"])
+    call = await repository.by_sid(session, event.call_sid)
+    if call is None:
+        call = await repository.insert(session, _placeholder_call(event))
+    recording = await repository.recording_by_sid(session, event.recording_sid)
+    if recording is None:
+        recording = await repository.insert_recording(
+            session, CallRecording(call_id=call.id, recording_sid=event.recording_sid, status=event.status)
+        )
+    if recording.status == event.status or rules.recording_supersedes(recording.status, event.status):
+        _fill_recording(recording, event)
+    await session.flush()
+    await _settle(session, call)
+    return recording
+
+
+async def routing_target(session: AsyncSession, caller: str, *, default_region: str) -> tuple[int | None, Rep | None]:
+    """For an incoming call: the caller's contact (created if new) and the rep to ring, if any.
+
+    The owner rep rings when they have a phone and are available; otherwise None (the fallback).
+    """
+    contact_id = await _contact_for(session, caller, default_region=default_region)
+    if contact_id is None:
+        return None, None
+    contact = await contacts.get_live_contact(session, contact_id)
+    if contact.owner_rep_id is None:
+        return contact_id, None
+    owner = await reps.get_rep(session, contact.owner_rep_id)
+    if owner.phone is None or not owner.available or not owner.active:
+        return contact_id, None
+    return contact_id, owner
+
+
+async def get_call(session: AsyncSession, call_id: int) -> Call | None:
+    """A call by id."""
+    return await repository.get(session, call_id)
+
+
+async def details(session: AsyncSession, call: Call) -> tuple[list[Call], list[CallRecording]]:
+    """A call's child legs and the recordings of the call and its legs."""
+    legs = await repository.legs_of(session, call.call_sid)
+    return legs, await repository.recordings_of(session, [call.id, *(leg.id for leg in legs)])
+
+
+async def _new_call(session: AsyncSession, event: CallProgressed, *, default_region: str) -> Call:
+    parent = await repository.by_sid(session, event.parent_call_sid) if event.parent_call_sid else None
+    caller_rep = await reps.rep_for_endpoint(session, event.from_number)
+    if parent is not None:  # a <Dial> leg: the rep is who it rang, the contact is the parent's
+        rep = await reps.rep_for_endpoint(session, event.to_number)
+        flow, contact_id = parent.flow, parent.contact_id
+    elif caller_rep is not None or event.direction.startswith("outbound"):
+        rep, flow = caller_rep, "outbound"
+        contact_id = await _contact_for(session, event.to_number, default_region=default_region)
+    else:
+        rep, flow = None, "inbound"
+        contact_id = await _contact_for(session, event.from_number, default_region=default_region)
+    call = Call(
+        call_sid=event.call_sid,
+        parent_call_sid=event.parent_call_sid,
+        account_sid=event.account_sid,
+        direction=event.direction,
+        flow=flow,
+        from_number=event.from_number,
+        to_number=event.to_number,
+        contact_id=contact_id,
+        rep_id=rep.id if rep else None,
+        status="queued",
+        status_rank=0,
+        caller_name=event.caller_name,
+        forwarded_from=event.forwarded_from,
+        geo=event.geo,
+        started_at=event.occurred_at,
+        created_at=clock.now(),
+        updated_at=clock.now(),
+    )
+    return await repository.insert(session, call)
+
+
+def _placeholder_call(event: RecordingChanged) -> Call:
+    """A recording arrived before any status callback: keep it; the status callbacks fill the rest in."""
+    now = clock.now()
+    return Call(
+        call_sid=event.call_sid,
+        account_sid=event.account_sid,
+        direction="",
+        flow="inbound",
+        from_number="",
+        to_number="",
+        status="queued",
+        status_rank=0,
+        geo={},
+        started_at=event.started_at or event.occurred_at,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _fill_placeholder(call: Call, event: CallProgressed) -> None:
+    call.direction, call.from_number, call.to_number = event.direction, event.from_number, event.to_number
+    call.parent_call_sid = event.parent_call_sid
+    call.started_at = min(call.started_at, event.occurred_at)
+
+
+async def _contact_for(session: AsyncSession, number: str, *, default_region: str) -> int | None:
+    """The contact behind a phone number, created as a new lead when unknown; None for withheld
+    numbers, softphones and numbers that belong to a rep."""
+    try:
+        phone = normalize_phone(number, default_region)
+    except InvalidIdentity:
+        return None
+    if await reps.rep_for_endpoint(session, phone) is not None:
+        return None
+    resolution = await contacts.resolve_contact(
+        session,
+        [Identity("phone", phone)],
+        contacts.Profile(),
+        source=PHONE_SOURCE,
+        attribution={},
+        merge_reason="a call",
+    )
+    return resolution.contact.id
+
+
+def _apply_status(call: Call, event: CallProgressed) -> bool:
+    if not rules.supersedes(call.status, call.last_sequence, event.status, event.sequence):
+        return False
+    call.status, call.status_rank = event.status, rules.status_rank(event.status)
+    call.last_sequence = event.sequence if event.sequence is not None else call.last_sequence
+    picked_up_by_rep = call.flow == "outbound" or call.parent_call_sid is not None
+    if event.status == "in-progress" and picked_up_by_rep:
+        call.answered_at = call.answered_at or event.occurred_at
+    if event.answered_by:
+        call.answered_by = event.answered_by
+    if rules.status_rank(event.status) == rules.FINAL_RANK:
+        call.ended_at = event.occurred_at
+        call.duration_seconds = event.duration_seconds
+        if picked_up_by_rep and rules.leg_answered(event.status, event.duration_seconds):
+            call.answered_at = call.answered_at or event.occurred_at
+            call.talk_seconds = event.duration_seconds
+    return True
+
+
+def _fill_recording(recording: CallRecording, event: RecordingChanged) -> None:
+    recording.status = event.status
+    recording.url = event.url or recording.url
+    recording.duration_seconds = event.duration_seconds
+    recording.channels = event.channels
+    recording.source = event.source
+    recording.track = event.track
+    recording.error_code = event.error_code
+    recording.started_at = event.started_at
+    recording.updated_at = clock.now()
+
+
+async def _settle(session: AsyncSession, call: Call) -> None:
+    """Fold a leg into its top-level call, decide the outcome, and show the call on the timeline."""
+    root = call
+    if call.parent_call_sid:
+        parent = await repository.by_sid(session, call.parent_call_sid)
+        if parent is None:
+            return  # the parent's own callbacks will settle it
+        root = parent
+    legs, recordings = await details(session, root)
+    _fold_legs(root, legs)
+    voicemail = any(r.source == "RecordVerb" and r.status == "completed" for r in recordings)
+    answered = root.answered_at is not None
+    if root.flow == "inbound":
+        root.outcome = rules.inbound_outcome(
+            status=root.status, answered=answered, dial_status=root.dial_status, voicemail=voicemail
+        )
+    else:
+        root.outcome = rules.outbound_outcome(status=root.status, answered=answered)
+    await session.flush()
+    if root.contact_id is None:
+        return
+    contact_id = await contacts.survivor_id(session, root.contact_id)
+    entry = await timeline.upsert(
+        session,
+        contact_id=contact_id,
+        kind="call",
+        source=TIMELINE_SOURCE,
+        external_id=f"call:{root.call_sid}",
+        data=call_summary(root, recordings),
+        occurred_at=root.started_at,
+    )
+    root.timeline_entry_id = entry.id
+    if root.flow == "inbound" and root.outcome in ("missed", "voicemail"):
+        await timeline.upsert(
+            session,
+            contact_id=contact_id,
+            kind="missed_call",
+            source=TIMELINE_SOURCE,
+            external_id=f"missed:{root.call_sid}",
+            data={
+                "call_id": root.id,
+                "from": root.from_number,
+                "rep_id": root.rep_id,
+                "reason": root.dial_status or root.status,
+                "voicemail": root.outcome == "voicemail",
+            },
+            occurred_at=root.started_at,
+        )
+    await session.flush()
+
+
+def _fold_legs(root: Call, legs: list[Call]) -> None:
+    """The rep who picked up a <Dial> leg, and how long they talked, belong to the call."""
+    for leg in legs:
+        if rules.leg_answered(leg.status, leg.duration_seconds) or leg.answered_at is not None:
+            root.answered_at = root.answered_at or leg.answered_at or leg.started_at
+            if leg.rep_id is not None:
+                root.rep_id = leg.rep_id
+            if leg.status == "completed" and leg.duration_seconds is not None:
+                root.talk_seconds = leg.duration_seconds
+
+
+def call_summary(call: Call, recordings: list[CallRecording]) -> dict[str, Any]:
+    """What the timeline shows for a call."""
+    data: dict[str, Any] = {
+        "call_id": call.id,
+        "direction": call.flow,
+        "status": call.status,
+        "outcome": call.outcome,
+        "from": call.from_number,
+        "to": call.to_number,
+        "rep_id": call.rep_id,
+        "duration_seconds": call.duration_seconds,
+        "talk_seconds": call.talk_seconds,
+        "answered_by": call.answered_by,
+        "recordings": [
+            {
+                "recording_sid": r.recording_sid,
+                "status": r.status,
+                "duration_seconds": r.duration_seconds,
+                "channels": r.channels,
+                "voicemail": r.source == "RecordVerb",
+            }
+            for r in recordings
+        ],
+    }
+    return {k: v for k, v in data.items() if v is not None}

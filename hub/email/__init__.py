@@ -1,0 +1,1 @@
+"""Email: messages the hub sends, provider and tracking events, suppressions."""

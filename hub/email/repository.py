@@ -1,0 +1,191 @@
+"""Queries on email messages, email events and suppressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.db import UtcDateTime
+from hub.email.models import EmailEvent, EmailMessage, Suppression
+
+_INSERT_CHUNK = 400
+"""Rows per multi-row INSERT: ~25 columns each stays under SQLite's 32k bound parameters."""
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def insert_message(session: AsyncSession, message: EmailMessage) -> EmailMessage:
+    """Add a message and flush for its id."""
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def messages_by_ids(session: AsyncSession, ids: Iterable[int]) -> dict[int, EmailMessage]:
+    """Messages by hub id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(EmailMessage).where(EmailMessage.id.in_(wanted)))
+    return {m.id: m for m in rows}
+
+
+async def messages_by_rfc_ids(session: AsyncSession, rfc_ids: Iterable[str]) -> dict[str, EmailMessage]:
+    """Messages by Message-ID header."""
+    wanted = sorted(set(rfc_ids))
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(EmailMessage).where(EmailMessage.rfc_message_id.in_(wanted)))
+    return {m.rfc_message_id: m for m in rows if m.rfc_message_id}
+
+
+async def known_external_ids(session: AsyncSession, source: str, external_ids: Sequence[str]) -> set[str]:
+    """Which of these provider event ids are already stored (redeliveries)."""
+    known: set[str] = set()
+    for start in range(0, len(external_ids), _INSERT_CHUNK):
+        chunk = external_ids[start : start + _INSERT_CHUNK]
+        stmt = select(EmailEvent.external_id).where(EmailEvent.source == source, EmailEvent.external_id.in_(chunk))
+        known.update((await session.scalars(stmt)).all())
+    return known
+
+
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """Insert events, skipping any a concurrent delivery stored first; ids of the rows inserted."""
+    inserted: dict[tuple[str, str], int] = {}
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        stmt = (
+            _insert(session)(EmailEvent)
+            .values(rows[start : start + _INSERT_CHUNK])
+            .on_conflict_do_nothing(index_elements=["source", "external_id"])
+            .returning(EmailEvent.id, EmailEvent.source, EmailEvent.external_id)
+        )
+        for event_id, source, external_id in (await session.execute(stmt)).tuples():
+            inserted[(source, external_id)] = event_id
+    return inserted
+
+
+async def recent_engagement(
+    session: AsyncSession, message_ids: Iterable[int], provider_keys: Iterable[tuple[str, str]], since: datetime
+) -> list[Any]:
+    """Opens and clicks since ``since`` of these messages (by hub id or by provider message id)."""
+    ids, keys = sorted(set(message_ids)), sorted(set(provider_keys))
+    clauses = []
+    if ids:
+        clauses.append(EmailEvent.message_id.in_(ids))
+    if keys:
+        clauses.append(tuple_(EmailEvent.source, EmailEvent.provider_message_id).in_(keys))
+    if not clauses:
+        return []
+    stmt = select(
+        EmailEvent.id,
+        EmailEvent.source,
+        EmailEvent.message_id,
+        EmailEvent.provider_message_id,
+        EmailEvent.kind,
+        EmailEvent.occurred_at,
+        EmailEvent.url,
+        EmailEvent.machine,
+    ).where(
+        or_(*clauses),
+        EmailEvent.kind.in_(("opened", "clicked")),
+        EmailEvent.occurred_at >= literal(since, UtcDateTime()),
+    )
+    return list((await session.execute(stmt)).all())
+
+
+async def delivery_times(
+    session: AsyncSession, provider_keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], datetime]:
+    """When each provider message was first reported delivered."""
+    keys = sorted(set(provider_keys))
+    if not keys:
+        return {}
+    stmt = (
+        select(EmailEvent.source, EmailEvent.provider_message_id, func.min(EmailEvent.occurred_at))
+        .where(tuple_(EmailEvent.source, EmailEvent.provider_message_id).in_(keys), EmailEvent.kind == "delivered")
+        .group_by(EmailEvent.source, EmailEvent.provider_message_id)
+    )
+    return {(source, pmid or ""): at for source, pmid, at in (await session.execute(stmt)).tuples()}
+
+
+async def mark_machine(session: AsyncSession, event_ids: Sequence[int], reason: str) -> list[EmailEvent]:
+    """Reclassify events as machine-made (a link scanner's burst shows up only after its first clicks)."""
+    if not event_ids:
+        return []
+    await session.execute(
+        update(EmailEvent).where(EmailEvent.id.in_(event_ids)).values(machine=True, machine_reason=reason)
+    )
+    stmt = select(EmailEvent).where(EmailEvent.id.in_(event_ids)).execution_options(populate_existing=True)
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_unmatched(session: AsyncSession, *, limit: int, before_id: int | None) -> list[EmailEvent]:
+    """Events about recipients who are no contact, newest first."""
+    stmt = select(EmailEvent).where(EmailEvent.contact_id.is_(None))
+    if before_id is not None:
+        stmt = stmt.where(EmailEvent.id < before_id)
+    return list((await session.scalars(stmt.order_by(EmailEvent.id.desc()).limit(limit))).all())
+
+
+async def events_of_contact(
+    session: AsyncSession, contact_id: int, *, limit: int, before_id: int | None
+) -> list[EmailEvent]:
+    """A contact's email events, newest first."""
+    stmt = select(EmailEvent).where(EmailEvent.contact_id == contact_id)
+    if before_id is not None:
+        stmt = stmt.where(EmailEvent.id < before_id)
+    return list((await session.scalars(stmt.order_by(EmailEvent.id.desc()).limit(limit))).all())
+
+
+async def suppressions_for(session: AsyncSession, emails: Iterable[str]) -> dict[str, Suppression]:
+    """Current suppressions of these addresses."""
+    wanted = sorted(set(emails))
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(Suppression).where(Suppression.email.in_(wanted)))
+    return {s.email: s for s in rows}
+
+
+async def insert_suppression(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Add a suppression unless the address already has one; True when added."""
+    stmt = (
+        _insert(session)(Suppression)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(Suppression.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def delete_suppression(session: AsyncSession, email: str) -> Suppression | None:
+    """Remove an address's suppression; returns what was removed."""
+    found = (await session.scalars(select(Suppression).where(Suppression.email == email))).one_or_none()
+    if found is not None:
+        await session.execute(delete(Suppression).where(Suppression.id == found.id))
+    return found
+
+
+async def list_suppressions(
+    session: AsyncSession, *, limit: int, before_id: int | None, reason: str | None
+) -> list[Suppression]:
+    """Suppressions, newest first."""
+    stmt = select(Suppression)
+    if before_id is not None:
+        stmt = stmt.where(Suppression.id < before_id)
+    if reason is not None:
+        stmt = stmt.where(Suppression.reason == reason)
+    return list((await session.scalars(stmt.order_by(Suppression.id.desc()).limit(limit))).all())
+
+
+async def move_contact(session: AsyncSession, from_contact: int, to_contact: int) -> None:
+    """Re-point a merged contact's messages and events to the survivor."""
+    for model in (EmailMessage, EmailEvent):
+        await session.execute(update(model).where(model.contact_id == from_contact).values(contact_id=to_contact))

@@ -1,0 +1,485 @@
+"""Email event use cases: store provider and tracking events once, match them to messages and contacts,
+tell people from machines, keep the suppression list, and put what matters on the timeline."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.contacts import repository as contact_identities
+from hub.contacts.normalize import Identity, InvalidIdentity, normalize_email
+from hub.email import repository, rules
+from hub.email.models import EmailEvent, EmailMessage, Suppression
+from hub.errors import NotFound
+from hub.events import EmailEventReceived, scoped_external_id
+from hub.timeline import service as timeline
+from hub.timeline.models import TimelineEntry
+
+TIMELINE_KINDS = {
+    "delivered": "email_delivered",
+    "opened": "email_opened",
+    "clicked": "email_clicked",
+    "bounced": "email_bounced",
+    "dropped": "email_dropped",
+    "complained": "email_complained",
+    "unsubscribed": "email_unsubscribed",
+    "resubscribed": "email_resubscribed",
+}
+"""Event kinds a rep sees on the timeline; processed, deferred and unknown events are kept but not shown."""
+
+SUPPRESSION_PRECEDENCE = {"unsubscribe": 1, "hard_bounce": 2, "complaint": 3}
+"""A stronger reason replaces a weaker one; a resubscribe lifts only ``unsubscribe``."""
+
+_MAX_STORED_TEXT = {"recipient": 320, "url": 2000, "user_agent": 500, "ip": 64, "reason": 1000}
+Thread = tuple[Any, ...]
+
+
+@dataclass
+class BatchOutcome:
+    """What one delivery of events did."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    suppressed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Seen:
+    """An open or click of one message, stored earlier or earlier in this batch."""
+
+    kind: str
+    occurred_at: datetime
+    url: str | None
+    machine: bool | None
+    event_id: int | None = None
+    row: dict[str, Any] | None = None
+
+
+async def record_message(
+    session: AsyncSession,
+    *,
+    recipient: str,
+    contact_id: int | None = None,
+    subject: str | None = None,
+    dedupe_key: str | None = None,
+    rfc_message_id: str | None = None,
+    status: str = "sent",
+    sent_at: datetime | None = None,
+) -> EmailMessage:
+    """Register an email the hub sent; its id goes into tracking tokens and ``hub_message_id``."""
+    message = EmailMessage(
+        recipient=normalize_email(recipient),
+        contact_id=contact_id,
+        subject=subject,
+        dedupe_key=dedupe_key,
+        rfc_message_id=rfc_message_id,
+        status=status,
+        sent_at=sent_at or (clock.now() if status == "sent" else None),
+        created_at=clock.now(),
+    )
+    return await repository.insert_message(session, message)
+
+
+async def get_message(session: AsyncSession, message_id: int) -> EmailMessage | None:
+    """A message by hub id."""
+    return (await repository.messages_by_ids(session, [message_id])).get(message_id)
+
+
+async def ingest_events(
+    session: AsyncSession, events: Sequence[EmailEventReceived], *, thresholds: rules.Thresholds
+) -> BatchOutcome:
+    """Store a provider's events exactly once and apply them, in one transaction (all or nothing)."""
+    outcome = BatchOutcome(received=len(events))
+    fresh = await _fresh_events(session, events)
+    outcome.duplicates = len(events) - len(fresh)
+    if not fresh:
+        return outcome
+    context = await _Context.load(session, fresh, thresholds)
+    rows = [context.row_for(event) for event in fresh]
+    inserted = await repository.insert_events(session, rows)
+    outcome.duplicates += len(rows) - len(inserted)
+    stored = [row for row in rows if (row["source"], row["external_id"]) in inserted]
+    for row in stored:
+        row["id"] = inserted[(row["source"], row["external_id"])]
+    outcome.stored = len(stored)
+    outcome.unmatched = sum(1 for row in stored if row["contact_id"] is None)
+    await _reclassify_scanned(session, context.rescanned)
+    await timeline.append_many(session, [entry for row in stored if (entry := _timeline_entry(row)) is not None])
+    outcome.suppressed = await _apply_suppressions(session, stored)
+    _update_messages(context.messages_by_id, stored)
+    await session.flush()
+    return outcome
+
+
+async def tracking_event(
+    session: AsyncSession,
+    message_id: int,
+    *,
+    kind: str,
+    thresholds: rules.Thresholds,
+    user_agent: str | None,
+    ip: str | None,
+    method: str = "GET",
+    url: str | None = None,
+    recipient: str | None = None,
+) -> BatchOutcome | None:
+    """An open, click or unsubscribe seen by the hub's own endpoints; None when the message is gone."""
+    message = await get_message(session, message_id)
+    if message is None and recipient is None:
+        return None
+    # One unsubscribe per message and address: a second one-click POST changes nothing.
+    external_id = (
+        scoped_external_id(f"unsubscribe:{message_id}", recipient or "")
+        if kind == "unsubscribed"
+        else f"{kind}:{message_id}:{uuid.uuid4().hex}"
+    )
+    event = EmailEventReceived(
+        source="hub",
+        external_id=external_id,
+        kind=kind,
+        provider_event={"opened": "pixel", "clicked": "click", "unsubscribed": "one_click"}.get(kind, kind),
+        recipient=recipient or (message.recipient if message else ""),
+        occurred_at=clock.now(),
+        hub_message_id=message.id if message else None,
+        url=url,
+        user_agent=user_agent,
+        ip=ip,
+        request_method=method,
+    )
+    return await ingest_events(session, [event], thresholds=thresholds)
+
+
+async def _fresh_events(session: AsyncSession, events: Sequence[EmailEventReceived]) -> list[EmailEventReceived]:
+    """Events not stored yet (and each once), oldest first so timing rules see them in order."""
+    unique: dict[tuple[str, str], EmailEventReceived] = {}
+    for event in events:
+        unique.setdefault((event.source, event.external_id), event)
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for source, external_id in unique:
+        by_source[source].append(external_id)
+    known = {
+        (source, external_id)
+        for source, ids in by_source.items()
+        for external_id in await repository.known_external_ids(session, source, ids)
+    }
+    fresh = [event for key, event in unique.items() if key not in known]
+    return sorted(fresh, key=lambda e: e.occurred_at)
+
+
+class _Context:
+    """Everything the batch needs from the database, loaded in a few queries rather than per event."""
+
+    def __init__(self, thresholds: rules.Thresholds) -> None:
+        self.thresholds = thresholds
+        self.messages_by_id: dict[int, EmailMessage] = {}
+        self.messages_by_rfc: dict[str, EmailMessage] = {}
+        self.contact_by_email: dict[str, int] = {}
+        self.delivered_at: dict[Thread, datetime] = {}
+        self.seen: dict[Thread, list[_Seen]] = defaultdict(list)
+        self.rescanned: list[_Seen] = []
+
+    @classmethod
+    async def load(
+        cls, session: AsyncSession, events: list[EmailEventReceived], thresholds: rules.Thresholds
+    ) -> _Context:
+        context = cls(thresholds)
+        context.messages_by_id = await repository.messages_by_ids(
+            session, (e.hub_message_id for e in events if e.hub_message_id)
+        )
+        context.messages_by_rfc = await repository.messages_by_rfc_ids(
+            session, (e.rfc_message_id for e in events if e.rfc_message_id and not e.hub_message_id)
+        )
+        emails = {_normalized(e.recipient) for e in events} - {None}
+        owners = await contact_identities.contact_ids_for(session, (Identity("email", e) for e in emails if e))
+        context.contact_by_email = {identity.value: contact_id for identity, contact_id in owners.items()}
+        await context._load_history(session, events)
+        return context
+
+    async def _load_history(self, session: AsyncSession, events: list[EmailEventReceived]) -> None:
+        engagement = [e for e in events if e.kind in ("opened", "clicked")]
+        if not engagement:
+            return
+        provider_keys = {(e.source, e.provider_message_id) for e in engagement if e.provider_message_id}
+        for (source, pmid), at in (await repository.delivery_times(session, provider_keys)).items():
+            self.delivered_at[("p", source, pmid)] = at
+        window = max(self.thresholds.open_collapse_seconds, self.thresholds.scanner_click_seconds)
+        since = min(e.occurred_at for e in engagement) - timedelta(seconds=window)
+        message_ids = {m.id for e in engagement if (m := self.message_for(e)) is not None}
+        for row in await repository.recent_engagement(session, message_ids, provider_keys, since):
+            thread: Thread = ("m", row.message_id) if row.message_id else ("p", row.source, row.provider_message_id)
+            self.seen[thread].append(_Seen(row.kind, row.occurred_at, row.url, row.machine, event_id=row.id))
+
+    def message_for(self, event: EmailEventReceived) -> EmailMessage | None:
+        if event.hub_message_id:
+            return self.messages_by_id.get(event.hub_message_id)
+        return self.messages_by_rfc.get(event.rfc_message_id or "")
+
+    def row_for(self, event: EmailEventReceived) -> dict[str, Any]:
+        """The email_events row of an event, classified against what came before it."""
+        message = self.message_for(event)
+        recipient = _normalized(event.recipient) or event.recipient[:320]
+        contact_id = (message.contact_id if message else None) or self.contact_by_email.get(recipient)
+        thread = _thread(event, message)
+        row: dict[str, Any] = {
+            "source": event.source,
+            "external_id": event.external_id,
+            "kind": event.kind,
+            "provider_event": event.provider_event[:60],
+            "recipient": recipient,
+            "message_id": message.id if message else None,
+            "provider_message_id": (event.provider_message_id or "")[:300] or None,
+            "contact_id": contact_id,
+            "occurred_at": event.occurred_at,
+            "url": _clip(event.url, "url"),
+            "user_agent": _clip(event.user_agent, "user_agent"),
+            "ip": _clip(event.ip, "ip"),
+            "machine": None,
+            "machine_reason": None,
+            "collapsed": False,
+            "bounce": event.bounce,
+            "reason": _clip(event.reason, "reason"),
+            "categories": list(event.categories),
+            "data": {**event.detail, "raw": event.payload} if event.payload else dict(event.detail),
+            "received_at": clock.now(),
+        }
+        if event.kind == "delivered" and thread is not None:
+            self.delivered_at.setdefault(thread, event.occurred_at)
+        if event.kind in ("opened", "clicked"):
+            self._classify(event, row, message, thread)
+        return row
+
+    def _classify(
+        self, event: EmailEventReceived, row: dict[str, Any], message: EmailMessage | None, thread: Thread | None
+    ) -> None:
+        seen = self.seen[thread] if thread is not None else []
+        delivered_at = (message.delivered_at or message.sent_at) if message else None
+        delivered_at = delivered_at or (self.delivered_at.get(thread) if thread else None)
+        window = timedelta(seconds=self.thresholds.scanner_click_seconds)
+        nearby_clicks = [s for s in seen if s.kind == "clicked" and abs(s.occurred_at - event.occurred_at) <= window]
+        verdict = rules.classify(
+            rules.Engagement(
+                kind="opened" if event.kind == "opened" else "clicked",
+                occurred_at=event.occurred_at,
+                user_agent=event.user_agent,
+                ip=event.ip,
+                machine_flag=event.machine_flag,
+                request_method=event.request_method,
+                url=event.url,
+            ),
+            delivered_at=delivered_at,
+            recent_clicks=[(s.occurred_at, s.url or "") for s in nearby_clicks],
+            thresholds=self.thresholds,
+        )
+        row["machine"], row["machine_reason"] = verdict.machine, verdict.reason
+        if verdict.reason == "link_scanner_burst":
+            # The first clicks of a scanner's sweep looked human until the sweep showed.
+            self.rescanned.extend(s for s in nearby_clicks if s.machine is False)
+        if event.kind == "opened":
+            previous = max(
+                (s.occurred_at for s in seen if s.kind == "opened" and s.occurred_at <= event.occurred_at), default=None
+            )
+            row["collapsed"] = rules.should_collapse_open(event.occurred_at, previous, self.thresholds)
+        seen.append(_Seen(event.kind, event.occurred_at, event.url, verdict.machine, row=row))
+
+
+def _thread(event: EmailEventReceived, message: EmailMessage | None) -> Thread | None:
+    """What "the same message" means for timing rules: the hub's message, else the provider's."""
+    if message is not None:
+        return ("m", message.id)
+    if event.provider_message_id:
+        return ("p", event.source, event.provider_message_id)
+    return None
+
+
+async def _reclassify_scanned(session: AsyncSession, rescanned: list[_Seen]) -> None:
+    reason = "link_scanner_burst"
+    for seen in rescanned:
+        if seen.row is not None:  # of this batch: its timeline entry is built from the row, after this
+            seen.row["machine"], seen.row["machine_reason"] = True, reason
+    stored_ids = sorted({s.event_id for s in rescanned if s.event_id is not None})
+    stored_ids += [s.row["id"] for s in rescanned if s.row is not None and "id" in s.row]
+    for event in await repository.mark_machine(session, stored_ids, reason):
+        entry = await timeline.find(session, _timeline_source(event.source), event.external_id)
+        if entry is not None:
+            entry.data = {**entry.data, "machine": True, "machine_reason": reason}
+
+
+def _timeline_source(source: str) -> str:
+    return f"email:{source}"
+
+
+def _timeline_entry(row: dict[str, Any]) -> TimelineEntry | None:
+    kind = TIMELINE_KINDS.get(row["kind"])
+    if kind is None or row["contact_id"] is None or row["collapsed"]:
+        return None
+    data = {
+        "email_event_id": row["id"],
+        "message_id": row["message_id"],
+        "recipient": row["recipient"],
+        "provider": row["source"],
+        "provider_event": row["provider_event"],
+        "url": row["url"],
+        "machine": row["machine"],
+        "machine_reason": row["machine_reason"],
+        "bounce": row["bounce"],
+        "reason": row["reason"],
+        "categories": row["categories"] or None,
+    }
+    return TimelineEntry(
+        contact_id=row["contact_id"],
+        kind=kind,
+        source=_timeline_source(row["source"]),
+        external_id=row["external_id"],
+        occurred_at=row["occurred_at"],
+        recorded_at=clock.now(),
+        data={k: v for k, v in data.items() if v is not None},
+    )
+
+
+def suppression_reason(kind: str, bounce: str | None) -> str | None:
+    """Why an event puts its address on the suppression list, if it does."""
+    if kind == "bounced":
+        return "hard_bounce" if bounce == "hard" else None
+    return {"complained": "complaint", "unsubscribed": "unsubscribe"}.get(kind)
+
+
+async def _apply_suppressions(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
+    relevant = [r for r in rows if suppression_reason(r["kind"], r["bounce"]) or r["kind"] == "resubscribed"]
+    if not relevant:
+        return []
+    current = await repository.suppressions_for(session, (r["recipient"] for r in relevant))
+    changed: list[str] = []
+    for row in relevant:
+        email = row["recipient"]
+        reason = suppression_reason(row["kind"], row["bounce"])
+        existing = current.get(email)
+        if reason is None:  # a resubscribe lifts an unsubscribe, never a bounce or a complaint
+            if existing is not None and existing.reason == "unsubscribe":
+                await repository.delete_suppression(session, email)
+                del current[email]
+                changed.append(email)
+            continue
+        if existing is None:
+            values = _suppression_values(row, reason)
+            if await repository.insert_suppression(session, values):
+                current[email] = Suppression(**values)
+                changed.append(email)
+            continue
+        if SUPPRESSION_PRECEDENCE.get(reason, 0) > SUPPRESSION_PRECEDENCE.get(existing.reason, 0):
+            for name, value in _suppression_values(row, reason).items():
+                if name != "created_at":
+                    setattr(existing, name, value)
+            changed.append(email)
+    return changed
+
+
+def _suppression_values(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    now = clock.now()
+    return {
+        "email": row["recipient"],
+        "reason": reason,
+        "source": row["source"],
+        "detail": (row["reason"] or row["provider_event"])[:500],
+        "contact_id": row["contact_id"],
+        "email_event_id": row["id"],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _update_messages(messages: dict[int, EmailMessage], rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        message = messages.get(row["message_id"]) if row["message_id"] else None
+        if message is None:
+            continue
+        if row["kind"] == "delivered" and (message.delivered_at is None or row["occurred_at"] < message.delivered_at):
+            message.delivered_at = row["occurred_at"]
+            if message.status in ("queued", "sending", "sent"):
+                message.status = "delivered"
+        elif row["kind"] in ("bounced", "dropped") and row["bounce"] != "soft":
+            message.status = row["kind"]
+
+
+async def list_unmatched(session: AsyncSession, *, limit: int, before_id: int | None) -> list[EmailEvent]:
+    """Events about recipients who are not contacts, newest first."""
+    return await repository.list_unmatched(session, limit=limit, before_id=before_id)
+
+
+async def list_suppressions(
+    session: AsyncSession, *, limit: int, before_id: int | None, reason: str | None = None
+) -> list[Suppression]:
+    """The suppression list, newest first."""
+    return await repository.list_suppressions(session, limit=limit, before_id=before_id, reason=reason)
+
+
+async def is_suppressed(session: AsyncSession, email: str) -> Suppression | None:
+    """The suppression that forbids emailing this address, if any."""
+    normalized = _normalized(email)
+    return (await repository.suppressions_for(session, [normalized])).get(normalized) if normalized else None
+
+
+async def lift_suppression(session: AsyncSession, email: str, *, actor: str) -> Suppression:
+    """An admin takes an address off the list; the lift is kept as an event and on the contact's timeline."""
+    normalized = _normalized(email)
+    removed = await repository.delete_suppression(session, normalized) if normalized else None
+    if removed is None:
+        raise NotFound(f"{email!r} is not on the suppression list", field="email")
+    row: dict[str, Any] = {
+        "source": "api",
+        "external_id": f"lift:{removed.id}:{uuid.uuid4().hex}",
+        "kind": "resubscribed",
+        "provider_event": "suppression_lifted",
+        "recipient": removed.email,
+        "message_id": None,
+        "provider_message_id": None,
+        "contact_id": removed.contact_id or await _contact_of(session, removed.email),
+        "occurred_at": clock.now(),
+        "url": None,
+        "user_agent": None,
+        "ip": None,
+        "machine": None,
+        "machine_reason": None,
+        "collapsed": False,
+        "bounce": None,
+        "reason": f"lifted by {actor}; was {removed.reason} from {removed.source}"[:1000],
+        "categories": [],
+        "data": {"by": actor, "previous_reason": removed.reason, "previous_source": removed.source},
+        "received_at": clock.now(),
+    }
+    inserted = await repository.insert_events(session, [row])
+    row["id"] = next(iter(inserted.values()))
+    if row["contact_id"] is not None:
+        await timeline.append(
+            session,
+            contact_id=row["contact_id"],
+            kind="suppression_lifted",
+            source=_timeline_source("api"),
+            external_id=row["external_id"],
+            data={"email": removed.email, "by": actor, "previous_reason": removed.reason},
+        )
+    return removed
+
+
+async def _contact_of(session: AsyncSession, email: str) -> int | None:
+    owners = await contact_identities.contact_ids_for(session, [Identity("email", email)])
+    return next(iter(owners.values()), None)
+
+
+def _normalized(email: str) -> str | None:
+    try:
+        return normalize_email(email)
+    except InvalidIdentity:
+        return None
+
+
+def _clip(value: str | None, name: str) -> str | None:
+    return value[: _MAX_STORED_TEXT[name]] if value else None

@@ -1,0 +1,1 @@
+"""Reports for managers: aggregates over calls (and, later, the funnel)."""
