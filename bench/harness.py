@@ -1,0 +1,363 @@
+"""What the benchmarks in bench/ share: servers as subprocesses, CPU accounting from /proc, PostgreSQL
+set-up, server-log errors, machine facts and writing one delimited section of docs/BENCHMARKS.md.
+
+Imported by bench/ingest_forms.py and bench/ingest_events.py (bench/ is on sys.path when they run
+as scripts, and in the spawned load-generator processes too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import os
+import platform
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's bin/ when run as .venv/bin/python (not resolved: a symlink)
+HUB = BIN / "hub"
+
+UNLIMITED = "100000000"  # rate limits high enough never to trip during a run
+REQUEST_TIMEOUT_S = 30.0
+STARTUP_DEADLINE_S = 60.0
+STOP_TIMEOUT_S = 15.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SATURATED_CORE = 0.85  # a process at this share of a core or more is the bottleneck
+MOSTLY_CPU = 0.6  # below saturation, but most of each request's time is the server computing
+BUSY_WARNING_CORES = 0.25  # background CPU use above this skews a run on a 2-core machine
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- CPU accounting (Linux /proc)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds consumed so far by each party, and the whole machine's busy seconds."""
+
+    at: float
+    server: float
+    postgres: dict[int, float]
+    client: float
+    machine_busy: float
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """Average cores used over the timed window (2.0 = both cores of this machine)."""
+
+    server: float
+    db: float | None
+    client: float
+    machine: float
+
+    @property
+    def other(self) -> float:
+        """Busy time charged to none of the above: other processes on the machine, and kernel work."""
+        return max(0.0, self.machine - self.server - (self.db or 0.0) - self.client)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system time of a process and all its threads; 0 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """Per-process CPU seconds of every local PostgreSQL process (server, backends, walwriter...)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                found[int(entry.name)] = process_cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the machine, all cores together."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def cpu_snapshot(server_pid: int, with_postgres: bool) -> CpuSnapshot:
+    return CpuSnapshot(
+        at=time.perf_counter(),
+        server=process_cpu_seconds(server_pid),
+        postgres=postgres_cpu_seconds() if with_postgres else {},
+        client=time.process_time(),
+        machine_busy=machine_busy_seconds(),
+    )
+
+
+def cpu_use(before: CpuSnapshot, after: CpuSnapshot) -> CpuUse:
+    """Cores used between two snapshots. PostgreSQL backends that exited in between are missed,
+    so the db figure is a slight underestimate when the pool churns overflow connections."""
+    wall = max(after.at - before.at, 1e-9)
+    db = sum(seconds - before.postgres.get(pid, 0.0) for pid, seconds in after.postgres.items())
+    return CpuUse(
+        server=(after.server - before.server) / wall,
+        db=db / wall if after.postgres else None,
+        client=(after.client - before.client) / wall,
+        machine=(after.machine_busy - before.machine_busy) / wall,
+    )
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile; NaN when nothing was measured."""
+    if not sorted_values:
+        return math.nan
+    return sorted_values[max(0, math.ceil(pct / 100 * len(sorted_values)) - 1)]
+
+
+# --------------------------------------------------------------------------- the load generator's event loop
+
+
+def run_client_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a load generator's coroutine on uvloop, with httpcore's per-request sniffio import made cheap."""
+    if importlib.util.find_spec("sniffio") is None:
+        # httpcore runs `import sniffio` every time it sets up a lock (several times per request); when
+        # sniffio is not installed (anyio no longer requires it) each of those is a failed import that
+        # searches sys.path, about a fifth of the client's CPU per request here. None in sys.modules
+        # makes the import fail at once, and httpcore falls back to asyncio, which is what runs.
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server to measure."""
+
+    key: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    database_url: str | None  # None for the bare app
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    """A port the OS says is free now (another process could take it before the server binds)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def hub_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
+    """A clean HUB_* environment: nothing inherited (no Redis, no stray settings), rate limits off;
+    ``extra`` adds settings (provider secrets) by their HUB_ names."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(
+        HUB_DATABASE_URL=database_url,
+        HUB_SECRET_KEY=secrets.token_urlsafe(32),
+        HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        HUB_FORM_RATE_PER_IP=UNLIMITED,
+        HUB_FORM_RATE_PER_SOURCE=UNLIMITED,
+        HUB_LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def migrate(target: Target) -> None:
+    done = subprocess.run(
+        [str(HUB), "migrate"], env=target.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"`hub migrate` failed for {target.key}:\n{done.stdout}\n{done.stderr}")
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_healthy(target: Target, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Poll /healthz until it answers 200; fail fast if the server exits, fail late at the deadline."""
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target.key} exited with {proc.returncode} on start:\n{log_tail(log_path)}")
+        try:
+            if httpx.get(f"{target.base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.05)
+    raise RuntimeError(f"{target.key} not healthy after {STARTUP_DEADLINE_S:.0f} s:\n{log_tail(log_path)}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (uvicorn shuts down gracefully), then SIGKILL if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def running(target: Target, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The target's server, healthy, for the duration of the block; always stopped afterwards."""
+    with log_path.open("wb") as log:
+        # Own session: a Ctrl-C reaches only this script, whose finally stops the server in order.
+        proc = subprocess.Popen(
+            target.argv, env=target.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_healthy(target, proc, log_path)
+            yield proc
+        finally:
+            stop(proc)
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")  # "sqlite3.OperationalError: ..."
+_LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d |[A-Z]+:\s)")  # a new record: the hub's format or uvicorn's
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """One ERROR record of a server log with its traceback, if any."""
+
+    text: str
+
+    @property
+    def summary(self) -> str:
+        """The log message and, for a traceback, the exception it ended in."""
+        lines = self.text.splitlines()
+        raised = [line for line in lines[1:] if _EXCEPTION_LINE.match(line)]
+        return f"{lines[0].strip()} -> {raised[-1]}" if raised else lines[0].strip()
+
+
+def server_log_errors(log_path: Path) -> list[ServerError]:
+    """ERROR records and their tracebacks (the hub logs at WARNING during the run, so these are real)."""
+    found: list[list[str]] = []
+    inside = False
+    for line in log_path.read_text(errors="replace").splitlines():
+        if _LOG_RECORD.match(line):
+            inside = " ERROR " in line or line.startswith("ERROR:")
+            if inside:
+                found.append([line])
+        elif inside:
+            found[-1].append(line)
+    return [ServerError("\n".join(block)) for block in found]
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def pg_admin_dsn(server: str) -> str:
+    return f"postgresql://{server}/postgres"
+
+
+async def _pg_execute(dsn: str, *statements: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return [await conn.fetchval(statement) for statement in statements]
+    finally:
+        await conn.close()
+
+
+def pg_run(dsn: str, *statements: str) -> list[Any]:
+    return asyncio.run(_pg_execute(dsn, *statements))
+
+
+def pg_recreate(server: str, database: str) -> None:
+    """A fresh, empty database for this run (any leftover from a crashed run is dropped first)."""
+    pg_run(pg_admin_dsn(server), f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"')
+
+
+def pg_drop(server: str, database: str) -> None:
+    pg_run(pg_admin_dsn(server), f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------- the report
+
+
+LIBRARIES = ("fastapi", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg", "aiosqlite", "httpx")
+
+
+def machine_facts(pg_server: str, with_postgres: bool, libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    """Cores, CPU model, RAM, OS, Python, library versions and PostgreSQL's version and durability settings."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    mem_kib = int(re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)[1])  # type: ignore[index]
+    facts = {
+        "cores": str(len(os.sched_getaffinity(0))),
+        "cpu": model[1].strip() if model else platform.processor() or "unknown",
+        "ram": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libs": ", ".join(f"{name} {metadata.version(name)}" for name in libraries),
+        "postgres": "not measured",
+    }
+    if with_postgres:
+        version, sync_commit, fsync = pg_run(
+            pg_admin_dsn(pg_server), "SHOW server_version", "SHOW synchronous_commit", "SHOW fsync"
+        )
+        facts["postgres"] = f"{version} (synchronous_commit={sync_commit}, fsync={fsync}; same machine)"
+    return facts
+
+
+def background_load(seconds: float = 2.0) -> float:
+    """Cores busy before the run starts: anything else on the machine competes with client and server."""
+    before, started = machine_busy_seconds(), time.perf_counter()
+    time.sleep(seconds)  # a measurement interval, not a wait for readiness
+    return (machine_busy_seconds() - before) / (time.perf_counter() - started)
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number for a report table; a dash when there is none."""
+    return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def write_report(path: Path, section: str, start_mark: str, end_mark: str) -> None:
+    """Replace only this benchmark's section; other sections of the file are left as they are."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# Benchmarks\n\n{section}")
+        return
+    current = path.read_text()
+    start, end = current.find(start_mark), current.find(end_mark)
+    if start != -1 and end > start:
+        tail = current[end + len(end_mark) :].lstrip("\n")
+        updated = current[:start] + section + ("\n" + tail if tail else "")
+    else:
+        updated = current.rstrip("\n") + "\n\n" + section
+    path.write_text(updated)

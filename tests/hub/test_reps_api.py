@@ -1,0 +1,122 @@
+"""Reps over the API: create, edit, who may change what; reps follow their leads through merges."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from hub import clock
+from hub.calls.models import Call
+from hub.contacts import service as contacts
+from hub.email import service as email
+from hub.email.models import EmailMessage
+from hub.inbox import service as inbox
+from hub.inbox.models import WebhookNonce
+from tests.conftest import Hub
+
+
+async def test_managers_create_reps_and_numbers_are_normalised(hub: Hub) -> None:
+    manager = await hub.create_key("manager")
+    created = await hub.client.post(
+        "/api/reps",
+        json={"name": "Rita", "phone": "+1 (415) 555-0123", "email": "Rita@Example.com", "client_identity": "rita"},
+        headers=hub.auth(manager),
+    )
+    assert created.status_code == 201, created.text
+    rep = created.json()
+    assert (rep["phone"], rep["email"], rep["available"]) == ("+14155550123", "rita@example.com", True)
+    listed = (await hub.client.get("/api/reps", headers=hub.auth(manager))).json()
+    assert [r["id"] for r in listed] == [rep["id"]]
+
+
+async def test_rep_fields_are_unique_and_validated(hub: Hub) -> None:
+    await hub.client.post("/api/reps", json={"name": "Rita", "phone": "+14155550123"}, headers=hub.auth())
+    taken = await hub.client.post("/api/reps", json={"name": "Otto", "phone": "+14155550123"}, headers=hub.auth())
+    assert taken.status_code == 409
+    assert taken.json()["field"] == "phone"
+    for bad, field in (
+        ({"name": "X", "phone": "4155550123"}, "phone"),  # staff numbers need their country code
+        ({"name": "X", "email": "not-an-email"}, "email"),
+        ({"name": "X", "client_identity": "has space"}, "client_identity"),
+        ({"name": ""}, "name"),
+        ({"name": "X", "team": "a"}, "team"),
+    ):
+        refused = await hub.client.post("/api/reps", json=bad, headers=hub.auth())
+        assert refused.status_code == 422, bad
+        assert refused.json()["field"] == field, refused.json()
+    assert len((await hub.client.get("/api/reps", headers=hub.auth())).json()) == 1
+
+
+async def test_a_rep_may_only_switch_their_own_availability(sqlite_hub: Hub) -> None:
+    rita, otto = await sqlite_hub.create_rep("Rita"), await sqlite_hub.create_rep("Otto")
+    key = await sqlite_hub.create_key("rep", rep_id=rita)
+    away = await sqlite_hub.client.patch(f"/api/reps/{rita}", json={"available": False}, headers=sqlite_hub.auth(key))
+    assert away.status_code == 200
+    assert away.json()["available"] is False
+    for path, body in ((f"/api/reps/{otto}", {"available": False}), (f"/api/reps/{rita}", {"name": "R"})):
+        refused = await sqlite_hub.client.patch(path, json=body, headers=sqlite_hub.auth(key))
+        assert refused.status_code == 403
+    assert (
+        await sqlite_hub.client.post("/api/reps", json={"name": "X"}, headers=sqlite_hub.auth(key))
+    ).status_code == 403
+    missing = await sqlite_hub.client.patch("/api/reps/999", json={"available": True}, headers=sqlite_hub.auth())
+    assert missing.status_code == 404
+
+
+async def test_assigning_an_owner_is_recorded_and_needs_a_real_rep(hub: Hub) -> None:
+    rita = await hub.create_rep("Rita")
+    contact = (await hub.client.post("/api/contacts", json={"email": "ada@example.com"}, headers=hub.auth())).json()
+    path = f"/api/contacts/{contact['contact_id']}"
+    assert (await hub.client.patch(path, json={"owner_rep_id": 999}, headers=hub.auth())).status_code == 422
+    assert (await hub.client.patch(path, json={"owner_rep_id": rita}, headers=hub.auth())).json()[
+        "owner_rep_id"
+    ] == rita
+    entries = (await hub.client.get(f"{path}/timeline", headers=hub.auth())).json()["items"]
+    assert entries[0]["kind"] == "owner_changed"
+    assert entries[0]["data"] == {"from_rep_id": None, "to_rep_id": rita, "by": "test admin"}
+
+
+async def test_a_merge_moves_calls_and_email_to_the_survivor(hub: Hub) -> None:
+    first = (await hub.client.post("/api/contacts", json={"email": "ada@example.com"}, headers=hub.auth())).json()
+    second = (await hub.client.post("/api/contacts", json={"phone": "+12125550100"}, headers=hub.auth())).json()
+    keep, absorb = first["contact_id"], second["contact_id"]
+    async with hub.session() as session:
+        now = clock.now()
+        session.add(
+            Call(
+                call_sid="CA" + "1" * 32,
+                account_sid="AC" + "0" * 32,
+                direction="inbound",
+                flow="inbound",
+                from_number="+12125550100",
+                to_number="+14155550000",
+                contact_id=absorb,
+                status="completed",
+                status_rank=4,
+                geo={},
+                started_at=now,
+            )
+        )
+        await email.record_message(session, recipient="ada2@example.com", contact_id=absorb)
+    async with hub.session() as session:
+        await contacts.merge_contacts(session, keep, absorb, reason="test")
+    async with hub.session() as session:
+        assert (await session.scalars(select(Call.contact_id))).all() == [keep]
+        assert (await session.scalars(select(EmailMessage.contact_id))).all() == [keep]
+
+
+async def test_mailgun_tokens_are_forgotten_once_they_expire(hub: Hub) -> None:
+    async with hub.session() as session:
+        assert await inbox.consume_nonce(session, "mailgun", "old", valid_for_seconds=60)
+        assert await inbox.consume_nonce(session, "mailgun", "fresh", valid_for_seconds=3600)
+        assert not await inbox.consume_nonce(session, "mailgun", "fresh", valid_for_seconds=3600)
+    later = clock.now() + timedelta(seconds=120)
+    clock.set_clock(lambda: later)
+    try:
+        async with hub.session() as session:
+            assert await inbox.prune_nonces(session) == 1
+        async with hub.session() as session:
+            assert (await session.scalars(select(WebhookNonce.nonce))).all() == ["fresh"]
+    finally:
+        clock.set_clock(None)
