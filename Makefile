@@ -27,6 +27,7 @@ test: $(STAMP)
 ## make bench: throughput and latency benchmarks, written to docs/BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_forms.py
+	$(BIN)/python bench/ingest_events.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

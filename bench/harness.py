@@ -342,6 +342,21 @@ def background_load(seconds: float = 2.0) -> float:
     return (machine_busy_seconds() - before) / (time.perf_counter() - started)
 
 
+def what_bounds(cpu: CpuUse, cores: int) -> str:
+    """What limited one measurement, judged from where the CPU went."""
+    if cpu.client >= SATURATED_CORE:
+        return f"the load generator: its one process used {cpu.client:.2f} cores"
+    if cpu.server >= SATURATED_CORE:
+        return f"the server's CPU: its one process used {cpu.server:.2f} cores, and one event loop gets about one"
+    if cpu.db is not None and cpu.db >= SATURATED_CORE:
+        return f"PostgreSQL's CPU: its processes used {cpu.db:.2f} cores"
+    if cpu.machine >= SATURATED_CORE * cores:
+        return f"the machine: all {cores} cores were busy ({cpu.other:.2f} of them with other work)"
+    if cpu.server >= MOSTLY_CPU:
+        return f"mostly the server's CPU ({cpu.server:.2f} cores); the rest of each request is waiting on I/O"
+    return "waiting rather than CPU (no process was near a full core): round trips, commits, locks"
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     """A number for a report table; a dash when there is none."""
     return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"

@@ -15,37 +15,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import math
 import multiprocessing
 import os
-import platform
 import random
 import re
-import secrets
 import shlex
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
+from harness import (
+    BUSY_WARNING_CORES,
+    HUB,
+    REPO,
+    REQUEST_TIMEOUT_S,
+    CpuSnapshot,
+    CpuUse,
+    ServerError,
+    Target,
+    background_load,
+    cpu_snapshot,
+    cpu_use,
+    fmt,
+    free_port,
+    hub_env,
+    machine_facts,
+    migrate,
+    percentile,
+    pg_drop,
+    pg_recreate,
+    pg_run,
+    run_client_loop,
+    running,
+    server_log_errors,
+    what_bounds,
+    write_report,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv's bin/ when run as .venv/bin/python (not resolved: a symlink)
-HUB = BIN / "hub"
 BARE_APP = REPO / "bench" / "bare_app.py"
 
 START_MARK = "<!-- bench:ingest_forms:start -->"
@@ -57,16 +71,8 @@ TITLES = {
     "postgres": "Hub on PostgreSQL",
     "sqlite": "Hub on SQLite",
 }
-UNLIMITED = "100000000"  # rate limits high enough never to trip during a run
 
 REUSE_SHARE = 0.10  # share of posts that repeat an earlier lead, so the "existing contact" path runs too
-REQUEST_TIMEOUT_S = 30.0
-STARTUP_DEADLINE_S = 60.0
-STOP_TIMEOUT_S = 15.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SATURATED_CORE = 0.85  # a process at this share of a core or more is the bottleneck
-MOSTLY_CPU = 0.6  # below saturation, but most of each request's time is the server computing
-BUSY_WARNING_CORES = 0.25  # background CPU use above this skews a run on a 2-core machine
 
 
 # --------------------------------------------------------------------------- the leads
@@ -81,89 +87,6 @@ def lead_form(index: int) -> dict[str, str]:
         "phone": f"+1 415 {200 + (index // 10_000) % 800} {index % 10_000:04d}",
         "utm_source": "bench",
     }
-
-
-# --------------------------------------------------------------------------- CPU accounting (Linux /proc)
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    """CPU seconds consumed so far by each party, and the whole machine's busy seconds."""
-
-    at: float
-    server: float
-    postgres: dict[int, float]
-    client: float
-    machine_busy: float
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """Average cores used over the timed window (2.0 = both cores of this machine)."""
-
-    server: float
-    db: float | None
-    client: float
-    machine: float
-
-    @property
-    def other(self) -> float:
-        """Busy time charged to none of the above: other processes on the machine, and kernel work."""
-        return max(0.0, self.machine - self.server - (self.db or 0.0) - self.client)
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user + system time of a process and all its threads; 0 when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rpartition(")")[2].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def postgres_cpu_seconds() -> dict[int, float]:
-    """Per-process CPU seconds of every local PostgreSQL process (server, backends, walwriter...)."""
-    found: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "postgres":
-                found[int(entry.name)] = process_cpu_seconds(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def machine_busy_seconds() -> float:
-    """Non-idle CPU seconds of the machine, all cores together."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def cpu_snapshot(server_pid: int, with_postgres: bool) -> CpuSnapshot:
-    return CpuSnapshot(
-        at=time.perf_counter(),
-        server=process_cpu_seconds(server_pid),
-        postgres=postgres_cpu_seconds() if with_postgres else {},
-        client=time.process_time(),
-        machine_busy=machine_busy_seconds(),
-    )
-
-
-def cpu_use(before: CpuSnapshot, after: CpuSnapshot) -> CpuUse:
-    """Cores used between two snapshots. PostgreSQL backends that exited in between are missed,
-    so the db figure is a slight underestimate when the pool churns overflow connections."""
-    wall = max(after.at - before.at, 1e-9)
-    db = sum(seconds - before.postgres.get(pid, 0.0) for pid, seconds in after.postgres.items())
-    return CpuUse(
-        server=(after.server - before.server) / wall,
-        db=db / wall if after.postgres else None,
-        client=(after.client - before.client) / wall,
-        machine=(after.machine_busy - before.machine_busy) / wall,
-    )
 
 
 # --------------------------------------------------------------------------- the load generator (own process)
@@ -272,13 +195,6 @@ async def _snapshot_at(when: float, spec: LoadSpec) -> CpuSnapshot:
     return cpu_snapshot(spec.server_pid, spec.with_postgres)
 
 
-def _percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile; NaN when nothing was measured."""
-    if not sorted_values:
-        return math.nan
-    return sorted_values[max(0, math.ceil(pct / 100 * len(sorted_values)) - 1)]
-
-
 async def _clients(spec: LoadSpec, stack: contextlib.AsyncExitStack) -> list[httpx.AsyncClient]:
     """One httpx client per worker, each with a pool of one connection: N connections in all.
 
@@ -314,8 +230,8 @@ async def _load(spec: LoadSpec) -> LoadResult:
         requests=len(latencies),
         elapsed_s=elapsed,
         rps=len(latencies) / elapsed,
-        p50_ms=_percentile(latencies, 50),
-        p99_ms=_percentile(latencies, 99),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
         errors=tally.errors,
         cpu=cpu_use(before, after),
         next_index=spec.first_index + spec.concurrency * max(fresh),
@@ -328,57 +244,10 @@ async def _load(spec: LoadSpec) -> LoadResult:
 
 def run_load(spec: LoadSpec) -> LoadResult:
     """Entry point of the load-generator process: its own event loop, nothing else on it."""
-    if importlib.util.find_spec("sniffio") is None:
-        # httpcore runs `import sniffio` every time it sets up a lock (several times per request); when
-        # sniffio is not installed (anyio no longer requires it) each of those is a failed import that
-        # searches sys.path, about a fifth of the client's CPU per request here. None in sys.modules
-        # makes the import fail at once, and httpcore falls back to asyncio, which is what runs.
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(_load(spec))
-    return uvloop.run(_load(spec))
+    return run_client_loop(_load(spec))
 
 
 # --------------------------------------------------------------------------- servers
-
-
-@dataclass(frozen=True)
-class Target:
-    """One server to measure."""
-
-    key: str
-    argv: list[str]
-    env: dict[str, str]
-    port: int
-    database_url: str | None  # None for the bare app
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def free_port() -> int:
-    """A port the OS says is free now (another process could take it before the server binds)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def hub_env(database_url: str, port: int) -> dict[str, str]:
-    """A clean HUB_* environment: nothing inherited (no Redis, no stray settings), rate limits off."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(
-        HUB_DATABASE_URL=database_url,
-        HUB_SECRET_KEY=secrets.token_urlsafe(32),
-        HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        HUB_FORM_RATE_PER_IP=UNLIMITED,
-        HUB_FORM_RATE_PER_SOURCE=UNLIMITED,
-        HUB_LOG_LEVEL="WARNING",
-    )
-    return env
 
 
 def make_target(key: str, database_url: str | None) -> Target:
@@ -388,120 +257,6 @@ def make_target(key: str, database_url: str | None) -> Target:
         return Target(key, argv, dict(os.environ), port, None)
     argv = [str(HUB), "serve", "--host", "127.0.0.1", "--port", str(port)]
     return Target(key, argv, hub_env(database_url, port), port, database_url)
-
-
-def migrate(target: Target) -> None:
-    done = subprocess.run(
-        [str(HUB), "migrate"], env=target.env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"`hub migrate` failed for {target.key}:\n{done.stdout}\n{done.stderr}")
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_healthy(target: Target, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    """Poll /healthz until it answers 200; fail fast if the server exits, fail late at the deadline."""
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{target.key} exited with {proc.returncode} on start:\n{log_tail(log_path)}")
-        try:
-            if httpx.get(f"{target.base_url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        time.sleep(0.05)
-    raise RuntimeError(f"{target.key} not healthy after {STARTUP_DEADLINE_S:.0f} s:\n{log_tail(log_path)}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (uvicorn shuts down gracefully), then SIGKILL if it does not exit in time."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@contextmanager
-def running(target: Target, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The target's server, healthy, for the duration of the block; always stopped afterwards."""
-    with log_path.open("wb") as log:
-        # Own session: a Ctrl-C reaches only this script, whose finally stops the server in order.
-        proc = subprocess.Popen(
-            target.argv, env=target.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            wait_healthy(target, proc, log_path)
-            yield proc
-        finally:
-            stop(proc)
-
-
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")  # "sqlite3.OperationalError: ..."
-_LOG_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d |[A-Z]+:\s)")  # a new record: the hub's format or uvicorn's
-
-
-@dataclass(frozen=True)
-class ServerError:
-    """One ERROR record of a server log with its traceback, if any."""
-
-    text: str
-
-    @property
-    def summary(self) -> str:
-        """The log message and, for a traceback, the exception it ended in."""
-        lines = self.text.splitlines()
-        raised = [line for line in lines[1:] if _EXCEPTION_LINE.match(line)]
-        return f"{lines[0].strip()} -> {raised[-1]}" if raised else lines[0].strip()
-
-
-def server_log_errors(log_path: Path) -> list[ServerError]:
-    """ERROR records and their tracebacks (the hub logs at WARNING during the run, so these are real)."""
-    found: list[list[str]] = []
-    inside = False
-    for line in log_path.read_text(errors="replace").splitlines():
-        if _LOG_RECORD.match(line):
-            inside = " ERROR " in line or line.startswith("ERROR:")
-            if inside:
-                found.append([line])
-        elif inside:
-            found[-1].append(line)
-    return [ServerError("\n".join(block)) for block in found]
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def pg_admin_dsn(server: str) -> str:
-    return f"postgresql://{server}/postgres"
-
-
-async def _pg_execute(dsn: str, *statements: str) -> list[Any]:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        return [await conn.fetchval(statement) for statement in statements]
-    finally:
-        await conn.close()
-
-
-def pg_run(dsn: str, *statements: str) -> list[Any]:
-    return asyncio.run(_pg_execute(dsn, *statements))
-
-
-def pg_recreate(server: str, database: str) -> None:
-    """A fresh, empty database for this run (any leftover from a crashed run is dropped first)."""
-    pg_run(pg_admin_dsn(server), f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"')
-
-
-def pg_drop(server: str, database: str) -> None:
-    pg_run(pg_admin_dsn(server), f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------- integrity check after a hub run
@@ -647,41 +402,6 @@ def bench_one(key: str, plan: Plan, pool: ProcessPoolExecutor, tmp: Path) -> Tar
 # --------------------------------------------------------------------------- the report
 
 
-def machine_facts(pg_server: str, with_postgres: bool) -> dict[str, str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    mem_kib = int(re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.MULTILINE)[1])  # type: ignore[index]
-    facts = {
-        "cores": str(len(os.sched_getaffinity(0))),
-        "cpu": model[1].strip() if model else platform.processor() or "unknown",
-        "ram": f"{mem_kib / 1024 / 1024:.1f} GiB",
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "libs": ", ".join(
-            f"{name} {metadata.version(name)}"
-            for name in ("fastapi", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg", "aiosqlite", "httpx")
-        ),
-        "postgres": "not measured",
-    }
-    if with_postgres:
-        version, sync_commit, fsync = pg_run(
-            pg_admin_dsn(pg_server), "SHOW server_version", "SHOW synchronous_commit", "SHOW fsync"
-        )
-        facts["postgres"] = f"{version} (synchronous_commit={sync_commit}, fsync={fsync}; same machine)"
-    return facts
-
-
-def background_load(seconds: float = 2.0) -> float:
-    """Cores busy before the run starts: anything else on the machine competes with client and server."""
-    before, started = machine_busy_seconds(), time.perf_counter()
-    time.sleep(seconds)  # a measurement interval, not a wait for readiness
-    return (machine_busy_seconds() - before) / (time.perf_counter() - started)
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
-
-
 def table(run: TargetRun, bare: TargetRun | None) -> list[str]:
     lines = [
         "| concurrency | req/s | p50 ms | p99 ms | errors | ratio to bare "
@@ -692,9 +412,9 @@ def table(run: TargetRun, bare: TargetRun | None) -> list[str]:
         ceiling = bare.results.get(c) if bare else None
         ratio = f"{r.rps / ceiling.rps:.2f}" if ceiling and ceiling.rps else "—"
         lines.append(
-            f"| {c} | {r.rps:,.0f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} | {r.errors} | {ratio} "
-            f"| {_fmt(server_ms_per_post(r), 2)} | {_fmt(r.cpu.server, 2)} | {_fmt(r.cpu.db, 2)} "
-            f"| {_fmt(r.cpu.client, 2)} | {_fmt(r.cpu.other, 2)} |"
+            f"| {c} | {r.rps:,.0f} | {fmt(r.p50_ms)} | {fmt(r.p99_ms)} | {r.errors} | {ratio} "
+            f"| {fmt(server_ms_per_post(r), 2)} | {fmt(r.cpu.server, 2)} | {fmt(r.cpu.db, 2)} "
+            f"| {fmt(r.cpu.client, 2)} | {fmt(r.cpu.other, 2)} |"
         )
     return lines
 
@@ -725,15 +445,7 @@ def peak(run: TargetRun | None) -> LoadResult | None:
 
 def bound(r: LoadResult, cores: int) -> str:
     """What limited one measurement, judged from where the CPU went."""
-    if r.cpu.client >= SATURATED_CORE:
-        return f"the load generator: its one process used {r.cpu.client:.2f} cores"
-    if r.cpu.server >= SATURATED_CORE:
-        return f"the server's CPU: its one process used {r.cpu.server:.2f} cores, and one event loop gets about one"
-    if r.cpu.machine >= SATURATED_CORE * cores:
-        return f"the machine: all {cores} cores were busy ({r.cpu.other:.2f} of them with other work)"
-    if r.cpu.server >= MOSTLY_CPU:
-        return f"mostly the server's CPU ({r.cpu.server:.2f} cores); the rest of each request is waiting on I/O"
-    return "waiting rather than CPU (no process was near a full core): round trips, commits, locks"
+    return what_bounds(r.cpu, cores)
 
 
 def reading(runs: dict[str, TargetRun], cores: int) -> list[str]:
@@ -851,22 +563,6 @@ def render(runs: dict[str, TargetRun], plan: Plan, facts: dict[str, str], comman
     return "\n".join(out) + "\n"
 
 
-def write_report(path: Path, section: str) -> None:
-    """Replace only this benchmark's section; other sections of the file are left as they are."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# Benchmarks\n\n{section}")
-        return
-    current = path.read_text()
-    start, end = current.find(START_MARK), current.find(END_MARK)
-    if start != -1 and end > start:
-        tail = current[end + len(END_MARK) :].lstrip("\n")
-        updated = current[:start] + section + ("\n" + tail if tail else "")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section
-    path.write_text(updated)
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -929,7 +625,7 @@ def main(argv: list[str]) -> int:
             print(f"{run.key:>8}  first server error in full:\n{run.log_errors[0].text}")
     if not args.no_output:
         command = shlex.join([".venv/bin/python", "bench/ingest_forms.py", *argv])
-        write_report(args.output, render(runs, plan, facts, command))
+        write_report(args.output, render(runs, plan, facts, command), START_MARK, END_MARK)
         print(f"wrote {args.output}")
     return 0
 

@@ -66,6 +66,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a region phonenumbers knows (use an ISO code such as US, GB, DE)")
         return region
 
+    @field_validator(
+        "redis_url",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "sendgrid_webhook_public_key",
+        "mailgun_signing_key",
+        "postmark_webhook_user",
+        "postmark_webhook_password",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `HUB_X=` (e.g. compose's ${HUB_X:-}) means "not configured", not "an empty secret".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("twilio_media_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:

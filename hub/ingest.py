@@ -1,7 +1,8 @@
-"""The one ingest pipeline: an inbound event becomes inbox row, contact and timeline entry.
+"""The ingest pipeline of lead submissions: an inbound event becomes inbox row, contact and timeline entry.
 
 Everything here runs in the caller's transaction; the caller commits, and only then
-answers the provider.
+answers the provider. Calls (hub/calls/service.py) and email events (hub/email/service.py)
+follow the same shape: dedupe on the provider's id first, then contact, then timeline.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from hub.app import create_app
 from hub.config import Settings
 
 
@@ -41,3 +42,40 @@ def test_secret_key_is_generated_once_and_kept(tmp_path, monkeypatch: pytest.Mon
     assert len(first) >= 48
     assert Settings().resolved_secret_key() == first
     assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_blank_provider_settings_mean_not_configured() -> None:
+    settings = Settings(
+        twilio_auth_token="",
+        twilio_account_sid=" ",
+        sendgrid_webhook_public_key="",
+        mailgun_signing_key="",
+        postmark_webhook_user="",
+        postmark_webhook_password="",
+        twilio_fallback_number="",
+        redis_url="",
+    )
+    assert settings.twilio_auth_token is None
+    assert settings.twilio_account_sid is None
+    assert settings.sendgrid_webhook_public_key is None
+    assert settings.mailgun_signing_key is None
+    assert settings.postmark_webhook_password is None
+    assert settings.twilio_fallback_number is None
+    assert settings.redis_url is None
+
+
+def test_twilio_numbers_must_be_e164_and_hosts_are_a_list() -> None:
+    settings = Settings(
+        twilio_fallback_number="+1 415 555 0199", twilio_media_hosts="api.twilio.com, http://127.0.0.1:9"
+    )
+    assert settings.twilio_fallback_number == "+14155550199"
+    assert settings.twilio_media_hosts == ("api.twilio.com", "http://127.0.0.1:9")
+    with pytest.raises(ValidationError, match=r"E\.164"):
+        Settings(twilio_fallback_number="4155550199")
+    with pytest.raises(ValidationError):
+        Settings(twilio_validation="off")
+
+
+def test_a_sendgrid_key_that_cannot_verify_anything_stops_start_up() -> None:
+    with pytest.raises(ValueError, match="HUB_SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        create_app(Settings(sendgrid_webhook_public_key="not-a-key"))

@@ -18,7 +18,7 @@ from hub.db import retry_transient
 from hub.deps import Runtime, RuntimeDep, request_session
 from hub.email import rules
 from hub.email import service as email
-from hub.errors import BadRequest, Forbidden, HubError, ProviderRejected, ServiceUnavailable
+from hub.errors import BadRequest, Forbidden, HubError, PayloadTooLarge, ProviderRejected, ServiceUnavailable
 from hub.events import EmailEventReceived
 from hub.inbox import service as inbox
 from webhooks.body import media_type, read_body
@@ -76,7 +76,10 @@ async def mailgun_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
         runtime.metrics.count_webhook(label, "rejected")
         raise ServiceUnavailable("Mailgun is not configured on this hub: set HUB_MAILGUN_SIGNING_KEY")
     try:
-        body = await read_body(request, settings.email_webhook_max_bytes)
+        try:
+            body = await read_body(request, settings.email_webhook_max_bytes)
+        except PayloadTooLarge as exc:  # one event is never this big: junk, not worth 8 hours of retries
+            raise ProviderRejected(exc.message, status_code=MAILGUN_DO_NOT_RETRY) from None
         try:
             signature, event = parse_mailgun_webhook(body, media_type(request))
             verify_mailgun_signature(

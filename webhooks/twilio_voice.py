@@ -30,6 +30,7 @@ from connectors.twilio_voice import (
 from hub import clock
 from hub.calls import rules as call_rules
 from hub.calls import service as calls
+from hub.calls.models import Call
 from hub.config import Settings
 from hub.contacts.normalize import InvalidIdentity, normalize_phone
 from hub.db import retry_transient
@@ -88,16 +89,19 @@ async def dial_ended(request: Request, runtime: RuntimeDep) -> Response:
     progress = _parse(parse_call_progress, params, "twilio:dial", runtime)
     dial = _parse(parse_dial_ended, params, "twilio:dial", runtime)
     settings = runtime.settings
+    rep_calling_out = False
     try:
         async with asyncio.timeout(settings.twilio_routing_budget_seconds):
             async with request_session(runtime) as session:
-                await retry_transient(session, lambda: _record_dial(session, progress, dial, settings))
+                call = await retry_transient(session, lambda: _record_dial(session, progress, dial, settings))
+                rep_calling_out = call.flow == "outbound"
                 await session.commit()
         runtime.metrics.count_webhook("twilio:dial", "accepted")
     except (TimeoutError, Exception) as exc:
         log.warning("recording the dial end of %s failed (%s)", dial.call_sid, type(exc).__name__)
         runtime.metrics.count_webhook("twilio:dial", "fallback")
-    if dial.dial_status in call_rules.ANSWERED_DIAL_STATUSES:
+    # Voicemail is for callers; a rep whose call out went unanswered just hangs up.
+    if dial.dial_status in call_rules.ANSWERED_DIAL_STATUSES or rep_calling_out:
         return Response(hangup_twiml(), media_type=TWIML)
     urls = voice_urls(settings.public_url)
     return Response(voicemail_twiml(urls=urls, max_seconds=settings.twilio_voicemail_max_seconds), media_type=TWIML)
@@ -175,7 +179,9 @@ async def _route(event: CallProgressed, runtime: Runtime) -> str:
 async def _route_in_session(session: AsyncSession, event: CallProgressed, settings: Settings, urls: VoiceUrls) -> str:
     timeout = settings.twilio_dial_timeout_seconds
     caller_rep = await reps.rep_for_endpoint(session, event.from_number)
-    if caller_rep is not None:  # a rep's softphone or desk phone calling out through the hub
+    # A rep's softphone (the TwiML app) dials out through the hub. A rep's own phone ringing the
+    # company line is routed like any call in: dialling its To (our own number) would loop.
+    if caller_rep is not None and event.from_number.startswith(reps.CLIENT_PREFIX):
         change = await calls.record_progress(session, event, default_region=settings.default_region)
         target = _dialable(event.to_number, settings.default_region)
         if target is None:
@@ -189,13 +195,17 @@ async def _route_in_session(session: AsyncSession, event: CallProgressed, settin
     if owner is not None and owner.phone is not None:
         change.call.routed_to = owner.phone
         return dial_twiml(number=owner.phone, urls=urls, timeout_seconds=timeout)
+    if owner is not None and owner.client_identity is not None:  # a rep who works from the browser only
+        change.call.routed_to = f"{reps.CLIENT_PREFIX}{owner.client_identity}"
+        return dial_twiml(client_identity=owner.client_identity, urls=urls, timeout_seconds=timeout)
     change.call.routed_to = settings.twilio_fallback_number
     return _fallback(settings)
 
 
-async def _record_dial(session: AsyncSession, progress: CallProgressed, dial: DialEnded, settings: Settings) -> None:
-    await calls.record_progress(session, progress, default_region=settings.default_region)
+async def _record_dial(session: AsyncSession, progress: CallProgressed, dial: DialEnded, settings: Settings) -> Call:
+    change = await calls.record_progress(session, progress, default_region=settings.default_region)
     await calls.record_dial_end(session, dial)
+    return change.call
 
 
 def _fallback(settings: Settings) -> str:

@@ -31,6 +31,22 @@ def supersedes(current_status: str, current_sequence: int | None, new_status: st
     return new_sequence is not None and (current_sequence is None or new_sequence > current_sequence)
 
 
+def completes_final(
+    current_status: str, current_duration: int | None, new_status: str, new_duration: int | None
+) -> bool:
+    """Whether a callback repeats a final status the call already has, now with its duration.
+
+    The <Dial> action request can be the first to say a call ended (the caller hung up), but
+    it carries no CallDuration; the call's own status callback that follows does.
+    """
+    return (
+        status_rank(current_status) == FINAL_RANK
+        and new_status == current_status
+        and current_duration is None
+        and new_duration is not None
+    )
+
+
 def leg_answered(status: str, duration_seconds: int | None) -> bool:
     """A leg that reached in-progress, or completed after talking, was answered."""
     return status == "in-progress" or (status == "completed" and (duration_seconds or 0) > 0)

@@ -40,7 +40,7 @@ async def record_progress(
     if call is None:
         call = await _new_call(session, event, default_region=default_region)
     elif not call.direction:
-        _fill_placeholder(call, event)
+        await _fill_placeholder(session, call, event, default_region=default_region)
     if routed_rep_id is not None and call.rep_id is None:
         call.rep_id = routed_rep_id
     changed = _apply_status(call, event)
@@ -88,7 +88,8 @@ async def record_recording(session: AsyncSession, event: RecordingChanged) -> Ca
 async def routing_target(session: AsyncSession, caller: str, *, default_region: str) -> tuple[int | None, Rep | None]:
     """For an incoming call: the caller's contact (created if new) and the rep to ring, if any.
 
-    The owner rep rings when they have a phone and are available; otherwise None (the fallback).
+    The owner rep rings when they are active, available and reachable (a phone, or a softphone
+    identity); otherwise None (the fallback).
     """
     contact_id = await _contact_for(session, caller, default_region=default_region)
     if contact_id is None:
@@ -97,7 +98,7 @@ async def routing_target(session: AsyncSession, caller: str, *, default_region: 
     if contact.owner_rep_id is None:
         return contact_id, None
     owner = await reps.get_rep(session, contact.owner_rep_id)
-    if owner.phone is None or not owner.available or not owner.active:
+    if not (owner.phone or owner.client_identity) or not owner.available or not owner.active:
         return contact_id, None
     return contact_id, owner
 
@@ -114,17 +115,7 @@ async def details(session: AsyncSession, call: Call) -> tuple[list[Call], list[C
 
 
 async def _new_call(session: AsyncSession, event: CallProgressed, *, default_region: str) -> Call:
-    parent = await repository.by_sid(session, event.parent_call_sid) if event.parent_call_sid else None
-    caller_rep = await reps.rep_for_endpoint(session, event.from_number)
-    if parent is not None:  # a <Dial> leg: the rep is who it rang, the contact is the parent's
-        rep = await reps.rep_for_endpoint(session, event.to_number)
-        flow, contact_id = parent.flow, parent.contact_id
-    elif caller_rep is not None or event.direction.startswith("outbound"):
-        rep, flow = caller_rep, "outbound"
-        contact_id = await _contact_for(session, event.to_number, default_region=default_region)
-    else:
-        rep, flow = None, "inbound"
-        contact_id = await _contact_for(session, event.from_number, default_region=default_region)
+    flow, rep_id, contact_id = await _parties(session, event, default_region=default_region)
     call = Call(
         call_sid=event.call_sid,
         parent_call_sid=event.parent_call_sid,
@@ -134,7 +125,7 @@ async def _new_call(session: AsyncSession, event: CallProgressed, *, default_reg
         from_number=event.from_number,
         to_number=event.to_number,
         contact_id=contact_id,
-        rep_id=rep.id if rep else None,
+        rep_id=rep_id,
         status="queued",
         status_rank=0,
         caller_name=event.caller_name,
@@ -145,6 +136,35 @@ async def _new_call(session: AsyncSession, event: CallProgressed, *, default_reg
         updated_at=clock.now(),
     )
     return await repository.insert(session, call)
+
+
+async def _parties(
+    session: AsyncSession, event: CallProgressed, *, default_region: str
+) -> tuple[str, int | None, int | None]:
+    """A leg's flow (a call in or out), its rep and its contact, from its numbers and its parent."""
+    parent = await repository.by_sid(session, event.parent_call_sid) if event.parent_call_sid else None
+    from_rep = await reps.rep_for_endpoint(session, event.from_number)
+    to_rep = await reps.rep_for_endpoint(session, event.to_number)
+    if parent is not None:  # a <Dial> leg: it rings a rep (a call in) or the contact (a rep's call out)
+        flow, rep, contact_id = parent.flow, to_rep or from_rep, parent.contact_id
+        if contact_id is None and to_rep is None:
+            # Click-to-call: the rep's own phone rang first (the parent), this leg rings the contact.
+            contact_id = await _contact_for(session, event.to_number, default_region=default_region)
+            parent.contact_id = contact_id
+    elif event.direction.startswith("outbound") or (from_rep is not None and _is_softphone(event.from_number)):
+        flow, rep = "outbound", from_rep or to_rep
+        contact_id = None if to_rep else await _contact_for(session, event.to_number, default_region=default_region)
+    else:
+        # A call in: to a rep's direct number, or to the company line (the rep is known once routed).
+        # A rep ringing the company line from their own phone is a colleague, not a lead: no contact.
+        flow, rep = "inbound", to_rep
+        contact_id = await _contact_for(session, event.from_number, default_region=default_region)
+    return flow, rep.id if rep else None, contact_id
+
+
+def _is_softphone(endpoint: str) -> bool:
+    """A Twilio Client identity: a call from it is a rep dialling out through the hub's TwiML app."""
+    return endpoint.startswith(reps.CLIENT_PREFIX)
 
 
 def _placeholder_call(event: RecordingChanged) -> Call:
@@ -166,7 +186,10 @@ def _placeholder_call(event: RecordingChanged) -> Call:
     )
 
 
-def _fill_placeholder(call: Call, event: CallProgressed) -> None:
+async def _fill_placeholder(session: AsyncSession, call: Call, event: CallProgressed, *, default_region: str) -> None:
+    # Who called whom is decided as for a new call, or the early recording's call never reaches a contact.
+    call.flow, call.rep_id, call.contact_id = await _parties(session, event, default_region=default_region)
+    call.caller_name, call.forwarded_from, call.geo = event.caller_name, event.forwarded_from, event.geo
     call.direction, call.from_number, call.to_number = event.direction, event.from_number, event.to_number
     call.parent_call_sid = event.parent_call_sid
     call.started_at = min(call.started_at, event.occurred_at)
@@ -193,22 +216,36 @@ async def _contact_for(session: AsyncSession, number: str, *, default_region: st
 
 
 def _apply_status(call: Call, event: CallProgressed) -> bool:
+    if rules.completes_final(call.status, call.duration_seconds, event.status, event.duration_seconds):
+        # The <Dial> action said the call ended; its status callback now says how long it lasted.
+        call.last_sequence = event.sequence if event.sequence is not None else call.last_sequence
+        _end(call, event)
+        return True
     if not rules.supersedes(call.status, call.last_sequence, event.status, event.sequence):
         return False
     call.status, call.status_rank = event.status, rules.status_rank(event.status)
     call.last_sequence = event.sequence if event.sequence is not None else call.last_sequence
-    picked_up_by_rep = call.flow == "outbound" or call.parent_call_sid is not None
-    if event.status == "in-progress" and picked_up_by_rep:
+    if event.status == "in-progress" and _placed_by_twilio(call):
         call.answered_at = call.answered_at or event.occurred_at
     if event.answered_by:
         call.answered_by = event.answered_by
     if rules.status_rank(event.status) == rules.FINAL_RANK:
-        call.ended_at = event.occurred_at
-        call.duration_seconds = event.duration_seconds
-        if picked_up_by_rep and rules.leg_answered(event.status, event.duration_seconds):
-            call.answered_at = call.answered_at or event.occurred_at
-            call.talk_seconds = event.duration_seconds
+        _end(call, event)
     return True
+
+
+def _placed_by_twilio(call: Call) -> bool:
+    # Only a leg Twilio placed (a <Dial> leg, a REST call) is answered by the person it rings; a rep
+    # calling through the hub is a leg into Twilio, answered by the hub itself, so its legs decide.
+    return call.parent_call_sid is not None or call.direction.startswith("outbound")
+
+
+def _end(call: Call, event: CallProgressed) -> None:
+    call.ended_at = event.occurred_at
+    call.duration_seconds = event.duration_seconds
+    if _placed_by_twilio(call) and rules.leg_answered(event.status, event.duration_seconds):
+        call.answered_at = call.answered_at or event.occurred_at
+        call.talk_seconds = event.duration_seconds
 
 
 def _fill_recording(recording: CallRecording, event: RecordingChanged) -> None:

@@ -25,6 +25,21 @@ async def contact_ids_for(session: AsyncSession, identities: Iterable[Identity])
     return {Identity(kind, value): contact_id for kind, value, contact_id in rows}
 
 
+async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterable[str]) -> dict[str, int]:
+    """Which contact owns each identity value of one kind (a batch of provider events: ``IN``, chunked)."""
+    wanted = sorted(set(values))
+    owners: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = await session.execute(
+            select(ContactIdentity.value, ContactIdentity.contact_id).where(
+                ContactIdentity.kind == kind, ContactIdentity.value.in_(chunk)
+            )
+        )
+        owners.update((value, contact_id) for value, contact_id in rows)
+    return owners
+
+
 async def lock_contacts(session: AsyncSession, contact_ids: Iterable[int]) -> list[Contact]:
     """Load contacts for update, in id order so two transactions never wait on each other in a cycle."""
     ids = sorted(set(contact_ids))

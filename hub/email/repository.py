@@ -67,8 +67,8 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
             .on_conflict_do_nothing(index_elements=["source", "external_id"])
             .returning(EmailEvent.id, EmailEvent.source, EmailEvent.external_id)
         )
-        for event_id, source, external_id in (await session.execute(stmt)).tuples():
-            inserted[(source, external_id)] = event_id
+        for row in await session.execute(stmt):
+            inserted[(row.source, row.external_id)] = row.id
     return inserted
 
 
@@ -113,7 +113,7 @@ async def delivery_times(
         .where(tuple_(EmailEvent.source, EmailEvent.provider_message_id).in_(keys), EmailEvent.kind == "delivered")
         .group_by(EmailEvent.source, EmailEvent.provider_message_id)
     )
-    return {(source, pmid or ""): at for source, pmid, at in (await session.execute(stmt)).tuples()}
+    return {(source, pmid or ""): at for source, pmid, at in await session.execute(stmt)}
 
 
 async def mark_machine(session: AsyncSession, event_ids: Sequence[int], reason: str) -> list[EmailEvent]:
@@ -129,7 +129,8 @@ async def mark_machine(session: AsyncSession, event_ids: Sequence[int], reason: 
 
 async def list_unmatched(session: AsyncSession, *, limit: int, before_id: int | None) -> list[EmailEvent]:
     """Events about recipients who are no contact, newest first."""
-    stmt = select(EmailEvent).where(EmailEvent.contact_id.is_(None))
+    # Only what providers and recipients reported: an admin's own suppression lift is no stranger's event.
+    stmt = select(EmailEvent).where(EmailEvent.contact_id.is_(None), EmailEvent.source != "api")
     if before_id is not None:
         stmt = stmt.where(EmailEvent.id < before_id)
     return list((await session.scalars(stmt.order_by(EmailEvent.id.desc()).limit(limit))).all())

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -198,9 +199,8 @@ class _Context:
         context.messages_by_rfc = await repository.messages_by_rfc_ids(
             session, (e.rfc_message_id for e in events if e.rfc_message_id and not e.hub_message_id)
         )
-        emails = {_normalized(e.recipient) for e in events} - {None}
-        owners = await contact_identities.contact_ids_for(session, (Identity("email", e) for e in emails if e))
-        context.contact_by_email = {identity.value: contact_id for identity, contact_id in owners.items()}
+        emails = {email for e in events if (email := _normalized(e.recipient))}
+        context.contact_by_email = await contact_identities.contact_ids_by_value(session, "email", emails)
         await context._load_history(session, events)
         return context
 
@@ -261,8 +261,9 @@ class _Context:
         self, event: EmailEventReceived, row: dict[str, Any], message: EmailMessage | None, thread: Thread | None
     ) -> None:
         seen = self.seen[thread] if thread is not None else []
-        delivered_at = (message.delivered_at or message.sent_at) if message else None
-        delivered_at = delivered_at or (self.delivered_at.get(thread) if thread else None)
+        # Timing counts from arrival: the earliest delivery known (stored, or earlier in this batch), else the send.
+        deliveries = (message.delivered_at if message else None, self.delivered_at.get(thread) if thread else None)
+        delivered_at = min((t for t in deliveries if t is not None), default=message.sent_at if message else None)
         window = timedelta(seconds=self.thresholds.scanner_click_seconds)
         nearby_clicks = [s for s in seen if s.kind == "clicked" and abs(s.occurred_at - event.occurred_at) <= window]
         verdict = rules.classify(
@@ -284,10 +285,15 @@ class _Context:
             # The first clicks of a scanner's sweep looked human until the sweep showed.
             self.rescanned.extend(s for s in nearby_clicks if s.machine is False)
         if event.kind == "opened":
-            previous = max(
-                (s.occurred_at for s in seen if s.kind == "opened" and s.occurred_at <= event.occurred_at), default=None
+            # Fold only into an open with the same verdict: a person's open right after Apple's
+            # prefetch is exactly the "they just opened it" moment, and must not vanish.
+            # The nearest such open either side: a provider may report a later pixel hit before an earlier one.
+            nearest = min(
+                (s.occurred_at for s in seen if s.kind == "opened" and s.machine == verdict.machine),
+                key=lambda at: abs(at - event.occurred_at),
+                default=None,
             )
-            row["collapsed"] = rules.should_collapse_open(event.occurred_at, previous, self.thresholds)
+            row["collapsed"] = rules.should_collapse_open(event.occurred_at, nearest, self.thresholds)
         seen.append(_Seen(event.kind, event.occurred_at, event.url, verdict.machine, row=row))
 
 
@@ -371,7 +377,8 @@ async def _apply_suppressions(session: AsyncSession, rows: list[dict[str, Any]])
         if existing is None:
             values = _suppression_values(row, reason)
             if await repository.insert_suppression(session, values):
-                current[email] = Suppression(**values)
+                # The stored row, not a detached copy: a stronger reason later in this batch must update it.
+                current.update(await repository.suppressions_for(session, [email]))
                 changed.append(email)
             continue
         if SUPPRESSION_PRECEDENCE.get(reason, 0) > SUPPRESSION_PRECEDENCE.get(existing.reason, 0):
@@ -474,7 +481,9 @@ async def _contact_of(session: AsyncSession, email: str) -> int | None:
     return next(iter(owners.values()), None)
 
 
+@lru_cache(maxsize=8192)
 def _normalized(email: str) -> str | None:
+    # Cached: a provider batch names the same few recipients many times, and validation is not free.
     try:
         return normalize_email(email)
     except InvalidIdentity:

@@ -117,3 +117,21 @@ def test_leg_answered(status: str, duration: int | None, answered: bool) -> None
 )
 def test_recording_supersedes(current: str, new: str, replaces: bool) -> None:
     assert rules.recording_supersedes(current, new) is replaces
+
+
+@pytest.mark.parametrize(
+    ("current", "current_duration", "new", "new_duration", "completes"),
+    [
+        # The <Dial> action said "completed" without a duration; the status callback brings it.
+        ("completed", None, "completed", 50, True),
+        ("busy", None, "busy", 0, True),
+        ("completed", 42, "completed", 50, False),  # a duration already known stays
+        ("completed", None, "completed", None, False),
+        ("completed", None, "busy", 0, False),  # a different final status never replaces the first
+        ("in-progress", None, "in-progress", 5, False),  # not final: supersedes decides
+    ],
+)
+def test_completes_final(
+    current: str, current_duration: int | None, new: str, new_duration: int | None, completes: bool
+) -> None:
+    assert rules.completes_final(current, current_duration, new, new_duration) is completes
