@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from hub.deps import AdminDep, ManagerDep, SessionDep
 from hub.email import service as email
+from hub.email import suppressions
 from hub.email.schemas import EmailEventOut, SuppressionOut
 from hub.pagination import Page, decode_id_cursor, encode_cursor
 
@@ -39,7 +40,7 @@ async def list_suppressions(
     cursor: str | None = None,
 ) -> Page[SuppressionOut]:
     """Addresses the hub will not email (hard bounces, complaints, unsubscribes), newest first."""
-    found = await email.list_suppressions(
+    found = await suppressions.list_suppressions(
         session, limit=limit + 1, before_id=decode_id_cursor(cursor) if cursor else None, reason=reason
     )
     page = found[:limit]

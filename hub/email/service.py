@@ -8,15 +8,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.contacts import repository as contact_identities
-from hub.contacts.normalize import Identity, InvalidIdentity, normalize_email
-from hub.email import repository, rules
+from hub.contacts.normalize import Identity, normalize_email
+from hub.email import repository, rules, suppressions
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.errors import NotFound
 from hub.events import EmailEventReceived, scoped_external_id
@@ -34,9 +33,6 @@ TIMELINE_KINDS = {
     "resubscribed": "email_resubscribed",
 }
 """Event kinds a rep sees on the timeline; processed, deferred and unknown events are kept but not shown."""
-
-SUPPRESSION_PRECEDENCE = {"unsubscribe": 1, "hard_bounce": 2, "complaint": 3}
-"""A stronger reason replaces a weaker one; a resubscribe lifts only ``unsubscribe``."""
 
 _MAX_STORED_TEXT = {"recipient": 320, "url": 2000, "user_agent": 500, "ip": 64, "reason": 1000}
 Thread = tuple[Any, ...]
@@ -115,7 +111,7 @@ async def ingest_events(
     outcome.unmatched = sum(1 for row in stored if row["contact_id"] is None)
     await _reclassify_scanned(session, context.rescanned)
     await timeline.append_many(session, [entry for row in stored if (entry := _timeline_entry(row)) is not None])
-    outcome.suppressed = await _apply_suppressions(session, stored)
+    outcome.suppressed = await suppressions.apply_events(session, stored)
     _update_messages(context.messages_by_id, stored)
     await session.flush()
     return outcome
@@ -199,7 +195,7 @@ class _Context:
         context.messages_by_rfc = await repository.messages_by_rfc_ids(
             session, (e.rfc_message_id for e in events if e.rfc_message_id and not e.hub_message_id)
         )
-        emails = {email for e in events if (email := _normalized(e.recipient))}
+        emails = {email for e in events if (email := suppressions.normalized_address(e.recipient))}
         context.contact_by_email = await contact_identities.contact_ids_by_value(session, "email", emails)
         await context._load_history(session, events)
         return context
@@ -226,7 +222,7 @@ class _Context:
     def row_for(self, event: EmailEventReceived) -> dict[str, Any]:
         """The email_events row of an event, classified against what came before it."""
         message = self.message_for(event)
-        recipient = _normalized(event.recipient) or event.recipient[:320]
+        recipient = suppressions.normalized_address(event.recipient) or event.recipient[:320]
         contact_id = (message.contact_id if message else None) or self.contact_by_email.get(recipient)
         thread = _thread(event, message)
         row: dict[str, Any] = {
@@ -351,58 +347,6 @@ def _timeline_entry(row: dict[str, Any]) -> TimelineEntry | None:
     )
 
 
-def suppression_reason(kind: str, bounce: str | None) -> str | None:
-    """Why an event puts its address on the suppression list, if it does."""
-    if kind == "bounced":
-        return "hard_bounce" if bounce == "hard" else None
-    return {"complained": "complaint", "unsubscribed": "unsubscribe"}.get(kind)
-
-
-async def _apply_suppressions(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
-    relevant = [r for r in rows if suppression_reason(r["kind"], r["bounce"]) or r["kind"] == "resubscribed"]
-    if not relevant:
-        return []
-    current = await repository.suppressions_for(session, (r["recipient"] for r in relevant))
-    changed: list[str] = []
-    for row in relevant:
-        email = row["recipient"]
-        reason = suppression_reason(row["kind"], row["bounce"])
-        existing = current.get(email)
-        if reason is None:  # a resubscribe lifts an unsubscribe, never a bounce or a complaint
-            if existing is not None and existing.reason == "unsubscribe":
-                await repository.delete_suppression(session, email)
-                del current[email]
-                changed.append(email)
-            continue
-        if existing is None:
-            values = _suppression_values(row, reason)
-            if await repository.insert_suppression(session, values):
-                # The stored row, not a detached copy: a stronger reason later in this batch must update it.
-                current.update(await repository.suppressions_for(session, [email]))
-                changed.append(email)
-            continue
-        if SUPPRESSION_PRECEDENCE.get(reason, 0) > SUPPRESSION_PRECEDENCE.get(existing.reason, 0):
-            for name, value in _suppression_values(row, reason).items():
-                if name != "created_at":
-                    setattr(existing, name, value)
-            changed.append(email)
-    return changed
-
-
-def _suppression_values(row: dict[str, Any], reason: str) -> dict[str, Any]:
-    now = clock.now()
-    return {
-        "email": row["recipient"],
-        "reason": reason,
-        "source": row["source"],
-        "detail": (row["reason"] or row["provider_event"])[:500],
-        "contact_id": row["contact_id"],
-        "email_event_id": row["id"],
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
 def _update_messages(messages: dict[int, EmailMessage], rows: list[dict[str, Any]]) -> None:
     for row in rows:
         message = messages.get(row["message_id"]) if row["message_id"] else None
@@ -421,22 +365,9 @@ async def list_unmatched(session: AsyncSession, *, limit: int, before_id: int | 
     return await repository.list_unmatched(session, limit=limit, before_id=before_id)
 
 
-async def list_suppressions(
-    session: AsyncSession, *, limit: int, before_id: int | None, reason: str | None = None
-) -> list[Suppression]:
-    """The suppression list, newest first."""
-    return await repository.list_suppressions(session, limit=limit, before_id=before_id, reason=reason)
-
-
-async def is_suppressed(session: AsyncSession, email: str) -> Suppression | None:
-    """The suppression that forbids emailing this address, if any."""
-    normalized = _normalized(email)
-    return (await repository.suppressions_for(session, [normalized])).get(normalized) if normalized else None
-
-
 async def lift_suppression(session: AsyncSession, email: str, *, actor: str) -> Suppression:
     """An admin takes an address off the list; the lift is kept as an event and on the contact's timeline."""
-    normalized = _normalized(email)
+    normalized = suppressions.normalized_address(email)
     removed = await repository.delete_suppression(session, normalized) if normalized else None
     if removed is None:
         raise NotFound(f"{email!r} is not on the suppression list", field="email")
@@ -479,15 +410,6 @@ async def lift_suppression(session: AsyncSession, email: str, *, actor: str) -> 
 async def _contact_of(session: AsyncSession, email: str) -> int | None:
     owners = await contact_identities.contact_ids_for(session, [Identity("email", email)])
     return next(iter(owners.values()), None)
-
-
-@lru_cache(maxsize=8192)
-def _normalized(email: str) -> str | None:
-    # Cached: a provider batch names the same few recipients many times, and validation is not free.
-    try:
-        return normalize_email(email)
-    except InvalidIdentity:
-        return None
 
 
 def _clip(value: str | None, name: str) -> str | None:
