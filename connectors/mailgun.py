@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import MAX_EXTERNAL_ID, EmailEventReceived
-from hub.validation import MAX_ID, UnsafeInput, parse_json
+from hub.validation import MAX_ID, UnsafeInput, parse_json, plausible_event_time
 
 MAX_RECIPIENT = 320
 MAX_URL = 2000
@@ -187,9 +187,12 @@ def _occurred_at(value: Any) -> datetime:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise MalformedPayload("mailgun: event-data.timestamp must be Unix seconds", field="event-data.timestamp")
     try:
-        return datetime.fromtimestamp(value, UTC)
+        moment = datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
-        raise MalformedPayload("mailgun: event-data.timestamp is out of range", field="event-data.timestamp") from None
+        moment = None
+    if moment is None or not plausible_event_time(moment):
+        raise MalformedPayload("mailgun: event-data.timestamp is out of range", field="event-data.timestamp")
+    return moment
 
 
 def _hub_message_id(value: Any) -> int | None:

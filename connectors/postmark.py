@@ -15,7 +15,7 @@ from typing import Any
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import EmailEventReceived
-from hub.validation import MAX_ID, UnsafeInput, as_utc, parse_json
+from hub.validation import MAX_ID, UnsafeInput, as_utc, parse_json, plausible_event_time
 
 MAX_RECIPIENT = 320
 MAX_URL = 2000
@@ -228,9 +228,12 @@ def _time(record: dict[str, Any], field: str) -> datetime:
         raise MalformedPayload(f"postmark: {field} is missing", field=field)
     try:
         # Python 3.11 reads Postmark's 7 fractional digits (to microseconds) and a trailing Z.
-        return as_utc(datetime.fromisoformat(value))
+        moment = as_utc(datetime.fromisoformat(value))
     except ValueError:  # also UnsafeInput, for times that fall off the calendar in UTC
         raise MalformedPayload(f"postmark: {field} is not an ISO 8601 time", field=field) from None
+    if not plausible_event_time(moment):
+        raise MalformedPayload(f"postmark: {field} is out of range", field=field)
+    return moment
 
 
 def _detail(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

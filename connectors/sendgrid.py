@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import MAX_EXTERNAL_ID, EmailEventReceived
-from hub.validation import MAX_ID, UnsafeInput, parse_json
+from hub.validation import MAX_ID, UnsafeInput, parse_json, plausible_event_time
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -191,9 +191,12 @@ def _occurred_at(index: int, value: Any) -> datetime:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise MalformedPayload(f"sendgrid: event [{index}] needs a timestamp in Unix seconds", field=field)
     try:
-        return datetime.fromtimestamp(value, UTC)
+        moment = datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
-        raise MalformedPayload(f"sendgrid: event [{index}] timestamp is out of range", field=field) from None
+        moment = None
+    if moment is None or not plausible_event_time(moment):
+        raise MalformedPayload(f"sendgrid: event [{index}] timestamp is out of range", field=field)
+    return moment
 
 
 def _hub_message_id(value: Any) -> int | None:

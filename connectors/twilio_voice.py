@@ -16,7 +16,7 @@ from twilio.request_validator import (
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import CALL_STATUSES, CallProgressed, DialEnded, RecordingChanged
-from hub.validation import UnsafeInput, as_utc
+from hub.validation import UnsafeInput, as_utc, plausible_event_time
 
 Params = Sequence[tuple[str, str]]
 """A form body as decoded (name, value) pairs, in arrival order, duplicates kept."""
@@ -28,9 +28,16 @@ GEO_KEYS = ("FromCity", "FromState", "FromZip", "FromCountry", "ToCity", "ToStat
 MAX_STORED_PARAMS = 200
 MAX_STORED_VALUE = 1000
 MAX_STORED_KEY = 100
-MAX_ADDRESS = 256
-"""From/To: E.164, ``client:<identity>`` or a SIP URI."""
+MAX_ADDRESS = 200
+"""From/To/ForwardedFrom: E.164, ``client:<identity>`` or a SIP URI; fits the ``calls`` columns."""
 MAX_TEXT = 256
+"""Values kept only in JSON (geo); values with a column of their own are bounded by that column."""
+MAX_CALLER_NAME = 200
+MAX_ANSWERED_BY = 32
+MAX_RECORDING_SOURCE = 40
+MAX_RECORDING_TRACK = 16
+MAX_CHANNELS = 32767
+"""``call_recordings.channels`` is a SMALLINT; Twilio records one or two."""
 MAX_URL = 1000
 
 _CALL_SID = re.compile(r"CA[0-9A-Za-z]{1,62}")
@@ -95,9 +102,9 @@ def parse_call_progress(params: Params, *, now: datetime) -> CallProgressed:
         parent_call_sid=form.optional_sid("ParentCallSid", _CALL_SID),
         sequence=form.integer("SequenceNumber"),
         duration_seconds=form.integer("CallDuration"),
-        answered_by=form.optional("AnsweredBy"),
+        answered_by=form.optional("AnsweredBy", max_length=MAX_ANSWERED_BY),
         sip_response_code=form.integer("SipResponseCode"),
-        caller_name=form.optional("CallerName"),
+        caller_name=form.optional("CallerName", max_length=MAX_CALLER_NAME),
         forwarded_from=form.optional("ForwardedFrom", max_length=MAX_ADDRESS),
         geo={key: value for key in GEO_KEYS if (value := form.optional(key))},
         params=form.stored(),
@@ -135,9 +142,9 @@ def parse_recording(params: Params, *, now: datetime) -> RecordingChanged:
         occurred_at=form.timestamp("Timestamp") or now,
         url=form.optional("RecordingUrl", max_length=MAX_URL),
         duration_seconds=form.integer("RecordingDuration"),
-        channels=form.integer("RecordingChannels"),
-        source=form.optional("RecordingSource"),
-        track=form.optional("RecordingTrack"),
+        channels=form.integer("RecordingChannels", maximum=MAX_CHANNELS),
+        source=form.optional("RecordingSource", max_length=MAX_RECORDING_SOURCE),
+        track=form.optional("RecordingTrack", max_length=MAX_RECORDING_TRACK),
         started_at=form.timestamp("RecordingStartTime"),
         error_code=form.optional("ErrorCode", max_length=16),
         params=form.stored(),
@@ -183,17 +190,17 @@ class _Form:
         """A Twilio SID when present."""
         return self.sid(name, pattern) if self.optional(name, max_length=64) else None
 
-    def integer(self, name: str) -> int | None:
-        """A non-negative whole number when present."""
+    def integer(self, name: str, *, maximum: int = 999_999_999) -> int | None:
+        """A whole number from 0 to ``maximum`` when present."""
         value = self.optional(name, max_length=16)
         if value is None:
             return None
-        if not _UNSIGNED.fullmatch(value):
-            raise MalformedPayload(f"{name} must be a non-negative whole number", field=name)
+        if not _UNSIGNED.fullmatch(value) or int(value) > maximum:
+            raise MalformedPayload(f"{name} must be a whole number from 0 to {maximum}", field=name)
         return int(value)
 
     def timestamp(self, name: str) -> datetime | None:
-        """An RFC 2822 time as aware UTC; None when absent or unreadable.
+        """An RFC 2822 time as aware UTC; None when absent, unreadable or implausible (year 9999).
 
         Twilio's own timestamps are not always well formed (``+000`` has been seen), and a
         bad clock reading is no reason to lose the callback.
@@ -202,9 +209,10 @@ class _Form:
         if value is None:
             return None
         try:
-            return as_utc(parsedate_to_datetime(value))
+            moment = as_utc(parsedate_to_datetime(value))
         except (TypeError, ValueError, IndexError, OverflowError, UnsafeInput):
             return None
+        return moment if plausible_event_time(moment) else None
 
     def stored(self) -> dict[str, str]:
         """Every parameter for the inbox, bounded so a large body cannot bloat a row."""

@@ -89,6 +89,19 @@ def as_utc(value: datetime) -> datetime:
         raise UnsafeInput("is outside the range of representable times") from None
 
 
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def plausible_event_time(value: datetime) -> bool:
+    """True for a provider's event time that can be stored and computed with: 1970 to before 9000 (UTC).
+
+    Python reads years 1 and 9999, but a time that close to the calendar's ends overflows as soon as
+    it is shifted by a window (open and click timing) or into a viewer's zone (reports).
+    """
+    return EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")

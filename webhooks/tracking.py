@@ -31,7 +31,8 @@ _MAX_UNSUBSCRIBE_BODY = 64 * 1024
 _SAFE_IN_LOCATION = "/:?#[]@!$&'()*+,;=%~-._"
 
 
-@router.api_route("/t/o/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+# ``:path`` so that even a token mangled into several segments still gets its pixel.
+@router.api_route("/t/o/{token:path}", methods=["GET", "HEAD"], include_in_schema=False)
 async def open_pixel(token: str, request: Request, runtime: RuntimeDep) -> Response:
     """Always the pixel, whatever the token (mail clients show a broken image otherwise); a valid token
     records an open."""

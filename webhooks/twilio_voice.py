@@ -33,7 +33,7 @@ from hub.calls import service as calls
 from hub.calls.models import Call
 from hub.config import Settings
 from hub.contacts.normalize import InvalidIdentity, normalize_phone
-from hub.db import retry_transient
+from hub.db import lock_keys, retry_transient
 from hub.deps import Runtime, RuntimeDep, request_session
 from hub.errors import BadRequest, Forbidden, HubError, ServiceUnavailable, UnsupportedMediaType
 from hub.events import CallProgressed, DialEnded
@@ -178,6 +178,9 @@ async def _route(event: CallProgressed, runtime: Runtime) -> str:
 
 async def _route_in_session(session: AsyncSession, event: CallProgressed, settings: Settings, urls: VoiceUrls) -> str:
     timeout = settings.twilio_dial_timeout_seconds
+    # The call first, then the caller's identity: the order status callbacks take them in, so the
+    # two never wait on each other in a cycle.
+    await lock_keys(session, [f"call:{event.call_sid}"])
     caller_rep = await reps.rep_for_endpoint(session, event.from_number)
     # A rep's softphone (the TwiML app) dials out through the hub. A rep's own phone ringing the
     # company line is routed like any call in: dialling its To (our own number) would loop.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -108,10 +108,18 @@ async def call_report(
     if not contacts.is_time_zone(tz):
         raise UnprocessableInput(f"{tz!r} is not an IANA time zone such as Europe/Berlin", field="tz")
     end = _utc(until, "to") or clock.now()
-    start = _utc(since, "from") or end - timedelta(days=_DEFAULT_REPORT_DAYS)
+    start = _utc(since, "from") or _days_before(end, _DEFAULT_REPORT_DAYS)
     if start >= end:
         raise UnprocessableInput("from must be before to", field="from")
     return await reports.call_report(session, since=start, until=end, group_by=group_by, time_zone=tz)
+
+
+def _days_before(moment: datetime, days: int) -> datetime:
+    # to=0001-01-03 is a valid time, but a week before it is not: the report then starts at the calendar's start.
+    try:
+        return moment - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _utc(value: datetime | None, field: str) -> datetime | None:

@@ -35,7 +35,9 @@ async def record_progress(
     session: AsyncSession, event: CallProgressed, *, default_region: str, routed_rep_id: int | None = None
 ) -> CallChange:
     """Apply a status callback (or the incoming-call webhook) to its leg; earlier news never wins."""
-    await lock_keys(session, [f"call:{event.parent_call_sid or event.call_sid}"])
+    # The leg's own key too, not only its parent's: a recording or dial callback of this leg locks
+    # the leg's key, and both may be about to insert the leg's row (lock_keys takes them in order).
+    await lock_keys(session, [f"call:{event.call_sid}", f"call:{event.parent_call_sid or event.call_sid}"])
     call = await repository.by_sid(session, event.call_sid)
     if call is None:
         call = await _new_call(session, event, default_region=default_region)
@@ -69,7 +71,8 @@ async def record_dial_end(session: AsyncSession, event: DialEnded) -> Call | Non
 
 async def record_recording(session: AsyncSession, event: RecordingChanged) -> CallRecording:
     """Attach a recording (conversation or voicemail) to its call; absent and failed ones are kept as such."""
-    await lock_keys(session, [f"call:{event.call_sid}"])
+    # The recording's key too: its callbacks (in-progress, completed) may name different calls.
+    await lock_keys(session, [f"call:{event.call_sid}", f"recording:{event.recording_sid}"])
     call = await repository.by_sid(session, event.call_sid)
     if call is None:
         call = await repository.insert(session, _placeholder_call(event))

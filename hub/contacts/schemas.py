@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from hub.contacts.models import Contact
 from hub.contacts.service import is_time_zone
@@ -94,7 +94,7 @@ class ContactPatch(BaseModel):
     job_title: SafeStr | None = Field(default=None, max_length=200)
     time_zone: SafeStr | None = None
     stage: SafeStr | None = Field(default=None, max_length=32)
-    owner_rep_id: int | None = Field(
+    owner_rep_id: StrictInt | None = Field(
         default=None, ge=1, le=MAX_ID, description="the rep who owns the lead (managers and admins); null to unassign"
     )
     custom_fields: JsonObject | None = Field(

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.db import UtcDateTime
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 
-_INSERT_CHUNK = 400
-"""Rows per multi-row INSERT: ~25 columns each stays under SQLite's 32k bound parameters."""
+_IN_CHUNK = 400
+"""Values per ``IN (...)`` look-up: well under SQLite's and asyncpg's bound-parameter limits."""
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -50,8 +50,8 @@ async def messages_by_rfc_ids(session: AsyncSession, rfc_ids: Iterable[str]) -> 
 async def known_external_ids(session: AsyncSession, source: str, external_ids: Sequence[str]) -> set[str]:
     """Which of these provider event ids are already stored (redeliveries)."""
     known: set[str] = set()
-    for start in range(0, len(external_ids), _INSERT_CHUNK):
-        chunk = external_ids[start : start + _INSERT_CHUNK]
+    for start in range(0, len(external_ids), _IN_CHUNK):
+        chunk = external_ids[start : start + _IN_CHUNK]
         stmt = select(EmailEvent.external_id).where(EmailEvent.source == source, EmailEvent.external_id.in_(chunk))
         known.update((await session.scalars(stmt)).all())
     return known
@@ -59,17 +59,18 @@ async def known_external_ids(session: AsyncSession, source: str, external_ids: S
 
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
     """Insert events, skipping any a concurrent delivery stored first; ids of the rows inserted."""
-    inserted: dict[tuple[str, str], int] = {}
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        stmt = (
-            _insert(session)(EmailEvent)
-            .values(rows[start : start + _INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=["source", "external_id"])
-            .returning(EmailEvent.id, EmailEvent.source, EmailEvent.external_id)
-        )
-        for row in await session.execute(stmt):
-            inserted[(row.source, row.external_id)] = row.id
-    return inserted
+    if not rows:
+        return {}
+    # One statement with the rows as executemany parameters: SQLAlchemy batches them into
+    # multi-row INSERTs ("insertmanyvalues") from one cached compilation. Building the VALUES
+    # list into the statement instead recompiled thousands of bound parameters on every batch.
+    stmt = (
+        _insert(session)(EmailEvent.__table__)
+        .on_conflict_do_nothing(index_elements=["source", "external_id"])
+        .returning(EmailEvent.id, EmailEvent.source, EmailEvent.external_id)
+    )
+    result = await session.execute(stmt, rows)
+    return {(row.source, row.external_id): row.id for row in result}
 
 
 async def recent_engagement(
@@ -155,23 +156,28 @@ async def suppressions_for(session: AsyncSession, emails: Iterable[str]) -> dict
     return {s.email: s for s in rows}
 
 
-async def insert_suppression(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Add a suppression unless the address already has one; True when added."""
-    stmt = (
-        _insert(session)(Suppression)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["email"])
-        .returning(Suppression.id)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+async def insert_suppressions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add suppressions in one statement; an address a concurrent request suppressed first is skipped."""
+    if rows:
+        stmt = _insert(session)(Suppression.__table__).on_conflict_do_nothing(index_elements=["email"])
+        await session.execute(stmt, rows)
+
+
+async def delete_suppressions(session: AsyncSession, emails: Iterable[str]) -> None:
+    """Remove the suppressions of these addresses."""
+    wanted = sorted(set(emails))
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        stmt = delete(Suppression).where(Suppression.email.in_(chunk))
+        await session.execute(stmt.execution_options(synchronize_session=False))
 
 
 async def delete_suppression(session: AsyncSession, email: str) -> Suppression | None:
-    """Remove an address's suppression; returns what was removed."""
-    found = (await session.scalars(select(Suppression).where(Suppression.email == email))).one_or_none()
-    if found is not None:
-        await session.execute(delete(Suppression).where(Suppression.id == found.id))
-    return found
+    """Remove an address's suppression; returns what this call removed (None when a concurrent one did)."""
+    # DELETE ... RETURNING rather than SELECT then DELETE: two concurrent lifts would both find the row,
+    # and both record a lift, though only one of them removed anything.
+    stmt = delete(Suppression).where(Suppression.email == email).returning(Suppression)
+    return (await session.scalars(stmt.execution_options(synchronize_session=False))).one_or_none()
 
 
 async def list_suppressions(

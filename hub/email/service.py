@@ -4,6 +4,7 @@ tell people from machines, keep the suppression list, and put what matters on th
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ TIMELINE_KINDS = {
 """Event kinds a rep sees on the timeline; processed, deferred and unknown events are kept but not shown."""
 
 _MAX_STORED_TEXT = {"recipient": 320, "url": 2000, "user_agent": 500, "ip": 64, "reason": 1000}
+_MAX_CLICKS_EXAMINED = 100
+"""Clicks looked at around a new one: no person clicks one message this often within seconds."""
 Thread = tuple[Any, ...]
 
 
@@ -59,6 +62,55 @@ class _Seen:
     machine: bool | None
     event_id: int | None = None
     row: dict[str, Any] | None = None
+
+
+def _time_of(seen: _Seen) -> datetime:
+    return seen.occurred_at
+
+
+class _History:
+    """One message's opens and clicks, each sorted by time, so judging a new one is a bisect rather than
+    a scan of everything before it: a batch of thousands of hits on one message stays linear."""
+
+    def __init__(self) -> None:
+        self._clicks: list[_Seen] = []
+        self._humans: list[_Seen] = []
+        """Clicks judged a person's so far: a scanner's burst shown later reclassifies them, once."""
+        self._opens: dict[bool | None, list[datetime]] = defaultdict(list)
+
+    def add(self, seen: _Seen) -> None:
+        """Remember an open or click, stored earlier or earlier in this batch."""
+        if seen.kind == "clicked":
+            insort(self._clicks, seen, key=_time_of)
+            if seen.machine is False:
+                insort(self._humans, seen, key=_time_of)
+        elif seen.kind == "opened":
+            insort(self._opens[seen.machine], seen.occurred_at)
+
+    def clicks_near(self, at: datetime, window: timedelta) -> list[_Seen]:
+        """Clicks within ``window`` of ``at``, one per URL: three URLs settle the link-scanner rule."""
+        by_url: dict[str, _Seen] = {}
+        start = bisect_left(self._clicks, at - window, key=_time_of)
+        # A flood of clicks within seconds is judged on its first ones, not rescanned for every click.
+        for seen in self._clicks[start : start + _MAX_CLICKS_EXAMINED]:
+            if seen.occurred_at > at + window or len(by_url) == 3:
+                break
+            by_url.setdefault(seen.url or "", seen)
+        return list(by_url.values())
+
+    def humans_near(self, at: datetime, window: timedelta) -> list[_Seen]:
+        """Clicks judged a person's within ``window`` of ``at``: a burst shows they were a scanner's."""
+        start = bisect_left(self._humans, at - window, key=_time_of)
+        end = bisect_right(self._humans, at + window, key=_time_of)
+        found = self._humans[start:end]
+        del self._humans[start:end]
+        return found
+
+    def nearest_open(self, at: datetime, machine: bool | None) -> datetime | None:
+        """The open with this verdict closest to ``at``, either side."""
+        times = self._opens.get(machine, [])
+        index = bisect_left(times, at)
+        return min(times[max(index - 1, 0) : index + 1], key=lambda t: abs(t - at), default=None)
 
 
 async def record_message(
@@ -181,7 +233,7 @@ class _Context:
         self.messages_by_rfc: dict[str, EmailMessage] = {}
         self.contact_by_email: dict[str, int] = {}
         self.delivered_at: dict[Thread, datetime] = {}
-        self.seen: dict[Thread, list[_Seen]] = defaultdict(list)
+        self.history: dict[Thread, _History] = defaultdict(_History)
         self.rescanned: list[_Seen] = []
 
     @classmethod
@@ -212,7 +264,7 @@ class _Context:
         message_ids = {m.id for e in engagement if (m := self.message_for(e)) is not None}
         for row in await repository.recent_engagement(session, message_ids, provider_keys, since):
             thread: Thread = ("m", row.message_id) if row.message_id else ("p", row.source, row.provider_message_id)
-            self.seen[thread].append(_Seen(row.kind, row.occurred_at, row.url, row.machine, event_id=row.id))
+            self.history[thread].add(_Seen(row.kind, row.occurred_at, row.url, row.machine, event_id=row.id))
 
     def message_for(self, event: EmailEventReceived) -> EmailMessage | None:
         if event.hub_message_id:
@@ -256,12 +308,12 @@ class _Context:
     def _classify(
         self, event: EmailEventReceived, row: dict[str, Any], message: EmailMessage | None, thread: Thread | None
     ) -> None:
-        seen = self.seen[thread] if thread is not None else []
+        history = self.history[thread] if thread is not None else _History()
         # Timing counts from arrival: the earliest delivery known (stored, or earlier in this batch), else the send.
         deliveries = (message.delivered_at if message else None, self.delivered_at.get(thread) if thread else None)
         delivered_at = min((t for t in deliveries if t is not None), default=message.sent_at if message else None)
         window = timedelta(seconds=self.thresholds.scanner_click_seconds)
-        nearby_clicks = [s for s in seen if s.kind == "clicked" and abs(s.occurred_at - event.occurred_at) <= window]
+        nearby_clicks = history.clicks_near(event.occurred_at, window)
         verdict = rules.classify(
             rules.Engagement(
                 kind="opened" if event.kind == "opened" else "clicked",
@@ -279,18 +331,14 @@ class _Context:
         row["machine"], row["machine_reason"] = verdict.machine, verdict.reason
         if verdict.reason == "link_scanner_burst":
             # The first clicks of a scanner's sweep looked human until the sweep showed.
-            self.rescanned.extend(s for s in nearby_clicks if s.machine is False)
+            self.rescanned.extend(history.humans_near(event.occurred_at, window))
         if event.kind == "opened":
             # Fold only into an open with the same verdict: a person's open right after Apple's
             # prefetch is exactly the "they just opened it" moment, and must not vanish.
             # The nearest such open either side: a provider may report a later pixel hit before an earlier one.
-            nearest = min(
-                (s.occurred_at for s in seen if s.kind == "opened" and s.machine == verdict.machine),
-                key=lambda at: abs(at - event.occurred_at),
-                default=None,
-            )
+            nearest = history.nearest_open(event.occurred_at, verdict.machine)
             row["collapsed"] = rules.should_collapse_open(event.occurred_at, nearest, self.thresholds)
-        seen.append(_Seen(event.kind, event.occurred_at, event.url, verdict.machine, row=row))
+        history.add(_Seen(event.kind, event.occurred_at, event.url, verdict.machine, row=row))
 
 
 def _thread(event: EmailEventReceived, message: EmailMessage | None) -> Thread | None:

@@ -24,35 +24,70 @@ def suppression_reason(kind: str, bounce: str | None) -> str | None:
 
 
 async def apply_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[str]:
-    """Suppress or lift addresses for stored email events (rows of email_events); the addresses changed."""
+    """Suppress or lift addresses for stored email events (rows of email_events); the addresses changed.
+
+    The batch is worked out in memory, in event order, and written in at most three statements
+    (insert, delete, and the updates of a flush): a provider batch may hold thousands of bounces.
+    """
     relevant = [r for r in rows if suppression_reason(r["kind"], r["bounce"]) or r["kind"] == "resubscribed"]
     if not relevant:
         return []
-    current = await repository.suppressions_for(session, (r["recipient"] for r in relevant))
-    changed: list[str] = []
+    plan = _Plan(await repository.suppressions_for(session, (r["recipient"] for r in relevant)))
     for row in relevant:
-        email = row["recipient"]
         reason = suppression_reason(row["kind"], row["bounce"])
-        existing = current.get(email)
-        if reason is None:  # a resubscribe lifts an unsubscribe, never a bounce or a complaint
-            if existing is not None and existing.reason == "unsubscribe":
-                await repository.delete_suppression(session, email)
-                del current[email]
-                changed.append(email)
-            continue
-        if existing is None:
-            values = _suppression_values(row, reason)
-            if await repository.insert_suppression(session, values):
-                # The stored row, not a detached copy: a stronger reason later in this batch must update it.
-                current.update(await repository.suppressions_for(session, [email]))
-                changed.append(email)
-            continue
-        if SUPPRESSION_PRECEDENCE.get(reason, 0) > SUPPRESSION_PRECEDENCE.get(existing.reason, 0):
-            for name, value in _suppression_values(row, reason).items():
+        if reason is None:
+            plan.resubscribe(row["recipient"])
+        else:
+            plan.suppress(row, reason)
+    await repository.delete_suppressions(session, plan.lifted)
+    await repository.insert_suppressions(session, list(plan.added.values()))
+    return list(plan.changed)
+
+
+class _Plan:
+    """What a batch does to the list: rows to add, stored rows to lift, stored rows upgraded in place."""
+
+    def __init__(self, stored: dict[str, Suppression]) -> None:
+        self.stored = stored
+        self.added: dict[str, dict[str, Any]] = {}
+        self.lifted: set[str] = set()
+        self.changed: dict[str, None] = {}
+
+    def held_reason(self, email: str) -> str | None:
+        """The reason the address is suppressed for at this point of the batch, if it is."""
+        if email in self.added:
+            return str(self.added[email]["reason"])
+        stored = self.stored.get(email)
+        return stored.reason if stored is not None and email not in self.lifted else None
+
+    def resubscribe(self, email: str) -> None:
+        """A resubscribe lifts an unsubscribe, never a bounce or a complaint."""
+        if self.held_reason(email) != "unsubscribe":
+            return
+        if email in self.added:
+            del self.added[email]
+        else:
+            self.lifted.add(email)
+        self.changed[email] = None
+
+    def suppress(self, row: dict[str, Any], reason: str) -> None:
+        """Add the address, or replace a weaker reason (unsubscribe < hard bounce < complaint)."""
+        email = row["recipient"]
+        held = self.held_reason(email)
+        if held is not None and SUPPRESSION_PRECEDENCE.get(reason, 0) <= SUPPRESSION_PRECEDENCE.get(held, 0):
+            return
+        values = _suppression_values(row, reason)
+        stored = self.stored.get(email)
+        if stored is not None:  # held by the stored row, or lifted earlier in this batch: update it in place
+            self.lifted.discard(email)
+            for name, value in values.items():
                 if name != "created_at":
-                    setattr(existing, name, value)
-            changed.append(email)
-    return changed
+                    setattr(stored, name, value)
+        elif email in self.added:
+            self.added[email] = {**values, "created_at": self.added[email]["created_at"]}
+        else:
+            self.added[email] = values
+        self.changed[email] = None
 
 
 def _suppression_values(row: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.db import lock_keys
 from hub.errors import Conflict, NotFound, UnprocessableInput
 from hub.reps import repository
 from hub.reps.models import Rep
@@ -68,6 +69,9 @@ async def rep_for_endpoint(session: AsyncSession, *endpoints: str) -> Rep | None
 
 
 async def _refuse_taken(session: AsyncSession, values: dict[str, Any], *, except_id: int | None) -> None:
+    # Two requests claiming the same phone at once would both pass the check below, and the second
+    # would hit the unique constraint (a 500); taking the values' locks first makes it a 409.
+    await lock_keys(session, [f"rep:{c}:{values[c]}" for c in _UNIQUE_FIELDS if values.get(c) is not None])
     for column in _UNIQUE_FIELDS:
         value = values.get(column)
         if value is not None and await repository.taken(session, column, value, except_id=except_id):
