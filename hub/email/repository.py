@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,19 +73,20 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
     return {(row.source, row.external_id): row.id for row in result}
 
 
+def _by_source(provider_keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Provider message ids grouped by source: ``source = ? AND provider_message_id IN (...)`` uses the
+    (source, provider_message_id) index, where a row-value IN list would not."""
+    grouped: dict[str, set[str]] = {}
+    for source, provider_message_id in provider_keys:
+        grouped.setdefault(source, set()).add(provider_message_id)
+    return {source: sorted(ids) for source, ids in grouped.items()}
+
+
 async def recent_engagement(
     session: AsyncSession, message_ids: Iterable[int], provider_keys: Iterable[tuple[str, str]], since: datetime
 ) -> list[Any]:
     """Opens and clicks since ``since`` of these messages (by hub id or by provider message id)."""
-    ids, keys = sorted(set(message_ids)), sorted(set(provider_keys))
-    clauses = []
-    if ids:
-        clauses.append(EmailEvent.message_id.in_(ids))
-    if keys:
-        clauses.append(tuple_(EmailEvent.source, EmailEvent.provider_message_id).in_(keys))
-    if not clauses:
-        return []
-    stmt = select(
+    columns = (
         EmailEvent.id,
         EmailEvent.source,
         EmailEvent.message_id,
@@ -94,27 +95,44 @@ async def recent_engagement(
         EmailEvent.occurred_at,
         EmailEvent.url,
         EmailEvent.machine,
-    ).where(
-        or_(*clauses),
-        EmailEvent.kind.in_(("opened", "clicked")),
-        EmailEvent.occurred_at >= literal(since, UtcDateTime()),
     )
-    return list((await session.execute(stmt)).all())
+    recent = (EmailEvent.kind.in_(("opened", "clicked")), EmailEvent.occurred_at >= literal(since, UtcDateTime()))
+    selections = []
+    ids = sorted(set(message_ids))
+    for start in range(0, len(ids), _IN_CHUNK):
+        selections.append(select(*columns).where(EmailEvent.message_id.in_(ids[start : start + _IN_CHUNK]), *recent))
+    for source, provider_ids in _by_source(provider_keys).items():
+        for start in range(0, len(provider_ids), _IN_CHUNK):
+            chunk = provider_ids[start : start + _IN_CHUNK]
+            selections.append(
+                select(*columns).where(EmailEvent.source == source, EmailEvent.provider_message_id.in_(chunk), *recent)
+            )
+    found: dict[int, Any] = {}
+    for stmt in selections:  # an event can match by both ids: keep it once
+        for row in await session.execute(stmt):
+            found[row.id] = row
+    return list(found.values())
 
 
 async def delivery_times(
     session: AsyncSession, provider_keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], datetime]:
     """When each provider message was first reported delivered."""
-    keys = sorted(set(provider_keys))
-    if not keys:
-        return {}
-    stmt = (
-        select(EmailEvent.source, EmailEvent.provider_message_id, func.min(EmailEvent.occurred_at))
-        .where(tuple_(EmailEvent.source, EmailEvent.provider_message_id).in_(keys), EmailEvent.kind == "delivered")
-        .group_by(EmailEvent.source, EmailEvent.provider_message_id)
-    )
-    return {(source, pmid or ""): at for source, pmid, at in await session.execute(stmt)}
+    times: dict[tuple[str, str], datetime] = {}
+    for source, provider_ids in _by_source(provider_keys).items():
+        for start in range(0, len(provider_ids), _IN_CHUNK):
+            stmt = (
+                select(EmailEvent.provider_message_id, func.min(EmailEvent.occurred_at))
+                .where(
+                    EmailEvent.source == source,
+                    EmailEvent.provider_message_id.in_(provider_ids[start : start + _IN_CHUNK]),
+                    EmailEvent.kind == "delivered",
+                )
+                .group_by(EmailEvent.provider_message_id)
+            )
+            for provider_message_id, at in await session.execute(stmt):
+                times[(source, provider_message_id or "")] = at
+    return times
 
 
 async def mark_machine(session: AsyncSession, event_ids: Sequence[int], reason: str) -> list[EmailEvent]:
