@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.email_fields import bounded_text, row_id, storable_id
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import MAX_EXTERNAL_ID, EmailEventReceived
-from hub.validation import MAX_ID, UnsafeInput, parse_json, plausible_event_time
+from hub.validation import UnsafeInput, parse_json, plausible_event_time
 
 MAX_RECIPIENT = 320
 MAX_URL = 2000
@@ -48,9 +49,6 @@ SUPPRESSED_REASONS = frozenset({"suppress-bounce", "suppress-unsubscribe", "supp
 """Permanent failures where Mailgun never tried: the address was already on its suppression list."""
 
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
-_POSITIVE_INT = re.compile(r"[0-9]{1,19}")
-# PostgreSQL refuses NUL in text, and lone surrogates cannot be encoded as UTF-8 at all.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -110,18 +108,18 @@ def _signature(value: Any) -> MailgunSignature:
 def _event(data: Any) -> EmailEventReceived:
     if not isinstance(data, dict):
         raise MalformedPayload("mailgun: event-data must be an object", field="event-data")
-    event_id = data.get("id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_EXTERNAL_ID or _UNSTORABLE.search(event_id):
+    event_id = storable_id(data.get("id"), MAX_EXTERNAL_ID)
+    if event_id is None:
         raise MalformedPayload("mailgun: event-data.id is missing", field="event-data.id")
     name = data.get("event")
     provider_event = name[:MAX_EVENT_NAME] if isinstance(name, str) else ""
     kind, bounce = _classify(provider_event, data)
-    recipient = _text(data.get("recipient"), MAX_RECIPIENT)
+    recipient = bounded_text(data.get("recipient"), MAX_RECIPIENT)
     if recipient is None and kind != "unknown":
         raise MalformedPayload("mailgun: event-data.recipient is missing", field="event-data.recipient")
     message_id = _message_id(data)
     client = _object(data.get("client-info"))
-    bot = _text(client.get("bot"), MAX_BOT)
+    bot = bounded_text(client.get("bot"), MAX_BOT)
     return EmailEventReceived(
         source="mailgun",
         external_id=event_id,
@@ -129,12 +127,12 @@ def _event(data: Any) -> EmailEventReceived:
         provider_event=provider_event,
         recipient=recipient or "",
         occurred_at=_occurred_at(data.get("timestamp")),
-        hub_message_id=_hub_message_id(_object(data.get("user-variables")).get("hub_message_id")),
+        hub_message_id=row_id(_object(data.get("user-variables")).get("hub_message_id")),
         rfc_message_id=message_id,
         provider_message_id=message_id,
-        url=_text(data.get("url"), MAX_URL),
-        user_agent=_text(client.get("user-agent"), MAX_USER_AGENT),
-        ip=_text(data.get("ip"), MAX_IP),
+        url=bounded_text(data.get("url"), MAX_URL),
+        user_agent=bounded_text(client.get("user-agent"), MAX_USER_AGENT),
+        ip=bounded_text(data.get("ip"), MAX_IP),
         machine_flag=f"mailgun:bot={bot}" if bot else None,
         bounce=bounce,
         reason=_reason(data),
@@ -156,14 +154,14 @@ def _classify(provider_event: str, data: dict[str, Any]) -> tuple[str, str | Non
 
 def _message_id(data: dict[str, Any]) -> str | None:
     headers = _object(_object(data.get("message")).get("headers"))
-    value = _text(headers.get("message-id"), MAX_MESSAGE_ID + 2)
-    return _text(value.strip("<>"), MAX_MESSAGE_ID) if value else None
+    value = bounded_text(headers.get("message-id"), MAX_MESSAGE_ID + 2)
+    return bounded_text(value.strip("<>"), MAX_MESSAGE_ID) if value else None
 
 
 def _reason(data: dict[str, Any]) -> str | None:
     status = _object(data.get("delivery-status"))
     candidates = (status.get("message"), status.get("description"), data.get("reason"))
-    return next((text for text in (_text(c, MAX_REASON) for c in candidates) if text), None)
+    return next((text for text in (bounded_text(c, MAX_REASON) for c in candidates) if text), None)
 
 
 def _detail(data: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +175,7 @@ def _detail(data: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
         "device_type": client.get("device-type"),
     }
     return {
-        key: _text(value, MAX_DETAIL_TEXT) if isinstance(value, str) else value
+        key: bounded_text(value, MAX_DETAIL_TEXT) if isinstance(value, str) else value
         for key, value in found.items()
         if value not in (None, "")
     }
@@ -195,30 +193,13 @@ def _occurred_at(value: Any) -> datetime:
     return moment
 
 
-def _hub_message_id(value: Any) -> int | None:
-    """The ``hub_message_id`` user variable, when it can name an email row."""
-    if isinstance(value, str) and _POSITIVE_INT.fullmatch(value):
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
-        return value
-    return None
-
-
 def _tags(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    texts = (_text(v, MAX_TAG) for v in value[:MAX_TAGS])
+    texts = (bounded_text(v, MAX_TAG) for v in value[:MAX_TAGS])
     return tuple(t for t in texts if t)
 
 
 def _object(value: Any) -> dict[str, Any]:
     """Optional nested objects: anything else reads as empty, since Mailgun omits them freely."""
     return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any, limit: int) -> str | None:
-    """A non-blank string, stripped, cut to ``limit`` characters and safe for every database; else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()[:limit]
-    return _UNSTORABLE.sub("\ufffd", text) if text else None

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from connectors.email_fields import bounded_text, digest_id, row_id
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import EmailEventReceived
-from hub.validation import MAX_ID, UnsafeInput, as_utc, parse_json, plausible_event_time
+from hub.validation import UnsafeInput, as_utc, parse_json, plausible_event_time
 
 MAX_RECIPIENT = 320
 MAX_URL = 2000
@@ -101,10 +99,6 @@ RECORD_TYPES = {
 TIME_FIELDS = ("ReceivedAt", "DeliveredAt", "BouncedAt", "ChangedAt")
 """Where an unknown RecordType's time is looked for, in this order."""
 
-_POSITIVE_INT = re.compile(r"[0-9]{1,19}")
-# PostgreSQL refuses NUL in text, and lone surrogates cannot be encoded as UTF-8 at all.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
 
 def verify_postmark_basic_auth(user: str, password: str, authorization: str | None) -> None:
     """``Authorization: Basic base64(user:password)`` with both parts compared in constant time."""
@@ -145,10 +139,10 @@ def parse_postmark_event(body: bytes) -> EmailEventReceived:
     if reading is None:
         return _unknown(provider_event, record)
     kind, bounce = reading.classify(record)
-    recipient = _text(record.get(reading.recipient_field), MAX_RECIPIENT)
+    recipient = bounded_text(record.get(reading.recipient_field), MAX_RECIPIENT)
     if recipient is None:
         raise MalformedPayload(f"postmark: {reading.recipient_field} is missing", field=reading.recipient_field)
-    reasons = (_text(record.get(field), MAX_REASON) for field in reading.reason_fields)
+    reasons = (bounded_text(record.get(field), MAX_REASON) for field in reading.reason_fields)
     return _event(
         record,
         provider_event=provider_event,
@@ -163,7 +157,7 @@ def parse_postmark_event(body: bytes) -> EmailEventReceived:
 
 def _unknown(provider_event: str, record: dict[str, Any]) -> EmailEventReceived:
     time_field = next((name for name in TIME_FIELDS if name in record), TIME_FIELDS[0])
-    recipient = _text(record.get("Recipient"), MAX_RECIPIENT) or _text(record.get("Email"), MAX_RECIPIENT)
+    recipient = bounded_text(record.get("Recipient"), MAX_RECIPIENT) or bounded_text(record.get("Email"), MAX_RECIPIENT)
     return _event(
         record,
         provider_event=provider_event,
@@ -189,7 +183,7 @@ def _event(
 ) -> EmailEventReceived:
     metadata = record.get("Metadata")
     geo = record.get("Geo")
-    tag = _text(record.get("Tag"), MAX_TAG)
+    tag = bounded_text(record.get("Tag"), MAX_TAG)
     return EmailEventReceived(
         source="postmark",
         external_id=_external_id(provider_event, record),
@@ -197,13 +191,13 @@ def _event(
         provider_event=provider_event,
         recipient=recipient,
         occurred_at=occurred_at,
-        hub_message_id=_positive_int(metadata.get("hub_message_id")) if isinstance(metadata, dict) else None,
+        hub_message_id=row_id(metadata.get("hub_message_id")) if isinstance(metadata, dict) else None,
         # Postmark reports only its own MessageID, never the Message-ID header.
         rfc_message_id=None,
-        provider_message_id=_text(record.get("MessageID"), MAX_MESSAGE_ID),
-        url=_text(record.get("OriginalLink"), MAX_URL),
-        user_agent=_text(record.get("UserAgent"), MAX_USER_AGENT),
-        ip=_text(geo.get("IP"), MAX_IP) if isinstance(geo, dict) else None,
+        provider_message_id=bounded_text(record.get("MessageID"), MAX_MESSAGE_ID),
+        url=bounded_text(record.get("OriginalLink"), MAX_URL),
+        user_agent=bounded_text(record.get("UserAgent"), MAX_USER_AGENT),
+        ip=bounded_text(geo.get("IP"), MAX_IP) if isinstance(geo, dict) else None,
         bounce=bounce,
         reason=reason,
         categories=(tag,) if tag else (),
@@ -214,12 +208,10 @@ def _event(
 
 def _external_id(provider_event: str, record: dict[str, Any]) -> str:
     # Bounce and spam-complaint records are rows in Postmark's bounce list, with an id of their own.
-    bounce_id = _positive_int(record.get("ID"))
+    bounce_id = row_id(record.get("ID"))
     if provider_event in ("Bounce", "SpamComplaint") and bounce_id is not None:
         return f"bounce:{bounce_id}"
-    # Every other record has no id; Postmark retries with the same body, so its digest is stable.
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return digest_id(record)  # every other record has no id
 
 
 def _time(record: dict[str, Any], field: str) -> datetime:
@@ -241,22 +233,5 @@ def _detail(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     for name in ("MessageStream", *fields):
         value = record.get(name)
         if value is not None:
-            detail[name] = _text(value, MAX_DETAIL_TEXT) if isinstance(value, str) else value
+            detail[name] = bounded_text(value, MAX_DETAIL_TEXT) if isinstance(value, str) else value
     return detail
-
-
-def _positive_int(value: Any) -> int | None:
-    """An id that can name a row (``hub_message_id`` in Metadata, a bounce ID), as an int."""
-    if isinstance(value, str) and _POSITIVE_INT.fullmatch(value):
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
-        return value
-    return None
-
-
-def _text(value: Any, limit: int) -> str | None:
-    """A non-blank string, stripped, cut to ``limit`` characters and safe for every database; else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()[:limit]
-    return _UNSTORABLE.sub("\ufffd", text) if text else None

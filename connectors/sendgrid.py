@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +13,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
+from connectors.email_fields import bounded_text, digest_id, row_id, storable_id
 from connectors.errors import InvalidSignature, MalformedPayload
 from hub.events import MAX_EXTERNAL_ID, EmailEventReceived
-from hub.validation import MAX_ID, UnsafeInput, parse_json, plausible_event_time
+from hub.validation import UnsafeInput, parse_json, plausible_event_time
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -57,9 +56,6 @@ BOUNCE_TYPES = {"bounce": "hard", "blocked": "blocked"}
 DETAIL_KEYS = ("status", "attempt", "bounce_classification", "asm_group_id", "tls", "url_offset")
 
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
-_POSITIVE_INT = re.compile(r"[0-9]{1,19}")
-# PostgreSQL refuses NUL in text, and lone surrogates cannot be encoded as UTF-8 at all.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def load_sendgrid_public_key(value: str) -> ec.EllipticCurvePublicKey:
@@ -141,11 +137,11 @@ def _event(index: int, item: dict[str, Any]) -> EmailEventReceived:
     name = item.get("event")
     provider_event = name[:MAX_EVENT_NAME] if isinstance(name, str) else ""
     kind = KINDS.get(provider_event, "unknown")
-    recipient = _text(item.get("email"), MAX_RECIPIENT)
+    recipient = bounded_text(item.get("email"), MAX_RECIPIENT)
     # Account-level events may carry no recipient; they are kept as ``unknown`` all the same.
     if recipient is None and kind != "unknown":
         raise MalformedPayload(f"sendgrid: event [{index}] has no email", field=f"[{index}].email")
-    smtp_id = _text(item.get("smtp-id"), MAX_MESSAGE_ID + 2)
+    smtp_id = bounded_text(item.get("smtp-id"), MAX_MESSAGE_ID + 2)
     return EmailEventReceived(
         source="sendgrid",
         external_id=_external_id(item),
@@ -153,15 +149,15 @@ def _event(index: int, item: dict[str, Any]) -> EmailEventReceived:
         provider_event=provider_event,
         recipient=recipient or "",
         occurred_at=_occurred_at(index, item.get("timestamp")),
-        hub_message_id=_hub_message_id(item.get("hub_message_id")),
-        rfc_message_id=_text(smtp_id.strip("<>"), MAX_MESSAGE_ID) if smtp_id else None,
-        provider_message_id=_text(item.get("sg_message_id"), MAX_MESSAGE_ID),
-        url=_text(item.get("url"), MAX_URL),
-        user_agent=_text(item.get("useragent"), MAX_USER_AGENT),
-        ip=_text(item.get("ip"), MAX_IP),
+        hub_message_id=row_id(item.get("hub_message_id")),
+        rfc_message_id=bounded_text(smtp_id.strip("<>"), MAX_MESSAGE_ID) if smtp_id else None,
+        provider_message_id=bounded_text(item.get("sg_message_id"), MAX_MESSAGE_ID),
+        url=bounded_text(item.get("url"), MAX_URL),
+        user_agent=bounded_text(item.get("useragent"), MAX_USER_AGENT),
+        ip=bounded_text(item.get("ip"), MAX_IP),
         machine_flag="sendgrid:sg_machine_open" if item.get("sg_machine_open") is True else None,
         bounce=_bounce(item) if provider_event == "bounce" else None,
-        reason=_text(item.get("reason"), MAX_REASON) or _text(item.get("response"), MAX_REASON),
+        reason=bounded_text(item.get("reason"), MAX_REASON) or bounded_text(item.get("response"), MAX_REASON),
         categories=_categories(item.get("category")),
         detail=_detail(item),
         payload=item,
@@ -174,16 +170,7 @@ def _bounce(item: dict[str, Any]) -> str | None:
 
 
 def _external_id(item: dict[str, Any]) -> str:
-    event_id = item.get("sg_event_id")
-    if isinstance(event_id, str) and event_id and len(event_id) <= MAX_EXTERNAL_ID and not _UNSTORABLE.search(event_id):
-        return event_id
-    return _digest_id(item)
-
-
-def _digest_id(item: dict[str, Any]) -> str:
-    """A redelivery of the same event has the same digest, so it still dedupes."""
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return storable_id(item.get("sg_event_id"), MAX_EXTERNAL_ID) or digest_id(item)
 
 
 def _occurred_at(index: int, value: Any) -> datetime:
@@ -199,19 +186,10 @@ def _occurred_at(index: int, value: Any) -> datetime:
     return moment
 
 
-def _hub_message_id(value: Any) -> int | None:
-    """The ``hub_message_id`` custom argument, when it can name an email row."""
-    if isinstance(value, str) and _POSITIVE_INT.fullmatch(value):
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
-        return value
-    return None
-
-
 def _categories(value: Any) -> tuple[str, ...]:
     # SendGrid mirrors how the mail was sent: one category is a string, several are an array.
     values = value if isinstance(value, list) else [value]
-    texts = (_text(v, MAX_CATEGORY) for v in values[:MAX_CATEGORIES])
+    texts = (bounded_text(v, MAX_CATEGORY) for v in values[:MAX_CATEGORIES])
     return tuple(t for t in texts if t)
 
 
@@ -220,13 +198,5 @@ def _detail(item: dict[str, Any]) -> dict[str, Any]:
     for key in DETAIL_KEYS:
         value = item.get(key)
         if value is not None:
-            detail[key] = _text(value, MAX_DETAIL_TEXT) if isinstance(value, str) else value
+            detail[key] = bounded_text(value, MAX_DETAIL_TEXT) if isinstance(value, str) else value
     return detail
-
-
-def _text(value: Any, limit: int) -> str | None:
-    """A non-blank string, stripped, cut to ``limit`` characters and safe for every database; else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()[:limit]
-    return _UNSTORABLE.sub("\ufffd", text) if text else None

@@ -110,6 +110,19 @@ async def _first_start(session: AsyncSession, settings: Settings) -> None:
         console.print(f"Form endpoint: {base}/webhooks/forms/{source.slug}   ({source.kind}, {source.name})")
         if source.kind == "web" and source.sealed_secret is None:
             console.print(f"Example form:  {base}/forms/{source.slug}")
+    for label, path, configured, setting in (
+        ("Twilio voice:", "/webhooks/twilio/voice/incoming", settings.twilio_auth_token, "HUB_TWILIO_AUTH_TOKEN"),
+        (
+            "SendGrid:",
+            "/webhooks/email/sendgrid",
+            settings.sendgrid_webhook_public_key,
+            "HUB_SENDGRID_WEBHOOK_PUBLIC_KEY",
+        ),
+        ("Mailgun:", "/webhooks/email/mailgun", settings.mailgun_signing_key, "HUB_MAILGUN_SIGNING_KEY"),
+        ("Postmark:", "/webhooks/email/postmark", settings.postmark_webhook_password, "HUB_POSTMARK_WEBHOOK_*"),
+    ):
+        state = "" if configured else f"   (off until {setting} is set)"
+        console.print(f"{label:<15}{base}{path}{state}", highlight=False)
     mode = "arq workers on Redis (run `hub worker`)" if settings.redis_url else "embedded worker"
     console.print(f"Database:      {_safe_url(settings.database_url)}\nWorker:        {mode}\n")
 

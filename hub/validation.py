@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+from hub.errors import UnprocessableInput
+
 MAX_JSON_DEPTH = 32
 MAX_ID = 2**63 - 1
 """Ids are BIGINT; larger numbers cannot name a row on either backend."""
@@ -118,3 +120,13 @@ SafeStr = Annotated[str, AfterValidator(_no_nul)]
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 """A JSON object any database can store and the API can serve again."""
+
+
+def utc_filter(value: datetime | None, field: str) -> datetime | None:
+    """A time given as a query filter, in UTC; one without an offset is read as UTC, like every stored time."""
+    if value is None:
+        return None
+    try:
+        return as_utc(value)
+    except UnsafeInput as exc:
+        raise UnprocessableInput(f"{field} {exc.reason}", field=field) from None

@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,6 +127,19 @@ def redis_url() -> str:
     """A reachable Redis; tests use keys and queue names of their own, so nothing is flushed."""
     require_service("Redis", REDIS_URL, 6379)
     return REDIS_URL
+
+
+class FrozenClock:
+    """The hub's "now", moved only by the test (install with ``hub.clock.set_clock``)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import parse_qsl
 
@@ -121,28 +121,12 @@ async def call_status(request: Request, runtime: RuntimeDep) -> Response:
     params = await _verified_params(request, runtime, "twilio:status")
     event = _parse(parse_call_progress, params, "twilio:status", runtime)
     region = runtime.settings.default_region
-    async with request_session(runtime) as session:
-        recorded = await inbox.record(
-            session,
-            source="twilio",
-            external_id=f"status:{event.dedupe_key}"[:200],
-            kind="call_status",
-            status=inbox.PROCESSING,
-            payload=event.params,
-        )
-        if not recorded.duplicate:
-            change = await retry_transient(
-                session, lambda: calls.record_progress(session, event, default_region=region)
-            )
-            await inbox.mark_processed(
-                session,
-                recorded.event_id,
-                contact_id=change.call.contact_id,
-                timeline_entry_id=change.call.timeline_entry_id,
-            )
-        await session.commit()
-    runtime.metrics.count_webhook("twilio:status", "duplicate" if recorded.duplicate else "accepted")
-    return Response(status_code=204)
+
+    async def apply(session: AsyncSession) -> Linked:
+        call = (await calls.record_progress(session, event, default_region=region)).call
+        return call.contact_id, call.timeline_entry_id
+
+    return await _store_once(runtime, "twilio:status", f"status:{event.dedupe_key}", "call_status", event.params, apply)
 
 
 @router.post("/recording", status_code=204, response_class=Response)
@@ -150,20 +134,42 @@ async def recording_status(request: Request, runtime: RuntimeDep) -> Response:
     """A recording is ready (or absent, or failed); attached to its call once."""
     params = await _verified_params(request, runtime, "twilio:recording")
     event = _parse(parse_recording, params, "twilio:recording", runtime)
+
+    async def apply(session: AsyncSession) -> Linked:
+        await calls.record_recording(session, event)
+        return None, None
+
+    external_id = f"recording:{event.recording_sid}:{event.status}"
+    return await _store_once(runtime, "twilio:recording", external_id, "recording_status", event.params, apply)
+
+
+Linked = tuple[int | None, int | None]
+"""The contact and timeline entry a callback's inbox row is linked to."""
+
+
+async def _store_once(
+    runtime: Runtime,
+    label: str,
+    external_id: str,
+    kind: str,
+    payload: dict[str, str],
+    apply: Callable[[AsyncSession], Awaitable[Linked]],
+) -> Response:
+    """Store a callback in the inbox under its dedupe key and apply it, once; a redelivery changes nothing."""
     async with request_session(runtime) as session:
         recorded = await inbox.record(
             session,
             source="twilio",
-            external_id=f"recording:{event.recording_sid}:{event.status}"[:200],
-            kind="recording_status",
+            external_id=external_id[:200],
+            kind=kind,
             status=inbox.PROCESSING,
-            payload=event.params,
+            payload=payload,
         )
         if not recorded.duplicate:
-            await retry_transient(session, lambda: calls.record_recording(session, event))
-            await inbox.mark_processed(session, recorded.event_id, contact_id=None, timeline_entry_id=None)
+            contact_id, entry_id = await retry_transient(session, lambda: apply(session))
+            await inbox.mark_processed(session, recorded.event_id, contact_id=contact_id, timeline_entry_id=entry_id)
         await session.commit()
-    runtime.metrics.count_webhook("twilio:recording", "duplicate" if recorded.duplicate else "accepted")
+    runtime.metrics.count_webhook(label, "duplicate" if recorded.duplicate else "accepted")
     return Response(status_code=204)
 
 

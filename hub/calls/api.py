@@ -19,7 +19,7 @@ from hub.deps import AnyRoleDep, ManagerDep, SessionDep
 from hub.errors import NotFound, UnprocessableInput
 from hub.pagination import Page, decode_time_id_cursor, encode_cursor
 from hub.reports import service as reports
-from hub.validation import MAX_ID, UnsafeInput, as_utc
+from hub.validation import MAX_ID, utc_filter
 
 router = APIRouter(tags=["calls"])
 CallIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a call id")]
@@ -70,8 +70,8 @@ async def list_calls(
         "flow": direction,
         "status": status,
         "outcome": outcome,
-        "since": _utc(since, "from"),
-        "until": _utc(until, "to"),
+        "since": utc_filter(since, "from"),
+        "until": utc_filter(until, "to"),
     }
     found = await repository.list_calls(
         session,
@@ -107,8 +107,8 @@ async def call_report(
     """Per rep (or per day): calls, answered, missed, inbound/outbound, total and average talk time."""
     if not contacts.is_time_zone(tz):
         raise UnprocessableInput(f"{tz!r} is not an IANA time zone such as Europe/Berlin", field="tz")
-    end = _utc(until, "to") or clock.now()
-    start = _utc(since, "from") or _days_before(end, _DEFAULT_REPORT_DAYS)
+    end = utc_filter(until, "to") or clock.now()
+    start = utc_filter(since, "from") or _days_before(end, _DEFAULT_REPORT_DAYS)
     if start >= end:
         raise UnprocessableInput("from must be before to", field="from")
     return await reports.call_report(session, since=start, until=end, group_by=group_by, time_zone=tz)
@@ -120,13 +120,3 @@ def _days_before(moment: datetime, days: int) -> datetime:
         return moment - timedelta(days=days)
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
-
-
-def _utc(value: datetime | None, field: str) -> datetime | None:
-    # A time without an offset is read as UTC, like every stored time.
-    if value is None:
-        return None
-    try:
-        return as_utc(value)
-    except UnsafeInput as exc:
-        raise UnprocessableInput(f"{field} {exc.reason}", field=field) from None

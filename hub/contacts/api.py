@@ -23,7 +23,7 @@ from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_externa
 from hub.ingest import ingest_form_submission
 from hub.pagination import Page, decode_id_cursor, encode_cursor
 from hub.reps import service as reps
-from hub.validation import MAX_ID, SafeStr, UnsafeInput, as_utc
+from hub.validation import MAX_ID, SafeStr, utc_filter
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"])
 ContactIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a contact id")]
@@ -70,8 +70,8 @@ async def list_contacts(
         q=q,
         source=source,
         stage=stage,
-        created_after=_utc(created_after, "created_after"),
-        created_before=_utc(created_before, "created_before"),
+        created_after=utc_filter(created_after, "created_after"),
+        created_before=utc_filter(created_before, "created_before"),
         owner_rep_id=principal.rep_id if principal.role == "rep" else None,
     )
     page = found[:limit]
@@ -168,13 +168,3 @@ async def merge_contact(
     )
     await session.commit()
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))
-
-
-def _utc(value: datetime | None, field: str) -> datetime | None:
-    # A filter time without an offset is read as UTC, like every stored time.
-    if value is None:
-        return None
-    try:
-        return as_utc(value)
-    except UnsafeInput as exc:
-        raise UnprocessableInput(f"{field} {exc.reason}", field=field) from None

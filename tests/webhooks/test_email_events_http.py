@@ -29,7 +29,8 @@ from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.email.tokens import sign_click_token, sign_open_token
 from hub.inbox.models import WebhookNonce
 from hub.timeline.models import TimelineEntry
-from tests.conftest import Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.provider_vectors import PUBLISHED_KEY, PUBLISHED_PAYLOAD, PUBLISHED_SIGNATURE, PUBLISHED_TIMESTAMP
 
 FIXTURES = Path(__file__).parent.parent / "connectors" / "fixtures"
 NOW = datetime(2026, 9, 29, 10, 16, 40, tzinfo=UTC)
@@ -45,34 +46,9 @@ DESKTOP_UA = (
 GMAIL_PROXY_UA = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
 
 # sendgrid-python test/unit/test_eventwebhook.py (protocols.md §2.2): the trailing CRLF is part of what was signed.
-PUBLISHED_KEY = (
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpV"
-    "KS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
-)
-PUBLISHED_TIMESTAMP = "1600112502"
-PUBLISHED_SIGNATURE = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
-PUBLISHED_PAYLOAD = (
-    b'[{"email":"hello@world.com","event":"dropped","reason":"Bounced Address",'
-    b'"sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",'
-    b'"sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",'
-    b'"smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}]\r\n'
-)
 
 
 # --- time, keys and hubs ---------------------------------------------------------------------------
-
-
-class FrozenClock:
-    """The hub's "now", moved only by the test."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hub.email import service as email
 from hub.email.models import EmailEvent, Suppression
 from hub.email.tokens import sign_click_token, sign_open_token, sign_unsubscribe_token
 from hub.timeline.models import TimelineEntry
-from tests.conftest import Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub
 
 NOW = datetime(2026, 9, 29, 12, 0, tzinfo=UTC)
 COLLAPSE_SECONDS = 120
@@ -27,19 +27,6 @@ DESKTOP_UA = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1"
 )
 BROWSER = {"User-Agent": DESKTOP_UA}
-
-
-class FrozenClock:
-    """The hub's "now", moved only by the test."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 @pytest.fixture
