@@ -150,10 +150,15 @@ async def _parties(
     to_rep = await reps.rep_for_endpoint(session, event.to_number)
     if parent is not None:  # a <Dial> leg: it rings a rep (a call in) or the contact (a rep's call out)
         flow, rep, contact_id = parent.flow, to_rep or from_rep, parent.contact_id
-        if contact_id is None and to_rep is None:
+        if contact_id is None and to_rep is None and parent.flow == "outbound":
             # Click-to-call: the rep's own phone rang first (the parent), this leg rings the contact.
+            # Never for a call in: its leg rings reception (the fallback number), not a lead.
             contact_id = await _contact_for(session, event.to_number, default_region=default_region)
             parent.contact_id = contact_id
+    elif event.parent_call_sid:
+        # A <Dial> leg whose call is not recorded yet (routing ran out of time): it rang a rep or
+        # reception, never the contact; the call's own callbacks say who called.
+        flow, rep, contact_id = "inbound", to_rep or from_rep, None
     elif event.direction.startswith("outbound") or (from_rep is not None and _is_softphone(event.from_number)):
         flow, rep = "outbound", from_rep or to_rep
         contact_id = None if to_rep else await _contact_for(session, event.to_number, default_region=default_region)

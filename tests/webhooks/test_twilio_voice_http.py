@@ -660,6 +660,42 @@ async def test_a_dial_leg_is_linked_and_gives_its_rep_and_talk_time_to_the_call(
         assert entry["data"]["talk_seconds"] == 42
 
 
+@pytest.mark.parametrize("caller", ["anonymous", REP_PHONE])
+async def test_a_call_in_without_a_contact_that_rings_the_fallback_makes_no_lead_of_it(
+    database_url: str, caller: str
+) -> None:
+    # A withheld number, or a colleague ringing the company line: the <Dial> leg rings reception,
+    # which is neither a rep nor the person calling, so it must not become a contact of the call.
+    async with voice_hub(database_url, twilio_fallback_number=FALLBACK) as hub:
+        await hub.create_rep("Rita", phone=REP_PHONE)
+        root = twiml(await post(hub, "incoming", form("incoming_call.txt", From=caller, Caller=caller)))
+        _dial, number = dialled(root)
+        assert number.text == FALLBACK
+        for status in ("initiated", "ringing", "in-progress", "completed"):
+            leg = child_leg(status, FALLBACK, From=caller, Caller=caller)
+            assert (await post(hub, "status", leg)).status_code == 204
+
+        call = await call_by_sid(hub, PARENT)
+        assert (call["direction"], call["contact_id"]) == ("inbound", None)
+        assert [leg["to_number"] for leg in call["legs"]] == [FALLBACK]
+        assert await count(hub, Contact) == 0
+
+
+async def test_legs_reported_before_their_call_make_no_lead_of_the_phone_they_rang(database_url: str) -> None:
+    # Routing ran out of time, so the hub rang the fallback without recording the call; the leg's
+    # callbacks then come before the call's own ones.
+    async with voice_hub(database_url, twilio_fallback_number=FALLBACK) as hub:
+        for status in ("initiated", "ringing", "in-progress", "completed"):
+            assert (await post(hub, "status", child_leg(status, FALLBACK))).status_code == 204
+        ended = form("incoming_call.txt", CallStatus="completed", CallDuration="47", SequenceNumber="1")
+        assert (await post(hub, "status", ended)).status_code == 204
+
+        [contact] = (await get_json(hub, "/api/contacts"))["items"]
+        assert contact["phones"] == [CALLER]
+        call = await call_by_sid(hub, PARENT)
+        assert (call["direction"], call["contact_id"], call["outcome"]) == ("inbound", contact["id"], "answered")
+
+
 async def test_an_api_call_from_a_reps_number_is_their_outbound_call(voice: Hub) -> None:
     rep_id = await voice.create_rep("Rita", phone=REP_PHONE)
 
