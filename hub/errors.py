@@ -101,3 +101,11 @@ class ProviderRejected(HubError):
     def __init__(self, message: str, *, status_code: int, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.status_code = status_code
+
+
+class UpstreamUnavailable(HubError):
+    """A provider the hub fetches from on the caller's behalf could not serve (e.g. Twilio's recording media)."""
+
+    def __init__(self, message: str, *, status_code: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status_code = status_code

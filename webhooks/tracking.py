@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from urllib.parse import quote
@@ -28,6 +29,7 @@ NO_CACHE = {
     "Expires": "0",
 }
 _MAX_UNSUBSCRIBE_BODY = 64 * 1024
+_RECORD_BUDGET_SECONDS = 2.0
 _SAFE_IN_LOCATION = "/:?#[]@!$&'()*+,;=%~-._"
 
 
@@ -96,7 +98,8 @@ async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> Resp
 async def _record(runtime: Runtime, request: Request, message_id: int, *, kind: str, url: str | None = None) -> None:
     """Best effort: the person gets their pixel or their page even when the database is down."""
     try:
-        async with request_session(runtime) as session:
+        # Bounded like call routing: a person clicking a link must not wait on a stuck database.
+        async with asyncio.timeout(_RECORD_BUDGET_SECONDS), request_session(runtime) as session:
             outcome = await email.tracking_event(
                 session,
                 message_id,

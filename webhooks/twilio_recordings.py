@@ -18,18 +18,10 @@ from hub.calls import service as calls
 from hub.calls.api import CallIdPath, visible_call
 from hub.calls.models import CallRecording
 from hub.deps import BearerDep, RuntimeDep, principal_from, request_session
-from hub.errors import HubError, NotFound, ServiceUnavailable
+from hub.errors import NotFound, ServiceUnavailable, UpstreamUnavailable
 
 router = APIRouter(tags=["calls"])
 log = logging.getLogger(__name__)
-
-
-class UpstreamFailed(HubError):
-    """Twilio could not serve the recording."""
-
-    def __init__(self, message: str, *, status_code: int) -> None:
-        super().__init__(message, field="recording")
-        self.status_code = status_code
 
 
 @router.get(
@@ -68,9 +60,13 @@ async def stream_recording(
         )
     except ForbiddenMediaUrl:
         log.warning("recording %s of call %s has a URL outside HUB_TWILIO_MEDIA_HOSTS", recording.id, call_id)
-        raise UpstreamFailed("the recording's URL is not on this hub's media allow-list", status_code=502) from None
+        raise UpstreamUnavailable(
+            "the recording's URL is not on this hub's media allow-list", status_code=502, field="recording"
+        ) from None
     except MediaUnavailable as exc:
-        raise UpstreamFailed(f"Twilio could not serve the recording ({exc.reason})", status_code=exc.status) from None
+        raise UpstreamUnavailable(
+            f"Twilio could not serve the recording ({exc.reason})", status_code=exc.status, field="recording"
+        ) from None
     headers = {**media.headers, "Cache-Control": "private, no-store"}
     headers.setdefault("accept-ranges", "bytes")
     media_type = headers.pop("content-type", "audio/mpeg")

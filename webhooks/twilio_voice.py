@@ -73,8 +73,14 @@ async def incoming_call(request: Request, runtime: RuntimeDep) -> Response:
     try:
         async with asyncio.timeout(settings.twilio_routing_budget_seconds):
             twiml = await _route(event, runtime)
-    except (TimeoutError, Exception) as exc:
-        log.warning("routing call %s failed (%s); answering with the fallback", event.call_sid, type(exc).__name__)
+    except Exception as exc:  # a timeout, or any failure: the caller must still be answered
+        # A timeout is an operational event; anything else is a bug worth its traceback in the log.
+        log.warning(
+            "routing call %s failed (%s); answering with the fallback",
+            event.call_sid,
+            type(exc).__name__,
+            exc_info=not isinstance(exc, TimeoutError),
+        )
         runtime.metrics.count_webhook("twilio:incoming", "fallback")
         twiml = _fallback(settings)
     else:
@@ -97,8 +103,13 @@ async def dial_ended(request: Request, runtime: RuntimeDep) -> Response:
                 rep_calling_out = call.flow == "outbound"
                 await session.commit()
         runtime.metrics.count_webhook("twilio:dial", "accepted")
-    except (TimeoutError, Exception) as exc:
-        log.warning("recording the dial end of %s failed (%s)", dial.call_sid, type(exc).__name__)
+    except Exception as exc:  # the caller is waiting for the next verb whatever happened
+        log.warning(
+            "recording the dial end of %s failed (%s)",
+            dial.call_sid,
+            type(exc).__name__,
+            exc_info=not isinstance(exc, TimeoutError),
+        )
         runtime.metrics.count_webhook("twilio:dial", "fallback")
     # Voicemail is for callers; a rep whose call out went unanswered just hangs up.
     if dial.dial_status in call_rules.ANSWERED_DIAL_STATUSES or rep_calling_out:

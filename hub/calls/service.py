@@ -287,8 +287,13 @@ async def _settle(session: AsyncSession, call: Call) -> None:
     else:
         root.outcome = rules.outbound_outcome(status=root.status, answered=answered)
     await session.flush()
-    if root.contact_id is None:
-        return
+    if root.contact_id is not None:
+        await _show_on_timeline(session, root, recordings)
+
+
+async def _show_on_timeline(session: AsyncSession, root: Call, recordings: list[CallRecording]) -> None:
+    """The call's one entry, updated in place, and its missed-call marker while it counts as missed."""
+    assert root.contact_id is not None
     contact_id = await contacts.survivor_id(session, root.contact_id)
     entry = await timeline.upsert(
         session,
@@ -300,13 +305,14 @@ async def _settle(session: AsyncSession, call: Call) -> None:
         occurred_at=root.started_at,
     )
     root.timeline_entry_id = entry.id
+    marker = f"missed:{root.call_sid}"
     if root.flow == "inbound" and root.outcome in ("missed", "voicemail"):
         await timeline.upsert(
             session,
             contact_id=contact_id,
             kind="missed_call",
             source=TIMELINE_SOURCE,
-            external_id=f"missed:{root.call_sid}",
+            external_id=marker,
             data={
                 "call_id": root.id,
                 "from": root.from_number,
@@ -316,6 +322,10 @@ async def _settle(session: AsyncSession, call: Call) -> None:
             },
             occurred_at=root.started_at,
         )
+    elif root.outcome == "answered":
+        # Callbacks arrive out of order: the call's end can come before the leg that shows a rep
+        # picked up. The marker (which becomes a callback task) then no longer stands.
+        await timeline.remove(session, TIMELINE_SOURCE, marker)
     await session.flush()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -112,6 +112,11 @@ async def merge_contacts(session: AsyncSession, survivor_id: int, absorbed_id: i
     survivor.updated_at = clock.now()
     await session.flush()
     return survivor
+
+
+async def contact_ids_by_email(session: AsyncSession, emails: Iterable[str]) -> dict[str, int]:
+    """Which contact owns each normalised email address (addresses nobody owns are absent)."""
+    return await repository.contact_ids_by_value(session, "email", emails)
 
 
 async def get_live_contact(session: AsyncSession, contact_id: int) -> Contact:

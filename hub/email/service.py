@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
-from hub.contacts import repository as contact_identities
-from hub.contacts.normalize import Identity, normalize_email
+from hub.contacts import service as contacts
+from hub.contacts.normalize import normalize_email
 from hub.email import repository, rules, suppressions
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.errors import NotFound
@@ -248,7 +248,7 @@ class _Context:
             session, (e.rfc_message_id for e in events if e.rfc_message_id and not e.hub_message_id)
         )
         emails = {email for e in events if (email := suppressions.normalized_address(e.recipient))}
-        context.contact_by_email = await contact_identities.contact_ids_by_value(session, "email", emails)
+        context.contact_by_email = await contacts.contact_ids_by_email(session, emails)
         await context._load_history(session, events)
         return context
 
@@ -456,8 +456,7 @@ async def lift_suppression(session: AsyncSession, email: str, *, actor: str) -> 
 
 
 async def _contact_of(session: AsyncSession, email: str) -> int | None:
-    owners = await contact_identities.contact_ids_for(session, [Identity("email", email)])
-    return next(iter(owners.values()), None)
+    return (await contacts.contact_ids_by_email(session, [email])).get(email)
 
 
 def _clip(value: str | None, name: str) -> str | None:

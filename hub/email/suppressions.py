@@ -36,7 +36,7 @@ async def apply_events(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     for row in relevant:
         reason = suppression_reason(row["kind"], row["bounce"])
         if reason is None:
-            plan.resubscribe(row["recipient"])
+            plan.resubscribe(row)
         else:
             plan.suppress(row, reason)
     await repository.delete_suppressions(session, plan.lifted)
@@ -60,15 +60,22 @@ class _Plan:
         stored = self.stored.get(email)
         return stored.reason if stored is not None and email not in self.lifted else None
 
-    def resubscribe(self, email: str) -> None:
-        """A resubscribe lifts an unsubscribe, never a bounce or a complaint."""
+    def resubscribe(self, row: dict[str, Any]) -> None:
+        """A resubscribe lifts an unsubscribe, never a bounce or a complaint, and only one the same source
+        recorded: a provider's group resubscribe must not undo a one-click unsubscribe made at the hub."""
+        email = row["recipient"]
         if self.held_reason(email) != "unsubscribe":
             return
-        if email in self.added:
-            del self.added[email]
-        else:
+        added = self.added.get(email)
+        if added is not None:
+            if added["source"] == row["source"]:
+                del self.added[email]
+                self.changed[email] = None
+            return
+        stored = self.stored[email]
+        if stored.source == row["source"]:
             self.lifted.add(email)
-        self.changed[email] = None
+            self.changed[email] = None
 
     def suppress(self, row: dict[str, Any], reason: str) -> None:
         """Add the address, or replace a weaker reason (unsubscribe < hard bounce < complaint)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy import delete, func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import UtcDateTime
@@ -62,3 +62,10 @@ async def insert_entries(session: AsyncSession, entries: list[TimelineEntry]) ->
     """Add entries and flush once; SQLAlchemy batches the INSERTs."""
     session.add_all(entries)
     await session.flush()
+
+
+async def delete_by_external_id(session: AsyncSession, source: str, external_id: str) -> bool:
+    """Delete the entry a provider fact produced; True when there was one."""
+    stmt = delete(TimelineEntry).where(TimelineEntry.source == source, TimelineEntry.external_id == external_id)
+    result = await session.execute(stmt.execution_options(synchronize_session="fetch"))
+    return bool(getattr(result, "rowcount", 0))

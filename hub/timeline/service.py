@@ -65,6 +65,11 @@ async def upsert(
     return entry
 
 
+async def remove(session: AsyncSession, source: str, external_id: str) -> bool:
+    """Withdraw a derived marker that later facts disproved (a "missed" call that was answered)."""
+    return await repository.delete_by_external_id(session, source, external_id)
+
+
 async def find(session: AsyncSession, source: str, external_id: str) -> TimelineEntry | None:
     """The entry a provider fact produced, if any."""
     return await repository.by_external_id(session, source, external_id)

@@ -22,14 +22,14 @@ KINDS = {
 }
 
 
-def batch(*steps: tuple[str, str]) -> list[EmailEventReceived]:
+def batch(*steps: tuple[str, str], source: str = "sendgrid") -> list[EmailEventReceived]:
     events = []
     for n, (recipient, what) in enumerate(steps):
         kind, bounce = KINDS[what]
         events.append(
             EmailEventReceived(
-                source="sendgrid",
-                external_id=f"evt-{n}-{recipient}",
+                source=source,
+                external_id=f"{source}-{n}-{recipient}",
                 kind=kind,
                 provider_event=what,
                 recipient=recipient,
@@ -92,3 +92,17 @@ async def test_thousands_of_bounces_in_one_batch(db_session: AsyncSession) -> No
     await db_session.commit()
     assert outcome.stored == 3000
     assert len(await suppressed(db_session)) == 3000
+
+
+async def test_a_providers_resubscribe_never_undoes_a_one_click_unsubscribe_at_the_hub(
+    db_session: AsyncSession,
+) -> None:
+    await email.ingest_events(
+        db_session, batch(("ada@example.com", "unsubscribe"), source="hub"), thresholds=rules.Thresholds()
+    )
+    await db_session.commit()
+
+    await email.ingest_events(db_session, batch(("ada@example.com", "resubscribe")), thresholds=rules.Thresholds())
+    await db_session.commit()
+
+    assert await suppressed(db_session) == {"ada@example.com": "unsubscribe"}

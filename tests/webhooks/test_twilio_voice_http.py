@@ -718,6 +718,25 @@ async def test_an_api_call_from_a_reps_number_is_their_outbound_call(voice: Hub)
 # --- dial action, voicemail and the timeline ----------------------------------------------------
 
 
+async def test_a_missed_call_marker_is_withdrawn_when_a_late_leg_shows_the_rep_answered(voice: Hub) -> None:
+    rita = await voice.create_rep("Rita", phone=REP_PHONE)
+    contact_id = await contact_owned_by(voice, rita)
+    dialled(twiml(await post(voice, "incoming", form("incoming_call.txt"))))
+    # The call's own end arrives first: as far as the hub knows, nobody picked up.
+    inbound_end = {"From": CALLER, "Caller": CALLER, "To": HUB_NUMBER, "Called": HUB_NUMBER, "Direction": "inbound"}
+    await status(voice, "status_completed.txt", **inbound_end)
+    assert (await call_by_sid(voice, PARENT))["outcome"] == "missed"
+    assert len(await timeline(voice, contact_id, "missed_call")) == 1
+
+    await post(voice, "status", child_leg("completed", REP_PHONE, CallDuration="35"))
+
+    call = await call_by_sid(voice, PARENT)
+    assert (call["outcome"], call["rep_id"], call["talk_seconds"]) == ("answered", rita, 35)
+    assert await timeline(voice, contact_id, "missed_call") == []
+    [entry] = await timeline(voice, contact_id, "call")
+    assert entry["data"]["outcome"] == "answered"
+
+
 async def test_unanswered_dial_offers_voicemail_and_the_missed_call_learns_of_it(voice: Hub) -> None:
     rita = await voice.create_rep("Rita", phone=REP_PHONE)
     contact_id = await contact_owned_by(voice, rita)
