@@ -121,8 +121,8 @@ async def _first_start(session: AsyncSession, settings: Settings) -> None:
         ("Mailgun:", "/webhooks/email/mailgun", settings.mailgun_signing_key, "HUB_MAILGUN_SIGNING_KEY"),
         ("Postmark:", "/webhooks/email/postmark", settings.postmark_webhook_password, "HUB_POSTMARK_WEBHOOK_*"),
     ):
-        state = "" if configured else f"   (off until {setting} is set)"
-        console.print(f"{label:<15}{base}{path}{state}", highlight=False)
+        state = "" if configured else f"   (off: set {setting})"
+        console.print(f"{label:<15}{base}{path}{state}", highlight=False, soft_wrap=True)
     mode = "arq workers on Redis (run `hub worker`)" if settings.redis_url else "embedded worker"
     console.print(f"Database:      {_safe_url(settings.database_url)}\nWorker:        {mode}\n")
 
