@@ -134,7 +134,7 @@ async def call_status(request: Request, runtime: RuntimeDep) -> Response:
     region = runtime.settings.default_region
 
     async def apply(session: AsyncSession) -> Linked:
-        call = (await calls.record_progress(session, event, default_region=region)).call
+        call = await calls.record_progress(session, event, default_region=region)
         return call.contact_id, call.timeline_entry_id
 
     return await _store_once(runtime, "twilio:status", f"status:{event.dedupe_key}", "call_status", event.params, apply)
@@ -202,30 +202,31 @@ async def _route_in_session(session: AsyncSession, event: CallProgressed, settin
     # A rep's softphone (the TwiML app) dials out through the hub. A rep's own phone ringing the
     # company line is routed like any call in: dialling its To (our own number) would loop.
     if caller_rep is not None and event.from_number.startswith(reps.CLIENT_PREFIX):
-        change = await calls.record_progress(session, event, default_region=settings.default_region)
+        call = await calls.record_progress(session, event, default_region=settings.default_region)
         target = _dialable(event.to_number, settings.default_region)
         if target is None:
             return goodbye_twiml("That number cannot be dialled.")
-        change.call.routed_to = target
+        call.routed_to = target
         return dial_twiml(number=target, urls=urls, timeout_seconds=timeout, caller_id=settings.twilio_caller_id)
-    _contact_id, owner = await calls.routing_target(session, event.from_number, default_region=settings.default_region)
-    change = await calls.record_progress(
+    region = settings.default_region
+    owner = None if caller_rep else await calls.owner_to_ring(session, event.from_number, default_region=region)
+    call = await calls.record_progress(
         session, event, default_region=settings.default_region, routed_rep_id=owner.id if owner else None
     )
     if owner is not None and owner.phone is not None:
-        change.call.routed_to = owner.phone
+        call.routed_to = owner.phone
         return dial_twiml(number=owner.phone, urls=urls, timeout_seconds=timeout)
     if owner is not None and owner.client_identity is not None:  # a rep who works from the browser only
-        change.call.routed_to = f"{reps.CLIENT_PREFIX}{owner.client_identity}"
+        call.routed_to = f"{reps.CLIENT_PREFIX}{owner.client_identity}"
         return dial_twiml(client_identity=owner.client_identity, urls=urls, timeout_seconds=timeout)
-    change.call.routed_to = settings.twilio_fallback_number
+    call.routed_to = settings.twilio_fallback_number
     return _fallback(settings)
 
 
 async def _record_dial(session: AsyncSession, progress: CallProgressed, dial: DialEnded, settings: Settings) -> Call:
-    change = await calls.record_progress(session, progress, default_region=settings.default_region)
+    call = await calls.record_progress(session, progress, default_region=settings.default_region)
     await calls.record_dial_end(session, dial)
-    return change.call
+    return call
 
 
 def _fallback(settings: Settings) -> str:

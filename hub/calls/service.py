@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,17 +22,9 @@ PHONE_SOURCE = "phone"
 """Contacts first met on a call are leads from this source."""
 
 
-@dataclass(frozen=True)
-class CallChange:
-    """What a callback did to its call."""
-
-    call: Call
-    changed: bool
-
-
 async def record_progress(
     session: AsyncSession, event: CallProgressed, *, default_region: str, routed_rep_id: int | None = None
-) -> CallChange:
+) -> Call:
     """Apply a status callback (or the incoming-call webhook) to its leg; earlier news never wins."""
     # The leg's own key too, not only its parent's: a recording or dial callback of this leg locks
     # the leg's key, and both may be about to insert the leg's row (lock_keys takes them in order).
@@ -45,11 +36,11 @@ async def record_progress(
         await _fill_placeholder(session, call, event, default_region=default_region)
     if routed_rep_id is not None and call.rep_id is None:
         call.rep_id = routed_rep_id
-    changed = _apply_status(call, event)
+    _apply_status(call, event)
     call.updated_at = clock.now()
     await session.flush()
     await _settle(session, call)
-    return CallChange(call, changed)
+    return call
 
 
 async def record_dial_end(session: AsyncSession, event: DialEnded) -> Call | None:
@@ -88,22 +79,20 @@ async def record_recording(session: AsyncSession, event: RecordingChanged) -> Ca
     return recording
 
 
-async def routing_target(session: AsyncSession, caller: str, *, default_region: str) -> tuple[int | None, Rep | None]:
-    """For an incoming call: the caller's contact (created if new) and the rep to ring, if any.
-
-    The owner rep rings when they are active, available and reachable (a phone, or a softphone
-    identity); otherwise None (the fallback).
-    """
+async def owner_to_ring(session: AsyncSession, caller: str, *, default_region: str) -> Rep | None:
+    """For an incoming call from someone who is not a rep: the owner rep of the caller's contact
+    (created as a new lead if unknown), when active, available and reachable (a phone, or a
+    softphone identity); otherwise None (the fallback)."""
     contact_id = await _contact_for(session, caller, default_region=default_region)
     if contact_id is None:
-        return None, None
+        return None
     contact = await contacts.get_live_contact(session, contact_id)
     if contact.owner_rep_id is None:
-        return contact_id, None
+        return None
     owner = await reps.get_rep(session, contact.owner_rep_id)
     if not (owner.phone or owner.client_identity) or not owner.available or not owner.active:
-        return contact_id, None
-    return contact_id, owner
+        return None
+    return owner
 
 
 async def get_call(session: AsyncSession, call_id: int) -> Call | None:
@@ -166,7 +155,7 @@ async def _parties(
         # A call in: to a rep's direct number, or to the company line (the rep is known once routed).
         # A rep ringing the company line from their own phone is a colleague, not a lead: no contact.
         flow, rep = "inbound", to_rep
-        contact_id = await _contact_for(session, event.from_number, default_region=default_region)
+        contact_id = None if from_rep else await _contact_for(session, event.from_number, default_region=default_region)
     return flow, rep.id if rep else None, contact_id
 
 
@@ -204,14 +193,17 @@ async def _fill_placeholder(session: AsyncSession, call: Call, event: CallProgre
 
 
 async def _contact_for(session: AsyncSession, number: str, *, default_region: str) -> int | None:
-    """The contact behind a phone number, created as a new lead when unknown; None for withheld
-    numbers, softphones and numbers that belong to a rep."""
+    """The contact behind a phone number (the caller checked it is no rep's), created as a new lead
+    when unknown; None for withheld numbers and softphones."""
     try:
         phone = normalize_phone(number, default_region)
     except InvalidIdentity:
         return None
-    if await reps.rep_for_endpoint(session, phone) is not None:
-        return None
+    # Every callback of a call names the same number: a plain look-up serves all but the first,
+    # which takes the identity locks that keep two first callbacks from making two contacts.
+    known = (await contacts.contact_ids_by_value(session, "phone", [phone])).get(phone)
+    if known is not None:
+        return known
     resolution = await contacts.resolve_contact(
         session,
         [Identity("phone", phone)],

@@ -114,9 +114,9 @@ async def merge_contacts(session: AsyncSession, survivor_id: int, absorbed_id: i
     return survivor
 
 
-async def contact_ids_by_email(session: AsyncSession, emails: Iterable[str]) -> dict[str, int]:
-    """Which contact owns each normalised email address (addresses nobody owns are absent)."""
-    return await repository.contact_ids_by_value(session, "email", emails)
+async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterable[str]) -> dict[str, int]:
+    """Which live contact owns each normalised email or phone of ``kind`` (values nobody owns are absent)."""
+    return await repository.contact_ids_by_value(session, kind, values)
 
 
 async def get_live_contact(session: AsyncSession, contact_id: int) -> Contact:

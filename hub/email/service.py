@@ -248,7 +248,7 @@ class _Context:
             session, (e.rfc_message_id for e in events if e.rfc_message_id and not e.hub_message_id)
         )
         emails = {email for e in events if (email := suppressions.normalized_address(e.recipient))}
-        context.contact_by_email = await contacts.contact_ids_by_email(session, emails)
+        context.contact_by_email = await contacts.contact_ids_by_value(session, "email", emails)
         await context._load_history(session, events)
         return context
 
@@ -456,7 +456,7 @@ async def lift_suppression(session: AsyncSession, email: str, *, actor: str) -> 
 
 
 async def _contact_of(session: AsyncSession, email: str) -> int | None:
-    return (await contacts.contact_ids_by_email(session, [email])).get(email)
+    return (await contacts.contact_ids_by_value(session, "email", [email])).get(email)
 
 
 def _clip(value: str | None, name: str) -> str | None:

@@ -118,12 +118,6 @@ async def list_suppressions(
     return await repository.list_suppressions(session, limit=limit, before_id=before_id, reason=reason)
 
 
-async def is_suppressed(session: AsyncSession, email: str) -> Suppression | None:
-    """The suppression that forbids emailing this address, if any."""
-    normalized = normalized_address(email)
-    return (await repository.suppressions_for(session, [normalized])).get(normalized) if normalized else None
-
-
 @lru_cache(maxsize=8192)
 def normalized_address(email: str) -> str | None:
     """The canonical form of an address, or None when it is not one.
