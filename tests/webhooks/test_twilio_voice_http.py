@@ -398,6 +398,9 @@ async def test_incoming_call_gets_the_fallback_in_time_when_the_database_is_stuc
         metrics = (await hub.client.get("/metrics")).text
         assert webhook_count(metrics, "twilio:incoming", "fallback") == 1
         # The database is back: the next call is recorded; the stuck one left nothing half-written.
+        # The normal budget again: 0.3 s was for the stuck database, and a loaded CI machine can
+        # take longer than that for a healthy first call.
+        hub.runtime.settings.twilio_routing_budget_seconds = 4.0
         twiml(await post(hub, "incoming", form("incoming_call.txt", CallSid=sid(9))))
         assert [c["call_sid"] for c in await calls(hub)] == [sid(9)]
         metrics = (await hub.client.get("/metrics")).text
