@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.sendgrid import load_sendgrid_public_key
 from hub.auth.api import router as auth_router
+from hub.automation import settle_hook
 from hub.calls.api import router as calls_router
 from hub.config import Settings
 from hub.contacts.api import router as contacts_router
@@ -31,8 +32,15 @@ from hub.forms.api import router as forms_router
 from hub.health import router as health_router
 from hub.metrics import Metrics, MetricsMiddleware
 from hub.middleware import RefuseNulInUrl
+from hub.notify.api import router as notifications_router
+from hub.policy.api import router as rules_router
+from hub.policy.store import RulesStore
 from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from hub.reps.api import router as reps_router
+from hub.reps.api import teams_router
+from hub.routing.api import router as routing_router
+from hub.routing.leads_api import router as leads_router
+from hub.scoring.api import router as warmth_router
 from hub.sealing import SecretBox
 from hub.timeline.api import router as timeline_router
 from hub.worker import EmbeddedWorker
@@ -56,12 +64,15 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     """The FastAPI app; the embedded worker runs when no Redis is configured (unless told otherwise)."""
     settings = settings or Settings()
     _check_provider_keys(settings)
+    # A broken rules file stops the start here, with its line and field, not at the first lead.
+    rules = RulesStore(settings.rules_file, check_seconds=settings.rules_check_seconds)
     run_embedded = embedded_worker if embedded_worker is not None else settings.redis_url is None
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        sessions = create_sessionmaker(engine, before_commit=[settle_hook(lambda: rules.current)])
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
         secret_key = settings.resolved_secret_key()
@@ -69,7 +80,8 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         runtime = Runtime(
             settings=settings,
             engine=engine,
-            sessions=create_sessionmaker(engine),
+            sessions=sessions,
+            rules=rules,
             secret_key=secret_key,
             box=SecretBox(secret_key),
             metrics=metrics,
@@ -79,7 +91,8 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             sqlite_turns=asyncio.Lock() if settings.is_sqlite else None,
         )
         app.state.runtime = runtime
-        worker = EmbeddedWorker({"sessions": runtime.sessions, "settings": settings}) if run_embedded else None
+        ctx = {"sessions": runtime.sessions, "settings": settings, "rules": rules}
+        worker = EmbeddedWorker(ctx) if run_embedded else None
         if worker is not None:
             worker.start()
         try:
@@ -120,6 +133,12 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         recordings_router,
         email_router,
         reps_router,
+        teams_router,
+        rules_router,
+        routing_router,
+        leads_router,
+        warmth_router,
+        notifications_router,
     ):
         app.include_router(router)
     _install_error_handlers(app)

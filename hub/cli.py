@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +23,8 @@ from hub.db import create_engine, create_sessionmaker, session_scope
 from hub.errors import HubError
 from hub.forms import service as forms
 from hub.forms.schemas import SourceCreate
+from hub.policy.loader import RulesError, default_rules_path, load_rules_file, rules_yaml
+from hub.policy.schemas import RulesFile
 from hub.reps import service as reps
 from hub.reps.schemas import RepCreate
 from hub.sealing import SecretBox
@@ -31,6 +36,8 @@ app.add_typer(apikey_app, name="apikey")
 rep_app = typer.Typer(help="Manage sales reps (who takes calls and owns leads).", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 app.add_typer(rep_app, name="rep")
+rules_app = typer.Typer(help="Check, show and reload the rules file (HUB_RULES_FILE).", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 console = Console()
 T = TypeVar("T")
 
@@ -304,6 +311,63 @@ def rep_list() -> None:
             "yes" if rep.active else "no",
         )
     console.print(table)
+
+
+def _rules_path(path: Path | None = None) -> Path:
+    """The given file, else HUB_RULES_FILE, else the default shipped with the hub."""
+    return path or Settings().rules_file or default_rules_path()
+
+
+def _load_rules_or_exit(path: Path) -> RulesFile:
+    try:
+        return load_rules_file(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+
+
+@rules_app.command("check")
+def rules_check(
+    path: Annotated[
+        Path | None, typer.Argument(help="the file to check (default: HUB_RULES_FILE or the default)")
+    ] = None,
+) -> None:
+    """Validate a rules file; exit 1 listing every problem with its line."""
+    target = _rules_path(path)
+    rules = _load_rules_or_exit(target)
+    counts = (
+        f"{len(rules.warmth.facts) + len(rules.warmth.engagement)} warmth rules, "
+        f"{len(rules.routing.rules)} routing rules, {len(rules.pipeline.stages)} stages"
+    )
+    console.print(f"ok: {counts} ({target})", highlight=False, soft_wrap=True)
+
+
+@rules_app.command("show")
+def rules_show() -> None:
+    """Print the rules in effect as YAML, every default filled in."""
+    rules = _load_rules_or_exit(_rules_path())
+    print(rules_yaml(rules), end="")
+
+
+@rules_app.command("reload")
+def rules_reload() -> None:
+    """Validate HUB_RULES_FILE, then mark it changed so running hubs load it."""
+    settings = Settings()
+    if settings.rules_file is None:
+        console.print(
+            "HUB_RULES_FILE is not set: the default rules are in use and nothing needs reloading", soft_wrap=True
+        )
+        return
+    _load_rules_or_exit(settings.rules_file)
+    # Hubs compare the file's mtime at each check; a fresh mtime makes them re-read it.
+    os.utime(settings.rules_file)
+    console.print(
+        f"ok: {settings.rules_file} is valid; running hubs load it within "
+        f"{settings.rules_check_seconds:g} seconds (HUB_RULES_CHECK_SECONDS)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

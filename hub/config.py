@@ -10,8 +10,6 @@ import phonenumbers
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_STAGES = ("new", "contacted", "qualified", "proposal", "negotiation", "won", "lost")
-
 
 class Settings(BaseSettings):
     """Every knob of the hub; documented one by one in docs/CONFIGURATION.md."""
@@ -54,7 +52,9 @@ class Settings(BaseSettings):
     machine_open_seconds: float = Field(default=10.0, ge=0, description="opens this soon after delivery are machines")
     scanner_click_seconds: float = Field(default=10.0, ge=0, description="window of a link scanner's burst of clicks")
 
-    stages: Annotated[tuple[str, ...], NoDecode] = DEFAULT_STAGES
+    rules_file: Path | None = None
+    """The rules file (warmth, routing, SLAs, pipeline); unset: the default shipped in hub/policy/."""
+    rules_check_seconds: float = Field(default=2.0, ge=0, description="how often a changed rules file is noticed")
     db_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
 
@@ -74,6 +74,7 @@ class Settings(BaseSettings):
         "mailgun_signing_key",
         "postmark_webhook_user",
         "postmark_webhook_password",
+        "rules_file",
         mode="before",
     )
     @classmethod
@@ -100,15 +101,6 @@ class Settings(BaseSettings):
         if not phonenumbers.is_valid_number(number):
             raise ValueError("must be a valid phone number in E.164 form, e.g. +14155550100")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-    @field_validator("stages", mode="before")
-    @classmethod
-    def _split_stages(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
-        if isinstance(value, (tuple, list)) and "new" not in value:
-            raise ValueError("must include 'new', the stage every lead starts in")
-        return value
 
     @property
     def is_sqlite(self) -> bool:

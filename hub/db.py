@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -100,9 +100,35 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+BeforeCommit = Callable[[AsyncSession], Awaitable[object]]
+
+
+class HubSession(AsyncSession):
+    """A session whose ``commit`` first runs the hooks the composition root installed.
+
+    The hooks (scoring and routing of what this unit of work wrote, see hub/automation.py)
+    must run inside the transaction they react to, before any 2xx; putting them in commit
+    means no edge can forget them.
+    """
+
+    async def commit(self) -> None:
+        """Run the before-commit hooks, then commit."""
+        for hook in self.info.get("before_commit", ()):
+            await hook(self)
+        await super().commit()
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, *, before_commit: Sequence[BeforeCommit] = ()
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit and run ``before_commit`` hooks."""
+    return async_sessionmaker(
+        engine,
+        class_=HubSession,
+        expire_on_commit=False,
+        autoflush=False,
+        info={"before_commit": tuple(before_commit)},
+    )
 
 
 @asynccontextmanager

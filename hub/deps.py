@@ -18,6 +18,7 @@ from hub.auth.service import Principal, Role, authenticate
 from hub.config import Settings
 from hub.errors import Forbidden, Unauthorized
 from hub.metrics import Metrics
+from hub.policy.store import RulesStore
 from hub.ratelimit import RateLimiter
 from hub.sealing import SecretBox
 
@@ -36,6 +37,8 @@ class Runtime:
     redis: Redis | None
     http: httpx.AsyncClient
     """Outbound HTTP (the recording proxy); one pooled client per process."""
+    rules: RulesStore
+    """The rules file, reloaded when it changes."""
     sqlite_turns: asyncio.Lock | None = None
     """SQLite only: requests take the database in arrival order (see request_session)."""
 

@@ -11,14 +11,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from hub import clock
 from hub.config import Settings
+from hub.contacts import repository as contacts_repo
 from hub.db import session_scope
 from hub.inbox import service as inbox
+from hub.policy.store import RulesStore
+from hub.routing import deadlines, performance, queue
+from hub.scoring import service as scoring
 
 log = logging.getLogger(__name__)
 
 JobContext = dict[str, Any]
-"""arq's ctx: ``sessions`` (async_sessionmaker) and ``settings`` are put there at start-up."""
+"""arq's ctx: ``sessions`` (async_sessionmaker), ``settings`` and ``rules`` (RulesStore) are put there at start-up."""
+BATCH = 100
+MAX_BATCHES_PER_RUN = 50
+"""A run stops after this many batches so one backlog cannot starve the other jobs; the next tick continues."""
 
 
 async def prune_spam(ctx: JobContext) -> int:
@@ -40,17 +48,76 @@ async def prune_nonces(ctx: JobContext) -> int:
     return removed
 
 
+async def process_deadlines(ctx: JobContext) -> int:
+    """Act on due deadlines (missed first touches, stuck leads), a batch per transaction."""
+    rules: RulesStore = ctx["rules"]
+    total = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        async with session_scope(ctx["sessions"]) as session:
+            done = await deadlines.process_due(session, rules.current, clock.now(), limit=BATCH)
+        total += done
+        if done < BATCH:
+            break
+    if total:
+        log.info("processed %d due deadlines", total)
+    return total
+
+
+async def retry_routing_queue(ctx: JobContext) -> int:
+    """Try again to assign queued leads (a rep may have freed up or come on shift)."""
+    rules: RulesStore = ctx["rules"]
+    async with session_scope(ctx["sessions"]) as session:
+        assigned = await queue.retry_due(session, rules.current, clock.now(), limit=BATCH)
+    if assigned:
+        log.info("assigned %d queued leads", assigned)
+    return assigned
+
+
+async def recheck_warmth(ctx: JobContext) -> int:
+    """Rescore contacts whose bucket decay alone would change now."""
+    rules: RulesStore = ctx["rules"]
+    total = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        async with session_scope(ctx["sessions"]) as session:
+            now = clock.now()
+            due = await contacts_repo.claim_warmth_rechecks(session, now, BATCH)
+            for contact in due:
+                await scoring.rescore(session, contact, rules.current.warmth, now, cause="decay")
+        total += len(due)
+        if len(due) < BATCH:
+            break
+    return total
+
+
+async def recompute_performance(ctx: JobContext) -> int:
+    """Measure reps' conversion and speed to first touch; the weights of performance_weighted routing."""
+    rules: RulesStore = ctx["rules"]
+    async with session_scope(ctx["sessions"]) as session:
+        rows = await performance.recompute(session, rules.current, clock.now())
+    return len(rows)
+
+
 @dataclass(frozen=True)
 class PeriodicJob:
-    """A job the runner starts on a fixed interval (arq: at ``minute`` past each hour)."""
+    """A job the runner starts on a fixed interval (arq: at the given minutes and seconds)."""
 
     name: str
     func: Callable[[JobContext], Awaitable[Any]]
     every: timedelta
-    minute: int
+    minute: int | set[int] | None = None
+    """arq cron minutes (None: every minute)."""
+    second: int | set[int] = 0
 
+
+_EVERY_10_SECONDS = set(range(0, 60, 10))
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(name="prune_spam", func=prune_spam, every=timedelta(hours=1), minute=17),
     PeriodicJob(name="prune_nonces", func=prune_nonces, every=timedelta(hours=1), minute=47),
+    PeriodicJob(name="process_deadlines", func=process_deadlines, every=timedelta(seconds=5), second=_EVERY_10_SECONDS),
+    PeriodicJob(name="retry_routing_queue", func=retry_routing_queue, every=timedelta(seconds=30), second={5, 35}),
+    PeriodicJob(name="recheck_warmth", func=recheck_warmth, every=timedelta(seconds=60), second=25),
+    PeriodicJob(
+        name="recompute_performance", func=recompute_performance, every=timedelta(minutes=15), minute={7, 22, 37, 52}
+    ),
 )

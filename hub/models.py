@@ -7,22 +7,33 @@ from hub.db import Base
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.forms.models import FormSource
 from hub.inbox.models import InboundEvent, WebhookNonce
-from hub.reps.models import Rep
+from hub.notify.models import Notification
+from hub.reps.models import Rep, Team
+from hub.routing.models import Assignment, Deadline, QueuedLead, RepPerformance, RoutingPool, RoutingTurn, StageChange
 from hub.timeline.models import TimelineEntry
 
 __all__ = [
     "ApiKey",
+    "Assignment",
     "Base",
     "Call",
     "CallRecording",
     "Contact",
     "ContactIdentity",
+    "Deadline",
     "EmailEvent",
     "EmailMessage",
     "FormSource",
     "InboundEvent",
+    "Notification",
+    "QueuedLead",
     "Rep",
+    "RepPerformance",
+    "RoutingPool",
+    "RoutingTurn",
+    "StageChange",
     "Suppression",
+    "Team",
     "TimelineEntry",
     "WebhookNonce",
 ]

@@ -18,9 +18,11 @@ from arq.connections import RedisSettings
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 
+from hub.automation import settle_hook
 from hub.config import Settings
 from hub.db import create_engine, create_sessionmaker
 from hub.jobs import PERIODIC_JOBS, JobContext, PeriodicJob
+from hub.policy.store import RulesStore
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,9 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
     async def on_startup(ctx: JobContext) -> None:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        ctx.update(engine=engine, sessions=create_sessionmaker(engine), settings=settings)
+        rules = RulesStore(settings.rules_file, check_seconds=settings.rules_check_seconds)
+        sessions = create_sessionmaker(engine, before_commit=[settle_hook(lambda: rules.current)])
+        ctx.update(engine=engine, sessions=sessions, settings=settings, rules=rules)
 
     async def on_shutdown(ctx: JobContext) -> None:
         if "engine" in ctx:
@@ -89,7 +93,13 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     options: dict[str, Any] = {
         "functions": [job.func for job in PERIODIC_JOBS],
         "cron_jobs": [
-            cron(cast(WorkerCoroutine, job.func), minute=job.minute, unique=True, name=f"cron:{job.name}")
+            cron(
+                cast(WorkerCoroutine, job.func),
+                minute=job.minute,
+                second=job.second,
+                unique=True,
+                name=f"cron:{job.name}",
+            )
             for job in PERIODIC_JOBS
         ],
         "redis_settings": redis_settings(settings.redis_url),

@@ -38,6 +38,8 @@ from hub.reps.schemas import RepCreate
 from hub.sealing import SecretBox
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
+QUIET_RULES = Path(__file__).parent / "fixtures" / "rules" / "quiet.yaml"
+"""No points and routing off: for tests about something else. Routing tests pass their own rules file."""
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -152,6 +154,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "form_rate_per_ip": 10_000,
         "form_rate_per_source": 10_000,
         "redis_url": None,
+        "rules_file": QUIET_RULES,
     }
     values.update(overrides)
     return Settings(**values)

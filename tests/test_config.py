@@ -9,15 +9,17 @@ from hub.app import create_app
 from hub.config import Settings
 
 
-def test_stages_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HUB_STAGES", "new, working ,won,lost")
-    assert Settings().stages == ("new", "working", "won", "lost")
+def test_a_blank_rules_file_variable_means_the_shipped_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_RULES_FILE", " ")
+    assert Settings().rules_file is None
+    monkeypatch.setenv("HUB_RULES_FILE", "/etc/hub/rules.yaml")
+    assert str(Settings().rules_file) == "/etc/hub/rules.yaml"
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("HUB_STAGES", "working,won", "must include 'new'"),
+        ("HUB_RULES_CHECK_SECONDS", "-1", "greater than or equal"),
         ("HUB_DEFAULT_REGION", "XX", "not a region"),
         ("HUB_MAX_BODY_BYTES", "10", "greater than or equal"),
     ],

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from hub import clock
 from hub.db import create_engine, create_sessionmaker, session_scope
 from hub.inbox.models import InboundEvent
-from hub.jobs import prune_spam
+from hub.jobs import PERIODIC_JOBS, prune_spam
+from hub.policy.store import RulesStore
 from hub.worker import EmbeddedWorker, build_worker, redis_settings
 from tests.conftest import make_settings
 
@@ -57,18 +58,21 @@ async def test_embedded_worker_prunes_old_spam_once_per_interval(database_url: s
     await seed_spam(database_url)
     settings = make_settings(database_url)
     engine = create_engine(database_url)
-    worker = EmbeddedWorker({"sessions": create_sessionmaker(engine), "settings": settings})
-    assert await worker.run_due() == ["prune_spam", "prune_nonces"]
+    ctx = {"sessions": create_sessionmaker(engine), "settings": settings, "rules": RulesStore(settings.rules_file)}
+    worker = EmbeddedWorker(ctx)
+    assert await worker.run_due() == [job.name for job in PERIODIC_JOBS]
     assert await remaining(database_url) == ["lead-old", "spam-0", "spam-1"]
-    assert await worker.run_due() == []  # not due again for an hour
+    assert "prune_spam" not in await worker.run_due()  # not due again for an hour
     await engine.dispose()
 
 
 async def test_embedded_worker_runs_in_background_and_stops(sqlite_url: str) -> None:
     await seed_spam(sqlite_url)
     engine = create_engine(sqlite_url)
+    settings = make_settings(sqlite_url)
     worker = EmbeddedWorker(
-        {"sessions": create_sessionmaker(engine), "settings": make_settings(sqlite_url)}, tick_seconds=0.01
+        {"sessions": create_sessionmaker(engine), "settings": settings, "rules": RulesStore(settings.rules_file)},
+        tick_seconds=0.01,
     )
     worker.start()
     try:
@@ -102,7 +106,8 @@ async def test_arq_worker_runs_jobs_from_redis(database_url: str, redis_url: str
             await worker.close()
         assert await job.result(timeout=5) == 2
         assert await remaining(database_url) == ["lead-old", "spam-0", "spam-1"]
-        assert worker.jobs_complete == 1
+        # Cron jobs (deadlines every 10 s) may also have run in the burst; none may fail.
+        assert worker.jobs_complete >= 1
         assert worker.jobs_failed == 0
     finally:
         await pool.aclose()

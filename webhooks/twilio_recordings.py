@@ -19,6 +19,7 @@ from hub.calls.api import CallIdPath, visible_call
 from hub.calls.models import CallRecording
 from hub.deps import BearerDep, RuntimeDep, principal_from, request_session
 from hub.errors import NotFound, ServiceUnavailable, UpstreamUnavailable
+from hub.reps.visibility import scope_of
 
 router = APIRouter(tags=["calls"])
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ async def stream_recording(
     # (holding SQLite's turn) for as long as the audio streams.
     async with request_session(runtime) as session:
         principal = await principal_from(session, credentials)
-        call = await visible_call(session, principal, call_id)
+        scope = await scope_of(session, principal, runtime.rules.current.routing.head_of_sales)
+        call = await visible_call(session, scope, call_id)
         _legs, recordings = await calls.details(session, call)
     recording = _pick(recordings, recording_sid)
     assert recording.url is not None

@@ -9,16 +9,16 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
-from hub.auth.service import Principal
 from hub.calls import repository
 from hub.calls import service as calls
 from hub.calls.models import Call
 from hub.calls.schemas import CallOut, CallReport
 from hub.contacts import service as contacts
-from hub.deps import AnyRoleDep, ManagerDep, SessionDep
+from hub.deps import ManagerDep, SessionDep
 from hub.errors import NotFound, UnprocessableInput
 from hub.pagination import Page, decode_time_id_cursor, encode_cursor
 from hub.reports import service as reports
+from hub.reps.visibility import Scope, ScopeDep
 from hub.validation import MAX_ID, utc_filter
 
 router = APIRouter(tags=["calls"])
@@ -27,26 +27,28 @@ IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 _DEFAULT_REPORT_DAYS = 7
 
 
-async def visible_call(session: AsyncSession, principal: Principal, call_id: int) -> Call:
-    """The call if the caller may see it: reps see their own calls and calls with their leads."""
+async def visible_call(session: AsyncSession, scope: Scope, call_id: int) -> Call:
+    """The call if the caller may see it: reps see their own calls and calls with their leads,
+    managers those of their teams."""
     call = await calls.get_call(session, call_id)
     if call is None:
         raise NotFound(f"call {call_id} does not exist", field="call_id")
-    if principal.role == "rep" and call.rep_id != principal.rep_id:
-        owner = None
-        if call.contact_id is not None:
-            owner = (
-                await contacts.get_live_contact(session, await contacts.survivor_id(session, call.contact_id))
-            ).owner_rep_id
-        if owner is None or owner != principal.rep_id:
-            raise NotFound(f"call {call_id} does not exist", field="call_id")
+    if scope.everything or (call.rep_id is not None and scope.sees_owner(call.rep_id)):
+        return call
+    owner = None
+    if call.contact_id is not None:
+        owner = (
+            await contacts.get_live_contact(session, await contacts.survivor_id(session, call.contact_id))
+        ).owner_rep_id
+    if owner is None or not scope.sees_owner(owner):
+        raise NotFound(f"call {call_id} does not exist", field="call_id")
     return call
 
 
 @router.get("/api/calls", response_model=Page[CallOut])
 async def list_calls(
     session: SessionDep,
-    principal: AnyRoleDep,
+    scope: ScopeDep,
     contact_id: IdQuery = None,
     rep_id: IdQuery = None,
     direction: Literal["inbound", "outbound"] | None = None,
@@ -77,7 +79,7 @@ async def list_calls(
         session,
         limit=limit + 1,
         filters=filters,
-        visible_to_rep=principal.rep_id if principal.role == "rep" else None,
+        visible_to_reps=scope.owners(),
         before=decode_time_id_cursor(cursor) if cursor else None,
     )
     page, more = found[:limit], len(found) > limit
@@ -88,9 +90,9 @@ async def list_calls(
 
 
 @router.get("/api/calls/{call_id}", response_model=CallOut)
-async def read_call(call_id: CallIdPath, session: SessionDep, principal: AnyRoleDep) -> CallOut:
+async def read_call(call_id: CallIdPath, session: SessionDep, scope: ScopeDep) -> CallOut:
     """One call with its legs and recordings."""
-    call = await visible_call(session, principal, call_id)
+    call = await visible_call(session, scope, call_id)
     legs, recordings = await calls.details(session, call)
     return CallOut.of(call, recordings=recordings, legs=legs)
 

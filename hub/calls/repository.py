@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +64,7 @@ async def list_calls(
     *,
     limit: int,
     filters: dict[str, Any],
-    visible_to_rep: int | None,
+    visible_to_reps: Collection[int] | None,
     before: tuple[datetime, int] | None,
 ) -> list[Call]:
     """Top-level calls (not <Dial> child legs), newest first, keyset-paginated on (started_at, id)."""
@@ -75,9 +76,10 @@ async def list_calls(
         stmt = stmt.where(Call.started_at >= filters["since"])
     if filters.get("until") is not None:
         stmt = stmt.where(Call.started_at < filters["until"])
-    if visible_to_rep is not None:  # the rep's own calls, and calls with the rep's leads
-        owned = select(Contact.id).where(Contact.owner_rep_id == visible_to_rep)
-        stmt = stmt.where(or_(Call.rep_id == visible_to_rep, Call.contact_id.in_(owned)))
+    if visible_to_reps is not None:  # the reps' own calls, and calls with their leads
+        reps = list(visible_to_reps) or [0]
+        owned = select(Contact.id).where(Contact.owner_rep_id.in_(reps))
+        stmt = stmt.where(or_(Call.rep_id.in_(reps), Call.contact_id.in_(owned)))
     if before is not None:
         moment, call_id = before
         stmt = stmt.where(tuple_(Call.started_at, Call.id) < tuple_(literal(moment, UtcDateTime()), literal(call_id)))

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
-from hub.auth.service import Principal
 from hub.contacts import repository
 from hub.contacts import service as contacts
 from hub.contacts.models import Contact
@@ -23,16 +22,18 @@ from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_externa
 from hub.ingest import ingest_form_submission
 from hub.pagination import Page, decode_id_cursor, encode_cursor
 from hub.reps import service as reps
+from hub.reps.visibility import Scope, ScopeDep
+from hub.routing import assign, stages
 from hub.validation import MAX_ID, SafeStr, utc_filter
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"])
 ContactIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a contact id")]
 
 
-async def visible_contact(session: AsyncSession, principal: Principal, contact_id: int) -> Contact:
-    """The live contact if the caller may see it (reps see only their own leads)."""
+async def visible_contact(session: AsyncSession, scope: Scope, contact_id: int) -> Contact:
+    """The live contact if the caller may see it (reps: their own leads; managers: their teams')."""
     contact = await contacts.get_live_contact(session, contact_id)
-    if principal.role == "rep" and contact.owner_rep_id != principal.rep_id:
+    if not scope.sees_owner(contact.owner_rep_id):
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     return contact
 
@@ -40,7 +41,7 @@ async def visible_contact(session: AsyncSession, principal: Principal, contact_i
 @router.get("", response_model=Page[ContactOut])
 async def list_contacts(
     session: SessionDep,
-    principal: AnyRoleDep,
+    scope: ScopeDep,
     runtime: RuntimeDep,
     email: Annotated[SafeStr | None, Query(max_length=320)] = None,
     phone: Annotated[SafeStr | None, Query(max_length=64)] = None,
@@ -52,7 +53,7 @@ async def list_contacts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Page[ContactOut]:
-    """Contacts, newest first; reps see only their own."""
+    """Contacts, newest first; reps see only their own, managers their teams'."""
     try:
         email_value = normalize_email(email) if email is not None else None
         phone_value = normalize_phone(phone, runtime.settings.default_region) if phone is not None else None
@@ -72,7 +73,8 @@ async def list_contacts(
         stage=stage,
         created_after=utc_filter(created_after, "created_after"),
         created_before=utc_filter(created_before, "created_before"),
-        owner_rep_id=principal.rep_id if principal.role == "rep" else None,
+        owners=scope.owners(),
+        include_unowned=scope.sees_unowned,
     )
     page = found[:limit]
     next_cursor = encode_cursor([page[-1].id]) if len(found) > limit else None
@@ -80,9 +82,9 @@ async def list_contacts(
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
-async def get_contact(contact_id: ContactIdPath, session: SessionDep, principal: AnyRoleDep) -> ContactOut:
+async def get_contact(contact_id: ContactIdPath, session: SessionDep, scope: ScopeDep) -> ContactOut:
     """One contact; an id absorbed by a merge redirects (308) to the surviving contact."""
-    return ContactOut.of(await visible_contact(session, principal, contact_id))
+    return ContactOut.of(await visible_contact(session, scope, contact_id))
 
 
 @router.post("", response_model=IngestAccepted, status_code=201)
@@ -122,8 +124,17 @@ async def create_contact(
     )
     outcome = await ingest_form_submission(session, event, default_region=runtime.settings.default_region)
     if outcome.contact_created and principal.role == "rep" and outcome.contact_id is not None:
+        # A rep who adds a lead keeps it; the rules do not hand it to someone else.
         created = await contacts.get_live_contact(session, outcome.contact_id)
-        created.owner_rep_id = principal.rep_id
+        await assign.by_hand(
+            session,
+            created,
+            principal.rep_id,
+            runtime.rules.current,
+            clock.now(),
+            actor=principal.name,
+            reason="added by the rep",
+        )
     await session.commit()
     if not outcome.contact_created:
         response.status_code = 200
@@ -138,21 +149,30 @@ async def create_contact(
 
 @router.patch("/{contact_id}", response_model=ContactOut)
 async def update_contact(
-    contact_id: ContactIdPath, patch: ContactPatch, session: SessionDep, principal: AnyRoleDep, runtime: RuntimeDep
+    contact_id: ContactIdPath, patch: ContactPatch, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep
 ) -> ContactOut:
-    """Edit name, company, job title, time zone, stage or custom fields."""
-    contact = await visible_contact(session, principal, contact_id)
+    """Edit name, company, job title, time zone, custom fields, stage (lost needs loss_reason) or owner."""
+    contact = await visible_contact(session, scope, contact_id)
+    principal, policy, now = scope.principal, runtime.rules.current, clock.now()
     changes = patch.model_dump(exclude_unset=True)
-    for required in ("stage",):
-        if required in changes and changes[required] is None:
-            raise UnprocessableInput(f"{required} cannot be null", field=required)
+    stage, loss_reason = changes.pop("stage", None), changes.pop("loss_reason", None)
+    if "stage" in patch.model_fields_set and stage is None:
+        raise UnprocessableInput("stage cannot be null", field="stage")
     if "owner_rep_id" in changes:
         if principal.role == "rep":
             raise Forbidden("only managers and admins assign leads", field="owner_rep_id")
-        rep_id = changes["owner_rep_id"]
-        if rep_id is not None and await reps.find_rep(session, rep_id) is None:
-            raise UnprocessableInput(f"rep {rep_id} does not exist", field="owner_rep_id")
-    await contacts.update_contact(session, contact, changes, stages=runtime.settings.stages, actor=principal.name)
+        owner_id = changes.pop("owner_rep_id")
+        if owner_id is not None and await reps.find_rep(session, owner_id) is None:
+            raise UnprocessableInput(f"rep {owner_id} does not exist", field="owner_rep_id")
+        if owner_id != contact.owner_rep_id:
+            await assign.by_hand(
+                session, contact, owner_id, policy, now, actor=principal.name, reason="owner set by API"
+            )
+    await contacts.update_contact(session, contact, changes)
+    if stage is not None:
+        await stages.change_stage(
+            session, contact, stage, policy.pipeline, now, actor=principal.name, loss_reason=loss_reason
+        )
     await session.commit()
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))
 

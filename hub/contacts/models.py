@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
@@ -25,6 +25,13 @@ class Contact(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     stage: Mapped[str] = mapped_column(String(32), default="new")
     owner_rep_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("reps.id"), index=True)
+    stage_entered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    score: Mapped[float | None] = mapped_column(Float)
+    """Warmth at ``scored_at``; decays after that, so read it through hub.scoring for "now"."""
+    bucket: Mapped[str | None] = mapped_column(String(8))
+    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    warmth_recheck_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When decay alone would move the bucket; the worker rescores then (no scan of all contacts)."""
     source: Mapped[str | None] = mapped_column(String(100), index=True)
     attribution: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -39,6 +46,13 @@ class Contact(Base):
     __table_args__ = (
         Index("ix_contacts_stage_id", "stage", "id"),
         Index("ix_contacts_created_at_id", "created_at", "id"),
+        Index(
+            "ix_contacts_warmth_recheck_at",
+            "warmth_recheck_at",
+            postgresql_where=text("warmth_recheck_at IS NOT NULL"),
+            sqlite_where=text("warmth_recheck_at IS NOT NULL"),
+        ),
+        Index("ix_contacts_owner_stage", "owner_rep_id", "stage"),
     )
 
 

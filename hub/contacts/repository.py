@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from sqlalchemy import exists, or_, select, update
@@ -90,7 +90,8 @@ async def list_contacts(
     stage: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-    owner_rep_id: int | None = None,
+    owners: Collection[int] | None = None,
+    include_unowned: bool = True,
 ) -> list[Contact]:
     """Live (not merged) contacts, newest first, filtered; keyset-paginated on id."""
     stmt = select(Contact).where(Contact.merged_into_id.is_(None))
@@ -126,11 +127,40 @@ async def list_contacts(
         stmt = stmt.where(Contact.created_at >= created_after)
     if created_before is not None:
         stmt = stmt.where(Contact.created_at < created_before)
-    if owner_rep_id is not None:
-        stmt = stmt.where(Contact.owner_rep_id == owner_rep_id)
+    if owners is not None:
+        owned = Contact.owner_rep_id.in_(list(owners) or [0])
+        stmt = stmt.where(or_(owned, Contact.owner_rep_id.is_(None)) if include_unowned else owned)
     stmt = stmt.order_by(Contact.id.desc()).limit(limit).options(selectinload(Contact.identities))
     return list((await session.scalars(stmt)).all())
 
 
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def identities_of(session: AsyncSession, contact_id: int) -> list[tuple[str, str]]:
+    """(kind, value) of a contact's identities, oldest first."""
+    rows = await session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact_id)
+        .order_by(ContactIdentity.id)
+    )
+    return [(kind, value) for kind, value in rows]
+
+
+async def contact_for_update(session: AsyncSession, contact_id: int) -> Contact | None:
+    """The contact, locked for this transaction (PostgreSQL), with fresh column values."""
+    stmt = select(Contact).where(Contact.id == contact_id).with_for_update()
+    return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
+
+
+async def claim_warmth_rechecks(session: AsyncSession, now: datetime, limit: int) -> list[Contact]:
+    """Contacts whose warmth recheck is due, locked; ones another worker holds are skipped."""
+    stmt = (
+        select(Contact)
+        .where(Contact.warmth_recheck_at.is_not(None), Contact.warmth_recheck_at <= now)
+        .order_by(Contact.warmth_recheck_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(stmt)).all())

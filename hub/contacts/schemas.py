@@ -26,6 +26,8 @@ class ContactOut(BaseModel):
     country: str | None
     stage: str
     owner_rep_id: int | None
+    bucket: str | None = Field(description="warmth when last scored: cold, warm or hot (see /warmth for now)")
+    score: float | None
     source: str | None = Field(description="first touch, e.g. form:website or api")
     attribution: dict[str, Any] = Field(description="first-touch UTM fields, referrer, landing page, gclid/fbclid")
     custom_fields: dict[str, Any]
@@ -47,6 +49,8 @@ class ContactOut(BaseModel):
             country=contact.country,
             stage=contact.stage,
             owner_rep_id=contact.owner_rep_id,
+            bucket=contact.bucket,
+            score=contact.score,
             source=contact.source,
             attribution=contact.attribution,
             custom_fields=contact.custom_fields,
@@ -94,6 +98,7 @@ class ContactPatch(BaseModel):
     job_title: SafeStr | None = Field(default=None, max_length=200)
     time_zone: SafeStr | None = None
     stage: SafeStr | None = Field(default=None, max_length=32)
+    loss_reason: SafeStr | None = Field(default=None, max_length=64, description="required when stage is lost")
     owner_rep_id: StrictInt | None = Field(
         default=None, ge=1, le=MAX_ID, description="the rep who owns the lead (managers and admins); null to unassign"
     )

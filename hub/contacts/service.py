@@ -233,27 +233,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-async def update_contact(
-    session: AsyncSession,
-    contact: Contact,
-    changes: dict[str, Any],
-    *,
-    stages: Sequence[str],
-    actor: str,
-) -> Contact:
-    """Apply edits; a stage change is recorded on the timeline with who made it."""
-    stage = changes.pop("stage", None)
-    if stage is not None and stage not in stages:
-        raise UnprocessableInput(f"stage must be one of {', '.join(stages)}", field="stage")
+async def update_contact(session: AsyncSession, contact: Contact, changes: dict[str, Any]) -> Contact:
+    """Apply edits of the profile (stage and owner have their own use cases in hub/routing)."""
     custom = changes.pop("custom_fields", None)
-    if "owner_rep_id" in changes and changes["owner_rep_id"] != contact.owner_rep_id:
-        await timeline.append(
-            session,
-            contact_id=contact.id,
-            kind="owner_changed",
-            source="api",
-            data={"from_rep_id": contact.owner_rep_id, "to_rep_id": changes["owner_rep_id"], "by": actor},
-        )
     for name, value in changes.items():
         setattr(contact, name, value)
     if "time_zone" in changes:
@@ -261,15 +243,6 @@ async def update_contact(
     if custom is not None:
         merged = {**contact.custom_fields, **custom}
         contact.custom_fields = {k: v for k, v in merged.items() if v is not None}
-    if stage is not None and stage != contact.stage:
-        previous, contact.stage = contact.stage, stage
-        await timeline.append(
-            session,
-            contact_id=contact.id,
-            kind="stage_changed",
-            source="api",
-            data={"from": previous, "to": stage, "by": actor},
-        )
     contact.updated_at = clock.now()
     await session.flush()
     return contact

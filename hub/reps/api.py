@@ -1,4 +1,4 @@
-"""REST endpoints for reps."""
+"""REST endpoints for reps and teams."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from hub import clock
 from hub.deps import AnyRoleDep, ManagerDep, SessionDep
 from hub.errors import Forbidden
 from hub.reps import service as reps
-from hub.reps.schemas import RepCreate, RepOut, RepPatch
+from hub.reps import teams
+from hub.reps.schemas import RepCreate, RepOut, RepPatch, TeamCreate, TeamOut, TeamPatch
+from hub.routing import repository as routing_repo
 from hub.validation import MAX_ID
 
 router = APIRouter(prefix="/api/reps", tags=["reps"])
+teams_router = APIRouter(prefix="/api/teams", tags=["teams"])
 RepIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+TeamIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+_REP_SELF_SERVICE = {"status"}
 
 
 @router.get("", response_model=list[RepOut])
@@ -21,9 +27,13 @@ async def list_reps(
     session: SessionDep,
     _principal: AnyRoleDep,
     include_inactive: Annotated[bool, Query(description="also reps who left")] = False,
+    team_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[RepOut]:
-    """Every rep, oldest first."""
-    return [RepOut.of(r) for r in await reps.list_reps(session, include_inactive=include_inactive)]
+    """Every rep, oldest first (with status, capacity and current load)."""
+    found = await reps.list_reps(
+        session, include_inactive=include_inactive, team_ids=[team_id] if team_id is not None else None
+    )
+    return [RepOut.of(r) for r in found]
 
 
 @router.post("", response_model=RepOut, status_code=201)
@@ -42,10 +52,53 @@ async def read_rep(rep_id: RepIdPath, session: SessionDep, _principal: AnyRoleDe
 
 @router.patch("/{rep_id}", response_model=RepOut)
 async def update_rep(rep_id: RepIdPath, patch: RepPatch, session: SessionDep, principal: AnyRoleDep) -> RepOut:
-    """Edit a rep; reps may only switch their own availability (e.g. away from the phone)."""
+    """Edit a rep; a rep may only switch their own status between active and away."""
     changes = patch.model_dump(exclude_unset=True)
-    if principal.role == "rep" and (principal.rep_id != rep_id or set(changes) - {"available"}):
-        raise Forbidden("a rep may only change their own availability", field="available")
+    if principal.role == "rep":
+        if principal.rep_id != rep_id or set(changes) - _REP_SELF_SERVICE:
+            raise Forbidden("a rep may only change their own status (active or away)", field="status")
+        if changes.get("status") == "inactive":
+            raise Forbidden("only managers mark a rep inactive", field="status")
     rep = await reps.update_rep(session, await reps.get_rep(session, rep_id), changes)
+    if changes.keys() & {"status", "capacity", "daily_cap", "working_hours", "absences", "after_hours", "team_id"}:
+        # Someone may now be able to take what waits in the queue: try it on the next tick, not in minutes.
+        await routing_repo.retry_queue_now(session, clock.now())
     await session.commit()
     return RepOut.of(rep)
+
+
+@teams_router.get("", response_model=list[TeamOut])
+async def list_teams(session: SessionDep, _principal: AnyRoleDep) -> list[TeamOut]:
+    """Every team with its members and queue length."""
+    found = await teams.list_teams(session)
+    ids = [t.id for t in found]
+    members = await teams.member_ids(session, ids)
+    queued = await routing_repo.queue_counts(session, ids)
+    return [TeamOut.of(t, members[t.id], queued.get(t.id, 0)) for t in found]
+
+
+@teams_router.post("", response_model=TeamOut, status_code=201)
+async def create_team(spec: TeamCreate, session: SessionDep, _principal: ManagerDep) -> TeamOut:
+    """Add a team (managers and admins); listed members move to it."""
+    team = await teams.create_team(session, spec)
+    await session.commit()
+    return TeamOut.of(team, (await teams.member_ids(session, [team.id]))[team.id], 0)
+
+
+@teams_router.get("/{team_id}", response_model=TeamOut)
+async def read_team(team_id: TeamIdPath, session: SessionDep, _principal: AnyRoleDep) -> TeamOut:
+    """One team."""
+    team = await teams.get_team(session, team_id)
+    queued = await routing_repo.queue_counts(session, [team.id])
+    return TeamOut.of(team, (await teams.member_ids(session, [team.id]))[team.id], queued.get(team.id, 0))
+
+
+@teams_router.patch("/{team_id}", response_model=TeamOut)
+async def update_team(team_id: TeamIdPath, patch: TeamPatch, session: SessionDep, _principal: ManagerDep) -> TeamOut:
+    """Rename, change the manager or zone, or replace the members (managers and admins)."""
+    team = await teams.update_team(
+        session, await teams.get_team(session, team_id), patch.model_dump(exclude_unset=True)
+    )
+    await session.commit()
+    queued = await routing_repo.queue_counts(session, [team.id])
+    return TeamOut.of(team, (await teams.member_ids(session, [team.id]))[team.id], queued.get(team.id, 0))

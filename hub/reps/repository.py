@@ -1,11 +1,11 @@
-"""Queries on reps."""
+"""Queries on reps and teams."""
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.reps.models import Rep
+from hub.reps.models import Rep, Team
 
 
 async def get(session: AsyncSession, rep_id: int) -> Rep | None:
@@ -13,12 +13,33 @@ async def get(session: AsyncSession, rep_id: int) -> Rep | None:
     return await session.get(Rep, rep_id)
 
 
-async def all_reps(session: AsyncSession, *, active_only: bool) -> list[Rep]:
+async def by_email(session: AsyncSession, email: str) -> Rep | None:
+    """The rep with this (normalised) email."""
+    return await session.scalar(select(Rep).where(Rep.email == email))
+
+
+async def all_reps(session: AsyncSession, *, active_only: bool, team_ids: list[int] | None = None) -> list[Rep]:
     """Reps, oldest first."""
     stmt = select(Rep).order_by(Rep.id)
     if active_only:
-        stmt = stmt.where(Rep.active.is_(True))
+        stmt = stmt.where(Rep.status != "inactive")
+    if team_ids is not None:
+        stmt = stmt.where(Rep.team_id.in_(team_ids))
     return list((await session.scalars(stmt)).all())
+
+
+async def by_ids(session: AsyncSession, rep_ids: list[int]) -> list[Rep]:
+    """These reps, by id."""
+    if not rep_ids:
+        return []
+    return list((await session.scalars(select(Rep).where(Rep.id.in_(rep_ids)).order_by(Rep.id))).all())
+
+
+async def existing_ids(session: AsyncSession, rep_ids: list[int]) -> set[int]:
+    """Which of these ids are reps."""
+    if not rep_ids:
+        return set()
+    return set((await session.scalars(select(Rep.id).where(Rep.id.in_(rep_ids)))).all())
 
 
 async def by_phone_or_identity(session: AsyncSession, phones: list[str], identities: list[str]) -> list[Rep]:
@@ -46,3 +67,54 @@ async def insert(session: AsyncSession, rep: Rep) -> Rep:
     session.add(rep)
     await session.flush()
     return rep
+
+
+async def team_exists(session: AsyncSession, team_id: int) -> bool:
+    """True when the team exists."""
+    return (await session.scalar(select(Team.id).where(Team.id == team_id))) is not None
+
+
+async def get_team(session: AsyncSession, team_id: int) -> Team | None:
+    """The team with this id."""
+    return await session.get(Team, team_id)
+
+
+async def team_by_name(session: AsyncSession, name: str) -> Team | None:
+    """The team with this name (case-insensitive)."""
+    return await session.scalar(select(Team).where(func.lower(Team.name) == name.lower()))
+
+
+async def all_teams(session: AsyncSession) -> list[Team]:
+    """Every team, by name."""
+    return list((await session.scalars(select(Team).order_by(Team.name))).all())
+
+
+async def insert_team(session: AsyncSession, team: Team) -> Team:
+    """Add a team and flush for its id."""
+    session.add(team)
+    await session.flush()
+    return team
+
+
+async def set_members(session: AsyncSession, team_id: int, rep_ids: list[int]) -> None:
+    """Make exactly these reps the team's members."""
+    await session.execute(update(Rep).where(Rep.team_id == team_id, Rep.id.not_in(rep_ids or [0])).values(team_id=None))
+    if rep_ids:
+        await session.execute(update(Rep).where(Rep.id.in_(rep_ids)).values(team_id=team_id))
+    await session.flush()
+
+
+async def member_ids(session: AsyncSession, team_ids: list[int]) -> dict[int, list[int]]:
+    """Team id -> its reps' ids."""
+    members: dict[int, list[int]] = {t: [] for t in team_ids}
+    if team_ids:
+        rows = await session.execute(select(Rep.team_id, Rep.id).where(Rep.team_id.in_(team_ids)).order_by(Rep.id))
+        for team_id, rep_id in rows:
+            if team_id is not None:
+                members[team_id].append(rep_id)
+    return members
+
+
+async def teams_managed_by(session: AsyncSession, rep_id: int) -> list[int]:
+    """Ids of the teams this rep leads."""
+    return list((await session.scalars(select(Team.id).where(Team.manager_rep_id == rep_id))).all())

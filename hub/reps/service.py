@@ -14,15 +14,30 @@ from hub.reps.models import Rep
 from hub.reps.schemas import RepCreate
 
 _UNIQUE_FIELDS = ("email", "phone", "client_identity")
+_NOT_NULL = ("name", "status", "time_zone", "working_hours", "absences", "after_hours", "skills")
 CLIENT_PREFIX = "client:"
+
+
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """Schema values as the columns keep them: JSON-ready absences and skills."""
+    stored = dict(values)
+    if stored.get("absences") is not None:
+        stored["absences"] = [
+            {"start": a["start"].isoformat(), "end": a["end"].isoformat(), "reason": a.get("reason")}
+            for a in stored["absences"]
+        ]
+    if stored.get("skills") is not None:
+        stored["skills"] = {k: v for k, v in stored["skills"].items() if v}
+    return stored
 
 
 async def create_rep(session: AsyncSession, spec: RepCreate) -> Rep:
     """A new rep; email, phone and client identity are each one rep's."""
-    values = spec.model_dump()
+    values = {k: v for k, v in _storable(spec.model_dump()).items() if v is not None}
     await _refuse_taken(session, values, except_id=None)
+    await _refuse_unknown_links(session, values, rep_id=None)
     now = clock.now()
-    return await repository.insert(session, Rep(**values, active=True, created_at=now, updated_at=now))
+    return await repository.insert(session, Rep(**values, created_at=now, updated_at=now))
 
 
 async def find_rep(session: AsyncSession, rep_id: int) -> Rep | None:
@@ -38,12 +53,19 @@ async def get_rep(session: AsyncSession, rep_id: int) -> Rep:
     return rep
 
 
+async def rep_by_email(session: AsyncSession, email: str) -> Rep | None:
+    """The rep with this email (rules files name reps by email)."""
+    return await repository.by_email(session, email.strip().lower())
+
+
 async def update_rep(session: AsyncSession, rep: Rep, changes: dict[str, Any]) -> Rep:
-    """Apply edits; nulling ``name``, ``available`` or ``active`` is refused."""
-    for required in ("name", "available", "active"):
+    """Apply edits; nulling a required field is refused."""
+    for required in _NOT_NULL:
         if required in changes and changes[required] is None:
             raise UnprocessableInput(f"{required} cannot be null", field=required)
+    changes = _storable(changes)
     await _refuse_taken(session, changes, except_id=rep.id)
+    await _refuse_unknown_links(session, changes, rep_id=rep.id)
     for name, value in changes.items():
         setattr(rep, name, value)
     rep.updated_at = clock.now()
@@ -51,9 +73,11 @@ async def update_rep(session: AsyncSession, rep: Rep, changes: dict[str, Any]) -
     return rep
 
 
-async def list_reps(session: AsyncSession, *, include_inactive: bool = False) -> list[Rep]:
-    """Reps, oldest first."""
-    return await repository.all_reps(session, active_only=not include_inactive)
+async def list_reps(
+    session: AsyncSession, *, include_inactive: bool = False, team_ids: list[int] | None = None
+) -> list[Rep]:
+    """Reps, oldest first; only those of ``team_ids`` when given."""
+    return await repository.all_reps(session, active_only=not include_inactive, team_ids=team_ids)
 
 
 async def rep_for_endpoint(session: AsyncSession, *endpoints: str) -> Rep | None:
@@ -76,3 +100,14 @@ async def _refuse_taken(session: AsyncSession, values: dict[str, Any], *, except
         value = values.get(column)
         if value is not None and await repository.taken(session, column, value, except_id=except_id):
             raise Conflict(f"another rep already has this {column.replace('_', ' ')}", field=column)
+
+
+async def _refuse_unknown_links(session: AsyncSession, values: dict[str, Any], *, rep_id: int | None) -> None:
+    team_id, manager_id = values.get("team_id"), values.get("manager_id")
+    if team_id is not None and not await repository.team_exists(session, team_id):
+        raise UnprocessableInput(f"team {team_id} does not exist", field="team_id")
+    if manager_id is not None:
+        if manager_id == rep_id:
+            raise UnprocessableInput("a rep cannot be their own manager", field="manager_id")
+        if await repository.get(session, manager_id) is None:
+            raise UnprocessableInput(f"rep {manager_id} does not exist", field="manager_id")

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub.contacts.api import ContactIdPath, visible_contact
-from hub.deps import AnyRoleDep, SessionDep
+from hub.deps import SessionDep
 from hub.pagination import Page, decode_time_id_cursor, encode_cursor
+from hub.reps.visibility import ScopeDep
 from hub.timeline import service as timeline
 from hub.timeline.schemas import NoteCreate, TimelineEntryOut
 from hub.validation import SafeStr
@@ -20,13 +21,13 @@ router = APIRouter(prefix="/api/contacts", tags=["timeline"])
 async def read_timeline(
     contact_id: ContactIdPath,
     session: SessionDep,
-    principal: AnyRoleDep,
+    scope: ScopeDep,
     kind: Annotated[list[SafeStr] | None, Query(description="only these kinds (repeatable)")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Page[TimelineEntryOut]:
     """The contact's timeline, newest first."""
-    contact = await visible_contact(session, principal, contact_id)
+    contact = await visible_contact(session, scope, contact_id)
     before = decode_time_id_cursor(cursor) if cursor else None
     found = await timeline.newest(session, contact.id, limit=limit + 1, kinds=kind, before=before)
     page = found[:limit]
@@ -36,10 +37,11 @@ async def read_timeline(
 
 @router.post("/{contact_id}/notes", response_model=TimelineEntryOut, status_code=201)
 async def add_note(
-    contact_id: ContactIdPath, note: NoteCreate, session: SessionDep, principal: AnyRoleDep
+    contact_id: ContactIdPath, note: NoteCreate, session: SessionDep, scope: ScopeDep
 ) -> TimelineEntryOut:
     """Add a note to the contact's timeline."""
-    contact = await visible_contact(session, principal, contact_id)
+    contact = await visible_contact(session, scope, contact_id)
+    principal = scope.principal
     entry = await timeline.append(
         session,
         contact_id=contact.id,

@@ -69,3 +69,31 @@ async def delete_by_external_id(session: AsyncSession, source: str, external_id:
     stmt = delete(TimelineEntry).where(TimelineEntry.source == source, TimelineEntry.external_id == external_id)
     result = await session.execute(stmt.execution_options(synchronize_session="fetch"))
     return bool(getattr(result, "rowcount", 0))
+
+
+async def recent_of_kinds(
+    session: AsyncSession, contact_id: int, kinds: list[str], *, since: datetime, limit: int
+) -> list[TimelineEntry]:
+    """Entries of these kinds since ``since``, newest first (served by the contact/kind index)."""
+    stmt = (
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.contact_id == contact_id,
+            TimelineEntry.kind.in_(kinds),
+            TimelineEntry.occurred_at >= since,
+        )
+        .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def oldest_of_kind(session: AsyncSession, contact_id: int, kind: str) -> TimelineEntry | None:
+    """The contact's first entry of this kind (served by the contact/kind index)."""
+    stmt = (
+        select(TimelineEntry)
+        .where(TimelineEntry.contact_id == contact_id, TimelineEntry.kind == kind)
+        .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).one_or_none()

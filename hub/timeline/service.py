@@ -11,6 +11,19 @@ from hub import clock
 from hub.timeline import repository
 from hub.timeline.models import TimelineEntry
 
+_WRITTEN = "hub.timeline.written"
+"""Key in ``session.info`` of the entries this unit of work wrote (scoring and routing react to them)."""
+
+
+def _remember(session: AsyncSession, *entries: TimelineEntry) -> None:
+    session.info.setdefault(_WRITTEN, []).extend(entries)
+
+
+def take_written(session: AsyncSession) -> list[TimelineEntry]:
+    """The entries written since the last call, in order; the list is emptied."""
+    written: list[TimelineEntry] = session.info.pop(_WRITTEN, [])
+    return written
+
 
 async def append(
     session: AsyncSession,
@@ -33,6 +46,7 @@ async def append(
         occurred_at=occurred_at or clock.now(),
         recorded_at=clock.now(),
     )
+    _remember(session, entry)
     return await repository.insert_entry(session, entry)
 
 
@@ -61,6 +75,7 @@ async def upsert(
         )
     entry.data = data
     entry.contact_id = contact_id
+    _remember(session, entry)
     await session.flush()
     return entry
 
@@ -95,4 +110,17 @@ async def newest(
 async def append_many(session: AsyncSession, entries: list[TimelineEntry]) -> None:
     """Add many entries in one flush (a provider's batch of events): one round trip, not one per entry."""
     if entries:
+        _remember(session, *entries)
         await repository.insert_entries(session, entries)
+
+
+async def recent_of_kinds(
+    session: AsyncSession, contact_id: int, kinds: list[str], *, since: datetime, limit: int
+) -> list[TimelineEntry]:
+    """The contact's entries of these kinds since ``since``, newest first, at most ``limit``."""
+    return await repository.recent_of_kinds(session, contact_id, kinds, since=since, limit=limit)
+
+
+async def oldest_of_kind(session: AsyncSession, contact_id: int, kind: str) -> TimelineEntry | None:
+    """The contact's first entry of this kind."""
+    return await repository.oldest_of_kind(session, contact_id, kind)

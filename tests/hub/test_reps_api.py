@@ -25,7 +25,7 @@ async def test_managers_create_reps_and_numbers_are_normalised(hub: Hub) -> None
     )
     assert created.status_code == 201, created.text
     rep = created.json()
-    assert (rep["phone"], rep["email"], rep["available"]) == ("+14155550123", "rita@example.com", True)
+    assert (rep["phone"], rep["email"], rep["status"]) == ("+14155550123", "rita@example.com", "active")
     listed = (await hub.client.get("/api/reps", headers=hub.auth(manager))).json()
     assert [r["id"] for r in listed] == [rep["id"]]
 
@@ -48,19 +48,24 @@ async def test_rep_fields_are_unique_and_validated(hub: Hub) -> None:
     assert len((await hub.client.get("/api/reps", headers=hub.auth())).json()) == 1
 
 
-async def test_a_rep_may_only_switch_their_own_availability(sqlite_hub: Hub) -> None:
+async def test_a_rep_may_only_switch_their_own_status(sqlite_hub: Hub) -> None:
     rita, otto = await sqlite_hub.create_rep("Rita"), await sqlite_hub.create_rep("Otto")
     key = await sqlite_hub.create_key("rep", rep_id=rita)
-    away = await sqlite_hub.client.patch(f"/api/reps/{rita}", json={"available": False}, headers=sqlite_hub.auth(key))
+    away = await sqlite_hub.client.patch(f"/api/reps/{rita}", json={"status": "away"}, headers=sqlite_hub.auth(key))
     assert away.status_code == 200
-    assert away.json()["available"] is False
-    for path, body in ((f"/api/reps/{otto}", {"available": False}), (f"/api/reps/{rita}", {"name": "R"})):
+    assert away.json()["status"] == "away"
+    for path, body in (
+        (f"/api/reps/{otto}", {"status": "away"}),
+        (f"/api/reps/{rita}", {"name": "R"}),
+        (f"/api/reps/{rita}", {"status": "inactive"}),
+        (f"/api/reps/{rita}", {"capacity": 500}),
+    ):
         refused = await sqlite_hub.client.patch(path, json=body, headers=sqlite_hub.auth(key))
         assert refused.status_code == 403
     assert (
         await sqlite_hub.client.post("/api/reps", json={"name": "X"}, headers=sqlite_hub.auth(key))
     ).status_code == 403
-    missing = await sqlite_hub.client.patch("/api/reps/999", json={"available": True}, headers=sqlite_hub.auth())
+    missing = await sqlite_hub.client.patch("/api/reps/999", json={"status": "active"}, headers=sqlite_hub.auth())
     assert missing.status_code == 404
 
 
@@ -73,8 +78,14 @@ async def test_assigning_an_owner_is_recorded_and_needs_a_real_rep(hub: Hub) -> 
         "owner_rep_id"
     ] == rita
     entries = (await hub.client.get(f"{path}/timeline", headers=hub.auth())).json()["items"]
-    assert entries[0]["kind"] == "owner_changed"
-    assert entries[0]["data"] == {"from_rep_id": None, "to_rep_id": rita, "by": "test admin"}
+    assert entries[0]["kind"] == "assigned"
+    assert {k: entries[0]["data"][k] for k in ("rep_id", "how", "by")} == {
+        "rep_id": rita,
+        "how": "manual",
+        "by": "test admin",
+    }
+    [assignment] = (await hub.client.get(f"{path}/assignments", headers=hub.auth())).json()
+    assert (assignment["rep_id"], assignment["how"], assignment["ended_at"]) == (rita, "manual", None)
 
 
 async def test_a_merge_moves_calls_and_email_to_the_survivor(hub: Hub) -> None:

@@ -755,7 +755,13 @@ async def test_reps_cannot_share_a_phone_email_or_softphone(hub: Hub) -> None:
         ({"name": "a\x00"}, "name"),
         ({"client_identity": "a b"}, "client_identity"),
         ({"email": {"a": 1}}, "email"),
-        ({"available": "maybe"}, "available"),
+        ({"status": "maybe"}, "status"),
+        ({"capacity": -1}, "capacity"),
+        ({"time_zone": "Mars/Olympus"}, "time_zone"),
+        ({"working_hours": {"mon": [["17:00", "09:00"]]}}, "working_hours"),
+        ({"absences": [{"start": "2026-12-24", "end": "2026-12-20"}]}, "absences.0"),
+        ({"team_id": 999}, "team_id"),
+        ({"manager_id": bo}, "manager_id"),
         ({"role": "admin"}, "role"),
     ]:
         refused(await hub.client.patch(f"/api/reps/{bo}", json=change, headers=hub.auth()), 422, field)

@@ -284,10 +284,10 @@ async def test_unavailable_owner_is_skipped_for_the_fallback_number_or_voicemail
         rep_id = await hub.create_rep("Rita", phone=REP_PHONE)
         await contact_owned_by(hub, rep_id)
         away = await hub.client.patch(
-            f"/api/reps/{rep_id}", json={"available": False}, headers=hub.auth(await hub.create_key("rep", rep_id))
+            f"/api/reps/{rep_id}", json={"status": "away"}, headers=hub.auth(await hub.create_key("rep", rep_id))
         )
         assert away.status_code == 200, away.text
-        assert away.json()["available"] is False
+        assert away.json()["status"] == "away"
 
         root = twiml(await post(hub, "incoming", form("incoming_call.txt")))
 

@@ -1,0 +1,87 @@
+"""What the hub does, in the same transaction, after anything lands on a contact's timeline.
+
+The composition roots install ``settle`` as a before-commit hook of every session
+(``hub.db.create_sessionmaker``), so a form post, a call callback, an email event or an
+API note all get the same treatment before their 2xx: the lead enters the pipeline, a
+first touch by its owner is noted, its warmth is rescored, and a lead with no owner is
+routed. Entries the automation itself writes (``assigned``, ``warmth_changed``, ...) do not
+trigger it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.contacts import repository as contacts_repo
+from hub.contacts.models import Contact
+from hub.db import retry_transient
+from hub.policy.schemas import RulesFile
+from hub.routing import assign, repository, stages, touches
+from hub.scoring import service as scoring
+from hub.timeline import service as timeline
+from hub.timeline.models import TimelineEntry
+
+REACTS_TO = frozenset({*scoring.SCORED_KINDS, *touches.TOUCH_KINDS})
+"""Kinds that can change a score, count as a touch, or bring a lead in."""
+LEAD_KINDS = frozenset({"form_submission", "call", "missed_call"})
+"""Kinds that make an unowned contact a lead to route (an email event alone does not)."""
+
+
+def settle_hook(rules: Callable[[], RulesFile]) -> Callable[[AsyncSession], Awaitable[None]]:
+    """A before-commit hook reading the rules in force at each commit."""
+
+    async def hook(session: AsyncSession) -> None:
+        await settle(session, rules())
+
+    return hook
+
+
+async def settle(session: AsyncSession, policy: RulesFile) -> None:
+    """React to the entries this unit of work wrote (see the module docstring)."""
+    written = [e for e in timeline.take_written(session) if e.kind in REACTS_TO]
+    if not written:
+        return
+    by_contact: dict[int, list[TimelineEntry]] = {}
+    for entry in written:
+        by_contact.setdefault(entry.contact_id, []).append(entry)
+    await retry_transient(session, lambda: _settle_all(session, policy, by_contact))
+    timeline.take_written(session)  # what the automation wrote itself needs no reaction
+
+
+async def _settle_all(session: AsyncSession, policy: RulesFile, by_contact: dict[int, list[TimelineEntry]]) -> None:
+    now = clock.now()
+    for contact_id in sorted(by_contact):
+        contact = await contacts_repo.contact_for_update(session, contact_id)
+        if contact is None or contact.merged_into_id is not None:
+            continue
+        await settle_contact(session, contact, by_contact[contact_id], policy, now)
+
+
+async def settle_contact(
+    session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
+) -> None:
+    """Pipeline entry, first touch, warmth and routing for one contact."""
+    await stages.enter_pipeline(session, contact, policy.pipeline)
+    await touches.note_touches(session, contact, entries, policy.pipeline, at)
+    await scoring.rescore(session, contact, policy.warmth, at, cause=", ".join(sorted({e.kind for e in entries})))
+    brings_lead = any(e.kind in LEAD_KINDS for e in entries)
+    if brings_lead and contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
+        # A won or lost contact who fills in a form again is a lead again (routing treats them as returning).
+        await assign.release(session, contact, at, reason="returned", closed_stages=policy.pipeline.closed)
+        await stages.change_stage(
+            session,
+            contact,
+            policy.pipeline.initial,
+            policy.pipeline,
+            at,
+            actor="rule:returning",
+            reason="came back with a new form submission",
+        )
+    unowned = brings_lead and contact.owner_rep_id is None and contact.stage not in policy.pipeline.closed
+    # No routing rules at all means routing is off (leads are assigned by hand), not "queue everything".
+    if unowned and policy.routing.rules and await repository.queued(session, contact.id) is None:
+        await assign.route(session, contact, policy, at)

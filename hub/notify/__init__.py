@@ -1,0 +1,1 @@
+"""Notifications for reps and managers: new leads, missed deadlines, escalations, stuck leads."""

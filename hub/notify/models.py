@@ -1,0 +1,29 @@
+"""The notifications table: one row per thing a rep or manager should hear about."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
+
+
+class Notification(Base):
+    """A message for one rep; ``dedupe_key`` keeps a retried job from telling them twice."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    message: Mapped[str] = mapped_column(String(500))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
+    read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_notifications_rep_created", "rep_id", "created_at"),)

@@ -1,0 +1,1 @@
+"""Routing: teams, assignment of leads to reps, first-touch deadlines, redistribution and escalation."""

@@ -1,0 +1,446 @@
+"""Give a lead to a rep: by the first matching rule, by hand, or to the next rep after a missed deadline.
+
+Every decision holds the pool's row lock (so the fair order is one sequence even across
+processes) and the chosen rep's row lock (so capacity is checked against committed counts),
+and writes the assignment, its first-touch deadline and a timeline entry explaining why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.contacts.facts import lead_snapshot
+from hub.contacts.models import Contact
+from hub.errors import UnprocessableInput
+from hub.notify.service import notify
+from hub.policy import conditions
+from hub.policy.facts import lead_facts
+from hub.policy.schemas import Bucket, RoutingRule, RulesFile
+from hub.reps import repository as reps_repo
+from hub.reps.models import Rep
+from hub.routing import repository, rules, worktime
+from hub.routing.models import Assignment, QueuedLead, RoutingPool, RoutingTurn
+from hub.timeline import service as timeline
+
+SOURCE = "hub:routing"
+FIRST_TOUCH = "first_touch"
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Context of a re-route: who already had the lead, and how many deadlines it missed."""
+
+    chain_id: int | None = None
+    hop: int = 0
+    excluded: frozenset[int] = frozenset()
+    rule_id: str | None = None
+    """Route by this rule again ("the same rule"), if it still exists."""
+    reason: str = ""
+
+
+@dataclass
+class Outcome:
+    """What routing did with a lead."""
+
+    assignment: Assignment | None
+    queued: bool = False
+    reason: str = ""
+    rule_id: str | None = None
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+def candidate_of(rep: Rep, taken_today: int) -> rules.Candidate:
+    """A rep as the pure rules see them."""
+    return rules.Candidate(
+        rep_id=rep.id,
+        status=rep.status,
+        schedule=worktime.schedule_of(rep.time_zone, rep.working_hours, rep.absences),
+        after_hours=rep.after_hours,
+        capacity=rep.capacity,
+        open_leads=rep.open_leads,
+        daily_cap=rep.daily_cap,
+        taken_today=taken_today,
+        skills=rep.skills or {},
+        team_id=rep.team_id,
+        email=rep.email,
+    )
+
+
+def matching_rule(policy: RulesFile, facts: Mapping[str, Any], rule_id: str | None = None) -> RoutingRule | None:
+    """The rule named ``rule_id`` if it still exists, else the first rule whose conditions hold."""
+    if rule_id is not None:
+        named = next((r for r in policy.routing.rules if r.id == rule_id), None)
+        if named is not None:
+            return named
+    return next((r for r in policy.routing.rules if conditions.matches(r.when, facts)), None)
+
+
+async def route(
+    session: AsyncSession,
+    contact: Contact,
+    policy: RulesFile,
+    now: datetime,
+    handover: Handover | None = None,
+    *,
+    queue_if_none: bool = True,
+) -> Outcome:
+    """Assign the lead by the rules, or (``queue_if_none``) put it on its team's unassigned queue."""
+    handover = handover or Handover()
+    previous = await repository.latest_assignment(session, contact.id)
+    returning = previous is not None and handover.chain_id is None
+    snapshot = await lead_snapshot(
+        session, contact, returning=returning, previous_owner_id=previous.rep_id if previous else None
+    )
+    facts = lead_facts(snapshot)
+    rule = matching_rule(policy, facts, handover.rule_id)
+    if rule is None:
+        return await _queue(session, contact, None, None, "no routing rule matches this lead", handover, now)
+    team_id = await _team_id(session, rule)
+    outcome = await _decide(session, contact, policy, rule, team_id, facts, handover, now)
+    if outcome.assignment is None and not queue_if_none:
+        return outcome
+    if outcome.assignment is None:
+        detail = "; ".join(f"rep {r}: {why}" for r, why in sorted(outcome.skipped.items())) or "the pool is empty"
+        return await _queue(session, contact, rule, team_id, f"no eligible rep ({detail})", handover, now)
+    return outcome
+
+
+async def _team_id(session: AsyncSession, rule: RoutingRule) -> int | None:
+    if rule.pool.team is None:
+        return None
+    team = await reps_repo.team_by_name(session, rule.pool.team)
+    return team.id if team is not None else None
+
+
+async def _decide(
+    session: AsyncSession,
+    contact: Contact,
+    policy: RulesFile,
+    rule: RoutingRule,
+    team_id: int | None,
+    facts: Mapping[str, Any],
+    handover: Handover,
+    now: datetime,
+) -> Outcome:
+    pool = await repository.lock_pool(session, f"rule:{rule.id}")
+    members = [r for r in await reps_repo.all_reps(session, active_only=True) if r.id not in handover.excluded]
+    taken = await _taken_today(session, members, now)
+    candidates = [candidate_of(r, taken.get(r.id, 0)) for r in members]
+    in_pool = [c for c in candidates if rules.in_pool(c, rule.pool, team_id, facts)]
+    skipped: dict[int, str] = {}
+    eligible = []
+    for candidate in in_pool:
+        why = rules.ineligibility(candidate, now)
+        if why is None:
+            eligible.append(candidate)
+        else:
+            skipped[candidate.rep_id] = why
+    bucket: Bucket = contact.bucket if contact.bucket in ("cold", "warm", "hot") else "cold"  # type: ignore[assignment]
+    while eligible:
+        chosen_id, strategy = await _choose(session, rule, eligible, facts, bucket, pool.key, pool.virtual_time)
+        rep = await _lock_rep(session, chosen_id)
+        if rep.capacity is not None and rep.open_leads >= rep.capacity:
+            # Another pool gave this rep a lead since we read the counts; ask again without them.
+            skipped[chosen_id] = f"at capacity ({rep.open_leads}/{rep.capacity} open leads)"
+            eligible = [c for c in eligible if c.rep_id != chosen_id]
+            continue
+        await _advance_turn(session, pool, chosen_id, rule, bucket, now)
+        how = "redistributed" if handover.chain_id is not None else "rule"
+        reason = handover.reason or f"rule {rule.id} ({strategy})"
+        assignment = await give(
+            session,
+            contact,
+            rep,
+            policy,
+            now,
+            how=how,
+            reason=reason,
+            actor=f"rule:{rule.id}",
+            rule=rule,
+            strategy=strategy,
+            team_id=team_id,
+            handover=handover,
+        )
+        return Outcome(assignment=assignment, rule_id=rule.id, reason=reason, skipped=skipped)
+    return Outcome(assignment=None, rule_id=rule.id, skipped=skipped)
+
+
+async def _taken_today(session: AsyncSession, reps: list[Rep], now: datetime) -> dict[int, int]:
+    capped = [r for r in reps if r.daily_cap is not None]
+    counts: dict[int, int] = {}
+    for rep in capped:
+        since = worktime.local_day_start(worktime.schedule_of(rep.time_zone, {}, []), now)
+        counts.update(await repository.taken_since(session, [rep.id], since))
+    return counts
+
+
+async def _choose(
+    session: AsyncSession,
+    rule: RoutingRule,
+    eligible: list[rules.Candidate],
+    facts: Mapping[str, Any],
+    bucket: Bucket,
+    pool_key: str,
+    virtual_time: float,
+) -> tuple[int, str]:
+    strategy = rule.strategy
+    previous = facts.get("previous_owner_id")
+    if strategy == "sticky":
+        if previous is not None and any(c.rep_id == previous for c in eligible):
+            return int(str(previous)), "sticky"
+        strategy = rule.fallback
+    ids = [c.rep_id for c in eligible]
+    weights: dict[int, float] | None = None
+    if strategy == "load_balanced":
+        ids = rules.least_loaded(eligible)
+    elif strategy == "performance_weighted" and bucket == "hot":
+        weights = {rep_id: p.weight for rep_id, p in (await repository.performances(session)).items()}
+    finishes = {rep_id: t.finish for rep_id, t in (await repository.turns(session, pool_key)).items()}
+    pick = rules.pick_fair(ids, finishes, virtual_time, weights)
+    assert pick is not None
+    return pick.rep_id, strategy
+
+
+async def _advance_turn(
+    session: AsyncSession,
+    pool: RoutingPool,
+    rep_id: int,
+    rule: RoutingRule,
+    bucket: Bucket,
+    now: datetime,
+) -> None:
+    turns = await repository.turns(session, pool.key)
+    weights: dict[int, float] | None = None
+    if rule.strategy == "performance_weighted" and bucket == "hot":
+        weights = {r: p.weight for r, p in (await repository.performances(session)).items()}
+    pick = rules.pick_fair([rep_id], {r: t.finish for r, t in turns.items()}, pool.virtual_time, weights)
+    assert pick is not None
+    turn = turns.get(rep_id)
+    if turn is None:
+        turn = RoutingTurn(pool_key=pool.key, rep_id=rep_id, finish=0.0, assigned=0)
+        session.add(turn)
+    turn.finish, turn.assigned, turn.last_assigned_at = pick.finish, turn.assigned + 1, now
+    pool.virtual_time = pick.virtual_time
+
+
+async def _lock_rep(session: AsyncSession, rep_id: int) -> Rep:
+    stmt = select(Rep).where(Rep.id == rep_id).with_for_update()
+    return (await session.scalars(stmt.execution_options(populate_existing=True))).one()
+
+
+async def give(
+    session: AsyncSession,
+    contact: Contact,
+    rep: Rep,
+    policy: RulesFile,
+    now: datetime,
+    *,
+    how: str,
+    reason: str,
+    actor: str,
+    rule: RoutingRule | None = None,
+    strategy: str | None = None,
+    team_id: int | None = None,
+    handover: Handover | None = None,
+    escalation_level: int = 0,
+    deadline: bool = True,
+) -> Assignment:
+    """Make ``rep`` the owner: end any open assignment, start the first-touch clock, say why."""
+    handover = handover or Handover()
+    await release(session, contact, now, reason="reassigned", closed_stages=policy.pipeline.closed)
+    bucket = contact.bucket if contact.bucket in ("cold", "warm", "hot") else "cold"
+    assignment: Assignment = await repository.add(
+        session,
+        Assignment(
+            contact_id=contact.id,
+            rep_id=rep.id,
+            team_id=team_id if team_id is not None else rep.team_id,
+            how=how,
+            rule_id=rule.id if rule else handover.rule_id,
+            strategy=strategy,
+            reason=reason[:500],
+            actor=actor[:200],
+            chain_id=handover.chain_id,
+            hop=handover.hop,
+            escalation_level=escalation_level,
+            bucket=bucket,
+            assigned_at=now,
+        ),
+    )
+    if assignment.chain_id is None:
+        assignment.chain_id = assignment.id
+    if deadline:
+        assignment.due_at = first_touch_due(policy, rule, rep, bucket, now, escalated=escalation_level > 0)
+        await repository.add_deadline(
+            session,
+            {
+                "key": f"{FIRST_TOUCH}:{assignment.id}",
+                "kind": FIRST_TOUCH,
+                "contact_id": contact.id,
+                "assignment_id": assignment.id,
+                "due_at": assignment.due_at,
+                "data": {},
+                "created_at": now,
+            },
+        )
+    _own(contact, rep, policy)
+    await repository.dequeue(session, contact.id)
+    await timeline.append(
+        session,
+        contact_id=contact.id,
+        kind="assigned",
+        source=SOURCE,
+        occurred_at=now,
+        data={
+            "rep_id": rep.id,
+            "rep": rep.name,
+            "how": how,
+            "rule": assignment.rule_id,
+            "strategy": strategy,
+            "reason": reason,
+            "hop": assignment.hop,
+            "escalation_level": escalation_level,
+            "due_at": assignment.due_at.isoformat() if assignment.due_at else None,
+            "by": actor,
+        },
+    )
+    await notify(
+        session,
+        rep_id=rep.id,
+        kind="lead_assigned" if escalation_level == 0 else "lead_escalated",
+        contact_id=contact.id,
+        dedupe_key=f"assigned:{assignment.id}",
+        message=f"{'Escalated to you' if escalation_level else 'New lead'}: {contact.name or f'contact {contact.id}'}"
+        f" ({bucket}); {reason}",
+        data={"assignment_id": assignment.id, "due_at": assignment.due_at.isoformat() if assignment.due_at else None},
+    )
+    await session.flush()
+    return assignment
+
+
+def first_touch_due(
+    policy: RulesFile, rule: RoutingRule | None, rep: Rep, bucket: str, now: datetime, *, escalated: bool
+) -> datetime:
+    """The first-touch deadline, counted in the rep's working time."""
+    sla = (rule.sla if rule and rule.sla else None) or policy.routing.sla
+    span = policy.routing.escalation_sla if escalated else sla.for_bucket(bucket)  # type: ignore[arg-type]
+    schedule = worktime.schedule_of(rep.time_zone, rep.working_hours, rep.absences)
+    if span.business_days is not None:
+        return worktime.add_business_days(schedule, now, span.business_days)
+    assert span.working_time is not None
+    return worktime.add_working_time(schedule, now, span.working_time)
+
+
+def _own(contact: Contact, rep: Rep, policy: RulesFile) -> None:
+    """Point the contact at its new owner and keep the open-lead counters true."""
+    if contact.stage not in policy.pipeline.closed:
+        rep.open_leads += 1
+    contact.owner_rep_id = rep.id
+
+
+async def release(
+    session: AsyncSession, contact: Contact, now: datetime, *, reason: str, closed_stages: frozenset[str]
+) -> Assignment | None:
+    """End the contact's open assignment (the lead is taken back); its pending deadlines close."""
+    current = await repository.open_assignment(session, contact.id)
+    if current is not None:
+        current.ended_at, current.end_reason = now, reason
+        await repository.close_deadlines(
+            session, assignment_id=current.id, kinds=[FIRST_TOUCH], outcome="cancelled", now=now
+        )
+    if contact.owner_rep_id is not None:
+        owner = await _lock_rep(session, contact.owner_rep_id)
+        if contact.stage not in closed_stages and owner.open_leads > 0:
+            owner.open_leads -= 1
+    contact.owner_rep_id = None
+    await session.flush()
+    return current
+
+
+async def _queue(
+    session: AsyncSession,
+    contact: Contact,
+    rule: RoutingRule | None,
+    team_id: int | None,
+    reason: str,
+    handover: Handover,
+    now: datetime,
+) -> Outcome:
+    existing = await repository.queued(session, contact.id)
+    if existing is None:
+        session.add(
+            QueuedLead(
+                contact_id=contact.id,
+                team_id=team_id,
+                rule_id=rule.id if rule else None,
+                reason=reason[:500],
+                chain_id=handover.chain_id,
+                hop=handover.hop,
+                queued_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+        await timeline.append(
+            session,
+            contact_id=contact.id,
+            kind="queued",
+            source=SOURCE,
+            occurred_at=now,
+            data={"team_id": team_id, "rule": rule.id if rule else None, "reason": reason},
+        )
+        await _tell_team_manager(session, contact, team_id, reason)
+    else:
+        existing.reason = reason[:500]
+    await session.flush()
+    return Outcome(assignment=None, queued=True, reason=reason, rule_id=rule.id if rule else None)
+
+
+async def _tell_team_manager(session: AsyncSession, contact: Contact, team_id: int | None, reason: str) -> None:
+    team = await reps_repo.get_team(session, team_id) if team_id is not None else None
+    if team is None or team.manager_rep_id is None:
+        return
+    await notify(
+        session,
+        rep_id=team.manager_rep_id,
+        kind="lead_queued",
+        contact_id=contact.id,
+        dedupe_key=f"queued:{contact.id}:{contact.updated_at.isoformat() if contact.updated_at else ''}",
+        message=f"Lead {contact.name or contact.id} waits in {team.name}'s queue: {reason}",
+    )
+
+
+async def by_hand(
+    session: AsyncSession,
+    contact: Contact,
+    rep_id: int | None,
+    policy: RulesFile,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str,
+) -> None:
+    """Give the lead to ``rep_id`` regardless of rules (or, with None, take it back to the rules)."""
+    if rep_id is None:
+        await release(session, contact, now, reason="unassigned", closed_stages=policy.pipeline.closed)
+        await timeline.append(
+            session,
+            contact_id=contact.id,
+            kind="unassigned",
+            source=SOURCE,
+            occurred_at=now,
+            data={"by": actor, "reason": reason},
+        )
+        return
+    rep = await reps_repo.get(session, rep_id)
+    if rep is None:
+        raise UnprocessableInput(f"rep {rep_id} does not exist", field="rep_id")
+    if not rep.active:
+        raise UnprocessableInput(f"rep {rep_id} is inactive", field="rep_id")
+    await give(session, contact, rep, policy, now, how="manual", reason=reason, actor=actor)

@@ -1,0 +1,145 @@
+"""``GET /api/leads``: a rep's working queue, the most urgent first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, case, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.contacts.models import Contact
+from hub.deps import RuntimeDep, SessionDep
+from hub.errors import UnprocessableInput
+from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.reps.visibility import ScopeDep
+from hub.routing.models import Assignment
+from hub.validation import MAX_ID, SafeStr
+
+router = APIRouter(prefix="/api/leads", tags=["leads"])
+SlaState = Literal["due", "overdue", "breached", "met", "none"]
+
+
+class LeadOut(BaseModel):
+    """An open lead with its owner, warmth and first-touch deadline."""
+
+    contact_id: int
+    name: str | None
+    company: str | None
+    stage: str
+    bucket: str | None
+    score: float | None
+    source: str | None
+    owner_rep_id: int | None
+    created_at: datetime
+    assignment_id: int | None
+    assigned_at: datetime | None
+    due_at: datetime | None
+    first_touch_at: datetime | None
+    hop: int | None = Field(description="deadlines missed before this assignment")
+    sla: SlaState = Field(
+        description="due: untouched, deadline ahead; overdue: deadline passed, being taken back; "
+        "breached: handed on after a missed deadline and still untouched; met: touched; none: no deadline"
+    )
+
+
+def _sla_state(assignment: Assignment | None, now: datetime) -> SlaState:
+    if assignment is None or assignment.due_at is None:
+        return "met" if assignment is not None and assignment.first_touch_at else "none"
+    if assignment.first_touch_at is not None:
+        return "met"
+    if assignment.due_at <= now:
+        return "overdue"
+    return "breached" if assignment.hop > 0 else "due"
+
+
+@router.get("", response_model=Page[LeadOut])
+async def list_leads(
+    session: SessionDep,
+    scope: ScopeDep,
+    runtime: RuntimeDep,
+    owner: Annotated[int | None, Query(ge=1, le=MAX_ID, description="owner rep id")] = None,
+    bucket: Literal["cold", "warm", "hot"] | None = None,
+    stage: Annotated[SafeStr | None, Query(max_length=32, description="default: every open stage")] = None,
+    sla: SlaState | None = None,
+    unassigned: Annotated[bool, Query(description="only leads nobody owns")] = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> Page[LeadOut]:
+    """Open leads by priority: SLA due soonest, then hot before warm before cold, then newest."""
+    policy, now = runtime.rules.current, clock.now()
+    if stage is not None and stage not in policy.pipeline.names:
+        raise UnprocessableInput(f"stage must be one of {', '.join(policy.pipeline.names)}", field="stage")
+    offset = decode_id_cursor(cursor) - 1 if cursor else 0
+    stmt = _query(stage, sorted(policy.pipeline.closed), owner, bucket, sla, unassigned, now)
+    owners = scope.owners()
+    if owners is not None:
+        stmt = stmt.where(Contact.owner_rep_id.in_(list(owners) or [0]))
+    rows = (await session.execute(stmt.offset(offset).limit(limit + 1))).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor([offset + limit + 1]) if len(rows) > limit else None
+    return Page[LeadOut](items=[_lead(row[0], row[1], now) for row in page], next_cursor=next_cursor)
+
+
+def _query(
+    stage: str | None,
+    closed: list[str],
+    owner: int | None,
+    bucket: str | None,
+    sla: SlaState | None,
+    unassigned: bool,
+    now: datetime,
+) -> Any:
+    joined = and_(Assignment.contact_id == Contact.id, Assignment.ended_at.is_(None))
+    stmt = select(Contact, Assignment).outerjoin(Assignment, joined).where(Contact.merged_into_id.is_(None))
+    stmt = stmt.where(Contact.stage == stage) if stage is not None else stmt.where(Contact.stage.not_in(closed))
+    if owner is not None:
+        stmt = stmt.where(Contact.owner_rep_id == owner)
+    if unassigned:
+        stmt = stmt.where(Contact.owner_rep_id.is_(None))
+    if bucket is not None:
+        stmt = stmt.where(Contact.bucket == bucket)
+    untouched = and_(Assignment.first_touch_at.is_(None), Assignment.due_at.is_not(None))
+    sla_filters = {
+        "due": and_(untouched, Assignment.due_at > now, Assignment.hop == 0),
+        "breached": and_(untouched, Assignment.due_at > now, Assignment.hop > 0),
+        "overdue": and_(untouched, Assignment.due_at <= now),
+        "met": Assignment.first_touch_at.is_not(None),
+        "none": or_(Assignment.id.is_(None), and_(Assignment.due_at.is_(None), Assignment.first_touch_at.is_(None))),
+    }
+    if sla is not None:
+        stmt = stmt.where(sla_filters[sla])
+    warmth_rank = case({"hot": 0, "warm": 1, "cold": 2}, value=Contact.bucket, else_=3)
+    return stmt.order_by(
+        case((untouched, 0), else_=1),
+        Assignment.due_at,
+        warmth_rank,
+        Contact.created_at.desc(),
+        Contact.id.desc(),
+    )
+
+
+def _lead(contact: Contact, assignment: Assignment | None, now: datetime) -> LeadOut:
+    return LeadOut(
+        contact_id=contact.id,
+        name=contact.name,
+        company=contact.company,
+        stage=contact.stage,
+        bucket=contact.bucket,
+        score=contact.score,
+        source=contact.source,
+        owner_rep_id=contact.owner_rep_id,
+        created_at=contact.created_at,
+        assignment_id=assignment.id if assignment else None,
+        assigned_at=assignment.assigned_at if assignment else None,
+        due_at=assignment.due_at if assignment else None,
+        first_touch_at=assignment.first_touch_at if assignment else None,
+        hop=assignment.hop if assignment else None,
+        sla=_sla_state(assignment, now),
+    )
+
+
+__all__ = ["AsyncSession", "router"]

@@ -1,0 +1,144 @@
+"""Pipeline stages: move a lead, log the move, keep owners' open-lead counts, flag leads that sit too long."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.contacts.models import Contact
+from hub.errors import UnprocessableInput
+from hub.policy.schemas import Pipeline
+from hub.reps import repository as reps_repo
+from hub.routing import repository
+from hub.routing.assign import FIRST_TOUCH
+from hub.routing.models import StageChange
+from hub.timeline import service as timeline
+
+STAGE_STUCK = "stage_stuck"
+STAGE_STUCK_MANAGER = "stage_stuck_manager"
+
+
+async def enter_pipeline(session: AsyncSession, contact: Contact, pipeline: Pipeline) -> None:
+    """Log a new lead's entry into the first stage (the funnel's entries), once."""
+    if contact.stage_entered_at is not None:
+        return
+    entered = contact.created_at
+    if contact.stage not in pipeline.names:
+        contact.stage = pipeline.initial
+    change = await repository.add(
+        session,
+        StageChange(
+            contact_id=contact.id,
+            from_stage=None,
+            to_stage=contact.stage,
+            changed_at=entered,
+            actor="hub",
+            reason="new lead",
+            owner_rep_id=contact.owner_rep_id,
+        ),
+    )
+    contact.stage_entered_at = entered
+    await _schedule_stuck_checks(session, contact, change, pipeline)
+
+
+async def change_stage(
+    session: AsyncSession,
+    contact: Contact,
+    to_stage: str,
+    pipeline: Pipeline,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str | None = None,
+    loss_reason: str | None = None,
+) -> StageChange | None:
+    """Move the lead; a lost lead needs a configured loss reason. None when it is already there."""
+    target = pipeline.stage(to_stage)
+    if target is None:
+        raise UnprocessableInput(f"stage must be one of {', '.join(pipeline.names)}", field="stage")
+    if target.outcome == "lost" and loss_reason not in pipeline.loss_reasons:
+        raise UnprocessableInput(
+            f"a lost lead needs loss_reason, one of {', '.join(pipeline.loss_reasons)}", field="loss_reason"
+        )
+    if target.outcome != "lost":
+        loss_reason = None
+    await enter_pipeline(session, contact, pipeline)
+    if contact.stage == to_stage:
+        return None
+    previous = contact.stage
+    change: StageChange = await repository.add(
+        session,
+        StageChange(
+            contact_id=contact.id,
+            from_stage=previous,
+            to_stage=to_stage,
+            changed_at=now,
+            actor=actor[:200],
+            reason=reason[:500] if reason else None,
+            loss_reason=loss_reason,
+            owner_rep_id=contact.owner_rep_id,
+        ),
+    )
+    await _count_open_leads(session, contact, previous, to_stage, pipeline)
+    contact.stage, contact.stage_entered_at, contact.updated_at = to_stage, now, now
+    await repository.close_deadlines(
+        session, contact_id=contact.id, kinds=[STAGE_STUCK, STAGE_STUCK_MANAGER], outcome="cancelled", now=now
+    )
+    if to_stage in pipeline.closed:
+        # A won or lost lead needs no first touch any more.
+        await repository.close_deadlines(session, contact_id=contact.id, kinds=[FIRST_TOUCH], outcome="closed", now=now)
+    await _schedule_stuck_checks(session, contact, change, pipeline)
+    data = {"from": previous, "to": to_stage, "by": actor, "reason": reason, "loss_reason": loss_reason}
+    await timeline.append(
+        session,
+        contact_id=contact.id,
+        kind="stage_changed",
+        source="hub:pipeline",
+        occurred_at=now,
+        data={k: v for k, v in data.items() if v is not None},
+    )
+    await session.flush()
+    return change
+
+
+async def _count_open_leads(
+    session: AsyncSession, contact: Contact, previous: str, to_stage: str, pipeline: Pipeline
+) -> None:
+    if contact.owner_rep_id is None:
+        return
+    was_open, is_open = previous not in pipeline.closed, to_stage not in pipeline.closed
+    if was_open == is_open:
+        return
+    owner = await reps_repo.get(session, contact.owner_rep_id)
+    if owner is not None:
+        owner.open_leads = max(0, owner.open_leads + (1 if is_open else -1))
+
+
+async def _schedule_stuck_checks(
+    session: AsyncSession, contact: Contact, change: StageChange, pipeline: Pipeline
+) -> None:
+    stage = pipeline.stage(change.to_stage)
+    if stage is None or stage.outcome is not None:
+        return
+    data = {"stage": change.to_stage, "stage_change_id": change.id}
+    for kind, limit in ((STAGE_STUCK, stage.stuck_after), (STAGE_STUCK_MANAGER, stage.manager_after)):
+        if limit is None or limit.working_time is None:
+            continue  # business_days limits are not meaningful for a stage; the schema allows only wall clock use
+        await repository.add_deadline(
+            session,
+            {
+                "key": f"{kind}:{change.id}",
+                "kind": kind,
+                "contact_id": contact.id,
+                "assignment_id": None,
+                "due_at": change.changed_at + limit.working_time,
+                "data": data,
+                "created_at": change.changed_at,
+            },
+        )
+
+
+async def stage_log(session: AsyncSession, contact_id: int) -> list[StageChange]:
+    """The contact's stage changes, oldest first."""
+    return await repository.stage_changes_of(session, contact_id)
