@@ -25,8 +25,9 @@ from hub.scoring import service as scoring
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
 
-REACTS_TO = frozenset({*scoring.SCORED_KINDS, *touches.TOUCH_KINDS})
-"""Kinds that can change a score, count as a touch, or bring a lead in."""
+MERGED = "contact_merged"
+REACTS_TO = frozenset({*scoring.SCORED_KINDS, *touches.TOUCH_KINDS, MERGED})
+"""Kinds that can change a score, count as a touch, bring a lead in, or join two leads."""
 LEAD_KINDS = frozenset({"form_submission", "call", "missed_call"})
 """Kinds that make an unowned contact a lead to route (an email event alone does not)."""
 
@@ -65,6 +66,11 @@ async def settle_contact(
     session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
 ) -> None:
     """Pipeline entry, first touch, warmth and routing for one contact."""
+    for merged in (e for e in entries if e.kind == MERGED):
+        absorbed = merged.data.get("absorbed") or {}
+        await assign.absorb(
+            session, contact, int(merged.data["absorbed_contact_id"]), str(absorbed.get("stage")), policy, at
+        )
     await stages.enter_pipeline(session, contact, policy.pipeline)
     await touches.note_touches(session, contact, entries, policy.pipeline, at)
     await scoring.rescore(session, contact, policy.warmth, at, cause=", ".join(sorted({e.kind for e in entries})))

@@ -1,4 +1,4 @@
-"""The ``hub`` command: serve, worker, migrate, API keys and form sources."""
+"""The ``hub`` command: serve, worker, migrate, API keys, form sources, reps, teams and the rules file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -26,7 +26,8 @@ from hub.forms.schemas import SourceCreate
 from hub.policy.loader import RulesError, default_rules_path, load_rules_file, rules_yaml
 from hub.policy.schemas import RulesFile
 from hub.reps import service as reps
-from hub.reps.schemas import RepCreate
+from hub.reps import teams
+from hub.reps.schemas import WEEKDAYS, RepCreate, RepPatch, TeamCreate
 from hub.sealing import SecretBox
 
 app = typer.Typer(help="The hub: leads, calls and email events on one timeline per contact.", no_args_is_help=True)
@@ -36,6 +37,8 @@ app.add_typer(apikey_app, name="apikey")
 rep_app = typer.Typer(help="Manage sales reps (who takes calls and owns leads).", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 app.add_typer(rep_app, name="rep")
+team_app = typer.Typer(help="Manage teams (their members and lead manager).", no_args_is_help=True)
+app.add_typer(team_app, name="team")
 rules_app = typer.Typer(help="Check, show and reload the rules file (HUB_RULES_FILE).", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 console = Console()
@@ -268,21 +271,71 @@ def source_list() -> None:
     console.print(table)
 
 
+def _hours(specs: list[str]) -> dict[str, list[list[str]]]:
+    """``["mon-fri 09:00-12:30,13:30-17:00", "sat 10:00-14:00"]`` -> the stored working-hours shape."""
+    days = list(WEEKDAYS)
+    hours: dict[str, list[list[str]]] = {}
+    for spec in specs:
+        try:
+            span, intervals = spec.split()
+            first, _, last = span.partition("-")
+            chosen = days[days.index(first) : days.index(last or first) + 1]
+            parsed = [interval.split("-") for interval in intervals.split(",")]
+        except ValueError:
+            raise typer.BadParameter(
+                f"{spec!r}: use e.g. 'mon-fri 09:00-17:00' or 'sat 10:00-12:00,13:00-15:00'"
+            ) from None
+        for day in chosen:
+            hours[day] = parsed
+    return hours
+
+
+def _fail_on(exc: ValidationError) -> NoReturn:
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        console.print(f"[red]error:[/red] {where}: {error['msg']}", highlight=False)
+    raise typer.Exit(code=2) from None
+
+
+HoursOption = Annotated[
+    list[str] | None, typer.Option("--hours", help="working hours, repeatable: 'mon-fri 09:00-17:00'")
+]
+SkillOption = Annotated[list[str] | None, typer.Option(help="repeatable")]
+
+
 @rep_app.command("create")
 def rep_create(
     name: Annotated[str, typer.Option(help="the rep's name")],
     phone: Annotated[str | None, typer.Option(help="E.164 number calls for the rep's leads ring")] = None,
-    email: Annotated[str | None, typer.Option(help="work email")] = None,
+    email: Annotated[str | None, typer.Option(help="work email (routing rules name reps by it)")] = None,
     client_identity: Annotated[str | None, typer.Option(help="Twilio Client (softphone) identity")] = None,
+    time_zone: Annotated[str | None, typer.Option(help="IANA zone of the rep's working hours")] = None,
+    hours: HoursOption = None,
+    capacity: Annotated[int | None, typer.Option(help="most open leads at once")] = None,
+    daily_cap: Annotated[int | None, typer.Option(help="most new leads per local day")] = None,
+    team_id: Annotated[int | None, typer.Option("--team", help="team id")] = None,
+    language: SkillOption = None,
+    region: SkillOption = None,
+    product: SkillOption = None,
 ) -> None:
     """Add a rep; the id is printed alone on the last line (use it with `apikey create --role rep --rep`)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "phone": phone,
+        "email": email,
+        "client_identity": client_identity,
+        "time_zone": time_zone,
+        "working_hours": _hours(hours) if hours else None,
+        "capacity": capacity,
+        "daily_cap": daily_cap,
+        "team_id": team_id,
+    }
+    if language or region or product:
+        values["skills"] = {"languages": language or [], "regions": region or [], "products": product or []}
     try:
-        spec = RepCreate(name=name, phone=phone, email=email, client_identity=client_identity)
+        spec = RepCreate(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            console.print(f"[red]error:[/red] {where}: {error['msg']}", highlight=False)
-        raise typer.Exit(code=2) from None
+        _fail_on(exc)
 
     async def work(session: AsyncSession) -> int:
         return (await reps.create_rep(session, spec)).id
@@ -292,23 +345,87 @@ def rep_create(
     print(rep_id)
 
 
+@rep_app.command("status")
+def rep_status(
+    rep_id: Annotated[int, typer.Argument(help="the rep's id")],
+    status: Annotated[str, typer.Argument(help="active, away or inactive")],
+) -> None:
+    """Set a rep active (takes new leads), away (keeps leads, gets none) or inactive (left)."""
+    try:
+        changes = RepPatch.model_validate({"status": status}).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        _fail_on(exc)
+
+    async def work(session: AsyncSession) -> None:
+        await reps.update_rep(session, await reps.get_rep(session, rep_id), changes)
+
+    _in_session(Settings(), work)
+    console.print(f"rep {rep_id} is now {status}")
+
+
 @rep_app.command("list")
 def rep_list() -> None:
-    """List reps."""
+    """List reps with their status, schedule and load."""
 
     async def work(session: AsyncSession) -> list[Any]:
         return await reps.list_reps(session, include_inactive=True)
 
-    table = Table("id", "name", "phone", "email", "client identity", "available", "active")
+    table = Table("id", "name", "email", "phone", "status", "zone", "team", "load")
+    for column in table.columns:
+        column.overflow = "fold"  # a narrow terminal wraps values instead of cutting them
     for rep in _in_session(Settings(), work):
+        load = f"{rep.open_leads}/{rep.capacity}" if rep.capacity is not None else str(rep.open_leads)
         table.add_row(
             str(rep.id),
             rep.name,
-            rep.phone or "",
             rep.email or "",
-            rep.client_identity or "",
-            "yes" if rep.available else "no",
-            "yes" if rep.active else "no",
+            rep.phone or "",
+            rep.status,
+            rep.time_zone,
+            str(rep.team_id or ""),
+            load,
+        )
+    console.print(table)
+
+
+@team_app.command("create")
+def team_create(
+    name: Annotated[str, typer.Argument(help="the team's name (routing rules name teams by it)")],
+    manager: Annotated[int | None, typer.Option(help="rep id of the lead manager")] = None,
+    member: Annotated[list[int] | None, typer.Option(help="rep id, repeatable")] = None,
+    time_zone: Annotated[str, typer.Option(help="zone for the team's contacts without one")] = "UTC",
+) -> None:
+    """Add a team; the id is printed alone on the last line."""
+    try:
+        spec = TeamCreate(name=name, manager_rep_id=manager, member_ids=member or [], time_zone=time_zone)
+    except ValidationError as exc:
+        _fail_on(exc)
+
+    async def work(session: AsyncSession) -> int:
+        return (await teams.create_team(session, spec)).id
+
+    team_id = _in_session(Settings(), work)
+    console.print(f"created team {team_id} ({name})")
+    print(team_id)
+
+
+@team_app.command("list")
+def team_list() -> None:
+    """List teams with their managers and members."""
+
+    async def work(session: AsyncSession) -> list[tuple[Any, list[int]]]:
+        found = await teams.list_teams(session)
+        members = await teams.member_ids(session, [t.id for t in found])
+        return [(t, members[t.id]) for t in found]
+
+    table = Table("id", "name", "manager", "members", "time zone")
+    for team, members in _in_session(Settings(), work):
+        table.add_row(
+            str(team.id),
+            team.name,
+            str(team.manager_rep_id or ""),
+            ", ".join(map(str, members)),
+            team.time_zone,
         )
     console.print(table)
 

@@ -149,3 +149,49 @@ def test_worker_without_redis_explains_itself(env: str) -> None:
     result = run("worker")
     assert result.exit_code == 2
     assert "HUB_REDIS_URL" in result.output
+
+
+def stored_rep(url: str, rep_id: int) -> Any:
+    async def load() -> Any:
+        from hub.reps.models import Rep
+
+        engine = create_engine(url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await session.get(Rep, rep_id)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+def test_reps_with_schedules_and_teams_from_the_command_line(env: str) -> None:
+    assert run("migrate").exit_code == 0
+    manager = int(run("rep", "create", "--name", "Mia", "--email", "mia@example.com").stdout.strip().splitlines()[-1])
+    team = run("team", "create", "DACH", "--manager", str(manager), "--time-zone", "Europe/Berlin")
+    assert team.exit_code == 0, team.output
+    team_id = team.stdout.strip().splitlines()[-1]
+    added = run(
+        "rep", "create", "--name", "Rita", "--time-zone", "Europe/Berlin",
+        "--hours", "mon-fri 09:00-12:30,13:30-17:00", "--hours", "sat 10:00-14:00",
+        "--capacity", "40", "--daily-cap", "8", "--team", team_id, "--language", "de", "--region", "de",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    rita = stored_rep(env, int(added.stdout.strip().splitlines()[-1]))
+    assert rita.working_hours == {
+        **{d: [["09:00", "12:30"], ["13:30", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+        "sat": [["10:00", "14:00"]],
+    }
+    assert (rita.time_zone, rita.capacity, rita.daily_cap, str(rita.team_id)) == ("Europe/Berlin", 40, 8, team_id)
+    assert rita.skills == {"languages": ["de"], "regions": ["DE"]}
+    assert "DACH" in run("team", "list").stdout
+    assert run("rep", "status", str(rita.id), "away").exit_code == 0
+    assert stored_rep(env, rita.id).status == "away"
+    for bad in (
+        ("rep", "create", "--name", "X", "--hours", "mon-fri nine-five"),
+        ("rep", "create", "--name", "X", "--time-zone", "Mars/Base"),
+        ("rep", "status", str(rita.id), "asleep"),
+        ("team", "create", "DACH"),
+    ):
+        refused = run(*bad)
+        assert refused.exit_code != 0, bad

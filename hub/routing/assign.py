@@ -444,3 +444,24 @@ async def by_hand(
     if not rep.active:
         raise UnprocessableInput(f"rep {rep_id} is inactive", field="rep_id")
     await give(session, contact, rep, policy, now, how="manual", reason=reason, actor=actor)
+
+
+async def absorb(
+    session: AsyncSession, survivor: Contact, absorbed_id: int, absorbed_stage: str, policy: RulesFile, now: datetime
+) -> None:
+    """After a merge: the absorbed contact's open assignment moves to the survivor if the survivor
+    took its owner, else it ends, so no lead is owned twice and open-lead counts stay true."""
+    moved = await repository.open_assignment(session, absorbed_id)
+    if moved is None:
+        return
+    kept = await repository.open_assignment(session, survivor.id)
+    if kept is None and survivor.owner_rep_id == moved.rep_id:
+        await repository.move_assignment(session, moved, survivor.id)
+        await repository.dequeue(session, survivor.id)
+        return
+    moved.ended_at, moved.end_reason = now, "merged"
+    await repository.close_deadlines(session, assignment_id=moved.id, kinds=[FIRST_TOUCH], outcome="cancelled", now=now)
+    rep = await _lock_rep(session, moved.rep_id)
+    if absorbed_stage not in policy.pipeline.closed and rep.open_leads > 0:
+        rep.open_leads -= 1
+    await session.flush()

@@ -193,3 +193,15 @@ async def stage_changes_of(session: AsyncSession, contact_id: int) -> list[Stage
 async def performances(session: AsyncSession) -> dict[int, RepPerformance]:
     """Every rep's last measured results."""
     return {p.rep_id: p for p in (await session.scalars(select(RepPerformance))).all()}
+
+
+async def move_assignment(session: AsyncSession, assignment: Assignment, contact_id: int) -> None:
+    """Re-point an assignment and its pending deadlines at another contact (a merge)."""
+    await session.execute(
+        update(Deadline)
+        .where(Deadline.assignment_id == assignment.id)
+        .values(contact_id=contact_id)
+        .execution_options(synchronize_session=False)
+    )
+    assignment.contact_id = contact_id
+    await session.flush()
