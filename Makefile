@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_forms.py
 	$(BIN)/python bench/ingest_events.py
+	$(BIN)/python bench/routing.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

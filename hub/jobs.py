@@ -49,14 +49,16 @@ async def prune_nonces(ctx: JobContext) -> int:
 
 
 async def process_deadlines(ctx: JobContext) -> int:
-    """Act on due deadlines (missed first touches, stuck leads), a batch per transaction."""
+    """Act on due deadlines (missed first touches, stuck leads), one per transaction."""
     rules: RulesStore = ctx["rules"]
     total = 0
-    for _ in range(MAX_BATCHES_PER_RUN):
+    # One per transaction: a hand-over locks a pool and two reps until commit, and a batch holding
+    # them while it waits for another worker's pool is a deadlock (two rules sharing reps).
+    for _ in range(MAX_BATCHES_PER_RUN * BATCH):
         async with session_scope(ctx["sessions"]) as session:
-            done = await deadlines.process_due(session, rules.current, clock.now(), limit=BATCH)
+            done = await deadlines.process_due(session, rules.current, clock.now(), limit=1)
         total += done
-        if done < BATCH:
+        if not done:
             break
     if total:
         log.info("processed %d due deadlines", total)

@@ -24,6 +24,7 @@ from hub.pagination import Page, decode_id_cursor, encode_cursor
 from hub.reps import service as reps
 from hub.reps.visibility import Scope, ScopeDep
 from hub.routing import assign, stages
+from hub.scoring import service as scoring
 from hub.validation import MAX_ID, SafeStr, utc_filter
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"])
@@ -169,6 +170,9 @@ async def update_contact(
                 session, contact, owner_id, policy, now, actor=principal.name, reason="owner set by API"
             )
     await contacts.update_contact(session, contact, changes)
+    if changes:
+        # Facts rules read the profile (company, custom fields...): an edit can change the score.
+        await scoring.rescore(session, contact, policy.warmth, now, cause="profile edited")
     if stage is not None:
         await stages.change_stage(
             session, contact, stage, policy.pipeline, now, actor=principal.name, loss_reason=loss_reason

@@ -96,9 +96,10 @@ async def read_team(team_id: TeamIdPath, session: SessionDep, _principal: AnyRol
 @teams_router.patch("/{team_id}", response_model=TeamOut)
 async def update_team(team_id: TeamIdPath, patch: TeamPatch, session: SessionDep, _principal: ManagerDep) -> TeamOut:
     """Rename, change the manager or zone, or replace the members (managers and admins)."""
-    team = await teams.update_team(
-        session, await teams.get_team(session, team_id), patch.model_dump(exclude_unset=True)
-    )
+    changes = patch.model_dump(exclude_unset=True)
+    team = await teams.update_team(session, await teams.get_team(session, team_id), dict(changes))
+    if "member_ids" in changes:
+        await routing_repo.retry_queue_now(session, clock.now())  # new members may take what waits
     await session.commit()
     queued = await routing_repo.queue_counts(session, [team.id])
     return TeamOut.of(team, (await teams.member_ids(session, [team.id]))[team.id], queued.get(team.id, 0))

@@ -18,7 +18,9 @@ async def create_team(session: AsyncSession, spec: TeamCreate) -> Team:
     await lock_keys(session, [f"team:{spec.name.lower()}"])
     if await repository.team_by_name(session, spec.name) is not None:
         raise Conflict(f"a team called {spec.name!r} exists", field="name")
-    await _require_reps(session, [*spec.member_ids, *([spec.manager_rep_id] if spec.manager_rep_id else [])])
+    await _require_reps(session, spec.member_ids)
+    if spec.manager_rep_id is not None:
+        await _require_reps(session, [spec.manager_rep_id], field="manager_rep_id")
     team = await repository.insert_team(
         session, Team(name=spec.name, manager_rep_id=spec.manager_rep_id, time_zone=spec.time_zone)
     )
@@ -45,7 +47,7 @@ async def update_team(session: AsyncSession, team: Team, changes: dict[str, Any]
         if existing is not None and existing.id != team.id:
             raise Conflict(f"a team called {changes['name']!r} exists", field="name")
     if changes.get("manager_rep_id") is not None:
-        await _require_reps(session, [changes["manager_rep_id"]])
+        await _require_reps(session, [changes["manager_rep_id"]], field="manager_rep_id")
     for name, value in changes.items():
         setattr(team, name, value)
     if members is not None:
@@ -81,7 +83,7 @@ async def manager_of(session: AsyncSession, rep: Rep) -> Rep | None:
     return await repository.get(session, manager_id)
 
 
-async def _require_reps(session: AsyncSession, rep_ids: list[int]) -> None:
+async def _require_reps(session: AsyncSession, rep_ids: list[int], field: str = "member_ids") -> None:
     missing = sorted(set(rep_ids) - await repository.existing_ids(session, rep_ids))
     if missing:
-        raise UnprocessableInput(f"no such reps: {', '.join(map(str, missing))}", field="member_ids")
+        raise UnprocessableInput(f"no such reps: {', '.join(map(str, missing))}", field=field)

@@ -55,6 +55,11 @@ class Outcome:
     skipped: dict[int, str] = field(default_factory=dict)
 
 
+def pool_key(rule_id: str) -> str:
+    """The fair-order row of the pool a routing rule picks from (locked for every decision by that rule)."""
+    return f"rule:{rule_id}"
+
+
 def candidate_of(rep: Rep, taken_today: int) -> rules.Candidate:
     """A rep as the pure rules see them."""
     return rules.Candidate(
@@ -128,7 +133,7 @@ async def _decide(
     handover: Handover,
     now: datetime,
 ) -> Outcome:
-    pool = await repository.lock_pool(session, f"rule:{rule.id}")
+    pool = await repository.lock_pool(session, pool_key(rule.id))
     members = [r for r in await reps_repo.all_reps(session, active_only=True) if r.id not in handover.excluded]
     taken = await _taken_today(session, members, now)
     candidates = [candidate_of(r, taken.get(r.id, 0)) for r in members]
@@ -150,7 +155,7 @@ async def _decide(
             skipped[chosen_id] = f"at capacity ({rep.open_leads}/{rep.capacity} open leads)"
             eligible = [c for c in eligible if c.rep_id != chosen_id]
             continue
-        await _advance_turn(session, pool, chosen_id, rule, bucket, now)
+        await _advance_turn(session, pool, chosen_id, strategy, bucket, now)
         how = "redistributed" if handover.chain_id is not None else "rule"
         reason = handover.reason or f"rule {rule.id} ({strategy})"
         assignment = await give(
@@ -211,13 +216,13 @@ async def _advance_turn(
     session: AsyncSession,
     pool: RoutingPool,
     rep_id: int,
-    rule: RoutingRule,
+    strategy: str,
     bucket: Bucket,
     now: datetime,
 ) -> None:
     turns = await repository.turns(session, pool.key)
     weights: dict[int, float] | None = None
-    if rule.strategy == "performance_weighted" and bucket == "hot":
+    if strategy == "performance_weighted" and bucket == "hot":
         weights = {r: p.weight for r, p in (await repository.performances(session)).items()}
     pick = rules.pick_fair([rep_id], {r: t.finish for r, t in turns.items()}, pool.virtual_time, weights)
     assert pick is not None

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import repository as contacts_repo
 from hub.contacts.models import Contact
+from hub.db import retry_transient
 from hub.notify.service import notify
 from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
@@ -27,14 +29,24 @@ Handler = Callable[[AsyncSession, Deadline, RulesFile, datetime], Awaitable[str]
 
 
 async def process_due(session: AsyncSession, policy: RulesFile, now: datetime, *, limit: int = 100) -> int:
-    """Claim up to ``limit`` due deadlines and act on each; the caller commits. Returns how many."""
+    """Claim up to ``limit`` due deadlines and act on each; the caller commits. Returns how many.
+
+    What one deadline locks (its pool, its owner, the next rep) is held until the commit, so a
+    worker with a batch can hold what another worker's hand-over needs; the job therefore commits
+    after each deadline (``limit=1``), and a deadlock victim redoes just that deadline.
+    """
     claimed = await repository.claim_due(session, now, limit)
     for deadline in claimed:
-        handler = HANDLERS.get(deadline.kind)
-        outcome = await handler(session, deadline, policy, now) if handler else "unknown_kind"
-        deadline.done_at, deadline.outcome = now, outcome
+        await retry_transient(session, partial(_act, session, deadline, policy, now))
     await session.flush()
     return len(claimed)
+
+
+async def _act(session: AsyncSession, deadline: Deadline, policy: RulesFile, now: datetime) -> None:
+    handler = HANDLERS.get(deadline.kind)
+    outcome = await handler(session, deadline, policy, now) if handler else "unknown_kind"
+    deadline.done_at, deadline.outcome = now, outcome
+    await session.flush()
 
 
 async def _first_touch(session: AsyncSession, deadline: Deadline, policy: RulesFile, now: datetime) -> str:
@@ -46,6 +58,10 @@ async def _first_touch(session: AsyncSession, deadline: Deadline, policy: RulesF
     contact = await contacts_repo.contact_for_update(session, deadline.contact_id)
     if contact is None or contact.merged_into_id is not None or contact.stage in policy.pipeline.closed:
         return "stale"
+    if assignment.rule_id is not None:
+        # Routing locks the pool before any rep; taking the lead back locks its owner, so the pool
+        # must come first here too, or two workers each hold a rep the other's hand-over picks.
+        await repository.lock_pool(session, assign.pool_key(assignment.rule_id))
     rep = await reps_repo.get(session, assignment.rep_id)
     assert rep is not None
     await assign.release(session, contact, now, reason="sla_breach", closed_stages=policy.pipeline.closed)

@@ -77,7 +77,9 @@ async def list_leads(
     stmt = _query(stage, sorted(policy.pipeline.closed), owner, bucket, sla, unassigned, now)
     owners = scope.owners()
     if owners is not None:
-        stmt = stmt.where(Contact.owner_rep_id.in_(list(owners) or [0]))
+        visible = Contact.owner_rep_id.in_(list(owners) or [0])
+        # A team manager also sees leads nobody owns yet (as GET /api/contacts shows them).
+        stmt = stmt.where(or_(visible, Contact.owner_rep_id.is_(None)) if scope.sees_unowned else visible)
     rows = (await session.execute(stmt.offset(offset).limit(limit + 1))).all()
     page = rows[:limit]
     next_cursor = encode_cursor([offset + limit + 1]) if len(rows) > limit else None
@@ -115,7 +117,9 @@ def _query(
     warmth_rank = case({"hot": 0, "warm": 1, "cold": 2}, value=Contact.bucket, else_=3)
     return stmt.order_by(
         case((untouched, 0), else_=1),
-        Assignment.due_at,
+        # Only an open deadline ranks a lead; a met or missing one must not (and NULLs sort
+        # first on SQLite, last on PostgreSQL), so the rest go by warmth, then newest.
+        case((untouched, Assignment.due_at), else_=None),
         warmth_rank,
         Contact.created_at.desc(),
         Contact.id.desc(),

@@ -1,9 +1,10 @@
 """Pure routing decisions: who may take a lead now, which reps a rule's pool holds, who goes next.
 
 The fair order is start-time fair queuing over a pool: each rep has a ``finish`` tag; a lead
-goes to the eligible rep with the lowest ``max(finish, virtual_time) + 1 / weight``, and the
-pool's virtual time moves to that rep's start. With equal weights this is plain round robin
-(counts never differ by more than one); a rep back from a day off starts at the pool's
+goes to the eligible rep with the lowest start ``max(finish, virtual_time)`` (ties: the lowest
+``start + 1 / weight``), whose finish becomes ``start + 1 / weight``; the pool's virtual time
+moves to that start. With equal weights this is plain round robin (counts never differ by more
+than one); a rep back from a day off starts at the pool's
 virtual time instead of being owed a day of leads; weights give shares in proportion.
 """
 
@@ -95,12 +96,14 @@ def pick_fair(
     for rep_id in rep_ids:
         start = max(finishes.get(rep_id, virtual_time), virtual_time)
         weight = max((weights or {}).get(rep_id, 1.0), MIN_WEIGHT)
-        tag = (start + 1.0 / weight, start, rep_id)
+        # By start, not finish: a rep never picked has start == virtual_time, so ordering by finish
+        # (which grows with virtual_time for them) would starve every rep but the heaviest.
+        tag = (start, start + 1.0 / weight, rep_id)
         if best is None or tag < best:
             best = tag
     if best is None:
         return None
-    finish, start, rep_id = best
+    start, finish, rep_id = best
     return Pick(rep_id=rep_id, finish=finish, virtual_time=start)
 
 
@@ -134,11 +137,14 @@ def performance_weight(
     """(conversion, weight) of a rep: conversion shrunk toward the team's until the rep has data,
     times a speed factor that halves at the target first-touch time."""
     conversion = (won + prior_leads * team_conversion) / (leads + prior_leads) if leads + prior_leads > 0 else 0.0
+    # No measured touch is no evidence of speed: credit the target (0.5), as for a rep never measured
+    # (weight 1.0), not full credit, which would rank a rep who touches nothing above a quick one.
     speed = (
-        1.0
+        0.5
         if median_first_touch_seconds is None
         else 1.0 / (1.0 + median_first_touch_seconds / target_first_touch_seconds)
     )
-    base = team_conversion if team_conversion > 0 else 1.0
-    weight = max((conversion / base if base else 1.0) * (0.5 + speed), MIN_WEIGHT)
+    # Nobody won anything in the window: conversion tells reps apart by nothing, so speed alone decides.
+    relative = conversion / team_conversion if team_conversion > 0 else 1.0
+    weight = max(relative * (0.5 + speed), MIN_WEIGHT)
     return conversion, round(weight, 4)

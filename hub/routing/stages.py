@@ -88,6 +88,9 @@ async def change_stage(
     if to_stage in pipeline.closed:
         # A won or lost lead needs no first touch any more.
         await repository.close_deadlines(session, contact_id=contact.id, kinds=[FIRST_TOUCH], outcome="closed", now=now)
+        if contact.owner_rep_id is not None:
+            # The owner has room for one more lead now: queued leads get their try on the next tick.
+            await repository.retry_queue_now(session, now)
     await _schedule_stuck_checks(session, contact, change, pipeline)
     data = {"from": previous, "to": to_stage, "by": actor, "reason": reason, "loss_reason": loss_reason}
     await timeline.append(

@@ -39,7 +39,9 @@ class WarmthOut(BaseModel):
     thresholds: dict[str, float]
     hysteresis: float
     half_life_days: float
-    recheck_at: datetime | None = Field(description="when decay alone would move the bucket; the worker rescores then")
+    recheck_at: datetime | None = Field(
+        description="when decay (or an event dated ahead of now) would move the bucket; the worker rescores then"
+    )
     rules: list[RulePointsOut]
 
 

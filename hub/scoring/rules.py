@@ -78,8 +78,12 @@ def _human(signal: str) -> Callable[[Mapping[str, Any]], tuple[str, ...]]:
 
 
 def _bounce(data: Mapping[str, Any]) -> tuple[str, ...]:
-    # A soft bounce (full mailbox, greylisting) is the mail system's weather, not the lead's doing.
-    return () if data.get("bounce") == "soft" else ("email_bounced",)
+    # A soft bounce (full mailbox, greylisting) is the mail system's weather, and a block (the receiving
+    # server refusing the sender's reputation or content) is ours: neither is the lead's doing.
+    return () if data.get("bounce") in _NOT_THE_LEADS_BOUNCES else ("email_bounced",)
+
+
+_NOT_THE_LEADS_BOUNCES = frozenset({"soft", "blocked"})
 
 
 def _call(data: Mapping[str, Any]) -> tuple[str, ...]:
@@ -109,6 +113,22 @@ _SIGNAL_READERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, ...]]] = {
     "activity": _activity,
 }
 """Timeline entry kind -> the signals its data gives (form submissions need history: see signals_of)."""
+SIGNAL_SOURCES: dict[str, tuple[str, ...]] = {
+    "form_submitted": ("form_submission",),
+    "form_resubmitted": ("form_submission",),
+    "email_opened": ("email_opened",),
+    "email_clicked": ("email_clicked",),
+    "email_replied": ("activity",),
+    "email_unsubscribed": ("email_unsubscribed",),
+    "email_bounced": ("email_bounced",),
+    "email_complained": ("email_complained",),
+    "call_inbound": ("call",),
+    "call_answered": ("call",),
+    "call_missed": ("missed_call",),
+    "call_outbound": ("call", "activity"),
+    "meeting": ("activity",),
+}
+"""Signal -> the timeline entry kinds that can give it (the other way round from _SIGNAL_READERS)."""
 
 
 def compute_score(warmth: Warmth, facts: Mapping[str, Any], events: Sequence[Event], now: datetime) -> Score:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,14 +27,15 @@ SCORED_KINDS = [
 ]
 """Timeline kinds that can give engagement points (see hub/scoring/rules.py: signals_of)."""
 HORIZON_HALF_LIVES = 12
-"""Events older than this many half-lives are worth under 0.03 % of their points and are not read."""
+"""Decaying events older than this many half-lives are worth under 0.03 % of their points and are not read."""
 MAX_EVENTS = 2000
 WARMTH_CHANGED = "warmth_changed"
+_BEGINNING = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class CurrentWarmth:
-    """A contact's warmth now: the score rule by rule, the bucket, and when decay will next move it."""
+    """A contact's warmth now: the score rule by rule, the bucket, and when time alone will next move it."""
 
     score: rules.Score
     bucket: Bucket
@@ -49,11 +50,21 @@ async def current_warmth(session: AsyncSession, contact: Contact, warmth: Warmth
     score = rules.compute_score(warmth, facts, events, now)
     bucket = rules.next_bucket(_bucket(contact.bucket), score.total, warmth)
     recheck = rules.next_crossing(warmth, facts, events, bucket, now)
+    # An entry dated after now (a provider's clock running fast) counts from its time on; no new
+    # entry will come to rescore the lead then, so the recheck must.
+    upcoming = min((e.occurred_at for e in events if e.occurred_at > now), default=None)
+    if upcoming is not None and (recheck is None or upcoming < recheck):
+        recheck = upcoming
     return CurrentWarmth(score=score, bucket=bucket, stored_bucket=contact.bucket, recheck_at=recheck)
 
 
 async def rescore(session: AsyncSession, contact: Contact, warmth: Warmth, now: datetime, *, cause: str) -> bool:
     """Store the contact's score and bucket; a bucket change goes on the timeline. True if it changed."""
+    if contact.merged_into_id is not None:
+        # Its timeline now scores the survivor; a recheck left from before the merge has nothing to do.
+        contact.warmth_recheck_at = None
+        await session.flush()
+        return False
     result = await current_warmth(session, contact, warmth, now)
     before_bucket, before_score = contact.bucket, contact.score
     contact.score, contact.bucket, contact.scored_at = result.score.total, result.bucket, now
@@ -83,6 +94,12 @@ async def rescore(session: AsyncSession, contact: Contact, warmth: Warmth, now: 
 async def _events(session: AsyncSession, contact_id: int, warmth: Warmth, now: datetime) -> list[rules.Event]:
     since = now - timedelta(days=warmth.half_life_days * HORIZON_HALF_LIVES)
     entries = await timeline.recent_of_kinds(session, contact_id, SCORED_KINDS, since=since, limit=MAX_EVENTS)
+    # Points that do not decay (an unsubscribe, a bounce) count however old they are.
+    lasting = sorted({kind for r in warmth.engagement if not r.decays for kind in rules.SIGNAL_SOURCES[r.on]})
+    if lasting:
+        recent = {e.id for e in entries}
+        older = await timeline.recent_of_kinds(session, contact_id, lasting, since=_BEGINNING, limit=MAX_EVENTS)
+        entries += [e for e in older if e.id not in recent]
     # Whether a form submission is the contact's first needs the first one even when it is older
     # than the horizon; one indexed look-up for the oldest form entry answers that.
     first_form = await timeline.oldest_of_kind(session, contact_id, "form_submission")

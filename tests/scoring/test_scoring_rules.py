@@ -10,8 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.policy.schemas import Bucket, Warmth
-from hub.scoring.rules import EntryView, Event, RulePoints, compute_score, next_bucket, next_crossing, signals_of
+from hub.policy.schemas import SIGNALS, Bucket, Warmth
+from hub.scoring.rules import (
+    SIGNAL_SOURCES,
+    EntryView,
+    Event,
+    RulePoints,
+    compute_score,
+    next_bucket,
+    next_crossing,
+    signals_of,
+)
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -52,6 +61,7 @@ def _entry(entry_id: int, kind: str, data: dict[str, Any] | None = None, at: dat
         ("email_bounced", {"bounce": "hard"}, ["email_bounced"]),
         ("email_bounced", {}, ["email_bounced"]),
         ("email_bounced", {"bounce": "soft"}, []),
+        ("email_bounced", {"bounce": "blocked"}, []),
         ("email_complained", {}, ["email_complained"]),
         ("call", {"direction": "inbound", "outcome": "answered"}, ["call_inbound", "call_answered"]),
         ("call", {"direction": "inbound", "outcome": "missed"}, ["call_inbound"]),
@@ -72,6 +82,24 @@ def _entry(entry_id: int, kind: str, data: dict[str, Any] | None = None, at: dat
 def test_signals_of_one_entry(kind: str, data: dict[str, Any], signals: list[str]) -> None:
     events = signals_of([_entry(9, kind, data)])
     assert events == [Event(signal, NOW, entry_id=9) for signal in signals]
+
+
+def test_every_signal_a_rule_can_name_has_the_entry_kinds_that_give_it() -> None:
+    # The service reads these kinds to find non-decaying points older than its horizon.
+    assert set(SIGNAL_SOURCES) == set(SIGNALS)
+    data_for = {
+        ("call_inbound", "call"): {"direction": "inbound"},
+        ("call_answered", "call"): {"outcome": "answered"},
+        ("call_outbound", "call"): {"direction": "outbound"},
+        ("call_outbound", "activity"): {"type": "call"},
+        ("email_replied", "activity"): {"type": "email_reply"},
+        ("meeting", "activity"): {"type": "meeting"},
+    }
+    for signal, kinds in SIGNAL_SOURCES.items():
+        for kind in kinds:
+            data = data_for.get((signal, kind), {})
+            twice = [_entry(1, kind, data), _entry(2, kind, data, at=NOW + DAY)]  # twice: a form resubmits
+            assert signal in {e.signal for e in signals_of(twice)}, (signal, kind)
 
 
 def test_the_first_form_submits_and_later_ones_resubmit_in_time_order() -> None:
