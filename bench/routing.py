@@ -2,10 +2,10 @@
 due deadlines costs as the open leads grow tenfold.
 
 Everything runs in this one process (the hub's own functions, no HTTP server) against a fresh PostgreSQL
-database, created, migrated with hub.migrate.upgrade and dropped by the run. Seeding writes rows directly
-with SQLAlchemy Core (executemany in chunks): a team of 50 reps working around the clock with room for
-every lead, and open leads already assigned to them, each with a pending first-touch deadline far in the
-future. Then, in order:
+database, created, migrated with hub.migrate.upgrade and dropped by the run. Seeding writes rows directly,
+not through the API: a team of 50 reps working around the clock with room for every lead (SQLAlchemy Core
+inserts), and open leads already assigned to them, each with a pending first-touch deadline far in the
+future (COPY on SQLAlchemy's connection, in chunks, ids taken from the tables' sequences). Then, in order:
 
 1. deadlines at 10,000 open leads: 500 more leads whose first-touch deadlines are already due; batches of
    hub.routing.deadlines.process_due(limit=100), each its own transaction, until all 500 are handed on
@@ -15,13 +15,13 @@ future. Then, in order:
 3. assignment decisions at 100,000 open leads: new contacts routed by hub.routing.assign.route(), one
    transaction each (the contact locked as the settle hook does, route(), commit), at concurrency 1 and 8
    (asyncio tasks, each with its own session); the ceiling is the same number of transactions that only
-   insert one contact row and commit.
+   insert one contact row and commit. Then a tenth as many decisions at c=1 with a daily cap on every rep.
 
 Every SQL statement is counted and timed (driver round trip included) through SQLAlchemy's cursor events,
 so the report can say which statements a decision or a deadline costs. Results go to stdout and to the
 `bench:routing` section of docs/BENCHMARKS.md.
 
-    .venv/bin/python bench/routing.py                      # what `make bench` runs, about 3 minutes
+    .venv/bin/python bench/routing.py                      # what `make bench` runs, about 4 minutes
     .venv/bin/python bench/routing.py --quick --no-output  # a smoke run, prints only
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import re
 import shlex
@@ -80,7 +81,8 @@ TEAM = "bench"
 REPS = 50
 REP_CAPACITY = 10_000  # 100,000 leads over 50 reps is 2,000 each: capacity never refuses anyone here
 RULE = "everyone"  # the default rules' catch-all, round robin; the seeded assignments name it too
-CHUNK = 5_000  # rows per executemany while seeding
+CHUNK = 10_000  # rows per COPY while seeding
+SPREAD_DAYS = 60  # seeded leads were assigned over this many past days
 BATCH = 100  # process_due(limit=...) as hub.jobs.process_deadlines calls it
 DUE = 500  # due first-touch deadlines processed at each size
 WARMTH_DUE = 500  # contacts whose warmth recheck is due, at each size
@@ -117,10 +119,12 @@ class StatementStats:
 def statement_label(sql: str) -> str:
     """A short, readable form of a statement: column lists and long parenthesised lists elided."""
     flat = " ".join(sql.split())
+    flat = re.sub(r"::(TIMESTAMP WITH TIME ZONE|VARCHAR|BIGINT|INTEGER|FLOAT|BOOLEAN|JSONB|JSON)\b", "", flat)
     flat = re.sub(r"^SELECT .*? FROM ", "SELECT … FROM ", flat)
+    flat = re.sub(r" SET .*? WHERE ", " SET … WHERE ", flat)
     flat = re.sub(r"\(([^()]{30,})\)", "(…)", flat)
     flat = re.sub(r"\b\w+\.(\w+)", r"\1", flat)  # table prefixes on columns
-    return flat if len(flat) <= 140 else flat[:139] + "…"
+    return flat if len(flat) <= 120 else flat[:119] + "…"
 
 
 class StatementLog:
@@ -229,7 +233,8 @@ def rep_row(name: str, email: str, team_id: int | None) -> dict[str, Any]:
 async def insert_returning_ids(conn: AsyncConnection, model: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert rows with one executemany; their new ids, in the rows' order."""
     result = await conn.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
-    return [int(row_id) for row_id in result.scalars()]
+    ids: list[int] = list(result.scalars())
+    return ids
 
 
 async def seed_crew(engine: AsyncEngine) -> Crew:
@@ -242,20 +247,78 @@ async def seed_crew(engine: AsyncEngine) -> Crew:
     return Crew(team_id=team_id, rep_ids=rep_ids, manager_id=manager_id)
 
 
-def contact_row(number: int, owner: int | None, now: datetime, recheck_at: datetime | None) -> dict[str, Any]:
+async def copy_rows(conn: AsyncConnection, model: Any, rows: list[dict[str, Any]]) -> None:
+    """Write rows with COPY in the connection's transaction. COPY applies no Python-side column defaults,
+    so every NOT NULL column is given (JSON as text); a missing ``id`` comes from the table's sequence."""
+    columns = list(rows[0])
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    records = [tuple(row[column] for column in columns) for row in rows]
+    await driver.copy_records_to_table(model.__tablename__, records=records, columns=columns)
+
+
+async def reserve_ids(conn: AsyncConnection, model: Any, count: int) -> list[int]:
+    """``count`` ids from the table's own sequence, so rows written by COPY can be referred to."""
+    result = await conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+        {"table": model.__tablename__, "n": count},
+    )
+    ids: list[int] = list(result.scalars())
+    return ids
+
+
+def contact_row(
+    contact_id: int, number: int, owner: int | None, since: datetime, recheck_at: datetime | None
+) -> dict[str, Any]:
     bucket = ("cold", "warm", "hot")[number % 3] if owner is not None else None
     return {
+        "id": contact_id,
         "name": f"Lead {number}",
         "source": "website",
         "stage": "new",
         "owner_rep_id": owner,
-        "stage_entered_at": now,
+        "attribution": "{}",
+        "custom_fields": "{}",
+        "stage_entered_at": since,
         "score": {"cold": 10.0, "warm": 40.0, "hot": 70.0}.get(bucket or ""),
         "bucket": bucket,
-        "scored_at": now if bucket else None,
+        "scored_at": since if bucket else None,
         "warmth_recheck_at": recheck_at,
+        "created_at": since,
+        "updated_at": since,
+    }
+
+
+def assignment_row(
+    assignment_id: int, contact_id: int, rep_id: int, team_id: int, bucket: str, since: datetime, due_at: datetime
+) -> dict[str, Any]:
+    return {
+        "id": assignment_id,
+        "contact_id": contact_id,
+        "rep_id": rep_id,
+        "team_id": team_id,
+        "how": "rule",
+        "rule_id": RULE,
+        "strategy": "round_robin",
+        "reason": f"rule {RULE} (round_robin)",
+        "actor": f"rule:{RULE}",
+        "hop": 0,
+        "escalation_level": 0,
+        "bucket": bucket,
+        "assigned_at": since,
+        "due_at": due_at,
+    }
+
+
+def deadline_row(assignment_id: int, contact_id: int, due_at: datetime, now: datetime) -> dict[str, Any]:
+    return {
+        "key": f"{assign.FIRST_TOUCH}:{assignment_id}",
+        "kind": assign.FIRST_TOUCH,
+        "contact_id": contact_id,
+        "assignment_id": assignment_id,
+        "due_at": due_at,
+        "data": "{}",
         "created_at": now,
-        "updated_at": now,
     }
 
 
@@ -269,72 +332,44 @@ async def seed_open_leads(
     due_at: datetime | None = None,
     warmth_due: int = 0,
 ) -> list[int]:
-    """``count`` leads owned by the crew's reps in turn, each with an open assignment and a pending
-    first-touch deadline (far in the future unless ``due_at``); the first ``warmth_due`` have a warmth
-    recheck already due, the rest one days to weeks away. Returns the contact ids."""
-    contact_ids: list[int] = []
+    """``count`` leads owned by the crew's reps in turn, assigned over the past SPREAD_DAYS, each with an open
+    assignment and a pending first-touch deadline (far in the future unless ``due_at``: then all are cold,
+    so the deadline a hand-over starts is a business day away and nothing they start comes due during the
+    run). The first ``warmth_due`` have a warmth recheck already due, the rest hours to weeks ahead."""
+    ids: list[int] = []
     async with engine.begin() as conn:
         for start in range(0, count, CHUNK):
             numbers = range(first + start, first + min(start + CHUNK, count))
-            owners = [crew.rep_ids[n % REPS] for n in numbers]
-            rechecks = [
-                now - timedelta(minutes=1 + n % 60) if n - first < warmth_due else now + timedelta(hours=1 + n % 700)
-                for n in numbers
-            ]
-            # The leads with a due deadline are cold: their hand-over deadline is a business day away,
-            # so nothing they start comes due during the run.
-            rows = [contact_row(n, o, now, r) for n, o, r in zip(numbers, owners, rechecks, strict=True)]
-            if due_at is not None:
-                rows = [{**row, "bucket": "cold", "score": 10.0} for row in rows]
-            ids = await insert_returning_ids(conn, Contact, rows)
-            deadline = due_at or now + FAR + timedelta(minutes=len(contact_ids))
-            assignments = [
-                assignment_row(cid, owner, crew.team_id, row["bucket"], now, deadline)
-                for cid, owner, row in zip(ids, owners, rows, strict=True)
-            ]
-            assignment_ids = await insert_returning_ids(conn, Assignment, assignments)
-            await conn.execute(
-                insert(Deadline),
-                [
-                    deadline_row(a, r["contact_id"], r["due_at"], now)
-                    for a, r in zip(assignment_ids, assignments, strict=True)
-                ],
-            )
-            contact_ids += ids
+            contact_ids = await reserve_ids(conn, Contact, len(numbers))
+            assignment_ids = await reserve_ids(conn, Assignment, len(numbers))
+            contacts, assignments, deadlines_ = [], [], []
+            for n, contact_id, assignment_id in zip(numbers, contact_ids, assignment_ids, strict=True):
+                owner = crew.rep_ids[n % REPS]
+                since = (
+                    now - timedelta(minutes=n % (SPREAD_DAYS * 24 * 60))
+                    if due_at is None
+                    else due_at - timedelta(days=1)
+                )
+                recheck = (
+                    now - timedelta(minutes=1 + n % 60)
+                    if n - first < warmth_due
+                    else now + timedelta(hours=1 + n % 700)
+                )
+                row = contact_row(contact_id, n, owner, since, recheck)
+                if due_at is not None:
+                    row.update(bucket="cold", score=10.0)
+                deadline = due_at or now + FAR + timedelta(seconds=n)
+                contacts.append(row)
+                assignments.append(
+                    assignment_row(assignment_id, contact_id, owner, crew.team_id, row["bucket"], since, deadline)
+                )
+                deadlines_.append(deadline_row(assignment_id, contact_id, deadline, now))
+            await copy_rows(conn, Contact, contacts)
+            await copy_rows(conn, Assignment, assignments)
+            await copy_rows(conn, Deadline, deadlines_)
+            ids += contact_ids
         await recount_open_leads(conn)
-    return contact_ids
-
-
-def assignment_row(
-    contact_id: int, rep_id: int, team_id: int, bucket: str, now: datetime, due_at: datetime
-) -> dict[str, Any]:
-    return {
-        "contact_id": contact_id,
-        "rep_id": rep_id,
-        "team_id": team_id,
-        "how": "rule",
-        "rule_id": RULE,
-        "strategy": "round_robin",
-        "reason": f"rule {RULE} (round_robin)",
-        "actor": f"rule:{RULE}",
-        "hop": 0,
-        "escalation_level": 0,
-        "bucket": bucket,
-        "assigned_at": now,
-        "due_at": due_at,
-    }
-
-
-def deadline_row(assignment_id: int, contact_id: int, due_at: datetime, now: datetime) -> dict[str, Any]:
-    return {
-        "key": f"{assign.FIRST_TOUCH}:{assignment_id}",
-        "kind": assign.FIRST_TOUCH,
-        "contact_id": contact_id,
-        "assignment_id": assignment_id,
-        "due_at": due_at,
-        "data": {},
-        "created_at": now,
-    }
+    return ids
 
 
 async def recount_open_leads(conn: AsyncConnection) -> None:
@@ -351,31 +386,31 @@ async def recount_open_leads(conn: AsyncConnection) -> None:
 async def seed_new_contacts(engine: AsyncEngine, count: int, *, first: int, now: datetime) -> list[int]:
     """Unowned contacts as a form post leaves them: an email identity and a form_submission entry."""
     ids: list[int] = []
+    message = json.dumps({"message": "Please call me about pricing"})
     async with engine.begin() as conn:
         for start in range(0, count, CHUNK):
             numbers = range(first + start, first + min(start + CHUNK, count))
-            chunk = await insert_returning_ids(conn, Contact, [contact_row(n, None, now, None) for n in numbers])
-            await conn.execute(
-                insert(ContactIdentity),
-                [
-                    {"contact_id": c, "kind": "email", "value": f"lead{n}@bench.example", "created_at": now}
-                    for c, n in zip(chunk, numbers, strict=True)
-                ],
+            chunk = await reserve_ids(conn, Contact, len(numbers))
+            await copy_rows(
+                conn, Contact, [contact_row(c, n, None, now, None) for c, n in zip(chunk, numbers, strict=True)]
             )
-            await conn.execute(
-                insert(TimelineEntry),
-                [
-                    {
-                        "contact_id": c,
-                        "kind": "form_submission",
-                        "source": "forms:website",
-                        "occurred_at": now,
-                        "recorded_at": now,
-                        "data": {"message": "Please call me about pricing"},
-                    }
-                    for c in chunk
-                ],
-            )
+            identities = [
+                {"contact_id": c, "kind": "email", "value": f"lead{n}@bench.example", "created_at": now}
+                for c, n in zip(chunk, numbers, strict=True)
+            ]
+            await copy_rows(conn, ContactIdentity, identities)
+            entries = [
+                {
+                    "contact_id": c,
+                    "kind": "form_submission",
+                    "source": "forms:website",
+                    "occurred_at": now,
+                    "recorded_at": now,
+                    "data": message,
+                }
+                for c in chunk
+            ]
+            await copy_rows(conn, TimelineEntry, entries)
             ids += chunk
     return ids
 
@@ -715,7 +750,7 @@ async def measure_decisions(
 
 
 def capped_decisions(plan: Plan) -> int:
-    return max(plan.decisions // 4, 1)
+    return max(plan.decisions // 10, 1)
 
 
 async def explain_growth(engine: AsyncEngine, runs: list[DeadlineRun]) -> dict[str, QueryPlan]:
@@ -791,12 +826,12 @@ def deadline_table(runs: list[DeadlineRun]) -> list[str]:
     return out
 
 
-def top_statements(profile: dict[str, StatementStats], per: int, count: int = TOP_STATEMENTS) -> list[str]:
+def top_statements(profile: dict[str, StatementStats], per: int, unit: str) -> list[str]:
     """The statements that took the most time, per unit of work."""
-    ranked = sorted(profile.values(), key=lambda s: s.seconds, reverse=True)[:count]
+    ranked = sorted(profile.values(), key=lambda s: s.seconds, reverse=True)[:TOP_STATEMENTS]
     return [
-        f"`{s.label}`: {s.calls / per:.2f} per unit, {s.ms_per_call:.2f} ms each "
-        f"({s.seconds / per * 1000:.2f} ms per unit)"
+        f"`{s.label}`: {s.calls / per:.1f} per {unit}, {s.ms_per_call:.2f} ms each "
+        f"({s.seconds / per * 1000:.2f} ms per {unit})"
         for s in ranked
     ]
 
@@ -826,7 +861,7 @@ def deadline_notes(runs: list[DeadlineRun], explained: dict[str, QueryPlan]) -> 
                 f"plan at {last.open_leads:,}: {plan.chain}."
             )
     out.append(f"- Where a deadline's time goes at {last.open_leads:,} open leads (statements by total time):")
-    out += [f"  - {line}" for line in top_statements(last.profile, max(last.processed, 1))]
+    out += [f"  - {line}" for line in top_statements(last.profile, max(last.processed, 1), "deadline")]
     return out
 
 
@@ -843,11 +878,21 @@ def decision_notes(results: Results) -> list[str]:
         )
     for level in results.levels:
         if level.first_error:
-            out.append(f"- {level.work} c={level.concurrency}: first failure: `{level.first_error}`")
-    single = next((lv for lv in results.levels if lv.work == "route" and lv.concurrency == 1), None)
-    if single is not None:
-        out.append("- Where a decision's time goes at c=1 (statements by total time; round trip included):")
-        out += [f"  - {line}" for line in top_statements(single.profile, max(single.done, 1))]
+            out.append(
+                f"- {level.work} c={level.concurrency}: {level.failures} failures, the first: `{level.first_error}`"
+            )
+    by = {(lv.work, lv.concurrency): lv for lv in results.levels}
+    route, capped = by.get(("route", 1)), by.get(("capped", 1))
+    if route is not None:
+        out.append("- Where a decision's time goes at c=1 (statements by total time, round trip included):")
+        out += [f"  - {line}" for line in top_statements(route.profile, max(route.done, 1), "decision")]
+    if route is not None and capped is not None:
+        out.append(
+            f"- With a daily cap on every rep a decision runs {capped.statements:.0f} statements instead of "
+            f"{route.statements:.0f} and takes {capped.pct_ms(50):.1f} ms (p50) instead of {route.pct_ms(50):.1f}: "
+            "`_taken_today` (hub/routing/assign.py) counts each capped rep's leads of the day with a query of its "
+            "own, because each rep's day starts at their own local midnight."
+        )
     return out
 
 
@@ -866,8 +911,9 @@ def render(results: Results, plan: Plan, facts: dict[str, str], command: str) ->
         f"- Software: Python {facts['python']}; PostgreSQL {facts['postgres']}; {facts['libs']}",
         f"- Data: a fresh database; one team of {REPS} reps working around the clock (capacity {REP_CAPACITY:,}, no "
         f"daily cap) and a manager outside the pool; the shipped default rules with every routing rule's pool set "
-        f"to the team (new leads match `{RULE}`, round robin). Open leads seeded with SQLAlchemy Core executemany "
-        f"({CHUNK:,} rows a statement): contact, open assignment and pending first-touch deadline a year ahead; "
+        f"to the team (new leads match `{RULE}`, round robin). Open leads written with COPY through SQLAlchemy's "
+        f"connection ({CHUNK:,} rows a chunk, ids from the tables' own sequences): contact, open assignment "
+        f"(assigned over the past {SPREAD_DAYS} days) and pending first-touch deadline a year ahead; "
         f"{seeded:,} leads in {seconds:.1f} s. No timeline rows for them (routing reads a contact's newest form "
         "entry by index). ANALYZE after each load.",
         "- Method: the hub's own functions in this one process (one event loop, no HTTP), engine and sessions "
@@ -910,46 +956,37 @@ def render(results: Results, plan: Plan, facts: dict[str, str], command: str) ->
 
 
 def reading(results: Results) -> list[str]:
-    """What bounds the numbers, from this run's numbers."""
+    """What bounds the numbers, in a few sentences made from this run's numbers."""
     return [*reading_decisions(results.levels), *reading_deadlines(results.deadline_runs, results.explained)]
 
 
 def reading_decisions(levels: list[Level]) -> list[str]:
     by = {(lv.work, lv.concurrency): lv for lv in levels}
-    bare, route, capped = by.get(("bare", 1)), by.get(("route", 1)), by.get(("capped", 1))
+    bare, route = by.get(("bare", 1)), by.get(("route", 1))
     if bare is None or route is None:
         return []
     out = [
-        f"- A decision at c=1 takes {route.pct_ms(50):.1f} ms (p50) against {bare.pct_ms(50):.1f} ms for a bare "
-        f"transaction: routing adds {route.statements - bare.statements:.0f} SQL statements, each a round trip, and "
-        f"{route.hub_cpu_ms - bare.hub_cpu_ms:.1f} ms of the hub's CPU (the ORM loading every active rep and the "
-        f"pool's turns, twice, then flushing the assignment, and the pure rules run over all {REPS} reps)."
+        f"- A decision at c=1 takes {route.pct_ms(50):.1f} ms (p50), a bare transaction {bare.pct_ms(50):.1f} ms: "
+        f"routing adds {route.statements - bare.statements:.0f} SQL statements, each a round trip, and "
+        f"{route.hub_cpu_ms - bare.hub_cpu_ms:.1f} ms of the hub's CPU, mostly SQLAlchemy and asyncpg per "
+        f"statement and the ORM loading all {REPS} reps and the pool's turns (twice) for every decision."
     ]
     routes = sorted((lv for lv in levels if lv.work == "route"), key=lambda lv: lv.concurrency)
     bares = sorted((lv for lv in levels if lv.work == "bare"), key=lambda lv: lv.concurrency)
-    top = routes[-1]
-    rates = ", ".join(f"c={lv.concurrency}: {lv.per_s:,.0f}/s" for lv in routes)
-    bare_rates = ", ".join(f"c={lv.concurrency}: {lv.per_s:,.0f}/s" for lv in bares)
-    if top.cpu.server >= SATURATED_CORE:
-        bound = f"At c={top.concurrency} the hub's one event loop is the limit ({top.cpu.server:.2f} cores)."
-    else:
-        bound = (
-            f"At c={top.concurrency} no process is near a full core (hub {top.cpu.server:.2f}, PostgreSQL "
-            f"{fmt(top.cpu.db, 2)}): the decisions wait on each other, not on CPU."
+    if len(routes) > 1:
+        top = routes[-1]
+        rates = ", ".join(f"{lv.per_s:,.0f}/s at c={lv.concurrency}" for lv in routes)
+        bare_rates = ", ".join(f"{lv.per_s:,.0f}/s at c={lv.concurrency}" for lv in bares)
+        cpu = (
+            f"the hub's one event loop is then the limit ({top.cpu.server:.2f} cores)"
+            if top.cpu.server >= SATURATED_CORE
+            else f"no process is near a full core (hub {top.cpu.server:.2f}, PostgreSQL {fmt(top.cpu.db, 2)})"
         )
-    out.append(
-        f"- Decisions ({rates}) gain less from concurrency than bare transactions ({bare_rates}): each decision "
-        "by a rule locks that rule's `routing_pools` row (FOR UPDATE) and holds it through most of its statements "
-        "and its commit, so one rule's decisions run one at a time, by design (a single fair order across "
-        f"processes); more concurrency mostly adds waiting (p99 {top.pct_ms(99):,.0f} ms at c={top.concurrency}). "
-        + bound
-    )
-    if capped is not None:
         out.append(
-            f"- With a daily cap on every rep a decision runs {capped.statements:.0f} statements instead of "
-            f"{route.statements:.0f} and takes {capped.pct_ms(50):.1f} ms (p50) instead of {route.pct_ms(50):.1f}: "
-            "`_taken_today` in hub/routing/assign.py counts each capped rep's leads of the day with its own query "
-            "(each rep's day starts at their own local midnight)."
+            f"- Decisions barely gain from concurrency ({rates}; bare transactions {bare_rates}): a decision holds "
+            "its rule's `routing_pools` row lock from before it reads the reps until its commit, so one rule's "
+            f"decisions run one at a time by design, and more concurrency adds waiting (p99 "
+            f"{top.pct_ms(99):,.0f} ms at c={top.concurrency}); {cpu}."
         )
     return out
 
@@ -959,35 +996,29 @@ def reading_deadlines(runs: list[DeadlineRun], explained: dict[str, QueryPlan]) 
         return []
     small, large = runs[0], runs[-1]
     ratio = large.ms_per_deadline / small.ms_per_deadline
-    claim = (
-        f"The claim itself is an index scan ({large.claim.plan.access}; {small.claim.median_ms:.2f} ms at "
-        f"{small.open_leads:,}, {large.claim.median_ms:.2f} ms at {large.open_leads:,}), and so is the warmth "
-        f"recheck claim ({small.warmth.median_ms:.2f} and {large.warmth.median_ms:.2f} ms)."
-    )
-    head = (
-        f"- Deadline processing, {small.ms_per_deadline:.1f} ms per deadline at {small.open_leads:,} open leads and "
-        f"{large.ms_per_deadline:.1f} ms at {large.open_leads:,} (ratio {ratio:.2f}; the target is within 20%), "
-    )
+    out = [
+        f"- A due deadline costs {small.ms_per_deadline:.1f} ms at {small.open_leads:,} open leads and "
+        f"{large.ms_per_deadline:.1f} ms at {large.open_leads:,} (ratio {ratio:.2f}, target at most 1.20): "
+        + ("flat. " if ratio <= 1.2 else "not flat. ")
+        + f"Each is a hand-over of {total_calls(large.profile) / max(large.processed, 1):.0f} statements (a "
+        "route() to the next rep among them); the claims stay index scans whose PostgreSQL time hardly moves "
+        f"({fmt(small.claim.plan.execution_ms, 2)} → {fmt(large.claim.plan.execution_ms, 2)} ms for due "
+        f"deadlines, {fmt(small.warmth.plan.execution_ms, 2)} → {fmt(large.warmth.plan.execution_ms, 2)} ms "
+        "for warmth rechecks)."
+    ]
     scans = [
-        f"`{large.profile[sql].label}` ({plan.access}; {small.profile[sql].ms_per_call:.2f} → "
-        f"{large.profile[sql].ms_per_call:.2f} ms)"
-        for sql, plan in explained.items()
-        if "Seq Scan" in plan.access
+        (large.profile[sql], small.profile[sql], plan) for sql, plan in explained.items() if "Seq Scan" in plan.access
     ]
-    if ratio <= 1.2:
-        return [head + "stays flat. " + claim]
-    growth = (
-        f"What grows is what each deadline's handler runs besides the claim: {'; '.join(scans)}, a whole-table "
-        "scan per deadline because neither column is indexed."
-        if scans
-        else "What grows is in the handler, not the claim; see the statements above."
-    )
-    return [
-        head + "is not flat. " + claim + " " + growth,
-        f"- The rest of a deadline is a hand-over: {total_calls(large.profile) / max(large.processed, 1):.0f} "
-        "statements (release, breach entry, notifications to rep and manager, then a full route() to the next rep "
-        "under the pool lock), one deadline after another inside the batch's transaction.",
-    ]
+    if scans:
+        listed = "; ".join(
+            f"`{big.label}` ({plan.access}: {little.ms_per_call:.1f} → {big.ms_per_call:.1f} ms)"
+            for big, little, plan in scans
+        )
+        out.append(
+            f"- What grows is in the handler: once per deadline it runs {listed}, whole-table scans, as "
+            "no index covers the column each one looks rows up by."
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- command line
@@ -997,7 +1028,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run, to check that everything works")
     parser.add_argument("--sizes", help="open leads at which deadlines are measured (default 10000,100000)")
-    parser.add_argument("--decisions", type=int, help="decisions per concurrency level (default 2000; --quick: 200)")
+    parser.add_argument("--decisions", type=int, help="decisions per concurrency level (default 1000; --quick: 200)")
     parser.add_argument("--levels", default="1,8", help="concurrency levels for decisions (default 1,8)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md", help="report to update")
     parser.add_argument("--no-output", action="store_true", help="print the summary only")
@@ -1011,7 +1042,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     sizes = args.sizes or ("1000,10000" if args.quick else "10000,100000")
-    decisions = args.decisions if args.decisions is not None else (200 if args.quick else 2000)
+    decisions = args.decisions if args.decisions is not None else (200 if args.quick else 1000)
     return Plan(
         sizes=sorted(int(n) for n in sizes.split(",")),
         decisions=decisions,

@@ -133,29 +133,36 @@ async def _decide(
     handover: Handover,
     now: datetime,
 ) -> Outcome:
-    pool = await repository.lock_pool(session, pool_key(rule.id))
+    # Everything that can be read without the pool lock is read first: the lock is held until
+    # commit, so the less happens after it, the more decisions per second a pool can make.
     members = [r for r in await reps_repo.all_reps(session, active_only=True) if r.id not in handover.excluded]
     taken = await _taken_today(session, members, now)
-    candidates = [candidate_of(r, taken.get(r.id, 0)) for r in members]
-    in_pool = [c for c in candidates if rules.in_pool(c, rule.pool, team_id, facts)]
     skipped: dict[int, str] = {}
     eligible = []
-    for candidate in in_pool:
+    for candidate in (candidate_of(r, taken.get(r.id, 0)) for r in members):
+        if not rules.in_pool(candidate, rule.pool, team_id, facts):
+            continue
         why = rules.ineligibility(candidate, now)
         if why is None:
             eligible.append(candidate)
         else:
             skipped[candidate.rep_id] = why
+    if not eligible:
+        return Outcome(assignment=None, rule_id=rule.id, skipped=skipped)
     bucket: Bucket = contact.bucket if contact.bucket in ("cold", "warm", "hot") else "cold"  # type: ignore[assignment]
+    weights = await _weights(session, rule, bucket)
+    pool = await repository.lock_pool(session, pool_key(rule.id))
+    turns = await repository.turns(session, pool.key)
     while eligible:
-        chosen_id, strategy = await _choose(session, rule, eligible, facts, bucket, pool.key, pool.virtual_time)
+        chosen_id, strategy = _choose(rule, eligible, facts, turns, pool.virtual_time, weights)
         rep = await _lock_rep(session, chosen_id)
-        if rep.capacity is not None and rep.open_leads >= rep.capacity:
-            # Another pool gave this rep a lead since we read the counts; ask again without them.
-            skipped[chosen_id] = f"at capacity ({rep.open_leads}/{rep.capacity} open leads)"
+        why = await _full_now(session, rep, now)
+        if why is not None:
+            # Another pool gave this rep a lead since the counts were read; ask again without them.
+            skipped[chosen_id] = why
             eligible = [c for c in eligible if c.rep_id != chosen_id]
             continue
-        await _advance_turn(session, pool, chosen_id, strategy, bucket, now)
+        _advance_turn(session, pool, turns, chosen_id, weights if strategy == "performance_weighted" else None, now)
         how = "redistributed" if handover.chain_id is not None else "rule"
         reason = handover.reason or f"rule {rule.id} ({strategy})"
         assignment = await give(
@@ -177,22 +184,46 @@ async def _decide(
 
 
 async def _taken_today(session: AsyncSession, reps: list[Rep], now: datetime) -> dict[int, int]:
-    capped = [r for r in reps if r.daily_cap is not None]
-    counts: dict[int, int] = {}
-    for rep in capped:
-        since = worktime.local_day_start(worktime.schedule_of(rep.time_zone, {}, []), now)
-        counts.update(await repository.taken_since(session, [rep.id], since))
-    return counts
+    """New leads each rep with a daily cap got since their own local midnight (one query for all)."""
+    starts = {
+        r.id: worktime.local_day_start(worktime.schedule_of(r.time_zone, {}, []), now)
+        for r in reps
+        if r.daily_cap is not None
+    }
+    if not starts:
+        return {}
+    times = await repository.assigned_times_since(session, list(starts), min(starts.values()))
+    return {rep_id: sum(1 for at in times.get(rep_id, []) if at >= since) for rep_id, since in starts.items()}
 
 
-async def _choose(
-    session: AsyncSession,
+async def _full_now(session: AsyncSession, rep: Rep, now: datetime) -> str | None:
+    """Capacity and daily cap checked again under the rep's row lock (the counts read before may be stale)."""
+    if rep.capacity is not None and rep.open_leads >= rep.capacity:
+        return f"at capacity ({rep.open_leads}/{rep.capacity} open leads)"
+    if rep.daily_cap is not None:
+        taken = (await _taken_today(session, [rep], now)).get(rep.id, 0)
+        if taken >= rep.daily_cap:
+            return f"daily cap reached ({taken}/{rep.daily_cap})"
+    return None
+
+
+async def _weights(session: AsyncSession, rule: RoutingRule, bucket: Bucket) -> dict[int, float] | None:
+    """Measured weights when this lead is routed by performance (hot leads only), else None."""
+    weighted = rule.strategy == "performance_weighted" or (
+        rule.strategy == "sticky" and rule.fallback == "performance_weighted"
+    )
+    if not weighted or bucket != "hot":
+        return None
+    return {rep_id: p.weight for rep_id, p in (await repository.performances(session)).items()}
+
+
+def _choose(
     rule: RoutingRule,
     eligible: list[rules.Candidate],
     facts: Mapping[str, Any],
-    bucket: Bucket,
-    pool_key: str,
+    turns: Mapping[int, RoutingTurn],
     virtual_time: float,
+    weights: Mapping[int, float] | None,
 ) -> tuple[int, str]:
     strategy = rule.strategy
     previous = facts.get("previous_owner_id")
@@ -200,35 +231,26 @@ async def _choose(
         if previous is not None and any(c.rep_id == previous for c in eligible):
             return int(str(previous)), "sticky"
         strategy = rule.fallback
-    ids = [c.rep_id for c in eligible]
-    weights: dict[int, float] | None = None
-    if strategy == "load_balanced":
-        ids = rules.least_loaded(eligible)
-    elif strategy == "performance_weighted" and bucket == "hot":
-        weights = {rep_id: p.weight for rep_id, p in (await repository.performances(session)).items()}
-    finishes = {rep_id: t.finish for rep_id, t in (await repository.turns(session, pool_key)).items()}
-    pick = rules.pick_fair(ids, finishes, virtual_time, weights)
+    ids = rules.least_loaded(eligible) if strategy == "load_balanced" else [c.rep_id for c in eligible]
+    used = weights if strategy == "performance_weighted" else None
+    pick = rules.pick_fair(ids, {rep_id: t.finish for rep_id, t in turns.items()}, virtual_time, used)
     assert pick is not None
     return pick.rep_id, strategy
 
 
-async def _advance_turn(
+def _advance_turn(
     session: AsyncSession,
     pool: RoutingPool,
+    turns: dict[int, RoutingTurn],
     rep_id: int,
-    strategy: str,
-    bucket: Bucket,
+    weights: Mapping[int, float] | None,
     now: datetime,
 ) -> None:
-    turns = await repository.turns(session, pool.key)
-    weights: dict[int, float] | None = None
-    if strategy == "performance_weighted" and bucket == "hot":
-        weights = {r: p.weight for r, p in (await repository.performances(session)).items()}
     pick = rules.pick_fair([rep_id], {r: t.finish for r, t in turns.items()}, pool.virtual_time, weights)
     assert pick is not None
     turn = turns.get(rep_id)
     if turn is None:
-        turn = RoutingTurn(pool_key=pool.key, rep_id=rep_id, finish=0.0, assigned=0)
+        turn = turns[rep_id] = RoutingTurn(pool_key=pool.key, rep_id=rep_id, finish=0.0, assigned=0)
         session.add(turn)
     turn.finish, turn.assigned, turn.last_assigned_at = pick.finish, turn.assigned + 1, now
     pool.virtual_time = pick.virtual_time

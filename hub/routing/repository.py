@@ -54,20 +54,23 @@ async def add(session: AsyncSession, row: Any) -> Any:
     return row
 
 
-async def taken_since(session: AsyncSession, rep_ids: Sequence[int], since: datetime) -> dict[int, int]:
-    """New leads each rep received since ``since`` (hand-overs included, escalations not)."""
+async def assigned_times_since(
+    session: AsyncSession, rep_ids: Sequence[int], since: datetime
+) -> dict[int, list[datetime]]:
+    """When each rep received new leads since ``since`` (hand-overs included, escalations not)."""
     if not rep_ids:
         return {}
     rows = await session.execute(
-        select(Assignment.rep_id, func.count())
-        .where(
+        select(Assignment.rep_id, Assignment.assigned_at).where(
             Assignment.rep_id.in_(rep_ids),
             Assignment.assigned_at >= since,
             Assignment.escalation_level == 0,
         )
-        .group_by(Assignment.rep_id)
     )
-    return {rep_id: int(count) for rep_id, count in rows}
+    times: dict[int, list[datetime]] = {}
+    for rep_id, at in rows:
+        times.setdefault(rep_id, []).append(at)
+    return times
 
 
 async def lock_pool(session: AsyncSession, key: str) -> RoutingPool:

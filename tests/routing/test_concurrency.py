@@ -38,7 +38,7 @@ RULES = Path(__file__).parents[1] / "fixtures" / "rules"
 LADDER = RULES / "sla_ladder.yaml"
 POOL = RULES / "sla_pool.yaml"
 TWO_POOLS = RULES / "sla_two_pools.yaml"
-LEADS = 300
+LEADS = 90
 
 
 def postgresql_only(database_url: str) -> None:
