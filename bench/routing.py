@@ -89,6 +89,7 @@ WARMTH_DUE = 500  # contacts whose warmth recheck is due, at each size
 CLAIM_REPEATS = 20
 WARMUP = 100  # decisions (and bare transactions) before each timed series
 TOP_STATEMENTS = 4
+GREW_MS = 0.5  # a statement whose time per call grew by this much between the sizes is EXPLAINed
 LIBRARIES = ("sqlalchemy", "asyncpg", "pydantic")
 FAR = timedelta(days=365)
 SERIES = {
@@ -754,13 +755,25 @@ def capped_decisions(plan: Plan) -> int:
 
 
 async def explain_growth(engine: AsyncEngine, runs: list[DeadlineRun]) -> dict[str, QueryPlan]:
-    """Plans, at the largest size, of the statements whose time per call grew the most with the open leads."""
+    """Plans, at the largest size, of the (at most two) queries whose time per call grew the most with the open
+    leads, if it grew by half and by half a millisecond or more."""
     if len(runs) < 2:
         return {}
     small, large = runs[0].profile, runs[-1].profile
+
+    def growth(s: StatementStats) -> float:
+        return s.ms_per_call - small[s.sql].ms_per_call
+
     grown = sorted(
-        (s for sql, s in large.items() if sql in small),
-        key=lambda s: s.ms_per_call - small[s.sql].ms_per_call,
+        (
+            s
+            for sql, s in large.items()
+            if sql in small
+            and sql.lstrip().upper().startswith(("SELECT", "UPDATE", "INSERT", "DELETE"))
+            and s.ms_per_call >= 1.5 * small[sql].ms_per_call
+            and growth(s) >= GREW_MS
+        ),
+        key=growth,
         reverse=True,
     )
     return {s.sql: await explain(engine, s, analyze=False) for s in grown[:2]}
@@ -853,10 +866,15 @@ def deadline_notes(runs: list[DeadlineRun], explained: dict[str, QueryPlan]) -> 
         )
     if len(runs) >= 2:
         small = runs[0].profile
+        if not explained:
+            out.append(
+                f"- No query's time per call grew by half and by {GREW_MS} ms or more between "
+                f"{runs[0].open_leads:,} and {last.open_leads:,} open leads."
+            )
         for sql, plan in explained.items():
             s = last.profile[sql]
             out.append(
-                f"- Grew the most per call: `{s.label}`: {small[sql].ms_per_call:.2f} ms at {runs[0].open_leads:,}, "
+                f"- Grew with the open leads: `{s.label}`: {small[sql].ms_per_call:.2f} ms at {runs[0].open_leads:,}, "
                 f"{s.ms_per_call:.2f} ms at {last.open_leads:,} ({s.calls / max(last.processed, 1):.1f} per deadline); "
                 f"plan at {last.open_leads:,}: {plan.chain}."
             )
@@ -889,11 +907,24 @@ def decision_notes(results: Results) -> list[str]:
     if route is not None and capped is not None:
         out.append(
             f"- With a daily cap on every rep a decision runs {capped.statements:.0f} statements instead of "
-            f"{route.statements:.0f} and takes {capped.pct_ms(50):.1f} ms (p50) instead of {route.pct_ms(50):.1f}: "
-            "`_taken_today` (hub/routing/assign.py) counts each capped rep's leads of the day with a query of its "
-            "own, because each rep's day starts at their own local midnight."
+            f"{route.statements:.0f}, takes {capped.pct_ms(50):.1f} ms (p50) instead of {route.pct_ms(50):.1f} and "
+            f"{capped.hub_cpu_ms:.1f} ms of hub CPU instead of {route.hub_cpu_ms:.1f}; what the caps add: "
+            + "; ".join(added_statements(route, capped))
+            + "."
         )
     return out
+
+
+def added_statements(base: Level, other: Level) -> list[str]:
+    """Statements ``other`` runs more often per transaction than ``base``, with their cost."""
+    added = []
+    for sql, stats in sorted(other.profile.items(), key=lambda kv: kv[1].seconds, reverse=True):
+        extra = stats.calls / max(other.done, 1) - (
+            base.profile[sql].calls / max(base.done, 1) if sql in base.profile else 0
+        )
+        if extra >= 0.5:
+            added.append(f"`{stats.label}` {extra:.1f} more per decision, {stats.ms_per_call:.2f} ms each")
+    return added or ["no statements, only time"]
 
 
 def render(results: Results, plan: Plan, facts: dict[str, str], command: str) -> str:
@@ -969,7 +1000,7 @@ def reading_decisions(levels: list[Level]) -> list[str]:
         f"- A decision at c=1 takes {route.pct_ms(50):.1f} ms (p50), a bare transaction {bare.pct_ms(50):.1f} ms: "
         f"routing adds {route.statements - bare.statements:.0f} SQL statements, each a round trip, and "
         f"{route.hub_cpu_ms - bare.hub_cpu_ms:.1f} ms of the hub's CPU, mostly SQLAlchemy and asyncpg per "
-        f"statement and the ORM loading all {REPS} reps and the pool's turns (twice) for every decision."
+        f"statement and the ORM loading all {REPS} reps and the pool's turns for every decision."
     ]
     routes = sorted((lv for lv in levels if lv.work == "route"), key=lambda lv: lv.concurrency)
     bares = sorted((lv for lv in levels if lv.work == "bare"), key=lambda lv: lv.concurrency)
@@ -977,16 +1008,22 @@ def reading_decisions(levels: list[Level]) -> list[str]:
         top = routes[-1]
         rates = ", ".join(f"{lv.per_s:,.0f}/s at c={lv.concurrency}" for lv in routes)
         bare_rates = ", ".join(f"{lv.per_s:,.0f}/s at c={lv.concurrency}" for lv in bares)
-        cpu = (
-            f"the hub's one event loop is then the limit ({top.cpu.server:.2f} cores)"
-            if top.cpu.server >= SATURATED_CORE
-            else f"no process is near a full core (hub {top.cpu.server:.2f}, PostgreSQL {fmt(top.cpu.db, 2)})"
-        )
+        gain = top.per_s / routes[0].per_s
+        if top.cpu.server >= SATURATED_CORE:
+            cpu = (
+                f"at c={top.concurrency} the hub's one event loop is saturated ({top.cpu.server:.2f} cores; at "
+                f"{top.hub_cpu_ms:.0f} ms of CPU a decision, one process tops out near {1000 / top.hub_cpu_ms:.0f}/s)"
+            )
+        else:
+            cpu = (
+                f"at c={top.concurrency} no process is near a full core (hub {top.cpu.server:.2f}, PostgreSQL "
+                f"{fmt(top.cpu.db, 2)}): decisions wait for each other"
+            )
         out.append(
-            f"- Decisions barely gain from concurrency ({rates}; bare transactions {bare_rates}): a decision holds "
-            "its rule's `routing_pools` row lock from before it reads the reps until its commit, so one rule's "
-            f"decisions run one at a time by design, and more concurrency adds waiting (p99 "
-            f"{top.pct_ms(99):,.0f} ms at c={top.concurrency}); {cpu}."
+            f"- Concurrency {'adds little' if gain < 1.3 else f'multiplies decisions by {gain:.1f}'} ({rates}; bare "
+            f"transactions {bare_rates}): {cpu}. Beyond that one rule's decisions are serialised by its "
+            "`routing_pools` row lock, held until commit (one fair order across processes), so more concurrency "
+            f"shows up as waiting: p99 {top.pct_ms(99):,.0f} ms at c={top.concurrency}."
         )
     return out
 

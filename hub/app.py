@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     """The FastAPI app; the embedded worker runs when no Redis is configured (unless told otherwise)."""
     settings = settings or Settings()
     _check_provider_keys(settings)
+    if os.environ.get("HUB_STAGES"):
+        log.warning("HUB_STAGES is no longer read: stages live in the rules file's pipeline (docs/RULES.md)")
     # A broken rules file stops the start here, with its line and field, not at the first lead.
     rules = RulesStore(settings.rules_file, check_seconds=settings.rules_check_seconds)
     run_embedded = embedded_worker if embedded_worker is not None else settings.redis_url is None

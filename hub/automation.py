@@ -1,10 +1,11 @@
 """What the hub does, in the same transaction, after anything lands on a contact's timeline.
 
 The composition roots install ``settle`` as a before-commit hook of every session
-(``hub.db.create_sessionmaker``), so a form post, a call callback, an email event or an
-API note all get the same treatment before their 2xx: the lead enters the pipeline, a
-first touch by its owner is noted, its warmth is rescored, and a lead with no owner is
-routed. Entries the automation itself writes (``assigned``, ``warmth_changed``, ...) do not
+(``hub.db.create_sessionmaker``), so a form post, a call callback, an email event or a
+logged activity all get the same treatment before their 2xx: the lead enters the pipeline,
+its warmth is rescored, a lead with no owner gets one (the rep who called it, else by the
+rules), and a first touch by its owner is noted. Entries that cannot change any of that
+(notes, deliveries) are skipped. Entries the automation itself writes (``assigned``, ``warmth_changed``, ...) do not
 trigger it again.
 """
 
@@ -65,17 +66,15 @@ async def _settle_all(session: AsyncSession, policy: RulesFile, by_contact: dict
 async def settle_contact(
     session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
 ) -> None:
-    """Pipeline entry, first touch, warmth and routing for one contact."""
+    """Merges, pipeline entry, warmth, a returning lead, ownership, then the first touch, for one contact."""
     for merged in (e for e in entries if e.kind == MERGED):
         absorbed = merged.data.get("absorbed") or {}
         await assign.absorb(
             session, contact, int(merged.data["absorbed_contact_id"]), str(absorbed.get("stage")), policy, at
         )
     await stages.enter_pipeline(session, contact, policy.pipeline)
-    await touches.note_touches(session, contact, entries, policy.pipeline, at)
     await scoring.rescore(session, contact, policy.warmth, at, cause=", ".join(sorted({e.kind for e in entries})))
-    brings_lead = any(e.kind in LEAD_KINDS for e in entries)
-    if brings_lead and contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
+    if contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
         # A won or lost contact who fills in a form again is a lead again (routing treats them as returning).
         await assign.release(session, contact, at, reason="returned", closed_stages=policy.pipeline.closed)
         await stages.change_stage(
@@ -87,7 +86,31 @@ async def settle_contact(
             actor="rule:returning",
             reason="came back with a new form submission",
         )
-    unowned = brings_lead and contact.owner_rep_id is None and contact.stage not in policy.pipeline.closed
+    await _give_an_owner(session, contact, entries, policy, at)
+    # Last, so a rep who just claimed the lead by calling it has that call counted as the first touch.
+    await touches.note_touches(session, contact, entries, policy.pipeline, at)
+
+
+async def _give_an_owner(
+    session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
+) -> None:
+    if contact.owner_rep_id is not None or contact.stage in policy.pipeline.closed:
+        return
+    caller = next(
+        (
+            e.data["rep_id"]
+            for e in entries
+            if e.kind == "call" and e.data.get("direction") == "outbound" and e.data.get("rep_id")
+        ),
+        None,
+    )
+    if caller is not None:
+        # A rep who calls a new number first keeps the lead; the rules do not hand it to someone else.
+        await assign.by_hand(
+            session, contact, int(caller), policy, at, actor=f"rep:{caller}", reason="called the lead first"
+        )
+        return
+    brings_lead = any(e.kind in LEAD_KINDS for e in entries)
     # No routing rules at all means routing is off (leads are assigned by hand), not "queue everything".
-    if unowned and policy.routing.rules and await repository.queued(session, contact.id) is None:
+    if brings_lead and policy.routing.rules and await repository.queued(session, contact.id) is None:
         await assign.route(session, contact, policy, at)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub import clock
 from hub import migrate as migrations
 from hub.auth import service as auth
 from hub.config import Settings
@@ -28,6 +29,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import service as reps
 from hub.reps import teams
 from hub.reps.schemas import WEEKDAYS, RepCreate, RepPatch, TeamCreate
+from hub.routing import repository as routing_repo
 from hub.sealing import SecretBox
 
 app = typer.Typer(help="The hub: leads, calls and email events on one timeline per contact.", no_args_is_help=True)
@@ -92,9 +94,15 @@ def serve(
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - comparing, not binding
         settings = settings.model_copy(update={"public_url": f"http://{shown_host}:{port}"})
     _configure_logging(settings)
+    try:
+        application = create_app(settings)  # loads the rules file: a broken one stops here, before anything is written
+    except RulesError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
     _in_session(settings, lambda session: _first_start(session, settings))
     uvicorn.run(
-        create_app(settings),
+        application,
         host=host,
         port=port,
         proxy_headers=True,
@@ -358,6 +366,7 @@ def rep_status(
 
     async def work(session: AsyncSession) -> None:
         await reps.update_rep(session, await reps.get_rep(session, rep_id), changes)
+        await routing_repo.retry_queue_now(session, clock.now())  # a rep back at work may take what waits
 
     _in_session(Settings(), work)
     console.print(f"rep {rep_id} is now {status}")
@@ -478,7 +487,16 @@ def rules_reload() -> None:
         return
     _load_rules_or_exit(settings.rules_file)
     # Hubs compare the file's mtime at each check; a fresh mtime makes them re-read it.
-    os.utime(settings.rules_file)
+    try:
+        os.utime(settings.rules_file)
+    except OSError as exc:  # e.g. a read-only mount: a saved change is noticed anyway
+        console.print(
+            f"ok: {settings.rules_file} is valid, but it could not be marked changed ({exc.strerror}); running "
+            "hubs load a saved change by themselves, and POST /api/rules/reload forces it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     console.print(
         f"ok: {settings.rules_file} is valid; running hubs load it within "
         f"{settings.rules_check_seconds:g} seconds (HUB_RULES_CHECK_SECONDS)",

@@ -95,6 +95,8 @@ async def recompute_performance(ctx: JobContext) -> int:
     """Measure reps' conversion and speed to first touch; the weights of performance_weighted routing."""
     rules: RulesStore = ctx["rules"]
     async with session_scope(ctx["sessions"]) as session:
+        if not await performance.is_due(session, rules.current, clock.now()):
+            return 0  # the job ticks every 5 minutes; the rules file says how often to measure
         rows = await performance.recompute(session, rules.current, clock.now())
     return len(rows)
 
@@ -120,6 +122,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(name="retry_routing_queue", func=retry_routing_queue, every=timedelta(seconds=30), second={5, 35}),
     PeriodicJob(name="recheck_warmth", func=recheck_warmth, every=timedelta(seconds=60), second=25),
     PeriodicJob(
-        name="recompute_performance", func=recompute_performance, every=timedelta(minutes=15), minute={7, 22, 37, 52}
+        name="recompute_performance",
+        func=recompute_performance,
+        every=timedelta(minutes=5),
+        minute=set(range(2, 60, 5)),
     ),
 )

@@ -165,6 +165,8 @@ async def update_contact(
         owner_id = changes.pop("owner_rep_id")
         if owner_id is not None and await reps.find_rep(session, owner_id) is None:
             raise UnprocessableInput(f"rep {owner_id} does not exist", field="owner_rep_id")
+        if owner_id is not None and not scope.sees_owner(owner_id):
+            raise Forbidden(f"rep {owner_id} is not in your teams", field="owner_rep_id")
         if owner_id != contact.owner_rep_id:
             await assign.by_hand(
                 session, contact, owner_id, policy, now, actor=principal.name, reason="owner set by API"

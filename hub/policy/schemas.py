@@ -58,7 +58,8 @@ class _Strict(BaseModel):
 
 
 class Duration(_Strict):
-    """Exactly one of minutes, hours, days (wall clock) or business_days (the rep's working days)."""
+    """Exactly one of minutes, hours, days or business_days. First-touch deadlines count them in the
+    rep's working time; a stage's stuck limits in wall-clock time (business_days is refused there)."""
 
     minutes: float | None = Field(default=None, gt=0)
     hours: float | None = Field(default=None, gt=0)
@@ -123,6 +124,10 @@ class Pipeline(_Strict):
             raise ValueError("the first stage is where new leads start; it cannot be won or lost")
         if not any(s.outcome == "won" for s in self.stages) or not any(s.outcome == "lost" for s in self.stages):
             raise ValueError("the pipeline needs a stage with outcome: won and one with outcome: lost")
+        defaulted = "first_touch_stage" not in self.model_fields_set
+        if defaulted and self.first_touch_stage not in names:
+            # The default names a stage this pipeline does not have: moving on first touch is off.
+            object.__setattr__(self, "first_touch_stage", None)
         if self.first_touch_stage is not None and self.first_touch_stage not in names:
             raise ValueError(f"first_touch_stage {self.first_touch_stage!r} is not a stage")
         return self
@@ -234,6 +239,14 @@ class SlaPolicy(_Strict):
         return {"hot": self.hot, "warm": self.warm, "cold": self.cold}[bucket]
 
 
+class SlaOverride(_Strict):
+    """A routing rule's own first-touch deadlines; a bucket left out keeps routing.sla's."""
+
+    hot: Duration | None = None
+    warm: Duration | None = None
+    cold: Duration | None = None
+
+
 class RoutingRule(_Strict):
     """If the lead matches ``when``, pick from ``pool`` with ``strategy``; first match wins."""
 
@@ -244,8 +257,8 @@ class RoutingRule(_Strict):
     strategy: Strategy = "round_robin"
     fallback: Literal["round_robin", "load_balanced", "performance_weighted"] = "round_robin"
     """For ``sticky``: how to pick when the previous owner is not eligible."""
-    sla: SlaPolicy | None = None
-    """Overrides routing.sla for leads this rule routes."""
+    sla: SlaOverride | None = None
+    """Overrides routing.sla, bucket by bucket, for leads this rule routes."""
     max_hops: int | None = Field(default=None, ge=0, le=20)
 
 
@@ -257,7 +270,7 @@ class Performance(_Strict):
     target_first_touch_minutes: float = Field(default=15, gt=0)
     """A rep whose median first touch takes this long gets half the speed credit."""
     prior_leads: float = Field(default=10, ge=0)
-    """Shrinks conversion toward the team average until a rep has this many leads in the window."""
+    """Shrinks conversion toward the average of all reps until a rep has this many leads in the window."""
     recompute_minutes: int = Field(default=60, ge=1, le=1440)
 
 

@@ -132,7 +132,7 @@ async def routing_queue(
     if not scope.everything and principal.rep_id is not None:
         managed = await reps_repo.teams_managed_by(session, principal.rep_id)
         team_ids = [t for t in (team_ids or managed) if t in managed]
-    found = await repository.queue_page(session, team_ids=team_ids, limit=limit, after=None)
+    found = await repository.queue_page(session, team_ids=team_ids, limit=limit)
     return [QueuedLeadOut.of(q) for q in found]
 
 

@@ -104,15 +104,17 @@ async def route(
     )
     facts = lead_facts(snapshot)
     rule = matching_rule(policy, facts, handover.rule_id)
+    if rule is None and not queue_if_none:
+        return Outcome(assignment=None, reason="no routing rule matches this lead")
     if rule is None:
-        return await _queue(session, contact, None, None, "no routing rule matches this lead", handover, now)
+        return await _queue(session, contact, policy, None, None, "no routing rule matches this lead", handover, now)
     team_id = await _team_id(session, rule)
     outcome = await _decide(session, contact, policy, rule, team_id, facts, handover, now)
     if outcome.assignment is None and not queue_if_none:
         return outcome
     if outcome.assignment is None:
         detail = "; ".join(f"rep {r}: {why}" for r, why in sorted(outcome.skipped.items())) or "the pool is empty"
-        return await _queue(session, contact, rule, team_id, f"no eligible rep ({detail})", handover, now)
+        return await _queue(session, contact, policy, rule, team_id, f"no eligible rep ({detail})", handover, now)
     return outcome
 
 
@@ -355,8 +357,8 @@ def first_touch_due(
     policy: RulesFile, rule: RoutingRule | None, rep: Rep, bucket: str, now: datetime, *, escalated: bool
 ) -> datetime:
     """The first-touch deadline, counted in the rep's working time."""
-    sla = (rule.sla if rule and rule.sla else None) or policy.routing.sla
-    span = policy.routing.escalation_sla if escalated else sla.for_bucket(bucket)  # type: ignore[arg-type]
+    own = getattr(rule.sla, bucket, None) if rule is not None and rule.sla is not None else None
+    span = policy.routing.escalation_sla if escalated else own or policy.routing.sla.for_bucket(bucket)  # type: ignore[arg-type]
     schedule = worktime.schedule_of(rep.time_zone, rep.working_hours, rep.absences)
     if span.business_days is not None:
         return worktime.add_business_days(schedule, now, span.business_days)
@@ -393,6 +395,7 @@ async def release(
 async def _queue(
     session: AsyncSession,
     contact: Contact,
+    policy: RulesFile,
     rule: RoutingRule | None,
     team_id: int | None,
     reason: str,
@@ -422,24 +425,32 @@ async def _queue(
             occurred_at=now,
             data={"team_id": team_id, "rule": rule.id if rule else None, "reason": reason},
         )
-        await _tell_team_manager(session, contact, team_id, reason)
+        await _tell_manager(session, contact, team_id, reason, policy.routing.head_of_sales)
     else:
         existing.reason = reason[:500]
     await session.flush()
     return Outcome(assignment=None, queued=True, reason=reason, rule_id=rule.id if rule else None)
 
 
-async def _tell_team_manager(session: AsyncSession, contact: Contact, team_id: int | None, reason: str) -> None:
+async def _tell_manager(
+    session: AsyncSession, contact: Contact, team_id: int | None, reason: str, head_of_sales: str | None
+) -> None:
+    """The team's manager hears about a lead nobody could take; without a team, the head of sales."""
     team = await reps_repo.get_team(session, team_id) if team_id is not None else None
-    if team is None or team.manager_rep_id is None:
+    manager_id = team.manager_rep_id if team is not None else None
+    if manager_id is None and head_of_sales:
+        boss = await reps_repo.by_email(session, head_of_sales.strip().lower())
+        manager_id = boss.id if boss is not None and boss.active else None
+    if manager_id is None:
         return
+    queue = f"{team.name}'s queue" if team is not None else "the unassigned queue"
     await notify(
         session,
-        rep_id=team.manager_rep_id,
+        rep_id=manager_id,
         kind="lead_queued",
         contact_id=contact.id,
         dedupe_key=f"queued:{contact.id}:{contact.updated_at.isoformat() if contact.updated_at else ''}",
-        message=f"Lead {contact.name or contact.id} waits in {team.name}'s queue: {reason}",
+        message=f"Lead {contact.name or contact.id} waits in {queue}: {reason}",
     )
 
 

@@ -115,7 +115,7 @@ async def _hand_on(
     """Next rep by the same rule ("change the voice"); after max hops or with nobody left, escalate."""
     chain_id = missed.chain_id or missed.id
     if missed.escalation_level == 0:
-        rule = assign.matching_rule(policy, {}, missed.rule_id) if missed.rule_id else None
+        rule = next((r for r in policy.routing.rules if r.id == missed.rule_id), None)
         max_hops = rule.max_hops if rule is not None and rule.max_hops is not None else policy.routing.max_hops
         if missed.hop < max_hops:
             excluded = frozenset(await repository.chain_rep_ids(session, chain_id))
@@ -148,7 +148,10 @@ async def escalate(
             kind="escalation_failed",
             source=assign.SOURCE,
             occurred_at=now,
-            data={"reason": "no team manager and no head of sales configured", "after_rep_id": rep.id},
+            data={
+                "reason": "nobody left to escalate to (no eligible manager, no head of sales)",
+                "after_rep_id": rep.id,
+            },
         )
         excluded = frozenset(await repository.chain_rep_ids(session, missed.chain_id or missed.id))
         handover = assign.Handover(chain_id=missed.chain_id, hop=missed.hop, excluded=excluded, rule_id=missed.rule_id)
@@ -171,19 +174,23 @@ async def escalate(
 
 
 async def _rung(session: AsyncSession, missed: Assignment, rep: Rep, policy: RulesFile, level: int) -> Rep | None:
+    target: Rep | None = None
     if level == 1:
         team = await reps_repo.get_team(session, missed.team_id) if missed.team_id else None
         if team is not None and team.manager_rep_id is not None and team.manager_rep_id != rep.id:
-            return await reps_repo.get(session, team.manager_rep_id)
-        return await teams.manager_of(session, rep)
-    if level == 2:
-        return await _head_of_sales(session, policy)
-    return None
+            target = await reps_repo.get(session, team.manager_rep_id)
+        else:
+            target = await teams.manager_of(session, rep)
+    elif level == 2:
+        target = await _head_of_sales(session, policy)
+    return target if target is not None and target.active and target.id != rep.id else None
 
 
 async def _head_of_sales(session: AsyncSession, policy: RulesFile) -> Rep | None:
+    """The configured head of sales, if they exist and have not left."""
     email = policy.routing.head_of_sales
-    return await reps_repo.by_email(session, email.strip().lower()) if email else None
+    boss = await reps_repo.by_email(session, email.strip().lower()) if email else None
+    return boss if boss is not None and boss.active else None
 
 
 async def _stuck(session: AsyncSession, deadline: Deadline, policy: RulesFile, now: datetime) -> str:

@@ -64,7 +64,8 @@ class Deadline(Base):
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     key: Mapped[str] = mapped_column(String(120), unique=True)
-    """``first_touch:<assignment>``, ``stage:<stage change>:owner``: the same deadline is never made twice."""
+    """``first_touch:<assignment>``, ``stage_stuck:<stage change>``, ``stage_stuck_manager:<stage change>``:
+    the same deadline is never made twice."""
     kind: Mapped[str] = mapped_column(String(32))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.policy.schemas import RulesFile
@@ -19,6 +19,12 @@ class _Tally:
     leads: set[int] = field(default_factory=set)
     won: set[int] = field(default_factory=set)
     touch_seconds: list[float] = field(default_factory=list)
+
+
+async def is_due(session: AsyncSession, policy: RulesFile, now: datetime) -> bool:
+    """True when the last measurement is older than routing.performance.recompute_minutes (or missing)."""
+    last = await session.scalar(select(func.max(RepPerformance.computed_at)))
+    return last is None or now - last >= timedelta(minutes=policy.routing.performance.recompute_minutes)
 
 
 async def recompute(session: AsyncSession, policy: RulesFile, now: datetime) -> list[RepPerformance]:

@@ -154,15 +154,11 @@ async def retry_queue_now(session: AsyncSession, now: datetime) -> None:
     await session.execute(update(QueuedLead).values(next_attempt_at=now).execution_options(synchronize_session=False))
 
 
-async def queue_page(
-    session: AsyncSession, *, team_ids: list[int] | None, limit: int, after: int | None
-) -> list[QueuedLead]:
+async def queue_page(session: AsyncSession, *, team_ids: list[int] | None, limit: int) -> list[QueuedLead]:
     """The unassigned queue, oldest first."""
     stmt = select(QueuedLead).order_by(QueuedLead.queued_at, QueuedLead.contact_id)
     if team_ids is not None:
         stmt = stmt.where(QueuedLead.team_id.in_(team_ids) | QueuedLead.team_id.is_(None))
-    if after is not None:
-        stmt = stmt.where(QueuedLead.contact_id != after)
     return list((await session.scalars(stmt.limit(limit))).all())
 
 

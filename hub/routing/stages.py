@@ -24,8 +24,7 @@ async def enter_pipeline(session: AsyncSession, contact: Contact, pipeline: Pipe
     if contact.stage_entered_at is not None:
         return
     entered = contact.created_at
-    if contact.stage not in pipeline.names:
-        contact.stage = pipeline.initial
+    contact.stage = pipeline.initial  # contacts are created before the rules are consulted
     change = await repository.add(
         session,
         StageChange(

@@ -16,7 +16,8 @@ from hub.routing.stages import change_stage
 from hub.timeline.models import TimelineEntry
 
 TOUCH_KINDS = frozenset({"call", "email_sent", "activity"})
-_ACTIVITY_TOUCHES = frozenset({"call", "meeting", "email", "email_reply"})
+_ACTIVITY_TOUCHES = frozenset({"call", "meeting", "email"})
+"""A logged ``email_reply`` is the lead writing back: engagement for scoring, not the rep's touch."""
 
 
 def touch_of(kind: str, data: Mapping[str, Any], owner_rep_id: int) -> str | None:

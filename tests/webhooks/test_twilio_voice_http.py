@@ -713,9 +713,13 @@ async def test_an_api_call_from_a_reps_number_is_their_outbound_call(voice: Hub)
     contact = await get_json(voice, f"/api/contacts/{call['contact_id']}")
     assert contact["phones"] == [CONTACT_PHONE]
     assert contact["source"] == "phone"
-    [entry] = await timeline(voice, contact["id"])
+    [entry] = await timeline(voice, contact["id"], kind="call")
     assert entry["data"]["direction"] == "outbound"
     assert entry["data"]["rep_id"] == rep_id
+    # The rep who called a new number owns it, and the call was the first touch.
+    assert contact["owner_rep_id"] == rep_id
+    [assignment] = await get_json(voice, f"/api/contacts/{contact['id']}/assignments")
+    assert (assignment["how"], assignment["first_touch"]) == ("manual", "outbound_call")
 
 
 # --- dial action, voicemail and the timeline ----------------------------------------------------
