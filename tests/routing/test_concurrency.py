@@ -212,20 +212,22 @@ async def ownership(database_url: str) -> tuple[Counter[int], int, int, dict[int
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(("capacity", "assigned"), [(45, 200), (30, 150)])
-def test_two_hundred_leads_at_once_are_shared_fairly_within_capacity(
-    database_url: str, capacity: int, assigned: int
+# 200 leads at once across 5 reps (the case); then fewer seats than leads, where the
+# capacity check under concurrency is what is tested (smaller, to keep the suite quick).
+@pytest.mark.parametrize(("capacity", "leads", "assigned"), [(45, 200, 200), (12, 100, 60)])
+def test_leads_arriving_at_once_are_shared_fairly_within_capacity(
+    database_url: str, capacity: int, leads: int, assigned: int
 ) -> None:
     postgresql_only(database_url)
     rep_ids, key = asyncio.run(seed_reps(database_url, capacity))
     with live_server(database_url) as base:
-        responses = asyncio.run(post_leads_at_once(base, key, 200))
-    assert [r.status_code for r in responses] == [201] * 200, {r.text for r in responses if r.status_code != 201}
+        responses = asyncio.run(post_leads_at_once(base, key, leads))
+    assert [r.status_code for r in responses] == [201] * leads, {r.text for r in responses if r.status_code != 201}
 
     per_rep, twice, queued, open_leads = asyncio.run(ownership(database_url))
     assert twice == 0  # no lead was assigned twice
     assert sum(per_rep.values()) == assigned
-    assert queued == 200 - assigned
+    assert queued == leads - assigned
     counts = [per_rep[rep] for rep in rep_ids]
     assert max(counts) - min(counts) <= 1, counts
     assert max(counts) <= capacity
