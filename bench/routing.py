@@ -191,6 +191,12 @@ class QueryPlan:
         return next((node for node in self.nodes if "Scan" in node), self.nodes[-1] if self.nodes else "?")
 
     @property
+    def rows(self) -> int | None:
+        """Rows the top node returned (ANALYZE only)."""
+        found = re.search(r"actual time=[^)]* rows=(\d+)", self.first_line)
+        return int(found[1]) if found else None
+
+    @property
     def chain(self) -> str:
         return " → ".join(self.nodes)
 
@@ -684,6 +690,7 @@ class Results:
     levels: list[Level] = field(default_factory=list)
     integrity: Integrity | None = None
     explained: dict[str, QueryPlan] = field(default_factory=dict)
+    capped_plans: dict[str, QueryPlan] = field(default_factory=dict)
 
 
 async def bench(database_url: str, plan: Plan) -> Results:
@@ -747,6 +754,10 @@ async def measure_decisions(
     contacts = list(itertools.islice(unrouted, capped_decisions(plan)))
     results.levels.append(await run_level("capped", decide, contacts, 1, log))
     print(level_line(results.levels[-1]), flush=True)
+    base, capped = results.levels[-2], results.levels[-1]  # route() at the last level, then with caps
+    for sql in added_sql(base, capped):
+        if sql.lstrip().upper().startswith("SELECT"):
+            results.capped_plans[sql] = await explain(engine, capped.profile[sql], analyze=True)
     results.integrity = await check_integrity(sessions, fresh)
 
 
@@ -909,22 +920,32 @@ def decision_notes(results: Results) -> list[str]:
             f"- With a daily cap on every rep a decision runs {capped.statements:.0f} statements instead of "
             f"{route.statements:.0f}, takes {capped.pct_ms(50):.1f} ms (p50) instead of {route.pct_ms(50):.1f} and "
             f"{capped.hub_cpu_ms:.1f} ms of hub CPU instead of {route.hub_cpu_ms:.1f}; what the caps add: "
-            + "; ".join(added_statements(route, capped))
+            + "; ".join(added_statements(route, capped, results.capped_plans))
             + "."
         )
     return out
 
 
-def added_statements(base: Level, other: Level) -> list[str]:
-    """Statements ``other`` runs more often per transaction than ``base``, with their cost."""
-    added = []
+def added_sql(base: Level, other: Level) -> dict[str, float]:
+    """Statements ``other`` runs more often per transaction than ``base`` (by half a call or more), costliest
+    first, with how many more."""
+    added = {}
     for sql, stats in sorted(other.profile.items(), key=lambda kv: kv[1].seconds, reverse=True):
-        extra = stats.calls / max(other.done, 1) - (
-            base.profile[sql].calls / max(base.done, 1) if sql in base.profile else 0
-        )
+        before = base.profile[sql].calls / max(base.done, 1) if sql in base.profile else 0.0
+        extra = stats.calls / max(other.done, 1) - before
         if extra >= 0.5:
-            added.append(f"`{stats.label}` {extra:.1f} more per decision, {stats.ms_per_call:.2f} ms each")
-    return added or ["no statements, only time"]
+            added[sql] = extra
+    return added
+
+
+def added_statements(base: Level, other: Level, plans: dict[str, QueryPlan]) -> list[str]:
+    """The statements ``other`` adds, with their cost and, when EXPLAINed, the rows they return."""
+    out = []
+    for sql, extra in added_sql(base, other).items():
+        stats, plan = other.profile[sql], plans.get(sql)
+        rows = f", returning {plan.rows:,} rows" if plan is not None and plan.rows is not None else ""
+        out.append(f"`{stats.label}` {extra:.1f} more per decision, {stats.ms_per_call:.2f} ms each{rows}")
+    return out or ["no statements, only time"]
 
 
 def render(results: Results, plan: Plan, facts: dict[str, str], command: str) -> str:

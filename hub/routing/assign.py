@@ -7,7 +7,7 @@ and writes the assignment, its first-touch deadline and a timeline entry explain
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from hub.policy.facts import lead_facts
 from hub.policy.schemas import Bucket, RoutingRule, RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps.models import Rep
+from hub.reps.repository import RoutingRep
 from hub.routing import repository, rules, worktime
 from hub.routing.models import Assignment, QueuedLead, RoutingPool, RoutingTurn
 from hub.timeline import service as timeline
@@ -60,7 +61,7 @@ def pool_key(rule_id: str) -> str:
     return f"rule:{rule_id}"
 
 
-def candidate_of(rep: Rep, taken_today: int) -> rules.Candidate:
+def candidate_of(rep: RoutingRep | Rep, taken_today: int) -> rules.Candidate:
     """A rep as the pure rules see them."""
     return rules.Candidate(
         rep_id=rep.id,
@@ -137,7 +138,8 @@ async def _decide(
 ) -> Outcome:
     # Everything that can be read without the pool lock is read first: the lock is held until
     # commit, so the less happens after it, the more decisions per second a pool can make.
-    members = [r for r in await reps_repo.all_reps(session, active_only=True) if r.id not in handover.excluded]
+    team_ids = [team_id] if rule.pool.team is not None and team_id is not None else None
+    members = [r for r in await reps_repo.routing_view(session, team_ids) if r.id not in handover.excluded]
     taken = await _taken_today(session, members, now)
     skipped: dict[int, str] = {}
     eligible = []
@@ -185,17 +187,18 @@ async def _decide(
     return Outcome(assignment=None, rule_id=rule.id, skipped=skipped)
 
 
-async def _taken_today(session: AsyncSession, reps: list[Rep], now: datetime) -> dict[int, int]:
-    """New leads each rep with a daily cap got since their own local midnight (one query for all)."""
-    starts = {
-        r.id: worktime.local_day_start(worktime.schedule_of(r.time_zone, {}, []), now)
-        for r in reps
-        if r.daily_cap is not None
-    }
-    if not starts:
-        return {}
-    times = await repository.assigned_times_since(session, list(starts), min(starts.values()))
-    return {rep_id: sum(1 for at in times.get(rep_id, []) if at >= since) for rep_id, since in starts.items()}
+async def _taken_today(session: AsyncSession, reps: Sequence[RoutingRep | Rep], now: datetime) -> dict[int, int]:
+    """New leads each rep with a daily cap got since their own local midnight: one count per time zone
+    (reps in one zone share a midnight), counted by the (rep_id, assigned_at) index."""
+    by_start: dict[datetime, list[int]] = {}
+    for rep in reps:
+        if rep.daily_cap is not None:
+            start = worktime.local_day_start(worktime.schedule_of(rep.time_zone, {}, []), now)
+            by_start.setdefault(start, []).append(rep.id)
+    counts: dict[int, int] = {}
+    for start, rep_ids in by_start.items():
+        counts.update(await repository.taken_since(session, rep_ids, start))
+    return counts
 
 
 async def _full_now(session: AsyncSession, rep: Rep, now: datetime) -> str | None:

@@ -30,7 +30,7 @@ class Assignment(Base):
     strategy: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(500))
     actor: Mapped[str] = mapped_column(String(200))
-    chain_id: Mapped[int | None] = mapped_column(IdType)
+    chain_id: Mapped[int | None] = mapped_column(IdType, index=True)
     """The first assignment of this run of hand-overs; reps in the chain are not given the lead again."""
     hop: Mapped[int] = mapped_column(Integer, default=0)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
@@ -68,7 +68,7 @@ class Deadline(Base):
     the same deadline is never made twice."""
     kind: Mapped[str] = mapped_column(String(32))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
-    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"), index=True)
     due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     outcome: Mapped[str | None] = mapped_column(String(32))

@@ -43,7 +43,7 @@ async def assignments_of(session: AsyncSession, contact_id: int) -> list[Assignm
 
 async def chain_rep_ids(session: AsyncSession, chain_id: int) -> set[int]:
     """Reps who already held the lead in this run of hand-overs."""
-    stmt = select(Assignment.rep_id).where((Assignment.chain_id == chain_id) | (Assignment.id == chain_id))
+    stmt = select(Assignment.rep_id).where(Assignment.chain_id == chain_id)  # the first one's chain_id is its id
     return set((await session.scalars(stmt)).all())
 
 
@@ -54,23 +54,16 @@ async def add(session: AsyncSession, row: Any) -> Any:
     return row
 
 
-async def assigned_times_since(
-    session: AsyncSession, rep_ids: Sequence[int], since: datetime
-) -> dict[int, list[datetime]]:
-    """When each rep received new leads since ``since`` (hand-overs included, escalations not)."""
+async def taken_since(session: AsyncSession, rep_ids: Sequence[int], since: datetime) -> dict[int, int]:
+    """New leads each rep received since ``since`` (hand-overs included, escalations not)."""
     if not rep_ids:
         return {}
     rows = await session.execute(
-        select(Assignment.rep_id, Assignment.assigned_at).where(
-            Assignment.rep_id.in_(rep_ids),
-            Assignment.assigned_at >= since,
-            Assignment.escalation_level == 0,
-        )
+        select(Assignment.rep_id, func.count())
+        .where(Assignment.rep_id.in_(rep_ids), Assignment.assigned_at >= since, Assignment.escalation_level == 0)
+        .group_by(Assignment.rep_id)
     )
-    times: dict[int, list[datetime]] = {}
-    for rep_id, at in rows:
-        times.setdefault(rep_id, []).append(at)
-    return times
+    return {rep_id: int(count) for rep_id, count in rows}
 
 
 async def lock_pool(session: AsyncSession, key: str) -> RoutingPool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,17 +34,29 @@ class Schedule:
     """Weekday (0 = Monday) -> local [start, end) intervals, sorted, not overlapping; end may be 24:00 as time.max."""
     absences: Sequence[tuple[datetime, datetime]] = ()
     """UTC [start, end) periods off (holidays, leave)."""
+    _prepared: Any = field(default=None, init=False, repr=False, compare=False)
+    """The _Calendar built from this schedule on first use (routing asks about 50 reps per decision)."""
 
 
 def schedule_of(
     time_zone: str | None, working_hours: Mapping[str, Any] | None, absences: Sequence[Mapping[str, Any]] | None
 ) -> Schedule:
-    """A Schedule from a rep's stored fields (shapes as in hub/reps/schemas.py)."""
+    """A Schedule from a rep's stored fields (shapes as in hub/reps/schemas.py); the same fields give the
+    same (shared, immutable) Schedule, so a rep's is parsed once, not at every routing decision."""
+    return _cached_schedule(
+        time_zone,
+        json.dumps(working_hours or {}, sort_keys=True, default=str),
+        json.dumps(list(absences or ()), sort_keys=True, default=str),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _cached_schedule(time_zone: str | None, working_hours: str, absences: str) -> Schedule:
     zone = _parse_zone("UTC" if time_zone is None else time_zone)
     return Schedule(
         time_zone=zone.key,
-        hours=_parse_hours(working_hours or {}),
-        absences=_parse_absences(zone, absences or ()),
+        hours=_parse_hours(json.loads(working_hours)),
+        absences=_parse_absences(zone, json.loads(absences)),
     )
 
 
@@ -125,8 +139,12 @@ class _Calendar:
 
     @classmethod
     def of(cls, schedule: Schedule) -> _Calendar:
+        if isinstance(schedule._prepared, cls):
+            return schedule._prepared
         merged = _merge(sorted((_utc(a), _utc(b)) for a, b in schedule.absences if a < b))
-        return cls(ZoneInfo(schedule.time_zone), schedule.hours, merged, tuple(b for _, b in merged))
+        calendar = cls(ZoneInfo(schedule.time_zone), schedule.hours, merged, tuple(b for _, b in merged))
+        object.__setattr__(schedule, "_prepared", calendar)  # frozen: a cache, not a change of value
+        return calendar
 
     def local_date(self, at: datetime) -> date:
         return at.astimezone(self.zone).date()

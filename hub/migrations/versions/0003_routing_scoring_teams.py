@@ -91,6 +91,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_assignments_contact_assigned", "assignments", ["contact_id", "assigned_at"], unique=False)
     op.create_index("ix_assignments_rep_assigned", "assignments", ["rep_id", "assigned_at"], unique=False)
+    # A missed deadline looks up the chain's reps and the assignment's pending deadlines: without these
+    # indexes both scan the whole table, once per deadline (bench/routing.py).
+    op.create_index(op.f("ix_assignments_chain_id"), "assignments", ["chain_id"], unique=False)
     op.create_index(
         "uq_assignments_open_contact",
         "assignments",
@@ -174,6 +177,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("key", name=op.f("uq_deadlines_key")),
     )
     op.create_index(op.f("ix_deadlines_contact_id"), "deadlines", ["contact_id"], unique=False)
+    op.create_index(op.f("ix_deadlines_assignment_id"), "deadlines", ["assignment_id"], unique=False)
     op.create_index(
         "ix_deadlines_pending_due",
         "deadlines",
@@ -272,6 +276,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("done_at IS NULL"),
         sqlite_where=sa.text("done_at IS NULL"),
     )
+    op.drop_index(op.f("ix_deadlines_assignment_id"), table_name="deadlines")
     op.drop_index(op.f("ix_deadlines_contact_id"), table_name="deadlines")
     op.drop_table("deadlines")
     op.drop_index("ix_stage_changes_to_changed", table_name="stage_changes")
@@ -288,6 +293,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("ended_at IS NULL"),
         sqlite_where=sa.text("ended_at IS NULL"),
     )
+    op.drop_index(op.f("ix_assignments_chain_id"), table_name="assignments")
     op.drop_index("ix_assignments_rep_assigned", table_name="assignments")
     op.drop_index("ix_assignments_contact_assigned", table_name="assignments")
     op.drop_table("assignments")
