@@ -70,7 +70,7 @@ from hub.migrate import upgrade
 from hub.policy.loader import default_rules_path, load_rules_file
 from hub.policy.schemas import Pool, RulesFile
 from hub.reps.models import Rep, Team
-from hub.routing import assign, deadlines
+from hub.routing import assign, deadlines, ownership
 from hub.routing import repository as routing_repo
 from hub.routing.models import Assignment, Deadline, RoutingTurn
 from hub.timeline.models import TimelineEntry
@@ -319,8 +319,8 @@ def assignment_row(
 
 def deadline_row(assignment_id: int, contact_id: int, due_at: datetime, now: datetime) -> dict[str, Any]:
     return {
-        "key": f"{assign.FIRST_TOUCH}:{assignment_id}",
-        "kind": assign.FIRST_TOUCH,
+        "key": f"{ownership.FIRST_TOUCH}:{assignment_id}",
+        "kind": ownership.FIRST_TOUCH,
         "contact_id": contact_id,
         "assignment_id": assignment_id,
         "due_at": due_at,
@@ -1021,7 +1021,8 @@ def reading_decisions(levels: list[Level]) -> list[str]:
         f"- A decision at c=1 takes {route.pct_ms(50):.1f} ms (p50), a bare transaction {bare.pct_ms(50):.1f} ms: "
         f"routing adds {route.statements - bare.statements:.0f} SQL statements, each a round trip, and "
         f"{route.hub_cpu_ms - bare.hub_cpu_ms:.1f} ms of the hub's CPU, mostly SQLAlchemy and asyncpg per "
-        f"statement and the ORM loading all {REPS} reps and the pool's turns for every decision."
+        f"statement (about 1 ms each: the ORM's unit of work for the assignment, deadline, timeline entry and "
+        f"notification) and the {REPS} reps' rows and the pool's turns read for every decision."
     ]
     routes = sorted((lv for lv in levels if lv.work == "route"), key=lambda lv: lv.concurrency)
     bares = sorted((lv for lv in levels if lv.work == "bare"), key=lambda lv: lv.concurrency)

@@ -21,7 +21,7 @@ from hub.contacts import repository as contacts_repo
 from hub.contacts.models import Contact
 from hub.db import retry_transient
 from hub.policy.schemas import RulesFile
-from hub.routing import assign, repository, stages, touches
+from hub.routing import assign, ownership, repository, stages, touches
 from hub.scoring import service as scoring
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
@@ -69,14 +69,14 @@ async def settle_contact(
     """Merges, pipeline entry, warmth, a returning lead, ownership, then the first touch, for one contact."""
     for merged in (e for e in entries if e.kind == MERGED):
         absorbed = merged.data.get("absorbed") or {}
-        await assign.absorb(
+        await ownership.absorb(
             session, contact, int(merged.data["absorbed_contact_id"]), str(absorbed.get("stage")), policy, at
         )
     await stages.enter_pipeline(session, contact, policy.pipeline)
     await scoring.rescore(session, contact, policy.warmth, at, cause=", ".join(sorted({e.kind for e in entries})))
     if contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
         # A won or lost contact who fills in a form again is a lead again (routing treats them as returning).
-        await assign.release(session, contact, at, reason="returned", closed_stages=policy.pipeline.closed)
+        await ownership.release(session, contact, at, reason="returned", closed_stages=policy.pipeline.closed)
         await stages.change_stage(
             session,
             contact,
@@ -106,7 +106,7 @@ async def _give_an_owner(
     )
     if caller is not None:
         # A rep who calls a new number first keeps the lead; the rules do not hand it to someone else.
-        await assign.by_hand(
+        await ownership.by_hand(
             session, contact, int(caller), policy, at, actor=f"rep:{caller}", reason="called the lead first"
         )
         return

@@ -23,7 +23,7 @@ from hub.ingest import ingest_form_submission
 from hub.pagination import Page, decode_id_cursor, encode_cursor
 from hub.reps import service as reps
 from hub.reps.visibility import Scope, ScopeDep
-from hub.routing import assign, stages
+from hub.routing import ownership, stages
 from hub.scoring import service as scoring
 from hub.validation import MAX_ID, SafeStr, utc_filter
 
@@ -127,7 +127,7 @@ async def create_contact(
     if outcome.contact_created and principal.role == "rep" and outcome.contact_id is not None:
         # A rep who adds a lead keeps it; the rules do not hand it to someone else.
         created = await contacts.get_live_contact(session, outcome.contact_id)
-        await assign.by_hand(
+        await ownership.by_hand(
             session,
             created,
             principal.rep_id,
@@ -168,7 +168,7 @@ async def update_contact(
         if owner_id is not None and not scope.sees_owner(owner_id):
             raise Forbidden(f"rep {owner_id} is not in your teams", field="owner_rep_id")
         if owner_id != contact.owner_rep_id:
-            await assign.by_hand(
+            await ownership.by_hand(
                 session, contact, owner_id, policy, now, actor=principal.name, reason="owner set by API"
             )
     await contacts.update_contact(session, contact, changes)

@@ -12,7 +12,7 @@ from hub.deps import ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Forbidden, UnprocessableInput
 from hub.reps import repository as reps_repo
 from hub.reps.visibility import ScopeDep
-from hub.routing import assign, performance, repository, stages
+from hub.routing import ownership, performance, repository, stages
 from hub.routing.schemas import (
     ActivityCreate,
     AssignmentOut,
@@ -39,7 +39,7 @@ async def assign_contact(
     contact = await visible_contact(session, scope, contact_id)
     if not scope.sees_owner(spec.rep_id):
         raise Forbidden(f"rep {spec.rep_id} is not in your teams", field="rep_id")
-    await assign.by_hand(
+    await ownership.by_hand(
         session,
         contact,
         spec.rep_id,

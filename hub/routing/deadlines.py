@@ -19,7 +19,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps import teams
 from hub.reps.models import Rep
-from hub.routing import assign, repository
+from hub.routing import assign, ownership, repository
 from hub.routing.models import Assignment, Deadline
 from hub.routing.stages import STAGE_STUCK, STAGE_STUCK_MANAGER
 from hub.timeline import service as timeline
@@ -64,7 +64,7 @@ async def _first_touch(session: AsyncSession, deadline: Deadline, policy: RulesF
         await repository.lock_pool(session, assign.pool_key(assignment.rule_id))
     rep = await reps_repo.get(session, assignment.rep_id)
     assert rep is not None
-    await assign.release(session, contact, now, reason="sla_breach", closed_stages=policy.pipeline.closed)
+    await ownership.release(session, contact, now, reason="sla_breach", closed_stages=policy.pipeline.closed)
     assignment.end_reason = "sla_breach"
     await _record_breach(session, contact, assignment, rep)
     await _hand_on(session, contact, assignment, rep, policy, now)
@@ -77,7 +77,7 @@ async def _record_breach(session: AsyncSession, contact: Contact, assignment: As
         session,
         contact_id=contact.id,
         kind="sla_breached",
-        source=assign.SOURCE,
+        source=ownership.SOURCE,
         occurred_at=assignment.due_at or assignment.assigned_at,
         data={
             "rep_id": rep.id,
@@ -119,7 +119,7 @@ async def _hand_on(
         max_hops = rule.max_hops if rule is not None and rule.max_hops is not None else policy.routing.max_hops
         if missed.hop < max_hops:
             excluded = frozenset(await repository.chain_rep_ids(session, chain_id))
-            handover = assign.Handover(
+            handover = ownership.Handover(
                 chain_id=chain_id,
                 hop=missed.hop + 1,
                 excluded=excluded,
@@ -146,7 +146,7 @@ async def escalate(
             session,
             contact_id=contact.id,
             kind="escalation_failed",
-            source=assign.SOURCE,
+            source=ownership.SOURCE,
             occurred_at=now,
             data={
                 "reason": "nobody left to escalate to (no eligible manager, no head of sales)",
@@ -154,11 +154,13 @@ async def escalate(
             },
         )
         excluded = frozenset(await repository.chain_rep_ids(session, missed.chain_id or missed.id))
-        handover = assign.Handover(chain_id=missed.chain_id, hop=missed.hop, excluded=excluded, rule_id=missed.rule_id)
+        handover = ownership.Handover(
+            chain_id=missed.chain_id, hop=missed.hop, excluded=excluded, rule_id=missed.rule_id
+        )
         await assign.route(session, contact, policy, now, handover)
         return None
     who = "team manager" if level == 1 else "head of sales"
-    return await assign.give(
+    return await ownership.give(
         session,
         contact,
         target,
@@ -167,7 +169,7 @@ async def escalate(
         how="escalated",
         actor="rule:escalation",
         reason=f"escalated to the {who} after {rep.name} missed the first-touch deadline",
-        handover=assign.Handover(chain_id=missed.chain_id, hop=missed.hop + 1, rule_id=missed.rule_id),
+        handover=ownership.Handover(chain_id=missed.chain_id, hop=missed.hop + 1, rule_id=missed.rule_id),
         escalation_level=level,
         deadline=level == 1,
     )
@@ -230,7 +232,7 @@ async def _stuck(session: AsyncSession, deadline: Deadline, policy: RulesFile, n
 
 
 HANDLERS: dict[str, Handler] = {
-    assign.FIRST_TOUCH: _first_touch,
+    ownership.FIRST_TOUCH: _first_touch,
     STAGE_STUCK: _stuck,
     STAGE_STUCK_MANAGER: _stuck,
 }

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import repository as contacts_repo
 from hub.policy.schemas import RulesFile
-from hub.routing import assign, repository
+from hub.routing import assign, ownership, repository
 from hub.routing.models import QueuedLead
 
 MAX_BACKOFF = timedelta(minutes=2)
@@ -29,7 +29,9 @@ async def retry_due(session: AsyncSession, policy: RulesFile, now: datetime, *, 
         excluded = (
             frozenset(await repository.chain_rep_ids(session, queued.chain_id)) if queued.chain_id else frozenset()
         )
-        handover = assign.Handover(chain_id=queued.chain_id, hop=queued.hop, excluded=excluded, rule_id=queued.rule_id)
+        handover = ownership.Handover(
+            chain_id=queued.chain_id, hop=queued.hop, excluded=excluded, rule_id=queued.rule_id
+        )
         outcome = await assign.route(session, contact, policy, now, handover, queue_if_none=False)
         if outcome.assignment is not None:
             assigned += 1

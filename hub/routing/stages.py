@@ -11,8 +11,8 @@ from hub.errors import UnprocessableInput
 from hub.policy.schemas import Pipeline
 from hub.reps import repository as reps_repo
 from hub.routing import repository
-from hub.routing.assign import FIRST_TOUCH
 from hub.routing.models import StageChange
+from hub.routing.ownership import FIRST_TOUCH
 from hub.timeline import service as timeline
 
 STAGE_STUCK = "stage_stuck"

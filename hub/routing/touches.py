@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.contacts.models import Contact
 from hub.policy.schemas import Pipeline
 from hub.routing import repository
-from hub.routing.assign import FIRST_TOUCH
+from hub.routing.ownership import FIRST_TOUCH
 from hub.routing.stages import change_stage
 from hub.timeline.models import TimelineEntry
 
