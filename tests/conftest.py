@@ -94,7 +94,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _truncate_all(url: str) -> None:
+async def truncate_all(url: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
@@ -112,7 +112,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         shutil.copy(sqlite_template, path)
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("pg_database")
-    asyncio.run(_truncate_all(url))
+    asyncio.run(truncate_all(url))
     return url
 
 

@@ -31,7 +31,7 @@ from hub.reps.models import Rep
 from hub.reps.schemas import RepCreate
 from hub.routing.models import Assignment, Deadline, QueuedLead
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
 from tests.test_live_server import free_port
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules"
@@ -41,9 +41,12 @@ TWO_POOLS = RULES / "sla_two_pools.yaml"
 LEADS = 90
 
 
-def postgresql_only(database_url: str) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("SQLite serialises every writer; concurrent workers and requests are a PostgreSQL question")
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's PostgreSQL database, emptied. SQLite serialises every writer, so concurrent
+    workers and requests are a PostgreSQL question only (no SQLite variant to skip)."""
+    asyncio.run(truncate_all(pg_database))
+    return pg_database
 
 
 @pytest.fixture
@@ -82,10 +85,9 @@ async def count(hub: Hub, *where: Any, of: Any = None) -> int:
     ids=["one pool", "two pools sharing reps"],
 )
 async def test_three_workers_process_every_due_deadline_exactly_once(
-    database_url: str, frozen: FrozenClock, rules_file: Path, mixed: bool
+    pg_url: str, frozen: FrozenClock, rules_file: Path, mixed: bool
 ) -> None:
-    postgresql_only(database_url)
-    async with asynccontextmanager(start_hub)(make_settings(database_url, rules_file=rules_file)) as hub:
+    async with asynccontextmanager(start_hub)(make_settings(pg_url, rules_file=rules_file)) as hub:
         manager = await hub.create_rep("Mia Manager", email="mia@example.com")
         members = [await hub.create_rep(f"Rep {n}", email=f"rep{n}@example.com") for n in range(3)]
         team = await hub.client.post(
@@ -216,15 +218,14 @@ async def ownership(database_url: str) -> tuple[Counter[int], int, int, dict[int
 # capacity check under concurrency is what is tested (smaller, to keep the suite quick).
 @pytest.mark.parametrize(("capacity", "leads", "assigned"), [(45, 200, 200), (12, 100, 60)])
 def test_leads_arriving_at_once_are_shared_fairly_within_capacity(
-    database_url: str, capacity: int, leads: int, assigned: int
+    pg_url: str, capacity: int, leads: int, assigned: int
 ) -> None:
-    postgresql_only(database_url)
-    rep_ids, key = asyncio.run(seed_reps(database_url, capacity))
-    with live_server(database_url) as base:
+    rep_ids, key = asyncio.run(seed_reps(pg_url, capacity))
+    with live_server(pg_url) as base:
         responses = asyncio.run(post_leads_at_once(base, key, leads))
     assert [r.status_code for r in responses] == [201] * leads, {r.text for r in responses if r.status_code != 201}
 
-    per_rep, twice, queued, open_leads = asyncio.run(ownership(database_url))
+    per_rep, twice, queued, open_leads = asyncio.run(ownership(pg_url))
     assert twice == 0  # no lead was assigned twice
     assert sum(per_rep.values()) == assigned
     assert queued == leads - assigned
