@@ -263,7 +263,8 @@ def make_target(key: str, database_url: str | None) -> Target:
 
 COUNT_QUERIES = {
     "inbox": "SELECT count(*) FROM inbound_events",
-    "timeline": "SELECT count(*) FROM timeline_entries",
+    # Only the submissions: scoring and routing add their own entries (queued, assigned, warmth_changed).
+    "timeline": "SELECT count(*) FROM timeline_entries WHERE kind = 'form_submission'",
     "contacts": "SELECT count(*) FROM contacts WHERE merged_into_id IS NULL",
     "merged": "SELECT count(*) FROM contacts WHERE merged_into_id IS NOT NULL",
 }
@@ -297,7 +298,7 @@ class Integrity:
         verdict = "consistent" if self.consistent else "MISMATCH"
         return (
             f"{self.accepted_posts} posts answered 2xx (warm-ups included) for {self.accepted_leads} distinct leads; "
-            f"the database holds {c['inbox']} inbox rows, {c['timeline']} timeline entries, "
+            f"the database holds {c['inbox']} inbox rows, {c['timeline']} form-submission timeline entries, "
             f"{c['contacts']} contacts ({c['merged']} merged away): {verdict}"
         )
 

@@ -18,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.contacts import repository as contacts_repo
+from hub.contacts.facts import lead_snapshot
 from hub.contacts.models import Contact
 from hub.db import retry_transient
+from hub.policy.facts import LeadSnapshot
 from hub.policy.schemas import RulesFile
 from hub.routing import assign, ownership, repository, stages, touches
 from hub.scoring import service as scoring
@@ -73,7 +75,9 @@ async def settle_contact(
             session, contact, int(merged.data["absorbed_contact_id"]), str(absorbed.get("stage")), policy, at
         )
     await stages.enter_pipeline(session, contact, policy.pipeline)
-    await scoring.rescore(session, contact, policy.warmth, at, cause=", ".join(sorted({e.kind for e in entries})))
+    snapshot = await lead_snapshot(session, contact)  # read once: scoring and routing both look at it
+    cause = ", ".join(sorted({e.kind for e in entries}))
+    await scoring.rescore(session, contact, policy.warmth, at, cause=cause, snapshot=snapshot)
     if contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
         # A won or lost contact who fills in a form again is a lead again (routing treats them as returning).
         await ownership.release(session, contact, at, reason="returned", closed_stages=policy.pipeline.closed)
@@ -86,13 +90,18 @@ async def settle_contact(
             actor="rule:returning",
             reason="came back with a new form submission",
         )
-    await _give_an_owner(session, contact, entries, policy, at)
+    await _give_an_owner(session, contact, entries, policy, at, snapshot)
     # Last, so a rep who just claimed the lead by calling it has that call counted as the first touch.
     await touches.note_touches(session, contact, entries, policy.pipeline, at)
 
 
 async def _give_an_owner(
-    session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
+    session: AsyncSession,
+    contact: Contact,
+    entries: list[TimelineEntry],
+    policy: RulesFile,
+    at: datetime,
+    snapshot: LeadSnapshot,
 ) -> None:
     if contact.owner_rep_id is not None or contact.stage in policy.pipeline.closed:
         return
@@ -113,4 +122,4 @@ async def _give_an_owner(
     brings_lead = any(e.kind in LEAD_KINDS for e in entries)
     # No routing rules at all means routing is off (leads are assigned by hand), not "queue everything".
     if brings_lead and policy.routing.rules and await repository.queued(session, contact.id) is None:
-        await assign.route(session, contact, policy, at)
+        await assign.route(session, contact, policy, at, snapshot=snapshot)

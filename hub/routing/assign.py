@@ -8,7 +8,7 @@ and hands the lead over through hub/routing/ownership.py, with a timeline entry 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from hub.contacts.facts import lead_snapshot
 from hub.contacts.models import Contact
 from hub.notify.service import notify
 from hub.policy import conditions
-from hub.policy.facts import lead_facts
+from hub.policy.facts import LeadSnapshot, lead_facts
 from hub.policy.schemas import Bucket, RoutingRule, RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps.models import Rep
@@ -79,14 +79,26 @@ async def route(
     handover: Handover | None = None,
     *,
     queue_if_none: bool = True,
+    snapshot: LeadSnapshot | None = None,
 ) -> Outcome:
-    """Assign the lead by the rules, or (``queue_if_none``) put it on its team's unassigned queue."""
+    """Assign the lead by the rules, or (``queue_if_none``) put it on its team's unassigned queue.
+
+    ``snapshot``: the lead as scoring just saw it, to save reading it again."""
     handover = handover or Handover()
     previous = await repository.latest_assignment(session, contact.id)
     returning = previous is not None and handover.chain_id is None
-    snapshot = await lead_snapshot(
-        session, contact, returning=returning, previous_owner_id=previous.rep_id if previous else None
-    )
+    previous_owner_id = previous.rep_id if previous else None
+    if snapshot is None:
+        snapshot = await lead_snapshot(session, contact, returning=returning, previous_owner_id=previous_owner_id)
+    else:
+        snapshot = replace(
+            snapshot,
+            bucket=contact.bucket,
+            score=contact.score,
+            stage=contact.stage,
+            returning=returning,
+            previous_owner_id=previous_owner_id,
+        )
     facts = lead_facts(snapshot)
     rule = matching_rule(policy, facts, handover.rule_id)
     if rule is None and not queue_if_none:

@@ -212,12 +212,19 @@ def next_crossing(
     recomputes the score and the crossing anyway. The answer is a whole second.
     """
     # Events dated after now would count once their time comes: that is a new event, not decay.
+    decaying = {rule.on for rule in warmth.engagement if rule.decays}
     past = [event for event in events if event.occurred_at <= now]
+    if not any(event.signal in decaying for event in past):
+        return None  # nothing decays: the score stays as it is (most new leads: facts only)
     base = now.replace(microsecond=0)
+    # Facts do not change with time: match their conditions once, not at every sample.
+    fixed = Warmth.model_construct(**{**dict(warmth), "facts": []})
+    fact_points = round(sum(_fact_points(r).points for r in warmth.facts if matches(r.when, facts)), 2)
 
     def changed(offset: int) -> bool:
         at = base + timedelta(seconds=offset)
-        return next_bucket(bucket, compute_score(warmth, facts, past, at).total, warmth) != bucket
+        total = round(fact_points + compute_score(fixed, facts, past, at).total, 2)
+        return next_bucket(bucket, total, warmth) != bucket
 
     horizon = max(1, math.ceil(_HORIZON_HALF_LIVES * warmth.half_life_days * 86_400))
     before = 0  # base itself: at or just before now, where the lead is still in ``bucket``

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts.facts import lead_snapshot
 from hub.contacts.models import Contact
-from hub.policy.facts import lead_facts
+from hub.policy.facts import LeadSnapshot, lead_facts
 from hub.policy.schemas import Bucket, Warmth
 from hub.scoring import rules
 from hub.timeline import service as timeline
@@ -43,9 +43,11 @@ class CurrentWarmth:
     recheck_at: datetime | None
 
 
-async def current_warmth(session: AsyncSession, contact: Contact, warmth: Warmth, now: datetime) -> CurrentWarmth:
+async def current_warmth(
+    session: AsyncSession, contact: Contact, warmth: Warmth, now: datetime, snapshot: LeadSnapshot | None = None
+) -> CurrentWarmth:
     """The score as of ``now`` (decay applied on read) and the bucket it gives."""
-    facts = lead_facts(await lead_snapshot(session, contact))
+    facts = lead_facts(snapshot or await lead_snapshot(session, contact))
     events = await _events(session, contact.id, warmth, now)
     score = rules.compute_score(warmth, facts, events, now)
     bucket = rules.next_bucket(_bucket(contact.bucket), score.total, warmth)
@@ -58,14 +60,22 @@ async def current_warmth(session: AsyncSession, contact: Contact, warmth: Warmth
     return CurrentWarmth(score=score, bucket=bucket, stored_bucket=contact.bucket, recheck_at=recheck)
 
 
-async def rescore(session: AsyncSession, contact: Contact, warmth: Warmth, now: datetime, *, cause: str) -> bool:
+async def rescore(
+    session: AsyncSession,
+    contact: Contact,
+    warmth: Warmth,
+    now: datetime,
+    *,
+    cause: str,
+    snapshot: LeadSnapshot | None = None,
+) -> bool:
     """Store the contact's score and bucket; a bucket change goes on the timeline. True if it changed."""
     if contact.merged_into_id is not None:
         # Its timeline now scores the survivor; a recheck left from before the merge has nothing to do.
         contact.warmth_recheck_at = None
         await session.flush()
         return False
-    result = await current_warmth(session, contact, warmth, now)
+    result = await current_warmth(session, contact, warmth, now, snapshot)
     before_bucket, before_score = contact.bucket, contact.score
     contact.score, contact.bucket, contact.scored_at = result.score.total, result.bucket, now
     contact.warmth_recheck_at = result.recheck_at
@@ -92,6 +102,11 @@ async def rescore(session: AsyncSession, contact: Contact, warmth: Warmth, now: 
 
 
 async def _events(session: AsyncSession, contact_id: int, warmth: Warmth, now: datetime) -> list[rules.Event]:
+    # Most contacts have far fewer scored entries than MAX_EVENTS: one read then holds all of them,
+    # the first form submission and every lasting penalty included.
+    entries = await timeline.recent_of_kinds(session, contact_id, SCORED_KINDS, since=_BEGINNING, limit=MAX_EVENTS)
+    if len(entries) < MAX_EVENTS:
+        return rules.signals_of([rules.EntryView(e.id, e.kind, e.occurred_at, e.data) for e in entries])
     since = now - timedelta(days=warmth.half_life_days * HORIZON_HALF_LIVES)
     entries = await timeline.recent_of_kinds(session, contact_id, SCORED_KINDS, since=since, limit=MAX_EVENTS)
     # Points that do not decay (an unsubscribe, a bounce) count however old they are.
