@@ -18,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.contacts import repository as contacts_repo
-from hub.contacts.facts import lead_snapshot
+from hub.contacts.facts import lead_snapshots
 from hub.contacts.models import Contact
 from hub.db import retry_transient
 from hub.policy.facts import LeadSnapshot
 from hub.policy.schemas import RulesFile
 from hub.routing import assign, ownership, repository, stages, touches
 from hub.scoring import service as scoring
+from hub.scoring.rules import Event
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
 
@@ -58,26 +59,43 @@ async def settle(session: AsyncSession, policy: RulesFile) -> None:
 
 async def _settle_all(session: AsyncSession, policy: RulesFile, by_contact: dict[int, list[TimelineEntry]]) -> None:
     now = clock.now()
-    for contact_id in sorted(by_contact):
-        contact = await contacts_repo.contact_for_update(session, contact_id)
-        if contact is None or contact.merged_into_id is not None:
-            continue
-        await settle_contact(session, contact, by_contact[contact_id], policy, now)
+    # One statement locks them all, in id order (two batches never wait on each other in a cycle),
+    # and what scoring reads is read for all of them at once: a provider batch touches hundreds.
+    contacts = [c for c in await contacts_repo.lock_contacts(session, by_contact) if c.merged_into_id is None]
+    for contact in contacts:
+        await _enter(session, contact, by_contact[contact.id], policy, now)
+    snapshots = await lead_snapshots(session, contacts)
+    events = await scoring.preload_events(session, [c.id for c in contacts])
+    for contact in contacts:
+        await settle_contact(
+            session, contact, by_contact[contact.id], policy, now, snapshots[contact.id], events.get(contact.id)
+        )
 
 
-async def settle_contact(
+async def _enter(
     session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
 ) -> None:
-    """Merges, pipeline entry, warmth, a returning lead, ownership, then the first touch, for one contact."""
+    """Merges first (they move assignments), then the lead's entry into the pipeline."""
     for merged in (e for e in entries if e.kind == MERGED):
         absorbed = merged.data.get("absorbed") or {}
         await ownership.absorb(
             session, contact, int(merged.data["absorbed_contact_id"]), str(absorbed.get("stage")), policy, at
         )
     await stages.enter_pipeline(session, contact, policy.pipeline)
-    snapshot = await lead_snapshot(session, contact)  # read once: scoring and routing both look at it
+
+
+async def settle_contact(
+    session: AsyncSession,
+    contact: Contact,
+    entries: list[TimelineEntry],
+    policy: RulesFile,
+    at: datetime,
+    snapshot: LeadSnapshot,
+    events: list[Event] | None,
+) -> None:
+    """Warmth, a returning lead, ownership, then the first touch, for one contact (already in the pipeline)."""
     cause = ", ".join(sorted({e.kind for e in entries}))
-    await scoring.rescore(session, contact, policy.warmth, at, cause=cause, snapshot=snapshot)
+    await scoring.rescore(session, contact, policy.warmth, at, cause=cause, snapshot=snapshot, events=events)
     if contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
         # A won or lost contact who fills in a form again is a lead again (routing treats them as returning).
         await ownership.release(session, contact, at, reason="returned", closed_stages=policy.pipeline.closed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import exists, or_, select, update
@@ -43,7 +43,7 @@ async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterabl
 async def lock_contacts(session: AsyncSession, contact_ids: Iterable[int]) -> list[Contact]:
     """Load contacts for update, in id order so two transactions never wait on each other in a cycle."""
     ids = sorted(set(contact_ids))
-    stmt = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id).with_for_update()
+    stmt = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id).with_for_update(key_share=True)
     return list((await session.scalars(stmt.execution_options(populate_existing=True))).all())
 
 
@@ -149,8 +149,13 @@ async def identities_of(session: AsyncSession, contact_id: int) -> list[tuple[st
 
 
 async def contact_for_update(session: AsyncSession, contact_id: int) -> Contact | None:
-    """The contact, locked for this transaction (PostgreSQL), with fresh column values."""
-    stmt = select(Contact).where(Contact.id == contact_id).with_for_update()
+    """The contact, locked for this transaction (PostgreSQL), with fresh column values.
+
+    FOR NO KEY UPDATE (``key_share=True``), not FOR UPDATE: every timeline entry, call or email event
+    written for a contact takes a KEY SHARE lock on it, which FOR UPDATE waits for. Two provider batches
+    that each wrote entries for contacts A and B and then lock them would deadlock; NO KEY UPDATE only
+    excludes other writers of the contact row, which is what the lock is for."""
+    stmt = select(Contact).where(Contact.id == contact_id).with_for_update(key_share=True)
     return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
 
 
@@ -161,6 +166,20 @@ async def claim_warmth_rechecks(session: AsyncSession, now: datetime, limit: int
         .where(Contact.warmth_recheck_at.is_not(None), Contact.warmth_recheck_at <= now)
         .order_by(Contact.warmth_recheck_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def identities_of_many(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
+    """(kind, value) of each contact's identities, oldest first, in chunks of 500 ids."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    for start in range(0, len(contact_ids), 500):
+        rows = await session.execute(
+            select(ContactIdentity.contact_id, ContactIdentity.kind, ContactIdentity.value)
+            .where(ContactIdentity.contact_id.in_(contact_ids[start : start + 500]))
+            .order_by(ContactIdentity.id)
+        )
+        for contact_id, kind, value in rows:
+            found.setdefault(contact_id, []).append((kind, value))
+    return found

@@ -37,7 +37,9 @@ class Handover:
 
 async def lock_rep(session: AsyncSession, rep_id: int) -> Rep:
     """The rep, locked until commit, with fresh counters (capacity is checked under this lock)."""
-    stmt = select(Rep).where(Rep.id == rep_id).with_for_update()
+    # NO KEY UPDATE: rows that merely reference the rep (a new assignment, a notification) take KEY SHARE
+    # locks, which FOR UPDATE would wait on; two transactions doing both in turn would deadlock.
+    stmt = select(Rep).where(Rep.id == rep_id).with_for_update(key_share=True)
     return (await session.scalars(stmt.execution_options(populate_existing=True))).one()
 
 

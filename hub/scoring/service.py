@@ -44,11 +44,18 @@ class CurrentWarmth:
 
 
 async def current_warmth(
-    session: AsyncSession, contact: Contact, warmth: Warmth, now: datetime, snapshot: LeadSnapshot | None = None
+    session: AsyncSession,
+    contact: Contact,
+    warmth: Warmth,
+    now: datetime,
+    snapshot: LeadSnapshot | None = None,
+    events: list[rules.Event] | None = None,
 ) -> CurrentWarmth:
-    """The score as of ``now`` (decay applied on read) and the bucket it gives."""
+    """The score as of ``now`` (decay applied on read) and the bucket it gives (``snapshot`` and
+    ``events``, when given, were read for many contacts at once)."""
     facts = lead_facts(snapshot or await lead_snapshot(session, contact))
-    events = await _events(session, contact.id, warmth, now)
+    if events is None:
+        events = await _events(session, contact.id, warmth, now)
     score = rules.compute_score(warmth, facts, events, now)
     bucket = rules.next_bucket(_bucket(contact.bucket), score.total, warmth)
     recheck = rules.next_crossing(warmth, facts, events, bucket, now)
@@ -68,6 +75,7 @@ async def rescore(
     *,
     cause: str,
     snapshot: LeadSnapshot | None = None,
+    events: list[rules.Event] | None = None,
 ) -> bool:
     """Store the contact's score and bucket; a bucket change goes on the timeline. True if it changed."""
     if contact.merged_into_id is not None:
@@ -75,7 +83,7 @@ async def rescore(
         contact.warmth_recheck_at = None
         await session.flush()
         return False
-    result = await current_warmth(session, contact, warmth, now, snapshot)
+    result = await current_warmth(session, contact, warmth, now, snapshot, events)
     before_bucket, before_score = contact.bucket, contact.score
     contact.score, contact.bucket, contact.scored_at = result.score.total, result.bucket, now
     contact.warmth_recheck_at = result.recheck_at
@@ -99,6 +107,17 @@ async def rescore(
         )
     await session.flush()
     return changed
+
+
+async def preload_events(session: AsyncSession, contact_ids: list[int]) -> dict[int, list[rules.Event]]:
+    """The engagement events of many contacts in one read; a contact with more than MAX_EVENTS scored
+    entries is left out (its score reads the horizon, the lasting penalties and its first form on its own)."""
+    found = await timeline.newest_per_contact(session, contact_ids, SCORED_KINDS, per_contact=MAX_EVENTS)
+    return {
+        contact_id: rules.signals_of([rules.EntryView(e.id, e.kind, e.occurred_at, e.data) for e in entries])
+        for contact_id in contact_ids
+        if len(entries := found.get(contact_id, [])) < MAX_EVENTS
+    }
 
 
 async def _events(session: AsyncSession, contact_id: int, warmth: Warmth, now: datetime) -> list[rules.Event]:

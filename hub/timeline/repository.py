@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -97,3 +98,33 @@ async def oldest_of_kind(session: AsyncSession, contact_id: int, kind: str) -> T
         .limit(1)
     )
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def newest_per_contact(
+    session: AsyncSession, contact_ids: Sequence[int], kinds: Sequence[str], *, per_contact: int
+) -> dict[int, list[TimelineEntry]]:
+    """Each contact's newest ``per_contact`` entries of these kinds, newest first, in one query per 500 ids."""
+    found: dict[int, list[TimelineEntry]] = {}
+    for start in range(0, len(contact_ids), 500):
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=TimelineEntry.contact_id,
+                order_by=(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(TimelineEntry.id, rank)
+            .where(TimelineEntry.contact_id.in_(contact_ids[start : start + 500]), TimelineEntry.kind.in_(kinds))
+            .subquery()
+        )
+        stmt = (
+            select(TimelineEntry)
+            .join(ranked, ranked.c.id == TimelineEntry.id)
+            .where(ranked.c.rank <= per_contact)
+            .order_by(TimelineEntry.contact_id, TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+        )
+        for entry in (await session.scalars(stmt)).all():
+            found.setdefault(entry.contact_id, []).append(entry)
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -124,3 +125,16 @@ async def recent_of_kinds(
 async def oldest_of_kind(session: AsyncSession, contact_id: int, kind: str) -> TimelineEntry | None:
     """The contact's first entry of this kind."""
     return await repository.oldest_of_kind(session, contact_id, kind)
+
+
+async def newest_of_kind_many(session: AsyncSession, contact_ids: Sequence[int], kind: str) -> dict[int, TimelineEntry]:
+    """Each contact's newest entry of this kind (contacts without one are absent)."""
+    found = await repository.newest_per_contact(session, contact_ids, [kind], per_contact=1)
+    return {contact_id: entries[0] for contact_id, entries in found.items()}
+
+
+async def newest_per_contact(
+    session: AsyncSession, contact_ids: Sequence[int], kinds: Sequence[str], *, per_contact: int
+) -> dict[int, list[TimelineEntry]]:
+    """Each contact's newest ``per_contact`` entries of these kinds, newest first."""
+    return await repository.newest_per_contact(session, contact_ids, kinds, per_contact=per_contact)
