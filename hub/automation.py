@@ -5,8 +5,8 @@ The composition roots install ``settle`` as a before-commit hook of every sessio
 logged activity all get the same treatment before their 2xx: the lead enters the pipeline,
 its warmth is rescored, a lead with no owner gets one (the rep who called it, else by the
 rules), and a first touch by its owner is noted. Entries that cannot change any of that
-(notes, deliveries) are skipped. Entries the automation itself writes (``assigned``, ``warmth_changed``, ...) do not
-trigger it again.
+(notes, deliveries) are skipped, and so are the ones the automation itself writes
+(``assigned``, ``warmth_changed``, ...), so it never triggers itself.
 """
 
 from __future__ import annotations
