@@ -194,9 +194,9 @@ async def by_hand(
             data={"by": actor, "reason": reason},
         )
         return
-    rep = await reps_repo.get(session, rep_id)
-    if rep is None:
+    if await reps_repo.get(session, rep_id) is None:
         raise UnprocessableInput(f"rep {rep_id} does not exist", field="rep_id")
+    rep = await lock_rep(session, rep_id)  # its open-lead counter changes: no lost update beside routing
     if not rep.active:
         raise UnprocessableInput(f"rep {rep_id} is inactive", field="rep_id")
     await give(session, contact, rep, policy, now, how="manual", reason=reason, actor=actor)

@@ -9,10 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.contacts.models import Contact
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import Pipeline
-from hub.reps import repository as reps_repo
-from hub.routing import repository
+from hub.routing import ownership, repository
 from hub.routing.models import StageChange
-from hub.routing.ownership import FIRST_TOUCH
 from hub.timeline import service as timeline
 
 STAGE_STUCK = "stage_stuck"
@@ -86,7 +84,9 @@ async def change_stage(
     )
     if to_stage in pipeline.closed:
         # A won or lost lead needs no first touch any more.
-        await repository.close_deadlines(session, contact_id=contact.id, kinds=[FIRST_TOUCH], outcome="closed", now=now)
+        await repository.close_deadlines(
+            session, contact_id=contact.id, kinds=[ownership.FIRST_TOUCH], outcome="closed", now=now
+        )
         if contact.owner_rep_id is not None:
             # The owner has room for one more lead now: queued leads get their try on the next tick.
             await repository.retry_queue_now(session, now)
@@ -112,7 +112,7 @@ async def _count_open_leads(
     was_open, is_open = previous not in pipeline.closed, to_stage not in pipeline.closed
     if was_open == is_open:
         return
-    owner = await reps_repo.get(session, contact.owner_rep_id)
+    owner = await ownership.lock_rep(session, contact.owner_rep_id)  # a counter: no lost update
     if owner is not None:
         owner.open_leads = max(0, owner.open_leads + (1 if is_open else -1))
 
