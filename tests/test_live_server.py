@@ -52,16 +52,7 @@ def live_hub(tmp_path: Path) -> Iterator[tuple[str, str]]:
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    with httpx.Client(base_url=base) as client:
-        for _ in range(200):
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            threading.Event().wait(0.025)
-        else:
-            pytest.fail("live server did not start")
+    wait_until_serving(base, attempts=200)
     yield base, key
     server.should_exit = True
     thread.join(timeout=10)
@@ -113,3 +104,16 @@ def test_html_escapes_what_it_shows(live_hub: tuple[str, str]) -> None:
         page = browser.get("/forms/website", params={"utm_source": '"><script>alert(1)</script>'})
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;" in page.text
+
+
+def wait_until_serving(base: str, *, attempts: int) -> None:
+    """Poll /healthz every 25 ms until the server answers, or fail the test."""
+    with httpx.Client(base_url=base) as client:
+        for _ in range(attempts):
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            threading.Event().wait(0.025)
+    pytest.fail("live server did not start")

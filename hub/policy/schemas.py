@@ -8,7 +8,7 @@ Every model forbids unknown keys, so a typo is an error with its line, not a sil
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -17,22 +17,6 @@ from hub.policy.conditions import check_condition
 Bucket = Literal["cold", "warm", "hot"]
 BUCKETS: tuple[Bucket, ...] = ("cold", "warm", "hot")
 Strategy = Literal["round_robin", "load_balanced", "performance_weighted", "sticky"]
-SIGNALS = (
-    "form_submitted",
-    "form_resubmitted",
-    "email_opened",
-    "email_clicked",
-    "email_replied",
-    "email_unsubscribed",
-    "email_bounced",
-    "email_complained",
-    "call_inbound",
-    "call_answered",
-    "call_missed",
-    "call_outbound",
-    "meeting",
-)
-"""Engagement signals a timeline entry can give (see hub/scoring/rules.py: signals_of)."""
 Signal = Literal[
     "form_submitted",
     "form_resubmitted",
@@ -48,6 +32,8 @@ Signal = Literal[
     "call_outbound",
     "meeting",
 ]
+SIGNALS: tuple[Signal, ...] = get_args(Signal)
+"""Engagement signals a timeline entry can give (see hub/scoring/rules.py: signals_of)."""
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Condition = Annotated[dict[str, Any], AfterValidator(check_condition)]
 """``{fact: matcher, ...}``: every fact must match; see hub/policy/conditions.py for the grammar."""

@@ -13,19 +13,7 @@ import pytest
 
 from hub.policy.loader import default_rules_path
 from tests.conftest import Hub, make_settings, start_hub
-
-RULES = """\
-pipeline:
-  stages:
-    - name: contacted
-    - name: won
-      outcome: won
-    - name: lost
-      outcome: lost
-  loss_reasons: [price]
-routing:
-  max_hops: {hops}
-"""
+from tests.policy.test_rules_store import RULES
 
 
 def save(path: Path, text: str) -> None:

@@ -32,7 +32,7 @@ from hub.reps.schemas import RepCreate
 from hub.routing.models import Assignment, Deadline, QueuedLead
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
-from tests.test_live_server import free_port
+from tests.test_live_server import free_port, wait_until_serving
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules"
 LADDER = RULES / "sla_ladder.yaml"
@@ -156,16 +156,7 @@ def live_server(database_url: str) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        with httpx.Client(base_url=base) as client:
-            for _ in range(400):
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                threading.Event().wait(0.025)
-            else:
-                pytest.fail("live server did not start")
+        wait_until_serving(base, attempts=400)
         yield base
     finally:
         server.should_exit = True
