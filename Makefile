@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_forms.py
 	$(BIN)/python bench/ingest_events.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/send.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

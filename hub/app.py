@@ -7,7 +7,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,8 @@ from connectors.sendgrid import load_sendgrid_public_key
 from hub.auth.api import router as auth_router
 from hub.automation import settle_hook
 from hub.calls.api import router as calls_router
-from hub.config import Settings
+from hub.composition import build_reactions
+from hub.config import Settings, templates_dir
 from hub.contacts.api import router as contacts_router
 from hub.db import create_engine, create_sessionmaker
 from hub.deps import Runtime
@@ -31,9 +31,12 @@ from hub.email.api import router as email_router
 from hub.errors import ContactMerged, HubError, RateLimited
 from hub.forms.api import router as forms_router
 from hub.health import router as health_router
+from hub.mail.api import router as outbox_router
 from hub.metrics import Metrics, MetricsMiddleware
 from hub.middleware import RefuseNulInUrl
 from hub.notify.api import router as notifications_router
+from hub.outbound.api import deliveries_router as webhook_deliveries_router
+from hub.outbound.api import router as webhook_endpoints_router
 from hub.policy.api import router as rules_router
 from hub.policy.store import RulesStore
 from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -43,8 +46,12 @@ from hub.routing.api import router as routing_router
 from hub.routing.leads_api import router as leads_router
 from hub.scoring.api import router as warmth_router
 from hub.sealing import SecretBox
+from hub.sequences.api import router as sequences_router
+from hub.sequences.enrollments_api import router as enrollments_router
+from hub.sequences.templates_api import router as email_templates_router
+from hub.tasks.api import router as tasks_router
 from hub.timeline.api import router as timeline_router
-from hub.worker import EmbeddedWorker
+from hub.worker import EmbeddedWorker, close_context, job_context
 from webhooks.email_events import router as email_events_router
 from webhooks.form_pages import router as form_pages_router
 from webhooks.forms import router as forms_webhook_router
@@ -53,12 +60,6 @@ from webhooks.twilio_recordings import router as recordings_router
 from webhooks.twilio_voice import router as twilio_voice_router
 
 log = logging.getLogger(__name__)
-
-
-def templates_dir() -> Path:
-    """``templates/`` beside the package in a checkout, else in the working directory (the image)."""
-    beside = Path(__file__).resolve().parent.parent / "templates"
-    return beside if beside.is_dir() else Path.cwd() / "templates"
 
 
 def create_app(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
@@ -75,7 +76,9 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        sessions = create_sessionmaker(engine, before_commit=[settle_hook(lambda: rules.current)])
+        sessions = create_sessionmaker(
+            engine, before_commit=[settle_hook(lambda: rules.current, build_reactions(settings))]
+        )
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
         secret_key = settings.resolved_secret_key()
@@ -94,7 +97,10 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             sqlite_turns=asyncio.Lock() if settings.is_sqlite else None,
         )
         app.state.runtime = runtime
-        ctx = {"sessions": runtime.sessions, "settings": settings, "rules": rules}
+        ctx = job_context(
+            settings, sessions=runtime.sessions, rules=rules, http=http, secret_key=secret_key, embedded=True
+        )
+        runtime.jobs = ctx
         worker = EmbeddedWorker(ctx) if run_embedded else None
         if worker is not None:
             worker.start()
@@ -103,6 +109,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         finally:
             if worker is not None:
                 await worker.stop()
+            await close_context(ctx)
             await http.aclose()
             if redis is not None:
                 await redis.aclose()
@@ -142,6 +149,13 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         leads_router,
         warmth_router,
         notifications_router,
+        webhook_endpoints_router,
+        webhook_deliveries_router,
+        outbox_router,
+        sequences_router,
+        email_templates_router,
+        enrollments_router,
+        tasks_router,
     ):
         app.include_router(router)
     _install_error_handlers(app)

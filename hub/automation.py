@@ -7,11 +7,16 @@ its warmth is rescored, a lead with no owner gets one (the rep who called it, el
 rules), and a first touch by its owner is noted. Entries that cannot change any of that
 (notes, deliveries) are skipped, and so are the ones the automation itself writes
 (``assigned``, ``warmth_changed``, ...), so it never triggers itself.
+
+Then the *reactions* the composition root installed run for each contact, with both what the
+unit of work wrote and what the automation wrote about it (a bucket change, a stage change):
+sequence triggers and stops, automatic tasks, "engaged now" alerts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,28 +41,46 @@ LEAD_KINDS = frozenset({"form_submission", "call", "missed_call"})
 """Kinds that make an unowned contact a lead to route (an email event alone does not)."""
 
 
-def settle_hook(rules: Callable[[], RulesFile]) -> Callable[[AsyncSession], Awaitable[None]]:
+@dataclass(frozen=True)
+class Reaction:
+    """Something to do, in the same transaction, when a contact gets timeline entries of ``kinds``."""
+
+    name: str
+    kinds: frozenset[str]
+    run: Callable[[AsyncSession, Contact, Sequence[TimelineEntry], RulesFile, datetime], Awaitable[None]]
+    """Called once per contact with every entry written for it (including the automation's own)."""
+
+
+def settle_hook(
+    rules: Callable[[], RulesFile], reactions: Sequence[Reaction] = ()
+) -> Callable[[AsyncSession], Awaitable[None]]:
     """A before-commit hook reading the rules in force at each commit."""
 
     async def hook(session: AsyncSession) -> None:
-        await settle(session, rules())
+        await settle(session, rules(), reactions)
 
     return hook
 
 
-async def settle(session: AsyncSession, policy: RulesFile) -> None:
+async def settle(session: AsyncSession, policy: RulesFile, reactions: Sequence[Reaction] = ()) -> None:
     """React to the entries this unit of work wrote (see the module docstring)."""
-    written = [e for e in timeline.take_written(session) if e.kind in REACTS_TO]
+    kinds = REACTS_TO.union(*(r.kinds for r in reactions))
+    written = [e for e in timeline.take_written(session) if e.kind in kinds]
     if not written:
         return
     by_contact: dict[int, list[TimelineEntry]] = {}
     for entry in written:
         by_contact.setdefault(entry.contact_id, []).append(entry)
-    await retry_transient(session, lambda: _settle_all(session, policy, by_contact))
+    await retry_transient(session, lambda: _settle_all(session, policy, by_contact, reactions))
     timeline.take_written(session)  # what the automation wrote itself needs no reaction
 
 
-async def _settle_all(session: AsyncSession, policy: RulesFile, by_contact: dict[int, list[TimelineEntry]]) -> None:
+async def _settle_all(
+    session: AsyncSession,
+    policy: RulesFile,
+    by_contact: dict[int, list[TimelineEntry]],
+    reactions: Sequence[Reaction],
+) -> None:
     now = clock.now()
     # One statement locks them all, in id order (two batches never wait on each other in a cycle),
     # and what scoring reads is read for all of them at once: a provider batch touches hundreds.
@@ -70,6 +93,23 @@ async def _settle_all(session: AsyncSession, policy: RulesFile, by_contact: dict
         await settle_contact(
             session, contact, by_contact[contact.id], policy, now, snapshots[contact.id], events.get(contact.id)
         )
+    if not reactions:
+        return
+    written: dict[int, list[TimelineEntry]] = {c.id: list(by_contact[c.id]) for c in contacts}
+    _collect(written, timeline.take_written(session))
+    for reaction in reactions:
+        for contact in contacts:
+            relevant = [e for e in written[contact.id] if e.kind in reaction.kinds]
+            if relevant:
+                await reaction.run(session, contact, relevant, policy, now)
+        # What a reaction wrote (a sequence stopped, a task created) is seen by the ones after it.
+        _collect(written, timeline.take_written(session))
+
+
+def _collect(written: dict[int, list[TimelineEntry]], entries: list[TimelineEntry]) -> None:
+    for entry in entries:
+        if entry.contact_id in written:
+            written[entry.contact_id].append(entry)
 
 
 async def _enter(

@@ -508,3 +508,7 @@ def rules_reload() -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

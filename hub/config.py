@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import Field, SecretStr, field_validator
@@ -52,6 +54,51 @@ class Settings(BaseSettings):
     machine_open_seconds: float = Field(default=10.0, ge=0, description="opens this soon after delivery are machines")
     scanner_click_seconds: float = Field(default=10.0, ge=0, description="window of a link scanner's burst of clicks")
 
+    smtp_host: str | None = None
+    """The relay mail goes through; unset: mail is captured in the local outbox (GET /api/outbox)."""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    smtp_validate_certs: bool = True
+    smtp_pool_size: int = Field(default=4, ge=1, le=64, description="SMTP connections kept open per worker")
+    smtp_messages_per_connection: int = Field(default=100, ge=1, description="then the connection is renewed")
+    mail_from: str = "The hub <hub@example.com>"
+    """Default From of every email; a sequence may set its own sender."""
+    company_name: str = "Example Inc."
+    """Shown in emails (``{{ company.name }}``) next to the postal address the law asks for."""
+    company_address: str = ""
+    unsubscribe_mailto: str | None = None
+    """The mailto: of List-Unsubscribe; unset: ``unsubscribe@`` the From domain."""
+    send_rate_per_second: float = Field(default=50.0, gt=0, description="all mail, per worker process")
+    send_domain_rates: Annotated[dict[str, float], NoDecode] = {}
+    """Per recipient domain, e.g. ``gmail.com=5,yahoo.com=2`` (messages per second)."""
+    send_batch_size: int = Field(default=200, ge=1, le=5000)
+    send_retry_minutes: Annotated[tuple[int, ...], NoDecode] = (1, 5, 15, 60, 240)
+    """Backoff after a 4xx or a dropped connection; after the last one the message fails."""
+    sending_timeout_seconds: int = Field(default=300, ge=1)
+    """A message ``sending`` for longer than this was being handed over when its worker died: ``unknown``."""
+    frequency_cap: int = Field(default=1, ge=0, description="marketing emails per contact per window; 0: no cap")
+    frequency_cap_hours: float = Field(default=24.0, gt=0)
+    default_time_zone: str = "UTC"
+    """A contact's zone when it has none, no phone to infer one from, and no owner team with a zone."""
+    breaker_min_sends: int = Field(default=20, ge=1)
+    breaker_error_rate: float = Field(default=0.3, gt=0, le=1)
+    breaker_window_minutes: int = Field(default=15, ge=1)
+    calling_hours: str = "09:00-20:00"
+    """When callbacks may be scheduled, in the contact's local time."""
+    callback_slot_minutes: int = Field(default=15, ge=1, le=240)
+    missed_call_callback_minutes: int = Field(default=30, ge=1)
+    task_reminder_minutes: int = Field(default=10, ge=0, description="reminder this long before a task is due")
+    task_grace_minutes: int = Field(default=15, ge=0, description="a task is overdue this long after it was due")
+    task_escalation_minutes: Annotated[tuple[int, ...], NoDecode] = (0, 60)
+    """After becoming overdue: when the rep's manager, then the head of sales, are told."""
+    alert_cooldown_minutes: int = Field(default=30, ge=0, description='one "engaged now" alert per contact per window')
+    twilio_sms_from: str | None = None
+    """The number reminders and alerts are texted from; unset: no SMS."""
+    twilio_api_base: str = "https://api.twilio.com"
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     rules_file: Path | None = None
     """The rules file (warmth, routing, SLAs, pipeline); unset: the default shipped in hub/policy/."""
     rules_check_seconds: float = Field(default=2.0, ge=0, description="how often a changed rules file is noticed")
@@ -75,6 +122,11 @@ class Settings(BaseSettings):
         "postmark_webhook_user",
         "postmark_webhook_password",
         "rules_file",
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+        "unsubscribe_mailto",
+        "twilio_sms_from",
         mode="before",
     )
     @classmethod
@@ -89,7 +141,73 @@ class Settings(BaseSettings):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("twilio_fallback_number", "twilio_caller_id")
+    @field_validator("send_domain_rates", mode="before")
+    @classmethod
+    def _domain_rates(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        rates: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            domain, sep, rate = part.partition("=")
+            if not sep or not domain.strip():
+                raise ValueError(f"{part!r}: write domain=messages_per_second, e.g. gmail.com=5")
+            try:
+                rates[domain.strip().lower()] = float(rate)
+            except ValueError:
+                raise ValueError(f"{part!r}: the rate must be a number of messages per second") from None
+        return rates
+
+    @field_validator("send_domain_rates")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for domain, rate in value.items():
+            if not rate > 0:
+                raise ValueError(f"{domain}: the rate must be more than 0 messages per second")
+        return value
+
+    @field_validator("send_retry_minutes", "task_escalation_minutes", mode="before")
+    @classmethod
+    def _minutes_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(p) for p in value.replace(" ", "").split(",") if p)
+        return value
+
+    @field_validator("send_retry_minutes")
+    @classmethod
+    def _retry_schedule(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(minutes < 1 for minutes in value):
+            raise ValueError("give one or more delays in whole minutes, each at least 1, e.g. 1,5,15,60,240")
+        return value
+
+    @field_validator("task_escalation_minutes")
+    @classmethod
+    def _ladder(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) != 2 or any(minutes < 0 for minutes in value) or value[1] < value[0]:
+            raise ValueError(
+                "give two delays in minutes after a task is overdue: the manager's, then the head of sales' (e.g. 0,60)"
+            )
+        return value
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("calling_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)", value.strip()):
+            raise ValueError("write HH:MM-HH:MM, e.g. 09:00-20:00")
+        start, end = value.strip().split("-")
+        if start >= end:
+            raise ValueError("the end must be after the start (the contact's night is never allowed)")
+        return value.strip()
+
+    @field_validator("twilio_fallback_number", "twilio_caller_id", "twilio_sms_from")
     @classmethod
     def _e164_fallback(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -101,6 +219,11 @@ class Settings(BaseSettings):
         if not phonenumbers.is_valid_number(number):
             raise ValueError("must be a valid phone number in E.164 form, e.g. +14155550100")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @property
+    def smtp_configured(self) -> bool:
+        """True when mail goes to a relay; otherwise it is captured in the local outbox."""
+        return self.smtp_host is not None
 
     @property
     def is_sqlite(self) -> bool:
@@ -119,3 +242,10 @@ class Settings(BaseSettings):
         path.write_text(key + "\n")
         path.chmod(0o600)
         return key
+
+
+def templates_dir() -> Path:
+    """``templates/`` (pages and emails): next to the package in a source checkout, else under the working
+    directory (the container image copies it to /app/templates)."""
+    beside = Path(__file__).resolve().parent.parent / "templates"
+    return beside if beside.is_dir() else Path.cwd() / "templates"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, Request
@@ -39,6 +39,8 @@ class Runtime:
     """Outbound HTTP (the recording proxy); one pooled client per process."""
     rules: RulesStore
     """The rules file, reloaded when it changes."""
+    jobs: dict[str, Any] = field(default_factory=dict)
+    """The job context (SMTP transport, links, throttle...) the embedded worker and tests run jobs with."""
     sqlite_turns: asyncio.Lock | None = None
     """SQLite only: requests take the database in arrival order (see request_session)."""
 

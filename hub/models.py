@@ -8,8 +8,11 @@ from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.forms.models import FormSource
 from hub.inbox.models import InboundEvent, WebhookNonce
 from hub.notify.models import Notification
+from hub.outbound.models import WebhookDelivery, WebhookEndpoint
 from hub.reps.models import Rep, Team
 from hub.routing.models import Assignment, Deadline, QueuedLead, RepPerformance, RoutingPool, RoutingTurn, StageChange
+from hub.sequences.models import EmailTemplate, Enrollment, Sequence
+from hub.tasks.models import Task
 from hub.timeline.models import TimelineEntry
 
 __all__ = [
@@ -23,6 +26,8 @@ __all__ = [
     "Deadline",
     "EmailEvent",
     "EmailMessage",
+    "EmailTemplate",
+    "Enrollment",
     "FormSource",
     "InboundEvent",
     "Notification",
@@ -31,9 +36,13 @@ __all__ = [
     "RepPerformance",
     "RoutingPool",
     "RoutingTurn",
+    "Sequence",
     "StageChange",
     "Suppression",
+    "Task",
     "Team",
     "TimelineEntry",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookNonce",
 ]

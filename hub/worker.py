@@ -2,7 +2,9 @@
 
 Embedded mode (no HUB_REDIS_URL) runs the periodic jobs as an asyncio task inside
 ``hub serve``; scale-out mode runs them in any number of ``hub worker`` processes,
-where arq's ``unique`` cron keeps one run per tick.
+where arq's ``unique`` cron enqueues one job per tick. A tick's job is a batch (it claims
+due rows from the database and works through them), never one Redis job per email: arq
+polls Redis, and per-email jobs would make sending as slow as its poll.
 """
 
 from __future__ import annotations
@@ -13,18 +15,59 @@ import logging
 import time
 from typing import Any, cast
 
+import httpx
 from arq import cron
 from arq.connections import RedisSettings
 from arq.typing import WorkerCoroutine
-from arq.worker import Worker
+from arq.worker import Worker, func
 
 from hub.automation import settle_hook
-from hub.config import Settings
+from hub.composition import build_reactions
+from hub.config import Settings, templates_dir
 from hub.db import create_engine, create_sessionmaker
 from hub.jobs import PERIODIC_JOBS, JobContext, PeriodicJob
+from hub.mail.links import LinkMaker
+from hub.mail.throttle import Throttle
+from hub.mail.transport import build_transport
 from hub.policy.store import RulesStore
+from hub.sealing import SecretBox
 
 log = logging.getLogger(__name__)
+JOB_TIMEOUT_SECONDS = 300
+MAX_TRIES = 6
+"""arq's tries of one job: enough for the RETRY_SECONDS schedule of hub.jobs."""
+
+
+def job_context(
+    settings: Settings,
+    *,
+    sessions: Any,
+    rules: RulesStore,
+    http: httpx.AsyncClient,
+    secret_key: str,
+    embedded: bool,
+) -> JobContext:
+    """What every job finds in its ctx; the SMTP pool and throttles live as long as the process."""
+    return {
+        "settings": settings,
+        "sessions": sessions,
+        "rules": rules,
+        "http": http,
+        "box": SecretBox(secret_key),
+        "links": LinkMaker(settings.public_url, secret_key),
+        "transport": build_transport(settings),
+        "throttle": Throttle(settings.send_rate_per_second, settings.send_domain_rates),
+        "templates_dir": templates_dir(),
+        "embedded": embedded,
+        "send_lock": asyncio.Lock(),
+    }
+
+
+async def close_context(ctx: JobContext) -> None:
+    """Close what job_context opened (the SMTP connections)."""
+    transport = ctx.get("transport")
+    if transport is not None:
+        await transport.close()
 
 
 class EmbeddedWorker:
@@ -42,7 +85,7 @@ class EmbeddedWorker:
         self._task = asyncio.create_task(self._loop(), name="hub-embedded-worker")
 
     async def stop(self) -> None:
-        """Cancel the loop and wait until the job that was running (if any) has ended."""
+        """Cancel the loop and wait until the job that was running (if any) has released what it claimed."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -83,15 +126,31 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     async def on_startup(ctx: JobContext) -> None:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         rules = RulesStore(settings.rules_file, check_seconds=settings.rules_check_seconds)
-        sessions = create_sessionmaker(engine, before_commit=[settle_hook(lambda: rules.current)])
-        ctx.update(engine=engine, sessions=sessions, settings=settings, rules=rules)
+        sessions = create_sessionmaker(
+            engine, before_commit=[settle_hook(lambda: rules.current, build_reactions(settings))]
+        )
+        http = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(15.0), headers={"User-Agent": "hub/0.1"})
+        ctx.update(
+            engine=engine,
+            **job_context(
+                settings,
+                sessions=sessions,
+                rules=rules,
+                http=http,
+                secret_key=settings.resolved_secret_key(),
+                embedded=False,
+            ),
+        )
 
     async def on_shutdown(ctx: JobContext) -> None:
+        await close_context(ctx)
+        if "http" in ctx:
+            await ctx["http"].aclose()
         if "engine" in ctx:
             await ctx["engine"].dispose()
 
     options: dict[str, Any] = {
-        "functions": [job.func for job in PERIODIC_JOBS],
+        "functions": [func(cast(WorkerCoroutine, job.func), max_tries=MAX_TRIES) for job in PERIODIC_JOBS],
         "cron_jobs": [
             cron(
                 cast(WorkerCoroutine, job.func),
@@ -99,6 +158,8 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
                 second=job.second,
                 unique=True,
                 name=f"cron:{job.name}",
+                max_tries=MAX_TRIES,
+                run_at_startup=job.run_at_startup,
             )
             for job in PERIODIC_JOBS
         ],
@@ -107,7 +168,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_shutdown": on_shutdown,
         "handle_signals": True,
         "max_jobs": 10,
-        "job_timeout": 300,
+        "job_timeout": JOB_TIMEOUT_SECONDS,
     }
     options.update(overrides)
     return Worker(**options)

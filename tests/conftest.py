@@ -234,3 +234,12 @@ async def db_session(database_url: str) -> AsyncIterator[AsyncSession]:
 @pytest.fixture
 def box() -> SecretBox:
     return SecretBox(TEST_SECRET_KEY)
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on a free port; ``smtp_sink.settings()`` points the hub at it."""
+    from tests.mail_sink import running_sink
+
+    with running_sink() as sink:
+        yield sink

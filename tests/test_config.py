@@ -22,6 +22,13 @@ def test_a_blank_rules_file_variable_means_the_shipped_default(monkeypatch: pyte
         ("HUB_RULES_CHECK_SECONDS", "-1", "greater than or equal"),
         ("HUB_DEFAULT_REGION", "XX", "not a region"),
         ("HUB_MAX_BODY_BYTES", "10", "greater than or equal"),
+        ("HUB_SEND_DOMAIN_RATES", "gmail.com=0", "gmail.com: the rate must be more than 0"),
+        ("HUB_SEND_DOMAIN_RATES", "gmail.com", "write domain=messages_per_second"),
+        ("HUB_SEND_RETRY_MINUTES", "5,-1", "each at least 1"),
+        ("HUB_TASK_ESCALATION_MINUTES", "0,60,120", "two delays"),
+        ("HUB_CALLING_HOURS", "20:00-09:00", "the end must be after the start"),
+        ("HUB_CALLING_HOURS", "09:00-24:30", "HH:MM-HH:MM"),
+        ("HUB_DEFAULT_TIME_ZONE", "Mars/Olympus", "not an IANA time zone"),
     ],
 )
 def test_impossible_settings_are_refused(

@@ -35,6 +35,8 @@ class Contact(Base):
     source: Mapped[str | None] = mapped_column(String(100), index=True)
     attribution: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    """Lower-case labels; adding one can enroll the contact in a sequence (``trigger: {tag: ...}``)."""
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)

@@ -31,6 +31,7 @@ class ContactOut(BaseModel):
     source: str | None = Field(description="first touch, e.g. form:website or api")
     attribution: dict[str, Any] = Field(description="first-touch UTM fields, referrer, landing page, gclid/fbclid")
     custom_fields: dict[str, Any]
+    tags: list[str] = Field(default_factory=list, description="lower-case labels; adding one can enroll in a sequence")
     created_at: datetime
     updated_at: datetime
 
@@ -54,6 +55,7 @@ class ContactOut(BaseModel):
             source=contact.source,
             attribution=contact.attribution,
             custom_fields=contact.custom_fields,
+            tags=list(contact.tags or []),
             created_at=contact.created_at,
             updated_at=contact.updated_at,
         )
@@ -105,6 +107,11 @@ class ContactPatch(BaseModel):
     custom_fields: JsonObject | None = Field(
         default=None, description="merged into the current ones; a key set to null is removed"
     )
+    tags: list[Annotated[SafeStr, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=50,
+        description="the contact's whole set of tags (lower-cased); a tag added can enroll it in a sequence",
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -112,6 +119,16 @@ class ContactPatch(BaseModel):
         if value is not None and not is_time_zone(value):
             raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin")
         return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        tags = [v.strip().lower() for v in values]
+        if any(not tag for tag in tags):
+            raise ValueError("a tag cannot be blank")
+        return list(dict.fromkeys(tags))
 
 
 class IngestAccepted(BaseModel):

@@ -234,8 +234,17 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def update_contact(session: AsyncSession, contact: Contact, changes: dict[str, Any]) -> Contact:
-    """Apply edits of the profile (stage and owner have their own use cases in hub/routing)."""
+    """Apply edits of the profile (stage and owner have their own use cases in hub/routing).
+
+    ``tags`` replaces the set; tags added are written as a ``tagged`` entry (sequence triggers read it)."""
     custom = changes.pop("custom_fields", None)
+    tags = changes.pop("tags", None)
+    if tags is not None:
+        before = set(contact.tags or [])
+        added = [tag for tag in tags if tag not in before]
+        contact.tags = list(tags)
+        if added:
+            await timeline.append(session, contact_id=contact.id, kind="tagged", source="api", data={"tags": added})
     for name, value in changes.items():
         setattr(contact, name, value)
     if "time_zone" in changes:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
@@ -17,15 +18,58 @@ class EmailMessage(Base):
     __tablename__ = "email_messages"
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(String(500))
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     rfc_message_id: Mapped[str | None] = mapped_column(String(300), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    """``queued`` -> ``sending`` -> ``sent`` (-> ``delivered``, ``bounced``, ``dropped`` from provider events);
+    or ``failed`` (5xx, or 4xx retries exhausted), ``suppressed``/``cancelled`` (not sent, see last_error), or
+    ``unknown``: the worker died while handing it to SMTP, so it may or may not have gone out; never re-sent."""
+    kind: Mapped[str] = mapped_column(String(16), default="manual")
+    """``sequence``, ``test``, ``notification`` or ``manual`` (recorded by the API, sent elsewhere)."""
+    sequence_id: Mapped[int | None] = mapped_column(ForeignKey("sequences.id"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id"), index=True)
+    step_key: Mapped[str | None] = mapped_column(String(64))
+    variant: Mapped[str | None] = mapped_column(String(32))
+    sender: Mapped[str | None] = mapped_column(String(400))
+    """The From header, e.g. ``Ada at Example <ada@example.com>``; null: HUB_MAIL_FROM."""
+    reply_to: Mapped[str | None] = mapped_column(String(400))
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    """The bodies as rendered when the message was queued (tracking links already rewritten)."""
+    tracking: Mapped[bool] = mapped_column(Boolean, default=False)
+    marketing: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Counts toward the per-contact frequency cap and carries List-Unsubscribe."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When a queued message may be sent (a 4xx pushes it back); null for anything not queued."""
+    sending_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
+
+    __table_args__ = (
+        # Only queued rows are indexed: the send loop's claim costs what is due, not the history.
+        Index(
+            "ix_email_messages_due",
+            "next_attempt_at",
+            postgresql_where=sql_text("status = 'queued'"),
+            sqlite_where=sql_text("status = 'queued'"),
+        ),
+        Index(
+            "ix_email_messages_sending",
+            "sending_since",
+            postgresql_where=sql_text("status = 'sending'"),
+            sqlite_where=sql_text("status = 'sending'"),
+        ),
+        Index("ix_email_messages_contact_created", "contact_id", "created_at"),
+        Index("ix_email_messages_sequence_step", "sequence_id", "step_key", "variant"),
+    )
 
 
 class EmailEvent(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -22,8 +23,12 @@ async def notify(
     dedupe_key: str,
     contact_id: int | None = None,
     data: dict[str, Any] | None = None,
+    deliver: bool = False,
 ) -> None:
-    """Queue a notification; the same ``dedupe_key`` twice (a retried job) is stored once."""
+    """Queue a notification; the same ``dedupe_key`` twice (a retried job) is stored once.
+
+    ``deliver``: also push it to the rep's alert channels (hub.notify.delivery), starting now.
+    """
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
         insert(Notification)
@@ -35,6 +40,8 @@ async def notify(
             data=data or {},
             dedupe_key=dedupe_key[:160],
             created_at=clock.now(),
+            deliver_at=clock.now() if deliver else None,
+            deliveries={},
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
     )
@@ -62,3 +69,13 @@ async def mark_read(session: AsyncSession, rep_id: int, notification_ids: list[i
         .values(read_at=clock.now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def notified_since(session: AsyncSession, *, contact_id: int, kind: str, since: datetime) -> bool:
+    """True when someone was told ``kind`` about this contact after ``since`` (the contact/kind/time index)."""
+    stmt = (
+        select(Notification.id)
+        .where(Notification.contact_id == contact_id, Notification.kind == kind, Notification.created_at > since)
+        .limit(1)
+    )
+    return (await session.scalar(stmt)) is not None

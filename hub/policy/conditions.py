@@ -49,42 +49,43 @@ FACTS: frozenset[str] = frozenset(
 """Fact names a condition may use, besides ``custom.<field>``."""
 
 _CUSTOM_FACT = re.compile(r"custom\.[A-Za-z0-9_.-]{1,64}")
-_KNOWN = ", ".join([*sorted(FACTS), "custom.<field>"])
 
 # ---------------------------------------------------------------------------------------------
 # Checking (load time): each operator's argument check returns what is wrong with it, or None.
 
 
-def check_condition(condition: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The condition unchanged if it is well formed; ValueError naming the bad key or operator otherwise."""
+def check_condition(condition: Mapping[str, Any], *, extra_facts: frozenset[str] = frozenset()) -> Mapping[str, Any]:
+    """The condition unchanged if it is well formed; ValueError naming the bad key or operator otherwise.
+
+    ``extra_facts`` are names a caller adds to the lead facts (a sequence step's ``previous_opened``).
+    """
     # Both places a condition lives (facts rules and routing rules) call the field ``when``.
-    _check(condition, "when")
+    _check(condition, "when", FACTS | extra_facts)
     return condition
 
 
-def _check(condition: object, path: str) -> None:
+def _check(condition: object, path: str, facts: frozenset[str] = FACTS) -> None:
     if not isinstance(condition, Mapping):
         raise ValueError(f"{path}: a condition is a mapping of facts to matchers, got {_show(condition)}")
     for key, matcher in condition.items():
-        combinator = _COMBINATOR_CHECKS.get(key)
-        if combinator is not None:
-            combinator(matcher, f"{path}.{key}")
-        elif isinstance(key, str) and (key in FACTS or _CUSTOM_FACT.fullmatch(key)):
+        if key == "any_of":
+            _check_any_of(matcher, f"{path}.{key}", facts)
+        elif key == "not":
+            _check(matcher, f"{path}.{key}", facts)
+        elif isinstance(key, str) and (key in facts or _CUSTOM_FACT.fullmatch(key)):
             _check_matcher(matcher, f"{path}.{key}")
         elif isinstance(key, str) and key.startswith("custom."):
             raise ValueError(f"{path}: bad custom fact {key!r} (custom.<field>, field 1-64 of A-Z a-z 0-9 _ . -)")
         else:
-            raise ValueError(f"{path}: unknown fact {key!r} (known: {_KNOWN})")
+            known = ", ".join([*sorted(facts), "custom.<field>"])
+            raise ValueError(f"{path}: unknown fact {key!r} (known: {known})")
 
 
-def _check_any_of(conditions: object, path: str) -> None:
+def _check_any_of(conditions: object, path: str, facts: frozenset[str]) -> None:
     if not isinstance(conditions, list) or not conditions:
         raise ValueError(f"{path}: any_of needs a list of at least one condition, got {_show(conditions)}")
     for index, condition in enumerate(conditions):
-        _check(condition, f"{path}.{index}")
-
-
-_COMBINATOR_CHECKS: dict[object, Callable[[object, str], None]] = {"any_of": _check_any_of, "not": _check}
+        _check(condition, f"{path}.{index}", facts)
 
 
 def _check_matcher(matcher: object, path: str) -> None:

@@ -56,6 +56,8 @@ class Rep(Base):
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), index=True)
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id"))
     """Overrides the team's manager for this rep's escalations."""
+    alert_channels: Mapped[list[str]] = mapped_column(JsonType, default=lambda: ["email"])
+    """Where reminders and "engaged now" alerts reach the rep besides the API: ``email``, ``sms``, ``webhook``."""
     open_leads: Mapped[int] = mapped_column(Integer, default=0)
     """Leads the rep owns that are not won or lost; kept by the routing service in the same transaction."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)

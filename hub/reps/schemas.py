@@ -114,6 +114,9 @@ class Skills(BaseModel):
         return [v.strip().upper() for v in value]
 
 
+AlertChannel = Literal["email", "sms", "webhook"]
+
+
 class _RepFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -126,6 +129,16 @@ class _RepFields(BaseModel):
     skills: Skills | None = None
     team_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     manager_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    alert_channels: list[AlertChannel] | None = Field(
+        default=None,
+        max_length=3,
+        description="where reminders and alerts reach the rep besides the API: email, sms, webhook ([] = API only)",
+    )
+
+    @field_validator("alert_channels")
+    @classmethod
+    def _distinct_channels(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value is not None else None
 
 
 class RepCreate(_RepFields):
@@ -174,6 +187,7 @@ class RepOut(BaseModel):
     skills: dict[str, list[str]]
     team_id: int | None
     manager_id: int | None
+    alert_channels: list[str]
     open_leads: int
     created_at: datetime
     updated_at: datetime

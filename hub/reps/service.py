@@ -14,7 +14,7 @@ from hub.reps.models import Rep
 from hub.reps.schemas import RepCreate
 
 _UNIQUE_FIELDS = ("email", "phone", "client_identity")
-_NOT_NULL = ("name", "status", "time_zone", "working_hours", "absences", "after_hours", "skills")
+_NOT_NULL = ("name", "status", "time_zone", "working_hours", "absences", "after_hours", "skills", "alert_channels")
 CLIENT_PREFIX = "client:"
 
 

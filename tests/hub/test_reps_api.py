@@ -48,6 +48,24 @@ async def test_rep_fields_are_unique_and_validated(hub: Hub) -> None:
     assert len((await hub.client.get("/api/reps", headers=hub.auth())).json()) == 1
 
 
+async def test_a_reps_alert_channels_are_chosen_through_the_api(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    created = await hub.client.post(
+        "/api/reps",
+        json={"name": "Sam", "phone": "+14155550123", "alert_channels": ["sms", "email", "sms"]},
+        headers=hub.auth(),
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["alert_channels"] == ["sms", "email"]
+    rep_id = created.json()["id"]
+    quiet = await hub.client.patch(f"/api/reps/{rep_id}", json={"alert_channels": []}, headers=hub.auth())
+    assert quiet.json()["alert_channels"] == []
+    bad = await hub.client.patch(f"/api/reps/{rep_id}", json={"alert_channels": ["pager"]}, headers=hub.auth())
+    assert bad.status_code == 422 and bad.json()["field"].startswith("alert_channels")
+    default = await hub.client.post("/api/reps", json={"name": "Kim"}, headers=hub.auth())
+    assert default.json()["alert_channels"] == ["email"]
+
+
 async def test_a_rep_may_only_switch_their_own_status(sqlite_hub: Hub) -> None:
     rita, otto = await sqlite_hub.create_rep("Rita"), await sqlite_hub.create_rep("Otto")
     key = await sqlite_hub.create_key("rep", rep_id=rita)

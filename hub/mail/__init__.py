@@ -1,0 +1,1 @@
+"""Sending email: MIME building, the SMTP connection pool or capture outbox, throttles, the send loop."""

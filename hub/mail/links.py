@@ -1,0 +1,66 @@
+"""The links the hub puts in an email: signed unsubscribe, open pixel and click redirects (pure: no I/O).
+
+Click rewriting touches only ``href`` attributes of ``<a>`` tags with absolute http(s) URLs; ``mailto:``,
+``tel:``, anchors and the unsubscribe link itself are left as they are (a scanner "clicking" the
+unsubscribe link through a redirect must not count as a click, and the link must work without the hub's
+tracking).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+from hub.email.tokens import is_trackable_url, sign_click_token, sign_open_token, sign_unsubscribe_token
+
+_ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LinkMaker:
+    """Builds the hub's public URLs for one deployment (``HUB_PUBLIC_URL``, signed with the hub's key)."""
+
+    public_url: str
+    secret: str
+
+    def unsubscribe_url(self, message_id: int, email: str) -> str:
+        """The RFC 8058 one-click URL (POST unsubscribes; GET shows a confirmation page)."""
+        return f"{self._base}/u/{sign_unsubscribe_token(self.secret, message_id, email)}"
+
+    def open_pixel_url(self, message_id: int) -> str:
+        """The open pixel of one message."""
+        return f"{self._base}/t/o/{sign_open_token(self.secret, message_id)}"
+
+    def click_url(self, message_id: int, target: str) -> str:
+        """The click redirect of one link in one message."""
+        return f"{self._base}/t/c/{sign_click_token(self.secret, message_id, target)}"
+
+    def track_html(self, body: str, message_id: int, *, keep: frozenset[str] = frozenset()) -> str:
+        """Rewrite trackable links to click redirects and add the open pixel at the end of the body.
+
+        ``keep`` lists URLs never rewritten (the unsubscribe URL).
+        """
+
+        def rewrite(match: re.Match[str]) -> str:
+            prefix, quote, raw = match.group(1), match.group(2), match.group(3)
+            target = html.unescape(raw)
+            if target in keep or not is_trackable_url(target):
+                return match.group(0)
+            return f"{prefix}{quote}{html.escape(self.click_url(message_id, target), quote=True)}{quote}"
+
+        tracked = _ANCHOR_HREF.sub(rewrite, body)
+        pixel = (
+            f'<img src="{html.escape(self.open_pixel_url(message_id), quote=True)}" width="1" height="1" alt=""'
+            ' style="display:block;border:0;width:1px;height:1px">'
+        )
+        ends = list(_BODY_END.finditer(tracked))
+        if ends:
+            at = ends[-1].start()
+            return tracked[:at] + pixel + tracked[at:]
+        return tracked + pixel
+
+    @property
+    def _base(self) -> str:
+        return self.public_url.rstrip("/")

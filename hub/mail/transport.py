@@ -1,0 +1,224 @@
+"""Handing email to SMTP: a pool of reused aiosmtplib connections, or the local capture outbox.
+
+Every send ends in a ``SendOutcome`` the send loop records at once:
+
+- ``sent``: the relay answered 2xx to DATA.
+- ``retry``: a 4xx reply, a dropped or refused connection, a timeout, or a relay-level refusal that says
+  nothing about this message (HELO or AUTH refused: a configuration problem must not fail every message
+  for good; the retry schedule runs out eventually and the breaker pauses the sequence meanwhile).
+- ``failed``: a 5xx reply to this message (sender, recipient or content refused), or a message the relay
+  cannot take at all (e.g. an internationalised address to a relay without SMTPUTF8).
+
+``hard_bounce`` (the address is suppressed) is only ever set for a 5xx refusal of the RECIPIENT (RCPT TO):
+with an enhanced status code, when it is ``5.1.x`` (bad mailbox, unknown user, bad domain) or ``5.2.1``
+(mailbox disabled); without one, when the code is 550, 551 or 553. A ``550 5.7.1`` (policy, spam) or any
+5xx after DATA says something about the content or the sender, not the address, so it does not suppress.
+
+A pooled connection is dropped after ANY error: a session that failed between MAIL FROM and DATA answers
+the next MAIL FROM with ``503 Multiple MAIL commands`` (Frappe #40837), and a reconnect costs less than a
+cascade of false failures. It is also renewed after ``smtp_messages_per_connection`` messages (relays
+such as SparkPost ask for at most ~100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import aiosmtplib
+
+from hub.config import Settings
+
+log = logging.getLogger(__name__)
+
+SendStatus = Literal["sent", "retry", "failed"]
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_HARD_BOUNCE_CODES = frozenset({550, 551, 553})
+_CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What became of one hand-over to SMTP."""
+
+    status: SendStatus
+    code: int | None
+    detail: str
+    hard_bounce: bool = False
+
+
+class Transport(Protocol):
+    """Where the send loop hands messages: an SMTP relay, or the capture outbox."""
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
+        """Hand one message (its bytes, CRLF line ends) for one recipient over; never raises for SMTP errors."""
+        ...
+
+    async def close(self) -> None:
+        """Close open connections."""
+        ...
+
+
+class CaptureTransport:
+    """No relay configured: every message is accepted and stays in the outbox (``GET /api/outbox``)."""
+
+    def __init__(self) -> None:
+        self.captured = 0
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:  # noqa: ARG002
+        """Accept the message without sending it anywhere."""
+        self.captured += 1
+        return SendOutcome("sent", None, "captured")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+def is_hard_bounce(code: int, message: str) -> bool:
+    """True when a 5xx refusal of the recipient means the address does not exist (see the module doc)."""
+    if code < 500:
+        return False
+    enhanced = _ENHANCED.match(message)
+    if enhanced is not None:
+        klass, subject, detail = enhanced.groups()
+        return klass == "5" and (subject == "1" or (subject, detail) == ("2", "1"))
+    return code in _HARD_BOUNCE_CODES
+
+
+def classify_reply(code: int, message: str, *, recipient_refused: bool) -> SendOutcome:
+    """The outcome of an SMTP error reply to this message."""
+    detail = f"{code} {message}".strip()[:500]
+    if 400 <= code < 500:
+        return SendOutcome("retry", code, detail)
+    if code >= 500:
+        return SendOutcome("failed", code, detail, hard_bounce=recipient_refused and is_hard_bounce(code, message))
+    return SendOutcome("retry", code, detail)
+
+
+def classify_error(exc: BaseException) -> SendOutcome:
+    """The outcome of an exception raised while sending one message."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        refused = exc.recipients[0]
+        return classify_reply(refused.code, refused.message, recipient_refused=True)
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return classify_reply(exc.code, exc.message, recipient_refused=True)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPHeloError | aiosmtplib.SMTPConnectError):
+        code = getattr(exc, "code", None)
+        return SendOutcome("retry", code, f"relay refused the session: {_describe(exc)}"[:500])
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return classify_reply(exc.code, exc.message, recipient_refused=False)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return SendOutcome("failed", None, _describe(exc)[:500])
+    # Timeouts, disconnects, refused connections, TLS failures: nothing says the message was refused.
+    return SendOutcome("retry", None, _describe(exc)[:500])
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Connection:
+    """One SMTP session and how many messages it carried."""
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        self.sent = 0
+
+
+class SmtpPool:
+    """Up to ``size`` reused SMTP connections; each renewed after ``messages_per_connection`` messages."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.smtp_pool_size)
+        self._idle: list[_Connection] = []
+        self._closed = False
+        self.connections_opened = 0
+        """How many sessions were opened so far (for tests and the benchmark)."""
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
+        """Send over an idle connection (or a new one); drop the connection on any error."""
+        async with self._slots:
+            connection: _Connection | None = None
+            try:
+                connection = self._idle.pop() if self._idle else await self._connect()
+                options = self._mail_options(connection.client, sender, recipient)
+                if options is None:
+                    await self._release(connection)
+                    return SendOutcome("failed", None, "the relay does not support SMTPUTF8 (non-ASCII address)")
+                await connection.client.sendmail(sender, [recipient], raw, mail_options=options)
+            except asyncio.CancelledError:
+                if connection is not None:
+                    self._discard(connection)
+                raise
+            except Exception as exc:  # every failure becomes an outcome; the loop must go on
+                if connection is not None:
+                    self._discard(connection)
+                outcome = classify_error(exc)
+                log.info("smtp send to domain %s: %s", recipient.rpartition("@")[2], outcome.detail)
+                return outcome
+            connection.sent += 1
+            await self._release(connection)
+            return SendOutcome("sent", 250, "accepted")
+
+    async def close(self) -> None:
+        """Say QUIT on idle connections; connections in use close when their message is done."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._quit(connection)
+
+    async def _connect(self) -> _Connection:
+        settings = self._settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password,
+            use_tls=settings.smtp_security == "tls",
+            start_tls=settings.smtp_security == "starttls",
+            validate_certs=settings.smtp_validate_certs,
+            timeout=settings.smtp_timeout_seconds,
+        )
+        self.connections_opened += 1
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        return _Connection(client)
+
+    @staticmethod
+    def _mail_options(client: aiosmtplib.SMTP, sender: str, recipient: str) -> list[str] | None:
+        if (sender + recipient).isascii():
+            return []
+        return ["SMTPUTF8"] if client.supports_extension("smtputf8") else None
+
+    async def _release(self, connection: _Connection) -> None:
+        if self._closed or connection.sent >= self._settings.smtp_messages_per_connection:
+            await self._quit(connection)
+            return
+        self._idle.append(connection)
+
+    @staticmethod
+    def _discard(connection: _Connection) -> None:
+        connection.client.close()
+
+    @staticmethod
+    async def _quit(connection: _Connection) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.client.quit(), _CLOSE_TIMEOUT_SECONDS)
+        connection.client.close()
+
+
+def build_transport(settings: Settings) -> Transport:
+    """The SMTP pool when a relay is configured (HUB_SMTP_HOST), else the capture outbox."""
+    if settings.smtp_host is None:
+        return CaptureTransport()
+    return SmtpPool(settings)

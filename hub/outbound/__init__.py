@@ -1,0 +1,1 @@
+"""Outbound webhooks (Standard Webhooks signed) and the "engaged now" alerts to reps."""

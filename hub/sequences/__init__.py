@@ -1,0 +1,1 @@
+"""Drip email sequences: definitions, enrollments, the step engine and their stats."""

@@ -1,0 +1,262 @@
+"""Enrolling contacts in sequences and stopping them, each recorded on the contact's timeline with its reason.
+
+At most one enrollment of a contact in a sequence is active: the partial unique index decides, so two
+triggers firing at once (two workers, two requests) cannot both enroll the contact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.contacts import repository as contacts_repo
+from hub.contacts.models import Contact
+from hub.email import repository as email_repo
+from hub.email.models import EmailMessage
+from hub.reps.models import Rep, Team
+from hub.sequences.models import Enrollment, Sequence
+from hub.sequences.schemas import STOP_REASONS, SequenceSpec
+from hub.sequences.windows import contact_zones, due_after
+from hub.timeline import service as timeline
+
+log = logging.getLogger(__name__)
+
+ENROLLED = "sequence_enrolled"
+STOPPED = "sequence_stopped"
+COMPLETED = "sequence_completed"
+STEP_SKIPPED = "sequence_step_skipped"
+SOURCE = "hub:sequences"
+REFUSALS = {
+    "already_active": "the contact is already active in this sequence",
+    "reenroll_not_allowed": "the contact went through this sequence before and its re-enrollment policy is never",
+    "no_email": "the contact has no email address",
+    "suppressed": "the contact's email address is on the suppression list",
+    "merged": "the contact was merged into another one",
+}
+"""Why a contact was not enrolled (the key is the API's ``reason``)."""
+
+
+@dataclass(frozen=True)
+class EnrollOutcome:
+    """An enrollment made, or why not (a key of REFUSALS)."""
+
+    enrollment: Enrollment | None
+    refused: str | None = None
+
+
+def spec_of(sequence: Sequence) -> SequenceSpec:
+    """The sequence's validated definition (cached on the row: parsing it per enrollment would dominate)."""
+    cached = sequence.__dict__.get("_hub_spec")
+    if cached is None or cached[0] is not sequence.spec:
+        cached = (sequence.spec, SequenceSpec.model_validate(sequence.spec))
+        sequence.__dict__["_hub_spec"] = cached
+    spec: SequenceSpec = cached[1]
+    return spec
+
+
+async def enroll(
+    session: AsyncSession,
+    sequence: Sequence,
+    contact: Contact,
+    *,
+    trigger: str,
+    now: datetime,
+    fallback_zone: str = "UTC",
+) -> Enrollment | None:
+    """Enroll the contact as the sequence's re-enrollment policy allows; None if it may not be (see attempt)."""
+    outcome = await attempt_enrollment(
+        session, sequence, contact, trigger=trigger, now=now, fallback_zone=fallback_zone
+    )
+    return outcome.enrollment
+
+
+async def attempt_enrollment(
+    session: AsyncSession,
+    sequence: Sequence,
+    contact: Contact,
+    *,
+    trigger: str,
+    now: datetime,
+    fallback_zone: str = "UTC",
+) -> EnrollOutcome:
+    """Enroll the contact, or say why not (no email, suppressed, merged, already active, policy)."""
+    if contact.merged_into_id is not None:
+        return EnrollOutcome(None, "merged")
+    identities = await contacts_repo.identities_of(session, contact.id)
+    emails = [value for kind, value in identities if kind == "email"]
+    if not emails:
+        return EnrollOutcome(None, "no_email")
+    if emails[0] in await email_repo.suppressions_for(session, emails[:1]):
+        return EnrollOutcome(None, "suppressed")
+    spec = spec_of(sequence)
+    previous = await _enrollments_of(session, sequence.id, contact.id)
+    active = next((e for e in previous if e.status == "active"), None)
+    if active is not None and spec.reenroll != "always":
+        return EnrollOutcome(None, "already_active")
+    if previous and spec.reenroll == "never":
+        return EnrollOutcome(None, "reenroll_not_allowed")
+    if active is not None:
+        await stop(session, active, "reenrolled", f"enrolled again ({trigger})", now, sequence=sequence)
+    phones = [value for kind, value in identities if kind == "phone"]
+    zone = contact_zones(contact.time_zone, phones, await fallback_zone_of(session, contact, fallback_zone))[0]
+    values: dict[str, Any] = {
+        "sequence_id": sequence.id,
+        "contact_id": contact.id,
+        "status": "active",
+        "step_index": 0,
+        "next_run_at": due_after(now, spec.steps[0].delay, zone),
+        "trigger": trigger[:200],
+        "enrolled_at": now,
+        "variants": {},
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # The partial unique index is the referee between concurrent enrollments: the loser inserts nothing.
+    stmt = insert(Enrollment).values(**values).on_conflict_do_nothing().returning(Enrollment.id)
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    if new_id is None:
+        return EnrollOutcome(None, "already_active")
+    enrollment = (await session.scalars(select(Enrollment).where(Enrollment.id == new_id))).one()
+    await timeline.append(
+        session,
+        contact_id=contact.id,
+        kind=ENROLLED,
+        source=SOURCE,
+        occurred_at=now,
+        data={
+            "sequence_id": sequence.id,
+            "name": sequence.name,
+            "enrollment_id": enrollment.id,
+            "trigger": enrollment.trigger,
+            "reenrolled": bool(previous),
+        },
+    )
+    return EnrollOutcome(enrollment)
+
+
+async def _enrollments_of(session: AsyncSession, sequence_id: int, contact_id: int) -> list[Enrollment]:
+    stmt = select(Enrollment).where(Enrollment.sequence_id == sequence_id, Enrollment.contact_id == contact_id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def stop(
+    session: AsyncSession,
+    enrollment: Enrollment,
+    reason: str,
+    detail: str | None,
+    now: datetime,
+    *,
+    sequence: Sequence | None = None,
+) -> None:
+    """Stop an active enrollment with its reason (one of STOP_REASONS); its queued, unsent message is cancelled."""
+    if reason not in STOP_REASONS:
+        raise ValueError(f"unknown stop reason {reason!r}: add it to STOP_REASONS and docs/SEQUENCES.md")
+    if enrollment.status != "active":
+        return
+    sequence = sequence or await session.get(Sequence, enrollment.sequence_id)
+    enrollment.status, enrollment.stopped_at = "stopped", now
+    enrollment.stop_reason, enrollment.stop_detail = reason[:32], (detail or None) and detail[:500]
+    enrollment.next_run_at, enrollment.wait_reason = None, None
+    # Written first: on PostgreSQL this waits for a step runner holding the row, so a message it
+    # queued meanwhile is committed and visible to the cancel below.
+    await session.flush()
+    # A reply or a won deal makes the queued next email wrong; the send loop takes only queued rows.
+    await session.execute(
+        update(EmailMessage)
+        .where(EmailMessage.enrollment_id == enrollment.id, EmailMessage.status == "queued")
+        .values(status="cancelled", next_attempt_at=None, last_error=f"sequence stopped: {reason}"[:500])
+        .execution_options(synchronize_session=False)
+    )
+    data = {
+        "sequence_id": enrollment.sequence_id,
+        "name": sequence.name if sequence is not None else None,
+        "enrollment_id": enrollment.id,
+        "reason": reason,
+        "detail": detail,
+    }
+    await timeline.append(
+        session,
+        contact_id=enrollment.contact_id,
+        kind=STOPPED,
+        source=SOURCE,
+        occurred_at=now,
+        data={k: v for k, v in data.items() if v is not None},
+    )
+    await session.flush()
+
+
+async def active_enrollments(session: AsyncSession, contact_id: int) -> list[Enrollment]:
+    """The contact's active enrollments, oldest first."""
+    stmt = (
+        select(Enrollment)
+        .where(Enrollment.contact_id == contact_id, Enrollment.status == "active")
+        .order_by(Enrollment.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def stop_for_contact(
+    session: AsyncSession,
+    contact_id: int,
+    reason: str,
+    detail: str | None,
+    now: datetime,
+    *,
+    sequence_ids: Iterable[int] | None = None,
+) -> list[Enrollment]:
+    """Stop the contact's active enrollments (in ``sequence_ids`` only, if given); the ones stopped."""
+    wanted = set(sequence_ids) if sequence_ids is not None else None
+    stopped = []
+    for enrollment in await active_enrollments(session, contact_id):
+        if wanted is None or enrollment.sequence_id in wanted:
+            await stop(session, enrollment, reason, detail, now)
+            stopped.append(enrollment)
+    if stopped:
+        log.info("stopped %d enrollments of contact %d: %s", len(stopped), contact_id, reason)
+    return stopped
+
+
+async def complete(session: AsyncSession, enrollment: Enrollment, sequence: Sequence, now: datetime) -> None:
+    """The last step is done: the enrollment ends as completed."""
+    enrollment.status, enrollment.completed_at = "completed", now
+    enrollment.next_run_at, enrollment.wait_reason = None, None
+    await timeline.append(
+        session,
+        contact_id=enrollment.contact_id,
+        kind=COMPLETED,
+        source=SOURCE,
+        occurred_at=now,
+        data={"sequence_id": sequence.id, "name": sequence.name, "enrollment_id": enrollment.id},
+    )
+
+
+async def resume_paused(session: AsyncSession, sequence_id: int, now: datetime) -> int:
+    """Make the enrollments that waited for a paused sequence due now (call when the sequence resumes)."""
+    result = await session.execute(
+        update(Enrollment)
+        .where(
+            Enrollment.sequence_id == sequence_id,
+            Enrollment.status == "active",
+            Enrollment.wait_reason == "paused",
+        )
+        .values(next_run_at=now, wait_reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def fallback_zone_of(session: AsyncSession, contact: Contact, default: str) -> str:
+    """The zone of a contact with no zone and no usable phone: its owner's team's, else ``default``."""
+    if contact.owner_rep_id is None:
+        return default
+    zone = await session.scalar(
+        select(Team.time_zone).join(Rep, Rep.team_id == Team.id).where(Rep.id == contact.owner_rep_id)
+    )
+    return zone or default

@@ -1,0 +1,267 @@
+"""Defining sequences and stored email templates: create, change, pause, resume, delete (flushes, never commits).
+
+A sequence is saved only when all its templates render (TemplateLibrary.validate); a stored template
+is saved only when it renders and no sequence using it would break.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from jinja2 import Environment, TemplateSyntaxError, meta
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.errors import Conflict, HubError, NotFound
+from hub.mail.outbox import hold_sequence_mail, release_sequence_mail
+from hub.sequences.enrollment import resume_paused
+from hub.sequences.models import EmailTemplate, Enrollment, Sequence
+from hub.sequences.schemas import SequencePatch, SequenceSpec
+from hub.sequences.templates import TemplateLibrary, TemplateProblem
+
+
+class TemplatesInvalid(HubError):
+    """A sequence or template refused because templates would not render; ``problems`` says where."""
+
+    status_code = 422
+
+    def __init__(self, problems: list[TemplateProblem]) -> None:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        super().__init__(f"step {first.step}, {first.field}: {first.message}{more}", field=_field_of(first))
+        self.problems = problems
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        """The problems as JSON-ready mappings."""
+        return [p._asdict() for p in self.problems]
+
+
+def _field_of(problem: TemplateProblem) -> str:
+    return f"steps.{problem.step}.{problem.field}" if problem.step else problem.field
+
+
+def spec_of(sequence: Sequence) -> SequenceSpec:
+    """The sequence's stored definition as a SequenceSpec."""
+    return SequenceSpec.model_validate(sequence.spec)
+
+
+def _stored(spec: SequenceSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
+
+
+async def list_sequences(session: AsyncSession) -> list[Sequence]:
+    """Every sequence, oldest first."""
+    return list((await session.scalars(select(Sequence).order_by(Sequence.id))).all())
+
+
+async def get_sequence(session: AsyncSession, sequence_id: int) -> Sequence:
+    """The sequence, or 404 naming ``sequence_id``."""
+    sequence = await session.get(Sequence, sequence_id)
+    if sequence is None:
+        raise NotFound(f"sequence {sequence_id} does not exist", field="sequence_id")
+    return sequence
+
+
+async def sequence_by_name(session: AsyncSession, name: str) -> Sequence | None:
+    """The sequence of that name, if any."""
+    return (await session.scalars(select(Sequence).where(Sequence.name == name))).one_or_none()
+
+
+def check_templates(spec: SequenceSpec, library: TemplateLibrary) -> None:
+    """Raise TemplatesInvalid if any template of ``spec`` would not render."""
+    problems = library.validate(spec)
+    if problems:
+        raise TemplatesInvalid(problems)
+
+
+async def create_sequence(session: AsyncSession, spec: SequenceSpec, library: TemplateLibrary) -> Sequence:
+    """A new active sequence; 422 if its templates are broken, 409 if the name is taken."""
+    check_templates(spec, library)
+    if await sequence_by_name(session, spec.name) is not None:
+        raise Conflict(f"a sequence named {spec.name!r} exists; choose another name", field="name")
+    now = clock.now()
+    sequence = Sequence(name=spec.name, status="active", spec=_stored(spec), version=1, created_at=now, updated_at=now)
+    session.add(sequence)
+    await _flush_unique_name(session, spec.name)
+    return sequence
+
+
+async def replace_spec(
+    session: AsyncSession, sequence: Sequence, spec: SequenceSpec, library: TemplateLibrary
+) -> Sequence:
+    """Give the sequence a new definition (checked again; version + 1). Running enrollments continue with it."""
+    check_templates(spec, library)
+    if spec.name != sequence.name:
+        other = await sequence_by_name(session, spec.name)
+        if other is not None and other.id != sequence.id:
+            raise Conflict(f"a sequence named {spec.name!r} exists; choose another name", field="spec.name")
+    sequence.name = spec.name
+    sequence.spec = _stored(spec)
+    sequence.version += 1
+    sequence.updated_at = clock.now()
+    await _flush_unique_name(session, spec.name)
+    return sequence
+
+
+async def pause_sequence(session: AsyncSession, sequence: Sequence, *, reason: str | None = None) -> Sequence:
+    """Stop sending the sequence (enrollments wait, and its queued messages are held, not sent);
+    ``reason`` records why (e.g. the circuit breaker)."""
+    if sequence.status != "paused":
+        sequence.status = "paused"
+        sequence.paused_at = clock.now()
+        sequence.paused_reason = reason[:300] if reason else None
+        sequence.updated_at = clock.now()
+        await hold_sequence_mail(session, sequence.id)
+    return sequence
+
+
+async def resume_sequence(session: AsyncSession, sequence: Sequence) -> Sequence:
+    """Send again; clears the pause reason (also a circuit breaker's pause), and the enrollments that
+    waited for the pause are due at once rather than at their next hourly re-check."""
+    was_paused = sequence.status == "paused"
+    sequence.status = "active"
+    sequence.paused_at = None
+    sequence.paused_reason = None
+    sequence.updated_at = clock.now()
+    if was_paused:
+        await resume_paused(session, sequence.id, sequence.updated_at)
+        await release_sequence_mail(session, sequence.id, sequence.updated_at)
+    return sequence
+
+
+async def update_sequence(
+    session: AsyncSession, sequence: Sequence, patch: SequencePatch, library: TemplateLibrary
+) -> Sequence:
+    """Apply a SequencePatch: a new definition and/or pause / resume."""
+    if patch.spec is not None:
+        await replace_spec(session, sequence, patch.spec, library)
+    if patch.status == "paused":
+        await pause_sequence(session, sequence, reason="paused by hand")
+    elif patch.status == "active":
+        await resume_sequence(session, sequence)
+    await session.flush()
+    return sequence
+
+
+async def delete_sequence(session: AsyncSession, sequence: Sequence) -> None:
+    """Delete a sequence that never enrolled anyone; 409 otherwise (pause it instead: its history stays)."""
+    enrolled = await session.scalar(
+        select(func.count()).select_from(Enrollment).where(Enrollment.sequence_id == sequence.id)
+    )
+    if enrolled:
+        raise Conflict(
+            f"sequence {sequence.id} has {enrolled} enrollments; pause it instead (its history and stats stay)",
+            field="sequence_id",
+        )
+    await session.delete(sequence)
+    await session.flush()
+
+
+async def _flush_unique_name(session: AsyncSession, name: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Two requests saving the same name at once: the unique index decides; the caller's session rolls back.
+        raise Conflict(f"a sequence named {name!r} exists; choose another name", field="name") from None
+
+
+# Stored templates ----------------------------------------------------------------------------------
+
+
+async def list_templates(session: AsyncSession) -> list[EmailTemplate]:
+    """Every stored template, by name."""
+    return list((await session.scalars(select(EmailTemplate).order_by(EmailTemplate.name))).all())
+
+
+async def get_template(session: AsyncSession, name: str) -> EmailTemplate:
+    """The stored template, or 404 naming it."""
+    template = (await session.scalars(select(EmailTemplate).where(EmailTemplate.name == name))).one_or_none()
+    if template is None:
+        raise NotFound(f"no stored template named {name!r}", field="name")
+    return template
+
+
+async def save_template(
+    session: AsyncSession,
+    library: TemplateLibrary,
+    *,
+    name: str,
+    subject: str | None,
+    html: str | None,
+    text: str | None,
+    create: bool,
+) -> EmailTemplate:
+    """Create (``create``) or replace a stored template, once it renders and the sequences using it still do."""
+    existing = (await session.scalars(select(EmailTemplate).where(EmailTemplate.name == name))).one_or_none()
+    if create and existing is not None:
+        raise Conflict(f"a template named {name!r} exists; PUT /api/email-templates/{name} replaces it", field="name")
+    now = clock.now()
+    template = existing or EmailTemplate(name=name, created_at=now)
+    candidate = EmailTemplate(name=name, subject=subject, html=html, text=text)
+    trial = TemplateLibrary({**library.stored, name: candidate}, library.emails_dir)
+    problems = [
+        TemplateProblem("", field, message)
+        for field, source, kind in (("subject", subject, "subject"), ("html", html, "html"), ("text", text, "text"))
+        if source is not None
+        for message in trial.validate_source(source, kind=kind)
+    ]
+    if problems:
+        raise TemplatesInvalid(problems)
+    for sequence in await list_sequences(session):
+        spec = spec_of(sequence)
+        if name in templates_used(spec):
+            broken = trial.validate(spec)
+            if broken:
+                first = broken[0]
+                raise Conflict(
+                    f"sequence {sequence.name!r} uses {name!r} and would break: step {first.step},"
+                    f" {first.field}: {first.message}",
+                    field="html" if "html" in first.field else "text",
+                )
+    template.subject, template.html, template.text, template.updated_at = subject, html, text, now
+    session.add(template)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"a template named {name!r} exists", field="name") from None
+    return template
+
+
+async def delete_template(session: AsyncSession, template: EmailTemplate) -> None:
+    """Delete a stored template no sequence or other stored template uses; 409 naming the user otherwise."""
+    for sequence in await list_sequences(session):
+        if template.name in templates_used(spec_of(sequence)):
+            raise Conflict(f"sequence {sequence.name!r} uses template {template.name!r}", field="name")
+    for other in await list_templates(session):
+        if other.id != template.id and template.name in _included(other.html, other.text):
+            raise Conflict(f"stored template {other.name!r} includes {template.name!r}", field="name")
+    await session.delete(template)
+    await session.flush()
+
+
+def templates_used(spec: SequenceSpec) -> set[str]:
+    """Names of the templates a sequence uses: html_template / text_template and ``{% include %}`` names."""
+    names: set[str] = set()
+    for step in spec.steps:
+        names.update(n for n in (step.html_template, step.text_template) if n is not None)
+        names.update(_included(step.subject, step.html, step.text))
+        for variant in step.variants:
+            names.update(_included(variant.subject, variant.html, variant.text))
+    return names
+
+
+_PARSER = Environment(autoescape=True)  # parses only, to find include names; never renders
+
+
+def _included(*sources: str | None) -> Iterator[str]:
+    for source in sources:
+        if source is None:
+            continue
+        try:
+            ast = _PARSER.parse(source)
+        except TemplateSyntaxError:
+            continue  # saved sources parse; an unparsable one includes nothing we can name
+        yield from (name for name in meta.find_referenced_templates(ast) if name is not None)

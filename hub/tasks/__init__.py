@@ -1,0 +1,1 @@
+"""Tasks and callback reminders: scheduling in the contact's hours, reminders, the escalation ladder."""

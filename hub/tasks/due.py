@@ -1,0 +1,188 @@
+"""The worker's side of tasks: reminders before the due time, the overdue mark, then the escalation ladder
+(the rep's manager, then the head of sales) until someone acknowledges or the task is closed.
+
+Each task is claimed with ``FOR UPDATE SKIP LOCKED`` and advanced in the same transaction as the
+notifications it causes, so two workers never remind twice and a retried job finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.config import Settings
+from hub.mail.links import LinkMaker
+from hub.notify.service import notify
+from hub.outbound.publish import publish
+from hub.policy.schemas import RulesFile
+from hub.reps import repository as reps_repo
+from hub.reps import teams
+from hub.reps.models import Rep
+from hub.tasks import repository
+from hub.tasks.ladder import TOP_RUNG, TaskState, next_step
+from hub.tasks.models import Task
+from hub.tasks.service import record_on_timeline, schedule_next, timing
+
+log = logging.getLogger(__name__)
+MAX_STEPS = 4
+"""At most: the reminder, the overdue mark and two rungs, in one pass (a worker that was down catches up)."""
+
+
+async def process_due_tasks(
+    session: AsyncSession, *, settings: Settings, links: LinkMaker, policy: RulesFile, now: datetime, limit: int
+) -> int:
+    """Claim up to ``limit`` tasks whose next check has come and advance each; the caller commits."""
+    claimed = await repository.claim_due(session, now, limit)
+    for task in claimed:
+        await _advance(session, task, settings, links, policy, now)
+    await session.flush()
+    return len(claimed)
+
+
+async def _advance(
+    session: AsyncSession, task: Task, settings: Settings, links: LinkMaker, policy: RulesFile, now: datetime
+) -> None:
+    ladder = timing(settings)
+    for _ in range(MAX_STEPS):
+        state = TaskState(
+            status=task.status,
+            due_at=task.due_at,
+            reminded=task.reminded_at is not None,
+            overdue_at=task.overdue_at,
+            escalation_level=task.escalation_level,
+            acknowledged=task.acknowledged_at is not None,
+        )
+        step = next_step(state, ladder)
+        if step is None or step[1] > now:
+            break
+        if step[0] == "remind":
+            await _remind(session, task, links, now, late=now >= task.due_at + ladder.grace)
+        elif step[0] == "overdue":
+            await _mark_overdue(session, task, links, now)
+        else:
+            await _escalate(session, task, links, policy, now)
+    task.updated_at = now
+    schedule_next(task, settings)
+
+
+async def _remind(session: AsyncSession, task: Task, links: LinkMaker, now: datetime, *, late: bool) -> None:
+    task.reminded_at = now
+    if late:
+        return  # the worker was down past the grace period: the overdue notice says it all
+    await _tell(
+        session,
+        task,
+        task.assignee_rep_id,
+        "task_due",
+        f"task_due:{task.id}",
+        f"{_what(task)} is due at {task.due_at:%Y-%m-%d %H:%M} UTC",
+        links,
+    )
+    await record_on_timeline(session, task, "task_due", now, due_at=task.due_at.isoformat())
+    await _publish(session, task, "task.due", "due", links)
+
+
+async def _mark_overdue(session: AsyncSession, task: Task, links: LinkMaker, now: datetime) -> None:
+    task.status, task.overdue_at = "overdue", now
+    await _tell(
+        session,
+        task,
+        task.assignee_rep_id,
+        "task_overdue",
+        f"task_overdue:{task.id}",
+        f"{_what(task)} is overdue (was due at {task.due_at:%Y-%m-%d %H:%M} UTC)",
+        links,
+    )
+    await record_on_timeline(session, task, "task_overdue", now, due_at=task.due_at.isoformat())
+    await _publish(session, task, "task.overdue", "overdue", links)
+
+
+async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy: RulesFile, now: datetime) -> None:
+    """The next rung: the rep's manager (rep.manager_id, else the team's), then the head of sales."""
+    assignee = await reps_repo.get(session, task.assignee_rep_id)
+    level = task.escalation_level + 1
+    target = await _rung(session, assignee, policy, level)
+    if target is None and level == 1:
+        level, target = TOP_RUNG, await _rung(session, assignee, policy, TOP_RUNG)
+    told = {e.get("rep_id") for e in task.escalations}
+    step: dict[str, Any] = {"level": level, "rep_id": target.id if target else None, "at": now.isoformat()}
+    if target is None:
+        step["reason"] = "nobody to escalate to (no manager, no head of sales)"
+        log.warning("task %s has nobody to escalate to (set routing.head_of_sales)", task.id)
+        level = TOP_RUNG  # nobody above either: the ladder ends here
+    task.escalation_level = level
+    task.escalations = [*task.escalations, step]
+    if target is not None and target.id not in told:
+        who = assignee.name if assignee is not None else f"rep {task.assignee_rep_id}"
+        await _tell(
+            session,
+            task,
+            target.id,
+            "task_escalated",
+            f"task_escalated:{task.id}:{level}",
+            f"{_what(task)} for {who} is overdue since {task.due_at:%Y-%m-%d %H:%M} UTC and not acknowledged",
+            links,
+        )
+    await record_on_timeline(
+        session, task, "task_escalated", now, level=level, to_rep_id=step["rep_id"], reason=step.get("reason")
+    )
+
+
+async def _rung(session: AsyncSession, assignee: Rep | None, policy: RulesFile, level: int) -> Rep | None:
+    target: Rep | None = None
+    if level == 1 and assignee is not None:
+        target = await teams.manager_of(session, assignee)
+    elif level == TOP_RUNG:
+        email = policy.routing.head_of_sales
+        target = await reps_repo.by_email(session, email.strip().lower()) if email else None
+    if target is None or not target.active or (assignee is not None and target.id == assignee.id):
+        return None
+    return target
+
+
+async def _tell(
+    session: AsyncSession, task: Task, rep_id: int, kind: str, key: str, message: str, links: LinkMaker
+) -> None:
+    await notify(
+        session,
+        rep_id=rep_id,
+        kind=kind,
+        contact_id=task.contact_id,
+        dedupe_key=key,
+        message=message,
+        data={"task_id": task.id, "task_kind": task.kind, "due_at": task.due_at.isoformat(), "url": _url(task, links)},
+        deliver=True,
+    )
+
+
+async def _publish(session: AsyncSession, task: Task, event_type: str, key: str, links: LinkMaker) -> None:
+    data = {
+        "task_id": task.id,
+        "kind": task.kind,
+        "title": task.title,
+        "priority": task.priority,
+        "status": task.status,
+        "due_at": task.due_at.isoformat(),
+        "rep_id": task.assignee_rep_id,
+        "url": _url(task, links),
+    }
+    await publish(
+        session,
+        event_type,
+        data,
+        event_key=f"task:{task.id}:{key}",
+        contact_id=task.contact_id,
+        rep_id=task.assignee_rep_id,
+    )
+
+
+def _what(task: Task) -> str:
+    label = {"callback": "Callback", "follow_up": "Follow-up", "custom": "Task"}.get(task.kind, "Task")
+    return f"{label} #{task.id}" + (f" ({task.title})" if task.title else "")
+
+
+def _url(task: Task, links: LinkMaker) -> str:
+    return f"{links.public_url.rstrip('/')}/api/tasks/{task.id}"

@@ -1,0 +1,228 @@
+"""The send loop on SQLite and PostgreSQL, sending to a real SMTP server: once each, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub import clock
+from hub.email.models import EmailMessage, Suppression
+from hub.mail.outbox import Envelope, fill_message, reserve_message
+from hub.mail.sender import SendReport, claim_due, expire_stuck, send_due
+from hub.mail.transport import SendOutcome, Transport
+from hub.timeline.models import TimelineEntry
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def mail_hub(database_url: str, smtp_sink: Any) -> AsyncIterator[Hub]:
+    """The app pointed at the sink, with a frozen clock, two pooled connections and no throttling to speak of."""
+    frozen = FrozenClock(T0)
+    clock.set_clock(frozen)
+    settings = make_settings(
+        database_url, **smtp_sink.settings(), smtp_pool_size=2, send_rate_per_second=10_000, send_retry_minutes="1,5"
+    )
+    try:
+        async for running in start_hub(settings):
+            running.runtime.jobs["clock"] = frozen
+            yield running
+    finally:
+        clock.set_clock(None)
+
+
+async def queue(hub: Hub, recipients: list[str], *, contact_id: int | None = None, kind: str = "sequence") -> list[int]:
+    """Queue one message per recipient the way every producer does (reserve, then fill)."""
+    ids = []
+    async with hub.session() as session:
+        for n, recipient in enumerate(recipients):
+            envelope = Envelope(
+                recipient=recipient,
+                kind=kind,
+                dedupe_key=f"t:{uuid.uuid4().hex}",
+                contact_id=contact_id,
+                marketing=True,
+            )
+            message = await reserve_message(session, envelope, mail_from=hub.settings.mail_from)
+            assert message is not None
+            fill_message(message, subject=f"Hello {n}", html=f"<p>Hello {recipient}</p>", text=None, links=None)
+            ids.append(message.id)
+    return ids
+
+
+async def run(hub: Hub, limit: int = 100, transport: Transport | None = None) -> SendReport:
+    ctx = hub.runtime.jobs
+    return await send_due(
+        hub.runtime.sessions, transport or ctx["transport"], ctx["throttle"], hub.settings, ctx["links"], limit=limit
+    )
+
+
+async def rows(hub: Hub) -> dict[int, EmailMessage]:
+    async with hub.session() as session:
+        return {m.id: m for m in (await session.scalars(select(EmailMessage))).all()}
+
+
+async def create_contact(hub: Hub, email: str) -> int:
+    response = await hub.client.post("/api/contacts", json={"email": email, "name": "Bob"}, headers=hub.auth())
+    assert response.status_code == 201, response.text
+    contact_id: int = response.json()["contact_id"]
+    return contact_id
+
+
+async def test_each_message_is_sent_once_with_its_headers_and_timeline_entry(mail_hub: Hub, smtp_sink: Any) -> None:
+    contact_id = await create_contact(mail_hub, "bob@example.org")
+    [first] = await queue(mail_hub, ["bob@example.org"], contact_id=contact_id)
+    await queue(mail_hub, ["ann@example.net", "cy@example.com"])
+
+    report = await run(mail_hub)
+    again = await run(mail_hub)
+
+    assert (report.claimed, report.sent, again.claimed) == (3, 3, 0)
+    assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["ann@example.net", "bob@example.org", "cy@example.com"]
+    message = smtp_sink.to("bob@example.org")[0].message
+    assert message["X-Hub-Message-Id"] == str(first)
+    assert message["List-Unsubscribe"].startswith("<https://hub.example.test/u/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    stored = await rows(mail_hub)
+    assert {m.status for m in stored.values()} == {"sent"}
+    assert (stored[first].attempts, stored[first].smtp_code, stored[first].sent_at) == (1, 250, T0)
+    async with mail_hub.session() as session:
+        entries = (await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "email_sent"))).all()
+    assert [(e.contact_id, e.external_id, e.data["subject"]) for e in entries] == [
+        (contact_id, f"message:{first}", "Hello 0")
+    ]
+
+
+async def test_hard_bounce_fails_suppresses_and_later_mail_is_not_sent(mail_hub: Hub, smtp_sink: Any) -> None:
+    contact_id = await create_contact(mail_hub, "gone@example.org")
+    smtp_sink.handler.reply_for["gone@example.org"] = "550 5.1.1 <gone@example.org>: no such user"
+    [bounced] = await queue(mail_hub, ["gone@example.org"], contact_id=contact_id)
+
+    report = await run(mail_hub)
+    [later] = await queue(mail_hub, ["gone@example.org"], contact_id=contact_id)  # queued before anyone looked
+    report_later = await run(mail_hub)
+
+    assert (report.failed, report.hard_bounced, report_later.suppressed) == (1, 1, 1)
+    stored = await rows(mail_hub)
+    assert (stored[bounced].status, stored[bounced].smtp_code) == ("failed", 550)
+    assert "no such user" in (stored[bounced].last_error or "")
+    assert stored[later].status == "suppressed"
+    assert smtp_sink.received == []
+    async with mail_hub.session() as session:
+        suppression = (await session.scalars(select(Suppression))).one()
+        bounce = (await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "email_bounced"))).one()
+    assert (suppression.email, suppression.reason, suppression.source) == ("gone@example.org", "hard_bounce", "smtp")
+    assert (bounce.contact_id, bounce.data["message_id"]) == (contact_id, bounced)
+
+
+async def test_temporary_failures_retry_on_schedule_then_give_up(mail_hub: Hub, smtp_sink: Any) -> None:
+    frozen: FrozenClock = mail_hub.runtime.jobs["clock"]
+    smtp_sink.handler.reply_for["slow@example.org"] = "451 4.7.1 greylisted"
+    smtp_sink.handler.reply_for["down@example.org"] = "421 4.3.2 service not available"
+    slow, down = await queue(mail_hub, ["slow@example.org", "down@example.org"])
+
+    assert (await run(mail_hub)).retried == 2
+    stored = await rows(mail_hub)
+    assert (stored[slow].status, stored[slow].attempts, stored[slow].smtp_code) == ("queued", 1, 451)
+    assert timedelta(minutes=1) <= stored[slow].next_attempt_at - T0 <= timedelta(minutes=1.1)  # type: ignore[operator]
+    assert (await run(mail_hub)).claimed == 0  # not due yet
+
+    del smtp_sink.handler.reply_for["slow@example.org"]
+    frozen.advance(70)
+    assert (await run(mail_hub)).sent == 1
+    frozen.advance(6 * 60)
+    assert (await run(mail_hub)).failed == 1  # down@ is refused a third time: the schedule (1, 5) is spent
+
+    stored = await rows(mail_hub)
+    assert (stored[slow].status, stored[slow].attempts) == ("sent", 2)
+    assert (stored[down].status, stored[down].attempts, stored[down].smtp_code) == ("failed", 3, 421)
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["slow@example.org"]]
+
+
+async def test_a_killed_worker_leaves_unknown_only_what_it_was_handing_over(mail_hub: Hub, smtp_sink: Any) -> None:
+    frozen: FrozenClock = mail_hub.runtime.jobs["clock"]
+    ids = await queue(mail_hub, [f"r{n}@example.org" for n in range(4)])
+    # A worker claims all four, marks the first handed over, and dies (nothing else happens).
+    async with mail_hub.session() as session:
+        claimed = await claim_due(session, clock.now(), 10)
+        claimed[0].sending_since = clock.now()
+        claimed[0].attempts = 1
+        session.add(claimed[0])
+    assert len(claimed) == 4
+
+    frozen.advance(10)
+    async with mail_hub.session() as session:
+        assert await expire_stuck(session, clock.now(), mail_hub.settings.sending_timeout_seconds) == []  # too early
+    frozen.advance(mail_hub.settings.sending_timeout_seconds)
+    async with mail_hub.session() as session:
+        unknown = await expire_stuck(session, clock.now(), mail_hub.settings.sending_timeout_seconds)
+    report = await run(mail_hub)
+
+    assert unknown == [ids[0]]
+    assert report.sent == 3
+    stored = await rows(mail_hub)
+    assert stored[ids[0]].status == "unknown"
+    assert "may or may not" in (stored[ids[0]].last_error or "")
+    assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["r1@example.org", "r2@example.org", "r3@example.org"]
+
+
+class BlockingTransport:
+    """Accepts messages, but holds the ``block_at``-th until told to go on."""
+
+    def __init__(self, block_at: int) -> None:
+        self.block_at = block_at
+        self.sent: list[str] = []
+        self.reached = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
+        if len(self.sent) + 1 == self.block_at:
+            self.reached.set()
+            await self.proceed.wait()
+        self.sent.append(recipient)
+        return SendOutcome("sent", 250, "ok")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_cancelling_mid_batch_finishes_what_is_in_flight_and_requeues_the_rest(mail_hub: Hub) -> None:
+    ids = await queue(mail_hub, [f"r{n}@example.org" for n in range(7)])
+    transport = BlockingTransport(block_at=3)  # pool size 2: groups of two; the second group's first message
+    task = asyncio.create_task(run(mail_hub, transport=transport))
+    await asyncio.wait_for(transport.reached.wait(), 10)
+    task.cancel()
+    await asyncio.sleep(0)
+    transport.proceed.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    stored = await rows(mail_hub)
+    assert [stored[i].status for i in ids] == ["sent"] * 4 + ["queued"] * 3
+    assert [stored[i].attempts for i in ids] == [1] * 4 + [0] * 3
+    assert transport.sent == [f"r{n}@example.org" for n in range(4)]
+    assert (await run(mail_hub, transport=transport)).sent == 3
+
+
+async def test_two_concurrent_loops_send_every_message_exactly_once(mail_hub: Hub, smtp_sink: Any) -> None:
+    recipients = [f"r{n}@example.org" for n in range(40)]
+    await queue(mail_hub, recipients)
+
+    async def loop() -> int:
+        sent = 0
+        while (report := await run(mail_hub, limit=7)).claimed:
+            sent += report.sent
+        return sent
+
+    results = await asyncio.gather(loop(), loop())
+
+    assert sum(results) == 40
+    assert Counter(r.rcpt_tos[0] for r in smtp_sink.received) == Counter(recipients)

@@ -1,0 +1,98 @@
+"""The SMTP pool against a real SMTP server (aiosmtpd): reuse, the per-connection cap, error outcomes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from hub.mail.message import build_message
+from hub.mail.transport import CaptureTransport, SmtpPool, build_transport
+from tests.conftest import make_settings
+from tests.mail.test_message import Row
+from tests.mail_sink import free_port
+
+
+def count_sessions(sink: Any) -> list[object]:
+    """Record the SMTP session (one per connection) of every accepted message."""
+    sessions: list[object] = []
+    original = sink.handler.handle_DATA
+
+    async def handle_data(server: SMTP, session: Session, envelope: Envelope) -> str:
+        sessions.append(session)
+        reply: str = await original(server, session, envelope)
+        return reply
+
+    sink.handler.handle_DATA = handle_data
+    return sessions
+
+
+def mime(recipient: str) -> bytes:
+    return build_message(
+        Row(recipient=recipient, text="hello"),
+        mail_from="hub@example.com",
+        unsubscribe_url=None,
+        unsubscribe_mailto=None,
+        sent_at=datetime.now(UTC),
+    )
+
+
+async def test_connections_are_reused_up_to_the_cap(smtp_sink: Any) -> None:
+    sessions = count_sessions(smtp_sink)
+    pool = SmtpPool(
+        make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_messages_per_connection=3)
+    )
+    try:
+        for n in range(7):
+            outcome = await pool.send(
+                mime(f"r{n}@example.org"), sender="hub@example.com", recipient=f"r{n}@example.org"
+            )
+            assert outcome.status == "sent"
+    finally:
+        await pool.close()
+    assert len(smtp_sink.received) == 7
+    # 3 + 3 + 1 messages: each session carried at most 3, and no more sessions were opened than needed.
+    per_session = [sum(1 for s in sessions if s is one) for one in dict.fromkeys(sessions)]
+    assert per_session == [3, 3, 1]
+    assert pool.connections_opened == 3
+
+
+async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(smtp_sink: Any) -> None:
+    smtp_sink.handler.reply_for["gone@example.org"] = "550 5.1.1 <gone@example.org>: no such user"
+    smtp_sink.handler.reply_for["busy@example.org"] = "451 4.7.1 greylisted, try later"
+    smtp_sink.handler.reply_for["spam@example.org"] = "550 5.7.1 rejected by policy"
+    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1))
+    try:
+        outcomes = {}
+        for address in ("gone@example.org", "busy@example.org", "spam@example.org", "ok@example.org"):
+            outcomes[address] = await pool.send(mime(address), sender="hub@example.com", recipient=address)
+    finally:
+        await pool.close()
+    assert (outcomes["gone@example.org"].status, outcomes["gone@example.org"].code) == ("failed", 550)
+    assert outcomes["gone@example.org"].hard_bounce
+    assert "no such user" in outcomes["gone@example.org"].detail
+    assert (outcomes["busy@example.org"].status, outcomes["busy@example.org"].code) == ("retry", 451)
+    assert (outcomes["spam@example.org"].status, outcomes["spam@example.org"].hard_bounce) == ("failed", False)
+    # After each refusal the session was dropped, so the good message went out on a fresh one (no 503 cascade).
+    assert outcomes["ok@example.org"].status == "sent"
+    assert pool.connections_opened == 4
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["ok@example.org"]]
+
+
+async def test_unreachable_relay_means_retry() -> None:
+    pool = SmtpPool(make_settings("sqlite://", smtp_host="127.0.0.1", smtp_port=free_port(), smtp_security="none"))
+    try:
+        outcome = await pool.send(mime("a@example.org"), sender="hub@example.com", recipient="a@example.org")
+    finally:
+        await pool.close()
+    assert (outcome.status, outcome.code, outcome.hard_bounce) == ("retry", None, False)
+    assert outcome.detail
+
+
+async def test_without_a_relay_mail_is_captured() -> None:
+    transport = build_transport(make_settings("sqlite://"))
+    assert isinstance(transport, CaptureTransport)
+    outcome = await transport.send(mime("a@example.org"), sender="hub@example.com", recipient="a@example.org")
+    assert (outcome.status, outcome.detail) == ("sent", "captured")
+    await transport.close()
