@@ -20,7 +20,7 @@ from hub.email.models import EmailMessage
 from hub.errors import BadRequest, NotFound
 from hub.mail import repository
 from hub.mail.links import LinkMaker
-from hub.mail.sender import mime_for
+from hub.mail.wire import mime_for
 from hub.pagination import Page, decode_id_cursor, encode_cursor
 from hub.validation import MAX_ID
 

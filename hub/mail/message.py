@@ -23,22 +23,18 @@ import email
 import html
 import re
 import secrets
-from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
-from html.parser import HTMLParser
 from typing import Any, Protocol
+
+from hub.mail.derived_parts import html_from_text, text_from_html
 
 UNFOLDED_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 ADDRESS_HEADERS = frozenset({"from", "to", "reply-to"})
 MAX_LINE = 78
-_BLOCK_TAGS = frozenset(
-    {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "hr"}
-)
-_SKIPPED_TAGS = frozenset({"script", "style", "head", "title"})
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _ADDR_SPEC = r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 _PLAIN_ADDRESS = re.compile(rf"{_ADDR_SPEC}|[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_ADDR_SPEC}>")
@@ -99,8 +95,9 @@ def build_message(
         header("Date", format_datetime(sent_at)),
     ]
     if message.rfc_message_id:
-        out.append(header("Message-ID", message.rfc_message_id))
+        out.append(header("Message-ID", f"<{message.rfc_message_id.strip('<>')}>"))
     out.append(b"X-Hub-Message-Id: %d\r\n" % message.id)
+    out += _provider_correlation(message.id)
     if message.reply_to:
         out.append(header("Reply-To", message.reply_to))
     out.append(b"MIME-Version: 1.0\r\n")
@@ -122,6 +119,17 @@ def build_message(
         b"\r\n--%s--\r\n" % boundary,
     ]
     return b"".join(out)
+
+
+def _provider_correlation(message_id: int) -> list[bytes]:
+    """Headers that make SendGrid, Mailgun and Postmark echo the hub's message id in their events (custom
+    arguments, user variables, metadata), so events match the message even where the relay rewrites the
+    Message-ID. Other relays ignore them."""
+    return [
+        b'X-SMTPAPI: {"unique_args": {"hub_message_id": "%d"}}\r\n' % message_id,
+        b'X-Mailgun-Variables: {"hub_message_id": "%d"}\r\n' % message_id,
+        b"X-PM-Metadata-hub_message_id: %d\r\n" % message_id,
+    ]
 
 
 def build_mime(
@@ -230,59 +238,3 @@ def with_footer(text: str, body: str, url: str, company_name: str, company_addre
     else:
         body += html_footer
     return text.rstrip("\n") + text_footer, body
-
-
-def html_from_text(text: str) -> str:
-    """A minimal HTML body for a text-only message: escaped, blank lines become paragraphs."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    inner = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
-    return f"<!DOCTYPE html><html><body>{inner}</body></html>"
-
-
-def text_from_html(body: str) -> str:
-    """A readable text body from HTML: tags dropped, block elements as line breaks, links as ``text (url)``."""
-    parser = _TextExtractor()
-    parser.feed(body)
-    parser.close()
-    return parser.result()
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._out: list[str] = []
-        self._skip = 0
-        self._links: list[tuple[str | None, int]] = []
-
-    def handle_starttag(self, tag: str, attrs: Sequence[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skip += 1
-        elif tag in _BLOCK_TAGS:
-            self._out.append("\n")
-        if tag == "a":
-            href = dict(attrs).get("href")
-            self._links.append((href, len(self._out)))
-
-    def handle_startendtag(self, tag: str, attrs: Sequence[tuple[str, str | None]]) -> None:  # noqa: ARG002
-        if tag in _BLOCK_TAGS:
-            self._out.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self._skip = max(0, self._skip - 1)
-        elif tag == "a" and self._links:
-            href, start = self._links.pop()
-            label = "".join(self._out[start:]).strip()
-            if href and href.lower().startswith(("http://", "https://", "mailto:")) and href != label:
-                self._out.append(f" ({href})" if label else href)
-        elif tag in _BLOCK_TAGS:
-            self._out.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self._out.append(re.sub(r"\s+", " ", data))
-
-    def result(self) -> str:
-        lines = (line.strip() for line in "".join(self._out).splitlines())
-        text = "\n".join(lines)
-        return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -61,7 +61,8 @@ async def reserve_message(session: AsyncSession, envelope: Envelope, *, mail_fro
         "contact_id": envelope.contact_id,
         "kind": envelope.kind,
         "dedupe_key": envelope.dedupe_key[:200],
-        "rfc_message_id": f"<hub.{uuid.uuid4().hex}@{domain}>",
+        # Stored without the angle brackets, as providers report it (SendGrid's smtp-id, Mailgun's message-id).
+        "rfc_message_id": f"hub.{uuid.uuid4().hex}@{domain}",
         "status": "queued",
         "sender": envelope.sender,
         "reply_to": envelope.reply_to,

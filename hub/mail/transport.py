@@ -5,7 +5,8 @@ Every send ends in a ``SendOutcome`` the send loop records at once:
 - ``sent``: the relay answered 2xx to DATA.
 - ``retry``: a 4xx reply, a dropped or refused connection, a timeout, or a relay-level refusal that says
   nothing about this message (HELO or AUTH refused: a configuration problem must not fail every message
-  for good; the retry schedule runs out eventually and the breaker pauses the sequence meanwhile).
+  for good). Retries do not pause a sequence: the circuit breaker counts only ``failed`` rows, so it can
+  trip only once the retry schedule runs out and the rows fail.
 - ``failed``: a 5xx reply to this message (sender, recipient or content refused), or a message the relay
   cannot take at all (e.g. an internationalised address to a relay without SMTPUTF8).
 

@@ -31,13 +31,8 @@ from hub.sequences import service as sequences
 from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec, Step, Variant
 from hub.sequences.service import TemplatesInvalid
-from hub.sequences.templates import (
-    RenderContext,
-    TemplateFailed,
-    TemplateLibrary,
-    context_for,
-    sample_context,
-)
+from hub.sequences.templates import TemplateFailed, TemplateLibrary
+from hub.sequences.variables import RenderContext, context_for, sample_context
 from hub.sequences.yaml_io import MAX_SEQUENCE_YAML_BYTES, SequenceYamlInvalid, load_sequence_yaml, sequence_yaml
 from hub.validation import MAX_ID
 

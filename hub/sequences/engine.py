@@ -38,7 +38,8 @@ from hub.reps.models import Rep, Team
 from hub.sequences import enrollment as enrollments
 from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import SequenceSpec, Step, Variant
-from hub.sequences.templates import TemplateLibrary, context_for
+from hub.sequences.templates import TemplateLibrary
+from hub.sequences.variables import context_for
 from hub.sequences.windows import contact_zones, due_after, next_send_time
 from hub.timeline import service as timeline
 

@@ -7,16 +7,7 @@ templates stored in the database (``POST /api/email-templates``), then under ``t
 A stored template's ``html`` serves HTML bodies and its ``text`` serves text bodies, so
 ``{% include "footer" %}`` takes the right part in each.
 
-The variables (``VARIABLES``) a template may use:
-
-- ``contact``: ``id, name, first_name, last_name, email, phone, company, job_title, country,
-  time_zone, stage, bucket, source, tags, custom`` (``custom`` is a dict of the contact's custom
-  fields: write ``contact.custom.get("plan")`` or ``contact.custom.plan | default("")``, since a
-  field one contact lacks would otherwise stop the email);
-- ``owner``: ``name, email, phone`` of the contact's owner rep, or None (guard with ``{% if owner %}``);
-- ``company``: ``name, address`` (HUB_COMPANY_NAME, HUB_COMPANY_ADDRESS);
-- ``sender``: ``name, email`` the email comes from;
-- ``unsubscribe_url``: the message's one-click unsubscribe link.
+The variables a template may use are listed in ``hub.sequences.variables``.
 
 An empty value (None) prints as nothing, never as "None". Every email carries a visible
 unsubscribe link: a body that does not show ``unsubscribe_url`` gets a short footer with it and the
@@ -35,7 +26,6 @@ import re
 import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,29 +46,11 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.contacts.models import Contact
-from hub.reps.models import Rep
+from hub.mail.derived_parts import html_from_text, text_from_html
 from hub.sequences.models import EmailTemplate
 from hub.sequences.schemas import SequenceSpec, Step, Variant
+from hub.sequences.variables import SAMPLES, VARIABLES, RenderContext
 
-VARIABLES: frozenset[str] = frozenset({"contact", "owner", "company", "sender", "unsubscribe_url"})
-CONTACT_FIELDS = (
-    "id",
-    "name",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company",
-    "job_title",
-    "country",
-    "time_zone",
-    "stage",
-    "bucket",
-    "source",
-    "tags",
-    "custom",
-)
 MAX_PROBLEMS = 50
 
 _FOOTER_HTML = (
@@ -91,7 +63,6 @@ _FOOTER_TEXT = (
     "Unsubscribe: {{ unsubscribe_url }}\n"
 )
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
-_URL = re.compile(r"https?://[^\s<>\"']+")
 
 
 @dataclass(frozen=True)
@@ -101,27 +72,6 @@ class Rendered:
     subject: str
     html: str
     text: str
-
-
-@dataclass(frozen=True)
-class RenderContext:
-    """The variables one email is rendered with (see the module docstring)."""
-
-    contact: dict[str, Any]
-    owner: dict[str, Any] | None
-    company: dict[str, Any]
-    sender: dict[str, Any]
-    unsubscribe_url: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """The variables as jinja2 receives them."""
-        return {
-            "contact": self.contact,
-            "owner": self.owner,
-            "company": self.company,
-            "sender": self.sender,
-            "unsubscribe_url": self.unsubscribe_url,
-        }
 
 
 class TemplateProblem(NamedTuple):
@@ -287,7 +237,7 @@ class TemplateLibrary:
             problems = self._check_source(env, part.source or "")
         if problems:
             return problems
-        for label, sample in _SAMPLES:
+        for label, sample in SAMPLES:
             try:
                 self._template(part).render(sample.as_dict())
             except (TemplateError, SecurityError) as exc:
@@ -373,156 +323,3 @@ def _append_footer(html: str, footer: str) -> str:
         at = ends[-1].start()
         return html[:at] + footer + html[at:]
     return html + footer
-
-
-def html_from_text(text: str) -> str:
-    """A plain HTML part for a text-only email: paragraphs, line breaks and clickable links."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    rendered = []
-    for paragraph in paragraphs:
-        escaped = html_lib.escape(paragraph, quote=False)
-        linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-        rendered.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
-    return "<!doctype html>\n<html><body>\n" + "\n".join(rendered) + "\n</body></html>\n"
-
-
-class _TextFromHtml(HTMLParser):
-    """Readable text of an HTML body: block elements become line breaks, links keep their URL."""
-
-    _BLOCKS = frozenset({"p", "div", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "hr"})
-    _SKIP = frozenset({"style", "script", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skipping = 0
-        self.links: list[tuple[str | None, int]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self.skipping += 1
-        elif tag == "br":
-            self.out.append("\n")
-        elif tag == "li":
-            self.out.append("\n- ")
-        elif tag in self._BLOCKS:
-            self.out.append("\n\n")
-        elif tag == "a":
-            self.links.append((dict(attrs).get("href"), len(self.out)))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self.skipping = max(0, self.skipping - 1)
-        elif tag in self._BLOCKS:
-            self.out.append("\n\n")
-        elif tag == "a" and self.links:
-            href, start = self.links.pop()
-            label = "".join(self.out[start:]).strip()
-            if href and href.startswith(("http://", "https://", "mailto:")) and href != label:
-                self.out.append(f" ({href})" if label else href)
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.out.append(re.sub(r"\s+", " ", data))
-
-
-def text_from_html(html: str) -> str:
-    """A text part for an HTML-only email."""
-    parser = _TextFromHtml()
-    parser.feed(html)
-    parser.close()
-    lines = [line.strip() for line in "".join(parser.out).split("\n")]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-
-
-def split_name(name: str | None) -> tuple[str | None, str | None]:
-    """First and last name of a full name ("Ada King Lovelace" -> "Ada", "King Lovelace")."""
-    words = (name or "").split()
-    if not words:
-        return None, None
-    return words[0], " ".join(words[1:]) or None
-
-
-def context_for(
-    contact: Contact,
-    *,
-    email: str | None,
-    phone: str | None,
-    owner: Rep | None,
-    sender_name: str,
-    sender_email: str,
-    company_name: str,
-    company_address: str,
-    unsubscribe_url: str,
-) -> RenderContext:
-    """The variables of one contact's email."""
-    first, last = split_name(contact.name)
-    return RenderContext(
-        contact={
-            "id": contact.id,
-            "name": contact.name,
-            "first_name": first,
-            "last_name": last,
-            "email": email,
-            "phone": phone,
-            "company": contact.company,
-            "job_title": contact.job_title,
-            "country": contact.country,
-            "time_zone": contact.time_zone,
-            "stage": contact.stage,
-            "bucket": contact.bucket,
-            "source": contact.source,
-            "tags": list(contact.tags or []),
-            "custom": dict(contact.custom_fields or {}),
-        },
-        owner=None if owner is None else {"name": owner.name, "email": owner.email, "phone": owner.phone},
-        company={"name": company_name, "address": company_address},
-        sender={"name": sender_name, "email": sender_email},
-        unsubscribe_url=unsubscribe_url,
-    )
-
-
-def sample_context(*, full: bool = True, unsubscribe_url: str | None = None) -> RenderContext:
-    """A made-up contact's variables: every field set (``full``), or no owner and optional fields empty."""
-    sample = _sample(full=full)
-    if unsubscribe_url is None:
-        return sample
-    return RenderContext(sample.contact, sample.owner, sample.company, sample.sender, unsubscribe_url)
-
-
-def _sample(*, full: bool) -> RenderContext:
-    contact: dict[str, Any] = dict.fromkeys(CONTACT_FIELDS)
-    contact.update(id=1, stage="new", tags=[], custom={})
-    if full:
-        contact.update(
-            name="Ada Lovelace",
-            first_name="Ada",
-            last_name="Lovelace",
-            email="ada@example.com",
-            phone="+441234567890",
-            company="Analytical Engines Ltd",
-            job_title="Mathematician",
-            country="GB",
-            time_zone="Europe/London",
-            bucket="warm",
-            source="website",
-            tags=["newsletter"],
-        )
-    owner = {"name": "Sam Seller", "email": "sam@example.com", "phone": "+15555550100"} if full else None
-    return RenderContext(
-        contact=contact,
-        owner=owner,
-        company={"name": "Example Co", "address": "1 Example Street, Springfield"},
-        sender={"name": "Example Co" if full else "", "email": "sales@example.com"},
-        unsubscribe_url="https://hub.example.com/u/sample-token",
-    )
-
-
-_SAMPLES = (
-    ("", _sample(full=True)),
-    (
-        " (with a contact that has no owner and empty optional fields: guard with {% if ... %} or | default)",
-        _sample(full=False),
-    ),
-)

@@ -80,7 +80,8 @@ def test_missing_bodies_are_derived_and_a_transactional_message_has_no_unsubscri
             text_only, mail_from="h@example.com", unsubscribe_url=None, unsubscribe_mailto=None, sent_at=SENT_AT
         )
     )
-    assert "<p>Hi &lt;Bob&gt;</p><p>Second &amp; last</p>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    derived = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "<p>Hi &lt;Bob&gt;</p>" in derived and "<p>Second &amp; last</p>" in derived
 
 
 @pytest.mark.parametrize(

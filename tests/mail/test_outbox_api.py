@@ -45,7 +45,7 @@ async def test_outbox_lists_filters_and_shows_captured_messages(hub: Hub) -> Non
     assert headers["X-Hub-Message-Id"] == str(ids[0])
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert detail["text"].startswith("Hello 0\n\nBye")
-    assert "<p>Hello 0</p><p>Bye</p>" in detail["html"]
+    assert "<p>Hello 0</p>\n<p>Bye</p>" in detail["html"]
 
     for url in (f"/api/outbox/{ids[0]}.eml", f"/api/outbox/{ids[0]}?format=eml"):
         eml = await hub.client.get(url, headers=hub.auth())

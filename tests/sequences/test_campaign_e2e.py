@@ -96,7 +96,7 @@ async def test_form_lead_gets_the_campaign_tracks_a_click_and_one_click_unsubscr
     row = await stored_message(hub)
     assert row.status == "sent"
     assert mime["Subject"] == "Hello Ada"
-    assert mime["Message-ID"] == row.rfc_message_id
+    assert mime["Message-ID"] == f"<{row.rfc_message_id}>"
     assert mime["X-Hub-Message-Id"] == str(row.id)
     https_url, mailto = re.fullmatch(r"<(https://[^>]+)>, <(mailto:[^>]+)>", str(mime["List-Unsubscribe"])).groups()
     assert mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -13,12 +13,8 @@ from hub.contacts.models import Contact
 from hub.reps.models import Rep
 from hub.sequences.models import EmailTemplate
 from hub.sequences.schemas import SequenceSpec, Step
-from hub.sequences.templates import (
-    TemplateFailed,
-    TemplateLibrary,
-    context_for,
-    sample_context,
-)
+from hub.sequences.templates import TemplateFailed, TemplateLibrary
+from hub.sequences.variables import context_for, sample_context
 
 UNSUB = "https://hub.example.test/u/token-123"
 
