@@ -142,7 +142,13 @@ async def _first_start(session: AsyncSession, settings: Settings) -> None:
         state = "" if configured else f"   (off: set {setting})"
         console.print(f"{label:<15}{base}{path}{state}", highlight=False, soft_wrap=True)
     mode = "arq workers on Redis (run `hub worker`)" if settings.redis_url else "embedded worker"
-    console.print(f"Database:      {_safe_url(settings.database_url)}\nWorker:        {mode}\n")
+    mail = (
+        f"sent through {settings.smtp_host}:{settings.smtp_port}"
+        if settings.smtp_host
+        else f"captured, not sent: {base}/api/outbox (set HUB_SMTP_HOST to send)"
+    )
+    console.print(f"Database:      {_safe_url(settings.database_url)}\nWorker:        {mode}")
+    console.print(f"Email:         {mail}\n", highlight=False, soft_wrap=True)
 
 
 def _safe_url(url: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +31,7 @@ from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec, Step, Variant
 from hub.sequences.service import TemplatesInvalid
 from hub.sequences.templates import TemplateFailed, TemplateLibrary
-from hub.sequences.variables import RenderContext, context_for, sample_context
+from hub.sequences.variables import RenderContext, email_context, sample_context, sender_of
 from hub.sequences.yaml_io import MAX_SEQUENCE_YAML_BYTES, SequenceYamlInvalid, load_sequence_yaml, sequence_yaml
 from hub.validation import MAX_ID
 
@@ -310,13 +309,13 @@ async def test_send(
     step, variant = _choose(spec, body)
     library = await TemplateLibrary.load(session, root)
     links = LinkMaker(settings.public_url, runtime.secret_key)
-    sender_name, sender_email = _sender(spec, settings.mail_from)
+    sender = sender_of(spec, settings.mail_from)
     envelope = Envelope(
         recipient=str(body.to),
         kind="test",
         dedupe_key=f"test:{uuid.uuid4()}",
         # Not linked to the contact or the sequence: a test must not count in stats, alerts or the breaker.
-        sender=formataddr((sender_name, sender_email)) if spec.sender.name or spec.sender.email else None,
+        sender=sender.from_header,
         reply_to=str(spec.sender.reply_to) if spec.sender.reply_to else None,
         tracking=spec.tracking,
         step_key=step.key,
@@ -340,7 +339,7 @@ async def test_send(
             contact=sample.contact,
             owner=sample.owner,
             company={"name": settings.company_name, "address": settings.company_address},
-            sender={"name": sender_name, "email": sender_email},
+            sender={"name": sender.name, "email": sender.email},
             unsubscribe_url=sample.unsubscribe_url,
         )
     rendered = _render(library, step, variant, context)
@@ -368,12 +367,6 @@ def _choose(spec: SequenceSpec, choice: StepChoice) -> tuple[Step, Variant | Non
     return step, variant
 
 
-def _sender(spec: SequenceSpec, mail_from: str) -> tuple[str, str]:
-    """The From name and address of the sequence's emails (HUB_MAIL_FROM fills what the spec leaves out)."""
-    default_name, default_email = parseaddr(mail_from)
-    return spec.sender.name or default_name, str(spec.sender.email or default_email)
-
-
 async def _contact_context(
     session: AsyncSession,
     settings: Settings,
@@ -385,21 +378,9 @@ async def _contact_context(
     """The variables of one (live) contact's email; a merged id stands for the contact it was merged into."""
     contact = await contacts.get_live_contact(session, await contacts.survivor_id(session, contact_id))
     identities = await contacts_repo.identities_of(session, contact.id)
-    email = next((value for kind, value in identities if kind == "email"), None)
-    phone = next((value for kind, value in identities if kind == "phone"), None)
     owner = await session.get(Rep, contact.owner_rep_id) if contact.owner_rep_id is not None else None
-    sender_name, sender_email = _sender(spec, settings.mail_from)
-    return context_for(
-        contact,
-        email=email,
-        phone=phone,
-        owner=owner,
-        sender_name=sender_name,
-        sender_email=sender_email,
-        company_name=settings.company_name,
-        company_address=settings.company_address,
-        unsubscribe_url=unsubscribe_url,
-    )
+    sender = sender_of(spec, settings.mail_from)
+    return email_context(contact, identities, owner, sender, settings, unsubscribe_url=unsubscribe_url)
 
 
 def _render(library: TemplateLibrary, step: Step, variant: Variant | None, context: RenderContext) -> Any:

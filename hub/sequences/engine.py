@@ -14,7 +14,6 @@ import logging
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import formataddr, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +38,7 @@ from hub.sequences import enrollment as enrollments
 from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import SequenceSpec, Step, Variant
 from hub.sequences.templates import TemplateLibrary
-from hub.sequences.variables import context_for
+from hub.sequences.variables import email_context, sender_of
 from hub.sequences.windows import contact_zones, due_after, next_send_time
 from hub.timeline import service as timeline
 
@@ -389,16 +388,13 @@ async def _queue_step(
     """Queue the step's email; False when its template failed (the enrollment is then stopped)."""
     settings = batch.settings
     variant = _variant(enrollment, step)
-    default_name, default_email = parseaddr(settings.mail_from)
-    sender_name = spec.sender.name or default_name
-    sender_email = spec.sender.email or default_email
-    own_sender = spec.sender.name is not None or spec.sender.email is not None
+    sender = sender_of(spec, settings.mail_from)
     envelope = Envelope(
         recipient=email,
         kind="sequence",
         dedupe_key=dedupe_key(enrollment, step),
         contact_id=contact.id,
-        sender=formataddr((sender_name, sender_email)) if own_sender else None,
+        sender=sender.from_header,
         reply_to=spec.sender.reply_to,
         marketing=spec.marketing,
         tracking=spec.tracking,
@@ -410,19 +406,9 @@ async def _queue_step(
     message = await reserve_message(session, envelope, mail_from=settings.mail_from)
     if message is None:
         return True  # queued by an earlier run of this step: nothing more to send
-    phone = next((value for kind, value in identities if kind == "phone"), None)
     owner = batch.owners.get(contact.owner_rep_id) if contact.owner_rep_id is not None else None
-    context = context_for(
-        contact,
-        email=email,
-        phone=phone,
-        owner=owner,
-        sender_name=sender_name,
-        sender_email=sender_email,
-        company_name=settings.company_name,
-        company_address=settings.company_address,
-        unsubscribe_url=batch.links.unsubscribe_url(message.id, message.recipient),
-    )
+    unsubscribe_url = batch.links.unsubscribe_url(message.id, message.recipient)
+    context = email_context(contact, identities, owner, sender, settings, unsubscribe_url=unsubscribe_url)
     try:
         rendered = batch.library.render_step(step, variant, context)
     except Exception as exc:  # a sandboxed template on contact data can raise anything

@@ -14,11 +14,15 @@ The variables (``VARIABLES``) a template may use:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
 from typing import Any
 
+from hub.config import Settings
 from hub.contacts.models import Contact
 from hub.reps.models import Rep
+from hub.sequences.schemas import SequenceSpec
 
 VARIABLES: frozenset[str] = frozenset({"contact", "owner", "company", "sender", "unsubscribe_url"})
 CONTACT_FIELDS = (
@@ -152,3 +156,44 @@ SAMPLES = (
     ),
 )
 """The sample contexts a template must render against to be saved, each with what to add to its error."""
+
+
+@dataclass(frozen=True)
+class SequenceSender:
+    """Who a sequence's emails come from: the spec's sender, with HUB_MAIL_FROM filling what it leaves out."""
+
+    name: str
+    email: str
+    from_header: str | None
+    """The From of the message row, or None when it is HUB_MAIL_FROM itself."""
+
+
+def sender_of(spec: SequenceSpec, mail_from: str) -> SequenceSender:
+    """The sequence's sender."""
+    default_name, default_email = parseaddr(mail_from)
+    name, address = spec.sender.name or default_name, str(spec.sender.email or default_email)
+    own = spec.sender.name is not None or spec.sender.email is not None
+    return SequenceSender(name, address, formataddr((name, address)) if own else None)
+
+
+def email_context(
+    contact: Contact,
+    identities: Sequence[tuple[str, str]],
+    owner: Rep | None,
+    sender: SequenceSender,
+    settings: Settings,
+    *,
+    unsubscribe_url: str,
+) -> RenderContext:
+    """The variables of one contact's email, from its identities and the deployment's company settings."""
+    return context_for(
+        contact,
+        email=next((value for kind, value in identities if kind == "email"), None),
+        phone=next((value for kind, value in identities if kind == "phone"), None),
+        owner=owner,
+        sender_name=sender.name,
+        sender_email=sender.email,
+        company_name=settings.company_name,
+        company_address=settings.company_address,
+        unsubscribe_url=unsubscribe_url,
+    )

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
+from hub.localtime import Interval, intersect
 from hub.sequences.schemas import WEEKDAYS, Delay, Window
 
 SEARCH_DAYS = 14
 """How far ahead the intersection of several zones' windows is looked for before using the first zone."""
-_Interval = tuple[datetime, datetime]
 
 
 def zone_or_none(name: str | None) -> ZoneInfo | None:
@@ -89,7 +89,7 @@ def _parse_clock(value: str) -> tuple[time, int]:
     return time(hours, minutes), 0
 
 
-def _day_intervals(window: Window, zone: ZoneInfo, first: date, days: int) -> list[_Interval]:
+def _day_intervals(window: Window, zone: ZoneInfo, first: date, days: int) -> list[Interval]:
     """The window's intervals in UTC for local dates ``first`` .. ``first + days``."""
     (start, start_shift), (end, end_shift) = _parse_clock(window.start_end[0]), _parse_clock(window.start_end[1])
     allowed = {WEEKDAYS.index(day) for day in window.days}
@@ -105,22 +105,7 @@ def _day_intervals(window: Window, zone: ZoneInfo, first: date, days: int) -> li
     return intervals
 
 
-def _intersect(left: list[_Interval], right: list[_Interval]) -> list[_Interval]:
-    """The overlap of two sorted lists of disjoint intervals."""
-    out: list[_Interval] = []
-    i = j = 0
-    while i < len(left) and j < len(right):
-        start, end = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
-        if start < end:
-            out.append((start, end))
-        if left[i][1] < right[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _earliest(intervals: list[_Interval], at: datetime) -> datetime | None:
+def _earliest(intervals: list[Interval], at: datetime) -> datetime | None:
     for start, end in intervals:
         if end > at:
             return max(start, at)
@@ -137,7 +122,7 @@ def next_send_time(at: datetime, window: Window | None, zones: Sequence[ZoneInfo
     ]
     common = per_zone[0]
     for other in per_zone[1:]:
-        common = _intersect(common, other)
+        common = intersect(common, other)
     found = _earliest(common, at)
     if found is not None and found <= at + timedelta(days=SEARCH_DAYS):
         return found

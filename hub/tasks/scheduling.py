@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
+from hub.localtime import Interval, intersect
+
 LOOKAHEAD_DAYS = 15
 """How far ahead a free slot is searched for before giving up."""
 MAX_PHONE_ZONES = 8
 """A number mapped to more zones than this (a toll-free or personal number) says nothing about the contact."""
-
-Interval = tuple[datetime, datetime]
 
 
 class NoCallingTime(ValueError):
@@ -134,7 +134,7 @@ def allowed_windows(zones: Sequence[str], hours: CallingHours, start: datetime, 
     common: list[Interval] | None = None
     for name in zones:
         windows = _zone_windows(name, hours, start, days)
-        common = windows if common is None else _intersect(common, windows)
+        common = windows if common is None else intersect(common, windows)
     return [w for w in common or [] if w[1] > start]
 
 
@@ -154,20 +154,6 @@ def _zone_windows(name: str, hours: CallingHours, start: datetime, days: int) ->
 def _local_instant(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     moment = datetime.combine(day, time()) + timedelta(minutes=minutes)  # 24:00 is the next midnight
     return moment.replace(tzinfo=tz).astimezone(UTC)
-
-
-def _intersect(left: list[Interval], right: list[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    i = j = 0
-    while i < len(left) and j < len(right):
-        start, end = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
-        if start < end:
-            out.append((start, end))
-        if left[i][1] < right[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
 
 
 def slot_floor(moment: datetime, zone_name: str, slot_minutes: int) -> datetime:
