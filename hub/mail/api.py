@@ -10,21 +10,32 @@ from email.message import EmailMessage as MimeMessage
 from email.message import MIMEPart
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from hub import clock
 from hub.contacts.normalize import InvalidIdentity, normalize_email
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
 from hub.email.models import EmailMessage
-from hub.errors import BadRequest, NotFound
+from hub.errors import BadRequest, Forbidden, NotFound
 from hub.mail import repository
 from hub.mail.links import LinkMaker
 from hub.mail.wire import mime_for
 from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.reps.visibility import Scope, ScopeDep
 from hub.validation import MAX_ID
 
 router = APIRouter(tags=["outbox"])
+
+
+async def outbox_scope(_principal: ManagerDep, scope: ScopeDep) -> Scope:
+    """The outbox holds every email to every contact and rep: admins and managers who see every lead."""
+    if not scope.everything:
+        raise Forbidden("the outbox shows every email the hub sends: admins and managers who see every lead")
+    return scope
+
+
+OutboxScopeDep = Annotated[Scope, Depends(outbox_scope)]
 MessageIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a message id")]
 Status = Literal[
     "queued", "sending", "sent", "failed", "unknown", "suppressed", "cancelled", "delivered", "bounced", "dropped"
@@ -69,7 +80,7 @@ class OutboxMessage(OutboxItem):
 @router.get("/api/outbox", response_model=Page[OutboxItem])
 async def list_outbox(
     session: SessionDep,
-    _principal: ManagerDep,
+    _scope: OutboxScopeDep,
     status: Status | None = None,
     kind: Kind | None = None,
     recipient: Annotated[str | None, Query(max_length=320)] = None,
@@ -102,7 +113,7 @@ async def list_outbox(
     responses={200: {"content": {"message/rfc822": {}}}},
 )
 async def outbox_eml(
-    message_id: MessageIdPath, session: SessionDep, runtime: RuntimeDep, _principal: ManagerDep
+    message_id: MessageIdPath, session: SessionDep, runtime: RuntimeDep, _scope: OutboxScopeDep
 ) -> Response:
     """The message as an .eml file (what the relay got, or would get)."""
     message = await _message(session, message_id)
@@ -114,7 +125,7 @@ async def outbox_message(
     message_id: MessageIdPath,
     session: SessionDep,
     runtime: RuntimeDep,
-    _principal: ManagerDep,
+    _scope: OutboxScopeDep,
     format: Literal["json", "eml"] = "json",
 ) -> OutboxMessage | Response:
     """One message with headers and both bodies; ``?format=eml`` gives the .eml file instead."""

@@ -52,6 +52,8 @@ GIVE_UP_AFTER = ATTEMPT_OFFSETS[-1] + (ATTEMPT_OFFSETS[-1] - ATTEMPT_OFFSETS[-2]
 MAX_RETRY_AFTER = timedelta(hours=6)
 """A ``Retry-After`` longer than this is read as this (an endpoint cannot park events for days)."""
 LEASE_MARGIN = timedelta(seconds=30)
+GONE = 410
+"""The receiver says the endpoint is gone for good (Standard Webhooks): it is disabled."""
 LOG_KEPT = 20
 CONCURRENCY = 16
 """POSTs in flight at once per run: one slow endpoint must not hold up the others."""
@@ -257,7 +259,7 @@ async def record(
     delivery.log = [*delivery.log, {**entry, "error": outcome.error, "ms": outcome.ms}][-LOG_KEPT:]
     if outcome.delivered:
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", now, None
-    elif outcome.status_code == 410:
+    elif outcome.status_code == GONE:
         delivery.status, delivery.next_attempt_at = "failed", None
         await disable_endpoint(session, claimed.endpoint_id, f"answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC", now)
     else:
@@ -309,9 +311,12 @@ async def deliver_due(
             return await attempt(http, item, box, timeout)
 
     outcomes = await asyncio.gather(*(one(c) for c in claimed))
+    # A 410 disables its endpoint and cancels what is still pending there: record the batch's other
+    # outcomes first, so a delivery that already got its 2xx is not cancelled after the fact.
+    results = sorted(zip(claimed, outcomes, strict=True), key=lambda pair: pair[1].status_code == GONE)
     async with session_scope(sessions) as session:
         now = clock.now()
-        for item, outcome in zip(claimed, outcomes, strict=True):
+        for item, outcome in results:
             await record(session, item, outcome, now, rng)
     failed = sum(1 for o in outcomes if not o.delivered)
     if failed:

@@ -22,10 +22,11 @@ from hub.config import Settings, templates_dir
 from hub.contacts import repository as contacts_repo
 from hub.contacts import service as contacts
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
-from hub.errors import Conflict, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
+from hub.errors import Conflict, NotFound, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
 from hub.mail.links import LinkMaker
 from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.reps.models import Rep
+from hub.reps.visibility import Scope, ScopeDep
 from hub.sequences import service as sequences
 from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec, Step, Variant
@@ -275,6 +276,7 @@ async def preview_step(
     runtime: RuntimeDep,
     root: TemplatesRootDep,
     _principal: ManagerDep,
+    scope: ScopeDep,
 ) -> PreviewOut:
     """A step rendered for one contact (managers and admins: it shows the contact's data). No message exists, so
     the unsubscribe link is a placeholder that unsubscribes nobody."""
@@ -282,7 +284,9 @@ async def preview_step(
     spec = sequences.spec_of(sequence)
     step, variant = _choose(spec, body)
     placeholder = f"{runtime.settings.public_url.rstrip('/')}/u/preview"
-    context = await _contact_context(session, runtime.settings, spec, body.contact_id, unsubscribe_url=placeholder)
+    context = await _contact_context(
+        session, runtime.settings, spec, body.contact_id, scope=scope, unsubscribe_url=placeholder
+    )
     rendered = _render(await TemplateLibrary.load(session, root), step, variant, context)
     return PreviewOut(
         step=step.key or "",
@@ -301,6 +305,7 @@ async def test_send(
     runtime: RuntimeDep,
     root: TemplatesRootDep,
     _p: ManagerDep,
+    scope: ScopeDep,
 ) -> TestSendOut:
     """Queue a step's email to ``to`` (subject ``[TEST] ...``); the send loop sends it like any other."""
     settings = runtime.settings
@@ -330,6 +335,7 @@ async def test_send(
             settings,
             spec,
             body.contact_id,
+            scope=scope,
             unsubscribe_url=links.unsubscribe_url(message.id, message.recipient),
         )
     else:
@@ -373,10 +379,14 @@ async def _contact_context(
     spec: SequenceSpec,
     contact_id: int,
     *,
+    scope: Scope,
     unsubscribe_url: str,
 ) -> RenderContext:
-    """The variables of one (live) contact's email; a merged id stands for the contact it was merged into."""
+    """The variables of one (live) contact's email; a merged id stands for the contact it was merged into.
+    A contact the caller may not see (a team manager: another team's lead) is a 404, as everywhere else."""
     contact = await contacts.get_live_contact(session, await contacts.survivor_id(session, contact_id))
+    if not scope.sees_owner(contact.owner_rep_id):
+        raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     identities = await contacts_repo.identities_of(session, contact.id)
     owner = await session.get(Rep, contact.owner_rep_id) if contact.owner_rep_id is not None else None
     sender = sender_of(spec, settings.mail_from)

@@ -194,6 +194,11 @@ class TemplateLibrary:
         except (TemplateError, SecurityError) as exc:
             where = _template_line(exc)
             raise TemplateFailed(f"step {step.key}: {_describe(exc)}{where}") from None
+        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            # Checked on sample data at save time, a template can still fail on one contact's data
+            # (``100 // custom.seats`` with seats 0): that is the template's fault, not a 500.
+            where = _template_line(exc)
+            raise TemplateFailed(f"step {step.key}: {type(exc).__name__}: {exc}{where}") from None
 
     def _render(self, parts: dict[str, _Part], context: RenderContext) -> Rendered:
         values = context.as_dict()

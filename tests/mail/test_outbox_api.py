@@ -69,3 +69,10 @@ async def test_outbox_errors_name_the_field(hub: Hub) -> None:
         response = await hub.client.get(url, params=params, headers=headers)
         assert (response.status_code, response.json().get("field")) == (status, field), url
     assert (await hub.client.get("/api/outbox", headers=hub.auth(rep_key))).status_code == 403
+    # A team's manager sees their team's leads only; the outbox holds everyone's email.
+    lead = await hub.create_rep("Mia", email="mia@example.com")
+    team = await hub.client.post("/api/teams", json={"name": "East", "manager_rep_id": lead}, headers=hub.auth())
+    assert team.status_code == 201, team.text
+    team_manager = await hub.create_key("manager", lead)
+    assert (await hub.client.get("/api/outbox", headers=hub.auth(team_manager))).status_code == 403
+    assert (await hub.client.get("/api/outbox", headers=hub.auth(await hub.create_key("manager")))).status_code == 200

@@ -132,6 +132,16 @@ async def test_a_failed_attempt_is_retried_on_schedule_with_the_same_id(sqlite_h
         assert len(verified(secret, receiver)) == 2
 
 
+async def test_a_410_in_a_batch_does_not_cancel_a_delivery_that_got_its_2xx(sqlite_hub: Hub) -> None:
+    async with running_receiver() as receiver:
+        await subscribe(sqlite_hub, receiver.url, ["*"])
+        receiver.answers.append((410, {}))  # the first request the receiver sees; the other gets 200
+        await publish_one(sqlite_hub, "a")
+        await publish_one(sqlite_hub, "b")
+        assert await deliver(sqlite_hub) == 2
+    assert sorted(d.status for d in await deliveries(sqlite_hub)) == ["delivered", "failed"]
+
+
 async def test_410_disables_the_endpoint_and_cancels_what_it_had_pending(sqlite_hub: Hub) -> None:
     async with running_receiver() as receiver:
         endpoint_id, _ = await subscribe(sqlite_hub, receiver.url, ["*"])

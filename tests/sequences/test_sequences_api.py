@@ -308,3 +308,49 @@ async def test_test_send_queues_a_message_the_send_loop_delivers(hub_with_smtp: 
         assert row is not None and row.subject == "[TEST] Still interested?" and row.variant == "a"
     bad = await hub.client.post(f"/api/sequences/{sid}/test-send", json={"to": "nope", "step": 0}, headers=hub.auth())
     assert bad.status_code == 422 and bad.json()["field"] == "to"
+
+
+async def test_a_team_manager_previews_and_test_sends_only_their_teams_contacts(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    sid = (await create(hub))["id"]
+    ana = await hub.create_rep("Ana", email="ana@example.com")
+    mia = await hub.create_rep("Mia", email="mia@example.com")
+    olga = await hub.create_rep("Olga", email="olga@example.com")
+    team = {"name": "Sales", "manager_rep_id": mia, "member_ids": [ana]}
+    await ok(await hub.client.post("/api/teams", json=team, headers=hub.auth()), 201)
+    mine = await add_contact(hub, "mine@example.com", name="Mine")
+    theirs = await add_contact(hub, "theirs@example.com", name="Secret Person")
+    async with hub.session() as session:
+        for contact_id, owner in ((mine, ana), (theirs, olga)):
+            contact = await session.get(Contact, contact_id)
+            assert contact is not None
+            contact.owner_rep_id = owner
+    mia_key = await hub.create_key("manager", mia)
+
+    url = f"/api/sequences/{sid}/preview"
+    await ok(await hub.client.post(url, json={"contact_id": mine, "step": 0}, headers=hub.auth(mia_key)))
+    hidden = await hub.client.post(url, json={"contact_id": theirs, "step": 0}, headers=hub.auth(mia_key))
+    assert hidden.status_code == 404 and "Secret" not in hidden.text
+    send = {"to": "mia@example.com", "step": 0, "contact_id": theirs}
+    refused = await hub.client.post(f"/api/sequences/{sid}/test-send", json=send, headers=hub.auth(mia_key))
+    assert refused.status_code == 404
+    async with hub.session() as session:
+        assert (await session.scalars(select(EmailMessage).where(EmailMessage.kind == "test"))).all() == []
+
+
+async def test_a_template_failing_on_one_contacts_data_is_a_422_not_a_500(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    spec = copy.deepcopy(SPEC)
+    spec["steps"][0] = {
+        "subject": "Hello",
+        "text": "{{ 100 // (contact.custom.get('seats', 1) | int) }} dollars a seat",
+    }
+    sid = (await create(hub, spec))["id"]
+    fine = await add_contact(hub, "fine@example.com", custom_fields={"seats": "4"})
+    zero = await add_contact(hub, "zero@example.com", custom_fields={"seats": "0"})
+    url = f"/api/sequences/{sid}/preview"
+    rendered = await ok(await hub.client.post(url, json={"contact_id": fine, "step": 0}, headers=hub.auth()))
+    assert "25 dollars a seat" in rendered["text"]
+    failed = await hub.client.post(url, json={"contact_id": zero, "step": 0}, headers=hub.auth())
+    assert failed.status_code == 422 and failed.json()["field"] == "step"
+    assert "ZeroDivisionError" in failed.json()["message"]
