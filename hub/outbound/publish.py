@@ -92,9 +92,19 @@ async def publish(
     return await queue_deliveries(session, targets, event_type, event_id_for(event_type, event_key), data)
 
 
+_ENDPOINTS_KEY = "hub.outbound.enabled_endpoints"
+
+
 async def enabled_endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
-    """The endpoints events can go to (a handful: read whole)."""
-    return list((await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))).all())
+    """The endpoints events can go to (a handful: read whole, once per transaction, since a provider's batch
+    asks for every contact it touches)."""
+    cached: tuple[object, list[WebhookEndpoint]] | None = session.info.get(_ENDPOINTS_KEY)
+    transaction = session.get_transaction()
+    if cached is not None and cached[0] is transaction and transaction is not None:
+        return cached[1]
+    endpoints = list((await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))).all())
+    session.info[_ENDPOINTS_KEY] = (transaction, endpoints)
+    return endpoints
 
 
 async def queue_deliveries(
