@@ -25,7 +25,8 @@ class EmailMessage(Base):
     rfc_message_id: Mapped[str | None] = mapped_column(String(300), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     """``queued`` -> ``sending`` -> ``sent`` (-> ``delivered``, ``bounced``, ``dropped`` from provider events);
-    or ``failed`` (5xx, or 4xx retries exhausted), ``suppressed``/``cancelled`` (not sent, see last_error), or
+    or ``failed`` (5xx, or 4xx retries exhausted), ``suppressed``/``cancelled`` (not sent, see last_error),
+    ``held`` (its sequence is paused; queued again on resume), or
     ``unknown``: the worker died while handing it to SMTP, so it may or may not have gone out; never re-sent."""
     kind: Mapped[str] = mapped_column(String(16), default="manual")
     """``sequence``, ``test``, ``notification`` or ``manual`` (recorded by the API, sent elsewhere)."""

@@ -38,7 +38,17 @@ async def outbox_scope(_principal: ManagerDep, scope: ScopeDep) -> Scope:
 OutboxScopeDep = Annotated[Scope, Depends(outbox_scope)]
 MessageIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a message id")]
 Status = Literal[
-    "queued", "sending", "sent", "failed", "unknown", "suppressed", "cancelled", "delivered", "bounced", "dropped"
+    "queued",
+    "held",
+    "sending",
+    "sent",
+    "failed",
+    "unknown",
+    "suppressed",
+    "cancelled",
+    "delivered",
+    "bounced",
+    "dropped",
 ]
 Kind = Literal["sequence", "test", "notification", "manual"]
 

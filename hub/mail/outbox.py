@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -108,30 +108,23 @@ def fill_message(
 
 
 async def hold_sequence_mail(session: AsyncSession, sequence_id: int) -> int:
-    """A paused sequence's queued messages stop being due (they keep their place and their bodies)."""
+    """A paused sequence's queued messages are ``held``: not sent, keeping their place and their retry time."""
     result = await session.execute(
         update(EmailMessage)
-        .where(
-            EmailMessage.sequence_id == sequence_id,
-            EmailMessage.status == "queued",
-            EmailMessage.next_attempt_at.is_not(None),
-        )
-        .values(next_attempt_at=None)
+        .where(EmailMessage.sequence_id == sequence_id, EmailMessage.status == "queued")
+        .values(status="held")
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def release_sequence_mail(session: AsyncSession, sequence_id: int, now: datetime) -> int:
-    """A resumed sequence's held messages are due again."""
+    """A resumed sequence's held messages are queued again: due now, or later if a retry was waiting."""
+    due = case((EmailMessage.next_attempt_at > now, EmailMessage.next_attempt_at), else_=now)
     result = await session.execute(
         update(EmailMessage)
-        .where(
-            EmailMessage.sequence_id == sequence_id,
-            EmailMessage.status == "queued",
-            EmailMessage.next_attempt_at.is_(None),
-        )
-        .values(next_attempt_at=now)
+        .where(EmailMessage.sequence_id == sequence_id, EmailMessage.status == "held")
+        .values(status="queued", next_attempt_at=due)
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)

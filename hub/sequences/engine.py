@@ -48,7 +48,7 @@ PAUSED_RECHECK = timedelta(hours=1)
 """A paused sequence's enrollments look again this often (resuming makes them due at once anyway)."""
 BUSY_RETRY = timedelta(minutes=1)
 """An enrollment whose contact another worker is capping right now tries again this much later."""
-CAPPED_STATUSES = ("queued", "sending", "sent", "delivered")
+CAPPED_STATUSES = ("queued", "held", "sending", "sent", "delivered")
 
 
 @dataclass

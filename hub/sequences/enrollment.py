@@ -170,7 +170,7 @@ async def stop(
     # A reply or a won deal makes the queued next email wrong; the send loop takes only queued rows.
     await session.execute(
         update(EmailMessage)
-        .where(EmailMessage.enrollment_id == enrollment.id, EmailMessage.status == "queued")
+        .where(EmailMessage.enrollment_id == enrollment.id, EmailMessage.status.in_(("queued", "held")))
         .values(status="cancelled", next_attempt_at=None, last_error=f"sequence stopped: {reason}"[:500])
         .execution_options(synchronize_session=False)
     )

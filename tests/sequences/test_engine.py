@@ -358,17 +358,22 @@ async def test_breaker_pauses_a_failing_sequence(sqlite_hub: Hub, frozen: Frozen
                         sent_at=None if failed and sequence_id == flaky else frozen.at - timedelta(minutes=5),
                     )
                 )
-        # Already queued when the breaker trips: held, not sent, until the sequence resumes.
-        session.add(
-            EmailMessage(
-                recipient="queued@example.com",
-                kind="sequence",
-                sequence_id=flaky,
-                dedupe_key="queued-before-the-trip",
-                status="queued",
-                next_attempt_at=frozen.at,
+        # Already queued when the breaker trips: held, not sent, until the sequence resumes; a retry
+        # waiting for its backoff keeps its time.
+        for recipient, due in (
+            ("queued@example.com", frozen.at),
+            ("retry@example.com", frozen.at + timedelta(hours=1)),
+        ):
+            session.add(
+                EmailMessage(
+                    recipient=recipient,
+                    kind="sequence",
+                    sequence_id=flaky,
+                    dedupe_key=f"before-the-trip:{recipient}",
+                    status="queued",
+                    next_attempt_at=due,
+                )
             )
-        )
         # Old failures are outside the 15-minute window and do not count.
         session.add(
             EmailMessage(
@@ -393,10 +398,15 @@ async def test_breaker_pauses_a_failing_sequence(sqlite_hub: Hub, frozen: Frozen
     [waiting] = await enrollments(hub)
     assert waiting.wait_reason == "paused"
     async with hub.session() as session:
-        assert await claim_due_mail(session, frozen.at, 100) == []
+        assert await claim_due_mail(session, frozen.at + timedelta(days=1), 100) == []
+        held = (await session.scalars(select(EmailMessage.status).where(EmailMessage.dedupe_key.like("before%")))).all()
+        assert list(held) == ["held", "held"]
     resumed = await hub.client.post(f"/api/sequences/{flaky}/resume", headers=hub.auth())
     assert resumed.status_code == 200 and resumed.json()["status"] == "active"
     assert (await run(hub)).queued == 1  # the waiting enrollment is due again at once
     async with hub.session() as session:
         due = await claim_due_mail(session, frozen.at, 100)
     assert sorted(m.recipient for m in due) == ["queued@example.com", "waits@example.com"]
+    async with hub.session() as session:
+        later = await claim_due_mail(session, frozen.at + timedelta(hours=1), 100)
+    assert [m.recipient for m in later] == ["retry@example.com"]
