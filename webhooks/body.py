@@ -9,31 +9,13 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
-from hub.errors import BadRequest, HubError, PayloadTooLarge, UnsupportedMediaType
+from hub.errors import BadRequest, HubError, UnsupportedMediaType
+from hub.request_body import media_type as media_type
+from hub.request_body import read_body as read_body
 from hub.validation import UnsafeInput, check_json, parse_json
 
 MAX_FORM_FIELDS = 500
 MAX_FORM_FILES = 10
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body; 413 as soon as it passes ``max_bytes`` (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"body is {declared} bytes; the limit is {max_bytes}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def media_type(request: Request) -> str:
-    """The content type without parameters, lower-cased."""
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def decode_fields(request: Request, body: bytes) -> dict[str, Any]:

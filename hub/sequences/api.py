@@ -22,11 +22,12 @@ from hub.config import Settings, templates_dir
 from hub.contacts import repository as contacts_repo
 from hub.contacts import service as contacts
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
-from hub.errors import Conflict, NotFound, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
+from hub.errors import Conflict, NotFound, UnprocessableInput, UnsupportedMediaType
 from hub.mail.links import LinkMaker
 from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.reps.models import Rep
 from hub.reps.visibility import Scope, ScopeDep
+from hub.request_body import media_type, read_body
 from hub.sequences import service as sequences
 from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec, Step, Variant
@@ -180,11 +181,11 @@ async def import_sequence(
     replace: Annotated[bool, Query(description="update the sequence of the same name if it exists")] = False,
 ) -> Any:
     """Define a sequence from a YAML document (as exported); ``?replace=true`` updates one of the same name."""
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type = media_type(request)
     if content_type not in _YAML_TYPES:
         raise UnsupportedMediaType(f"send the YAML as application/yaml, not {content_type}")
     limit = min(runtime.settings.max_body_bytes, MAX_SEQUENCE_YAML_BYTES)
-    body = await _read_limited(request, limit)
+    body = await read_body(request, limit)
     library = await TemplateLibrary.load(session, root)
     try:
         spec = load_sequence_yaml(body)
@@ -398,21 +399,6 @@ def _render(library: TemplateLibrary, step: Step, variant: Variant | None, conte
         return library.render_step(step, variant, context)
     except TemplateFailed as exc:
         raise UnprocessableInput(str(exc), field="step") from None
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The raw body; 413 as soon as it passes ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body is {declared} bytes; a sequence YAML may have {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # Stored templates --------------------------------------------------------------------------------

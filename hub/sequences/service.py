@@ -18,6 +18,7 @@ from hub import clock
 from hub.errors import Conflict, HubError, NotFound
 from hub.mail.outbox import hold_sequence_mail, release_sequence_mail
 from hub.sequences.enrollment import resume_paused
+from hub.sequences.enrollment import spec_of as spec_of
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec
 from hub.sequences.templates import TemplateLibrary, TemplateProblem
@@ -41,11 +42,6 @@ class TemplatesInvalid(HubError):
 
 def _field_of(problem: TemplateProblem) -> str:
     return f"steps.{problem.step}.{problem.field}" if problem.step else problem.field
-
-
-def spec_of(sequence: Sequence) -> SequenceSpec:
-    """The sequence's stored definition as a SequenceSpec."""
-    return SequenceSpec.model_validate(sequence.spec)
 
 
 def _stored(spec: SequenceSpec) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -134,34 +135,33 @@ async def change_task(
     return out
 
 
-@router.post("/api/tasks/{task_id}/done", response_model=TaskOut)
-async def complete_task(task_id: TaskIdPath, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep) -> TaskOut:
-    """Mark the task done (the assignee, or a manager of theirs)."""
+async def _act_on(
+    session: SessionDep, scope: Scope, runtime: RuntimeDep, task_id: int, action: Callable[..., Awaitable[object]]
+) -> TaskOut:
+    """Lock a visible task, apply done / cancel / acknowledge as the caller, commit, and show it."""
     task = await _visible_task(session, scope, task_id, for_update=True)
-    await service.complete(session, task, by=_actor(scope.principal), now=clock.now(), settings=runtime.settings)
+    await action(session, task, by=_actor(scope.principal), now=clock.now(), settings=runtime.settings)
     await session.commit()
     [out] = await service.views(session, [task], runtime.settings)
     return out
+
+
+@router.post("/api/tasks/{task_id}/done", response_model=TaskOut)
+async def complete_task(task_id: TaskIdPath, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep) -> TaskOut:
+    """Mark the task done (the assignee, or a manager of theirs)."""
+    return await _act_on(session, scope, runtime, task_id, service.complete)
 
 
 @router.post("/api/tasks/{task_id}/cancel", response_model=TaskOut)
 async def cancel_task(task_id: TaskIdPath, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep) -> TaskOut:
     """Cancel the task; no more reminders or escalations."""
-    task = await _visible_task(session, scope, task_id, for_update=True)
-    await service.cancel(session, task, by=_actor(scope.principal), now=clock.now(), settings=runtime.settings)
-    await session.commit()
-    [out] = await service.views(session, [task], runtime.settings)
-    return out
+    return await _act_on(session, scope, runtime, task_id, service.cancel)
 
 
 @router.post("/api/tasks/{task_id}/acknowledge", response_model=TaskOut)
 async def acknowledge_task(task_id: TaskIdPath, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep) -> TaskOut:
     """Say the task is in hand: escalation stops (the assignee, or a manager of theirs)."""
-    task = await _visible_task(session, scope, task_id, for_update=True)
-    await service.acknowledge(session, task, by=_actor(scope.principal), now=clock.now(), settings=runtime.settings)
-    await session.commit()
-    [out] = await service.views(session, [task], runtime.settings)
-    return out
+    return await _act_on(session, scope, runtime, task_id, service.acknowledge)
 
 
 @router.get("/api/reps/{rep_id}/queue", response_model=list[QueueItem])
