@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     default_region: str = "US"
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ingest_mode: Literal["inline", "deferred"] = "inline"
+    """inline: a webhook's event is applied (contact, timeline, scoring, routing) before its 2xx;
+    deferred: it is stored with group commit and the worker applies it (``apply_accepted_events``)."""
+    apply_batch_size: int = Field(default=500, ge=1, le=5000, description="accepted events per apply transaction")
     form_rate_per_ip: int = Field(default=20, ge=1, description="form posts per IP per window")
     form_rate_per_source: int = Field(default=600, ge=1, description="form posts per source per window")
     form_rate_window_seconds: int = Field(default=60, ge=1)

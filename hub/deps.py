@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hub.auth.service import Principal, Role, authenticate
 from hub.config import Settings
 from hub.errors import Forbidden, Unauthorized
+from hub.inbox.acceptor import Acceptor
 from hub.metrics import Metrics
 from hub.policy.store import RulesStore
 from hub.ratelimit import RateLimiter
@@ -43,6 +44,16 @@ class Runtime:
     """The job context (SMTP transport, links, throttle...) the embedded worker and tests run jobs with."""
     sqlite_turns: asyncio.Lock | None = None
     """SQLite only: requests take the database in arrival order (see request_session)."""
+    acceptor: Acceptor = field(init=False)
+    """Deferred mode: stores webhooks' events with group commit (hub/inbox/acceptor.py)."""
+
+    def __post_init__(self) -> None:
+        self.acceptor = Acceptor(lambda: request_session(self), on_commit=self.metrics.count_accept_commit)
+
+    @property
+    def deferred(self) -> bool:
+        """Webhooks accept events for the worker to apply (HUB_INGEST_MODE=deferred)."""
+        return self.settings.ingest_mode == "deferred"
 
 
 def get_runtime(request: Request) -> Runtime:

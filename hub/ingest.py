@@ -1,4 +1,4 @@
-"""The ingest pipeline of lead submissions: an inbound event becomes inbox row, contact and timeline entry.
+"""The ingest pipeline of form submissions and call callbacks: inbound event -> inbox row, contact, timeline entry.
 
 Everything here runs in the caller's transaction; the caller commits, and only then
 answers the provider. Calls (hub/calls/service.py) and email events (hub/email/service.py)
@@ -7,16 +7,18 @@ follow the same shape: dedupe on the provider's id first, then contact, then tim
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.calls import service as calls
 from hub.contacts import service as contacts
 from hub.contacts.normalize import Identity, InvalidIdentity, normalize_email, normalize_phone
 from hub.db import retry_transient
 from hub.errors import UnprocessableInput
-from hub.events import FormSubmitted
+from hub.events import CallProgressed, FormSubmitted, RecordingChanged
 from hub.inbox import service as inbox
 from hub.timeline import service as timeline
 
@@ -38,7 +40,7 @@ class InvalidValue:
 class IngestOutcome:
     """What one submission did."""
 
-    event_id: int
+    event_id: int | None
     contact_id: int | None
     timeline_entry_id: int | None
     contact_created: bool = False
@@ -194,3 +196,42 @@ def _entry_data(event: FormSubmitted, identities: list[Identity], invalid: list[
     if invalid:
         data["invalid"] = [{"field": v.field, "value": v.value, "reason": v.reason} for v in invalid]
     return {k: v for k, v in data.items() if v not in (None, {}, [])}
+
+
+async def ingest_call_status(session: AsyncSession, event: CallProgressed, *, default_region: str) -> bool:
+    """Store a status callback once per (CallSid, SequenceNumber, CallStatus) and apply it; False for a redelivery."""
+
+    async def apply() -> tuple[int | None, int | None]:
+        call = await calls.record_progress(session, event, default_region=default_region)
+        return call.contact_id, call.timeline_entry_id
+
+    return await _store_once(session, f"status:{event.dedupe_key}", "call_status", event.params, apply)
+
+
+async def ingest_recording(session: AsyncSession, event: RecordingChanged) -> bool:
+    """Attach a recording status callback to its call once; False for a redelivery."""
+
+    async def apply() -> tuple[int | None, int | None]:
+        await calls.record_recording(session, event)
+        return None, None
+
+    external_id = f"recording:{event.recording_sid}:{event.status}"
+    return await _store_once(session, external_id, "recording_status", event.params, apply)
+
+
+async def _store_once(
+    session: AsyncSession,
+    external_id: str,
+    kind: str,
+    payload: dict[str, str],
+    apply: Callable[[], Awaitable[tuple[int | None, int | None]]],
+) -> bool:
+    """A Twilio callback in the inbox under its dedupe key, applied once; a redelivery changes nothing."""
+    recorded = await inbox.record(
+        session, source="twilio", external_id=external_id[:200], kind=kind, status=inbox.PROCESSING, payload=payload
+    )
+    if recorded.duplicate:
+        return False
+    contact_id, entry_id = await retry_transient(session, apply)
+    await inbox.mark_processed(session, recorded.event_id, contact_id=contact_id, timeline_entry_id=entry_id)
+    return True

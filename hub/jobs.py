@@ -19,6 +19,7 @@ from arq.worker import Retry
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hub import clock
+from hub.accepted import apply_accepted
 from hub.config import Settings
 from hub.contacts import repository as contacts_repo
 from hub.db import session_scope
@@ -209,6 +210,25 @@ async def process_tasks(ctx: JobContext) -> int:
     return total
 
 
+APPLY_BUDGET_SECONDS = 10.0
+"""An apply run stops taking batches after this long (the next tick goes on), so other jobs get their turn."""
+EMBEDDED_APPLY_BUDGET_SECONDS = 1.0
+
+
+async def apply_accepted_events(ctx: JobContext) -> int:
+    """Deferred mode: apply the events webhooks accepted, a batch per transaction; returns how many."""
+    settings: Settings = ctx["settings"]
+    budget = EMBEDDED_APPLY_BUDGET_SECONDS if ctx.get("embedded") else APPLY_BUDGET_SECONDS
+    deadline = time.monotonic() + budget
+    applied = 0
+    while time.monotonic() < deadline:
+        report = await apply_accepted(ctx["sessions"], settings, limit=settings.apply_batch_size)
+        applied += report.applied
+        if report.claimed < settings.apply_batch_size:
+            break
+    return applied
+
+
 def retry_transient_failures(func: Callable[[JobContext], Awaitable[int]]) -> Callable[[JobContext], Awaitable[int]]:
     """In arq, a database or network outage becomes ``Retry`` with an explicit backoff (arq would otherwise
     mark the job failed and never run it again); the embedded runner just logs it and the next tick retries."""
@@ -255,6 +275,12 @@ _EVERY_SECOND = set(range(60))
 _EVERY_5_SECONDS = set(range(0, 60, 5))
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
+    PeriodicJob(
+        name="apply_accepted_events",
+        func=retry_transient_failures(apply_accepted_events),
+        every=timedelta(seconds=1),
+        second=_EVERY_SECOND,
+    ),
     PeriodicJob(
         name="send_email", func=retry_transient_failures(send_email), every=timedelta(seconds=1), second=_EVERY_SECOND
     ),

@@ -34,6 +34,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.accept_commits = Counter(
+            "hub_accept_commits", "Deferred mode: group commits of accepted events", registry=self.registry
+        )
+        self.accept_requests = Counter(
+            "hub_accept_requests", "Deferred mode: requests whose events a group commit stored", registry=self.registry
+        )
+        self.accept_events = Counter(
+            "hub_accept_events", "Deferred mode: events stored by group commits", registry=self.registry
+        )
+
+    def count_accept_commit(self, requests: int, events: int) -> None:
+        """One group commit of deferred mode (requests / commits is the sharing achieved)."""
+        self.accept_commits.inc()
+        self.accept_requests.inc(requests)
+        self.accept_events.inc(events)
+
     def count_webhook(self, source: str, outcome: str) -> None:
         """One inbound event and what became of it."""
         self.webhook_events.labels(source=source, outcome=outcome).inc()

@@ -34,22 +34,33 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
     """Refuse NUL characters, non-finite numbers and nesting deeper than MAX_JSON_DEPTH."""
     if depth > MAX_JSON_DEPTH:
         raise UnsafeInput(f"nested deeper than {MAX_JSON_DEPTH} levels", path)
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise UnsafeInput("contains a NUL character", path)
-        if not _encodable(value):
-            raise UnsafeInput("contains a lone surrogate (\\ud800-\\udfff), which is not text", path)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise UnsafeInput("is not a finite number", path)
-    elif isinstance(value, dict):
+    if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str) or "\x00" in key or not _encodable(key):
                 raise UnsafeInput("has a key with a NUL character or a lone surrogate", path)
-            check_json(item, f"{path}.{key}" if path else key, depth + 1)
+            # Strings and integers are checked here rather than by a call each (a provider batch holds
+            # tens of thousands); the rest, and anything at the depth limit, take the full path.
+            if depth >= MAX_JSON_DEPTH or not isinstance(item, str | int | None):
+                check_json(item, f"{path}.{key}" if path else key, depth + 1)
+            elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
+                _check_text(item, f"{path}.{key}" if path else key)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json(item, f"{path}[{index}]", depth + 1)
+            if depth >= MAX_JSON_DEPTH or not isinstance(item, str | int | None):
+                check_json(item, f"{path}[{index}]", depth + 1)
+            elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
+                _check_text(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        _check_text(value, path)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UnsafeInput("is not a finite number", path)
+
+
+def _check_text(value: str, path: str) -> None:
+    if "\x00" in value:
+        raise UnsafeInput("contains a NUL character", path)
+    if not _encodable(value):
+        raise UnsafeInput("contains a lone surrogate (\\ud800-\\udfff), which is not text", path)
 
 
 def _encodable(value: str) -> bool:

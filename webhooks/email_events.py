@@ -21,6 +21,7 @@ from hub.email import service as email
 from hub.errors import BadRequest, Forbidden, HubError, PayloadTooLarge, ProviderRejected, ServiceUnavailable
 from hub.events import EmailEventReceived
 from hub.inbox import service as inbox
+from hub.inbox.acceptor import Acceptance, Accepted, share_of, store
 from webhooks.body import media_type, read_body
 
 router = APIRouter(prefix="/webhooks/email", tags=["webhooks"])
@@ -32,12 +33,7 @@ T = TypeVar("T")
 
 def thresholds(runtime: Runtime) -> rules.Thresholds:
     """The human-or-machine timing thresholds from settings."""
-    settings = runtime.settings
-    return rules.Thresholds(
-        machine_open_seconds=settings.machine_open_seconds,
-        scanner_click_seconds=settings.scanner_click_seconds,
-        open_collapse_seconds=settings.open_collapse_seconds,
-    )
+    return email.thresholds_from(runtime.settings)
 
 
 @router.post("/sendgrid")
@@ -106,6 +102,10 @@ async def mailgun_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
                 status_code=MAILGUN_DO_NOT_RETRY,
                 field="signature.token",
             )
+        if runtime.deferred:  # the token and the event in one transaction: a replay can never lose the event
+            accepted = share_of(items := _acceptances([event]), await store(session, items))
+            await session.commit()
+            return _accepted_answer(runtime, label, accepted, received=1)
         outcome = await retry_transient(
             session, lambda: email.ingest_events(session, [event], thresholds=thresholds(runtime))
         )
@@ -148,6 +148,9 @@ def _parsed(parse: Callable[[], T]) -> T:
 
 
 async def _store(runtime: Runtime, label: str, events: Sequence[EmailEventReceived]) -> JSONResponse:
+    if runtime.deferred:
+        accepted = await runtime.acceptor.accept(_acceptances(events))
+        return _accepted_answer(runtime, label, accepted, received=len(events))
     async with request_session(runtime) as session:
         outcome = await retry_transient(
             session, lambda: email.ingest_events(session, events, thresholds=thresholds(runtime))
@@ -165,4 +168,16 @@ def _answer(runtime: Runtime, label: str, outcome: email.BatchOutcome) -> JSONRe
             "duplicates": outcome.duplicates,
             "unmatched": outcome.unmatched,
         }
+    )
+
+
+def _acceptances(events: Sequence[EmailEventReceived]) -> list[Acceptance]:
+    return [Acceptance("email_events", event, event.source, event.external_id) for event in events]
+
+
+def _accepted_answer(runtime: Runtime, label: str, accepted: Accepted, *, received: int) -> JSONResponse:
+    """Deferred mode: the events are stored; the worker applies them (contacts, timeline) shortly."""
+    runtime.metrics.count_webhook(label, "accepted" if accepted.accepted else "duplicate")
+    return JSONResponse(
+        {"received": received, "accepted": accepted.accepted, "duplicates": accepted.duplicates, "deferred": True}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +23,8 @@ from hub.events import FormSubmitted, scoped_external_id
 from hub.forms import rules
 from hub.forms import service as forms
 from hub.forms.models import FormSource
-from hub.ingest import IngestOutcome, ingest_form_submission, record_spam
+from hub.inbox.acceptor import Acceptance
+from hub.ingest import IngestOutcome, ingest_form_submission, normalize_identities, record_spam, require_identity
 from webhooks.body import decode_fields, read_body
 
 router = APIRouter(tags=["webhooks"])
@@ -58,31 +60,62 @@ async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep) -
         runtime.metrics.count_webhook("unknown", "rejected")  # the slug is not checked yet: bounded label
         raise
     async with request_session(runtime) as session:
-        return await _submit(source_slug, request, body, runtime, session)
+        source, submission = await _prepare(source_slug, request, body, runtime, session)
+        label = f"form:{source.slug}"
+        if not (runtime.deferred and submission.bot_reason is None):
+            outcome = await _ingest(session, submission, runtime, label)
+            runtime.metrics.count_webhook(label, _outcome_label(outcome))
+            return _answer(request, source, outcome, runtime.settings.public_url)
+    # Deferred: the session (on SQLite, the write turn) is released before waiting for the group commit.
+    event = submission.event
+    try:  # what inline mode refuses with a 422 must not be accepted only to fail in the worker
+        require_identity(*normalize_identities(event, runtime.settings.default_region))
+    except HubError:
+        runtime.metrics.count_webhook(label, "rejected")
+        raise
+    accepted = await runtime.acceptor.accept([Acceptance("form", event, event.source, event.external_id)])
+    outcome = IngestOutcome(event_id=None, contact_id=None, timeline_entry_id=None, duplicate=not accepted.accepted)
+    runtime.metrics.count_webhook(label, _outcome_label(outcome))
+    return _answer(request, source, outcome, runtime.settings.public_url)
 
 
-async def _submit(
+@dataclass(frozen=True)
+class _Submission:
+    event: FormSubmitted
+    bot_reason: str | None
+
+
+async def _prepare(
     source_slug: str, request: Request, body: bytes, runtime: RuntimeDep, session: AsyncSession
-) -> Response:
+) -> tuple[FormSource, _Submission]:
+    """The source and its verified, parsed submission; 4xx for anything wrong."""
     source = await forms.find_source(session, source_slug)
     if source is None:
         runtime.metrics.count_webhook("unknown", "rejected")  # one label for all unknown slugs: bounded series
         raise NotFound(f"no form source {source_slug!r}", field="source_slug")
-    label = f"form:{source.slug}"
     request.state.cors_headers = _cors_for(request, source, runtime.settings.public_url)
     try:
         _check_origin(request, source, runtime.settings.public_url)
         event, bot_reason = await _read_submission(request, body, source, runtime)
-        if bot_reason is not None:
-            outcome = await record_spam(session, event, reason=bot_reason)
+    except HubError:
+        runtime.metrics.count_webhook(f"form:{source.slug}", "rejected")
+        raise
+    return source, _Submission(event, bot_reason)
+
+
+async def _ingest(session: AsyncSession, submission: _Submission, runtime: RuntimeDep, label: str) -> IngestOutcome:
+    """Inline: store and apply the submission (or keep a bot's for review), committed."""
+    try:
+        if submission.bot_reason is not None:
+            outcome = await record_spam(session, submission.event, reason=submission.bot_reason)
         else:
-            outcome = await ingest_form_submission(session, event, default_region=runtime.settings.default_region)
+            default_region = runtime.settings.default_region
+            outcome = await ingest_form_submission(session, submission.event, default_region=default_region)
         await session.commit()
     except HubError:
         runtime.metrics.count_webhook(label, "rejected")
         raise
-    runtime.metrics.count_webhook(label, _outcome_label(outcome))
-    return _answer(request, source, outcome, runtime.settings.public_url)
+    return outcome
 
 
 @router.options("/webhooks/forms/{source_slug}", include_in_schema=False)
@@ -238,8 +271,16 @@ def _answer(request: Request, source: FormSource, outcome: IngestOutcome, public
     if request.state.wants_html:
         target = source.thank_you_url or f"{public_url.rstrip('/')}/forms/{source.slug}/thanks"
         return RedirectResponse(target, status_code=303, headers=cors)
+    # Deferred mode answers before the contact exists: no ids yet (``deferred: true``).
+    body: dict[str, Any] = {
+        "contact_id": outcome.contact_id,
+        "event_id": outcome.event_id,
+        "duplicate": outcome.duplicate,
+    }
+    if outcome.event_id is None and not outcome.spam:
+        body["deferred"] = True
     return JSONResponse(
-        {"contact_id": outcome.contact_id, "event_id": outcome.event_id, "duplicate": outcome.duplicate},
+        body,
         status_code=202,
         headers=cors,
     )

@@ -37,7 +37,8 @@ from hub.db import lock_keys, retry_transient
 from hub.deps import Runtime, RuntimeDep, request_session
 from hub.errors import BadRequest, Forbidden, HubError, ServiceUnavailable, UnsupportedMediaType
 from hub.events import CallProgressed, DialEnded
-from hub.inbox import service as inbox
+from hub.inbox.acceptor import Acceptance
+from hub.ingest import ingest_call_status, ingest_recording
 from hub.reps import service as reps
 from webhooks.body import media_type, read_body
 
@@ -132,12 +133,12 @@ async def call_status(request: Request, runtime: RuntimeDep) -> Response:
     params = await _verified_params(request, runtime, "twilio:status")
     event = _parse(parse_call_progress, params, "twilio:status", runtime)
     region = runtime.settings.default_region
-
-    async def apply(session: AsyncSession) -> Linked:
-        call = await calls.record_progress(session, event, default_region=region)
-        return call.contact_id, call.timeline_entry_id
-
-    return await _store_once(runtime, "twilio:status", f"status:{event.dedupe_key}", "call_status", event.params, apply)
+    return await _take(
+        runtime,
+        "twilio:status",
+        Acceptance("call_status", event, "twilio", f"status:{event.dedupe_key}"[:200]),
+        lambda session: ingest_call_status(session, event, default_region=region),
+    )
 
 
 @router.post("/recording", status_code=204, response_class=Response)
@@ -145,42 +146,25 @@ async def recording_status(request: Request, runtime: RuntimeDep) -> Response:
     """A recording is ready (or absent, or failed); attached to its call once."""
     params = await _verified_params(request, runtime, "twilio:recording")
     event = _parse(parse_recording, params, "twilio:recording", runtime)
-
-    async def apply(session: AsyncSession) -> Linked:
-        await calls.record_recording(session, event)
-        return None, None
-
-    external_id = f"recording:{event.recording_sid}:{event.status}"
-    return await _store_once(runtime, "twilio:recording", external_id, "recording_status", event.params, apply)
-
-
-Linked = tuple[int | None, int | None]
-"""The contact and timeline entry a callback's inbox row is linked to."""
+    return await _take(
+        runtime,
+        "twilio:recording",
+        Acceptance("recording", event, "twilio", f"recording:{event.recording_sid}:{event.status}"[:200]),
+        lambda session: ingest_recording(session, event),
+    )
 
 
-async def _store_once(
-    runtime: Runtime,
-    label: str,
-    external_id: str,
-    kind: str,
-    payload: dict[str, str],
-    apply: Callable[[AsyncSession], Awaitable[Linked]],
+async def _take(
+    runtime: Runtime, label: str, acceptance: Acceptance, ingest: Callable[[AsyncSession], Awaitable[bool]]
 ) -> Response:
-    """Store a callback in the inbox under its dedupe key and apply it, once; a redelivery changes nothing."""
-    async with request_session(runtime) as session:
-        recorded = await inbox.record(
-            session,
-            source="twilio",
-            external_id=external_id[:200],
-            kind=kind,
-            status=inbox.PROCESSING,
-            payload=payload,
-        )
-        if not recorded.duplicate:
-            contact_id, entry_id = await retry_transient(session, lambda: apply(session))
-            await inbox.mark_processed(session, recorded.event_id, contact_id=contact_id, timeline_entry_id=entry_id)
-        await session.commit()
-    runtime.metrics.count_webhook(label, "duplicate" if recorded.duplicate else "accepted")
+    """Apply a callback now (inline mode) or accept it for the worker (deferred mode); 204 after the commit."""
+    if runtime.deferred:
+        fresh = (await runtime.acceptor.accept([acceptance])).accepted > 0
+    else:
+        async with request_session(runtime) as session:
+            fresh = await ingest(session)
+            await session.commit()
+    runtime.metrics.count_webhook(label, "accepted" if fresh else "duplicate")
     return Response(status_code=204)
 
 

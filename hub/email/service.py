@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.config import Settings
 from hub.contacts import service as contacts
 from hub.contacts.normalize import normalize_email
 from hub.email import repository, rules, suppressions
@@ -136,6 +137,15 @@ async def record_message(
         created_at=clock.now(),
     )
     return await repository.insert_message(session, message)
+
+
+def thresholds_from(settings: Settings) -> rules.Thresholds:
+    """The human-or-machine timing thresholds from settings."""
+    return rules.Thresholds(
+        machine_open_seconds=settings.machine_open_seconds,
+        scanner_click_seconds=settings.scanner_click_seconds,
+        open_collapse_seconds=settings.open_collapse_seconds,
+    )
 
 
 async def get_message(session: AsyncSession, message_id: int) -> EmailMessage | None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ARRAY, String, Text, bindparam, delete, func, select, text
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.inbox.models import InboundEvent, WebhookNonce
+from hub.db import UtcDateTime
+from hub.inbox.models import AcceptedEvent, InboundEvent, WebhookNonce
 
 
 async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> int | None:
@@ -73,3 +75,99 @@ async def delete_expired_nonces(session: AsyncSession, now: datetime) -> int:
     """Drop nonces past their expiry; returns how many."""
     result = await session.execute(delete(WebhookNonce).where(WebhookNonce.expires_at < now))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+_INSERT_ACCEPTED_PG = text(
+    """
+    INSERT INTO accepted_events (channel, source, external_id, payload, accepted_at, available_at, attempts)
+    SELECT channel, source, external_id, payload::json, :now, :now, 0
+    FROM unnest(:channels, :sources, :external_ids, :payloads) AS t(channel, source, external_id, payload)
+    ON CONFLICT (source, external_id) DO NOTHING
+    RETURNING source, external_id
+    """
+).bindparams(
+    bindparam("channels", type_=ARRAY(String)),
+    bindparam("sources", type_=ARRAY(String)),
+    bindparam("external_ids", type_=ARRAY(String)),
+    bindparam("payloads", type_=ARRAY(Text)),
+    bindparam("now", type_=UtcDateTime()),
+)
+"""One statement with four array parameters: asyncpg encodes them in C, where a row-per-VALUES insert of a
+thousand events would cost SQLAlchemy a Python call per value."""
+
+
+async def insert_accepted(
+    session: AsyncSession, now: datetime, rows: list[tuple[str, str, str, dict[str, Any]]]
+) -> set[tuple[str, str]]:
+    """Insert accepted events ``(channel, source, external_id, payload)`` in one statement; the new keys."""
+    if not rows:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        channels, sources, external_ids, payloads = zip(*rows, strict=True)
+        result = await session.execute(
+            _INSERT_ACCEPTED_PG,
+            {
+                "channels": list(channels),
+                "sources": list(sources),
+                "external_ids": list(external_ids),
+                "payloads": [json.dumps(p, separators=(",", ":")) for p in payloads],
+                "now": now,
+            },
+        )
+    else:
+        stmt = (
+            sqlite_insert(AcceptedEvent)
+            .on_conflict_do_nothing(index_elements=["source", "external_id"])
+            .returning(AcceptedEvent.source, AcceptedEvent.external_id)
+        )
+        values = [
+            {"channel": c, "source": s, "external_id": e, "payload": p, "accepted_at": now, "available_at": now}
+            for c, s, e, p in rows
+        ]
+        result = await session.execute(stmt, values)
+    return {(str(source), str(external_id)) for source, external_id in result.all()}
+
+
+async def claim_accepted(session: AsyncSession, now: datetime, limit: int) -> list[AcceptedEvent]:
+    """The oldest events ready to apply, locked so other workers skip them (PostgreSQL)."""
+    stmt = (
+        select(AcceptedEvent)
+        .where(AcceptedEvent.available_at <= now)
+        .order_by(AcceptedEvent.available_at, AcceptedEvent.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await session.scalars(stmt)).all())
+
+
+async def delete_accepted(session: AsyncSession, ids: list[int]) -> None:
+    """Forget applied events."""
+    if ids:
+        await session.execute(delete(AcceptedEvent).where(AcceptedEvent.id.in_(ids)))
+
+
+async def accepted_backlog(session: AsyncSession, now: datetime) -> tuple[int, datetime | None]:
+    """How many accepted events wait, and when the oldest ready one was accepted."""
+    stmt = select(func.count(), func.min(AcceptedEvent.accepted_at)).where(AcceptedEvent.available_at <= now)
+    count, oldest = (await session.execute(stmt)).one()
+    return int(count), oldest
+
+
+async def claim_accepted_by_id(session: AsyncSession, event_id: int) -> list[AcceptedEvent]:
+    """One accepted event, locked (none when it is gone or another worker holds it)."""
+    stmt = select(AcceptedEvent).where(AcceptedEvent.id == event_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await session.scalars(stmt)).all())
+
+
+async def postpone_accepted(
+    session: AsyncSession, event_id: int, *, attempts: int, error: str, available_at: datetime
+) -> None:
+    """Record a failed attempt and when to try again."""
+    await session.execute(
+        sql_update(AcceptedEvent)
+        .where(AcceptedEvent.id == event_id)
+        .values(attempts=attempts, last_error=error, available_at=available_at)
+    )

@@ -1,0 +1,130 @@
+"""Deferred mode's second half: the worker applies accepted events with the inline path's own code.
+
+An accepted event is applied exactly as the inline webhook would have applied it (form ingest, call
+callbacks, email events: the same functions, the same dedupe keys), so a provider's redelivery
+that arrives after the accepted row is gone still changes nothing. A batch is applied in one
+transaction; if it fails, each event is retried in its own, and an event that keeps failing is
+kept with its error and retried later with backoff, never dropped and never blocking the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub import clock
+from hub.config import Settings
+from hub.email import service as email
+from hub.inbox import codec, repository
+from hub.inbox.models import AcceptedEvent
+from hub.ingest import ingest_call_status, ingest_form_submission, ingest_recording
+
+log = logging.getLogger(__name__)
+RETRY_MINUTES = (1, 5, 15, 60)
+"""A failing event waits this long before its next attempt, then an hour each time."""
+
+Applier = Callable[[AsyncSession, list[Any], Settings], Awaitable[None]]
+
+
+async def _apply_forms(session: AsyncSession, events: list[Any], settings: Settings) -> None:
+    for event in events:
+        await ingest_form_submission(session, event, default_region=settings.default_region)
+
+
+async def _apply_call_statuses(session: AsyncSession, events: list[Any], settings: Settings) -> None:
+    for event in events:
+        await ingest_call_status(session, event, default_region=settings.default_region)
+
+
+async def _apply_recordings(session: AsyncSession, events: list[Any], settings: Settings) -> None:  # noqa: ARG001
+    for event in events:
+        await ingest_recording(session, event)
+
+
+async def _apply_email_events(session: AsyncSession, events: list[Any], settings: Settings) -> None:
+    await email.ingest_events(session, events, thresholds=email.thresholds_from(settings))
+
+
+APPLIERS: dict[str, Applier] = {
+    "form": _apply_forms,
+    "call_status": _apply_call_statuses,
+    "recording": _apply_recordings,
+    "email_events": _apply_email_events,
+}
+"""Channel (``accepted_events.channel``) -> what applies its events."""
+
+
+@dataclass
+class ApplyReport:
+    """What one apply run did."""
+
+    applied: int = 0
+    failed: list[int] = field(default_factory=list)
+
+    @property
+    def claimed(self) -> int:
+        """Events taken from the queue, applied or not."""
+        return self.applied + len(self.failed)
+
+
+async def apply_accepted(sessions: async_sessionmaker[AsyncSession], settings: Settings, *, limit: int) -> ApplyReport:
+    """Apply up to ``limit`` accepted events: in one transaction, else one by one."""
+    report = ApplyReport()
+    async with sessions() as session:
+        rows = await repository.claim_accepted(session, clock.now(), limit)
+        if not rows:
+            return report
+        ids = [row.id for row in rows]
+        try:
+            await _apply(session, rows, settings)
+            await repository.delete_accepted(session, ids)
+            await session.commit()
+            report.applied = len(ids)
+            return report
+        except Exception:  # one bad event must not hold back the batch: fall back to one per transaction
+            await session.rollback()
+            log.warning("applying a batch of %d accepted events failed; applying them one by one", len(ids))
+    for event_id in ids:
+        if await _apply_one(sessions, event_id, settings):
+            report.applied += 1
+        else:
+            report.failed.append(event_id)
+    return report
+
+
+async def _apply(session: AsyncSession, rows: list[AcceptedEvent], settings: Settings) -> None:
+    # Consecutive events of one channel go together (email events: one ingest_events call per run of them).
+    for channel, group in groupby(rows, key=lambda row: row.channel):
+        await APPLIERS[channel](session, [codec.decode(row.payload) for row in group], settings)
+
+
+async def _apply_one(sessions: async_sessionmaker[AsyncSession], event_id: int, settings: Settings) -> bool:
+    async with sessions() as session:
+        rows = await repository.claim_accepted_by_id(session, event_id)
+        if not rows:
+            return True  # another worker took it meanwhile
+        attempts = rows[0].attempts + 1  # read now: a rollback expires the row
+        try:
+            await _apply(session, rows, settings)
+            await repository.delete_accepted(session, [event_id])
+            await session.commit()
+            return True
+        except Exception as exc:
+            await session.rollback()
+            log.warning("accepted event %d failed to apply (%s); will retry", event_id, type(exc).__name__)
+            wait = timedelta(minutes=RETRY_MINUTES[min(attempts, len(RETRY_MINUTES)) - 1])
+            await repository.postpone_accepted(
+                session,
+                event_id,
+                attempts=attempts,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                available_at=clock.now() + wait,
+            )
+            await session.commit()
+            return False

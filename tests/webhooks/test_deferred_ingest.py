@@ -1,0 +1,294 @@
+"""Deferred mode (HUB_INGEST_MODE=deferred) end to end: webhooks accept durably with group commit, the
+worker applies, and the result is exactly what inline mode produces, however often providers redeliver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select, text
+
+from hub import clock
+from hub.accepted import apply_accepted
+from hub.calls.models import Call
+from hub.contacts.models import ContactIdentity as Identity
+from hub.email.models import EmailEvent
+from hub.inbox import repository as inbox_repository
+from hub.inbox.models import AcceptedEvent, InboundEvent
+from hub.jobs import apply_accepted_events
+from hub.timeline.models import TimelineEntry
+from tests.conftest import FrozenClock, Hub, start_hub, truncate_all
+from tests.webhooks.test_email_events_http import (
+    NOW,
+    mailgun_document,
+    mailgun_signed,
+    mailgun_token,
+    post_mailgun,
+    post_postmark,
+    post_sendgrid,
+    postmark_record,
+    provider_settings,
+    sendgrid_body,
+    sendgrid_event,
+)
+from tests.webhooks.test_twilio_voice_http import TWILIO, form, sid
+from tests.webhooks.test_twilio_voice_http import post as post_voice
+
+ADA_EMAIL = "ada@example.com"
+ADA_PHONE = "+13125550199"
+Request = Callable[[Hub], Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def frozen() -> Iterator[FrozenClock]:
+    fake = FrozenClock(NOW)
+    clock.set_clock(fake)
+    try:
+        yield fake
+    finally:
+        clock.set_clock(None)
+
+
+@pytest.fixture
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def settings_for(database_url: str, key: ec.EllipticCurvePrivateKey, mode: str) -> Any:
+    return provider_settings(database_url, key, ingest_mode=mode, **TWILIO)
+
+
+def provider_traffic(key: ec.EllipticCurvePrivateKey) -> list[Request]:
+    """What the providers post about one lead: a form, a call with its recording, email events."""
+    call = sid(7)
+    statuses = [
+        ("status_initiated.txt", "0"),
+        ("status_in_progress.txt", "2"),
+        ("status_completed.txt", "3"),
+    ]
+    requests: list[Request] = [
+        lambda hub: hub.client.post(
+            "/webhooks/forms/website",
+            json={"email": ADA_EMAIL, "phone": ADA_PHONE, "name": "Ada Lovelace"},
+            headers={"Idempotency-Key": "ada-1"},
+        ),
+    ]
+    for fixture, sequence in statuses:
+        pairs = form(fixture, CallSid=call, From=ADA_PHONE, Caller=ADA_PHONE, SequenceNumber=sequence)
+        requests.append(lambda hub, pairs=pairs: post_voice(hub, "status", pairs))
+    recording = form("recording_completed.txt", CallSid=call, RecordingSid=sid(7, "RE"))
+    requests.append(lambda hub: post_voice(hub, "recording", recording))
+    batch = sendgrid_body(
+        [
+            sendgrid_event("delivered", email=ADA_EMAIL, sg_event_id="sg-delivered-1"),
+            sendgrid_event("open_human", email=ADA_EMAIL, sg_event_id="sg-open-1"),
+            sendgrid_event("open_human", email=ADA_EMAIL, sg_event_id="sg-open-1"),  # twice in one batch
+            sendgrid_event("delivered", email="nobody@example.org", sg_event_id="sg-delivered-2"),
+        ]
+    )
+    requests.append(lambda hub: post_sendgrid(hub, batch, key))
+    requests.append(lambda hub: post_postmark(hub, postmark_record("delivery", Recipient=ADA_EMAIL)))
+    return requests
+
+
+async def post_all(hub: Hub, requests: list[Request]) -> list[httpx.Response]:
+    responses = [await request(hub) for request in requests]
+    for response in responses:
+        assert response.status_code in (200, 202, 204), response.text
+    return responses
+
+
+async def snapshot(hub: Hub) -> dict[str, Any]:
+    """What a user sees, without ids and with times as stored: identities, timeline, calls, email events."""
+    async with hub.session() as session:
+        identities = sorted((i.kind, i.value) for i in (await session.scalars(select(Identity))).all())
+        entries = sorted(
+            (e.kind, e.source, e.external_id, json.dumps(_without_ids(e.data), sort_keys=True, default=str))
+            for e in (await session.scalars(select(TimelineEntry))).all()
+        )
+        calls = sorted((c.call_sid, c.status, c.duration_seconds) for c in (await session.scalars(select(Call))).all())
+        events = sorted(
+            (e.source, e.external_id, e.kind, e.contact_id is not None)
+            for e in (await session.scalars(select(EmailEvent))).all()
+        )
+        inbox = sorted((e.source, e.status) for e in (await session.scalars(select(InboundEvent))).all())
+    return {"identities": identities, "timeline": entries, "calls": calls, "email_events": events, "inbox": inbox}
+
+
+def _without_ids(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not k.endswith("_id") and k not in ("id", "ids")}
+
+
+async def pending(hub: Hub) -> int:
+    async with hub.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(AcceptedEvent)) or 0)
+
+
+async def test_deferred_mode_applies_exactly_what_inline_mode_does_and_redelivery_changes_nothing(
+    database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    traffic = provider_traffic(key)
+    async for hub in start_hub(settings_for(database_url, key, "deferred")):
+        await hub.create_source(slug="website", name="Website")
+        responses = await post_all(hub, traffic)
+        assert responses[0].json() == {"contact_id": None, "event_id": None, "duplicate": False, "deferred": True}
+        assert responses[5].json() == {"received": 4, "accepted": 3, "duplicates": 1, "deferred": True}
+        # Acknowledged means stored: every event waits in accepted_events, nothing is applied yet.
+        assert await pending(hub) == 1 + 3 + 1 + 3 + 1
+        before = await snapshot(hub)
+        assert before["timeline"] == [] and before["calls"] == [] and before["email_events"] == []
+
+        assert await apply_accepted_events(hub.runtime.jobs) == 9
+        assert await pending(hub) == 0
+        deferred = await snapshot(hub)
+
+        # Every provider retries: before the worker runs, and after.
+        again = await post_all(hub, traffic)
+        assert again[0].json()["duplicate"] is False  # already applied, so accepted again...
+        await post_all(hub, traffic)
+        assert (await post_all(hub, traffic[:1]))[0].json()["duplicate"] is True  # ...but never twice in the queue
+        await apply_accepted_events(hub.runtime.jobs)
+        assert await pending(hub) == 0
+        assert await snapshot(hub) == deferred  # ...and applying it again changes nothing
+
+    await truncate_all(database_url) if database_url.startswith("postgresql") else await _empty_sqlite(database_url)
+    async for hub in start_hub(settings_for(database_url, key, "inline")):
+        await hub.create_source(slug="website", name="Website")
+        await post_all(hub, traffic)
+        inline = await snapshot(hub)
+
+    assert deferred == inline
+    assert len(inline["timeline"]) >= 4 and len(inline["calls"]) == 1 and len(inline["email_events"]) == 4
+    assert (ADA_EMAIL and ("email", ADA_EMAIL)) in inline["identities"]
+
+
+async def _empty_sqlite(url: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.db import Base
+
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(text(f'DELETE FROM "{table.name}"'))
+    await engine.dispose()
+
+
+async def test_concurrent_webhooks_share_commits_and_each_answer_follows_its_commit(
+    pg_database: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    await truncate_all(pg_database)
+    async for hub in start_hub(settings_for(pg_database, key, "deferred")):
+        calls = [
+            form("status_completed.txt", CallSid=sid(1000 + n), From=f"+1312555{n:04d}", Caller=f"+1312555{n:04d}")
+            for n in range(60)
+        ]
+        responses = await asyncio.gather(*(post_voice(hub, "status", pairs) for pairs in calls))
+        assert [r.status_code for r in responses] == [204] * 60
+        stats = hub.runtime.acceptor.stats
+        assert stats.requests == 60 and stats.rows == 60
+        assert stats.commits < 60, "concurrent requests should share commits"
+        assert await pending(hub) == 60  # every answered request's event is committed
+        await apply_accepted_events(hub.runtime.jobs)
+        async with hub.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Call)) == 60
+
+
+async def test_a_database_failure_answers_503_and_stores_nothing(
+    sqlite_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    async for hub in start_hub(settings_for(sqlite_url, key, "deferred")):
+        async with hub.session() as session:
+            await session.execute(text("ALTER TABLE accepted_events RENAME TO accepted_events_away"))
+            await session.commit()
+        pairs = form("status_completed.txt", CallSid=sid(1), From=ADA_PHONE)
+        response = await post_voice(hub, "status", pairs)
+        assert response.status_code == 503
+        assert "could not be stored" in response.text
+        async with hub.session() as session:
+            await session.execute(text("ALTER TABLE accepted_events_away RENAME TO accepted_events"))
+            await session.commit()
+        assert await pending(hub) == 0
+        assert (await post_voice(hub, "status", pairs)).status_code == 204  # Twilio's retry is taken
+        assert await pending(hub) == 1
+
+
+async def test_an_event_that_fails_to_apply_is_kept_with_its_error_and_does_not_hold_back_the_others(
+    database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    async for hub in start_hub(settings_for(database_url, key, "deferred")):
+        for n in range(3):
+            pairs = form("status_completed.txt", CallSid=sid(n), From=f"+1312555010{n}")
+            assert (await post_voice(hub, "status", pairs)).status_code == 204
+        async with hub.session() as session:  # e.g. written by a newer hub version this one cannot read
+            await inbox_repository.insert_accepted(
+                session,
+                frozen(),
+                [("call_status", "twilio", "status:broken", {"_type": "CallProgressed", "call_sid": "CAbroken"})],
+            )
+            await session.commit()
+
+        report = await apply_accepted(hub.runtime.sessions, hub.runtime.settings, limit=100)
+        assert report.applied == 3 and len(report.failed) == 1
+        async with hub.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Call)) == 3
+            (kept,) = (await session.scalars(select(AcceptedEvent))).all()
+        assert kept.external_id == "status:broken" and kept.attempts == 1
+        assert kept.last_error is not None and kept.last_error.startswith("TypeError")
+        assert kept.available_at > frozen()  # retried later, with backoff
+        assert (await apply_accepted(hub.runtime.sessions, hub.runtime.settings, limit=100)).claimed == 0
+        frozen.advance(61)
+        assert len((await apply_accepted(hub.runtime.sessions, hub.runtime.settings, limit=100)).failed) == 1
+
+
+async def test_a_mailgun_event_and_its_token_are_stored_together_and_a_replay_is_refused(
+    sqlite_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    async for hub in start_hub(settings_for(sqlite_url, key, "deferred")):
+        signed = mailgun_signed(mailgun_document("delivered"), mailgun_token("deferred"))
+        first = await post_mailgun(hub, signed)
+        assert first.status_code == 200 and first.json()["accepted"] == 1
+        assert (await post_mailgun(hub, signed)).status_code == 406
+        assert await pending(hub) == 1
+        await apply_accepted_events(hub.runtime.jobs)
+        async with hub.session() as session:
+            assert await session.scalar(select(func.count()).select_from(EmailEvent)) == 1
+
+
+async def test_spam_and_unusable_submissions_are_handled_at_once_and_never_queued(
+    sqlite_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    async for hub in start_hub(settings_for(sqlite_url, key, "deferred")):
+        await hub.create_source(slug="website", name="Website")
+        response = await hub.client.post(
+            "/webhooks/forms/website", json={"email": "bot@example.com", "_hub_hp": "http://spam.example"}
+        )
+        assert response.status_code == 202 and "deferred" not in response.json()
+        unusable = await hub.client.post("/webhooks/forms/website", json={"email": "not an address", "name": "X"})
+        assert unusable.status_code == 422 and "email" in unusable.text  # refused at once, as inline mode does
+        assert await pending(hub) == 0
+        async with hub.session() as session:
+            statuses = (await session.scalars(select(InboundEvent.status))).all()
+        assert statuses == ["spam"]
+
+
+def test_times_survive_the_round_trip() -> None:
+    from hub.events import EmailEventReceived, FormSubmitted, RawField
+    from hub.inbox import codec
+
+    moment = datetime.fromisoformat("2026-03-29T01:30:00+00:00")
+    submitted = FormSubmitted(
+        source="form:x", external_id="1", occurred_at=moment, emails=(RawField("email", "a@b.c"),), tags=("vip",)
+    )
+    opened = EmailEventReceived(
+        source="sendgrid", external_id="e", kind="opened", provider_event="open", recipient="a@b.c",
+        occurred_at=moment, categories=("a", "b"), detail={"n": 1},
+    )  # fmt: skip
+    for event in (submitted, opened):
+        assert codec.decode(json.loads(json.dumps(codec.encode(event)))) == event
