@@ -376,3 +376,77 @@ def write_report(path: Path, section: str, start_mark: str, end_mark: str) -> No
     else:
         updated = current.rstrip("\n") + "\n\n" + section
     path.write_text(updated)
+
+
+# --------------------------------------------------------------------------- deferred ingest targets
+
+DEFERRED_REDIS_URL = "redis://127.0.0.1:6379/12"  # the deferred targets' hub worker gets its ticks here
+DRAIN_TIMEOUT_S = 1800
+
+
+def deferred_env() -> dict[str, str]:
+    """Deferred mode; with a Redis URL `hub serve` runs no embedded worker, so a `hub worker` applies."""
+    return {"HUB_INGEST_MODE": "deferred", "HUB_REDIS_URL": DEFERRED_REDIS_URL}
+
+
+@contextmanager
+def applying_worker(target: Target, log_path: Path) -> Iterator[None]:
+    """Deferred mode's `hub worker` process for the duration of the block (nothing for other targets)."""
+    if target.env.get("HUB_INGEST_MODE") != "deferred":
+        yield
+        return
+    subprocess.run(
+        ["redis-cli", "-n", DEFERRED_REDIS_URL.rsplit("/", 1)[1], "FLUSHDB"], check=False, capture_output=True
+    )
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(HUB), "worker"], env=target.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield
+        finally:
+            stop(proc)
+
+
+def backlog_of(dsn: str) -> int:
+    """Accepted events not applied yet."""
+    (count,) = pg_run(dsn, "SELECT count(*) FROM accepted_events")
+    return int(count)
+
+
+def wait_drained(dsn: str) -> float:
+    """Seconds until the worker has applied every accepted event."""
+    started = time.perf_counter()
+    while backlog_of(dsn):
+        if time.perf_counter() - started > DRAIN_TIMEOUT_S:
+            raise RuntimeError(f"accepted events still waiting after {DRAIN_TIMEOUT_S} s")
+        time.sleep(0.2)
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- paced (open-loop) load
+
+PACED_SHARE = 0.7
+"""The issue's latency target is a p99 at 70% of the maximum rate: offered, not whatever a closed loop reaches."""
+
+
+@dataclass(frozen=True)
+class Pacer:
+    """Open-loop pacing: request k of worker w is due at ``start + (k * workers + w) / rate``.
+
+    The schedule is fixed in advance, so when the server falls behind, requests go out late and their
+    lateness counts in their latency (measured from the due time): a closed loop would instead slow
+    down with the server and hide its queueing (coordinated omission).
+    """
+
+    start: float
+    rate: float
+    workers: int
+
+    async def due(self, worker: int, k: int) -> float:
+        """Wait for this request's slot; returns its due time (the start of its latency)."""
+        due = self.start + (k * self.workers + worker) / self.rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return due

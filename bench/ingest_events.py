@@ -39,14 +39,12 @@ import random
 import re
 import secrets
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -62,15 +60,20 @@ from harness import (
     BUSY_WARNING_CORES,
     HUB,
     LIBRARIES,
+    PACED_SHARE,
     REPO,
     REQUEST_TIMEOUT_S,
     CpuSnapshot,
     CpuUse,
+    Pacer,
     ServerError,
     Target,
+    applying_worker,
     background_load,
+    backlog_of,
     cpu_snapshot,
     cpu_use,
+    deferred_env,
     fmt,
     free_port,
     hub_env,
@@ -83,7 +86,7 @@ from harness import (
     run_client_loop,
     running,
     server_log_errors,
-    stop,
+    wait_drained,
     what_bounds,
     write_report,
 )
@@ -100,8 +103,6 @@ TITLES = {
     "postgres": "hub on PostgreSQL (inline)",
     "deferred": "hub on PostgreSQL (deferred: group commit + hub worker)",
 }
-DEFERRED_REDIS_URL = "redis://127.0.0.1:6379/12"  # the deferred target's hub worker gets its ticks here
-DRAIN_TIMEOUT_S = 1800
 SCENARIOS = ("twilio", "sendgrid")
 PATHS = {"twilio": "/webhooks/twilio/voice/status", "sendgrid": "/webhooks/email/sendgrid"}
 FORM_PATH = "/webhooks/forms/website"  # the source `hub serve` creates on an empty database
@@ -477,6 +478,8 @@ class LoadSpec:
     recycle: bool
     server_pid: int
     with_postgres: bool
+    rate: float | None = None
+    """Paced: requests per second offered in total (open loop, see harness.Pacer); None: a closed loop."""
 
 
 @dataclass(frozen=True)
@@ -639,11 +642,21 @@ async def _post(client: httpx.AsyncClient, url: str, item: Prepared) -> _Outcome
     return _Outcome(True, str(response.status_code), "", stored)
 
 
-async def _worker(client: httpx.AsyncClient, url: str, source: RequestSource, deadline: float, tally: _Tally) -> None:
-    while (started := time.perf_counter()) < deadline:
+async def _worker(
+    client: httpx.AsyncClient, url: str, source: RequestSource, deadline: float, tally: _Tally, pace: Paced | None
+) -> None:
+    k = 0
+    while (started := await pace.pacer.due(pace.worker, k) if pace else time.perf_counter()) < deadline:
         item = source()
         outcome = await _post(client, url, item)
         tally.record(item, started, time.perf_counter(), outcome)
+        k += 1
+
+
+@dataclass(frozen=True)
+class Paced:
+    pacer: Pacer
+    worker: int
 
 
 async def _snapshot_at(when: float, spec: LoadSpec) -> CpuSnapshot:
@@ -665,7 +678,13 @@ async def _load(spec: LoadSpec) -> LoadResult:
         deadline = measure_from + spec.duration_s
         tally = _Tally(measure_from=measure_from)
         snapshot = asyncio.create_task(_snapshot_at(measure_from, spec))
-        await asyncio.gather(*(_worker(c, spec.url, s, deadline, tally) for c, s in zip(clients, sources, strict=True)))
+        pacer = Pacer(time.perf_counter(), spec.rate, spec.concurrency) if spec.rate else None
+        await asyncio.gather(
+            *(
+                _worker(c, spec.url, s, deadline, tally, Paced(pacer, w) if pacer else None)
+                for w, (c, s) in enumerate(zip(clients, sources, strict=True))
+            )
+        )
         before, after = await snapshot, cpu_snapshot(spec.server_pid, spec.with_postgres)
     latencies = sorted(tally.latencies_ms)
     elapsed = max(tally.last_finish - measure_from, 1e-9)
@@ -879,6 +898,8 @@ class TargetRun:
     integrity: Integrity | None = None
     log_errors: list[ServerError] = field(default_factory=list)
     log_warnings: Counter[str] = field(default_factory=Counter)
+    paced: dict[str, LoadResult] = field(default_factory=dict)
+    """Per scenario: an open-loop run offered 70% of the peak closed-loop rate (the p99 target's load)."""
     drain_s: float | None = None
     """Deferred mode: how long the worker took, after the last request, to apply what was still waiting."""
     backlog: int = 0
@@ -906,44 +927,9 @@ def make_target(key: str, database_url: str | None, secrets_: Secrets | None) ->
     )
     argv = [str(HUB), "serve", "--host", "127.0.0.1", "--port", str(port)]
     env = hub_env(database_url, port, **found.hub_settings())
-    if key == "deferred":  # with a Redis URL `hub serve` runs no embedded worker: a `hub worker` applies
-        env.update(HUB_INGEST_MODE="deferred", HUB_REDIS_URL=DEFERRED_REDIS_URL)
+    if key == "deferred":
+        env.update(deferred_env())
     return Target(key, argv, env, port, database_url), found
-
-
-@contextmanager
-def applying_worker(target: Target, log_path: Path) -> Iterator[None]:
-    """Deferred mode's `hub worker` process for the duration of the block (nothing for other targets)."""
-    if target.env.get("HUB_INGEST_MODE") != "deferred":
-        yield
-        return
-    subprocess.run(
-        ["redis-cli", "-n", DEFERRED_REDIS_URL.rsplit("/", 1)[1], "FLUSHDB"], check=False, capture_output=True
-    )
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(HUB), "worker"], env=target.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            stop(proc)
-
-
-def backlog_of(dsn: str) -> int:
-    """Accepted events not applied yet."""
-    (count,) = pg_run(dsn, "SELECT count(*) FROM accepted_events")
-    return int(count)
-
-
-def wait_drained(dsn: str) -> float:
-    """Seconds until the worker has applied every accepted event."""
-    started = time.perf_counter()
-    while backlog_of(dsn):
-        if time.perf_counter() - started > DRAIN_TIMEOUT_S:
-            raise RuntimeError(f"accepted events still waiting after {DRAIN_TIMEOUT_S} s")
-        time.sleep(0.2)
-    return time.perf_counter() - started
 
 
 def bench_target(
@@ -963,43 +949,54 @@ def bench_target(
                 f"in {run.seeding_s:.1f} s",
                 flush=True,
             )
-        first_number = first_message = 0
+        counters = {"number": 0, "message": 0}
+
+        def one(scenario: str, index: int, concurrency: int, rate: float | None = None) -> LoadResult:
+            window = plan.warmup_s[scenario] + plan.duration_s[scenario]
+            total = (rate or PREPARED_RATE[(scenario, target.key)]) * window * 1.25
+            if scenario == "sendgrid" and dsn is None:
+                total = BARE_SENDGRID_BATCHES * concurrency
+            spec = LoadSpec(
+                scenario=scenario,
+                url=target.base_url + PATHS[scenario],
+                secrets=secrets_,
+                seeds=seeds,
+                messages=messages,
+                first_message=counters["message"],
+                concurrency=concurrency,
+                warmup_s=plan.warmup_s[scenario],
+                duration_s=plan.duration_s[scenario],
+                tag=f"{target.key[0]}{scenario[0]}{index}{secrets.token_hex(3)}",
+                first_number=counters["number"],
+                prepared=math.ceil(total / concurrency),
+                recycle=dsn is None,
+                server_pid=proc.pid,
+                with_postgres=dsn is not None,
+                rate=rate,
+            )
+            result: LoadResult = pool.submit(run_load, spec).result(timeout=window + REQUEST_TIMEOUT_S + 300)
+            counters["number"] += result.prepared + result.built_inline + concurrency  # >= the calls made
+            counters["message"] += result.messages_used
+            offered = f"  (paced: {rate:,.0f} req/s offered)" if rate else ""
+            print(summary_line(target.key, result) + offered, flush=True)
+            return result
+
         for scenario in plan.levels:
             run.results[scenario] = {}
             for index, concurrency in enumerate(plan.levels[scenario]):
-                window = plan.warmup_s[scenario] + plan.duration_s[scenario]
-                total = PREPARED_RATE[(scenario, target.key)] * window * 1.25
-                if scenario == "sendgrid" and dsn is None:
-                    total = BARE_SENDGRID_BATCHES * concurrency
-                spec = LoadSpec(
-                    scenario=scenario,
-                    url=target.base_url + PATHS[scenario],
-                    secrets=secrets_,
-                    seeds=seeds,
-                    messages=messages,
-                    first_message=first_message,
-                    concurrency=concurrency,
-                    warmup_s=plan.warmup_s[scenario],
-                    duration_s=plan.duration_s[scenario],
-                    tag=f"{target.key[0]}{scenario[0]}{index}{secrets.token_hex(3)}",
-                    first_number=first_number,
-                    prepared=math.ceil(total / concurrency),
-                    recycle=dsn is None,
-                    server_pid=proc.pid,
-                    with_postgres=dsn is not None,
-                )
-                result = pool.submit(run_load, spec).result(timeout=window + REQUEST_TIMEOUT_S + 300)
-                first_number += result.prepared + result.built_inline + concurrency  # >= the calls made
-                first_message += result.messages_used
-                run.results[scenario][concurrency] = result
-                print(summary_line(target.key, result), flush=True)
+                run.results[scenario][concurrency] = one(scenario, index, concurrency)
+            best = peak(run.results[scenario])
+            if scenario == "twilio" and best is not None:  # the latency target: p99 at 70% of the peak rate
+                connections = 2 * max(plan.levels[scenario])
+                run.paced[scenario] = one(scenario, 99, connections, rate=PACED_SHARE * best.rps)
         if dsn is not None:
             run.backlog = backlog_of(dsn)
             run.drain_s = wait_drained(dsn)
     run.log_errors = server_log_errors(log_path)
     run.log_warnings = server_log_warnings(log_path)
     if dsn is not None:
-        run.integrity = check_integrity(dsn, plan.pg_database, len(seeds), run.results)
+        every = {s: {**levels, -1: run.paced[s]} if s in run.paced else levels for s, levels in run.results.items()}
+        run.integrity = check_integrity(dsn, plan.pg_database, len(seeds), every)
     return run
 
 
@@ -1086,6 +1083,12 @@ def notes(scenario: str, runs: dict[str, TargetRun]) -> list[str]:
             found.append(
                 f"- {TITLES[key]}: the prepared requests ran out and some were built and signed inside the "
                 f"window ({', '.join(late)}), so the client's CPU includes signing there."
+            )
+        if (paced := run.paced.get(scenario)) is not None:
+            found.append(
+                f"- {TITLES[key]}, paced at {PACED_SHARE:.0%} of its best rate (open loop over {paced.concurrency} "
+                f"connections, latency from each request's due time): {paced.rps:,.0f} req/s, p50 "
+                f"{paced.p50_ms:,.1f} ms, p99 {paced.p99_ms:,.1f} ms, {paced.errors} errors."
             )
         if run.integrity is not None:
             text = run.integrity.describe_twilio() if scenario == "twilio" else run.integrity.describe_sendgrid()
@@ -1329,7 +1332,12 @@ def main(argv: list[str]) -> int:
 
 def save_headline(runs: dict[str, TargetRun], scenarios: list[str], facts: dict[str, str], command: str) -> None:
     """Each scenario's rate and latency per target and level, for the targets table (bench/targets.py)."""
-    headline = {s: {key: levels_of(run.results.get(s, {})) for key, run in runs.items()} for s in scenarios}
+    headline: dict[str, Any] = {
+        s: {key: levels_of(run.results.get(s, {})) for key, run in runs.items()} for s in scenarios
+    }
+    headline["paced"] = {
+        s: {key: levels_of({-1: run.paced[s]}) for key, run in runs.items() if s in run.paced} for s in scenarios
+    }
     record_results("ingest_events", headline, facts, command)
 
 
