@@ -15,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.sendgrid import load_sendgrid_public_key
@@ -25,10 +27,10 @@ from hub.calls.api import router as calls_router
 from hub.composition import build_reactions
 from hub.config import Settings, templates_dir
 from hub.contacts.api import router as contacts_router
-from hub.db import create_engine, create_sessionmaker
+from hub.db import create_engine, create_sessionmaker, is_unavailable
 from hub.deps import Runtime
 from hub.email.api import router as email_router
-from hub.errors import ContactMerged, HubError, RateLimited
+from hub.errors import ContactMerged, HubError, RateLimited, ServiceUnavailable
 from hub.forms.api import router as forms_router
 from hub.health import router as health_router
 from hub.mail.api import router as outbox_router
@@ -60,6 +62,35 @@ from webhooks.twilio_recordings import router as recordings_router
 from webhooks.twilio_voice import router as twilio_voice_router
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_SECONDS = 5
+"""Retry-After of a 503 for a database outage: about as long as a PostgreSQL restart takes."""
+
+
+class FieldProblem(BaseModel):
+    """One reason a request did not match its schema."""
+
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error answer: what was wrong and, when one field is to blame, which."""
+
+    # Some errors carry more context (``problems`` of a broken rules file or sequence, ``contact_id``).
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="the kind of error: NotFound, Forbidden, ValidationError, ...")
+    message: str = Field(description="what was wrong, for a person to read")
+    field: str | None = Field(default=None, description="the body field, parameter or header to blame")
+    errors: list[FieldProblem] | None = Field(default=None, description="ValidationError: every problem found")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused: `message` says why and `field` names the culprit"},
+    422: {"model": ErrorBody, "description": "Unusable input: not as this schema says (`errors` lists each field)"},
+    503: {"model": ErrorBody, "description": "The database is down, or a provider is not configured: retry later"},
+}
+"""Declared for every operation: all of them answer errors through hub/app.py, in this one shape."""
 
 
 def create_app(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> FastAPI:
@@ -120,6 +151,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         summary="Leads from web forms, calls and email events on one timeline per contact.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.templates = SandboxedEnvironment(
         loader=FileSystemLoader(templates_dir()),
@@ -177,7 +209,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, ContactMerged):
             return _merged_redirect(request, exc)
         headers: dict[str, str] = dict(getattr(request.state, "cors_headers", None) or {})
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | ServiceUnavailable) and exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
         if getattr(request.state, "wants_html", False):
             page = request.app.state.templates.get_template("ui/error.html.j2").render(message=exc.message)
@@ -201,6 +233,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         return _error(exc.status_code, "HTTPError", str(exc.detail), headers=dict(exc.headers or {}) or None)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, exc: DBAPIError) -> Response:
+        if not is_unavailable(exc):
+            raise exc  # a bug, not an outage: a 500 with its traceback in the log
+        return _unavailable(exc)
+
+    @app.exception_handler(ConnectionError)
+    async def connection_refused(_request: Request, exc: ConnectionError) -> Response:
+        # asyncpg lets the OS's ConnectionRefusedError through while PostgreSQL is down.
+        return _unavailable(exc)
+
+
+def _unavailable(exc: Exception) -> JSONResponse:
+    """A database outage: 503 and when to try again (providers and clients retry), never a 500."""
+    log.warning("database unavailable (%s: %s); answered 503", type(exc).__name__, str(exc).splitlines()[0][:200])
+    message = "the database is unavailable; retry later"
+    return _error(503, "ServiceUnavailable", message, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
 def _error(

@@ -166,6 +166,16 @@ def is_transient(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+"""Shut down by an operator, crashed, starting up; and every connection exception (class 08)."""
+
+
+def is_unavailable(exc: DBAPIError) -> bool:
+    """True when the database could not be reached or dropped the connection: an outage, not a bug."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return exc.connection_invalidated or sqlstate.startswith("08") or sqlstate in UNAVAILABLE_SQLSTATES
+
+
 async def retry_transient(session: AsyncSession, work: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
     """Run ``work`` in a savepoint and run it again when PostgreSQL picks it as a deadlock victim.
 

@@ -90,9 +90,13 @@ class ContactMerged(HubError):
 
 
 class ServiceUnavailable(HubError):
-    """A feature is not configured on this hub (e.g. a provider's key is missing); retry after the operator sets it."""
+    """A feature is not configured on this hub (e.g. a provider's key is missing), or the database is down."""
 
     status_code = 503
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
 
 
 class ProviderRejected(HubError):

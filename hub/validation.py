@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -35,25 +36,27 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
     if depth > MAX_JSON_DEPTH:
         raise UnsafeInput(f"nested deeper than {MAX_JSON_DEPTH} levels", path)
     if isinstance(value, dict):
-        for key, item in value.items():
+        for key in value:
             if not isinstance(key, str) or "\x00" in key or not _encodable(key):
                 raise UnsafeInput("has a key with a NUL character or a lone surrogate", path)
-            # Strings and integers are checked here rather than by a call each (a provider batch holds
-            # tens of thousands); the rest, and anything at the depth limit, take the full path.
-            if depth >= MAX_JSON_DEPTH or not isinstance(item, str | int | None):
-                check_json(item, f"{path}.{key}" if path else key, depth + 1)
-            elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
-                _check_text(item, f"{path}.{key}" if path else key)
+        _check_items(value.items(), depth, lambda key: f"{path}.{key}" if path else str(key))
     elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            if depth >= MAX_JSON_DEPTH or not isinstance(item, str | int | None):
-                check_json(item, f"{path}[{index}]", depth + 1)
-            elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
-                _check_text(item, f"{path}[{index}]")
+        _check_items(enumerate(value), depth, lambda index: f"{path}[{index}]")
     elif isinstance(value, str):
         _check_text(value, path)
     elif isinstance(value, float) and not math.isfinite(value):
         raise UnsafeInput("is not a finite number", path)
+
+
+def _check_items(items: Iterable[tuple[Any, Any]], depth: int, path_of: Callable[[Any], str]) -> None:
+    # Strings and integers are checked here rather than by a call each (a provider batch holds tens of
+    # thousands), and an item's path is only spelled out when needed; the rest, and anything at the
+    # depth limit, take the full path.
+    for label, item in items:
+        if depth >= MAX_JSON_DEPTH or not isinstance(item, str | int | None):
+            check_json(item, path_of(label), depth + 1)
+        elif isinstance(item, str) and ("\x00" in item or not _encodable(item)):
+            _check_text(item, path_of(label))
 
 
 def _check_text(value: str, path: str) -> None:

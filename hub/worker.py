@@ -20,6 +20,10 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.automation import settle_hook
 from hub.composition import build_reactions
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_SECONDS = 300
 MAX_TRIES = 6
 """arq's tries of one job: enough for the RETRY_SECONDS schedule of hub.jobs."""
+REDIS_RETRIES = 30
+REDIS_RETRY_CAP_SECONDS = 2.0
+"""A Redis command is retried this often, at most this far apart: about a minute of Redis being away."""
 
 
 def job_context(
@@ -114,8 +121,14 @@ class EmbeddedWorker:
 
 
 def redis_settings(url: str) -> RedisSettings:
-    """arq connection settings from HUB_REDIS_URL."""
-    return RedisSettings.from_dsn(url)
+    """arq connection settings from HUB_REDIS_URL; a Redis restart is waited out, not fatal."""
+    settings = RedisSettings.from_dsn(url)
+    # arq's poll loop lets a Redis ConnectionError end the worker, and redis-py retries nothing unless
+    # told to: without this, every worker exits while Redis restarts (tests/faults: Redis restarted mid-send).
+    # OSError too: that is what a refused (re)connect raises inside redis-py's retry.
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    settings.retry = Retry(ExponentialBackoff(cap=REDIS_RETRY_CAP_SECONDS, base=0.1), retries=REDIS_RETRIES)
+    return settings
 
 
 def build_worker(settings: Settings, **overrides: Any) -> Worker:

@@ -22,6 +22,7 @@ from hub.errors import ServiceUnavailable
 from hub.inbox import codec, repository
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
 MAX_ROWS_PER_COMMIT = 5000
 """Bounds one statement and one transaction; a request's events always share one commit."""
 
@@ -98,7 +99,10 @@ class Acceptor:
                 log.warning("accepting %d requests' events failed: %s", len(group), type(exc).__name__)
                 for waiting in group:
                     waiting.done.set_exception(
-                        ServiceUnavailable("the event could not be stored (database unavailable); retry later")
+                        ServiceUnavailable(
+                            "the event could not be stored (database unavailable); retry later",
+                            retry_after=RETRY_AFTER_SECONDS,
+                        )
                     )
                 continue
             for waiting in group:
