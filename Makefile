@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck check migrate clean
+.PHONY: run test bench soak lint typecheck check migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,20 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## make bench: throughput and latency benchmarks, written to docs/BENCHMARKS.md
+## make bench: every benchmark, written to docs/BENCHMARKS.md, then the targets table at its top (bench/targets.py)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_forms.py
 	$(BIN)/python bench/ingest_events.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/timeline.py
+	$(BIN)/python bench/claims.py
+	$(BIN)/python bench/targets.py
+
+## make soak: 15 minutes of mixed webhooks at 200/s against one `hub serve` (not in CI, not in `make bench`);
+## SOAK_ARGS adds options, e.g. make soak SOAK_ARGS="--env HUB_INGEST_MODE=deferred --minutes 5"
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS); status=$$?; $(BIN)/python bench/targets.py && exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1325,12 +1325,14 @@ def main(argv: list[str]) -> int:
     if not args.no_output:
         command = shlex.join([".venv/bin/python", "bench/ingest_events.py", *argv])
         write_report(args.output, render(runs, plan, facts, command), START_MARK, END_MARK)
-        save_headline(runs, list(plan.levels), facts, command)
+        save_headline(runs, list(plan.levels), facts, command, args.output)
         print(f"wrote {args.output}")
     return 0
 
 
-def save_headline(runs: dict[str, TargetRun], scenarios: list[str], facts: dict[str, str], command: str) -> None:
+def save_headline(
+    runs: dict[str, TargetRun], scenarios: list[str], facts: dict[str, str], command: str, report: Path
+) -> None:
     """Each scenario's rate and latency per target and level, for the targets table (bench/targets.py)."""
     headline: dict[str, Any] = {
         s: {key: levels_of(run.results.get(s, {})) for key, run in runs.items()} for s in scenarios
@@ -1338,7 +1340,7 @@ def save_headline(runs: dict[str, TargetRun], scenarios: list[str], facts: dict[
     headline["paced"] = {
         s: {key: levels_of({-1: run.paced[s]}) for key, run in runs.items() if s in run.paced} for s in scenarios
     }
-    record_results("ingest_events", headline, facts, command)
+    record_results("ingest_events", headline, facts, command, report)
 
 
 if __name__ == "__main__":

@@ -689,18 +689,18 @@ def main(argv: list[str]) -> int:
     if not args.no_output:
         command = shlex.join([".venv/bin/python", "bench/ingest_forms.py", *argv])
         write_report(args.output, render(runs, plan, facts, command), START_MARK, END_MARK)
-        save_headline(runs, facts, command)
+        save_headline(runs, facts, command, args.output)
         print(f"wrote {args.output}")
     return 0
 
 
-def save_headline(runs: dict[str, TargetRun], facts: dict[str, str], command: str) -> None:
+def save_headline(runs: dict[str, TargetRun], facts: dict[str, str], command: str, report: Path) -> None:
     """Each target's rate and latency per level, for the targets table (bench/targets.py)."""
     headline = {
         "forms": {key: levels_of(run.results) for key, run in runs.items()},
         "paced": {key: levels_of({-1: run.paced}) for key, run in runs.items() if run.paced},
     }
-    record_results("ingest_forms", headline, facts, command)
+    record_results("ingest_forms", headline, facts, command, report)
 
 
 if __name__ == "__main__":

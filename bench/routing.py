@@ -61,6 +61,7 @@ from harness import (
 )
 from sqlalchemy import event, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from targets import record_results
 
 from hub.automation import settle_hook
 from hub.contacts import repository as contacts_repo
@@ -1136,8 +1137,19 @@ def main(argv: list[str]) -> int:
     if not args.no_output:
         command = shlex.join([".venv/bin/python", "bench/routing.py", *argv])
         write_report(args.output, render(results, plan, facts, command), START_MARK, END_MARK)
+        save_headline(results, facts, command, args.output)
         print(f"wrote {args.output}")
     return 0
+
+
+def save_headline(results: Results, facts: dict[str, str], command: str, report: Path) -> None:
+    """Deadline claims by size and decisions per second, for bench/results/routing.json (bench/targets.py)."""
+    headline = {
+        "deadline_claim_ms": {str(r.open_leads): round(r.claim.median_ms, 3) for r in results.deadline_runs},
+        "ms_per_deadline": {str(r.open_leads): round(r.ms_per_deadline, 3) for r in results.deadline_runs},
+        "decisions_per_s": {f"{lv.work}@{lv.concurrency}": round(lv.per_s, 1) for lv in results.levels},
+    }
+    record_results("routing", headline, facts, command, report)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     """The rules file (warmth, routing, SLAs, pipeline); unset: the default shipped in hub/policy/."""
     rules_check_seconds: float = Field(default=2.0, ge=0, description="how often a changed rules file is noticed")
     db_pool_size: int = Field(default=10, ge=1)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0, description="wait for a connection, then 503")
     log_level: str = "INFO"
 
     @field_validator("default_region")

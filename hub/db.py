@@ -57,7 +57,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> AsyncEngine:
     """Build the async engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
@@ -67,6 +67,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Back-pressure: past this wait for a connection the request is answered 503 (hub/app.py), so an
+        # overloaded hub sheds load in seconds instead of queueing every request for half a minute.
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         # asyncpg prepares every statement. After five runs PostgreSQL may switch a prepared
         # statement to a generic plan, costed with the table sizes of that moment: an inbox

@@ -137,7 +137,9 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         raise ValueError("HUB_REDIS_URL is not set; without it `hub serve` runs the embedded worker")
 
     async def on_startup(ctx: JobContext) -> None:
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_seconds
+        )
         rules = RulesStore(settings.rules_file, check_seconds=settings.rules_check_seconds)
         sessions = create_sessionmaker(
             engine, before_commit=[settle_hook(lambda: rules.current, build_reactions(settings))]
