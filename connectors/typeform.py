@@ -12,7 +12,7 @@ from typing import Any
 from connectors.errors import InvalidSignature, MalformedPayload
 from connectors.webforms import canonical_key
 from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField
-from hub.validation import UnsafeInput, as_utc, parse_json
+from hub.validation import UnsafeInput, as_utc, parse_json, plausible_event_time
 
 
 def verify_typeform_signature(secret: str, body: bytes, header: str | None) -> None:
@@ -170,7 +170,10 @@ def _timestamp(value: Any) -> datetime:
         except ValueError:
             raise MalformedPayload("submitted_at is not an ISO 8601 time", field="form_response.submitted_at") from None
         try:
-            return as_utc(parsed)
+            moment = as_utc(parsed)
         except UnsafeInput:
-            raise MalformedPayload("submitted_at is out of range", field="form_response.submitted_at") from None
+            moment = None
+        if moment is None or not plausible_event_time(moment):
+            raise MalformedPayload("submitted_at is out of range", field="form_response.submitted_at")
+        return moment
     raise MalformedPayload("submitted_at is missing", field="form_response.submitted_at")

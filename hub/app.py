@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.sendgrid import load_sendgrid_public_key
@@ -106,7 +107,9 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_seconds
+        )
         sessions = create_sessionmaker(
             engine, before_commit=[settle_hook(lambda: rules.current, build_reactions(settings))]
         )
@@ -138,6 +141,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         try:
             yield
         finally:
+            await runtime.acceptor.drain()  # requests waiting on a group commit get their answer first
             if worker is not None:
                 await worker.stop()
             await close_context(ctx)
@@ -191,6 +195,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
     ):
         app.include_router(router)
     _install_error_handlers(app)
+    _install_outage_handlers(app)
     return app
 
 
@@ -234,10 +239,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         return _error(exc.status_code, "HTTPError", str(exc.detail), headers=dict(exc.headers or {}) or None)
 
+
+def _install_outage_handlers(app: FastAPI) -> None:
+    """A database that is down, restarting or out of free connections: 503 with Retry-After, never a 500."""
+
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, exc: DBAPIError) -> Response:
         if not is_unavailable(exc):
             raise exc  # a bug, not an outage: a 500 with its traceback in the log
+        return _unavailable(exc)
+
+    @app.exception_handler(PoolTimeout)
+    async def overloaded(_request: Request, exc: PoolTimeout) -> Response:
+        # Every connection stayed busy for HUB_DB_POOL_TIMEOUT_SECONDS: shed the request, the sender retries.
         return _unavailable(exc)
 
     @app.exception_handler(ConnectionError)

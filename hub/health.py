@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -21,7 +22,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: see `checks`", "model": dict[str, Any]}})
 async def readyz(runtime: RuntimeDep) -> Response:
     """Ready to serve: the database answers, and Redis too when configured (503 otherwise)."""
     checks: dict[str, str] = {}

@@ -121,6 +121,8 @@ def plausible_event_time(value: datetime) -> bool:
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    if not _encodable(value):  # pydantic lets a JSON escape like "\ud800" through when a str has no constraints
+        raise ValueError("must not contain a lone surrogate (\\ud800-\\udfff), which is not text")
     return value
 
 

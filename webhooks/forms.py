@@ -44,6 +44,8 @@ _FORM_BODY_DOC: dict[str, Any] = {
     "responses": {
         "202": {"description": "Stored: `{contact_id, event_id}`"},
         "303": {"description": "Browser post stored; redirect to the thank-you page"},
+        # Merged into the app-wide 4XX (hub/app.py): a browser's form post (Accept: text/html) gets a page.
+        "4XX": {"content": {"text/html": {"schema": {"type": "string"}}}},
     },
 }
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
@@ -31,12 +32,36 @@ router = APIRouter(prefix="/api/contacts", tags=["contacts"])
 ContactIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a contact id")]
 
 
+class MergedContactOut(BaseModel):
+    """A 308's body: the contact was merged into another."""
+
+    error: str = "ContactMerged"
+    message: str
+    contact_id: int = Field(description="the contact it was merged into")
+
+
+MERGED_REDIRECT: dict[int | str, dict[str, Any]] = {
+    308: {
+        "model": MergedContactOut,
+        "description": "The contact was merged into another: repeat the request at `Location`, the same URL for it",
+        "headers": {"Location": {"description": "this URL for the surviving contact", "schema": {"type": "string"}}},
+    }
+}
+"""What an operation that reads a contact by its path id (``visible_contact``) answers for an absorbed id."""
+
+
 async def visible_contact(session: AsyncSession, scope: Scope, contact_id: int) -> Contact:
     """The live contact if the caller may see it (reps: their own leads; managers: their teams')."""
     contact = await contacts.get_live_contact(session, contact_id)
     if not scope.sees_owner(contact.owner_rep_id):
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     return contact
+
+
+async def visible_survivor(session: AsyncSession, scope: Scope, contact_id: int) -> Contact:
+    """Like visible_contact, for an id sent in a body: a merged id means its survivor, since a 308 would
+    send the client back to the same URL."""
+    return await visible_contact(session, scope, await contacts.survivor_id(session, contact_id))
 
 
 @router.get("", response_model=Page[ContactOut])
@@ -82,7 +107,7 @@ async def list_contacts(
     return Page[ContactOut](items=[ContactOut.of(c) for c in page], next_cursor=next_cursor)
 
 
-@router.get("/{contact_id}", response_model=ContactOut)
+@router.get("/{contact_id}", response_model=ContactOut, responses=MERGED_REDIRECT)
 async def get_contact(contact_id: ContactIdPath, session: SessionDep, scope: ScopeDep) -> ContactOut:
     """One contact; an id absorbed by a merge redirects (308) to the surviving contact."""
     return ContactOut.of(await visible_contact(session, scope, contact_id))
@@ -148,7 +173,7 @@ async def create_contact(
     )
 
 
-@router.patch("/{contact_id}", response_model=ContactOut)
+@router.patch("/{contact_id}", response_model=ContactOut, responses=MERGED_REDIRECT)
 async def update_contact(
     contact_id: ContactIdPath, patch: ContactPatch, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep
 ) -> ContactOut:

@@ -72,7 +72,7 @@ class SourceCreate(_SourceSettings):
     slug: str = Field(pattern=SLUG_PATTERN, description="URL name: /webhooks/forms/{slug}")
     name: SafeStr = Field(min_length=1, max_length=200)
     kind: SourceKind = "web"
-    allowed_origins: list[str] = Field(default_factory=list, description="browser origins allowed to post (CORS)")
+    allowed_origins: list[SafeStr] = Field(default_factory=list, description="browser origins allowed to post (CORS)")
     thank_you_url: SafeStr | None = Field(default=None, max_length=2000)
     signed: bool = Field(default=False, description="web sources: require Standard Webhooks signatures")
     secret: SafeStr | None = Field(
@@ -92,7 +92,7 @@ class SourcePatch(_SourceSettings):
     """Edits to a source; omitted fields stay as they are. Slug, kind and secret cannot change."""
 
     name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    allowed_origins: list[str] | None = None
+    allowed_origins: list[SafeStr] | None = None
     thank_you_url: SafeStr | None = Field(default=None, max_length=2000)
     tags: list[str] | None = None
     field_mapping: dict[SafeStr, SafeStr] | None = None

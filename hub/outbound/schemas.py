@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.outbound.publish import ALL, EVENT_TYPES
-from hub.validation import MAX_ID
+from hub.validation import MAX_ID, SafeStr
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 """The only hosts a plain-http endpoint may have (a receiver on the same machine, e.g. in development)."""
@@ -61,7 +61,7 @@ class EndpointCreate(BaseModel):
 
     url: str = Field(max_length=2000, description="https URL (http only for localhost / 127.0.0.1)")
     event_types: EventTypes = Field(description='event types to receive, or ["*"] for all')
-    description: str | None = Field(default=None, max_length=300)
+    description: SafeStr | None = Field(default=None, max_length=300)
     format: Format = Field(default="standard", description='"standard" (signed JSON) or "slack" ({"text": ...})')
     rep_id: int | None = Field(
         default=None, ge=1, le=MAX_ID, description="a rep's personal hook: only events about that rep's leads"
@@ -85,7 +85,7 @@ class EndpointPatch(BaseModel):
 
     url: str | None = Field(default=None, max_length=2000)
     event_types: EventTypes | None = None
-    description: str | None = Field(default=None, max_length=300)
+    description: SafeStr | None = Field(default=None, max_length=300)
     format: Format | None = None
     enabled: bool | None = None
 

@@ -108,7 +108,8 @@ async def get_team(session: AsyncSession, team_id: int) -> Team | None:
 
 async def team_by_name(session: AsyncSession, name: str) -> Team | None:
     """The team with this name (case-insensitive)."""
-    return await session.scalar(select(Team).where(func.lower(Team.name) == name.lower()))
+    # The exact name too: SQLite's lower() folds only ASCII, so 'É' would slip past the check into the unique index.
+    return await session.scalar(select(Team).where(or_(Team.name == name, func.lower(Team.name) == name.lower())))
 
 
 async def all_teams(session: AsyncSession) -> list[Team]:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub import clock
-from hub.contacts.api import ContactIdPath, visible_contact
+from hub.contacts.api import MERGED_REDIRECT, ContactIdPath, visible_contact
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Forbidden, UnprocessableInput
 from hub.reps import repository as reps_repo
@@ -29,7 +29,9 @@ from hub.validation import MAX_ID, utc_filter
 router = APIRouter(tags=["routing"])
 
 
-@router.post("/api/contacts/{contact_id}/assign", response_model=AssignmentOut, status_code=201)
+@router.post(
+    "/api/contacts/{contact_id}/assign", response_model=AssignmentOut, status_code=201, responses=MERGED_REDIRECT
+)
 async def assign_contact(
     contact_id: ContactIdPath, spec: AssignRequest, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep
 ) -> AssignmentOut:
@@ -54,14 +56,14 @@ async def assign_contact(
     return AssignmentOut.of(current)
 
 
-@router.get("/api/contacts/{contact_id}/assignments", response_model=list[AssignmentOut])
+@router.get("/api/contacts/{contact_id}/assignments", response_model=list[AssignmentOut], responses=MERGED_REDIRECT)
 async def list_assignments(contact_id: ContactIdPath, session: SessionDep, scope: ScopeDep) -> list[AssignmentOut]:
     """Every hand-over of the lead, oldest first, with reasons (rule, manual, missed deadline, escalation)."""
     contact = await visible_contact(session, scope, contact_id)
     return [AssignmentOut.of(a) for a in await repository.assignments_of(session, contact.id)]
 
 
-@router.post("/api/contacts/{contact_id}/stage", response_model=StageChangeOut | None)
+@router.post("/api/contacts/{contact_id}/stage", response_model=StageChangeOut | None, responses=MERGED_REDIRECT)
 async def move_stage(
     contact_id: ContactIdPath, spec: StageRequest, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep
 ) -> StageChangeOut | None:
@@ -81,14 +83,19 @@ async def move_stage(
     return StageChangeOut.of(change) if change is not None else None
 
 
-@router.get("/api/contacts/{contact_id}/stages", response_model=list[StageChangeOut])
+@router.get("/api/contacts/{contact_id}/stages", response_model=list[StageChangeOut], responses=MERGED_REDIRECT)
 async def stage_log(contact_id: ContactIdPath, session: SessionDep, scope: ScopeDep) -> list[StageChangeOut]:
     """The lead's stage log, oldest first (the funnel reports read this)."""
     contact = await visible_contact(session, scope, contact_id)
     return [StageChangeOut.of(c) for c in await stages.stage_log(session, contact.id)]
 
 
-@router.post("/api/contacts/{contact_id}/activities", response_model=TimelineEntryOut, status_code=201)
+@router.post(
+    "/api/contacts/{contact_id}/activities",
+    response_model=TimelineEntryOut,
+    status_code=201,
+    responses=MERGED_REDIRECT,
+)
 async def log_activity(
     contact_id: ContactIdPath, spec: ActivityCreate, session: SessionDep, scope: ScopeDep
 ) -> TimelineEntryOut:

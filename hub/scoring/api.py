@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from hub import clock
-from hub.contacts.api import ContactIdPath, visible_contact
+from hub.contacts.api import MERGED_REDIRECT, ContactIdPath, visible_contact
 from hub.deps import RuntimeDep, SessionDep
 from hub.reps.visibility import ScopeDep
 from hub.scoring import service as scoring
@@ -45,7 +45,7 @@ class WarmthOut(BaseModel):
     rules: list[RulePointsOut]
 
 
-@router.get("/api/contacts/{contact_id}/warmth", response_model=WarmthOut)
+@router.get("/api/contacts/{contact_id}/warmth", response_model=WarmthOut, responses=MERGED_REDIRECT)
 async def read_warmth(
     contact_id: ContactIdPath, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep
 ) -> WarmthOut:

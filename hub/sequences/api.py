@@ -89,7 +89,8 @@ class ProblemsOut(BaseModel):
     error: str
     message: str
     field: str | None = None
-    problems: list[dict[str, Any]]
+    # A request that does not match the schema at all is refused before any template is read: no list then.
+    problems: list[dict[str, Any]] = Field(default_factory=list, description="every problem in the templates or YAML")
 
 
 class StepChoice(BaseModel):

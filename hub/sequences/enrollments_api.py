@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
-from hub.contacts.api import ContactIdPath, visible_contact
+from hub.contacts.api import MERGED_REDIRECT, ContactIdPath, visible_contact, visible_survivor
 from hub.contacts.models import Contact
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Conflict, NotFound
@@ -124,7 +124,7 @@ async def enroll_contact(
     """Enroll a contact (managers and admins, for contacts they see); 409 says why not (already active,
     policy, no email, suppressed)."""
     sequence = await _sequence(session, sequence_id)
-    contact = await visible_contact(session, scope, spec.contact_id)
+    contact = await visible_survivor(session, scope, spec.contact_id)
     outcome = await enrollments.attempt_enrollment(
         session,
         sequence,
@@ -165,7 +165,7 @@ async def list_enrollments(
     return Page(items=items, next_cursor=encode_cursor([items[-1].id]) if more else None)
 
 
-@router.get("/api/contacts/{contact_id}/enrollments", response_model=list[EnrollmentOut])
+@router.get("/api/contacts/{contact_id}/enrollments", response_model=list[EnrollmentOut], responses=MERGED_REDIRECT)
 async def contact_enrollments(contact_id: ContactIdPath, session: SessionDep, scope: ScopeDep) -> list[EnrollmentOut]:
     """The contact's enrollments in every sequence, newest first."""
     contact = await visible_contact(session, scope, contact_id)

@@ -21,6 +21,7 @@ from hub.sequences.service import TemplatesInvalid
 from hub.sequences.templates import (
     TemplateLibrary,
 )
+from hub.validation import SafeStr
 
 router = APIRouter(tags=["email templates"])
 
@@ -30,10 +31,10 @@ class EmailTemplateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: str | None = Field(default=None, max_length=500)
+    subject: SafeStr | None = Field(default=None, max_length=500)
     """A suggested subject (kept for reference; a step always states its own)."""
-    html: str | None = Field(default=None, max_length=200_000)
-    text: str | None = Field(default=None, max_length=200_000)
+    html: SafeStr | None = Field(default=None, max_length=200_000)
+    text: SafeStr | None = Field(default=None, max_length=200_000)
 
     @model_validator(mode="after")
     def _a_body(self) -> EmailTemplateBody:

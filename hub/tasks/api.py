@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 
 from hub import clock
 from hub.auth.service import Principal
-from hub.contacts.api import visible_contact
+from hub.contacts.api import visible_survivor
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import Forbidden, NotFound, UnprocessableInput
 from hub.pagination import Page, decode_time_id_cursor, encode_cursor
@@ -49,7 +49,7 @@ async def create_task(spec: TaskCreate, session: SessionDep, scope: ScopeDep, ru
     """Make a task; ``due_local`` is the contact's wall-clock time. A callback is placed in the contact's
     calling hours and the assignee's next free slot, and the answer says if and why it was moved."""
     settings = runtime.settings
-    contact = await visible_contact(session, scope, spec.contact_id) if spec.contact_id is not None else None
+    contact = await visible_survivor(session, scope, spec.contact_id) if spec.contact_id is not None else None
     assignee = spec.assignee_rep_id or (contact.owner_rep_id if contact else None) or scope.principal.rep_id
     if assignee is None:
         raise UnprocessableInput(

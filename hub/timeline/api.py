@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from hub.contacts.api import ContactIdPath, visible_contact
+from hub.contacts.api import MERGED_REDIRECT, ContactIdPath, visible_contact
 from hub.deps import SessionDep
 from hub.pagination import Page, decode_time_id_cursor, encode_cursor
 from hub.reps.visibility import ScopeDep
@@ -17,7 +17,7 @@ from hub.validation import SafeStr
 router = APIRouter(prefix="/api/contacts", tags=["timeline"])
 
 
-@router.get("/{contact_id}/timeline", response_model=Page[TimelineEntryOut])
+@router.get("/{contact_id}/timeline", response_model=Page[TimelineEntryOut], responses=MERGED_REDIRECT)
 async def read_timeline(
     contact_id: ContactIdPath,
     session: SessionDep,
@@ -35,7 +35,7 @@ async def read_timeline(
     return Page[TimelineEntryOut](items=[TimelineEntryOut.model_validate(e) for e in page], next_cursor=next_cursor)
 
 
-@router.post("/{contact_id}/notes", response_model=TimelineEntryOut, status_code=201)
+@router.post("/{contact_id}/notes", response_model=TimelineEntryOut, status_code=201, responses=MERGED_REDIRECT)
 async def add_note(
     contact_id: ContactIdPath, note: NoteCreate, session: SessionDep, scope: ScopeDep
 ) -> TimelineEntryOut:
