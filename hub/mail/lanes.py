@@ -1,6 +1,7 @@
 """The lanes of one ``send_due`` batch and the group-commit writer that records their outcomes.
 
-Why this sends each message at most once, and loses none, is argued in ``hub.mail.sender``.
+Why this sends each message at most once, and loses none, is argued in ``hub.mail.sender``; the writes
+themselves are in ``hub.mail.recording``.
 """
 
 from __future__ import annotations
@@ -8,36 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
-from typing import Any, cast
 
-from sqlalchemy import Table, and_, case, exists, literal, null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub import clock
 from hub.config import Settings
 from hub.db import session_scope
-from hub.email.models import EmailMessage, Suppression
+from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
-from hub.mail.outcomes import record_unsent, sent_entry
+from hub.mail.recording import PgRecorder, Sent, mark_suppressed, record_and_hand_over
 from hub.mail.throttle import Throttle, recipient_domain
 from hub.mail.transport import SendOutcome, Transport
 from hub.mail.wire import raw_for
-from hub.timeline import service as timeline
-from hub.timeline.models import TimelineEntry
 
 log = logging.getLogger(__name__)
 
-LINGER_SECONDS = 0.01
+LINGER_SECONDS = 0.003
 """How long the writer waits for the other lanes' requests before committing what it has."""
-_MESSAGES = cast(Table, EmailMessage.__table__)
-"""Core statements in the hot path: the ORM's bulk-update machinery cost more than the SQL itself."""
-_SUPPRESSIONS = cast(Table, Suppression.__table__)
 
 
 @lru_cache(maxsize=256)
@@ -46,22 +40,22 @@ def _envelope_address(sender: str) -> str:
 
 
 @dataclass
-class _Sent:
-    """A message a lane sent, and what became of it (not yet recorded)."""
-
-    message: EmailMessage
-    outcome: SendOutcome
-    handed_over_at: datetime
-
-
-@dataclass
 class _Request:
     """One lane's ask of the writer: record ``done`` and hand ``take`` over, in one transaction."""
 
-    done: _Sent | None
+    done: Sent | None
     take: EmailMessage | None
     future: asyncio.Future[datetime | None]
     """Resolves to the hand-over time when ``take`` may be sent, None when it may not."""
+
+
+@dataclass
+class _Built:
+    """A message's bytes, built before its hand-over (while the other lanes are on the wire)."""
+
+    raw: bytes | None
+    failure: SendOutcome | None = None
+    """Set instead of ``raw`` when the message cannot be built: it fails without being sent."""
 
 
 class SendBatch:
@@ -85,16 +79,18 @@ class SendBatch:
         self.claimed_at = claimed_at
         self.pending = pending
         """Claimed rows no lane has taken yet (released at the end)."""
-        self.sequence_ids: set[int] = set()
+        self.failing_sequence_ids: set[int] = set()
+        """Sequences with a message that was not sent in this batch (their circuit breakers are checked)."""
         self.tally: Counter[str] = Counter()
         """What the committed transactions recorded, by ``SendReport`` field (``sent``, ``retried``, ...)."""
         self._stopping = asyncio.Event()
         self._waiting: list[_Request] = []
-        self._arrived = asyncio.Event()
         self._writer = asyncio.Lock()
+        self._arrived = asyncio.Event()
         self._running = 0
         self._writer_sessions = sessions
         self._connection: AsyncConnection | None = None
+        self._recorder: PgRecorder | None = None
 
     def stop(self) -> None:
         """Take no new message; what is on the wire still finishes and is recorded."""
@@ -104,24 +100,27 @@ class SendBatch:
         """Run ``count`` lanes until the batch is sent (or stopped); re-raise the first lane's error."""
         self._running = count
         async with _one_connection(self.sessions) as (self._connection, self._writer_sessions):
+            if self._connection is not None:
+                self._recorder = await PgRecorder.of(self._connection)
             results = await asyncio.gather(*(self._lane(deadline) for _ in range(count)), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
     async def _lane(self, deadline: datetime) -> None:
-        done: _Sent | None = None
+        done: Sent | None = None
         try:
             while True:
                 take = await self._next(deadline)
+                built = self._build(take) if take is not None else None
                 handed_over_at = await self._commit(done, take)
                 done = None
-                if take is None:
+                if take is None or built is None:
                     return
                 if handed_over_at is None:
                     continue  # suppressed, or another worker owns the row now
-                outcome = await self._send(take, handed_over_at)
-                done = _Sent(take, outcome, handed_over_at)
+                outcome = built.failure or await self._send(take, built.raw or b"")
+                done = Sent(take, outcome, handed_over_at)
         except BaseException:
             self.stop()  # the other lanes finish what they have on the wire, record it, and end
             raise
@@ -143,8 +142,21 @@ class SendBatch:
             return None
         return message
 
-    async def _commit(self, done: _Sent | None, take: EmailMessage | None) -> datetime | None:
-        """Record ``done`` and hand ``take`` over, group-committed with the other lanes' waiting requests."""
+    def _build(self, message: EmailMessage) -> _Built:
+        """The bytes to send (dated now: the hand-over follows within milliseconds), or why there are none."""
+        try:
+            return _Built(raw_for(message, self.settings, self.links, clock.now()))
+        except Exception as exc:  # a body that cannot be encoded fails this message only
+            log.warning("message %d could not be built: %s", message.id, type(exc).__name__)
+            return _Built(None, SendOutcome("failed", None, f"could not build the message: {type(exc).__name__}"))
+
+    async def _send(self, message: EmailMessage, raw: bytes) -> SendOutcome:
+        envelope_from = _envelope_address(message.sender or self.settings.mail_from)
+        return await self.transport.send(raw, sender=envelope_from, recipient=message.recipient)
+
+    async def _commit(self, done: Sent | None, take: EmailMessage | None) -> datetime | None:
+        """Record ``done`` and hand ``take`` over, group-committed with the other lanes' waiting requests:
+        whichever lane finds the writer free writes every request waiting at that moment."""
         if done is None and take is None:
             return None
         request = _Request(done, take, asyncio.get_running_loop().create_future())
@@ -158,29 +170,18 @@ class SendBatch:
         return request.future.result()
 
     async def _linger(self) -> None:
-        """Wait (briefly) until every running lane has a request in, so one transaction serves them all.
-
-        The lanes' sends started together finish together; a transaction costs far more CPU than the wait.
-        """
-        deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+        """Wait (briefly) until every running lane has a request in, so one transaction serves them all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER_SECONDS
         while len(self._waiting) < self._running and not self._stopping.is_set():
             self._arrived.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 return
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 return
-
-    async def _send(self, message: EmailMessage, handed_over_at: datetime) -> SendOutcome:
-        try:
-            raw = raw_for(message, self.settings, self.links, handed_over_at)
-        except Exception as exc:  # a body that cannot be encoded fails this message only
-            log.warning("message %d could not be built: %s", message.id, type(exc).__name__)
-            return SendOutcome("failed", None, f"could not build the message: {type(exc).__name__}")
-        envelope_from = _envelope_address(message.sender or self.settings.mail_from)
-        return await self.transport.send(raw, sender=envelope_from, recipient=message.recipient)
 
     async def _write(self, batch: list[_Request]) -> None:
         """One transaction for the whole batch; every request's future is settled, whatever happens."""
@@ -189,8 +190,7 @@ class SendBatch:
         finished = [r.done for r in batch if r.done is not None]
         takes = [r.take for r in batch if r.take is not None]
         try:
-            async with self._transaction(finished) as db:
-                handed = await self._write_in(db, finished, takes, now, tally)
+            handed = await self._record(finished, takes, now, tally)
         except BaseException as exc:
             self.pending.extendleft(takes)  # released later only if still merely claimed (compare-and-set)
             for request in batch:
@@ -199,152 +199,51 @@ class SendBatch:
                 else:
                     request.future.cancel()
             return
+        tally["transactions"] += 1
         self.tally.update(tally)
+        self.failing_sequence_ids.update(
+            s.message.sequence_id for s in finished if s.message.sequence_id is not None and s.outcome.status != "sent"
+        )
+        for message in takes:
+            if message.id in handed:
+                message.attempts = handed[message.id]
         for request in batch:
             ok = request.take is not None and request.take.id in handed
             request.future.set_result(now if ok else None)
 
+    async def _record(
+        self, finished: list[Sent], takes: list[EmailMessage], now: datetime, tally: Counter[str]
+    ) -> dict[int, int]:
+        """Record and hand over in one transaction (one statement when it can), then settle the rows that
+        were not handed over: suppressed, or (rare) no longer ours."""
+        if self._recorder is not None and all(s.outcome.status == "sent" for s in finished):
+            handed = await self._recorder.write(finished, takes, self.claimed_at, now)
+            tally["sent"] += len(finished)
+        else:
+            async with self._transaction(finished) as db:
+                handed = await record_and_hand_over(
+                    db, self.settings, finished, takes, self.claimed_at, now, tally, self._recorder
+                )
+        left = [m for m in takes if m.id not in handed]
+        if left:
+            async with self._transaction([]) as db:
+                suppressed = await mark_suppressed(db, left, self.claimed_at)
+            for message_id in suppressed:
+                log.info("message %d not sent: suppressed at send time", message_id)
+            tally["suppressed"] += len(suppressed)
+            tally["lost_claim"] += len(left) - len(suppressed)
+        return handed
+
     @contextlib.asynccontextmanager
-    async def _transaction(self, finished: list[_Sent]) -> AsyncIterator[AsyncSession | AsyncConnection]:
-        """A plain transaction on the held connection, or a session when the batch writes timeline entries
-        or hard bounces (the before-commit hooks react to those; with nothing written they do nothing)."""
-        if self._connection is not None and not any(_needs_session(item) for item in finished):
+    async def _transaction(self, finished: list[Sent]) -> AsyncIterator[AsyncSession | AsyncConnection]:
+        """A plain transaction on the held connection, or a session when a hard bounce is recorded (it goes
+        through the email-event path, whose before-commit hooks react to it)."""
+        if self._connection is not None and not any(s.outcome.hard_bounce for s in finished):
             async with self._connection.begin():
                 yield self._connection
             return
         async with session_scope(self._writer_sessions) as session:
             yield session
-
-    async def _write_in(
-        self,
-        db: AsyncSession | AsyncConnection,
-        finished: list[_Sent],
-        takes: list[EmailMessage],
-        now: datetime,
-        tally: Counter[str],
-    ) -> set[int]:
-        """Record ``finished`` and hand ``takes`` over in the open transaction; the ids handed over."""
-        sent: defaultdict[tuple[datetime, int | None], list[int]] = defaultdict(list)
-        entries: list[TimelineEntry] = []
-        for item in finished:
-            message, outcome = item.message, item.outcome
-            if message.sequence_id is not None:
-                self.sequence_ids.add(message.sequence_id)
-            if outcome.status == "sent":
-                sent[(item.handed_over_at, outcome.code)].append(message.id)
-                if message.contact_id is not None:
-                    entries.append(sent_entry(message, item.handed_over_at, now))
-            else:
-                await record_unsent(db, self.settings, message, outcome, now, tally)
-        handed = await self._sent_and_handed_over(db, sent, takes, now, tally)
-        if entries:
-            assert isinstance(db, AsyncSession)  # _transaction gives a session when there are entries
-            await timeline.append_many(db, entries)
-        return handed
-
-    async def _sent_and_handed_over(
-        self,
-        db: AsyncSession | AsyncConnection,
-        sent: dict[tuple[datetime, int | None], list[int]],
-        takes: list[EmailMessage],
-        now: datetime,
-        tally: Counter[str],
-    ) -> set[int]:
-        """ONE UPDATE: the sent rows marked ``sent``, the new ones handed over unless suppressed (checked
-        again here) or no longer ours; returns the ids handed over."""
-        c = _MESSAGES.c
-        sent_ids = [message_id for group in sent.values() for message_id in group]
-        take_ids = [m.id for m in takes]
-        tally["sent"] += len(sent_ids)
-        if not sent_ids and not take_ids:
-            return set()
-        # Also over ``unknown``: expire_stuck may have given up on a slow but live worker; the truth wins.
-        recorded = and_(c.id.in_(sent_ids), c.status.in_(("sending", "unknown")))
-        handed = and_(
-            c.id.in_(take_ids),
-            c.status == "sending",
-            c.sending_since.is_(None),
-            c.next_attempt_at == self.claimed_at,  # the claim is still ours
-            ~exists().where(_SUPPRESSIONS.c.email == c.recipient),
-        )
-        as_sent: dict[str, Any] = {
-            "status": "sent",
-            "sent_at": _per_row({key[0]: ids for key, ids in sent.items()}, c.sent_at),
-            "smtp_code": _per_row({key[1]: ids for key, ids in sent.items()}, c.smtp_code),
-            "next_attempt_at": null(),
-            "last_error": null(),
-        }
-        as_handed: dict[str, Any] = {"sending_since": literal(now, c.sending_since.type), "attempts": c.attempts + 1}
-        if not take_ids:
-            stmt = update(_MESSAGES).where(recorded).values(**as_sent)
-        elif not sent_ids:
-            stmt = update(_MESSAGES).where(handed).values(**as_handed)
-        else:
-            is_sent = c.id.in_(sent_ids)
-            values = {name: case((is_sent, value), else_=c[name]) for name, value in as_sent.items()}
-            values |= {name: case((is_sent, c[name]), else_=value) for name, value in as_handed.items()}
-            stmt = update(_MESSAGES).where(or_(recorded, handed)).values(**values)
-        result = await db.execute(stmt.returning(c.id, c.attempts))
-        attempts: dict[int, int] = {row[0]: row[1] for row in result if row[0] not in sent_ids}
-        for message in takes:
-            if message.id in attempts:
-                message.attempts = attempts[message.id]
-        left = [m for m in takes if m.id not in attempts]
-        if left:  # suppressed, or no longer ours (rare: a second look tells which)
-            suppressed = await self._suppress(db, left)
-            tally["suppressed"] += suppressed
-            tally["lost_claim"] += len(left) - suppressed
-        return set(attempts)
-
-    async def _suppress(self, db: AsyncSession | AsyncConnection, messages: list[EmailMessage]) -> int:
-        """Mark the suppressed ones of these claimed rows ``suppressed``; how many were."""
-        found = await db.execute(
-            select(_SUPPRESSIONS.c.email, _SUPPRESSIONS.c.reason, _SUPPRESSIONS.c.source).where(
-                _SUPPRESSIONS.c.email.in_(sorted({m.recipient for m in messages}))
-            )
-        )
-        held = {row.email: row for row in found}
-        count = 0
-        for message in messages:
-            entry = held.get(message.recipient)
-            if entry is None:
-                continue
-            result = await db.execute(
-                self._owned([message.id])
-                .values(
-                    status="suppressed",
-                    next_attempt_at=None,
-                    last_error=f"not sent: address suppressed ({entry.reason}, {entry.source})"[:500],
-                )
-                .returning(_MESSAGES.c.id)
-            )
-            if result.first() is not None:
-                count += 1
-                log.info("message %d not sent: suppressed at send time", message.id)
-        return count
-
-    def _owned(self, ids: list[int]) -> Any:
-        """An UPDATE of rows this worker claimed and has not handed over (compare-and-set on the claim)."""
-        return update(_MESSAGES).where(
-            _MESSAGES.c.id.in_(ids),
-            _MESSAGES.c.status == "sending",
-            _MESSAGES.c.sending_since.is_(None),
-            _MESSAGES.c.next_attempt_at == self.claimed_at,
-        )
-
-
-def _per_row(values: dict[Any, list[int]], column: Any) -> Any:
-    """One value for all rows (the usual case: one bound parameter), else a CASE over the row ids."""
-    if len(values) == 1:
-        return literal(next(iter(values)), column.type)
-    return case(
-        {message_id: literal(value, column.type) for value, ids in values.items() for message_id in ids},
-        value=_MESSAGES.c.id,
-    )
-
-
-def _needs_session(item: _Sent) -> bool:
-    return (item.outcome.status == "sent" and item.message.contact_id is not None) or item.outcome.hard_bounce
 
 
 @contextlib.asynccontextmanager

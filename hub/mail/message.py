@@ -181,12 +181,13 @@ def _part(content: str, subtype: bytes) -> bytes:
     """One text part (headers, blank line, body ending in CRLF), 7bit when it can be, else QP or base64."""
     lines = content.encode("utf-8").splitlines() or [b""]
     head = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: ' % subtype
-    if max((len(line) for line in lines), default=0) <= MAX_LINE and content.isascii():
-        return head + b"7bit\r\n\r\n" + b"".join(line + b"\r\n" for line in lines)
+    if max(map(len, lines)) <= MAX_LINE and content.isascii():
+        return head + b"7bit\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
     data = b"\n".join(lines) + b"\n"
     qp = binascii.b2a_qp(data, istext=True)
-    b64 = binascii.b2a_base64(data, newline=False)
-    if len(qp) > len(b64) * 1.04:  # base64 pays one CRLF per 76 characters
+    base64_length = 4 * ((len(data) + 2) // 3)  # what b2a_base64 would write, without writing it
+    if len(qp) > base64_length * 1.04:  # base64 pays one CRLF per 76 characters
+        b64 = binascii.b2a_base64(data, newline=False)
         wrapped = b"\r\n".join(b64[i : i + 76] for i in range(0, len(b64), 76))
         return head + b"base64\r\n\r\n" + wrapped + b"\r\n"
     return head + b"quoted-printable\r\n\r\n" + qp.replace(b"\n", b"\r\n")

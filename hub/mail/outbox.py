@@ -5,16 +5,21 @@ tokens carry it): ``reserve_message`` inserts the row (or finds that the key was
 caller renders with ``links.unsubscribe_url(message.id, ...)``, and ``fill_message`` stores the final
 subject and bodies (with tracking applied). Both happen in the caller's transaction, so a message is
 either queued complete or not at all; the send loop (hub.mail.sender) picks it up after the commit.
+A producer of many messages at once (the sequence engine) takes their ids first
+(``allocate_message_ids``), renders, and inserts the complete rows together (``insert_messages``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +51,10 @@ class Envelope:
     variant: str | None = None
 
 
+_MESSAGES = cast(Table, EmailMessage.__table__)
+
+
+@lru_cache(maxsize=256)
 def message_id_domain(mail_from: str) -> str:
     """The right-hand side of Message-IDs: the From domain (a Message-ID must be globally unique)."""
     _, address = parseaddr(mail_from)
@@ -55,9 +64,79 @@ def message_id_domain(mail_from: str) -> str:
 
 async def reserve_message(session: AsyncSession, envelope: Envelope, *, mail_from: str) -> EmailMessage | None:
     """Insert the message row (status ``queued`` but not yet due); None if its dedupe key was queued before."""
+    row = message_row(envelope, mail_from=mail_from, now=clock.now())
+    # Not due until fill_message: a row the send loop could see half-written must not exist.
+    row["next_attempt_at"] = None
+    stmt = _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(_MESSAGES.c.id)
+    new_id = (await session.execute(stmt, row)).scalar_one_or_none()
+    if new_id is None:
+        return None
+    return (await session.scalars(select(EmailMessage).where(EmailMessage.id == new_id))).one()
+
+
+def fill_message(
+    message: EmailMessage, *, subject: str, html: str | None, text: str | None, links: LinkMaker | None
+) -> EmailMessage:
+    """Store the rendered subject and bodies (the text derived from the HTML if missing), apply tracking if the
+    message has it, and make it due now."""
+    message.subject = subject[:500]
+    message.html, message.text = final_bodies(message.id, message.recipient, message.tracking, html, text, links)
+    message.next_attempt_at = clock.now()
+    return message
+
+
+def final_bodies(
+    message_id: int, recipient: str, tracking: bool, html: str | None, text: str | None, links: LinkMaker | None
+) -> tuple[str | None, str | None]:
+    """The bodies as stored: tracking applied to the HTML if the message has it, the text derived from the HTML
+    if missing (once here rather than at every send attempt: parsing the HTML is the costly part)."""
+    if html is not None and tracking and links is not None:
+        keep = frozenset({links.unsubscribe_url(message_id, recipient)})
+        html = links.track_html(html, message_id, keep=keep)
+    if text is None and html is not None:
+        text, _ = complete_bodies(html, None)
+    return html, text
+
+
+# --- many at once (the sequence engine) ---------------------------------------------------------------------------
+# Rendering needs each message's id (its unsubscribe link and tracking tokens carry it), so the ids are taken first
+# and the complete rows inserted in one statement: no row is written twice and none is ever half-written.
+
+
+async def allocate_message_ids(session: AsyncSession, count: int) -> list[int]:
+    """``count`` ids for rows this transaction inserts later (with ``message_row(..., message_id=...)``)."""
+    if count <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.execute(_NEXT_IDS, {"count": count})
+        return [int(row[0]) for row in rows]
+    # SQLite: every transaction holds the write lock from its start (BEGIN IMMEDIATE), and SQLite numbers new
+    # rows max(id) + 1 itself.
+    top = await session.scalar(select(func.max(EmailMessage.id)))
+    return list(range((top or 0) + 1, (top or 0) + 1 + count))
+
+
+_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence('email_messages', 'id')) FROM generate_series(1, :count)")
+
+
+def message_row(
+    envelope: Envelope,
+    *,
+    mail_from: str,
+    now: datetime,
+    message_id: int | None = None,
+    subject: str | None = None,
+    bodies: tuple[str | None, str | None] = (None, None),
+    recipient_normalized: bool = False,
+) -> dict[str, Any]:
+    """The ``email_messages`` row of an envelope, due now; ``bodies`` are final (see ``final_bodies``).
+
+    ``recipient_normalized``: the recipient is a contact's stored email identity, normalised when it was stored,
+    so the syntax check (which costs more than the insert) is skipped.
+    """
     domain = message_id_domain(envelope.sender or mail_from)
-    values = {
-        "recipient": normalize_email(envelope.recipient),
+    row = {
+        "recipient": envelope.recipient if recipient_normalized else normalize_email(envelope.recipient),
         "contact_id": envelope.contact_id,
         "kind": envelope.kind,
         "dedupe_key": envelope.dedupe_key[:200],
@@ -72,39 +151,32 @@ async def reserve_message(session: AsyncSession, envelope: Envelope, *, mail_fro
         "enrollment_id": envelope.enrollment_id,
         "step_key": envelope.step_key,
         "variant": envelope.variant,
+        "subject": subject[:500] if subject is not None else None,
+        "html": bodies[0],
+        "text": bodies[1],
         "attempts": 0,
-        # Not due until fill_message: a row the send loop could see half-written must not exist.
-        "next_attempt_at": None,
-        "created_at": clock.now(),
+        "next_attempt_at": now,
+        "created_at": now,
     }
+    if message_id is not None:
+        row["id"] = message_id
+    return row
+
+
+async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[int]:
+    """Insert complete rows (``message_row``) in one statement; the ids inserted (a dedupe key queued before
+    keeps its row, and that row's id is not among them)."""
+    if not rows:
+        return set()
+    stmt = _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(_MESSAGES.c.id)
+    # Parameter lists, not one multi-row VALUES: SQLAlchemy compiles the statement once and batches the rows.
+    return set((await session.execute(stmt, list(rows))).scalars())
+
+
+def _insert(session: AsyncSession) -> Any:
+    """A Core INSERT (the ORM's bulk machinery costs more than the statement)."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(EmailMessage)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(EmailMessage.id)
-    )
-    new_id = (await session.execute(stmt)).scalar_one_or_none()
-    if new_id is None:
-        return None
-    return (await session.scalars(select(EmailMessage).where(EmailMessage.id == new_id))).one()
-
-
-def fill_message(
-    message: EmailMessage, *, subject: str, html: str | None, text: str | None, links: LinkMaker | None
-) -> EmailMessage:
-    """Store the rendered subject and bodies (the text derived from the HTML if missing), apply tracking if the
-    message has it, and make it due now."""
-    message.subject = subject[:500]
-    if html is not None and message.tracking and links is not None:
-        keep = frozenset({links.unsubscribe_url(message.id, message.recipient)})
-        html = links.track_html(html, message.id, keep=keep)
-    if text is None and html is not None:
-        # Derived once here rather than at every send attempt: parsing the HTML is the costly part of a message.
-        text, _ = complete_bodies(html, None)
-    message.html, message.text = html, text
-    message.next_attempt_at = clock.now()
-    return message
+    return insert(_MESSAGES)
 
 
 async def hold_sequence_mail(session: AsyncSession, sequence_id: int) -> int:

@@ -18,7 +18,6 @@ from hub.email import service as email_service
 from hub.email.models import EmailMessage
 from hub.events import EmailEventReceived
 from hub.mail.transport import SendOutcome
-from hub.timeline.models import TimelineEntry
 
 RETRY_JITTER = 0.1
 """A retry waits up to 10 % longer than its schedule says, so a relay's bad minute is not retried in lockstep."""
@@ -32,17 +31,16 @@ def retry_delay(attempts: int, schedule: Sequence[int], jitter: float) -> timede
     return timedelta(minutes=schedule[attempts - 1] * (1 + jitter))
 
 
-def sent_entry(message: EmailMessage, handed_over_at: datetime, now: datetime) -> TimelineEntry:
-    """The ``email_sent`` timeline entry of a message the relay accepted."""
-    return TimelineEntry(
-        contact_id=message.contact_id,
-        kind="email_sent",
-        source="hub:email",
-        external_id=f"message:{message.id}",
-        data=_sent_data(message),
-        occurred_at=handed_over_at,
-        recorded_at=now,
-    )
+def sent_entry_values(message: EmailMessage, handed_over_at: datetime) -> dict[str, Any]:
+    """The columns of the ``email_sent`` timeline entry of a message the relay accepted (``recorded_at`` aside)."""
+    return {
+        "contact_id": message.contact_id,
+        "kind": "email_sent",
+        "source": "hub:email",
+        "external_id": f"message:{message.id}",
+        "data": _sent_data(message),
+        "occurred_at": handed_over_at,
+    }
 
 
 async def record_unsent(

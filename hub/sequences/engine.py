@@ -3,22 +3,26 @@
 One call handles one batch in the caller's transaction: the claim locks the due rows (``FOR UPDATE
 SKIP LOCKED`` on PostgreSQL, a simple single-table query), and each enrollment either waits (paused
 sequence, quiet hours, frequency cap), stops (suppressed, merged, closed), skips its step (its ``when``
-does not hold) or queues the step's message through the outbox and moves on. The message's dedupe key
-``seq:<enrollment>:<step>`` makes a step queued twice impossible, whatever the workers do.
+does not hold) or queues the step's message through the outbox and moves on. The batch's messages are
+rendered once every enrollment was looked at and inserted in one statement (``hub.mail.outbox``). The
+message's dedupe key ``seq:<enrollment>:<step>`` makes a step queued twice impossible, whatever the
+workers do.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import BigInteger, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.config import Settings
@@ -27,20 +31,23 @@ from hub.contacts.facts import lead_snapshot
 from hub.contacts.models import Contact
 from hub.db import advisory_key
 from hub.email import repository as email_repo
-from hub.email.models import EmailEvent, EmailMessage
+from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
-from hub.mail.outbox import Envelope, fill_message, reserve_message
+from hub.mail.outbox import Envelope, allocate_message_ids, final_bodies, insert_messages, message_row
 from hub.policy.conditions import matches
 from hub.policy.facts import lead_facts
 from hub.policy.schemas import RulesFile
 from hub.reps.models import Rep, Team
 from hub.sequences import enrollment as enrollments
 from hub.sequences.models import Enrollment, Sequence
-from hub.sequences.schemas import SequenceSpec, Step, Variant
+from hub.sequences.schemas import SequenceSpec, Step
+from hub.sequences.steps import dedupe_key, step_facts, variant_of
+from hub.sequences.steps import draw_variant as draw_variant
 from hub.sequences.templates import TemplateLibrary
-from hub.sequences.variables import email_context, sender_of
+from hub.sequences.variables import SequenceSender, email_context, sender_of
 from hub.sequences.windows import contact_zones, due_after, next_send_time
 from hub.timeline import service as timeline
+from hub.timeline.models import TimelineEntry
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,13 @@ PAUSED_RECHECK = timedelta(hours=1)
 BUSY_RETRY = timedelta(minutes=1)
 """An enrollment whose contact another worker is capping right now tries again this much later."""
 CAPPED_STATUSES = ("queued", "held", "sending", "sent", "delivered")
+RENDER_SLICE = 2
+"""Emails rendered between two yields to the event loop, so a worker's send lanes are not kept waiting."""
+DECIDE_SLICE = 10
+"""Enrollments looked at between two yields to the event loop."""
+_TRY_LOCKS = text("SELECT key, pg_try_advisory_xact_lock(key) FROM unnest(:keys) AS key").bindparams(
+    bindparam("keys", type_=ARRAY(BigInteger))
+)
 
 
 @dataclass
@@ -86,6 +100,32 @@ class _Batch:
     busy: set[int]
     """Contacts another worker holds the frequency-cap lock of."""
     report: StepReport
+    to_queue: list[_StepToQueue] = field(default_factory=list)
+    """Steps decided on, queued together once every enrollment of the batch was looked at."""
+    entries: list[TimelineEntry] = field(default_factory=list)
+    """Timeline entries (completions) appended together at the end of the batch."""
+    senders: dict[int, SequenceSender] = field(default_factory=dict)
+    """Each sequence's sender, worked out once per batch rather than once per message."""
+
+    def sender(self, sequence: Sequence, spec: SequenceSpec) -> SequenceSender:
+        """The sequence's sender (``sender_of``)."""
+        found = self.senders.get(sequence.id)
+        if found is None:
+            found = self.senders[sequence.id] = sender_of(spec, self.settings.mail_from)
+        return found
+
+
+@dataclass
+class _StepToQueue:
+    """One enrollment's step that is to be queued, with what rendering it needs."""
+
+    enrollment: Enrollment
+    sequence: Sequence
+    spec: SequenceSpec
+    step: Step
+    contact: Contact
+    identities: Seq[tuple[str, str]]
+    email: str
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Enrollment]:
@@ -117,8 +157,12 @@ async def run_due_steps(
     if not claimed:
         return report
     batch = await _load(session, claimed, settings, links, library, policy, now, report)
-    for enrollment in claimed:
+    for n, enrollment in enumerate(claimed, start=1):
         await _run_one(session, enrollment, batch)
+        if n % DECIDE_SLICE == 0:
+            await asyncio.sleep(0)  # the send loop's lanes share this event loop (see RENDER_SLICE)
+    await _queue_steps(session, batch)
+    await timeline.append_many(session, batch.entries)
     await session.flush()
     return report
 
@@ -184,18 +228,13 @@ async def _lock_caps(session: AsyncSession, contact_ids: list[int]) -> set[int]:
     """Take each contact's frequency-cap lock (PostgreSQL); the contacts another worker holds.
 
     Try-locks, never waits: two workers each holding some contacts and waiting for the other's would
-    deadlock, and an enrollment can simply look again a minute later.
+    deadlock, and an enrollment can simply look again a minute later. One statement for the batch.
     """
     if session.get_bind().dialect.name != "postgresql" or not contact_ids:
         return set()
-    busy = set()
-    for contact_id in contact_ids:
-        got = await session.scalar(
-            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": advisory_key(f"frequency-cap:{contact_id}")}
-        )
-        if not got:
-            busy.add(contact_id)
-    return busy
+    keys = {advisory_key(f"frequency-cap:{contact_id}"): contact_id for contact_id in contact_ids}
+    rows = await session.execute(_TRY_LOCKS, {"keys": list(keys)})
+    return {keys[int(row[0])] for row in rows if not row[1]}
 
 
 async def _recent_marketing(
@@ -241,13 +280,13 @@ async def _run_one(session: AsyncSession, enrollment: Enrollment, batch: _Batch)
         return
     assert contact is not None and email is not None
     if enrollment.step_index >= len(spec.steps):
-        await _advance(session, enrollment, sequence, spec, contact, identities, batch)
+        _advance(enrollment, sequence, spec, contact, identities, batch)
         return
     step = spec.steps[enrollment.step_index]
     if step.when is not None and not await _condition_holds(session, enrollment, spec, step, contact):
         await _record_skip(session, enrollment, sequence, step, now)
         report.skipped += 1
-        await _advance(session, enrollment, sequence, spec, contact, identities, batch)
+        _advance(enrollment, sequence, spec, contact, identities, batch)
         return
     zones = _zones(contact, identities, batch)
     send_at = next_send_time(now, spec.window, zones)
@@ -261,11 +300,10 @@ async def _run_one(session: AsyncSession, enrollment: Enrollment, batch: _Batch)
             enrollment.next_run_at, enrollment.wait_reason = free_at, "frequency_cap"
             report.waiting += 1
             return
-    queued = await _queue_step(session, enrollment, sequence, spec, step, contact, identities, email, batch)
-    if not queued:
-        report.stopped += 1
-        return
-    await _advance(session, enrollment, sequence, spec, contact, identities, batch)
+    if spec.marketing:
+        # Counted now, so a second enrollment of the same contact in this batch sees the cap.
+        batch.capped.setdefault(contact.id, []).append(now)
+    batch.to_queue.append(_StepToQueue(enrollment, sequence, spec, step, contact, identities, email))
 
 
 def _stop_reason(
@@ -315,114 +353,79 @@ async def _condition_holds(
     return matches(step.when, facts)
 
 
-async def step_facts(session: AsyncSession, enrollment: Enrollment, spec: SequenceSpec) -> dict[str, bool]:
-    """``previous_sent/delivered/opened/clicked`` about the email of the step before (opens and clicks
-    by people only: Apple's prefetch and link scanners do not count); all false for the first step."""
-    facts = dict.fromkeys(("previous_sent", "previous_delivered", "previous_opened", "previous_clicked"), False)
-    if enrollment.step_index == 0:
-        return facts
-    previous = spec.steps[enrollment.step_index - 1]
-    message = await session.scalar(
-        select(EmailMessage).where(EmailMessage.dedupe_key == dedupe_key(enrollment, previous))
-    )
-    if message is None:
-        return facts
-    facts["previous_sent"] = message.sent_at is not None
-    facts["previous_delivered"] = message.delivered_at is not None or message.status == "delivered"
-    human = await session.scalars(
-        select(EmailEvent.kind)
-        .where(
-            EmailEvent.message_id == message.id,
-            EmailEvent.kind.in_(("opened", "clicked")),
-            EmailEvent.machine.is_(False),
-        )
-        .distinct()
-    )
-    kinds = set(human)
-    facts["previous_opened"] = "opened" in kinds or "clicked" in kinds  # a person's click implies an open
-    facts["previous_clicked"] = "clicked" in kinds
-    return facts
+async def _queue_steps(session: AsyncSession, batch: _Batch) -> None:
+    """Queue the batch's steps and move their enrollments on: ids first, then each email rendered, then every
+    row inserted in one statement; an enrollment whose template fails is stopped instead."""
+    items = batch.to_queue
+    ids = await allocate_message_ids(session, len(items))
+    drafts = []
+    for n, (item, message_id) in enumerate(zip(items, ids, strict=True), start=1):
+        drafts.append(_draft(item, message_id, batch))
+        if n % RENDER_SLICE == 0:
+            # The send loop shares this event loop: let its lanes take their turn (their SMTP connections and
+            # the relay would otherwise wait for a whole batch to be rendered).
+            await asyncio.sleep(0)
+    inserted = await insert_messages(session, [draft.row for draft in drafts])
+    for item, draft in zip(items, drafts, strict=True):
+        if draft.row["id"] not in inserted:
+            pass  # queued by an earlier run of this step: nothing more to send
+        elif draft.failure is not None:
+            log.warning(  # without the contact's data or the template text
+                "sequence %d step %s: template failed for enrollment %d",
+                item.sequence.id,
+                item.step.key,
+                item.enrollment.id,
+            )
+            await enrollments.stop(
+                session, item.enrollment, "template_error", draft.failure, batch.now, sequence=item.sequence
+            )
+            batch.report.stopped += 1
+            continue
+        else:
+            batch.report.queued += 1
+            batch.report.sequence_ids.add(item.sequence.id)
+        _advance(item.enrollment, item.sequence, item.spec, item.contact, item.identities, batch)
 
 
-def dedupe_key(enrollment: Enrollment, step: Step) -> str:
-    """The outbox key of one step of one enrollment."""
-    return f"seq:{enrollment.id}:{step.key}"
+@dataclass
+class _Draft:
+    """A step's message row, rendered (or cancelled, with why, when its template failed)."""
+
+    row: dict[str, Any]
+    failure: str | None = None
 
 
-def draw_variant(enrollment_id: int, step: Step) -> Variant | None:
-    """The step's A/B variant for this enrollment: weighted, and the same every time it is drawn."""
-    if not step.variants:
-        return None
-    digest = hashlib.sha256(f"{enrollment_id}:{step.key}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") % 100
-    for variant in step.variants:
-        if point < variant.weight:
-            return variant
-        point -= variant.weight
-    return step.variants[-1]
-
-
-def _variant(enrollment: Enrollment, step: Step) -> Variant | None:
-    """The variant drawn before for this step (kept on the enrollment), else a new draw."""
-    assert step.key is not None
-    drawn = (enrollment.variants or {}).get(step.key)
-    if drawn is not None:
-        return next((v for v in step.variants if v.name == drawn), None)
-    variant = draw_variant(enrollment.id, step)
-    if variant is not None:
-        enrollment.variants = {**(enrollment.variants or {}), step.key: variant.name}
-    return variant
-
-
-async def _queue_step(
-    session: AsyncSession,
-    enrollment: Enrollment,
-    sequence: Sequence,
-    spec: SequenceSpec,
-    step: Step,
-    contact: Contact,
-    identities: Seq[tuple[str, str]],
-    email: str,
-    batch: _Batch,
-) -> bool:
-    """Queue the step's email; False when its template failed (the enrollment is then stopped)."""
-    settings = batch.settings
-    variant = _variant(enrollment, step)
-    sender = sender_of(spec, settings.mail_from)
+def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
+    """The step's email for this contact as a complete row with id ``message_id``."""
+    settings, contact, step = batch.settings, item.contact, item.step
+    variant = variant_of(item.enrollment, step)
+    sender = batch.sender(item.sequence, item.spec)
     envelope = Envelope(
-        recipient=email,
+        recipient=item.email,
         kind="sequence",
-        dedupe_key=dedupe_key(enrollment, step),
+        dedupe_key=dedupe_key(item.enrollment, step),
         contact_id=contact.id,
         sender=sender.from_header,
-        reply_to=spec.sender.reply_to,
-        marketing=spec.marketing,
-        tracking=spec.tracking,
-        sequence_id=sequence.id,
-        enrollment_id=enrollment.id,
+        reply_to=item.spec.sender.reply_to,
+        marketing=item.spec.marketing,
+        tracking=item.spec.tracking,
+        sequence_id=item.sequence.id,
+        enrollment_id=item.enrollment.id,
         step_key=step.key,
         variant=variant.name if variant is not None else None,
     )
-    message = await reserve_message(session, envelope, mail_from=settings.mail_from)
-    if message is None:
-        return True  # queued by an earlier run of this step: nothing more to send
+    # The recipient is the contact's stored email identity.
+    row = partial(message_row, envelope, mail_from=settings.mail_from, now=batch.now, message_id=message_id)
     owner = batch.owners.get(contact.owner_rep_id) if contact.owner_rep_id is not None else None
-    unsubscribe_url = batch.links.unsubscribe_url(message.id, message.recipient)
-    context = email_context(contact, identities, owner, sender, settings, unsubscribe_url=unsubscribe_url)
+    unsubscribe_url = batch.links.unsubscribe_url(message_id, item.email)
+    context = email_context(contact, item.identities, owner, sender, settings, unsubscribe_url=unsubscribe_url)
     try:
         rendered = batch.library.render_step(step, variant, context)
     except Exception as exc:  # a sandboxed template on contact data can raise anything
-        # Logged without the contact's data or the template text.
-        log.warning("sequence %d step %s: template failed for enrollment %d", sequence.id, step.key, enrollment.id)
-        message.status, message.last_error = "cancelled", "template error"
-        await enrollments.stop(session, enrollment, "template_error", str(exc)[:500], batch.now, sequence=sequence)
-        return False
-    fill_message(message, subject=rendered.subject, html=rendered.html, text=rendered.text, links=batch.links)
-    if spec.marketing:
-        batch.capped.setdefault(contact.id, []).append(batch.now)
-    batch.report.queued += 1
-    batch.report.sequence_ids.add(sequence.id)
-    return True
+        cancelled = row(recipient_normalized=True) | {"status": "cancelled", "last_error": "template error"}
+        return _Draft(cancelled | {"next_attempt_at": None}, failure=str(exc)[:500])
+    bodies = final_bodies(message_id, item.email, item.spec.tracking, rendered.html, rendered.text, batch.links)
+    return _Draft(row(subject=rendered.subject, bodies=bodies, recipient_normalized=True))
 
 
 async def _record_skip(
@@ -438,8 +441,7 @@ async def _record_skip(
     )
 
 
-async def _advance(
-    session: AsyncSession,
+def _advance(
     enrollment: Enrollment,
     sequence: Sequence,
     spec: SequenceSpec,
@@ -452,7 +454,7 @@ async def _advance(
     enrollment.step_index = min(enrollment.step_index + 1, len(spec.steps))
     enrollment.last_step_at, enrollment.wait_reason = now, None
     if enrollment.step_index >= len(spec.steps):
-        await enrollments.complete(session, enrollment, sequence, now)
+        batch.entries.append(enrollments.complete(enrollment, sequence, now))
         batch.report.completed += 1
         return
     following = spec.steps[enrollment.step_index]

@@ -26,6 +26,7 @@ from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import STOP_REASONS, SequenceSpec
 from hub.sequences.windows import contact_zones, due_after
 from hub.timeline import service as timeline
+from hub.timeline.models import TimelineEntry
 
 log = logging.getLogger(__name__)
 
@@ -223,16 +224,17 @@ async def stop_for_contact(
     return stopped
 
 
-async def complete(session: AsyncSession, enrollment: Enrollment, sequence: Sequence, now: datetime) -> None:
-    """The last step is done: the enrollment ends as completed."""
+def complete(enrollment: Enrollment, sequence: Sequence, now: datetime) -> TimelineEntry:
+    """The last step is done: the enrollment ends as completed; returns its timeline entry for the caller to
+    append (the sequence engine appends a whole batch's at once)."""
     enrollment.status, enrollment.completed_at = "completed", now
     enrollment.next_run_at, enrollment.wait_reason = None, None
-    await timeline.append(
-        session,
+    return TimelineEntry(
         contact_id=enrollment.contact_id,
         kind=COMPLETED,
         source=SOURCE,
         occurred_at=now,
+        recorded_at=now,
         data={"sequence_id": sequence.id, "name": sequence.name, "enrollment_id": enrollment.id},
     )
 
