@@ -40,14 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    BUSY_WARNING_CORES,
     REPO,
-    background_load,
     fmt,
-    machine_facts,
     percentile,
     pg_drop,
     pg_recreate,
+    preflight,
     write_report,
 )
 from routing import QueryPlan, StatementLog
@@ -492,15 +490,9 @@ def headline(runs: list[SizeRun]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sizes = sorted(int(n) for n in args.sizes.split(","))
-    try:
-        facts = machine_facts(args.pg_server, True, LIBRARIES)
-    except OSError as exc:
-        print(f"PostgreSQL at {args.pg_server} is not reachable ({exc})")
+    facts = preflight(args.pg_server)
+    if facts is None:
         return 2
-    busy = background_load()
-    facts["background"] = f"{busy:.2f}"
-    if busy > BUSY_WARNING_CORES:
-        print(f"warning: the machine was already busy ({busy:.2f} cores) before the run; expect noisier numbers")
     databases = {size: f"{args.pg_database}_{size}" for size in sizes}
     urls = {size: f"postgresql+asyncpg://{args.pg_server}/{name}" for size, name in databases.items()}
     try:

@@ -450,3 +450,18 @@ class Pacer:
         if delay > 0:
             await asyncio.sleep(delay)
         return due
+
+
+def preflight(pg_server: str, libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str] | None:
+    """The machine's facts, with the work already running on it noted and warned about; None (after
+    saying so) when PostgreSQL cannot be reached."""
+    try:
+        facts = machine_facts(pg_server, True, libraries)
+    except OSError as exc:
+        print(f"PostgreSQL at {pg_server} is not reachable ({exc})")
+        return None
+    busy = background_load()
+    facts["background"] = f"{busy:.2f}"
+    if busy > BUSY_WARNING_CORES:
+        print(f"warning: the machine was already busy ({busy:.2f} cores) before the run; expect noisier numbers")
+    return facts

@@ -45,18 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    BUSY_WARNING_CORES,
     REPO,
     SATURATED_CORE,
     CpuUse,
-    background_load,
     cpu_snapshot,
     cpu_use,
     fmt,
-    machine_facts,
     percentile,
     pg_drop,
     pg_recreate,
+    preflight,
     write_report,
 )
 from sqlalchemy import event, func, insert, select, text, update
@@ -1115,15 +1113,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     plan = make_plan(args)
-    try:
-        facts = machine_facts(plan.pg_server, True, LIBRARIES)
-    except OSError as exc:
-        print(f"PostgreSQL at {plan.pg_server} is not reachable ({exc})")
+    facts = preflight(plan.pg_server)
+    if facts is None:
         return 2
-    busy = background_load()
-    facts["background"] = f"{busy:.2f}"
-    if busy > BUSY_WARNING_CORES:
-        print(f"warning: the machine was already busy ({busy:.2f} cores) before the run; expect lower numbers")
     print(f"routing: open leads {plan.sizes}, {plan.decisions} decisions per level at {plan.levels}", flush=True)
     pg_recreate(plan.pg_server, plan.pg_database)
     try:

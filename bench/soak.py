@@ -52,22 +52,20 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from harness import (
-    BUSY_WARNING_CORES,
     HUB,
     REPO,
     CpuUse,
     Target,
-    background_load,
     cpu_snapshot,
     cpu_use,
     fmt,
     free_port,
     hub_env,
-    machine_facts,
     percentile,
     pg_drop,
     pg_recreate,
     pg_run,
+    preflight,
     run_client_loop,
     running,
     server_log_errors,
@@ -766,15 +764,9 @@ def main(argv: list[str]) -> int:
         pg_database=args.pg_database,
         seed=args.seed,
     )
-    try:
-        facts = machine_facts(plan.pg_server, True, LIBRARIES)
-    except OSError as exc:
-        print(f"PostgreSQL at {plan.pg_server} is not reachable ({exc})")
+    facts = preflight(plan.pg_server)
+    if facts is None:
         return 2
-    busy = background_load()
-    facts["background"] = f"{busy:.2f}"
-    if busy > BUSY_WARNING_CORES:
-        print(f"warning: the machine was already busy ({busy:.2f} cores) before the run; the hub gets less CPU")
     pg_recreate(plan.pg_server, plan.pg_database)
     try:
         with tempfile.TemporaryDirectory() as tmp:
