@@ -217,7 +217,16 @@ EMBEDDED_APPLY_BUDGET_SECONDS = 1.0
 
 async def apply_accepted_events(ctx: JobContext) -> int:
     """Deferred mode: apply the events webhooks accepted, a batch per transaction; returns how many."""
-    settings: Settings = ctx["settings"]
+    lock: asyncio.Lock = ctx["apply_lock"]
+    if lock.locked():
+        # arq starts each second's tick while the last run may still be applying: two runs in one process
+        # would only contend for the same contacts (deadlocks, measured in bench/ingest_events.py).
+        return 0
+    async with lock:
+        return await _apply_for(ctx, ctx["settings"])
+
+
+async def _apply_for(ctx: JobContext, settings: Settings) -> int:
     budget = EMBEDDED_APPLY_BUDGET_SECONDS if ctx.get("embedded") else APPLY_BUDGET_SECONDS
     deadline = time.monotonic() + budget
     applied = 0

@@ -67,6 +67,7 @@ def job_context(
         "templates_dir": templates_dir(),
         "embedded": embedded,
         "send_lock": asyncio.Lock(),
+        "apply_lock": asyncio.Lock(),
     }
 
 
