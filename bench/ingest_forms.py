@@ -547,7 +547,8 @@ def _target_reading(key: str, r: LoadResult, runs: dict[str, TargetRun], cores: 
         return head + (
             f" At c={first.concurrency} a post takes {first.p50_ms:.1f} ms (p50), of which "
             f"~{server_ms_per_post(first):.1f} ms is the hub's own CPU (spread over SQLAlchemy's ORM, "
-            "FastAPI/Starlette and the endpoint's own parsing and validation around ~10 SQL statements; no "
+            "FastAPI/Starlette and the endpoint's own parsing and validation around ~58 SQL statements, "
+            "most of them from scoring, routing and the reactions in the commit hook; no "
             "single hot spot); the rest is the round trips to PostgreSQL and the "
             "commit's WAL flush (synchronous_commit=on: every answered post is on disk). PostgreSQL itself "
             "needs little CPU (`db`). The hub's pool (10 + 10 overflow connections) caps transactions in "
