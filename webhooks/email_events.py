@@ -16,7 +16,6 @@ from connectors.sendgrid import parse_sendgrid_events, verify_sendgrid_signature
 from hub import clock
 from hub.db import retry_transient
 from hub.deps import Runtime, RuntimeDep, request_session
-from hub.email import rules
 from hub.email import service as email
 from hub.errors import BadRequest, Forbidden, HubError, PayloadTooLarge, ProviderRejected, ServiceUnavailable
 from hub.events import EmailEventReceived
@@ -29,11 +28,6 @@ log = logging.getLogger(__name__)
 MAILGUN_DO_NOT_RETRY = 406
 """Mailgun retries every answer but 200 and 406 for about 8 hours."""
 T = TypeVar("T")
-
-
-def thresholds(runtime: Runtime) -> rules.Thresholds:
-    """The human-or-machine timing thresholds from settings."""
-    return email.thresholds_from(runtime.settings)
 
 
 @router.post("/sendgrid")
@@ -107,7 +101,7 @@ async def mailgun_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
             await session.commit()
             return _accepted_answer(runtime, label, accepted, received=1)
         outcome = await retry_transient(
-            session, lambda: email.ingest_events(session, [event], thresholds=thresholds(runtime))
+            session, lambda: email.ingest_events(session, [event], thresholds=email.thresholds_from(runtime.settings))
         )
         await session.commit()
     return _answer(runtime, label, outcome)
@@ -153,7 +147,7 @@ async def _store(runtime: Runtime, label: str, events: Sequence[EmailEventReceiv
         return _accepted_answer(runtime, label, accepted, received=len(events))
     async with request_session(runtime) as session:
         outcome = await retry_transient(
-            session, lambda: email.ingest_events(session, events, thresholds=thresholds(runtime))
+            session, lambda: email.ingest_events(session, events, thresholds=email.thresholds_from(runtime.settings))
         )
         await session.commit()
     return _answer(runtime, label, outcome)

@@ -15,7 +15,6 @@ from hub.email import service as email
 from hub.email.tokens import read_click_token, read_open_token, read_unsubscribe_token
 from hub.errors import UnsupportedMediaType
 from webhooks.body import media_type, read_body
-from webhooks.email_events import thresholds
 from webhooks.form_pages import templates
 
 router = APIRouter(tags=["tracking"])
@@ -83,7 +82,7 @@ async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> Resp
             session,
             message_id,
             kind="unsubscribed",
-            thresholds=thresholds(runtime),
+            thresholds=email.thresholds_from(runtime.settings),
             user_agent=_header(request, "user-agent", 500),
             ip=request.client.host if request.client else None,
             method="POST",
@@ -104,7 +103,7 @@ async def _record(runtime: Runtime, request: Request, message_id: int, *, kind: 
                 session,
                 message_id,
                 kind=kind,
-                thresholds=thresholds(runtime),
+                thresholds=email.thresholds_from(runtime.settings),
                 user_agent=_header(request, "user-agent", 500),
                 ip=request.client.host if request.client else None,
                 method=request.method,

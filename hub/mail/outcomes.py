@@ -13,7 +13,6 @@ from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.config import Settings
-from hub.email import rules as email_rules
 from hub.email import service as email_service
 from hub.email.models import EmailMessage
 from hub.events import EmailEventReceived
@@ -92,12 +91,7 @@ async def _record_hard_bounce(
         reason=outcome.detail,
         detail={"smtp_code": outcome.code},
     )
-    thresholds = email_rules.Thresholds(
-        machine_open_seconds=settings.machine_open_seconds,
-        scanner_click_seconds=settings.scanner_click_seconds,
-        open_collapse_seconds=settings.open_collapse_seconds,
-    )
-    await email_service.ingest_events(session, [event], thresholds=thresholds)
+    await email_service.ingest_events(session, [event], thresholds=email_service.thresholds_from(settings))
 
 
 def _sent_data(message: EmailMessage) -> dict[str, Any]:

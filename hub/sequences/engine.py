@@ -75,8 +75,6 @@ class StepReport:
     waiting: int = 0
     completed: int = 0
     stopped: int = 0
-    sequence_ids: set[int] = field(default_factory=set)
-    """Sequences that queued messages in this batch (the send loop checks their breakers)."""
 
 
 @dataclass
@@ -383,7 +381,6 @@ async def _queue_steps(session: AsyncSession, batch: _Batch) -> None:
             continue
         else:
             batch.report.queued += 1
-            batch.report.sequence_ids.add(item.sequence.id)
         _advance(item.enrollment, item.sequence, item.spec, item.contact, item.identities, batch)
 
 
