@@ -29,6 +29,7 @@ from hub.composition import build_reactions
 from hub.config import Settings, templates_dir
 from hub.contacts.api import router as contacts_router
 from hub.db import create_engine, create_sessionmaker, is_unavailable
+from hub.deals.api import router as deals_router
 from hub.deps import Runtime
 from hub.email.api import router as email_router
 from hub.errors import ContactMerged, HubError, RateLimited, ServiceUnavailable
@@ -43,6 +44,9 @@ from hub.outbound.api import router as webhook_endpoints_router
 from hub.policy.api import router as rules_router
 from hub.policy.store import RulesStore
 from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from hub.reports.activity_api import router as activity_reports_router
+from hub.reports.funnel_api import router as funnel_reports_router
+from hub.reports.money_api import router as money_reports_router
 from hub.reps.api import router as reps_router
 from hub.reps.api import teams_router
 from hub.routing.api import router as routing_router
@@ -192,6 +196,10 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         email_templates_router,
         enrollments_router,
         tasks_router,
+        deals_router,
+        funnel_reports_router,
+        activity_reports_router,
+        money_reports_router,
     ):
         app.include_router(router)
     _install_error_handlers(app)

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     frequency_cap: int = Field(default=1, ge=0, description="marketing emails per contact per window; 0: no cap")
     frequency_cap_hours: float = Field(default=24.0, gt=0)
     default_time_zone: str = "UTC"
+    default_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code of deals created without one, and of the money columns in reports."""
     """A contact's zone when it has none, no phone to infer one from, and no owner team with a zone."""
     breaker_min_sends: int = Field(default=20, ge=1)
     breaker_error_rate: float = Field(default=0.3, gt=0, le=1)

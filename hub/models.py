@@ -4,12 +4,14 @@ from hub.auth.models import ApiKey
 from hub.calls.models import Call, CallRecording
 from hub.contacts.models import Contact, ContactIdentity
 from hub.db import Base
+from hub.deals.models import Deal, DealProduct, DealStageChange
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.forms.models import FormSource
 from hub.inbox.models import InboundEvent, WebhookNonce
 from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
-from hub.reps.models import Rep, Team
+from hub.reports.models import ChannelCost
+from hub.reps.models import Rep, RepTarget, Team
 from hub.routing.models import Assignment, Deadline, QueuedLead, RepPerformance, RoutingPool, RoutingTurn, StageChange
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
 from hub.tasks.models import Task
@@ -21,9 +23,13 @@ __all__ = [
     "Base",
     "Call",
     "CallRecording",
+    "ChannelCost",
     "Contact",
     "ContactIdentity",
     "Deadline",
+    "Deal",
+    "DealProduct",
+    "DealStageChange",
     "EmailEvent",
     "EmailMessage",
     "EmailTemplate",
@@ -34,6 +40,7 @@ __all__ = [
     "QueuedLead",
     "Rep",
     "RepPerformance",
+    "RepTarget",
     "RoutingPool",
     "RoutingTurn",
     "Sequence",

@@ -70,6 +70,7 @@ class EmailMessage(Base):
         ),
         Index("ix_email_messages_contact_created", "contact_id", "created_at"),
         Index("ix_email_messages_sequence_step", "sequence_id", "step_key", "variant"),
+        Index("ix_email_messages_sent_at", "sent_at"),
     )
 
 

@@ -36,7 +36,15 @@ SIGNALS: tuple[Signal, ...] = get_args(Signal)
 """Engagement signals a timeline entry can give (see hub/scoring/rules.py: signals_of)."""
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Condition = Annotated[dict[str, Any], AfterValidator(check_condition)]
+RequiredField = Annotated[
+    str, Field(pattern=r"^(amount|expected_close_on|products|owner|custom_fields\.[a-z0-9_]{1,64})$")
+]
+"""A deal field that must be filled before a strict deal may enter a stage."""
+PipelineName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """``{fact: matcher, ...}``: every fact must match; see hub/policy/conditions.py for the grammar."""
+
+
+DEFAULT_PIPELINE = "default"
 
 
 class _Strict(BaseModel):
@@ -81,6 +89,9 @@ class Stage(_Strict):
     manager_after: Duration | None = None
     """Tell the team manager when it has sat this long (should exceed stuck_after)."""
     probability: float | None = Field(default=None, ge=0, le=1)
+    """The chance a deal or lead in this stage is won: the pipeline report weighs open amounts by it."""
+    required: list[RequiredField] = []
+    """Deal fields a strict deal needs before it enters this stage (manual deals are not held to them)."""
 
     @model_validator(mode="after")
     def _wall_clock_limits(self) -> Stage:
@@ -100,6 +111,8 @@ class Pipeline(_Strict):
     loss_reasons: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1)
     first_touch_stage: str | None = "contacted"
     """A lead still in the first stage moves here when its owner first touches it (null: never)."""
+    deal_type: Literal["strict", "manual", "non_process"] = "manual"
+    """The type a deal in this pipeline gets when its creator names none."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Pipeline:
@@ -127,6 +140,15 @@ class Pipeline(_Strict):
     def initial(self) -> str:
         """The stage a new lead starts in."""
         return self.stages[0].name
+
+    @property
+    def open_stages(self) -> list[str]:
+        """Stages of work in progress (neither won nor lost), in order."""
+        return [s.name for s in self.stages if s.outcome is None]
+
+    def outcome_stage(self, outcome: Literal["won", "lost"]) -> str:
+        """The first stage that closes with ``outcome`` (every pipeline has one)."""
+        return next(s.name for s in self.stages if s.outcome == outcome)
 
     @property
     def closed(self) -> frozenset[str]:
@@ -287,6 +309,8 @@ class RulesFile(_Strict):
 
     version: Literal[1] = 1
     pipeline: Pipeline
+    deal_pipelines: dict[PipelineName, Pipeline] = {}
+    """Other pipelines a deal may follow, by name; ``default`` is ``pipeline``, the leads' own."""
     warmth: Warmth = Warmth()
     routing: Routing = Routing()
 
@@ -294,4 +318,15 @@ class RulesFile(_Strict):
     def _cross_checks(self) -> RulesFile:
         if self.routing.performance.won_stage not in self.pipeline.names:
             raise ValueError(f"routing.performance.won_stage {self.routing.performance.won_stage!r} is not a stage")
+        if DEFAULT_PIPELINE in self.deal_pipelines:
+            raise ValueError(f"deal_pipelines: {DEFAULT_PIPELINE!r} is the name of the leads' pipeline; pick another")
         return self
+
+    def deal_pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline a deal names: ``default`` (the leads' pipeline) or one of ``deal_pipelines``."""
+        return self.pipeline if name == DEFAULT_PIPELINE else self.deal_pipelines.get(name)
+
+    @property
+    def pipeline_names(self) -> list[str]:
+        """Every pipeline a deal may follow, ``default`` first."""
+        return [DEFAULT_PIPELINE, *self.deal_pipelines]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
@@ -72,3 +72,18 @@ class Rep(Base):
     def available(self) -> bool:
         """Takes calls and new leads now (subject to schedule and capacity for leads)."""
         return self.status == "active"
+
+
+class RepTarget(Base):
+    """A rep's plan for one calendar month: revenue in ``currency`` and, optionally, deals won."""
+
+    __tablename__ = "rep_targets"
+
+    rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id"), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    """The first day of the month."""
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    won_deals: Mapped[int | None] = mapped_column(Integer)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)

@@ -47,6 +47,7 @@ class Assignment(Base):
     __table_args__ = (
         Index("ix_assignments_contact_assigned", "contact_id", "assigned_at"),
         Index("ix_assignments_rep_assigned", "rep_id", "assigned_at"),
+        Index("ix_assignments_assigned_at", "assigned_at"),
         Index(
             "uq_assignments_open_contact",
             "contact_id",
@@ -77,6 +78,7 @@ class Deadline(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
 
     __table_args__ = (
+        Index("ix_deadlines_kind_done", "kind", "done_at"),
         # Only pending rows are indexed, so the claim query's cost follows what is due, not history.
         Index(
             "ix_deadlines_pending_due",
@@ -144,6 +146,7 @@ class StageChange(Base):
     __table_args__ = (
         Index("ix_stage_changes_contact_changed", "contact_id", "changed_at"),
         Index("ix_stage_changes_to_changed", "to_stage", "changed_at"),
+        Index("ix_stage_changes_changed_at", "changed_at"),
     )
 
 

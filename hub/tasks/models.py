@@ -52,6 +52,8 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
 
     __table_args__ = (
+        Index("ix_tasks_done_at", "done_at"),
+        Index("ix_tasks_overdue_at", "overdue_at"),
         Index(
             "ix_tasks_next_check",
             "next_check_at",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
@@ -30,4 +30,11 @@ class TimelineEntry(Base):
         # Serves "newest N entries of a contact" (optionally of one kind) by index alone.
         Index("ix_timeline_entries_contact_occurred", "contact_id", "occurred_at", "id"),
         Index("ix_timeline_entries_contact_kind_occurred", "contact_id", "kind", "occurred_at", "id"),
+        # The rep activity report reads a window of reps' own work, not the whole timeline.
+        Index(
+            "ix_timeline_entries_rep_work",
+            "occurred_at",
+            postgresql_where=text("kind IN ('activity', 'note', 'email_sent')"),
+            sqlite_where=text("kind IN ('activity', 'note', 'email_sent')"),
+        ),
     )

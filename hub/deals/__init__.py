@@ -1,0 +1,1 @@
+"""Deals (opportunities): what a contact may buy, how far it got, and how it ended."""
