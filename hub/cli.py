@@ -26,6 +26,7 @@ from hub.forms import service as forms
 from hub.forms.schemas import SourceCreate
 from hub.policy.loader import RulesError, default_rules_path, load_rules_file, rules_yaml
 from hub.policy.schemas import RulesFile
+from hub.reports.consistency import check_consistency, describe
 from hub.reps import service as reps
 from hub.reps import teams
 from hub.reps.schemas import WEEKDAYS, RepCreate, RepPatch, TeamCreate
@@ -43,6 +44,8 @@ team_app = typer.Typer(help="Manage teams (their members and lead manager).", no
 app.add_typer(team_app, name="team")
 rules_app = typer.Typer(help="Check, show and reload the rules file (HUB_RULES_FILE).", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+reports_app = typer.Typer(help="Check the data the reports read.", no_args_is_help=True)
+app.add_typer(reports_app, name="reports")
 console = Console()
 T = TypeVar("T")
 
@@ -509,6 +512,19 @@ def rules_reload() -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+@reports_app.command("check")
+def reports_check() -> None:
+    """Compare each deal's and lead's stage and status with its stage log; exit 1 on any difference."""
+    settings = Settings()
+    report = _in_session(settings, check_consistency)
+    for line in describe(report):
+        console.print(line, highlight=False, soft_wrap=True)
+    if not report.consistent:
+        console.print(f"[red]{report.mismatches} differences[/red]: the reports would not match the logs")
+        raise typer.Exit(code=1)
+    console.print("ok: every deal and lead matches its log")
 
 
 def main() -> None:

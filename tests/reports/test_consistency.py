@@ -1,0 +1,108 @@
+"""`hub reports check`: the stage and status the reports read agree with the logs, and drift is found."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
+
+from hub import cli
+from hub.contacts.models import Contact
+from hub.db import create_engine, create_sessionmaker
+from hub.deals.models import Deal, DealStageChange
+from hub.reports.consistency import check_consistency
+from hub.routing.models import StageChange
+
+T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+
+
+async def seed(session: AsyncSession) -> tuple[Contact, Deal, Deal]:
+    """A lead moved twice; a deal won then reopened to its stage; a non-process deal lost."""
+    lead = Contact(name="Ada", stage="qualified", stage_entered_at=T0 + timedelta(days=2), created_at=T0)
+    session.add(lead)
+    await session.flush()
+    for day, (old, new) in enumerate([(None, "new"), ("new", "contacted"), ("contacted", "qualified")]):
+        session.add(
+            StageChange(
+                contact_id=lead.id, from_stage=old, to_stage=new, changed_at=T0 + timedelta(days=day), actor="t"
+            )
+        )
+    reopened = Deal(
+        contact_id=lead.id, title="Renewal", type="manual", stage="proposal", status="open", currency="USD",
+        created_by="t", stage_entered_at=T0 + timedelta(days=3), closed_at=None, created_at=T0,
+    )  # fmt: skip
+    container = Deal(
+        contact_id=lead.id, title="Support", type="non_process", stage=None, status="lost", currency="USD",
+        created_by="t", stage_entered_at=T0, closed_at=T0 + timedelta(days=5), created_at=T0,
+    )  # fmt: skip
+    session.add_all([reopened, container])
+    await session.flush()
+    moves = [
+        (reopened, None, "new", None, "open", 0),
+        (reopened, "new", "proposal", "open", "open", 3),
+        (reopened, "proposal", "won", "open", "won", 4),
+        (reopened, "won", "proposal", "won", "open", 6),
+        (container, None, None, None, "open", 0),
+        (container, None, None, "open", "lost", 5),
+    ]
+    for deal, old, new, old_status, status, day in moves:
+        session.add(
+            DealStageChange(
+                deal_id=deal.id, contact_id=lead.id, from_stage=old, to_stage=new, from_status=old_status,
+                to_status=status, changed_at=T0 + timedelta(days=day), actor="t",
+            )
+        )  # fmt: skip
+    reopened.stage_entered_at = T0 + timedelta(days=6)  # back in proposal since the reopening
+    await session.commit()
+    return lead, reopened, container
+
+
+async def test_state_that_matches_the_logs_passes(db_session: AsyncSession) -> None:
+    await seed(db_session)
+    report = await check_consistency(db_session)
+    assert report.consistent, report.listed
+    assert report.checked == {"deals": 2, "contacts": 1}
+
+
+async def test_each_kind_of_drift_is_found_and_named(db_session: AsyncSession) -> None:
+    lead, reopened, container = await seed(db_session)
+    lead.stage = "proposal"
+    reopened.status = "won"
+    container.closed_at = None
+    await db_session.commit()
+    report = await check_consistency(db_session)
+    found = {(m.table, m.id, m.column) for m in report.listed}
+    assert found == {
+        ("contacts", lead.id, "stage"),
+        ("deals", reopened.id, "status"),
+        ("deals", container.id, "closed_at"),
+    }
+    assert report.mismatches == 3
+
+
+def test_the_command_exits_1_on_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/check.db"
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    monkeypatch.setenv("HUB_SECRET_KEY", "cli-test-secret")
+    assert CliRunner().invoke(cli.app, ["migrate"]).exit_code == 0
+
+    async def fill(drift: bool) -> None:
+        engine = create_engine(url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                _, deal, _ = await seed(session)
+                if drift:
+                    deal.stage = "won"
+                    await session.commit()
+        finally:
+            await engine.dispose()
+
+    import asyncio
+
+    asyncio.run(fill(drift=True))
+    result = CliRunner().invoke(cli.app, ["reports", "check"])
+    assert result.exit_code == 1, result.output
+    assert "stage is 'won', the log says 'proposal'" in result.output
