@@ -17,6 +17,7 @@ from hub.contacts import repository
 from hub.contacts.models import Contact
 from hub.contacts.normalize import Identity, phone_region, time_zone_for_phone
 from hub.db import lock_keys
+from hub.deals import repository as deals_repository
 from hub.email import repository as email_repository
 from hub.errors import ContactMerged, NotFound, UnprocessableInput
 from hub.timeline import service as timeline
@@ -195,6 +196,7 @@ async def _absorb(session: AsyncSession, survivor: Contact, absorbed: Contact, *
     moved_entries = await timeline.move_to(session, absorbed.id, survivor.id)
     await calls_repository.move_contact(session, absorbed.id, survivor.id)
     await email_repository.move_contact(session, absorbed.id, survivor.id)
+    await deals_repository.move_contact(session, absorbed.id, survivor.id)
     for name in (*_PROFILE_FIELDS, "country", "owner_rep_id"):
         if getattr(survivor, name) is None and getattr(absorbed, name) is not None:
             setattr(survivor, name, getattr(absorbed, name))

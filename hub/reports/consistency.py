@@ -72,7 +72,7 @@ async def _check_deals(session: AsyncSession, report: ConsistencyReport) -> None
             await session.execute(
                 select(
                     Deal.id, Deal.stage, Deal.status, Deal.stage_entered_at, Deal.closed_at,
-                    latest.c.to_stage, latest.c.to_status, latest.c.changed_at, latest.c.last_stage_at,
+                    latest.c.to_stage, latest.c.to_status, latest.c.changed_at,
                 )
                 .outerjoin(latest, and_(latest.c.key == Deal.id, latest.c.rank == 1))
                 .where(Deal.id > last_id)
@@ -82,10 +82,10 @@ async def _check_deals(session: AsyncSession, report: ConsistencyReport) -> None
         ).all()  # fmt: skip
         if not rows:
             return
-        for deal_id, stage, status, entered, closed, to_stage, to_status, changed, stage_at in rows:
+        for deal_id, stage, status, entered, closed, to_stage, to_status, changed in rows:
             report.checked["deals"] += 1
             closed_log = changed if to_status in ("won", "lost") else None
-            expected = {"stage": to_stage, "status": to_status, "stage_entered_at": stage_at, "closed_at": closed_log}
+            expected = {"stage": to_stage, "status": to_status, "stage_entered_at": changed, "closed_at": closed_log}
             actual = {"stage": stage, "status": status, "stage_entered_at": entered, "closed_at": closed}
             _compare(report, "deals", deal_id, actual, expected)
         last_id = rows[-1][0]
@@ -114,7 +114,7 @@ async def _check_contacts(session: AsyncSession, report: ConsistencyReport) -> N
 
 
 def _latest(log: Any, key: Any) -> Any:
-    """Each subject's log rows ranked newest first, with the time its current stage was entered."""
+    """Each subject's log rows, newest first (any move, a close or a reopening too, restarts the stage clock)."""
     order = (log.changed_at.desc(), log.id.desc())
     ranked: Select[Any] = select(
         key.label("key"),
@@ -122,20 +122,8 @@ def _latest(log: Any, key: Any) -> Any:
         *([log.to_status] if log is DealStageChange else []),
         log.changed_at,
         func.row_number().over(partition_by=key, order_by=order).label("rank"),
-        _stage_entered(log, key).label("last_stage_at"),
     )
     return ranked.subquery()
-
-
-def _stage_entered(log: Any, key: Any) -> Any:
-    # A deal closed and reopened returns to its stage without a new stage; the stage's clock is the
-    # latest row that changed the stage (or created the deal). Leads change stage on every row.
-    if log is not DealStageChange:
-        return log.changed_at
-    moved = func.max(log.changed_at).filter(
-        (log.from_stage.is_(None) & log.from_status.is_(None)) | (log.from_stage != log.to_stage)
-    )
-    return moved.over(partition_by=key)
 
 
 def _compare(

@@ -56,7 +56,8 @@ def deal_product_filter(request: ReportRequest) -> ColumnElement[bool] | None:
 
 async def teams_of_reps(session: AsyncSession) -> dict[int, int | None]:
     """Each rep's team id (reps are few: read once per report)."""
-    return dict(await session.execute(select(Rep.id, Rep.team_id)))
+    # .all(): dict() of a Result would take it for a mapping (it has keys()) and fail.
+    return dict((await session.execute(select(Rep.id, Rep.team_id))).all())
 
 
 def label(value: object) -> str:

@@ -36,7 +36,7 @@ async def seed(session: AsyncSession) -> tuple[Contact, Deal, Deal]:
     )  # fmt: skip
     container = Deal(
         contact_id=lead.id, title="Support", type="non_process", stage=None, status="lost", currency="USD",
-        created_by="t", stage_entered_at=T0, closed_at=T0 + timedelta(days=5), created_at=T0,
+        created_by="t", stage_entered_at=T0 + timedelta(days=5), closed_at=T0 + timedelta(days=5), created_at=T0,
     )  # fmt: skip
     session.add_all([reopened, container])
     await session.flush()
@@ -106,3 +106,37 @@ def test_the_command_exits_1_on_drift(tmp_path: Path, monkeypatch: pytest.Monkey
     result = CliRunner().invoke(cli.app, ["reports", "check"])
     assert result.exit_code == 1, result.output
     assert "stage is 'won', the log says 'proposal'" in result.output
+
+
+async def test_deals_moved_through_the_api_always_match_their_log(database_url: str) -> None:
+    """Every kind of move the deals API makes leaves the deal's state equal to its log's last row."""
+    from tests.conftest import make_settings, start_hub
+
+    rules = Path(__file__).parents[1] / "fixtures" / "rules" / "deals.yaml"
+    async for hub in start_hub(make_settings(database_url, rules_file=rules)):
+        async with hub.session() as session:
+            contact = Contact(name="Lee", stage="new")
+            session.add(contact)
+        manual = (
+            await hub.client.post(
+                "/api/deals", headers=hub.auth(), json={"contact_id": contact.id, "title": "A", "amount": "100"}
+            )
+        ).json()
+        support = (
+            await hub.client.post(
+                "/api/deals", headers=hub.auth(), json={"contact_id": contact.id, "title": "B", "pipeline": "support"}
+            )
+        ).json()
+        for deal_id, body in [
+            (manual["id"], {"stage": "proposal"}),
+            (manual["id"], {"status": "won"}),
+            (manual["id"], {"status": "open"}),
+            (manual["id"], {"stage": "contacted"}),
+            (support["id"], {"status": "lost", "loss_reason": "other"}),
+        ]:
+            response = await hub.client.patch(f"/api/deals/{deal_id}", headers=hub.auth(), json=body)
+            assert response.status_code == 200, response.text
+        async with hub.session() as session:
+            report = await check_consistency(session)
+        assert report.consistent, report.listed
+        assert report.checked["deals"] == 2
