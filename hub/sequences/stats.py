@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.email.models import EmailEvent, EmailMessage
@@ -78,12 +78,16 @@ async def sequence_stats(session: AsyncSession, sequence: Sequence) -> SequenceS
             steps[key] = StepStats(key[0], variant)
         return steps[key]
 
-    for step, variant, counts in await _message_counts(session, sequence.id):
+    of_sequence = [EmailMessage.sequence_id == sequence.id]
+    by_step = (EmailMessage.step_key, EmailMessage.variant)
+    for (step, variant), counts in await message_counts(session, of_sequence, by_step):
         at(step, variant).counts.update(counts)
-    for step, variant, name, number in await _event_counts(session, sequence.id):
+    for (step, variant), name, number in await event_counts(session, of_sequence, by_step):
         at(step, variant).counts[name] += number
-    for (step, variant), number in (await _replies(session, sequence.id)).items():
-        at(step, variant).counts["replied"] += number
+    enrolled_contacts = select(Enrollment.contact_id).where(Enrollment.sequence_id == sequence.id).distinct()
+    for message in (await replied_messages(session, enrolled_contacts)).values():
+        if message.sequence_id == sequence.id:
+            at(message.step_key, message.variant).counts["replied"] += 1
     order = _step_order(sequence)
     ordered = sorted(steps.values(), key=lambda s: (order.get(s.step, len(order)), s.step, s.variant or ""))
     return SequenceStats(sequence.id, enrolled, active, completed, stopped, ordered)
@@ -115,36 +119,45 @@ async def _enrollments(session: AsyncSession, sequence_id: int) -> tuple[int, in
     return enrolled, active, completed, stopped
 
 
-async def _message_counts(
-    session: AsyncSession, sequence_id: int
-) -> list[tuple[str | None, str | None, dict[str, int]]]:
-    def count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-        return func.sum(case((condition, 1), else_=0))
+async def message_counts(
+    session: AsyncSession, where: list[ColumnElement[bool]], keys: tuple[SQLColumnExpression[Any], ...]
+) -> list[tuple[tuple[Any, ...], dict[str, int]]]:
+    """queued, sent, failed and delivered of the sequence messages matching ``where``, grouped by ``keys``."""
 
+    def flag(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return case((condition, 1), else_=0)
+
+    # Grouped over a subquery, so a key may be an expression with parameters (a report's period).
+    inner = (
+        select(
+            *(key.label(f"key{index}") for index, key in enumerate(keys)),
+            flag(EmailMessage.sent_at.is_not(None)).label("sent"),
+            flag(EmailMessage.status == "failed").label("failed"),
+            flag(EmailMessage.delivered_at.is_not(None) | (EmailMessage.status == "delivered")).label("delivered"),
+        )
+        .where(EmailMessage.kind == "sequence", *where)
+        .subquery()
+    )
+    key_columns = [inner.c[f"key{index}"] for index in range(len(keys))]
     rows = await session.execute(
         select(
-            EmailMessage.step_key,
-            EmailMessage.variant,
-            func.count(),
-            count_if(EmailMessage.sent_at.is_not(None)),
-            count_if(EmailMessage.status == "failed"),
-            count_if(EmailMessage.delivered_at.is_not(None) | (EmailMessage.status == "delivered")),
-        )
-        .where(EmailMessage.sequence_id == sequence_id, EmailMessage.kind == "sequence")
-        .group_by(EmailMessage.step_key, EmailMessage.variant)
+            *key_columns, func.count(), func.sum(inner.c.sent), func.sum(inner.c.failed), func.sum(inner.c.delivered)
+        ).group_by(*key_columns)
     )
-    found: list[tuple[str | None, str | None, dict[str, int]]] = []
+    found: list[tuple[tuple[Any, ...], dict[str, int]]] = []
     row: Any
     for row in rows:
-        step, variant, n, s, f, d = row
+        *key, n, s, f, d = row
         found.append(
-            (step, variant, {"queued": int(n), "sent": int(s or 0), "failed": int(f or 0), "delivered": int(d or 0)})
+            (tuple(key), {"queued": int(n), "sent": int(s or 0), "failed": int(f or 0), "delivered": int(d or 0)})
         )
     return found
 
 
-async def _event_counts(session: AsyncSession, sequence_id: int) -> list[tuple[str | None, str | None, str, int]]:
-    """Distinct messages per step, variant and kind of event (opens and clicks split by who caused them)."""
+async def event_counts(
+    session: AsyncSession, where: list[ColumnElement[bool]], keys: tuple[SQLColumnExpression[Any], ...]
+) -> list[tuple[tuple[Any, ...], str, int]]:
+    """Distinct messages matching ``where`` per ``keys`` and kind of event (opens, clicks: people or machines)."""
     label = case(
         ((EmailEvent.kind == "opened") & EmailEvent.machine.is_(True), "opened_machine"),
         ((EmailEvent.kind == "opened") & EmailEvent.machine.is_(False), "opened_human"),
@@ -154,31 +167,54 @@ async def _event_counts(session: AsyncSession, sequence_id: int) -> list[tuple[s
         (EmailEvent.kind.in_(("unsubscribed", "complained")), EmailEvent.kind),
         else_=None,
     )
-    rows = await session.execute(
-        select(EmailMessage.step_key, EmailMessage.variant, label, func.count(func.distinct(EmailMessage.id)))
+    inner = (
+        select(
+            *(key.label(f"key{index}") for index, key in enumerate(keys)),
+            label.label("name"),
+            EmailMessage.id.label("message_id"),
+        )
         .join(EmailEvent, EmailEvent.message_id == EmailMessage.id)
         .where(
-            EmailMessage.sequence_id == sequence_id,
+            *where,
             EmailEvent.kind.in_(("opened", "clicked", "bounced", "unsubscribed", "complained")),
         )
-        .group_by(EmailMessage.step_key, EmailMessage.variant, label)
+        .subquery()
     )
-    found: list[tuple[str | None, str | None, str, int]] = []
+    key_columns = [inner.c[f"key{index}"] for index in range(len(keys))]
+    rows = await session.execute(
+        select(*key_columns, inner.c.name, func.count(func.distinct(inner.c.message_id))).group_by(
+            *key_columns, inner.c.name
+        )
+    )
+    found: list[tuple[tuple[Any, ...], str, int]] = []
     row: Any
     for row in rows:
-        step, variant, name, n = row
+        *key, name, n = row
         if name is not None:
-            found.append((step, variant, str(name), int(n)))
+            found.append((tuple(key), str(name), int(n)))
     return found
 
 
-async def _replies(session: AsyncSession, sequence_id: int) -> dict[tuple[str | None, str | None], int]:
-    """Replies logged for contacts of this sequence, each given to the contact's last sequence email before it."""
-    enrolled = select(Enrollment.contact_id).where(Enrollment.sequence_id == sequence_id).distinct()
+@dataclass(frozen=True)
+class RepliedMessage:
+    """A sequence email that got a reply: the contact's last sequence email sent before the reply."""
+
+    sequence_id: int | None
+    step_key: str | None
+    variant: str | None
+    sent_at: datetime
+
+
+async def replied_messages(
+    session: AsyncSession, contacts: Select[Any], since: datetime | None = None
+) -> dict[int, RepliedMessage]:
+    """Messages replied to by ``contacts`` (a select of contact ids), each reply given to the contact's last
+    sequence email sent before it; ``since``: only replies from then on."""
+    where = [TimelineEntry.kind == "activity", TimelineEntry.contact_id.in_(contacts)]
+    if since is not None:
+        where.append(TimelineEntry.occurred_at >= since)
     entries = await session.execute(
-        select(TimelineEntry.contact_id, TimelineEntry.occurred_at, TimelineEntry.data).where(
-            TimelineEntry.kind == "activity", TimelineEntry.contact_id.in_(enrolled)
-        )
+        select(TimelineEntry.contact_id, TimelineEntry.occurred_at, TimelineEntry.data).where(*where)
     )
     replies: dict[int, list[datetime]] = defaultdict(list)
     entry: Any
@@ -204,18 +240,15 @@ async def _replies(session: AsyncSession, sequence_id: int) -> dict[tuple[str | 
         )
         .order_by(EmailMessage.sent_at)
     )
-    by_contact: dict[int, list[tuple[int, int | None, str | None, str | None, datetime]]] = defaultdict(list)
+    by_contact: dict[int, list[tuple[int, RepliedMessage]]] = defaultdict(list)
     message: Any
     for message in messages:
         message_id, contact_id, seq_id, step, variant, sent_at = message
-        by_contact[int(contact_id)].append((message_id, seq_id, step, variant, sent_at))
-    replied: dict[int, tuple[str | None, str | None]] = {}
+        by_contact[int(contact_id)].append((int(message_id), RepliedMessage(seq_id, step, variant, sent_at)))
+    replied: dict[int, RepliedMessage] = {}
     for contact_id, times in replies.items():
         for reply_at in times:
-            before = [m for m in by_contact.get(contact_id, []) if m[4] <= reply_at]
-            if before and before[-1][1] == sequence_id:
-                replied[before[-1][0]] = (before[-1][2], before[-1][3])
-    counts: dict[tuple[str | None, str | None], int] = defaultdict(int)
-    for key in replied.values():
-        counts[key] += 1
-    return dict(counts)
+            before = [m for m in by_contact.get(contact_id, []) if m[1].sent_at <= reply_at]
+            if before:
+                replied[before[-1][0]] = before[-1][1]
+    return replied

@@ -1,0 +1,186 @@
+"""The rep activity report's reads: each log filtered by its indexed time column, grouped in SQL by rep and period.
+
+Every query keeps rows whose time falls in the window and whose rep the caller may see; rows are
+keyed by ``(rep_id, period index)`` where the period index points into ``window.periods()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, SQLColumnExpression, String, and_, case, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth.models import ApiKey
+from hub.calls.models import Call
+from hub.deals.models import Deal, DealStageChange
+from hub.reports.activity_periods import grouped_totals, period_index
+from hub.reports.params import ReportRequest
+from hub.routing.models import Assignment, Deadline, StageChange
+from hub.tasks.models import Task
+from hub.timeline.models import TimelineEntry
+
+MISSED_OUTCOMES = ("missed", "voicemail")
+REP_WORK_KINDS = ("activity", "note", "email_sent")
+"""The kinds of ``ix_timeline_entries_rep_work``; the query repeats them as literals so the partial index applies."""
+
+
+def in_window(column: SQLColumnExpression[Any], request: ReportRequest) -> ColumnElement[bool]:
+    """``column`` inside the report's window."""
+    return and_(column >= request.window.start, column < request.window.end)
+
+
+def rep_reach(column: SQLColumnExpression[Any], request: ReportRequest) -> ColumnElement[bool]:
+    """Rows of a rep the caller may see (rows with no rep never count in a per-rep report)."""
+    if request.rep_ids is None:
+        return column.is_not(None)
+    return column.in_(sorted(request.rep_ids))
+
+
+def flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """1 when ``condition`` holds, else 0 (summed by grouped_totals)."""
+    return case((condition, 1), else_=0)
+
+
+async def assignments(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(rep_id, period, assigned_at, first_touch_at)`` per assignment received in the window."""
+    stmt = select(
+        Assignment.rep_id,
+        period_index(Assignment.assigned_at, request.window),
+        Assignment.assigned_at,
+        Assignment.first_touch_at,
+    ).where(in_window(Assignment.assigned_at, request), rep_reach(Assignment.rep_id, request))
+    return list((await session.execute(stmt)).all())
+
+
+async def sla_breaches(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(rep_id, period, count)``: first-touch deadlines breached in the window, by the assignment's rep."""
+    inner = (
+        select(Assignment.rep_id, period_index(Deadline.done_at, request.window))
+        .select_from(Deadline)
+        .join(Assignment, Assignment.id == Deadline.assignment_id)
+        .where(
+            Deadline.kind == "first_touch",
+            Deadline.outcome == "breached",
+            in_window(Deadline.done_at, request),
+            rep_reach(Assignment.rep_id, request),
+        )
+    )
+    return await grouped_totals(session, inner, keys=2)
+
+
+async def calls(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(rep_id, period, calls, answered, missed, inbound, outbound, talk seconds)`` of top-level calls."""
+    answered = Call.outcome == "answered"
+    inner = select(
+        Call.rep_id,
+        period_index(Call.started_at, request.window),
+        flag(answered),
+        flag(Call.outcome.in_(MISSED_OUTCOMES)),
+        flag(Call.flow == "inbound"),
+        flag(Call.flow == "outbound"),
+        case((answered & Call.talk_seconds.is_not(None), Call.talk_seconds), else_=0),
+    ).where(
+        # A transfer's child legs carry the parent's sid: only the top-level call counts (as in call_report).
+        Call.parent_call_sid.is_(None),
+        in_window(Call.started_at, request),
+        rep_reach(Call.rep_id, request),
+    )
+    return await grouped_totals(session, inner, keys=2)
+
+
+async def rep_work_entries(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(kind, type, rep_id, author_key_id, period, count)`` of activities, notes and sent emails in the window."""
+    kinds: list[ColumnElement[str]] = [literal_column(f"'{kind}'", String) for kind in REP_WORK_KINDS]
+    data = TimelineEntry.data
+    inner = select(
+        TimelineEntry.kind,
+        data["type"].as_string(),
+        data["rep_id"].as_integer(),
+        data["author_key_id"].as_integer(),
+        period_index(TimelineEntry.occurred_at, request.window),
+    ).where(TimelineEntry.kind.in_(kinds), in_window(TimelineEntry.occurred_at, request))
+    return await grouped_totals(session, inner, keys=5)
+
+
+async def key_reps(session: AsyncSession) -> dict[int, int]:
+    """The rep of each API key linked to one (keys are few), to credit notes to their author."""
+    rows = await session.execute(select(ApiKey.id, ApiKey.rep_id).where(ApiKey.rep_id.is_not(None)))
+    return {int(key_id): int(rep_id) for key_id, rep_id in rows if rep_id is not None}
+
+
+async def tasks(session: AsyncSession, request: ReportRequest, column: SQLColumnExpression[Any]) -> list[Any]:
+    """``(rep_id, period, count)`` of tasks whose ``column`` (done_at or overdue_at) is in the window."""
+    inner = select(Task.assignee_rep_id, period_index(column, request.window)).where(
+        in_window(column, request), rep_reach(Task.assignee_rep_id, request)
+    )
+    return await grouped_totals(session, inner, keys=2)
+
+
+async def lead_moves(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(owner, period, from_stage, to_stage, count)`` of lead stage changes (entries into the funnel aside)."""
+    inner = select(
+        StageChange.owner_rep_id,
+        period_index(StageChange.changed_at, request.window),
+        StageChange.from_stage,
+        StageChange.to_stage,
+    ).where(
+        StageChange.from_stage.is_not(None),
+        in_window(StageChange.changed_at, request),
+        rep_reach(StageChange.owner_rep_id, request),
+    )
+    return await grouped_totals(session, inner, keys=4)
+
+
+async def deal_moves(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(owner, period, pipeline, from_stage, to_stage, to_status, count)`` of deal stage changes."""
+    inner = (
+        select(
+            DealStageChange.owner_rep_id,
+            period_index(DealStageChange.changed_at, request.window),
+            Deal.pipeline,
+            DealStageChange.from_stage,
+            DealStageChange.to_stage,
+            DealStageChange.to_status,
+        )
+        .select_from(DealStageChange)
+        .join(Deal, Deal.id == DealStageChange.deal_id)
+        .where(
+            DealStageChange.from_stage.is_not(None),
+            DealStageChange.to_stage.is_not(None),
+            in_window(DealStageChange.changed_at, request),
+            rep_reach(DealStageChange.owner_rep_id, request),
+        )
+    )
+    return await grouped_totals(session, inner, keys=6)
+
+
+async def deal_outcomes(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(owner, period, won|lost, count, amount in the report currency)`` of deals still won or lost.
+
+    A deal is won (lost) at its latest log row to that status while it still is: ``deals.status`` and
+    ``deals.closed_at`` mirror that row, so joining on them keeps exactly one row per closed deal.
+    """
+    inner = (
+        select(
+            DealStageChange.owner_rep_id,
+            period_index(DealStageChange.changed_at, request.window),
+            DealStageChange.to_status,
+            case((Deal.currency == request.currency, DealStageChange.amount_cents), else_=0),
+        )
+        .select_from(DealStageChange)
+        .join(
+            Deal,
+            and_(
+                Deal.id == DealStageChange.deal_id,
+                Deal.status == DealStageChange.to_status,
+                Deal.closed_at == DealStageChange.changed_at,
+            ),
+        )
+        .where(
+            DealStageChange.to_status.in_(("won", "lost")),
+            in_window(DealStageChange.changed_at, request),
+            rep_reach(DealStageChange.owner_rep_id, request),
+        )
+    )
+    return await grouped_totals(session, inner, keys=3)
