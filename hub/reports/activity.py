@@ -15,9 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.policy.schemas import Pipeline, RulesFile
 from hub.reports import activity_queries as queries
 from hub.reports.activity_schemas import RepActivityRow
-from hub.reports.funnel_paths import percentile
 from hub.reports.params import ReportRequest
-from hub.reports.schemas import money
+from hub.reports.schemas import money, percentile
 from hub.reps.models import Rep
 from hub.tasks.models import Task
 

@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import DEFAULT_PIPELINE, Pipeline, RulesFile
 from hub.reports.dimensions import Dimension, label, teams_of_reps
-from hub.reports.funnel_paths import LOST, WON, Move, Path, percentile, walk
+from hub.reports.funnel_paths import LOST, WON, Move, Path, walk
 from hub.reports.funnel_queries import HistoryRow, deal_history, deal_products, lead_history
 from hub.reports.funnel_schemas import FunnelCsvRow, FunnelReport, FunnelSlice, FunnelStage, LossCount, Subject
 from hub.reports.params import ReportRequest
+from hub.reports.schemas import percentile
 from hub.reps.models import Rep, Team
 
 ALL = "all"

@@ -5,8 +5,7 @@ No I/O here: the funnel service reads the log and hands each member's moves to `
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -71,15 +70,3 @@ def walk(moves: Sequence[Move], steps: Sequence[str]) -> Path:
 def days_between(start: datetime, end: datetime) -> float:
     """Elapsed days (24-hour units of real time, so a DST change does not bend them)."""
     return (end - start).total_seconds() / SECONDS_PER_DAY
-
-
-def percentile(values: Iterable[float], fraction: float) -> float | None:
-    """The ``fraction`` quantile by linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    rank = fraction * (len(ordered) - 1)
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    value = ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-    return round(value, 4)

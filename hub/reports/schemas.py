@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -26,6 +28,18 @@ def money(cents: int) -> Decimal:
 def ratio(part: float, whole: float) -> float | None:
     """``part / whole`` rounded to 4 places; None when ``whole`` is 0."""
     return round(part / whole, 4) if whole else None
+
+
+def percentile(values: Iterable[float], fraction: float) -> float | None:
+    """The ``fraction`` quantile by linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = fraction * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    value = ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    return round(value, 4)
 
 
 class ReportMeta(BaseModel):

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.reports.funnel_paths import Move, percentile, walk
+from hub.reports.funnel_paths import Move, walk
+from hub.reports.schemas import percentile
 
 STEPS = ["new", "qualified", "proposal", "won"]
 START = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
