@@ -30,6 +30,8 @@ router = APIRouter(tags=["reports"])
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
 RepIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 MonthPath = Annotated[str, Path(description="YYYY-MM")]
+DEFAULT_STALLED_LISTED = 100
+MAX_STALLED_LISTED = 1000
 
 
 @router.get("/api/reports/pipeline", response_model=PipelineReport, responses=CSV_RESPONSE)
@@ -39,6 +41,9 @@ async def pipeline_report(
     runtime: RuntimeDep,
     pipeline_name: Annotated[str, Query(alias="pipeline", max_length=32)] = "default",
     part: Annotated[PipelinePart, Query(description="csv only: owners, stages or stalled")] = "owners",
+    stalled_limit: Annotated[
+        int, Query(ge=0, le=MAX_STALLED_LISTED, description="json: list at most this many stalled deals")
+    ] = DEFAULT_STALLED_LISTED,
 ) -> PipelineReport | StreamingResponse:
     """Open deals by stage and owner (count, amount, weighted) at the end of the window or each period; stalled ones."""
     rules = runtime.rules.current
@@ -47,7 +52,11 @@ async def pipeline_report(
         raise UnprocessableInput(
             f"no pipeline {pipeline_name!r}; known: {', '.join(rules.pipeline_names)}", field="pipeline"
         )
-    report = await pipeline.pipeline_report(session, request, pipeline_name, found, clock.now())
+    # The CSV of stalled deals lists them all; JSON lists the longest-waiting ones (stalled_total counts all).
+    whole_list = request.format == "csv" and part == "stalled"
+    report = await pipeline.pipeline_report(
+        session, request, pipeline_name, found, clock.now(), stalled_limit=None if whole_list else stalled_limit
+    )
     if request.format == "json":
         return report
     name = f"pipeline-{pipeline_name}-{part}"

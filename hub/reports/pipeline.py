@@ -1,28 +1,27 @@
 """Pipeline report: open deals by stage and owner as the log says they stood at a moment, and stalled deals.
 
-A deal's state at a moment is its latest ``deal_stage_changes`` row before that moment, found for
-every deal at once with a window function (ROW_NUMBER over each deal's rows, newest first), so the
-report is the same on SQLite and PostgreSQL and never replays deals one by one.
+Every snapshot of a series comes from one query over the log (see ``pipeline_state``); the stalled
+list at the window's end is read from ``deals`` when that end is now (see ``pipeline_now``) and from
+the log otherwise, longest-waiting first and capped, with the full count beside it.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, case, false, func, or_, select, type_coerce
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.contacts.models import Contact
-from hub.db import UtcDateTime
-from hub.deals.models import Deal, DealStageChange
+from hub.deals.models import Deal
 from hub.policy.schemas import Pipeline
-from hub.reports.dimensions import contact_filters, deal_product_filter
 from hub.reports.params import ReportRequest
+from hub.reports.pipeline_now import stalled_now
 from hub.reports.pipeline_schemas import PipelineOwnerRow, PipelineReport, PipelineStageRow, StalledDealRow
-from hub.reports.pipeline_won import and_all
+from hub.reports.pipeline_state import Moment, batches, open_states
 from hub.reports.schemas import money
 from hub.reps.models import Rep
 
@@ -41,41 +40,58 @@ class Tally:
 
 
 async def pipeline_report(
-    session: AsyncSession, request: ReportRequest, name: str, pipeline: Pipeline, now: datetime
+    session: AsyncSession,
+    request: ReportRequest,
+    name: str,
+    pipeline: Pipeline,
+    now: datetime,
+    stalled_limit: int | None = None,
 ) -> PipelineReport:
-    """Open deals of pipeline ``name`` at the end of the window, or of each period, and those stalled at its end."""
+    """Open deals of pipeline ``name`` at the end of the window, or of each period, and those stalled at its end.
+
+    ``stalled_limit`` caps the stalled list (None: all of them); ``stalled_total`` counts them all.
+    """
     reps = dict((await session.execute(select(Rep.id, Rep.name))).all())
     stages = _stage_order(pipeline)
     limits = stuck_limits(pipeline)
     probabilities = {stage.name: stage.probability for stage in pipeline.stages}
+    periods = list(request.window.period_bounds().items())
+    # A period that has not ended yet is read as it stands now.
+    moments = [Moment(index, min(end, now)) for index, (_, (_, end)) in enumerate(periods)]
+    tallies = await open_tallies(session, request, name, limits, moments)
     stage_rows: list[PipelineStageRow] = []
     owner_rows: list[PipelineOwnerRow] = []
-    as_of = now
-    for period, (_, end) in request.window.period_bounds().items():
-        # A period that has not ended yet is read as it stands now.
-        as_of = min(end, now)
-        tallies = await open_tallies(session, request, name, limits, as_of)
-        tallies.sort(key=lambda t: (stages.get(t.stage, len(stages)), t.stage, t.owner_rep_id is None, t.owner_rep_id))
-        common = {"period": period, "as_of": as_of}
-        for tally in tallies:
-            probability = probabilities.get(tally.stage)
-            owner_rows.append(
-                PipelineOwnerRow(
-                    **common,
-                    stage=tally.stage,
-                    probability=probability,
-                    owner_rep_id=tally.owner_rep_id,
-                    owner_name=reps.get(tally.owner_rep_id) if tally.owner_rep_id is not None else None,
-                    deals=tally.deals,
-                    amount=money(tally.amount_cents),
-                    weighted_amount=weighted(tally.amount_cents, probability),
-                    stalled=tally.stalled,
-                )
-            )
-        stage_rows.extend(_stage_totals(tallies, probabilities, common))
-    stalled = await stalled_deals(session, request, name, limits, as_of, reps)
+    for moment, (period, _) in zip(moments, periods, strict=True):
+        found = tallies.get(moment.index, [])
+        found.sort(key=lambda t: (stages.get(t.stage, len(stages)), t.stage, t.owner_rep_id is None, t.owner_rep_id))
+        common = {"period": period, "as_of": moment.at}
+        owner_rows.extend(_owner_row(tally, probabilities.get(tally.stage), reps, common) for tally in found)
+        stage_rows.extend(_stage_totals(found, probabilities, common))
+    last = moments[-1]
+    stalled = await stalled_deals(session, request, name, limits, last.at, reps, limit=stalled_limit, now=now)
     return PipelineReport(
-        meta=request.meta(request.window.zone.key), pipeline=name, stages=stage_rows, rows=owner_rows, stalled=stalled
+        meta=request.meta(request.window.zone.key),
+        pipeline=name,
+        stages=stage_rows,
+        rows=owner_rows,
+        stalled_total=sum(tally.stalled for tally in tallies.get(last.index, [])),
+        stalled=stalled,
+    )
+
+
+def _owner_row(
+    tally: Tally, probability: float | None, reps: dict[int, str], common: dict[str, Any]
+) -> PipelineOwnerRow:
+    return PipelineOwnerRow(
+        **common,
+        stage=tally.stage,
+        probability=probability,
+        owner_rep_id=tally.owner_rep_id,
+        owner_name=reps.get(tally.owner_rep_id) if tally.owner_rep_id is not None else None,
+        deals=tally.deals,
+        amount=money(tally.amount_cents),
+        weighted_amount=weighted(tally.amount_cents, probability),
+        stalled=tally.stalled,
     )
 
 
@@ -98,21 +114,24 @@ def stuck_limits(pipeline: Pipeline) -> dict[str, timedelta]:
 
 
 async def open_tallies(
-    session: AsyncSession, request: ReportRequest, name: str, limits: dict[str, timedelta], as_of: datetime
-) -> list[Tally]:
-    """Open deals per stage and owner at ``as_of``, counted and summed in SQL."""
-    state = open_state(request, name, as_of).subquery()
-    in_currency = state.c.currency == request.currency
-    amount = func.sum(case((in_currency, state.c.amount_cents), else_=0))
-    stalled = func.sum(case((_stalled(state, limits, as_of), 1), else_=0))
-    query = select(state.c.stage, state.c.owner_rep_id, func.count(), amount, stalled).group_by(
-        state.c.stage, state.c.owner_rep_id
-    )
-    result: Any = await session.execute(query)
-    return [
-        Tally(stage=stage, owner_rep_id=owner, deals=count, amount_cents=int(cents or 0), stalled=int(stuck or 0))
-        for stage, owner, count, cents, stuck in result
-    ]
+    session: AsyncSession, request: ReportRequest, name: str, limits: dict[str, timedelta], moments: list[Moment]
+) -> dict[int, list[Tally]]:
+    """Open deals per period (moment index), stage and owner, counted, summed and checked for stalling in SQL."""
+    found: dict[int, list[Tally]] = defaultdict(list)
+    for batch in batches(moments):
+        state = open_states(request, name, batch, limits).subquery()
+        amount = func.sum(case((state.c.currency == request.currency, state.c.amount_cents), else_=0))
+        query = select(
+            state.c.period, state.c.stage, state.c.owner_rep_id, func.count(), amount, func.sum(state.c.stalled)
+        ).group_by(state.c.period, state.c.stage, state.c.owner_rep_id)
+        result: Any = await session.execute(query)
+        for period, stage, owner, count, cents, stuck in result:
+            found[period].append(
+                Tally(
+                    stage=stage, owner_rep_id=owner, deals=count, amount_cents=int(cents or 0), stalled=int(stuck or 0)
+                )
+            )
+    return found
 
 
 async def stalled_deals(
@@ -122,102 +141,55 @@ async def stalled_deals(
     limits: dict[str, timedelta],
     as_of: datetime,
     reps: dict[int, str],
+    *,
+    limit: int | None,
+    now: datetime | None,
 ) -> list[StalledDealRow]:
-    """Open deals in their stage longer than its ``stuck_after`` at ``as_of``, longest-waiting first."""
-    state = open_state(request, name, as_of).subquery()
-    query = select(state).where(_stalled(state, limits, as_of)).order_by(state.c.entered_at, state.c.deal_id)
-    rows = []
-    for deal in (await session.execute(query)).mappings():
-        rows.append(
-            StalledDealRow(
-                deal_id=deal["deal_id"],
-                title=deal["title"],
-                owner_rep_id=deal["owner_rep_id"],
-                owner_name=reps.get(deal["owner_rep_id"]) if deal["owner_rep_id"] is not None else None,
-                stage=deal["stage"],
-                entered_stage_at=deal["entered_at"],
-                days_in_stage=round((as_of - deal["entered_at"]).total_seconds() / DAY_SECONDS, 2),
-                limit_days=round(limits[deal["stage"]].total_seconds() / DAY_SECONDS, 2),
-                amount=money(deal["amount_cents"]) if deal["currency"] == request.currency else None,
-                currency=deal["currency"],
+    """Open deals in their stage longer than its ``stuck_after`` at ``as_of``, longest-waiting first.
+
+    When ``as_of`` is ``now`` the list is read from ``deals``; otherwise (or with ``now=None``) from the log.
+    """
+    if as_of == now:
+        query = stalled_now(request, name, limits, as_of)
+    else:
+        state = open_states(request, name, [Moment(0, as_of)], limits).subquery()
+        query = (
+            select(
+                state.c.deal_id,
+                Deal.title,
+                state.c.stage,
+                state.c.owner_rep_id,
+                state.c.amount_cents,
+                state.c.currency,
+                state.c.entered_at,
             )
+            .join(Deal, Deal.id == state.c.deal_id)
+            .where(state.c.stalled == 1)
+            .order_by(state.c.entered_at, state.c.deal_id)
         )
-    return rows
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        _stalled_row(deal, as_of, limits, reps, request.currency) for deal in (await session.execute(query)).mappings()
+    ]
 
 
-def open_state(request: ReportRequest, name: str, as_of: datetime) -> Select[Any]:
-    """Deals of pipeline ``name`` open in a stage at ``as_of`` (per their latest log row), in the caller's reach."""
-    latest = _latest_rows(name, as_of)
-    query = (
-        select(
-            latest.c.deal_id,
-            latest.c.stage,
-            latest.c.owner_rep_id,
-            latest.c.amount_cents,
-            latest.c.entered_at,
-            Deal.title,
-            Deal.currency,
-        )
-        .select_from(latest)
-        .join(Deal, Deal.id == latest.c.deal_id)
+def _stalled_row(
+    deal: Any, as_of: datetime, limits: dict[str, timedelta], reps: dict[int, str], currency: str
+) -> StalledDealRow:
+    owner = deal["owner_rep_id"]
+    return StalledDealRow(
+        deal_id=deal["deal_id"],
+        title=deal["title"],
+        owner_rep_id=owner,
+        owner_name=reps.get(owner) if owner is not None else None,
+        stage=deal["stage"],
+        entered_stage_at=deal["entered_at"],
+        days_in_stage=round((as_of - deal["entered_at"]).total_seconds() / DAY_SECONDS, 2),
+        limit_days=round(limits[deal["stage"]].total_seconds() / DAY_SECONDS, 2),
+        amount=money(deal["amount_cents"]) if deal["currency"] == currency else None,
+        currency=deal["currency"],
     )
-    filters = contact_filters(request)
-    if filters:
-        query = query.join(Contact, Contact.id == Deal.contact_id)
-    return query.where(
-        and_all(
-            [
-                latest.c.latest == 1,
-                latest.c.status == "open",
-                # Non-process deals have no stage: they are not in any pipeline's stages.
-                latest.c.stage.is_not(None),
-                request.owner_clause(latest.c.owner_rep_id),
-                deal_product_filter(request),
-                *filters,
-            ]
-        )
-    )
-
-
-def _latest_rows(name: str, as_of: datetime) -> Subquery:
-    """Every candidate deal's log rows before ``as_of``, numbered newest first, with when it entered its stage."""
-    change = DealStageChange
-    # A deal enters its stage when it is created, changes stage or is reopened; an owner or amount edit is no entry.
-    entering = or_(
-        change.from_status.is_(None),
-        change.from_stage.is_distinct_from(change.to_stage),
-        change.from_status.is_distinct_from(change.to_status),
-    )
-    entered_at = func.max(case((entering, change.changed_at))).over(partition_by=change.deal_id)
-    newest_first = func.row_number().over(
-        partition_by=change.deal_id, order_by=(change.changed_at.desc(), change.id.desc())
-    )
-    return (
-        select(
-            change.deal_id.label("deal_id"),
-            change.to_stage.label("stage"),
-            change.to_status.label("status"),
-            change.owner_rep_id.label("owner_rep_id"),
-            change.amount_cents.label("amount_cents"),
-            type_coerce(entered_at, UtcDateTime()).label("entered_at"),
-            newest_first.label("latest"),
-        )
-        .join(Deal, Deal.id == change.deal_id)
-        .where(
-            change.changed_at < as_of,
-            Deal.pipeline == name,
-            # deals mirrors the log: a deal closed before as_of (and not reopened since) cannot be open then.
-            or_(Deal.status == "open", Deal.closed_at >= as_of),
-        )
-        .subquery()
-    )
-
-
-def _stalled(state: Subquery, limits: dict[str, timedelta], as_of: datetime) -> ColumnElement[bool]:
-    """True for a row whose stage has a limit it has sat longer than at ``as_of``."""
-    if not limits:
-        return false()
-    return or_(*(and_(state.c.stage == stage, state.c.entered_at < as_of - limit) for stage, limit in limits.items()))
 
 
 def _stage_order(pipeline: Pipeline) -> dict[str, int]:

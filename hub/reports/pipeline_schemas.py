@@ -67,4 +67,5 @@ class PipelineReport(BaseModel):
     pipeline: str
     stages: list[PipelineStageRow]
     rows: list[PipelineOwnerRow]
-    stalled: list[StalledDealRow]
+    stalled_total: int = Field(description="deals stalled at the window's end (the list may be capped)")
+    stalled: list[StalledDealRow] = Field(description="the longest-waiting stalled deals, up to stalled_limit")

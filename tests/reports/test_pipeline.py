@@ -18,15 +18,23 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from hub import clock
+from hub.auth.service import Principal
+from hub.policy.schemas import RulesFile
+from hub.reports.params import ReportRequest, SliceFilters
+from hub.reports.pipeline import pipeline_report, stalled_deals, stuck_limits
+from hub.reports.window import Window
 from tests.conftest import FrozenClock, Hub
-from tests.reports.money_history import Move, Org, add_contact, add_deal, build_org, money_hub
+from tests.reports.money_history import RULES, Move, Org, add_contact, add_deal, build_org, money_hub
 
 __all__ = ["money_hub"]
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
@@ -242,3 +250,137 @@ def test_weighted_amounts_round_half_up_to_the_cent() -> None:
     assert weighted(5, 0.5) == Decimal("0.03")
     assert weighted(333, 0.1) == Decimal("0.33")
     assert weighted(333, None) is None
+
+
+async def test_the_stalled_list_is_capped_but_counted_and_the_csv_lists_all(money_hub: Hub) -> None:
+    await build(money_hub)
+    capped = await money_hub.client.get(
+        "/api/reports/pipeline", params={**WINDOW, "stalled_limit": "1"}, headers=money_hub.auth()
+    )
+    report = capped.json()
+    # D5 and D1 are stalled at the window's end (see the weekly test); the list keeps the longest-waiting one.
+    assert report["stalled_total"] == 2
+    assert compact(report["stalled"], "title") == [("D5",)]
+    csv_all = await money_hub.client.get(
+        "/api/reports/pipeline",
+        params={**WINDOW, "stalled_limit": "1", "format": "csv", "part": "stalled"},
+        headers=money_hub.auth(),
+    )
+    assert [row["title"] for row in csv.DictReader(io.StringIO(csv_all.text))] == ["D5", "'" + TITLE_D1]
+    too_many = await money_hub.client.get(
+        "/api/reports/pipeline", params={**WINDOW, "stalled_limit": "1001"}, headers=money_hub.auth()
+    )
+    assert too_many.status_code == 422
+
+
+NOW_READ = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+
+
+async def build_varied(hub: Hub) -> Org:
+    """Deals whose history holds every kind of move, for comparing the deals-table read with the log."""
+    async with hub.session() as session:
+        org = await build_org(session)
+        c = await add_contact(session, "Varied")
+        r, o, s = org.rita, org.otto, org.sam
+
+        def mv(when: str, stage: str, status: str, owner: int | None, cents: int) -> Move:
+            return Move(at(when), stage, status, owner, cents)
+
+        histories: list[tuple[str, list[Move], dict[str, Any]]] = [
+            # qualified since 03-05, then an owner change and an amount change (no new stage entry): stalled.
+            ("E1", [mv("03-01 09:00", "new", "open", r, 100), mv("03-05 09:00", "qualified", "open", r, 100),
+                    mv("04-01 09:00", "qualified", "open", o, 100),
+                    mv("04-02 09:00", "qualified", "open", o, 2000)], {}),
+            # won, then reopened into new on 03-20 00:00: 21.5 days in new > 10, stalled.
+            ("E2", [mv("03-01 09:00", "new", "open", r, 200), mv("03-10 09:00", "won", "won", r, 200),
+                    mv("03-20 00:00", "new", "open", r, 200)], {}),
+            ("E3 lost", [mv("03-01 09:00", "new", "open", r, 300), mv("03-15 09:00", "lost", "lost", r, 300)], {}),
+            # proposal for 37 h > 36 h: stalled; E5 for 24 h: not.
+            ("E4", [mv("04-08 23:00", "proposal", "open", s, 400)], {}),
+            ("E5", [mv("04-09 12:00", "proposal", "open", s, 500)], {}),
+            # Two rows at the same instant: the later row id wins (qualified, owned by sam).
+            ("E6 tie", [mv("03-20 09:00", "new", "open", o, 600), mv("03-20 09:00", "qualified", "open", s, 650)], {}),
+            ("E7 no limit", [mv("03-01 09:00", "negotiation", "open", r, 700)], {}),
+            ("E8 usd", [mv("03-15 09:00", "new", "open", s, 800)], {"currency": "USD"}),
+            ("E9 renewals", [mv("03-01 09:00", "due", "open", r, 900)], {"pipeline": "renewals"}),
+            ("E10 unowned", [mv("03-01 09:00", "new", "open", None, 1000)], {}),
+            # Entered new at the same moment as E2: the lower deal id is listed first.
+            ("E11", [mv("03-20 00:00", "new", "open", o, 1100)], {}),
+        ]  # fmt: skip
+        for title, moves, options in histories:
+            await add_deal(session, c, title, moves, **options)
+    return org
+
+
+def direct_request(rep_ids: frozenset[int] | None) -> ReportRequest:
+    window = Window(date(2026, 4, 1), date(2026, 4, 30), ZoneInfo("UTC"))
+    principal = Principal(key_id=1, name="test", role="admin", rep_id=None)
+    return ReportRequest(
+        window=window, format="json", currency="EUR", filters=SliceFilters(), principal=principal,
+        rep_ids=rep_ids, include_unowned=rep_ids is None,
+    )  # fmt: skip
+
+
+async def test_reading_now_from_deals_equals_the_log(money_hub: Hub) -> None:
+    org = await build_varied(money_hub)
+    pipeline = RulesFile.model_validate(yaml.safe_load(RULES)).deal_pipeline("default")
+    assert pipeline is not None
+    limits = stuck_limits(pipeline)
+    async with money_hub.session() as session:
+        for reach in (None, frozenset({org.otto}), frozenset({org.sam, org.rita})):
+            request = direct_request(reach)
+            args = (session, request, "default", limits, NOW_READ, {})
+            from_deals = await stalled_deals(*args, limit=None, now=NOW_READ)
+            from_log = await stalled_deals(*args, limit=None, now=None)
+            assert from_deals == from_log
+            report = await pipeline_report(session, request, "default", pipeline, NOW_READ, stalled_limit=2)
+            # The tallies (always from the log) count exactly the deals the list names, stage by stage.
+            assert report.stalled_total == len(from_deals)
+            assert Counter(row.stage for row in from_deals) == {
+                row.stage: row.stalled for row in report.stages if row.stalled
+            }
+            # The report names owners; the direct calls were given no names.
+            assert [row.model_copy(update={"owner_name": None}) for row in report.stalled] == from_deals[:2]
+        everyone = await stalled_deals(
+            session, direct_request(None), "default", limits, NOW_READ, {}, limit=None, now=NOW_READ
+        )
+        # A tiny step later the log path reads the same moment's state: nothing moved in between.
+        later = await stalled_deals(
+            session, direct_request(None), "default", limits, NOW_READ + timedelta(microseconds=1), {},
+            limit=None, now=None,
+        )  # fmt: skip
+    # Longest-waiting first: entered 03-01, 03-05, 03-15, 03-20 00:00 (twice: lower id first), 03-20 09:00, 04-08.
+    # E1 keeps its 03-05 entry and carries the owner (otto) and amount (20.00) of its latest log row.
+    assert [(row.title, row.stage, row.owner_rep_id, row.amount) for row in everyone] == [
+        ("E10 unowned", "new", None, Decimal("10.00")),
+        ("E1", "qualified", org.otto, Decimal("20.00")),
+        ("E8 usd", "new", org.sam, None),
+        ("E2", "new", org.rita, Decimal("2.00")),
+        ("E11", "new", org.otto, Decimal("11.00")),
+        ("E6 tie", "qualified", org.sam, Decimal("6.50")),
+        ("E4", "proposal", org.sam, Decimal("4.00")),
+    ]
+    assert [(row.title, row.entered_stage_at) for row in later] == [
+        (row.title, row.entered_stage_at) for row in everyone
+    ]
+
+
+async def test_a_long_daily_series_is_read_in_batches_of_moments(money_hub: Hub) -> None:
+    await build(money_hub)
+    # 61 days: the 61st (04-05, ending 04-05 22:00Z like week 2) is in the second batch of 60 moments.
+    params = {**WINDOW, "from": "2026-02-04", "interval": "day"}
+    report = (await money_hub.client.get("/api/reports/pipeline", params=params, headers=money_hub.auth())).json()
+    assert len(report["meta"]["periods"]) == 61
+    last_day = [row for row in report["stages"] if row["period"] == "2026-04-05"]
+    assert compact(last_day, "stage", "deals", "amount", "stalled") == [
+        ("new", 3, "500.00", 1),
+        ("proposal", 1, "1000.00", 1),
+        ("negotiation", 1, "3000.00", 0),
+    ]
+    # The first batch's last day (04-04, index 59) sees the same deals; D5 (10 d limit) is not yet stalled.
+    day_before = [row for row in report["stages"] if row["period"] == "2026-04-04"]
+    assert compact(day_before, "stage", "deals", "stalled") == [
+        ("new", 3, 0),
+        ("proposal", 1, 1),
+        ("negotiation", 1, 0),
+    ]
