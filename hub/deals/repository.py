@@ -98,11 +98,16 @@ async def stage_log(session: AsyncSession, deal_id: int) -> list[DealStageChange
     return list((await session.scalars(stmt)).all())
 
 
-async def latest_change(session: AsyncSession, deal_id: int) -> DealStageChange | None:
-    """The deal's newest log row (for a closed deal: the one that closed it)."""
+async def latest_move(session: AsyncSession, deal_id: int) -> DealStageChange | None:
+    """The deal's newest row that changed its stage or status (for a closed deal: the one that closed it);
+    rows that only record a new owner or amount are skipped."""
     stmt = (
         select(DealStageChange)
-        .where(DealStageChange.deal_id == deal_id)
+        .where(
+            DealStageChange.deal_id == deal_id,
+            DealStageChange.from_stage.is_distinct_from(DealStageChange.to_stage)
+            | DealStageChange.from_status.is_distinct_from(DealStageChange.to_status),
+        )
         .order_by(DealStageChange.changed_at.desc(), DealStageChange.id.desc())
         .limit(1)
     )

@@ -13,7 +13,8 @@ from hub.policy.schemas import Pipeline
 
 DealType = Literal["strict", "manual", "non_process"]
 DealStatus = Literal["open", "won", "lost"]
-Event = Literal["created", "stage_changed", "won", "lost", "reopened"]
+Event = Literal["created", "stage_changed", "won", "lost", "reopened", "updated"]
+"""``updated``: a new owner or amount, logged with the same stage and status so reports see who held the deal."""
 CLOSED: frozenset[str] = frozenset({"won", "lost"})
 
 

@@ -144,6 +144,7 @@ async def update_deal(
         for name in _MONEY_FIELDS:
             if changes.get(name) is not None:
                 raise UnprocessableInput(f"the deal is {deal.status}; reopen it to change its {name}", field=name)
+    held_by, worth = deal.owner_rep_id, deal.amount_cents
     product_count = await _edit_money(session, deal, patch, changes, len(products))
     _edit_fields(deal, changes)
     asked = MoveRequest(
@@ -159,6 +160,11 @@ async def update_deal(
         from_stage, from_status = deal.stage, deal.status
         _apply(deal, move, now)
         await _log(session, deal, move, from_stage, from_status, actor=actor.name, reason=patch.reason, now=now)
+    elif (deal.owner_rep_id, deal.amount_cents) != (held_by, worth):
+        # Reports read owner and amount from the log (pipeline by owner, revenue at the close), so a
+        # new owner or amount gets its own row; it keeps the stage, status and the stage's clock.
+        record = Move(deal.stage, cast(DealStatus, deal.status), "updated")
+        await _log(session, deal, record, deal.stage, deal.status, actor=actor.name, reason=patch.reason, now=now)
     await session.flush()
     return deal
 
@@ -207,7 +213,7 @@ async def _decide(
     pipeline = pipeline_of(policy, deal.pipeline)
     closed_from = None
     if deal.status != "open":
-        latest = await repository.latest_change(session, deal.id)
+        latest = await repository.latest_move(session, deal.id)
         closed_from = latest.from_stage if latest is not None else None
     try:
         return decide_move(pipeline, _facts(deal, product_count, closed_from), asked)
@@ -262,6 +268,7 @@ async def _log(
         "to_status": move.to_status,
         "amount": str(money(deal.amount_cents)),
         "currency": deal.currency,
+        "owner_rep_id": deal.owner_rep_id,
         "by": actor,
     }
     if move.backwards:

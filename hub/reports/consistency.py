@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts.models import Contact
@@ -72,7 +72,7 @@ async def _check_deals(session: AsyncSession, report: ConsistencyReport) -> None
             await session.execute(
                 select(
                     Deal.id, Deal.stage, Deal.status, Deal.stage_entered_at, Deal.closed_at,
-                    latest.c.to_stage, latest.c.to_status, latest.c.changed_at,
+                    latest.c.to_stage, latest.c.to_status, latest.c.moved_at,
                 )
                 .outerjoin(latest, and_(latest.c.key == Deal.id, latest.c.rank == 1))
                 .where(Deal.id > last_id)
@@ -82,10 +82,10 @@ async def _check_deals(session: AsyncSession, report: ConsistencyReport) -> None
         ).all()  # fmt: skip
         if not rows:
             return
-        for deal_id, stage, status, entered, closed, to_stage, to_status, changed in rows:
+        for deal_id, stage, status, entered, closed, to_stage, to_status, moved in rows:
             report.checked["deals"] += 1
-            closed_log = changed if to_status in ("won", "lost") else None
-            expected = {"stage": to_stage, "status": to_status, "stage_entered_at": changed, "closed_at": closed_log}
+            closed_log = moved if to_status in ("won", "lost") else None
+            expected = {"stage": to_stage, "status": to_status, "stage_entered_at": moved, "closed_at": closed_log}
             actual = {"stage": stage, "status": status, "stage_entered_at": entered, "closed_at": closed}
             _compare(report, "deals", deal_id, actual, expected)
         last_id = rows[-1][0]
@@ -114,13 +114,22 @@ async def _check_contacts(session: AsyncSession, report: ConsistencyReport) -> N
 
 
 def _latest(log: Any, key: Any) -> Any:
-    """Each subject's log rows, newest first (any move, a close or a reopening too, restarts the stage clock)."""
+    """Each subject's log rows, newest first, with the time of its latest move: a deal's row that only
+    records a new owner or amount keeps the stage and status, and so the stage's clock and the close time."""
     order = (log.changed_at.desc(), log.id.desc())
+    extra = []
+    if log is DealStageChange:
+        moving = or_(
+            log.from_status.is_(None),
+            log.from_stage.is_distinct_from(log.to_stage),
+            log.from_status.is_distinct_from(log.to_status),
+        )
+        extra = [log.to_status, func.max(case((moving, log.changed_at))).over(partition_by=key).label("moved_at")]
     ranked: Select[Any] = select(
         key.label("key"),
         log.to_stage,
-        *([log.to_status] if log is DealStageChange else []),
         log.changed_at,
+        *extra,
         func.row_number().over(partition_by=key, order_by=order).label("rank"),
     )
     return ranked.subquery()

@@ -65,7 +65,7 @@ async def lead_losses(session: AsyncSession, request: ReportRequest, lost_stages
 
 
 async def deal_losses(session: AsyncSession, request: ReportRequest) -> list[LossRow]:
-    """Deals lost inside the window and not reopened (nor otherwise moved) since."""
+    """Deals lost inside the window and not reopened since."""
     window = request.window
     loss = aliased(DealStageChange, name="loss")
     later = aliased(DealStageChange, name="later")
@@ -73,6 +73,8 @@ async def deal_losses(session: AsyncSession, request: ReportRequest) -> list[Los
         select(later.id).where(
             later.deal_id == loss.deal_id,
             or_(later.changed_at > loss.changed_at, and_(later.changed_at == loss.changed_at, later.id > loss.id)),
+            # A row that only records a new owner or amount leaves the deal lost.
+            or_(later.from_stage.is_distinct_from(later.to_stage), later.from_status.is_distinct_from(later.to_status)),
         )
     )
     query: Select[Any] = (
@@ -87,7 +89,13 @@ async def deal_losses(session: AsyncSession, request: ReportRequest) -> list[Los
         )
         .join(Deal, Deal.id == loss.deal_id)
         .join(Contact, Contact.id == Deal.contact_id)
-        .where(loss.to_status == "lost", loss.changed_at >= window.start, loss.changed_at < window.end, ~moved_since)
+        .where(
+            loss.to_status == "lost",
+            loss.from_status.is_distinct_from("lost"),  # the move into lost, not a later owner or amount row
+            loss.changed_at >= window.start,
+            loss.changed_at < window.end,
+            ~moved_since,
+        )
     )
     product = deal_product_filter(request)
     if product is not None:

@@ -137,6 +137,7 @@ async def test_create_with_products_defaults_and_first_log_row(hub: Hub) -> None
         "to_status": "open",
         "amount": "311.49",
         "currency": "EUR",
+        "owner_rep_id": ana,
         "by": log[0]["actor"],
     }
     plain = await ok(

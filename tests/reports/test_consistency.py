@@ -127,12 +127,16 @@ async def test_deals_moved_through_the_api_always_match_their_log(database_url: 
                 "/api/deals", headers=hub.auth(), json={"contact_id": contact.id, "title": "B", "pipeline": "support"}
             )
         ).json()
+        rep = await hub.create_rep("Rita", email="rita@example.com")
         for deal_id, body in [
             (manual["id"], {"stage": "proposal"}),
+            (manual["id"], {"amount": "250"}),
             (manual["id"], {"status": "won"}),
+            (manual["id"], {"owner_rep_id": rep}),
             (manual["id"], {"status": "open"}),
             (manual["id"], {"stage": "contacted"}),
             (support["id"], {"status": "lost", "loss_reason": "other"}),
+            (support["id"], {"owner_rep_id": rep}),
         ]:
             response = await hub.client.patch(f"/api/deals/{deal_id}", headers=hub.auth(), json=body)
             assert response.status_code == 200, response.text
@@ -140,3 +144,11 @@ async def test_deals_moved_through_the_api_always_match_their_log(database_url: 
             report = await check_consistency(session)
         assert report.consistent, report.listed
         assert report.checked["deals"] == 2
+        log = (await hub.client.get(f"/api/deals/{manual['id']}/stages", headers=hub.auth())).json()
+        # The amount and the new owner of the won deal each got a row that keeps stage and status, and
+        # reopening went back to the stage the deal was won from, not to "won".
+        assert [(r["to_stage"], r["to_status"]) for r in log] == [
+            ("new", "open"), ("proposal", "open"), ("proposal", "open"), ("won", "won"), ("won", "won"),
+            ("proposal", "open"), ("contacted", "open"),
+        ]  # fmt: skip
+        assert [r["owner_rep_id"] for r in log][-4:] == [None, rep, rep, rep]
