@@ -15,6 +15,7 @@ XyzInterval = Literal["week", "month", "quarter"]
 class AbcGroupRow(BaseModel):
     """One of the 9 groups: how many items and how much revenue it holds."""
 
+    period: str = Field(description="the period classified (the whole window without `interval`)")
     group: str = Field(description="AX ... CZ")
     abc: str
     xyz: str
@@ -26,6 +27,7 @@ class AbcGroupRow(BaseModel):
 class AbcItemRow(BaseModel):
     """One contact or product, ranked by revenue."""
 
+    period: str
     rank: int
     group: str
     abc: str
@@ -51,6 +53,6 @@ class AbcXyzReport(BaseModel):
     xyz_thresholds: list[float]
     xyz_interval: XyzInterval
     xyz_periods: list[str] = Field(description="the periods the coefficient of variation is taken over")
-    total_revenue: Money
+    total_revenue: Money = Field(description="over the whole window")
     groups: list[AbcGroupRow]
     items: list[AbcItemRow]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts.models import Contact
 from hub.deals.models import Deal, DealProduct, DealStageChange
+from hub.errors import UnprocessableInput
 from hub.reports.abc_rules import GROUPS, AbcThresholds, Item, Ranked, XyzThresholds, classify
 from hub.reports.abc_schemas import AbcGroupRow, AbcItemRow, AbcOf, AbcXyzReport, XyzInterval
 from hub.reports.dimensions import contact_filters, deal_product_filter
@@ -19,6 +21,9 @@ from hub.reports.params import ReportRequest
 from hub.reports.pipeline_won import and_all, period_index, won_in, won_rows
 from hub.reports.schemas import money, ratio
 from hub.reports.window import Window, local_midnight
+
+XYZ_ORDER = ("day", "week", "month", "quarter")
+"""Period lengths, shortest first: a series' periods must be longer than the regularity periods."""
 
 
 def regularity_label(day: date, interval: XyzInterval) -> str:
@@ -48,25 +53,41 @@ async def abc_xyz_report(
     xyz_interval: XyzInterval,
     group: str | None,
 ) -> AbcXyzReport:
-    """The 9 groups and the ranked items (only ``group``'s when given)."""
-    periods = regularity_periods(request.window, xyz_interval)
-    items = await _items(session, request, of, [start for _, start in periods])
-    ranked = classify(items, abc, xyz)
-    total = sum(entry.item.revenue for entry in ranked)
+    """The 9 groups and the ranked items (only ``group``'s when given); with ``interval``, each period
+    is classified on its own (its regularity over the ``xyz_interval`` periods inside it)."""
+    window = request.window
+    if window.interval is not None and XYZ_ORDER.index(xyz_interval) >= XYZ_ORDER.index(window.interval):
+        raise UnprocessableInput(
+            f"a series by {window.interval} needs a shorter xyz_interval to measure regularity within each period",
+            field="xyz_interval",
+        )
+    groups: list[AbcGroupRow] = []
+    items: list[AbcItemRow] = []
+    labels: list[str] = []
+    total = 0
+    for period, days in window.period_days().items():
+        part = replace(request, window=Window(days[0], days[-1], window.zone))
+        periods = regularity_periods(part.window, xyz_interval)
+        ranked = classify(await _items(session, part, of, [start for _, start in periods]), abc, xyz)
+        revenue = sum(entry.item.revenue for entry in ranked)
+        groups.extend(group_rows(ranked, revenue, period))
+        items.extend(item_rows(ranked, group, period))
+        labels.extend(label for label, _ in periods)
+        total += revenue
     return AbcXyzReport(
-        meta=request.meta(request.window.zone.key),
+        meta=request.meta(window.zone.key),
         of=of,
         abc_thresholds=list(abc),
         xyz_thresholds=list(xyz),
         xyz_interval=xyz_interval,
-        xyz_periods=[label for label, _ in periods],
+        xyz_periods=labels,
         total_revenue=money(total),
-        groups=group_rows(ranked, total),
-        items=list(item_rows(ranked, group)),
+        groups=groups,
+        items=items,
     )
 
 
-def group_rows(ranked: list[Ranked], total: int) -> list[AbcGroupRow]:
+def group_rows(ranked: list[Ranked], total: int, period: str) -> list[AbcGroupRow]:
     """All 9 groups in order AX..CZ, empty ones included."""
     counts: dict[str, int] = defaultdict(int)
     revenue: dict[str, int] = defaultdict(int)
@@ -75,6 +96,7 @@ def group_rows(ranked: list[Ranked], total: int) -> list[AbcGroupRow]:
         revenue[entry.group] += entry.item.revenue
     return [
         AbcGroupRow(
+            period=period,
             group=name,
             abc=name[0],
             xyz=name[1],
@@ -86,12 +108,13 @@ def group_rows(ranked: list[Ranked], total: int) -> list[AbcGroupRow]:
     ]
 
 
-def item_rows(ranked: list[Ranked], group: str | None) -> Iterator[AbcItemRow]:
+def item_rows(ranked: list[Ranked], group: str | None, period: str) -> Iterator[AbcItemRow]:
     """The ranked items as rows, lazily (a CSV streams them), narrowed to ``group`` when given."""
     for entry in ranked:
         if group is not None and entry.group != group:
             continue
         yield AbcItemRow(
+            period=period,
             rank=entry.rank,
             group=entry.group,
             abc=entry.abc,

@@ -70,6 +70,8 @@ async def pipeline_report(
 @router.get("/api/reports/plan-vs-fact", response_model=PlanFactReport, responses=CSV_RESPONSE)
 async def plan_vs_fact_report(request: ReportRequestDep, session: SessionDep) -> PlanFactReport | StreamingResponse:
     """Each rep's monthly target against the deals it won in that month (inside the window)."""
+    if request.window.interval not in (None, "month"):
+        raise UnprocessableInput("plan vs fact is a monthly series (targets are set per month)", field="interval")
     report = await target_plan_fact.plan_vs_fact(session, request)
     if request.format == "json":
         return report

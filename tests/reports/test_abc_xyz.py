@@ -159,11 +159,11 @@ async def test_products_and_csv(money_hub: Hub) -> None:
     assert got.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(got.text)))
     assert rows[0] == [
-        "rank", "group", "abc", "xyz", "contact_id", "name", "revenue (EUR)", "share (ratio 0-1)",
+        "period", "rank", "group", "abc", "xyz", "contact_id", "name", "revenue (EUR)", "share (ratio 0-1)",
         "cumulative_share (ratio 0-1)", "cv (ratio)", "periods_with_revenue",
     ]  # fmt: skip
-    assert rows[2][5] == "'" + FORMULA
-    assert rows[1][:7] == ["1", "AY", "A", "Y", "", "Pro", "5000.00"]
+    assert rows[2][6] == "'" + FORMULA
+    assert rows[1][:8] == ["2026-01-01/2026-03-31", "1", "AY", "A", "Y", "", "Pro", "5000.00"]
     groups = await money_hub.client.get(
         "/api/reports/abc-xyz", params={**WINDOW, "format": "csv", "part": "groups"}, headers=money_hub.auth()
     )
@@ -212,3 +212,38 @@ async def test_bad_parameters_are_422(money_hub: Hub, params: dict[str, str], fi
     assert got.status_code == 422, got.text
     if field is not None:
         assert got.json()["field"] == field
+
+
+async def test_as_a_monthly_series_each_month_is_classified_on_its_own(money_hub: Hub) -> None:
+    """interval=month, regularity by week inside each month.
+
+    January: Ann 2000, Bob 1000, Eve 400, Dora 200 (total 3600). Ann A (0 before), Bob A (55.6 % before),
+    Eve B (83.3 % before, not < 80), Dora B (94.4 % < 95). March: Ann 1500, Bob 1000, Cy 1000, Dora 200
+    (total 3700): Ann, Bob, Cy A (0, 40.5, 67.6 % before), Dora B (94.6 %). Everyone bought once in the
+    month, so over its weeks (5 in January, 6 in March) the CV is sqrt(n - 1) > 0.25: Z.
+    """
+    await build(money_hub)
+    params = {**WINDOW, "interval": "month", "xyz_interval": "week"}
+    got = await money_hub.client.get("/api/reports/abc-xyz", params=params, headers=money_hub.auth())
+    assert got.status_code == 200, got.text
+    report = got.json()
+    filled = {(row["period"], row["group"]): row["items"] for row in report["groups"] if row["items"]}
+    assert filled == {
+        ("2026-01", "AZ"): 2, ("2026-01", "BZ"): 2,
+        ("2026-02", "AZ"): 2, ("2026-02", "BZ"): 1,
+        ("2026-03", "AZ"): 3, ("2026-03", "BZ"): 1,
+    }  # fmt: skip
+    january = [(row["name"], row["group"], row["cv"]) for row in report["items"] if row["period"] == "2026-01"]
+    assert january == [("Ann", "AZ", 2.0), ("Bob", "AZ", 2.0), ("Eve", "BZ", 2.0), ("Dora", "BZ", 2.0)]
+    assert report["total_revenue"] == "10000.00"
+    for interval, xyz_interval in (("week", "week"), ("month", "quarter"), ("day", "week")):
+        refused = await money_hub.client.get(
+            "/api/reports/abc-xyz",
+            params={**WINDOW, "interval": interval, "xyz_interval": xyz_interval},
+            headers=money_hub.auth(),
+        )
+        assert refused.status_code == 422 and refused.json()["field"] == "xyz_interval"
+    weekly = await money_hub.client.get(
+        "/api/reports/plan-vs-fact", params={**WINDOW, "interval": "week"}, headers=money_hub.auth()
+    )
+    assert weekly.status_code == 422 and weekly.json()["field"] == "interval"
