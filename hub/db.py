@@ -76,7 +76,9 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) 
         # look-up planned as a sequential scan while the table was small stays one as it grows
         # (measured: 1 ms became 700-1,000 ms per provider batch). Custom plans cost a little
         # planning per statement and always see the actual values.
-        connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+        # JIT compilation pays off for hour-long analytics, not for the hub: a report reading a
+        # window of 1.5M timeline rows spent 1.2 s of its 2.8 s compiling (bench/reports.py).
+        connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan", "jit": "off"}},
     )
 
 
