@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/timeline.py
+	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/claims.py
 	$(BIN)/python bench/targets.py
 

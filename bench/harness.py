@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -305,6 +305,73 @@ def pg_recreate(server: str, database: str) -> None:
 
 def pg_drop(server: str, database: str) -> None:
     pg_run(pg_admin_dsn(server), f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------- set-based loads (timeline, reports)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A secondary index or constraint taken off for the load, with the statement that puts it back."""
+
+    name: str
+    drop: str
+    create: str
+
+
+async def take_off_indexes(conn: asyncpg.Connection, tables: tuple[str, ...]) -> list[Dropped]:
+    """Drop the ``tables``' foreign keys, unique constraints and secondary indexes (primary keys stay);
+    return them in the order they are to be re-created (indexes, uniques, then foreign keys)."""
+    constraints = await conn.fetch(
+        """SELECT conname, contype, conrelid::regclass::text AS tbl, pg_get_constraintdef(oid) AS def
+           FROM pg_constraint WHERE conrelid = ANY($1::regclass[]) AND contype IN ('u', 'f')""",
+        list(tables),
+    )
+    indexes = await conn.fetch(
+        """SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index i
+           WHERE indrelid = ANY($1::regclass[]) AND NOT indisprimary
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
+        list(tables),
+    )
+
+    def constraint(row: asyncpg.Record) -> Dropped:
+        table, name = row["tbl"], f'"{row["conname"]}"'
+        return Dropped(
+            row["conname"],
+            f"ALTER TABLE {table} DROP CONSTRAINT {name}",
+            f"ALTER TABLE {table} ADD CONSTRAINT {name} {row['def']}",
+        )
+
+    # asyncpg returns the "char" column contype as bytes: compared with str, no constraint was ever dropped.
+    foreign = [constraint(r) for r in constraints if r["contype"] == b"f"]
+    unique = [constraint(r) for r in constraints if r["contype"] == b"u"]
+    plain = [Dropped(r["name"], f"DROP INDEX {r['name']}", r["def"]) for r in indexes]
+    for item in [*foreign, *unique, *plain]:
+        await conn.execute(item.drop)
+    return [*plain, *unique, *foreign]
+
+
+@dataclass
+class Build:
+    """What building the data set took, phase by phase, and what it made."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    reused: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.phases.values())
+
+
+async def timed(
+    build: Build, phase: str, conn: asyncpg.Connection, *statements: str, args: tuple[Any, ...] = ()
+) -> None:
+    started = time.perf_counter()
+    for statement in statements:
+        await conn.execute(statement, *args)
+    build.phases[phase] = build.phases.get(phase, 0.0) + time.perf_counter() - started
+    print(f"  {phase}: {build.phases[phase]:.1f} s", flush=True)
 
 
 # --------------------------------------------------------------------------- the report

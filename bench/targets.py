@@ -318,11 +318,34 @@ def soak_row(results: Mapping[str, Any]) -> Row:
     )
 
 
+def reports_row(results: Mapping[str, Any]) -> Row:
+    """Issue 7's target: every report for a 90-day window within 2 s at p95 (a missing or failing report misses)."""
+    h = results.get("reports", {}).get("headline")
+    what, target = "reports: each report, 90-day window, 1M contacts / 200k deals / 10M entries", "p95 ≤ 2 s"
+    if not h:
+        return Row(what, target, "reports", [NOT_MEASURED])
+    scale = f"{h['contacts']:,} contacts, {h['deals']:,} deals, {h['entries']:,} entries"
+    worst = h.get("worst_p95_s")
+    gaps = [*h.get("missing", []), *h.get("failed", [])]
+    checks = [
+        Check(
+            f"worst p95 {num(worst, 2)} s: {h.get('worst_report')} ({scale})",
+            "—",
+            "— (≤ 2 s)",
+            None if worst is None else worst <= 2.0,
+        )
+    ]
+    if gaps:
+        checks.append(Check(f"not answered: {', '.join(gaps)}", "—", "—", False))
+    return Row(what, target, "reports", checks)
+
+
 ROWS: tuple[Callable[[Mapping[str, Any]], Row], ...] = (
     webhooks_row,
     sendgrid_row,
     send_row,
     timeline_row,
+    reports_row,
     claims_row,
     soak_row,
 )
@@ -383,7 +406,7 @@ def machine_lines(results: Mapping[str, Any]) -> list[str]:
         "then this script; `make soak` runs the soak):",
         "",
     ]
-    for name in ("ingest_forms", "ingest_events", "routing", "send", "timeline", "claims", "soak"):
+    for name in ("ingest_forms", "ingest_events", "routing", "send", "timeline", "reports", "claims", "soak"):
         if name in results:
             lines.append(f"- `{results[name]['command']}` ({results[name]['date']})")
     lines.append("- `.venv/bin/python bench/targets.py`")

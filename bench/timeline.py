@@ -46,6 +46,7 @@ from harness import (
     BUSY_WARNING_CORES,
     HUB,
     REPO,
+    Build,
     Target,
     background_load,
     cpu_snapshot,
@@ -59,6 +60,8 @@ from harness import (
     pg_recreate,
     pg_run,
     running,
+    take_off_indexes,
+    timed,
     write_report,
 )
 from routing import StatementLog
@@ -132,14 +135,23 @@ UNION ALL
 SELECT id, 'phone', '+1202' || lpad(id::text, 7, '0'), created_at FROM contacts WHERE id % 2 = 0
 """
 
+# Which kind each entry is, from its hash h (0..2^31) and its number seq (1 = the contact's first entry).
+TIMELINE_KINDS = """CASE WHEN seq = 1 THEN 'form_submission'
+                WHEN h % 100 < 25 THEN 'email_sent' WHEN h % 100 < 45 THEN 'email_delivered'
+                WHEN h % 100 < 65 THEN 'email_opened' WHEN h % 100 < 70 THEN 'email_clicked'
+                WHEN h % 100 < 80 THEN 'call' WHEN h % 100 < 85 THEN 'note'
+                WHEN h % 100 < 90 THEN 'lead_assigned' WHEN h % 100 < 95 THEN 'stage_changed'
+                ELSE 'warmth_changed' END"""
+
 # The skeleton (contact, sequence number, time, a hash) is sorted by time; the wide rows are built after the
 # sort, so it moves 40-byte tuples, not the JSON. The first entry of a contact is the form post that made it.
-ENTRIES_SQL = """
+ENTRIES_TEMPLATE = """
 INSERT INTO timeline_entries (contact_id, kind, occurred_at, recorded_at, source, external_id, data)
-SELECT contact_id, kind, occurred_at, occurred_at + interval '2 seconds',
+SELECT contact_id, CASE WHEN kind = 'rep_email' THEN 'email_sent' ELSE kind END,
+       occurred_at, occurred_at + interval '2 seconds',
        CASE WHEN kind = 'form_submission' THEN 'form:website'
             WHEN kind LIKE 'email_%' THEN 'email:sendgrid'
-            WHEN kind = 'call' THEN 'twilio' WHEN kind = 'note' THEN 'api' ELSE 'hub' END,
+            WHEN kind = 'call' THEN 'twilio' WHEN kind IN ('note', 'activity') THEN 'api' ELSE 'hub' END,
        CASE WHEN kind IN ('form_submission', 'call') OR kind LIKE 'email_%' THEN contact_id || ':' || seq END,
        CASE kind
          WHEN 'form_submission' THEN jsonb_build_object(
@@ -164,6 +176,15 @@ SELECT contact_id, kind, occurred_at, occurred_at + interval '2 seconds',
            'to', '+14155550100', 'rep_id', 1 + h % 50,
            'recording_url', 'https://api.twilio.com/2010-04-01/Accounts/AC' || left(md5(contact_id::text), 32)
              || '/Recordings/RE' || md5((h + 1)::text))
+         WHEN 'rep_email' THEN jsonb_build_object(
+           'message_id', h % 100000000, 'subject', 'Following up, ' || 'Lead ' || contact_id, 'rep_id', 1 + h % 50,
+           'recipient', 'lead' || contact_id || '@example.com')
+         WHEN 'activity' THEN jsonb_strip_nulls(jsonb_build_object(
+           'type', (ARRAY['call', 'call', 'call', 'call', 'email', 'email', 'meeting', 'meeting', 'note', 'note'])
+                   [1 + h / 100 % 10],
+           'outcome', (ARRAY['reached', 'no_answer', 'booked', NULL])[1 + h / 1000 % 4],
+           'note', left('Talked about the rollout; ' || md5(h::text), (20 + h % 60)::int),
+           'rep_id', 1 + h % 50, 'by', 'Rep ' || (1 + h % 50)))
          WHEN 'note' THEN jsonb_build_object(
            'body', left(repeat('Spoke with them about the rollout; ' || md5(h::text) || '. ', 20), (50 + h % 900)::int),
            'author', 'Rep ' || (h % 50), 'author_key_id', 1 + h % 50)
@@ -181,12 +202,7 @@ SELECT contact_id, kind, occurred_at, occurred_at + interval '2 seconds',
        END
 FROM (
     SELECT contact_id, seq, occurred_at, h,
-           CASE WHEN seq = 1 THEN 'form_submission'
-                WHEN h % 100 < 25 THEN 'email_sent' WHEN h % 100 < 45 THEN 'email_delivered'
-                WHEN h % 100 < 65 THEN 'email_opened' WHEN h % 100 < 70 THEN 'email_clicked'
-                WHEN h % 100 < 80 THEN 'call' WHEN h % 100 < 85 THEN 'note'
-                WHEN h % 100 < 90 THEN 'lead_assigned' WHEN h % 100 < 95 THEN 'stage_changed'
-                ELSE 'warmth_changed' END AS kind
+           __KINDS__ AS kind
     FROM (
         SELECT c.contact_id, g.seq, hashint8(c.contact_id * 104729 + g.seq)::bigint & 2147483647 AS h,
                CASE WHEN g.seq = 1 THEN c.created_at
@@ -200,67 +216,13 @@ FROM (
 """
 
 
-@dataclass(frozen=True)
-class Dropped:
-    """A secondary index or constraint taken off for the load, with the statement that puts it back."""
-
-    name: str
-    drop: str
-    create: str
+def entries_sql(kinds: str = TIMELINE_KINDS) -> str:
+    """The entries' INSERT with another mix of kinds (bench/reports.py adds `activity` and reps' own emails,
+    the pseudo-kind `rep_email`, stored as `email_sent` with the rep's id)."""
+    return ENTRIES_TEMPLATE.replace("__KINDS__", kinds)
 
 
-async def take_off_indexes(conn: asyncpg.Connection) -> list[Dropped]:
-    """Drop the loaded tables' foreign keys, unique constraints and secondary indexes (primary keys stay);
-    return them in the order they are to be re-created (indexes, uniques, then foreign keys)."""
-    constraints = await conn.fetch(
-        """SELECT conname, contype, conrelid::regclass::text AS tbl, pg_get_constraintdef(oid) AS def
-           FROM pg_constraint WHERE conrelid = ANY($1::regclass[]) AND contype IN ('u', 'f')""",
-        list(LOADED_TABLES),
-    )
-    indexes = await conn.fetch(
-        """SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index i
-           WHERE indrelid = ANY($1::regclass[]) AND NOT indisprimary
-             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
-        list(LOADED_TABLES),
-    )
-
-    def constraint(row: asyncpg.Record) -> Dropped:
-        table, name = row["tbl"], f'"{row["conname"]}"'
-        return Dropped(
-            row["conname"],
-            f"ALTER TABLE {table} DROP CONSTRAINT {name}",
-            f"ALTER TABLE {table} ADD CONSTRAINT {name} {row['def']}",
-        )
-
-    foreign = [constraint(r) for r in constraints if r["contype"] == "f"]
-    unique = [constraint(r) for r in constraints if r["contype"] == "u"]
-    plain = [Dropped(r["name"], f"DROP INDEX {r['name']}", r["def"]) for r in indexes]
-    for item in [*foreign, *unique, *plain]:
-        await conn.execute(item.drop)
-    return [*plain, *unique, *foreign]
-
-
-@dataclass
-class Build:
-    """What building the data set took, phase by phase, and what it made."""
-
-    phases: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    reused: bool = False
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.phases.values())
-
-
-async def timed(
-    build: Build, phase: str, conn: asyncpg.Connection, *statements: str, args: tuple[Any, ...] = ()
-) -> None:
-    started = time.perf_counter()
-    for statement in statements:
-        await conn.execute(statement, *args)
-    build.phases[phase] = build.phases.get(phase, 0.0) + time.perf_counter() - started
-    print(f"  {phase}: {build.phases[phase]:.1f} s", flush=True)
+ENTRIES_SQL = entries_sql()
 
 
 async def build_data(dsn: str, contacts: int) -> Build:
@@ -271,7 +233,7 @@ async def build_data(dsn: str, contacts: int) -> Build:
         # Session settings for the load only: no wait for each commit's flush, memory for sorts and index builds.
         await conn.execute("SET synchronous_commit = off; SET maintenance_work_mem = '1GB'; SET work_mem = '512MB'")
         started = time.perf_counter()
-        dropped = await take_off_indexes(conn)
+        dropped = await take_off_indexes(conn, LOADED_TABLES)
         build.phases["drop indexes"] = time.perf_counter() - started
         await timed(build, "contacts", conn, CONTACTS_SQL, args=(contacts,))
         await conn.execute("SELECT setval(pg_get_serial_sequence('contacts', 'id'), $1)", contacts)
