@@ -6,11 +6,11 @@ entered inside the window, each in the period of its entry; their whole later hi
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import groupby
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,11 +18,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import DEFAULT_PIPELINE, Pipeline, RulesFile
 from hub.reports.dimensions import Dimension, label, teams_of_reps
-from hub.reports.funnel_paths import LOST, WON, Move, Path, walk
-from hub.reports.funnel_queries import HistoryRow, deal_history, deal_products, lead_history
+from hub.reports.funnel_paths import LOST, SECONDS_PER_DAY, WON, Shape, shape
+from hub.reports.funnel_queries import (
+    CHANGED_AT,
+    ENTERED_AT,
+    LOSS_REASON,
+    MEMBER,
+    OWNER,
+    SLICE_VALUE,
+    STAGE,
+    STATUS,
+    HistoryRow,
+    deal_history,
+    deal_products,
+    lead_history,
+    member_histories,
+)
 from hub.reports.funnel_schemas import FunnelCsvRow, FunnelReport, FunnelSlice, FunnelStage, LossCount, Subject
 from hub.reports.params import ReportRequest
 from hub.reports.schemas import percentile
+from hub.reports.window import Window
 from hub.reps.models import Rep, Team
 
 ALL = "all"
@@ -31,32 +46,82 @@ ALL = "all"
 
 @dataclass
 class Tally:
-    """Running sums of one (period, slice) cohort."""
+    """Running sums of one (period, slice) cohort: members counted per shape of history, times as lists."""
 
     steps: int
-    entries: int = 0
-    strict: list[int] = field(default_factory=list)
-    reached: Counter[str] = field(default_factory=Counter)
+    shapes: Counter[Shape] = field(default_factory=Counter)
     visits: dict[str, list[float]] = field(default_factory=dict)
-    outcomes: Counter[str] = field(default_factory=Counter)
     loss_reasons: Counter[str] = field(default_factory=Counter)
     funnel_days: list[float] = field(default_factory=list)
 
-    def add(self, path: Path) -> None:
+    @property
+    def entries(self) -> int:
+        """Members of the cohort."""
+        return sum(self.shapes.values())
+
+    def strict(self) -> list[int]:
+        """Members that reached each step in order."""
+        counts = [0] * self.steps
+        for found, members in self.shapes.items():
+            for index in range(found.reached_strict):
+                counts[index] += members
+        return counts
+
+    def reached(self) -> Counter[str]:
+        """Members that reached each step at all."""
+        counts: Counter[str] = Counter()
+        for found, members in self.shapes.items():
+            for step in found.reached_any:
+                counts[step] += members
+        return counts
+
+    def outcomes(self) -> Counter[str]:
+        """Members per outcome: won, lost, open."""
+        counts: Counter[str] = Counter()
+        for found, members in self.shapes.items():
+            counts[found.outcome] += members
+        return counts
+
+    def add(self, member: Member) -> None:
         """Count one member."""
-        if not self.strict:
-            self.strict = [0] * self.steps
-        self.entries += 1
-        for index in range(path.reached_strict):
-            self.strict[index] += 1
-        self.reached.update(path.reached_any)
-        for stage, days in path.visits:
+        self.shapes[member.shape] += 1
+        for stage, days in member.visits:
             self.visits.setdefault(stage, []).append(days)
-        self.outcomes[path.outcome] += 1
-        if path.outcome == "lost":
-            self.loss_reasons[label(path.loss_reason)] += 1
-        if path.funnel_days is not None:
-            self.funnel_days.append(path.funnel_days)
+        if member.shape.outcome == LOST:
+            self.loss_reasons[label(member.loss_reason)] += 1
+        if member.funnel_days is not None:
+            self.funnel_days.append(member.funnel_days)
+
+
+@dataclass
+class Member:
+    """One member's walked history: its shape, finished visits and exit."""
+
+    shape: Shape
+    visits: list[tuple[str, float]]
+    loss_reason: str | None
+    funnel_days: float | None
+
+
+def _member(history: Sequence[HistoryRow], keys: dict[str | None, str], steps: tuple[str, ...]) -> Member:
+    """Walk one member's rows (oldest first): repeats of a key dropped, the shape looked up once per sequence."""
+    kept: list[HistoryRow] = []
+    path: list[str] = []
+    for row in history:
+        key = _key(row, keys)
+        if not path or key != path[-1]:
+            path.append(key)
+            kept.append(row)
+    found = shape(tuple(path), steps)
+    visits = [(path[i], _days(kept[i][CHANGED_AT], kept[i + 1][CHANGED_AT])) for i in found.timed]
+    if found.outcome == "open":
+        return Member(found, visits, None, None)
+    loss_reason = kept[-1][LOSS_REASON] if found.outcome == LOST else None
+    return Member(found, visits, loss_reason, _days(history[0][CHANGED_AT], kept[-1][CHANGED_AT]))
+
+
+def _days(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() / SECONDS_PER_DAY
 
 
 def funnel_pipeline(
@@ -96,12 +161,17 @@ async def funnel_report(
         rows = await deal_history(session, request, by, name)
     slicer = await _slicer(session, request, by, name)
     tallies: dict[tuple[str, str], Tally] = {}
-    for _, member_rows in groupby(rows, key=lambda row: row.member_id):
-        history = list(member_rows)
-        path = walk([_move(row, pipeline) for row in history], steps)
-        period = request.window.period_of(history[0].entered_at)
+    keys = _stage_keys(pipeline)
+    steps_key = tuple(steps)
+    period_of = period_finder(request.window)
+    for history in member_histories(rows):
+        member = _member(history, keys, steps_key)
+        period = period_of(history[0][ENTERED_AT])
         for value in slicer.values(history[0]):
-            tallies.setdefault((period, value), Tally(len(steps))).add(path)
+            tally = tallies.get((period, value))
+            if tally is None:
+                tally = tallies[period, value] = Tally(len(steps))
+            tally.add(member)
     return FunnelReport(
         meta=request.meta(request.window.zone.key),
         subject=subject,
@@ -112,14 +182,33 @@ async def funnel_report(
     )
 
 
-def _move(row: HistoryRow, pipeline: Pipeline) -> Move:
-    """A log row as a funnel move: the open stage it went to, or won / lost."""
-    if row.status is not None:  # deals say won or lost in the status; their stage may stay where it was
-        key = row.status if row.status in (WON, LOST) else (row.stage or "")
-    else:
-        outcome = next((s.outcome for s in pipeline.stages if s.name == row.stage), None)
-        key = outcome or (row.stage or "")
-    return Move(key=key, at=row.changed_at, loss_reason=row.loss_reason)
+def _stage_keys(pipeline: Pipeline) -> dict[str | None, str]:
+    """Each stage's funnel key: an outcome stage's won or lost, an open stage's own name."""
+    return {stage.name: stage.outcome or stage.name for stage in pipeline.stages}
+
+
+def _key(row: HistoryRow, keys: dict[str | None, str]) -> str:
+    """A log row's funnel key: the open stage it went to, or won / lost."""
+    status = row[STATUS]
+    if status is not None:  # deals say won or lost in the status; their stage may stay where it was
+        return status if status in (WON, LOST) else (row[STAGE] or "")
+    return keys.get(row[STAGE]) or row[STAGE] or ""
+
+
+def period_finder(window: Window) -> Callable[[datetime], str]:
+    """``window.period_of`` for times read raw (naive UTC on SQLite), by a search of the periods' UTC starts."""
+    if window.interval is None:
+        label = window.label
+        return lambda _: label
+    bounds = window.period_bounds()
+    labels = list(bounds)
+    starts = [start for start, _ in bounds.values()]
+    naive_starts = [start.replace(tzinfo=None) for start in starts]
+
+    def period_of(at: datetime) -> str:
+        return labels[bisect_right(naive_starts if at.tzinfo is None else starts, at) - 1]
+
+    return period_of
 
 
 @dataclass
@@ -136,15 +225,16 @@ class Slicer:
         """The member's slice values (a deal with two products is in both product slices)."""
         if self.by is None:
             return [ALL]
+        owner = row[OWNER]
         if self.by == "rep":
-            return [label(row.owner_rep_id)]
+            return [label(owner)]
         if self.by == "team":
-            return [label(self.teams.get(row.owner_rep_id) if row.owner_rep_id is not None else None)]
+            return [label(self.teams.get(owner) if owner is not None else None)]
         if self.by == "product":
-            return sorted({label(p) for p in self.products.get(row.member_id, [])}) or [label(None)]
+            return sorted({label(p) for p in self.products.get(row[MEMBER], [])}) or [label(None)]
         if self.by == "contact_type":
-            return ["new" if row.slice_value >= self.window_start else "existing"]
-        return [label(row.slice_value)]
+            return ["new" if row[SLICE_VALUE] >= self.window_start else "existing"]
+        return [label(row[SLICE_VALUE])]
 
 
 async def _slicer(session: AsyncSession, request: ReportRequest, by: Dimension | None, pipeline: str) -> Slicer:
@@ -176,8 +266,10 @@ def _slices(
 
 
 def _slice(period: str, value: str, name: str | None, tally: Tally, steps: Sequence[str], won_name: str) -> FunnelSlice:
-    strict = tally.strict or [0] * len(steps)
-    reached = [tally.reached[step] for step in steps]
+    strict = tally.strict()
+    reached_counts = tally.reached()
+    reached = [reached_counts[step] for step in steps]
+    outcomes = tally.outcomes()
     stages = []
     for index, step in enumerate(steps):
         visits = tally.visits.get(step, [])
@@ -202,9 +294,9 @@ def _slice(period: str, value: str, name: str | None, tally: Tally, steps: Seque
         slice=value,
         slice_name=name,
         entries=tally.entries,
-        won=tally.outcomes["won"],
-        lost=tally.outcomes["lost"],
-        open=tally.outcomes["open"],
+        won=outcomes["won"],
+        lost=outcomes["lost"],
+        open=outcomes["open"],
         lost_by_reason=[LossCount(loss_reason=r, members=n) for r, n in sorted(tally.loss_reasons.items())],
         median_funnel_days=percentile(tally.funnel_days, 0.5),
         stages=stages,

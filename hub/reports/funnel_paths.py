@@ -1,6 +1,7 @@
 """Pure funnel arithmetic: one lead's or deal's history walked into stages reached, stage visits and its exit.
 
-No I/O here: the funnel service reads the log and hands each member's moves to ``walk``.
+No I/O here: the funnel service reads the log and hands each member's moves to ``walk``. A history's shape
+(what its sequence of funnel keys says) is worked out once per distinct sequence: most members share a few.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 Outcome = Literal["won", "lost", "open"]
@@ -40,30 +42,55 @@ class Path:
     """Days from entry to the move that closed it, when it is won or lost now."""
 
 
-def walk(moves: Sequence[Move], steps: Sequence[str]) -> Path:
-    """Walk a member's moves (oldest first, the entry first) over the funnel ``steps`` (open stages, then won)."""
+@dataclass(frozen=True, eq=False)  # hashed by identity: counted per cached instance, cheap to hash
+class Shape:
+    """What a sequence of funnel keys (repeats already dropped) says, whatever the times of its moves."""
+
+    reached_strict: int
+    reached_any: frozenset[str]
+    timed: tuple[int, ...]
+    """Positions of the moves that start a visit of an open stage ended by the next move."""
+    outcome: Outcome
+
+
+def collapse(moves: Sequence[Move]) -> list[Move]:
+    """The moves between stages: a row repeating the key before it (e.g. a new owner) is no move."""
+    kept: list[Move] = []
+    for move in moves:
+        if not kept or move.key != kept[-1].key:
+            kept.append(move)
+    return kept
+
+
+@lru_cache(maxsize=4096)
+def shape(keys: tuple[str, ...], steps: tuple[str, ...]) -> Shape:
+    """The shape of a collapsed key sequence (oldest first) over the funnel ``steps`` (open stages, then won)."""
     position = {step: index for index, step in enumerate(steps)}
     progress = 0
     reached: set[str] = set()
-    visits: list[tuple[str, float]] = []
-    current: Move | None = None
-    for move in moves:
-        if current is not None and move.key == current.key:
-            continue  # not a move between stages (e.g. a new owner): the visit goes on
-        if current is not None and current.key in position and current.key != WON:
-            visits.append((current.key, days_between(current.at, move.at)))
-        index = position.get(move.key)
+    for key in keys:
+        index = position.get(key)
         if index is not None:
-            reached.add(move.key)
+            reached.add(key)
             # Greedy matching finds the longest in-order prefix of the steps in the history.
             if index == progress:
                 progress += 1
-        current = move
-    path = Path(reached_strict=progress, reached_any=frozenset(reached), visits=visits)
-    if current is not None and current.key in (WON, LOST):
-        path.outcome = "won" if current.key == WON else "lost"
-        path.loss_reason = current.loss_reason if current.key == LOST else None
-        path.funnel_days = days_between(moves[0].at, current.at)
+    timed = tuple(i for i, key in enumerate(keys[:-1]) if key in position and key != WON)
+    last = keys[-1] if keys else None
+    outcome: Outcome = "won" if last == WON else "lost" if last == LOST else "open"
+    return Shape(progress, frozenset(reached), timed, outcome)
+
+
+def walk(moves: Sequence[Move], steps: Sequence[str]) -> Path:
+    """Walk a member's moves (oldest first, the entry first) over the funnel ``steps`` (open stages, then won)."""
+    kept = collapse(moves)
+    found = shape(tuple(move.key for move in kept), tuple(steps))
+    visits = [(kept[i].key, days_between(kept[i].at, kept[i + 1].at)) for i in found.timed]
+    path = Path(reached_strict=found.reached_strict, reached_any=found.reached_any, visits=visits)
+    if found.outcome != "open":
+        path.outcome = found.outcome
+        path.loss_reason = kept[-1].loss_reason if found.outcome == LOST else None
+        path.funnel_days = days_between(moves[0].at, kept[-1].at)
     return path
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.reports.funnel_paths import Move, walk
+from hub.reports.funnel import period_finder
+from hub.reports.funnel_paths import Move, collapse, shape, walk
 from hub.reports.schemas import percentile
+from hub.reports.window import Window
 
 STEPS = ["new", "qualified", "proposal", "won"]
 START = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
@@ -52,3 +55,45 @@ def test_percentile_interpolates_between_closest_ranks() -> None:
     assert percentile([3.0], 0.9) == 3.0
     assert percentile([1, 2, 1, 1, 4, 1], 0.5) == 1.0  # sorted 1 1 1 1 2 4
     assert percentile([1, 2, 1, 1, 4, 1], 0.9) == 3.0  # rank 4.5: 2 + (4-2)*0.5
+
+
+def test_shape_is_worked_out_once_per_key_sequence() -> None:
+    steps = tuple(STEPS)
+    first = shape(("new", "qualified", "new", "lost"), steps)
+    # qualified then new again: both visits of new and the one of qualified end with a later move; lost ends it.
+    assert (first.reached_strict, first.timed, first.outcome) == (2, (0, 1, 2), "lost")
+    assert shape(("new", "qualified", "new", "lost"), steps) is first  # cached: members share few paths
+    assert shape(("new", "won"), steps).timed == (0,)  # won is no stage of work, and it is last here anyway
+    assert shape(("new", "won", "proposal"), steps).timed == (0,)  # won then reopened: won's time is not a visit
+
+
+def test_collapse_drops_rows_that_repeat_the_key_before_them() -> None:
+    kept = collapse(moves("new", "new", "qualified", "qualified", "new"))
+    assert [(m.key, m.at - START) for m in kept] == [
+        ("new", timedelta(0)),
+        ("qualified", timedelta(days=2)),
+        ("new", timedelta(days=4)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "last", "interval"),
+    [
+        ("Europe/Berlin", date(2026, 3, 16), date(2026, 4, 12), "week"),  # DST starts 2026-03-29
+        ("Europe/Berlin", date(2026, 10, 1), date(2026, 11, 30), "month"),  # DST ends 2026-10-25
+        ("America/New_York", date(2026, 3, 1), date(2026, 3, 14), "day"),  # DST starts 2026-03-08
+        ("UTC", date(2026, 3, 1), date(2026, 3, 31), None),
+    ],
+)
+def test_period_finder_agrees_with_the_window_for_aware_and_naive_utc_times(
+    zone: str, first: date, last: date, interval: str | None
+) -> None:
+    window = Window(first, last, ZoneInfo(zone), interval)  # type: ignore[arg-type]
+    find = period_finder(window)
+    at = window.start
+    while at < window.end:  # every quarter hour of the window, its first and last moments included
+        for moment in (at, at + timedelta(minutes=14, seconds=59, microseconds=999_999)):
+            expected = window.period_of(moment)
+            assert find(moment) == expected
+            assert find(moment.replace(tzinfo=None)) == expected  # SQLite hands back naive UTC
+        at += timedelta(minutes=15)
