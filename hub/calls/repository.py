@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.calls.models import Call, CallRecording
@@ -87,14 +87,49 @@ async def list_calls(
     return list((await session.scalars(stmt)).all())
 
 
-async def report_rows(session: AsyncSession, since: datetime, until: datetime) -> list[Any]:
-    """The fields a call report needs, for top-level calls started in [since, until)."""
-    stmt = (
-        select(Call.rep_id, Call.started_at, Call.flow, Call.outcome, Call.talk_seconds)
-        .where(Call.parent_call_sid.is_(None), Call.started_at >= since, Call.started_at < until)
-        .order_by(Call.started_at)
+REPORT_MISSED_OUTCOMES = ("missed", "voicemail")
+
+
+async def report_span(session: AsyncSession, since: datetime, until: datetime) -> tuple[Any, Any]:
+    """The first and last start of top-level calls in [since, until) (both None when there is none)."""
+    stmt = select(func.min(Call.started_at), func.max(Call.started_at)).where(_reported(since, until))
+    first, last = (await session.execute(stmt)).one()
+    return first, last
+
+
+async def report_totals(
+    session: AsyncSession, since: datetime, until: datetime, key: SQLColumnExpression[Any]
+) -> list[Any]:
+    """Per ``key`` value: calls, answered, missed, inbound, outbound, talk seconds, answered calls with a talk time."""
+    answered = Call.outcome == "answered"
+    timed = answered & Call.talk_seconds.is_not(None)
+    # Grouping over a subquery lets ``key`` carry bound parameters (a CASE over period starts): PostgreSQL would
+    # not match the select list's parameters with the GROUP BY's.
+    inner = (
+        select(
+            key.label("key"),
+            _flag(answered).label("answered"),
+            _flag(Call.outcome.in_(REPORT_MISSED_OUTCOMES)).label("missed"),
+            _flag(Call.flow == "inbound").label("inbound"),
+            _flag(Call.flow == "outbound").label("outbound"),
+            case((timed, Call.talk_seconds), else_=0).label("talk"),
+            _flag(timed).label("timed"),
+        )
+        .where(_reported(since, until))
+        .subquery()
     )
+    sums = [func.sum(inner.c[name]) for name in ("answered", "missed", "inbound", "outbound", "talk", "timed")]
+    stmt = select(inner.c.key, func.count(), *sums).group_by(inner.c.key)
     return list((await session.execute(stmt)).all())
+
+
+def _reported(since: datetime, until: datetime) -> ColumnElement[bool]:
+    # A <Dial>'s child legs carry the parent's sid: only the top-level call counts.
+    return and_(Call.parent_call_sid.is_(None), Call.started_at >= since, Call.started_at < until)
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
 
 
 async def move_contact(session: AsyncSession, from_contact: int, to_contact: int) -> None:

@@ -72,11 +72,14 @@ async def rep_activity(session: AsyncSession, request: ReportRequest, rules: Rul
 
 
 async def _leads(session: AsyncSession, request: ReportRequest, tally: _Tally) -> None:
-    for rep_id, period, assigned_at, first_touch_at in await queries.assignments(session, request):
-        tally.add(rep_id, period, new_leads=1, touched_leads=first_touch_at is not None)
-        if first_touch_at is not None and tally.request.counts_rep(rep_id):
-            seconds = (first_touch_at - assigned_at).total_seconds()
-            tally.first_touches.setdefault((int(rep_id), int(period)), []).append(seconds)
+    for rep_id, period, received, touched in await queries.assignment_counts(session, request):
+        tally.add(rep_id, period, new_leads=received, touched_leads=touched)
+    touches = tally.first_touches
+    for rep_id, period, assigned_at, first_touch_at in await queries.first_touches(session, request):
+        # Many rows: appended here directly; reach is checked once per key below.
+        touches.setdefault((int(rep_id), int(period)), []).append((first_touch_at - assigned_at).total_seconds())
+    for key in [key for key in touches if not request.counts_rep(key[0])]:
+        del touches[key]
 
 
 async def _rep_work(session: AsyncSession, request: ReportRequest, tally: _Tally) -> None:
@@ -97,13 +100,25 @@ async def _rep_work(session: AsyncSession, request: ReportRequest, tally: _Tally
 
 
 async def _moves(session: AsyncSession, request: ReportRequest, rules: RulesFile, tally: _Tally) -> None:
-    for rep_id, period, from_stage, to_stage, number in await queries.lead_moves(session, request):
-        if is_advance(rules.pipeline, from_stage, to_stage):
-            tally.add(rep_id, period, lead_stage_advances=number)
-    for rep_id, period, name, from_stage, to_stage, to_status, number in await queries.deal_moves(session, request):
-        pipeline = rules.deal_pipeline(name)
-        if pipeline is not None and to_status != "lost" and is_advance(pipeline, from_stage, to_stage):
-            tally.add(rep_id, period, deal_stage_advances=number)
+    """Stage advances, counted in SQL over the (pipeline,) from, to pairs that are advances: few rows come back."""
+    lead_pairs = advances(rules.pipeline)
+    for rep_id, period, number in await queries.lead_advances(session, request, lead_pairs):
+        tally.add(rep_id, period, lead_stage_advances=number)
+    deal_triples = [
+        (name, from_stage, to_stage)
+        for name in rules.pipeline_names
+        for from_stage, to_stage in advances(rules.deal_pipeline(name))
+    ]
+    for rep_id, period, number in await queries.deal_advances(session, request, deal_triples):
+        tally.add(rep_id, period, deal_stage_advances=number)
+
+
+def advances(pipeline: Pipeline | None) -> list[tuple[str, str]]:
+    """Every (from, to) stage pair of ``pipeline`` that is a move forward (see is_advance)."""
+    if pipeline is None:
+        return []
+    names = pipeline.names
+    return [(a, b) for a in names for b in names if is_advance(pipeline, a, b)]
 
 
 def is_advance(pipeline: Pipeline, from_stage: str, to_stage: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, String, and_, case, literal_column, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.models import ApiKey
@@ -18,11 +18,9 @@ from hub.reports.activity_periods import grouped_totals, period_index
 from hub.reports.params import ReportRequest
 from hub.routing.models import Assignment, Deadline, StageChange
 from hub.tasks.models import Task
-from hub.timeline.models import TimelineEntry
+from hub.timeline.models import REP_WORK_PREDICATES, TimelineEntry
 
 MISSED_OUTCOMES = ("missed", "voicemail")
-REP_WORK_KINDS = ("activity", "note", "email_sent")
-"""The kinds of ``ix_timeline_entries_rep_work``; the query repeats them as literals so the partial index applies."""
 
 
 def in_window(column: SQLColumnExpression[Any], request: ReportRequest) -> ColumnElement[bool]:
@@ -42,14 +40,28 @@ def flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
 
-async def assignments(session: AsyncSession, request: ReportRequest) -> list[Any]:
-    """``(rep_id, period, assigned_at, first_touch_at)`` per assignment received in the window."""
+async def assignment_counts(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(rep_id, period, received, touched)``: assignments received in the window and the ones touched since."""
+    inner = select(
+        Assignment.rep_id,
+        period_index(Assignment.assigned_at, request.window),
+        flag(Assignment.first_touch_at.is_not(None)),
+    ).where(in_window(Assignment.assigned_at, request), rep_reach(Assignment.rep_id, request))
+    return await grouped_totals(session, inner, keys=2)
+
+
+async def first_touches(session: AsyncSession, request: ReportRequest) -> list[Any]:
+    """``(rep_id, period, assigned_at, first_touch_at)`` of the touched assignments received in the window."""
     stmt = select(
         Assignment.rep_id,
         period_index(Assignment.assigned_at, request.window),
         Assignment.assigned_at,
         Assignment.first_touch_at,
-    ).where(in_window(Assignment.assigned_at, request), rep_reach(Assignment.rep_id, request))
+    ).where(
+        in_window(Assignment.assigned_at, request),
+        rep_reach(Assignment.rep_id, request),
+        Assignment.first_touch_at.is_not(None),
+    )
     return list((await session.execute(stmt)).all())
 
 
@@ -90,8 +102,7 @@ async def calls(session: AsyncSession, request: ReportRequest) -> list[Any]:
 
 
 async def rep_work_entries(session: AsyncSession, request: ReportRequest) -> list[Any]:
-    """``(kind, type, rep_id, author_key_id, period, count)`` of activities, notes and sent emails in the window."""
-    kinds: list[ColumnElement[str]] = [literal_column(f"'{kind}'", String) for kind in REP_WORK_KINDS]
+    """``(kind, type, rep_id, author_key_id, period, count)`` of activities, notes and reps' own sent emails."""
     data = TimelineEntry.data
     inner = select(
         TimelineEntry.kind,
@@ -99,7 +110,12 @@ async def rep_work_entries(session: AsyncSession, request: ReportRequest) -> lis
         data["rep_id"].as_integer(),
         data["author_key_id"].as_integer(),
         period_index(TimelineEntry.occurred_at, request.window),
-    ).where(TimelineEntry.kind.in_(kinds), in_window(TimelineEntry.occurred_at, request))
+    ).where(
+        # Word for word the partial index's predicate (bracketed: its OR must not take in the window's bounds),
+        # so PostgreSQL reads the window's rows of reps' work only.
+        text(f"({REP_WORK_PREDICATES[session.get_bind().dialect.name]})"),
+        in_window(TimelineEntry.occurred_at, request),
+    )
     return await grouped_totals(session, inner, keys=5)
 
 
@@ -117,42 +133,36 @@ async def tasks(session: AsyncSession, request: ReportRequest, column: SQLColumn
     return await grouped_totals(session, inner, keys=2)
 
 
-async def lead_moves(session: AsyncSession, request: ReportRequest) -> list[Any]:
-    """``(owner, period, from_stage, to_stage, count)`` of lead stage changes (entries into the funnel aside)."""
-    inner = select(
-        StageChange.owner_rep_id,
-        period_index(StageChange.changed_at, request.window),
-        StageChange.from_stage,
-        StageChange.to_stage,
-    ).where(
-        StageChange.from_stage.is_not(None),
+async def lead_advances(session: AsyncSession, request: ReportRequest, pairs: list[tuple[str, str]]) -> list[Any]:
+    """``(owner, period, count)`` of lead stage changes whose (from, to) stages are one of ``pairs``."""
+    if not pairs:
+        return []
+    inner = select(StageChange.owner_rep_id, period_index(StageChange.changed_at, request.window)).where(
+        tuple_(StageChange.from_stage, StageChange.to_stage).in_(pairs),
         in_window(StageChange.changed_at, request),
         rep_reach(StageChange.owner_rep_id, request),
     )
-    return await grouped_totals(session, inner, keys=4)
+    return await grouped_totals(session, inner, keys=2)
 
 
-async def deal_moves(session: AsyncSession, request: ReportRequest) -> list[Any]:
-    """``(owner, period, pipeline, from_stage, to_stage, to_status, count)`` of deal stage changes."""
+async def deal_advances(
+    session: AsyncSession, request: ReportRequest, triples: list[tuple[str, str, str]]
+) -> list[Any]:
+    """``(owner, period, count)`` of deal stage changes whose (pipeline, from, to) is one of ``triples``, not a loss."""
+    if not triples:
+        return []
     inner = (
-        select(
-            DealStageChange.owner_rep_id,
-            period_index(DealStageChange.changed_at, request.window),
-            Deal.pipeline,
-            DealStageChange.from_stage,
-            DealStageChange.to_stage,
-            DealStageChange.to_status,
-        )
+        select(DealStageChange.owner_rep_id, period_index(DealStageChange.changed_at, request.window))
         .select_from(DealStageChange)
         .join(Deal, Deal.id == DealStageChange.deal_id)
         .where(
-            DealStageChange.from_stage.is_not(None),
-            DealStageChange.to_stage.is_not(None),
+            tuple_(Deal.pipeline, DealStageChange.from_stage, DealStageChange.to_stage).in_(triples),
+            or_(DealStageChange.to_status.is_(None), DealStageChange.to_status != "lost"),
             in_window(DealStageChange.changed_at, request),
             rep_reach(DealStageChange.owner_rep_id, request),
         )
     )
-    return await grouped_totals(session, inner, keys=6)
+    return await grouped_totals(session, inner, keys=2)
 
 
 async def deal_outcomes(session: AsyncSession, request: ReportRequest) -> list[Any]:

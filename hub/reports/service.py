@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.calls import repository as calls
+from hub.calls.models import Call
 from hub.calls.schemas import CallReport, CallReportRow
+from hub.reports.activity_periods import period_index
+from hub.reports.window import Window
 from hub.reps import service as reps
 
-MISSED_OUTCOMES = frozenset({"missed", "voicemail"})
+DAYS_PER_QUERY = 366
+"""Local days grouped by one query: its CASE over day starts stays small however long the range is."""
+
+Totals = list[int]
+"""calls, answered, missed, inbound, outbound, talk seconds, answered calls with a talk time."""
 
 
 async def call_report(
     session: AsyncSession, *, since: datetime, until: datetime, group_by: str, time_zone: str
 ) -> CallReport:
     """Calls started in [since, until), grouped by rep or by local day; child legs are not counted twice."""
-    zone = ZoneInfo(time_zone)
-    rows: dict[str, CallReportRow] = {}
-    talk_counts: dict[str, int] = defaultdict(int)
-    totals = CallReportRow(key="total")
-    total_answered_talk = 0
-    for rep_id, started_at, flow, outcome, talk_seconds in await calls.report_rows(session, since, until):
-        key = str(rep_id) if group_by == "rep" and rep_id is not None else "none"
-        if group_by == "day":
-            key = started_at.astimezone(zone).date().isoformat()
-        row = rows.setdefault(key, CallReportRow(key=key))
-        for target in (row, totals):
-            _count(target, flow, outcome, talk_seconds)
-        if outcome == "answered" and talk_seconds is not None:
-            talk_counts[key] += 1
-            total_answered_talk += 1
-    for key, row in rows.items():
-        row.average_talk_seconds = round(row.talk_seconds / talk_counts[key], 1) if talk_counts[key] else None
-    totals.average_talk_seconds = round(totals.talk_seconds / total_answered_talk, 1) if total_answered_talk else None
+    if group_by == "day":
+        found = await _by_local_day(session, since, until, ZoneInfo(time_zone))
+    else:
+        found = await _by_rep(session, since, until)
+    rows = {key: _row(key, numbers) for key, numbers in found.items()}
+    totals = _row("total", [sum(column) for column in zip(*found.values(), strict=True)] if found else [0] * 7)
     if group_by == "rep":
         names = {str(r.id): r.name for r in await reps.list_reps(session, include_inactive=True)}
         for row in rows.values():
@@ -46,14 +40,40 @@ async def call_report(
     return CallReport(since=since, until=until, group_by=group_by, time_zone=time_zone, rows=ordered, totals=totals)
 
 
-def _count(row: CallReportRow, flow: str, outcome: str | None, talk_seconds: int | None) -> None:
-    row.calls += 1
-    row.inbound += flow == "inbound"
-    row.outbound += flow == "outbound"
-    row.answered += outcome == "answered"
-    row.missed += outcome in MISSED_OUTCOMES
-    if outcome == "answered" and talk_seconds:
-        row.talk_seconds += talk_seconds
+async def _by_rep(session: AsyncSession, since: datetime, until: datetime) -> dict[str, Totals]:
+    found = await calls.report_totals(session, since, until, Call.rep_id)
+    return {("none" if rep_id is None else str(rep_id)): [int(n) for n in numbers] for rep_id, *numbers in found}
+
+
+async def _by_local_day(session: AsyncSession, since: datetime, until: datetime, zone: ZoneInfo) -> dict[str, Totals]:
+    """Totals per local day, the day computed in SQL from the days' first moments (exact across DST)."""
+    first, last = await calls.report_span(session, since, until)
+    if first is None or last is None:
+        return {}
+    out: dict[str, Totals] = {}
+    day, last_day = first.astimezone(zone).date(), last.astimezone(zone).date()
+    while day <= last_day:
+        window = Window(day, min(last_day, day + timedelta(days=DAYS_PER_QUERY - 1)), zone, "day")
+        labels = window.periods()
+        start, end = max(since, window.start), min(until, window.end)
+        for index, *numbers in await calls.report_totals(session, start, end, period_index(Call.started_at, window)):
+            out[labels[int(index)]] = [int(n) for n in numbers]
+        day = window.last_day + timedelta(days=1)
+    return out
+
+
+def _row(key: str, numbers: Totals) -> CallReportRow:
+    number, answered, missed, inbound, outbound, talk, timed = numbers
+    return CallReportRow(
+        key=key,
+        calls=number,
+        answered=answered,
+        missed=missed,
+        inbound=inbound,
+        outbound=outbound,
+        talk_seconds=talk,
+        average_talk_seconds=round(talk / timed, 1) if timed else None,
+    )
 
 
 def _order_key(group_by: str) -> Any:

@@ -15,6 +15,10 @@ from sqlalchemy.dialects import postgresql
 
 import hub.db
 
+# Reps' own work (hub.timeline.models.REP_WORK_PREDICATES, copied so the migration never changes with the model).
+REP_WORK_POSTGRESQL = "kind IN ('activity', 'note') OR (kind = 'email_sent' AND data ->> 'rep_id' IS NOT NULL)"
+REP_WORK_SQLITE = "kind IN ('activity', 'note') OR (kind = 'email_sent' AND json_extract(data, '$.rep_id') IS NOT NULL)"
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -144,8 +148,8 @@ def upgrade() -> None:
         "timeline_entries",
         ["occurred_at"],
         unique=False,
-        postgresql_where=sa.text("kind IN ('activity', 'note', 'email_sent')"),
-        sqlite_where=sa.text("kind IN ('activity', 'note', 'email_sent')"),
+        postgresql_where=sa.text(REP_WORK_POSTGRESQL),
+        sqlite_where=sa.text(REP_WORK_SQLITE),
     )
 
 
@@ -153,8 +157,8 @@ def downgrade() -> None:
     op.drop_index(
         "ix_timeline_entries_rep_work",
         table_name="timeline_entries",
-        postgresql_where=sa.text("kind IN ('activity', 'note', 'email_sent')"),
-        sqlite_where=sa.text("kind IN ('activity', 'note', 'email_sent')"),
+        postgresql_where=sa.text(REP_WORK_POSTGRESQL),
+        sqlite_where=sa.text(REP_WORK_SQLITE),
     )
     op.drop_index("ix_tasks_overdue_at", table_name="tasks")
     op.drop_index("ix_tasks_done_at", table_name="tasks")
