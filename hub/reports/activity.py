@@ -6,11 +6,12 @@ gets a row for every period, zeros included, so a rep who did nothing is seen do
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.policy.schemas import Pipeline, RulesFile
 from hub.reports import activity_queries as queries
@@ -43,13 +44,48 @@ class _Tally:
             row[name] = row.get(name, 0) + int(number)
 
 
-async def rep_activity(session: AsyncSession, request: ReportRequest, rules: RulesFile) -> list[RepActivityRow]:
-    """The report's rows, ordered by period, then rep name."""
+PARALLEL_READS = 3
+"""Reads of one report in flight at once, each on its own connection: the logs are independent, and on
+PostgreSQL the report's wall time is then its slowest reads rather than all of them added up."""
+
+Read = Callable[[AsyncSession], Awaitable[list[Any]]]
+
+
+async def rep_activity(
+    session: AsyncSession,
+    request: ReportRequest,
+    rules: RulesFile,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+) -> list[RepActivityRow]:
+    """The report's rows, ordered by period, then rep name; with ``sessions``, the logs are read concurrently."""
+    lead_pairs = advances(rules.pipeline)
+    deal_triples = [
+        (name, from_stage, to_stage)
+        for name in rules.pipeline_names
+        for from_stage, to_stage in advances(rules.deal_pipeline(name))
+    ]
+    reads: list[Read] = [
+        lambda s: queries.assignment_counts(s, request),
+        lambda s: queries.first_touches(s, request),
+        lambda s: queries.sla_breaches(s, request),
+        lambda s: queries.calls(s, request),
+        lambda s: queries.rep_work_entries(s, request),
+        lambda s: queries.tasks(s, request, Task.done_at),
+        lambda s: queries.tasks(s, request, Task.overdue_at),
+        lambda s: queries.lead_advances(s, request, lead_pairs),
+        lambda s: queries.deal_advances(s, request, deal_triples),
+        lambda s: queries.deal_outcomes(s, request),
+    ]
+    if sessions is None:
+        results = [await read(session) for read in reads]
+    else:
+        results = await _concurrently(sessions, reads)
+    assigned, touches, breaches, calls, work, done, overdue, lead_moves, deal_moves, outcomes = results
     tally = _Tally(request)
-    await _leads(session, request, tally)
-    for rep_id, period, number in await queries.sla_breaches(session, request):
+    _leads(request, tally, assigned, touches)
+    for rep_id, period, number in breaches:
         tally.add(rep_id, period, sla_breaches=number)
-    for rep_id, period, number, answered, missed, inbound, outbound, talk in await queries.calls(session, request):
+    for rep_id, period, number, answered, missed, inbound, outbound, talk in calls:
         tally.add(
             rep_id,
             period,
@@ -60,32 +96,46 @@ async def rep_activity(session: AsyncSession, request: ReportRequest, rules: Rul
             calls_outbound=outbound,
             talk_time=talk,
         )
-    await _rep_work(session, request, tally)
-    for rep_id, period, number in await queries.tasks(session, request, Task.done_at):
+    await _rep_work(session, work, tally)
+    for rep_id, period, number in done:
         tally.add(rep_id, period, tasks_done=number)
-    for rep_id, period, number in await queries.tasks(session, request, Task.overdue_at):
+    for rep_id, period, number in overdue:
         tally.add(rep_id, period, tasks_overdue=number)
-    await _moves(session, request, rules, tally)
-    for rep_id, period, status, number, cents in await queries.deal_outcomes(session, request):
+    for rep_id, period, number in lead_moves:
+        tally.add(rep_id, period, lead_stage_advances=number)
+    for rep_id, period, number in deal_moves:
+        tally.add(rep_id, period, deal_stage_advances=number)
+    for rep_id, period, status, number, cents in outcomes:
         tally.add(rep_id, period, **{f"deals_{status}": number, f"deals_{status}_cents": cents})
     return await _rows(session, request, tally)
 
 
-async def _leads(session: AsyncSession, request: ReportRequest, tally: _Tally) -> None:
-    for rep_id, period, received, touched in await queries.assignment_counts(session, request):
+async def _concurrently(sessions: async_sessionmaker[AsyncSession], reads: list[Read]) -> list[list[Any]]:
+    """Each read in a session of its own, at most PARALLEL_READS at once, results in order."""
+    limit = asyncio.Semaphore(PARALLEL_READS)
+
+    async def run(read: Read) -> list[Any]:
+        async with limit, sessions() as own:
+            return await read(own)
+
+    return list(await asyncio.gather(*(run(read) for read in reads)))
+
+
+def _leads(request: ReportRequest, tally: _Tally, assigned: list[Any], first_touches: list[Any]) -> None:
+    for rep_id, period, received, touched in assigned:
         tally.add(rep_id, period, new_leads=received, touched_leads=touched)
     touches = tally.first_touches
-    for rep_id, period, assigned_at, first_touch_at in await queries.first_touches(session, request):
+    for rep_id, period, assigned_at, first_touch_at in first_touches:
         # Many rows: appended here directly; reach is checked once per key below.
         touches.setdefault((int(rep_id), int(period)), []).append((first_touch_at - assigned_at).total_seconds())
     for key in [key for key in touches if not request.counts_rep(key[0])]:
         del touches[key]
 
 
-async def _rep_work(session: AsyncSession, request: ReportRequest, tally: _Tally) -> None:
+async def _rep_work(session: AsyncSession, entries: list[Any], tally: _Tally) -> None:
     """Sent emails and logged activities carry ``data.rep_id``; a note is its author key's rep's."""
     key_reps: dict[int, int] | None = None
-    for kind, kind_type, rep_id, author_key_id, period, number in await queries.rep_work_entries(session, request):
+    for kind, kind_type, rep_id, author_key_id, period, number in entries:
         if kind == "email_sent":
             tally.add(rep_id, period, emails_sent=number)
         elif kind == "activity" and kind_type in ACTIVITY_COLUMNS:
@@ -97,20 +147,6 @@ async def _rep_work(session: AsyncSession, request: ReportRequest, tally: _Tally
                 key_reps = await queries.key_reps(session) if key_reps is None else key_reps
                 rep_id = key_reps.get(int(author_key_id))
             tally.add(rep_id, period, **{ACTIVITY_NOTE: number})
-
-
-async def _moves(session: AsyncSession, request: ReportRequest, rules: RulesFile, tally: _Tally) -> None:
-    """Stage advances, counted in SQL over the (pipeline,) from, to pairs that are advances: few rows come back."""
-    lead_pairs = advances(rules.pipeline)
-    for rep_id, period, number in await queries.lead_advances(session, request, lead_pairs):
-        tally.add(rep_id, period, lead_stage_advances=number)
-    deal_triples = [
-        (name, from_stage, to_stage)
-        for name in rules.pipeline_names
-        for from_stage, to_stage in advances(rules.deal_pipeline(name))
-    ]
-    for rep_id, period, number in await queries.deal_advances(session, request, deal_triples):
-        tally.add(rep_id, period, deal_stage_advances=number)
 
 
 def advances(pipeline: Pipeline | None) -> list[tuple[str, str]]:

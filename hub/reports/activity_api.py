@@ -52,7 +52,9 @@ async def rep_activity_report(
     only_filters(request, REP_FILTERS, "rep activity")
     interval = None if whole_window else request.window.interval or "day"
     request = replace(request, window=replace(request.window, interval=interval))
-    rows = await activity.rep_activity(session, request, runtime.rules.current)
+    # SQLite serves one request's connection at a time (Runtime.sqlite_turns): its reads stay in order.
+    concurrent = runtime.sessions if runtime.sqlite_turns is None else None
+    rows = await activity.rep_activity(session, request, runtime.rules.current, concurrent)
     if request.format == "csv":
         return csv_response(RepActivityRow, rows, filename="rep-activity", currency=request.currency)
     return RepActivityReport(meta=request.meta(request.window.zone.key), rows=rows)
