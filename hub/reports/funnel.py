@@ -21,18 +21,17 @@ from hub.reports.dimensions import Dimension, label, teams_of_reps
 from hub.reports.funnel_paths import LOST, SECONDS_PER_DAY, WON, Shape, shape
 from hub.reports.funnel_queries import (
     CHANGED_AT,
-    ENTERED_AT,
+    KEY,
     LOSS_REASON,
     MEMBER,
     OWNER,
     SLICE_VALUE,
-    STAGE,
-    STATUS,
     HistoryRow,
     deal_history,
     deal_products,
     lead_history,
     member_histories,
+    micros,
 )
 from hub.reports.funnel_schemas import FunnelCsvRow, FunnelReport, FunnelSlice, FunnelStage, LossCount, Subject
 from hub.reports.params import ReportRequest
@@ -40,6 +39,7 @@ from hub.reports.schemas import percentile
 from hub.reports.window import Window
 from hub.reps.models import Rep, Team
 
+MICROS_PER_SECOND = 1_000_000
 ALL = "all"
 """The one slice of a report without ``by``."""
 
@@ -82,46 +82,50 @@ class Tally:
             counts[found.outcome] += members
         return counts
 
-    def add(self, member: Member) -> None:
-        """Count one member."""
-        self.shapes[member.shape] += 1
-        for stage, days in member.visits:
-            self.visits.setdefault(stage, []).append(days)
-        if member.shape.outcome == LOST:
-            self.loss_reasons[label(member.loss_reason)] += 1
-        if member.funnel_days is not None:
-            self.funnel_days.append(member.funnel_days)
+    def add(self, plan: Plan, history: Sequence[HistoryRow]) -> None:
+        """Count one member: its rows (oldest first) and the plan of their key sequence."""
+        self.shapes[plan.shape] += 1
+        # Durations inline (as _days): hundreds of thousands per report.
+        for stage, start, end in plan.visits:
+            days = (history[end][CHANGED_AT] - history[start][CHANGED_AT]) / MICROS_PER_SECOND / SECONDS_PER_DAY
+            visits = self.visits.get(stage)
+            if visits is None:
+                self.visits[stage] = [days]
+            else:
+                visits.append(days)
+        outcome = plan.shape.outcome
+        if outcome == "open":
+            return
+        closing = history[plan.last]
+        if outcome == LOST:
+            self.loss_reasons[label(closing[LOSS_REASON])] += 1
+        self.funnel_days.append(_days(history[0][CHANGED_AT], closing[CHANGED_AT]))
 
 
-@dataclass
-class Member:
-    """One member's walked history: its shape, finished visits and exit."""
+@dataclass(frozen=True)
+class Plan:
+    """What a member's raw key sequence says, as positions in its rows: most members share a few sequences."""
 
     shape: Shape
-    visits: list[tuple[str, float]]
-    loss_reason: str | None
-    funnel_days: float | None
+    visits: tuple[tuple[str, int, int], ...]
+    """(open stage, row starting the visit, row ending it) for every finished visit."""
+    last: int
+    """The last row that moved the member (a later row repeating its key, e.g. a new owner, is no move)."""
 
 
-def _member(history: Sequence[HistoryRow], keys: dict[str | None, str], steps: tuple[str, ...]) -> Member:
-    """Walk one member's rows (oldest first): repeats of a key dropped, the shape looked up once per sequence."""
-    kept: list[HistoryRow] = []
-    path: list[str] = []
-    for row in history:
-        key = _key(row, keys)
-        if not path or key != path[-1]:
-            path.append(key)
-            kept.append(row)
-    found = shape(tuple(path), steps)
-    visits = [(path[i], _days(kept[i][CHANGED_AT], kept[i + 1][CHANGED_AT])) for i in found.timed]
-    if found.outcome == "open":
-        return Member(found, visits, None, None)
-    loss_reason = kept[-1][LOSS_REASON] if found.outcome == LOST else None
-    return Member(found, visits, loss_reason, _days(history[0][CHANGED_AT], kept[-1][CHANGED_AT]))
+def _plan(keys: tuple[str, ...], steps: tuple[str, ...]) -> Plan:
+    """The plan of a raw key sequence: repeats of a key dropped, then its shape."""
+    # A row repeating the key before it (e.g. a new owner) is no move.
+    kept = [index for index, key in enumerate(keys) if index == 0 or key != keys[index - 1]]
+    path = tuple(keys[index] for index in kept)
+    found = shape(path, steps)
+    visits = tuple((path[i], kept[i], kept[i + 1]) for i in found.timed)
+    return Plan(found, visits, kept[-1])
 
 
-def _days(start: datetime, end: datetime) -> float:
-    return (end - start).total_seconds() / SECONDS_PER_DAY
+def _days(start: int, end: int) -> float:
+    """Elapsed days between two ``epoch_micros`` times (the same float ``timedelta.total_seconds`` gives)."""
+    return (end - start) / MICROS_PER_SECOND / SECONDS_PER_DAY
 
 
 def funnel_pipeline(
@@ -155,23 +159,13 @@ async def funnel_report(
     pipeline = funnel_pipeline(rules, subject, pipeline_name, by, request.filters.product is not None)
     steps = [*pipeline.open_stages, WON]
     name = pipeline_name or DEFAULT_PIPELINE
-    if subject == "leads":
-        rows = await lead_history(session, request, by)
-    else:
-        rows = await deal_history(session, request, by, name)
-    slicer = await _slicer(session, request, by, name)
-    tallies: dict[tuple[str, str], Tally] = {}
     keys = _stage_keys(pipeline)
-    steps_key = tuple(steps)
-    period_of = period_finder(request.window)
-    for history in member_histories(rows):
-        member = _member(history, keys, steps_key)
-        period = period_of(history[0][ENTERED_AT])
-        for value in slicer.values(history[0]):
-            tally = tallies.get((period, value))
-            if tally is None:
-                tally = tallies[period, value] = Tally(len(steps))
-            tally.add(member)
+    if subject == "leads":
+        rows = await lead_history(session, request, by, keys)
+    else:
+        rows = await deal_history(session, request, by, name, keys)
+    slicer = await _slicer(session, request, by, name)
+    tallies = _tallies(rows, tuple(steps), slicer, period_finder(request.window))
     return FunnelReport(
         meta=request.meta(request.window.zone.key),
         subject=subject,
@@ -182,31 +176,42 @@ async def funnel_report(
     )
 
 
-def _stage_keys(pipeline: Pipeline) -> dict[str | None, str]:
+def _tallies(
+    rows: list[HistoryRow], steps: tuple[str, ...], slicer: Slicer, period_of: Callable[[int], str]
+) -> dict[tuple[str, str], Tally]:
+    """Every member counted in the tally of its period of entry and each of its slices."""
+    tallies: dict[tuple[str, str], Tally] = {}
+    plans: dict[tuple[str, ...], Plan] = {}  # most members share a few key sequences
+    for history in member_histories(rows):
+        sequence = tuple([row[KEY] for row in history])
+        plan = plans.get(sequence)
+        if plan is None:
+            plan = plans[sequence] = _plan(sequence, steps)
+        period = period_of(history[0][CHANGED_AT])
+        for value in slicer.values(history[0]):
+            tally = tallies.get((period, value))
+            if tally is None:
+                tally = tallies[period, value] = Tally(len(steps))
+            tally.add(plan, history)
+    return tallies
+
+
+def _stage_keys(pipeline: Pipeline) -> dict[str, str]:
     """Each stage's funnel key: an outcome stage's won or lost, an open stage's own name."""
     return {stage.name: stage.outcome or stage.name for stage in pipeline.stages}
 
 
-def _key(row: HistoryRow, keys: dict[str | None, str]) -> str:
-    """A log row's funnel key: the open stage it went to, or won / lost."""
-    status = row[STATUS]
-    if status is not None:  # deals say won or lost in the status; their stage may stay where it was
-        return status if status in (WON, LOST) else (row[STAGE] or "")
-    return keys.get(row[STAGE]) or row[STAGE] or ""
-
-
-def period_finder(window: Window) -> Callable[[datetime], str]:
-    """``window.period_of`` for times read raw (naive UTC on SQLite), by a search of the periods' UTC starts."""
+def period_finder(window: Window) -> Callable[[int], str]:
+    """``window.period_of`` for ``epoch_micros`` times, by a search of the periods' starts."""
     if window.interval is None:
         label = window.label
         return lambda _: label
     bounds = window.period_bounds()
     labels = list(bounds)
-    starts = [start for start, _ in bounds.values()]
-    naive_starts = [start.replace(tzinfo=None) for start in starts]
+    starts = [micros(start) for start, _ in bounds.values()]
 
-    def period_of(at: datetime) -> str:
-        return labels[bisect_right(naive_starts if at.tzinfo is None else starts, at) - 1]
+    def period_of(at: int) -> str:
+        return labels[bisect_right(starts, at) - 1]
 
     return period_of
 

@@ -6,11 +6,16 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
+from hub.contacts.models import Contact
 from hub.reports.funnel import period_finder
 from hub.reports.funnel_paths import Move, collapse, shape, walk
+from hub.reports.funnel_queries import epoch_micros, micros
 from hub.reports.schemas import percentile
 from hub.reports.window import Window
+from hub.routing.models import StageChange
+from tests.conftest import Hub
 
 STEPS = ["new", "qualified", "proposal", "won"]
 START = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
@@ -85,7 +90,7 @@ def test_collapse_drops_rows_that_repeat_the_key_before_them() -> None:
         ("UTC", date(2026, 3, 1), date(2026, 3, 31), None),
     ],
 )
-def test_period_finder_agrees_with_the_window_for_aware_and_naive_utc_times(
+def test_period_finder_agrees_with_the_window_for_epoch_microseconds(
     zone: str, first: date, last: date, interval: str | None
 ) -> None:
     window = Window(first, last, ZoneInfo(zone), interval)  # type: ignore[arg-type]
@@ -94,6 +99,28 @@ def test_period_finder_agrees_with_the_window_for_aware_and_naive_utc_times(
     while at < window.end:  # every quarter hour of the window, its first and last moments included
         for moment in (at, at + timedelta(minutes=14, seconds=59, microseconds=999_999)):
             expected = window.period_of(moment)
-            assert find(moment) == expected
-            assert find(moment.replace(tzinfo=None)) == expected  # SQLite hands back naive UTC
+            assert find(micros(moment)) == expected
         at += timedelta(minutes=15)
+
+
+async def test_epoch_micros_reads_stored_times_exactly_on_both_databases(hub: Hub) -> None:
+    # Microseconds kept (SQLite's date functions round them to milliseconds, 59.999999 s up to the next second),
+    # times across a DST change (UTC storage does not care), and a 45-minute duration: its days (0.03125) sit on a
+    # tie at 4 places, where a float epoch's error would flip the rounding.
+    times = [
+        datetime(2026, 3, 29, 0, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 45, 0, 1, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 123_456, tzinfo=UTC),
+    ]
+    async with hub.session() as session:
+        contact = Contact(source="web", stage="new", created_at=times[0], attribution={})
+        session.add(contact)
+        await session.flush()
+        for at in times:
+            session.add(StageChange(contact_id=contact.id, to_stage="new", changed_at=at, actor="test"))
+        await session.flush()
+        query = select(epoch_micros(StageChange.changed_at)).order_by(StageChange.changed_at)
+        read = list((await session.execute(query)).scalars())
+    assert read == sorted(micros(at) for at in times)
+    assert read[3] - read[2] == 2_700_000_001  # 45 minutes and a microsecond, exactly
