@@ -125,9 +125,10 @@ def _leads(request: ReportRequest, tally: _Tally, assigned: list[Any], first_tou
     for rep_id, period, received, touched in assigned:
         tally.add(rep_id, period, new_leads=received, touched_leads=touched)
     touches = tally.first_touches
-    for rep_id, period, assigned_at, first_touch_at in first_touches:
-        # Many rows: appended here directly; reach is checked once per key below.
-        touches.setdefault((int(rep_id), int(period)), []).append((first_touch_at - assigned_at).total_seconds())
+    for rep_id, period, waited in first_touches:
+        # Many rows: appended here directly; reach is checked once per key below. Microseconds / 10**6 is the
+        # very float timedelta.total_seconds() gives.
+        touches.setdefault((int(rep_id), int(period)), []).append(waited / 1_000_000)
     for key in [key for key in touches if not request.counts_rep(key[0])]:
         del touches[key]
 

@@ -31,11 +31,11 @@ from hub.reports.funnel_queries import (
     deal_products,
     lead_history,
     member_histories,
-    micros,
 )
 from hub.reports.funnel_schemas import FunnelCsvRow, FunnelReport, FunnelSlice, FunnelStage, LossCount, Subject
 from hub.reports.params import ReportRequest
 from hub.reports.schemas import percentile
+from hub.reports.sql_time import micros
 from hub.reports.window import Window
 from hub.reps.models import Rep, Team
 

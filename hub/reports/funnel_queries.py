@@ -7,22 +7,19 @@ funnel needs and the member's slice value; ``member_histories`` puts each member
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any, Final, cast
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, null, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from hub.contacts.models import Contact
 from hub.deals.models import Deal, DealProduct, DealStageChange
 from hub.reports.dimensions import Dimension, contact_attribute, contact_filters, deal_product_filter
 from hub.reports.funnel_paths import LOST, WON
 from hub.reports.params import ReportRequest
+from hub.reports.sql_time import epoch_micros
 from hub.routing.models import StageChange
 
 CONTACT_ATTRIBUTES = frozenset({"source", "utm_source", "utm_medium", "utm_campaign", "country"})
@@ -40,38 +37,6 @@ KEY: Final = 3
 CHANGED_AT: Final = 4
 LOSS_REASON: Final = 5
 ROW_ID: Final = 6
-
-UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND: Final = timedelta(microseconds=1)
-
-
-class epoch_micros(FunctionElement[int]):
-    """A UTC time column as whole microseconds since the Unix epoch, exact on every backend."""
-
-    # An integer costs the driver a fraction of a timestamp's decoding (hundreds of thousands per report), and
-    # differences of integers give the very durations datetime arithmetic gives.
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(epoch_micros)
-def _epoch_micros_postgresql(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
-
-
-@compiles(epoch_micros, "sqlite")
-def _epoch_micros_sqlite(element: epoch_micros, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite keeps UTC times as text 'YYYY-MM-DD HH:MM:SS.ffffff'. Its date functions round the fraction to
-    # milliseconds (59.999999 s becomes the next second): whole seconds and microseconds are read apart.
-    column = compiler.process(element.clauses, **kw)
-    seconds = f"CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER)"
-    return f"({seconds} * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
-
-
-def micros(at: datetime) -> int:
-    """An aware time as ``epoch_micros`` reads it in SQL."""
-    return (at - UNIX_EPOCH) // MICROSECOND
 
 
 def funnel_key(stage: Any, status: Any, keys: dict[str, str]) -> ColumnElement[str]:

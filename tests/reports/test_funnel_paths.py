@@ -11,8 +11,8 @@ from sqlalchemy import select
 from hub.contacts.models import Contact
 from hub.reports.funnel import period_finder
 from hub.reports.funnel_paths import Move, collapse, shape, walk
-from hub.reports.funnel_queries import epoch_micros, micros
 from hub.reports.schemas import percentile
+from hub.reports.sql_time import epoch_micros, micros
 from hub.reports.window import Window
 from hub.routing.models import StageChange
 from tests.conftest import Hub
