@@ -783,6 +783,17 @@ class Explained:
     plan: list[str]
 
 
+PLAN_LINE_CHARS = 300
+"""A plan line longer than this (a period's CASE over 90 day starts) is cut: the shape is what a reader needs."""
+
+
+def plan_line(line: str) -> str:
+    """One EXPLAIN line, cut to PLAN_LINE_CHARS with a note of how much was left out."""
+    if len(line) <= PLAN_LINE_CHARS:
+        return line
+    return f"{line[:PLAN_LINE_CHARS]} … ({len(line) - PLAN_LINE_CHARS:,} more characters)"
+
+
 async def explain_report(url: str, key: str, report: Report, params: dict[str, str], last_day: date) -> Explained:
     """Run the report in-process (the hub's own app, its lifespan, an ASGI client) with every statement logged;
     then EXPLAIN (ANALYZE, BUFFERS) the slowest with its parameters."""
@@ -903,7 +914,7 @@ def render(
     for name, found in explained.items():
         lines += [f"### Why {name} is slow: its statements, slowest first", ""]
         lines += [f"- {seconds * 1000:,.0f} ms, {calls}x: `{sql}`" for seconds, calls, sql in found.statements]
-        lines += ["", "EXPLAIN (ANALYZE, BUFFERS) of the slowest:", "", "```", *found.plan, "```", ""]
+        lines += ["", "EXPLAIN (ANALYZE, BUFFERS) of the slowest:", "", "```", *map(plan_line, found.plan), "```", ""]
     lines += [END_MARK]
     return "\n".join(lines) + "\n"
 
