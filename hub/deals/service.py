@@ -144,7 +144,7 @@ async def update_deal(
         for name in _MONEY_FIELDS:
             if changes.get(name) is not None:
                 raise UnprocessableInput(f"the deal is {deal.status}; reopen it to change its {name}", field=name)
-    held_by, worth = deal.owner_rep_id, deal.amount_cents
+    held_by, worth = deal.owner_rep_id, (deal.amount_cents, deal.currency)
     product_count = await _edit_money(session, deal, patch, changes, len(products))
     _edit_fields(deal, changes)
     asked = MoveRequest(
@@ -160,9 +160,9 @@ async def update_deal(
         from_stage, from_status = deal.stage, deal.status
         _apply(deal, move, now)
         await _log(session, deal, move, from_stage, from_status, actor=actor.name, reason=patch.reason, now=now)
-    elif (deal.owner_rep_id, deal.amount_cents) != (held_by, worth):
+    elif (deal.owner_rep_id, (deal.amount_cents, deal.currency)) != (held_by, worth):
         # Reports read owner and amount from the log (pipeline by owner, revenue at the close), so a
-        # new owner or amount gets its own row; it keeps the stage, status and the stage's clock.
+        # new owner, amount or currency gets its own row; it keeps the stage, status and the stage's clock.
         record = Move(deal.stage, cast(DealStatus, deal.status), "updated")
         await _log(session, deal, record, deal.stage, deal.status, actor=actor.name, reason=patch.reason, now=now)
     await session.flush()

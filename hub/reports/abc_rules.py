@@ -22,7 +22,7 @@ class ThresholdError(ValueError):
 def parse_abc(text: str) -> AbcThresholds:
     """``"80,15,5"``: three whole percentages, each above 0, that sum to 100."""
     parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+    if len(parts) != 3 or not all(part.isascii() and part.isdigit() for part in parts):  # not "²"
         raise ThresholdError("abc takes three whole percentages such as 80,15,5")
     a, b, c = (int(part) for part in parts)
     if min(a, b, c) <= 0 or a + b + c != 100:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
-from hub.errors import UnprocessableInput
+from hub.errors import Forbidden, UnprocessableInput
 from hub.reports import activity, campaigns, channel_costs, channels
 from hub.reports.activity_schemas import RepActivityReport, RepActivityRow
 from hub.reports.campaign_schemas import CampaignReport, CampaignRow
@@ -80,6 +80,9 @@ async def campaign_report(
     request: ReportRequestDep, session: SessionDep, _principal: ManagerDep
 ) -> CampaignReport | StreamingResponse:
     """Per sequence (and period of sending): the sequence stats of the emails sent, people and machines apart."""
+    if request.rep_ids is not None:
+        # Sequences mail every team's contacts: their stats are for those who see every lead.
+        raise Forbidden("campaign stats cover every team: admins and managers who see every lead", field=None)
     only_filters(request, (), "campaigns")
     rows = await campaigns.campaigns(session, request)
     if request.format == "csv":

@@ -96,8 +96,8 @@ async def _cohort_rows(
     inner = select(
         contact_attribute(by),
         period_index(Contact.created_at, window),
-        case((or_(_reached_won_stage(pipeline), _has_won_deal()), 1), else_=0),
-        func.coalesce(_won_revenue(request.currency), 0),
+        case((or_(_reached_won_stage(pipeline), _has_won_deal(request)), 1), else_=0),
+        func.coalesce(_won_revenue(request), 0),
     ).where(*where)
     return await grouped_totals(session, inner, keys=2)
 
@@ -109,13 +109,18 @@ def _reached_won_stage(pipeline: Pipeline) -> ColumnElement[bool]:
     )
 
 
-def _has_won_deal() -> ColumnElement[bool]:
-    return exists(select(Deal.id).where(Deal.contact_id == Contact.id, Deal.status == "won"))
+def _has_won_deal(request: ReportRequest) -> ColumnElement[bool]:
+    # Only deals the caller may see: another rep's win on this contact is not this rep's revenue.
+    reach = request.owner_clause(Deal.owner_rep_id.expression)
+    won = select(Deal.id).where(Deal.contact_id == Contact.id, Deal.status == "won")
+    return exists(won.where(reach) if reach is not None else won)
 
 
-def _won_revenue(currency: str) -> ColumnElement[int]:
-    """The contact's won deals in ``currency``, each at the amount logged when it was won."""
-    return (
+def _won_revenue(request: ReportRequest) -> ColumnElement[int]:
+    """The contact's won deals in the report currency that the caller may see, each at the amount logged when
+    it was won (by the owner on that log row)."""
+    reach = request.owner_clause(DealStageChange.owner_rep_id.expression)
+    query = (
         select(func.sum(DealStageChange.amount_cents))
         .select_from(Deal)
         .join(
@@ -126,9 +131,9 @@ def _won_revenue(currency: str) -> ColumnElement[int]:
                 DealStageChange.to_status == "won",
             ),
         )
-        .where(Deal.contact_id == Contact.id, Deal.status == "won", Deal.currency == currency)
-        .scalar_subquery()
+        .where(Deal.contact_id == Contact.id, Deal.status == "won", Deal.currency == request.currency)
     )
+    return (query.where(reach) if reach is not None else query).scalar_subquery()
 
 
 async def _costs(session: AsyncSession, request: ReportRequest, by: ChannelDimension) -> dict[Key, Fraction]:

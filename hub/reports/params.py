@@ -23,6 +23,10 @@ from hub.reps.visibility import ScopeDep
 from hub.validation import MAX_ID
 
 DEFAULT_WINDOW_DAYS = 30
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+"""Days a report may cover: wide enough for any CRM's history, far from the calendar's ends (a day's local
+midnight in UTC, or the Monday of its week, must still be a date)."""
 ContactType = Literal["new", "existing"]
 
 
@@ -117,6 +121,9 @@ async def report_request(
     zone = ZoneInfo(zone_name)
     last = last_day or clock.now().astimezone(zone).date()
     first = first_day or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
+    for name, day in (("from", first), ("to", last)):
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise UnprocessableInput(f"{name} must be between {FIRST_DAY} and {LAST_DAY}", field=name)
     if first > last:
         raise UnprocessableInput("from must be on or before to", field="from")
     if (last - first).days + 1 > MAX_WINDOW_DAYS:
