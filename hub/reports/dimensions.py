@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts.models import Contact
@@ -43,6 +43,14 @@ def contact_filters(request: ReportRequest) -> list[ColumnElement[bool]]:
     elif filters.contact_type == "existing":
         clauses.append(Contact.created_at < request.window.start)
     return clauses
+
+
+def narrowed(query: Select[Any], request: ReportRequest, owner: ColumnElement[int | None]) -> Select[Any]:
+    """``query`` kept to the owners the caller may see and the contact filters asked for."""
+    owner_clause = request.owner_clause(owner)
+    if owner_clause is not None:
+        query = query.where(owner_clause)
+    return query.where(*contact_filters(request))
 
 
 def deal_product_filter(request: ReportRequest) -> ColumnElement[bool] | None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import aliased
 
 from hub.contacts.models import Contact
 from hub.deals.models import Deal, DealProduct, DealStageChange
-from hub.reports.dimensions import Dimension, contact_attribute, contact_filters, deal_product_filter
+from hub.reports.dimensions import Dimension, contact_attribute, deal_product_filter, narrowed
 from hub.reports.funnel_paths import LOST, WON
 from hub.reports.params import ReportRequest
 from hub.reports.sql_time import epoch_micros
@@ -65,14 +65,6 @@ def _slice_column(by: Dimension | None) -> ColumnElement[Any]:
     return null()
 
 
-def _narrowed(query: Select[Any], request: ReportRequest, owner: ColumnElement[int | None]) -> Select[Any]:
-    """The query kept to the owners the caller may see and the contact filters asked for."""
-    owner_clause = request.owner_clause(owner)
-    if owner_clause is not None:
-        query = query.where(owner_clause)
-    return query.where(*contact_filters(request))
-
-
 async def lead_history(
     session: AsyncSession, request: ReportRequest, by: Dimension | None, keys: dict[str, str]
 ) -> list[HistoryRow]:
@@ -82,7 +74,7 @@ async def lead_history(
     move = aliased(StageChange, name="move")
     # The cohort (entry rows by the changed_at index, joined to their contacts), then each member's moves by
     # the (contact_id, changed_at) index. No ORDER BY: sorting ~430k rows (1M contacts, 90 days) spilled to disk.
-    cohort = _narrowed(
+    cohort = narrowed(
         select_columns(
             entry.contact_id.label("member_id"),
             entry.changed_at.label("entered_at"),
@@ -172,7 +164,7 @@ def _deal_cohort(request: ReportRequest, pipeline: str) -> tuple[Any, Select[Any
     product = deal_product_filter(request)
     if product is not None:
         query = query.where(product)
-    return entry, _narrowed(query, request, Deal.owner_rep_id.expression)
+    return entry, narrowed(query, request, Deal.owner_rep_id.expression)
 
 
 async def deal_history(

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, null, or_, select
+from sqlalchemy import Select, and_, exists, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from hub.contacts.models import Contact
 from hub.deals.models import Deal, DealStageChange
-from hub.reports.dimensions import contact_filters, deal_product_filter
+from hub.reports.dimensions import deal_product_filter, narrowed
 from hub.reports.funnel_queries import select_columns
 from hub.reports.params import ReportRequest
 from hub.routing.models import StageChange
@@ -29,13 +29,6 @@ class LossRow:
     owner_rep_id: int | None
     amount_cents: int | None
     currency: str | None
-
-
-def _narrowed(query: Select[Any], request: ReportRequest, owner: ColumnElement[int | None]) -> Select[Any]:
-    owner_clause = request.owner_clause(owner)
-    if owner_clause is not None:
-        query = query.where(owner_clause)
-    return query.where(*contact_filters(request))
 
 
 async def lead_losses(session: AsyncSession, request: ReportRequest, lost_stages: list[str]) -> list[LossRow]:
@@ -60,7 +53,7 @@ async def lead_losses(session: AsyncSession, request: ReportRequest, lost_stages
             ~moved_since,
         )
     )
-    query = _narrowed(query, request, loss.owner_rep_id.expression)
+    query = narrowed(query, request, loss.owner_rep_id.expression)
     return [LossRow(*row) for row in await session.execute(query)]
 
 
@@ -100,5 +93,5 @@ async def deal_losses(session: AsyncSession, request: ReportRequest) -> list[Los
     product = deal_product_filter(request)
     if product is not None:
         query = query.where(product)
-    query = _narrowed(query, request, loss.owner_rep_id.expression)
+    query = narrowed(query, request, loss.owner_rep_id.expression)
     return [LossRow(*row) for row in await session.execute(query)]
