@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,11 +23,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.sendgrid import load_sendgrid_public_key
+from hub.audit.api import router as audit_router
 from hub.auth.api import router as auth_router
 from hub.automation import settle_hook
 from hub.calls.api import router as calls_router
 from hub.composition import build_reactions
-from hub.config import Settings, templates_dir
+from hub.config import Settings, static_dir, templates_dir
 from hub.contacts.api import router as contacts_router
 from hub.db import create_engine, create_sessionmaker, is_unavailable
 from hub.deals.api import router as deals_router
@@ -58,6 +60,7 @@ from hub.sequences.enrollments_api import router as enrollments_router
 from hub.sequences.templates_api import router as email_templates_router
 from hub.tasks.api import router as tasks_router
 from hub.timeline.api import router as timeline_router
+from hub.ui.router import router as ui_router
 from hub.worker import EmbeddedWorker, close_context, job_context
 from webhooks.email_events import router as email_events_router
 from webhooks.form_pages import router as form_pages_router
@@ -200,8 +203,11 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         funnel_reports_router,
         activity_reports_router,
         money_reports_router,
+        audit_router,
+        ui_router,
     ):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     _install_error_handlers(app)
     _install_outage_handlers(app)
     return app

@@ -251,6 +251,11 @@ class Settings(BaseSettings):
         return key
 
 
+def static_dir() -> Path:
+    """The dashboard's CSS, scripts and vendored front-end libraries (hub/static, shipped in the package)."""
+    return Path(__file__).resolve().parent / "static"
+
+
 def templates_dir() -> Path:
     """``templates/`` (pages and emails): next to the package in a source checkout, else under the working
     directory (the container image copies it to /app/templates)."""

@@ -1,5 +1,6 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
+from hub.audit.models import AuditEntry
 from hub.auth.models import ApiKey
 from hub.calls.models import Call, CallRecording
 from hub.contacts.models import Contact, ContactIdentity
@@ -20,6 +21,7 @@ from hub.timeline.models import TimelineEntry
 __all__ = [
     "ApiKey",
     "Assignment",
+    "AuditEntry",
     "Base",
     "Call",
     "CallRecording",

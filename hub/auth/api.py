@@ -11,9 +11,10 @@ router = APIRouter(prefix="/api", tags=["auth"])
 
 
 class WhoAmI(BaseModel):
-    """The key in use."""
+    """The key (or dashboard user) in use."""
 
-    key_id: int
+    key_id: int | None
+    user_id: int | None = None
     name: str
     role: str
     rep_id: int | None
@@ -22,4 +23,10 @@ class WhoAmI(BaseModel):
 @router.get("/me", response_model=WhoAmI)
 async def who_am_i(principal: AnyRoleDep) -> WhoAmI:
     """The name, role and rep of the API key in use."""
-    return WhoAmI(key_id=principal.key_id, name=principal.name, role=principal.role, rep_id=principal.rep_id)
+    return WhoAmI(
+        key_id=principal.key_id,
+        name=principal.name,
+        role=principal.role,
+        rep_id=principal.rep_id,
+        user_id=principal.user_id,
+    )

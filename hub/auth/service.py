@@ -23,12 +23,22 @@ _KEY_PREFIX = "hub_"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id, name, role, and the rep it acts as (role ``rep``)."""
+    """Who is calling: an API key or a dashboard user, with its name, role, and the rep it acts as (role ``rep``).
 
-    key_id: int
+    The same role rules apply to both; ``actor`` is how logs name the caller.
+    """
+
+    key_id: int | None
     name: str
     role: Role
     rep_id: int | None
+    user_id: int | None = None
+    """Set for a dashboard user (hub/accounts); ``key_id`` is then None."""
+
+    @property
+    def actor(self) -> str:
+        """``user:<id>`` for a dashboard user, ``key:<id>`` for an API key: who did it, in every log."""
+        return f"user:{self.user_id}" if self.user_id is not None else f"key:{self.key_id}"
 
 
 def _hash(key: str) -> str:

@@ -128,7 +128,9 @@ async def create_contact(
     the API key, so two integrations cannot collide.
     """
     caller_key = spec.external_id or idempotency_key
-    external_id = scoped_external_id(f"key{principal.key_id}", caller_key) if caller_key else f"api:{uuid.uuid4().hex}"
+    external_id = (
+        scoped_external_id(principal.actor.replace(":", ""), caller_key) if caller_key else f"api:{uuid.uuid4().hex}"
+    )
     unknown = set(spec.attribution) - set(ATTRIBUTION_KEYS)
     if unknown:
         raise UnprocessableInput(f"unknown attribution keys: {', '.join(sorted(unknown))}", field="attribution")

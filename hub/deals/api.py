@@ -39,7 +39,7 @@ LimitQuery = Annotated[int, Query(ge=1, le=200)]
 
 def _actor(scope: Scope) -> service.Actor:
     principal = scope.principal
-    return service.Actor(name=f"key:{principal.key_id}", may_reopen=principal.role in ("manager", "admin"))
+    return service.Actor(name=principal.actor, may_reopen=principal.role in ("manager", "admin"))
 
 
 async def _visible_deal(session: AsyncSession, scope: Scope, deal_id: int, *, for_update: bool = False) -> Deal:

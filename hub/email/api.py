@@ -55,5 +55,5 @@ async def lift_suppression(
     """Take an address off the list (admins only); the lift is recorded with who did it."""
     removed = await email.lift_suppression(session, email_address, actor=principal.name)
     await session.commit()
-    log.info("suppression %s (%s) lifted by API key %s", removed.id, removed.reason, principal.key_id)
+    log.info("suppression %s (%s) lifted by %s", removed.id, removed.reason, principal.actor)
     return Response(status_code=204)

@@ -96,7 +96,7 @@ async def record_channel_cost(
 ) -> ChannelCostOut:
     """Record what a channel cost over some days; the same channel, days and currency again is a 409."""
     currency = spec.currency or runtime.settings.default_currency
-    cost = await channel_costs.record_cost(session, spec, currency, created_by=f"key:{principal.key_id}")
+    cost = await channel_costs.record_cost(session, spec, currency, created_by=principal.actor)
     await session.commit()
     return ChannelCostOut.of(cost)
 

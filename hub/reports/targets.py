@@ -59,7 +59,7 @@ async def set_target(
     target.amount_cents = int(spec.amount * 100)
     target.currency = spec.currency or default_currency
     target.won_deals = spec.won_deals
-    target.updated_by = f"key:{by.key_id}"
+    target.updated_by = by.actor
     target.updated_at = clock.now()
     await session.flush()
     return target

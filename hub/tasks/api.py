@@ -26,7 +26,11 @@ TaskIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a task id")]
 
 
 def _actor(principal: Principal) -> str:
-    return f"rep:{principal.rep_id}" if principal.rep_id is not None else f"api:{principal.key_id}"
+    return (
+        f"rep:{principal.rep_id}"
+        if principal.rep_id is not None
+        else (f"api:{principal.key_id}" if principal.key_id is not None else principal.actor)
+    )
 
 
 async def _visible_task(session: SessionDep, scope: Scope, task_id: int, *, for_update: bool = False) -> Task:

@@ -47,7 +47,7 @@ async def add_note(
         contact_id=contact.id,
         kind="note",
         source="api",
-        data={"body": note.body, "author": principal.name, "author_key_id": principal.key_id},
+        data=timeline.note_data(note.body, principal),
     )
     await session.commit()
     return TimelineEntryOut.model_validate(entry)

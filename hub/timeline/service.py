@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.timeline import repository
 from hub.timeline.models import TimelineEntry
+
+if TYPE_CHECKING:
+    from hub.auth.service import Principal
 
 _WRITTEN = "hub.timeline.written"
 """Key in ``session.info`` of the entries this unit of work wrote (scoring and routing react to them)."""
@@ -138,3 +141,19 @@ async def newest_per_contact(
 ) -> dict[int, list[TimelineEntry]]:
     """Each contact's newest ``per_contact`` entries of these kinds, newest first."""
     return await repository.newest_per_contact(session, contact_ids, kinds, per_contact=per_contact)
+
+
+def note_data(body: str, author: Principal) -> dict[str, Any]:
+    """A note's payload: its text and who wrote it, so the rep activity report credits the rep who did.
+
+    An API key carries ``author_key_id`` (mapped to its rep by the report); a dashboard user carries
+    ``author_user_id`` and, for a rep, ``rep_id`` directly.
+    """
+    data: dict[str, Any] = {"body": body, "author": author.name}
+    if author.user_id is not None:
+        data["author_user_id"] = author.user_id
+        if author.rep_id is not None:
+            data["rep_id"] = author.rep_id
+    else:
+        data["author_key_id"] = author.key_id
+    return data

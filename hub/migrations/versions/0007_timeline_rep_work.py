@@ -1,0 +1,28 @@
+"""Reps' work on the timeline as typed columns, for the rep activity report
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-24 06:10:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import hub.db
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,7 @@
+"""Login, logout and the account pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,7 @@
+"""The leads list: filter, sort, bulk assign, CSV export."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
