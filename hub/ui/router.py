@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from hub.ui import auth_pages, contact, imports, leads, live, manager, queue, sequences, settings
 
@@ -12,6 +12,6 @@ def _wants_html(request: Request) -> None:
     request.state.wants_html = True
 
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_wants_html)])
 for page in (auth_pages, queue, contact, live, leads, manager, sequences, settings, imports):
     router.include_router(page.router)
