@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench soak lint typecheck check migrate clean
+.PHONY: run test bench soak lint typecheck check migrate clean vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ check: lint typecheck test
 
 migrate: $(STAMP)
 	$(BIN)/hub migrate
+
+## make vendor: re-copy the dashboard's front-end libraries (versions pinned in frontend/package-lock.json) into
+## hub/static/vendor/; needs npm, and only when changing a version (the copies are committed, so `make run` does not)
+vendor:
+	sh frontend/vendor.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

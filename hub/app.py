@@ -23,6 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.sendgrid import load_sendgrid_public_key
+from hub.accounts.api import router as accounts_router
 from hub.audit.api import router as audit_router
 from hub.auth.api import router as auth_router
 from hub.automation import settle_hook
@@ -37,6 +38,7 @@ from hub.email.api import router as email_router
 from hub.errors import ContactMerged, HubError, RateLimited, ServiceUnavailable
 from hub.forms.api import router as forms_router
 from hub.health import router as health_router
+from hub.imports.api import router as imports_router
 from hub.mail.api import router as outbox_router
 from hub.metrics import Metrics, MetricsMiddleware
 from hub.middleware import RefuseNulInUrl
@@ -45,6 +47,7 @@ from hub.outbound.api import deliveries_router as webhook_deliveries_router
 from hub.outbound.api import router as webhook_endpoints_router
 from hub.policy.api import router as rules_router
 from hub.policy.store import RulesStore
+from hub.privacy.api import router as privacy_router
 from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from hub.reports.activity_api import router as activity_reports_router
 from hub.reports.funnel_api import router as funnel_reports_router
@@ -60,6 +63,7 @@ from hub.sequences.enrollments_api import router as enrollments_router
 from hub.sequences.templates_api import router as email_templates_router
 from hub.tasks.api import router as tasks_router
 from hub.timeline.api import router as timeline_router
+from hub.ui.errors import error_page, is_dashboard
 from hub.ui.router import router as ui_router
 from hub.worker import EmbeddedWorker, close_context, job_context
 from webhooks.email_events import router as email_events_router
@@ -204,6 +208,9 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         activity_reports_router,
         money_reports_router,
         audit_router,
+        imports_router,
+        accounts_router,
+        privacy_router,
         ui_router,
     ):
         app.include_router(router)
@@ -230,13 +237,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, str] = dict(getattr(request.state, "cors_headers", None) or {})
         if isinstance(exc, RateLimited | ServiceUnavailable) and exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
+        if is_dashboard(request):
+            return error_page(request, exc.status_code, exc.message, field=exc.field, headers=headers)
         if getattr(request.state, "wants_html", False):
             page = request.app.state.templates.get_template("ui/error.html.j2").render(message=exc.message)
             return HTMLResponse(page, status_code=exc.status_code, headers=headers)
         return _error(exc.status_code, type(exc).__name__, exc.message, field=exc.field, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         described = []
         for error in errors:
@@ -247,10 +256,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             described.append({"field": location, "message": error.get("msg", "invalid")})
         first = described[0] if described else {"field": None, "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
+        if is_dashboard(request):
+            return error_page(request, 422, message, field=first["field"] or None)
         return _error(422, "ValidationError", message, field=first["field"] or None, errors=described)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_dashboard(request) and exc.status_code >= 400:
+            return error_page(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None)
         return _error(exc.status_code, "HTTPError", str(exc.detail), headers=dict(exc.headers or {}) or None)
 
 

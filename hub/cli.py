@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub import migrate as migrations
+from hub.accounts import keys as api_keys
+from hub.accounts import service as accounts
+from hub.accounts.schemas import UserCreate
 from hub.auth import service as auth
 from hub.config import Settings
 from hub.db import create_engine, create_sessionmaker, session_scope
@@ -46,6 +50,10 @@ rules_app = typer.Typer(help="Check, show and reload the rules file (HUB_RULES_F
 app.add_typer(rules_app, name="rules")
 reports_app = typer.Typer(help="Check the data the reports read.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports")
+user_app = typer.Typer(help="Manage dashboard users (sign-in, roles, lockouts).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+CLI_ACTOR = "cli"
+"""How the audit log names changes made with this command."""
 console = Console()
 T = TypeVar("T")
 
@@ -111,14 +119,21 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
         log_level=settings.log_level.lower(),
+        # Open dashboard live streams (hub/ui/live.py) would hold a stop for up to HUB_UI_LIVE_MAX_SECONDS;
+        # browsers reconnect to the next process by themselves.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+"""How long a stopping `hub serve` lets requests in flight finish before it closes what is left."""
 
 
 async def _first_start(session: AsyncSession, settings: Settings) -> None:
     """On an empty database: print an admin key once and create a `website` source; then the URLs."""
     base = settings.public_url.rstrip("/")
     if not await auth.any_key_issued(session):
-        _, key = await auth.create_key(session, name="first admin", role="admin")
+        _, key = await api_keys.issue_key(session, name="first admin", role="admin", rep_id=None, actor=CLI_ACTOR)
         console.print("\n[bold]First start:[/bold] an admin API key was created. It is shown this once:\n")
         console.print(f"    {key}\n", highlight=False, soft_wrap=True)
     sources = await forms.list_sources(session)
@@ -127,6 +142,13 @@ async def _first_start(session: AsyncSession, settings: Settings) -> None:
         created = await forms.create_source(session, SourceCreate(slug="website", name="Website"), box)
         sources = [created.source]
     console.print(f"API docs:      {base}/docs")
+    console.print(f"Dashboard:     {base}/ui/")
+    if not await accounts.list_users(session):
+        console.print(
+            "No dashboard users yet: hub user create --email you@example.com --name 'Your Name' --role admin",
+            highlight=False,
+            soft_wrap=True,
+        )
     for source in sources:
         console.print(f"Form endpoint: {base}/webhooks/forms/{source.slug}   ({source.kind}, {source.name})")
         if source.kind == "web" and source.sealed_secret is None:
@@ -183,7 +205,7 @@ def apikey_create(
     settings = Settings()
 
     async def work(session: AsyncSession) -> tuple[Any, str]:
-        return await auth.create_key(session, name=name, role=role, rep_id=rep)
+        return await api_keys.issue_key(session, name=name, role=role, rep_id=rep, actor=CLI_ACTOR)
 
     key, plaintext = _in_session(settings, work)
     console.print(f"created API key {key.id} ({key.role}) for {key.name}; store it now, it is not shown again:")
@@ -213,10 +235,103 @@ def apikey_revoke(key_id: Annotated[int, typer.Argument(help="id from `hub apike
     """Revoke a key; requests with it are refused from now on."""
 
     async def work(session: AsyncSession) -> Any:
-        return await auth.revoke_key(session, key_id)
+        return await api_keys.revoke_key(session, key_id, actor=CLI_ACTOR)
 
     key = _in_session(Settings(), work)
     console.print(f"revoked API key {key.id} ({key.name})")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        # One line from stdin, for scripts: `printf '%s\n' "$PW" | hub user create ... --password-stdin`.
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="sign-in email (stored lower-cased)")],
+    name: Annotated[str, typer.Option(help="the person's name")],
+    role: Annotated[str, typer.Option(help="admin, manager or rep")],
+    rep: Annotated[int | None, typer.Option("--rep", help="the rep record (required for role rep)")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Add a dashboard user; the password is asked for (hidden, twice) unless --password-stdin."""
+    password = _read_password(password_stdin)
+    try:
+        spec = UserCreate.model_validate(
+            {"email": email, "name": name, "role": role, "rep_id": rep, "password": password}
+        )
+    except ValidationError as exc:
+        _fail_on(exc)
+
+    async def work(session: AsyncSession) -> Any:
+        return await accounts.create_user(session, spec, actor=CLI_ACTOR)
+
+    user = _in_session(Settings(), work)
+    console.print(f"created user {user.id} ({user.email}, {user.role})", highlight=False)
+    print(user.id)
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List dashboard users, with their state (never a password or hash)."""
+    users = _in_session(Settings(), accounts.list_users)
+    now = clock.now()
+    table = Table("id", "email", "name", "role", "rep", "state", "last login")
+    for user in users:
+        state = "disabled" if user.disabled_at else "locked" if user.locked_until and user.locked_until > now else ""
+        table.add_row(
+            str(user.id),
+            user.email,
+            user.name,
+            user.role,
+            str(user.rep_id or ""),
+            state,
+            user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "",
+        )
+    console.print(table)
+
+
+UserRef = Annotated[str, typer.Argument(help="user id or email")]
+
+
+@user_app.command("disable")
+def user_disable(user: UserRef) -> None:
+    """Refuse the user's logins and end every session at once."""
+
+    async def work(session: AsyncSession) -> tuple[Any, int]:
+        found = await accounts.find_user(session, user)
+        return found, await accounts.disable_user(session, found, actor=CLI_ACTOR)
+
+    found, ended = _in_session(Settings(), work)
+    console.print(f"disabled user {found.id} ({found.email}); {ended} sessions ended", highlight=False)
+
+
+@user_app.command("unlock")
+def user_unlock(user: UserRef) -> None:
+    """Lift a lockout after failed logins."""
+
+    async def work(session: AsyncSession) -> Any:
+        found = await accounts.find_user(session, user)
+        accounts.unlock_user(session, found, actor=CLI_ACTOR)
+        return found
+
+    found = _in_session(Settings(), work)
+    console.print(f"unlocked user {found.id} ({found.email})", highlight=False)
+
+
+@user_app.command("logout-everywhere")
+def user_logout_everywhere(user: UserRef) -> None:
+    """End every dashboard session of the user (they sign in again)."""
+
+    async def work(session: AsyncSession) -> tuple[Any, int]:
+        found = await accounts.find_user(session, user)
+        return found, await accounts.logout_everywhere(session, found.id, actor=CLI_ACTOR)
+
+    found, ended = _in_session(Settings(), work)
+    console.print(f"ended {ended} sessions of user {found.id} ({found.email})", highlight=False)
 
 
 @source_app.command("create")
@@ -525,6 +640,47 @@ def reports_check() -> None:
         console.print(f"[red]{report.mismatches} differences[/red]: the reports would not match the logs")
         raise typer.Exit(code=1)
     console.print("ok: every deal and lead matches its log")
+
+
+@app.command("import")
+def import_leads(
+    path: Annotated[Path, typer.Argument(help="the CSV file", exists=True, dir_okay=False, readable=True)],
+    namespace: Annotated[
+        str, typer.Option(help="rows are unique per namespace and key; name the system the file comes from")
+    ] = "import",
+    key_column: Annotated[str | None, typer.Option(help="column identifying a row (default: a hash of it)")] = None,
+    map_column: Annotated[
+        list[str] | None, typer.Option("--map", help="COLUMN=FIELD over the suggested mapping (repeatable)")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="contacts' source (default: the namespace)")] = None,
+    route: Annotated[bool, typer.Option(help="score and route new leads by the rules")] = False,
+    encoding: Annotated[str | None, typer.Option(help="utf-8, utf-8-sig, cp1252 or latin-1 (default: guessed)")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="',', ';' or 'tab' (default: sniffed)")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="country of phones without +code (default HUB_DEFAULT_REGION)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="show the mapping and a preview; import nothing")] = False,
+    errors_file: Annotated[Path | None, typer.Option(help="where failed rows go (default: <file>.errors.csv)")] = None,
+) -> None:
+    """Import leads from a CSV file with a progress bar; running it again resumes or skips what is in."""
+    from hub.imports.cli_output import run_import_command
+
+    run_import_command(
+        console,
+        path,
+        options={
+            "namespace": namespace,
+            "key_column": key_column,
+            "source": source,
+            "route": route,
+            "encoding": encoding,
+            "delimiter": "\t" if delimiter == "tab" else delimiter,
+            "region": region.upper() if region else None,
+        },
+        overrides=map_column or [],
+        dry_run=dry_run,
+        errors_file=errors_file,
+    )
 
 
 def main() -> None:

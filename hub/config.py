@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     """A message ``sending`` for longer than this was being handed over when its worker died: ``unknown``."""
     frequency_cap: int = Field(default=1, ge=0, description="marketing emails per contact per window; 0: no cap")
     frequency_cap_hours: float = Field(default=24.0, gt=0)
+    email_track_opens: bool = Field(
+        default=True, description="open pixel in tracked emails; false wins over every sequence's track_opens"
+    )
+    email_track_clicks: bool = Field(
+        default=True, description="click redirects in tracked emails; false wins over every sequence's track_clicks"
+    )
     default_time_zone: str = "UTC"
     default_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     """ISO 4217 code of deals created without one, and of the money columns in reports."""
@@ -110,6 +116,22 @@ class Settings(BaseSettings):
     rules_check_seconds: float = Field(default=2.0, ge=0, description="how often a changed rules file is noticed")
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0, description="wait for a connection, then 503")
+    import_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="largest CSV file an import takes")
+    import_batch_size: int = Field(default=500, ge=1, le=5000, description="CSV rows per import transaction")
+    login_max_failures: int = Field(default=5, ge=1, description="consecutive failed logins that lock an account")
+    login_lockout_minutes: int = Field(default=15, ge=1, description="how long a locked account stays locked")
+    login_rate_per_ip: int = Field(default=30, ge=1, description="login attempts per client IP per minute")
+    session_idle_minutes: int = Field(default=720, ge=1, description="a dashboard session unused this long ends")
+    session_max_days: int = Field(default=30, ge=1, description="a dashboard session ends this long after login")
+    ui_live_poll_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often a dashboard live stream (/ui/live) looks for new alerts"
+    )
+    ui_live_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="a quiet live stream sends a comment this often (keeps proxies open)"
+    )
+    ui_live_max_seconds: float = Field(
+        default=300.0, gt=0, description="a live stream ends after this long; the browser reconnects (bounds shutdown)"
+    )
     log_level: str = "INFO"
 
     @field_validator("default_region")

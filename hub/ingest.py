@@ -20,6 +20,7 @@ from hub.db import retry_transient
 from hub.errors import UnprocessableInput
 from hub.events import CallProgressed, FormSubmitted, RecordingChanged
 from hub.inbox import service as inbox
+from hub.privacy import consent
 from hub.timeline import service as timeline
 
 FORM_SUBMISSION = "form_submission"
@@ -127,6 +128,7 @@ async def _ingest(
         data=_entry_data(event, identities, invalid),
     )
     await inbox.mark_processed(session, recorded.event_id, contact_id=resolution.contact.id, timeline_entry_id=entry.id)
+    await consent.consent_from_form(session, resolution.contact.id, event)  # a marketing-consent checkbox
     return IngestOutcome(
         event_id=recorded.event_id,
         contact_id=resolution.contact.id,

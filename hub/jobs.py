@@ -23,6 +23,7 @@ from hub.accepted import apply_accepted
 from hub.config import Settings
 from hub.contacts import repository as contacts_repo
 from hub.db import session_scope
+from hub.imports.jobs import run_imports
 from hub.inbox import service as inbox
 from hub.mail import sender
 from hub.notify.delivery import push_notifications
@@ -323,6 +324,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         every=timedelta(seconds=10),
         second={7, 17, 27, 37, 47, 57},
         run_at_startup=True,
+    ),
+    PeriodicJob(
+        name="run_imports", func=retry_transient_failures(run_imports), every=timedelta(seconds=1), second=_EVERY_SECOND
     ),
     PeriodicJob(name="prune_spam", func=prune_spam, every=timedelta(hours=1), minute=17),
     PeriodicJob(name="prune_nonces", func=prune_nonces, every=timedelta(hours=1), minute=47),

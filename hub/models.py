@@ -1,5 +1,6 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
+from hub.accounts.models import User, UserSession
 from hub.audit.models import AuditEntry
 from hub.auth.models import ApiKey
 from hub.calls.models import Call, CallRecording
@@ -8,9 +9,11 @@ from hub.db import Base
 from hub.deals.models import Deal, DealProduct, DealStageChange
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.forms.models import FormSource
+from hub.imports.models import ImportedRow, ImportFile, ImportRowError, LeadImport
 from hub.inbox.models import InboundEvent, WebhookNonce
 from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
+from hub.privacy.models import ConsentEvent, ConsentState, ContactErasure
 from hub.reports.models import ChannelCost
 from hub.reps.models import Rep, RepTarget, Team
 from hub.routing.models import Assignment, Deadline, QueuedLead, RepPerformance, RoutingPool, RoutingTurn, StageChange
@@ -26,7 +29,10 @@ __all__ = [
     "Call",
     "CallRecording",
     "ChannelCost",
+    "ConsentEvent",
+    "ConsentState",
     "Contact",
+    "ContactErasure",
     "ContactIdentity",
     "Deadline",
     "Deal",
@@ -37,7 +43,11 @@ __all__ = [
     "EmailTemplate",
     "Enrollment",
     "FormSource",
+    "ImportFile",
+    "ImportRowError",
+    "ImportedRow",
     "InboundEvent",
+    "LeadImport",
     "Notification",
     "QueuedLead",
     "Rep",
@@ -51,6 +61,8 @@ __all__ = [
     "Task",
     "Team",
     "TimelineEntry",
+    "User",
+    "UserSession",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookNonce",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -20,10 +21,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from hub.accounts import passwords, tokens
+from hub.accounts import service as accounts
+from hub.accounts.schemas import UserCreate
 from hub.app import create_app
 from hub.auth import service as auth
 from hub.config import Settings
@@ -40,6 +45,8 @@ from hub.sealing import SecretBox
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 QUIET_RULES = Path(__file__).parent / "fixtures" / "rules" / "quiet.yaml"
 """No points and routing off: for tests about something else. Routing tests pass their own rules file."""
+TEST_PASSWORD = "correct horse battery staple"
+"""The password ``Hub.login_as`` gives the users it creates."""
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -131,6 +138,14 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2 with tiny parameters, so each test login costs microseconds rather than a tenth of a second."""
+    passwords.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield
+    passwords.use_hasher(None)
+
+
 class FrozenClock:
     """The hub's "now", moved only by the test (install with ``hub.clock.set_clock``)."""
 
@@ -192,6 +207,36 @@ class Hub:
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.admin_key}"}
+
+    async def create_user(self, email: str, password: str, role: str, rep_id: int | None = None) -> int:
+        """A dashboard user (hub/accounts); returns its id."""
+        spec = UserCreate.model_validate(
+            {"email": email, "name": email.split("@")[0], "role": role, "rep_id": rep_id, "password": password}
+        )
+        async with self.session() as session:
+            return (await accounts.create_user(session, spec, actor="test")).id
+
+    async def login(self, email: str, password: str) -> str:
+        """Sign ``hub.client`` in through the login form (its cookie stays on the client); the CSRF token."""
+        self.client.cookies.delete("hub_session")  # signing in again replaces whoever was signed in
+        page = await self.client.get("/login")
+        field = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert field, f"no CSRF field on the login page ({page.status_code})"
+        answer = await self.client.post("/login", data={"email": email, "password": password, "csrf_token": field[1]})
+        assert answer.status_code == 303, f"login as {email} refused: {answer.status_code}"
+        cookie = self.client.cookies.get("hub_session")
+        assert cookie, "login set no session cookie"
+        token = tokens.unsign_session(self.runtime.secret_key, cookie, max_age_seconds=86_400 * 366)
+        assert token is not None
+        return tokens.csrf_for_session(self.runtime.secret_key, token)
+
+    async def login_as(self, role: str, rep_id: int | None = None) -> str:
+        """Create a user of this role (a rep user gets a new rep unless ``rep_id``) and sign in; the CSRF token."""
+        if role == "rep" and rep_id is None:
+            rep_id = await self.create_rep(f"Rep {uuid.uuid4().hex[:6]}")
+        email = f"{role}-{uuid.uuid4().hex[:8]}@example.test"
+        await self.create_user(email, TEST_PASSWORD, role, rep_id=rep_id)
+        return await self.login(email, TEST_PASSWORD)
 
 
 async def start_hub(settings: Settings, client_ip: str = "203.0.113.7") -> AsyncIterator[Hub]:

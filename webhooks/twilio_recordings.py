@@ -17,7 +17,8 @@ from connectors.twilio_media import ForbiddenMediaUrl, MediaUnavailable, open_re
 from hub.calls import service as calls
 from hub.calls.api import CallIdPath, visible_call
 from hub.calls.models import CallRecording
-from hub.deps import BearerDep, RuntimeDep, principal_from, request_session
+from hub.config import Settings
+from hub.deps import BearerDep, Runtime, RuntimeDep, principal_from, request_session
 from hub.errors import NotFound, ServiceUnavailable, UpstreamUnavailable
 from hub.reps.visibility import scope_of
 
@@ -38,9 +39,7 @@ async def stream_recording(
     range_header: Annotated[str | None, Header(alias="range")] = None,
 ) -> StreamingResponse:
     """The recording's audio (MP3); send ``Range: bytes=...`` to seek."""
-    settings = runtime.settings
-    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
-        raise ServiceUnavailable("Twilio is not configured: set HUB_TWILIO_ACCOUNT_SID and HUB_TWILIO_AUTH_TOKEN")
+    twilio_credentials(runtime.settings)  # before any database work: unconfigured is 503, not a lookup
     # The database work ends before the audio streams: a long download must not hold a session.
     # The key is checked here rather than by a session-holding dependency, which would stay open
     # (holding SQLite's turn) for as long as the audio streams.
@@ -49,15 +48,23 @@ async def stream_recording(
         scope = await scope_of(session, principal, runtime.rules.current.routing.head_of_sales)
         call = await visible_call(session, scope, call_id)
         _legs, recordings = await calls.details(session, call)
-    recording = _pick(recordings, recording_sid)
+    return await proxy_recording(runtime, call_id, pick_recording(recordings, recording_sid), range_header)
+
+
+async def proxy_recording(
+    runtime: Runtime, call_id: int, recording: CallRecording, range_header: str | None
+) -> StreamingResponse:
+    """Stream one recording from Twilio's media host (range requests passed through); also used by the dashboard."""
+    settings = runtime.settings
+    account_sid, auth_token = twilio_credentials(settings)
     assert recording.url is not None
     try:
         media = await open_recording(
             runtime.http,
             recording.url,
             allowed=settings.twilio_media_hosts,
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token.get_secret_value(),
+            account_sid=account_sid,
+            auth_token=auth_token,
             range_header=range_header,
         )
     except ForbiddenMediaUrl:
@@ -81,7 +88,14 @@ async def stream_recording(
     )
 
 
-def _pick(recordings: list[CallRecording], recording_sid: str | None) -> CallRecording:
+def twilio_credentials(settings: Settings) -> tuple[str, str]:
+    """The account SID and auth token the media host wants; 503 when Twilio is not configured."""
+    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
+        raise ServiceUnavailable("Twilio is not configured: set HUB_TWILIO_ACCOUNT_SID and HUB_TWILIO_AUTH_TOKEN")
+    return settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+
+
+def pick_recording(recordings: list[CallRecording], recording_sid: str | None) -> CallRecording:
     """The asked-for recording, else the conversation (a <Dial> recording), else the newest one."""
     playable = [r for r in recordings if r.status == "completed" and r.url]
     if recording_sid is not None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.audit import service as audit
 from hub.contacts import repository
 from hub.contacts import service as contacts
 from hub.contacts.models import Contact
@@ -195,8 +196,18 @@ async def update_contact(
         if owner_id is not None and not scope.sees_owner(owner_id):
             raise Forbidden(f"rep {owner_id} is not in your teams", field="owner_rep_id")
         if owner_id != contact.owner_rep_id:
+            previous_owner = contact.owner_rep_id
             await ownership.by_hand(
                 session, contact, owner_id, policy, now, actor=principal.name, reason="owner set by API"
+            )
+            details = {"rep_id": owner_id, "previous_rep_id": previous_owner}
+            audit.record(
+                session,
+                actor=principal.actor,
+                action="lead.assigned",
+                target_type="contact",
+                target_id=contact.id,
+                details=details,
             )
     await contacts.update_contact(session, contact, changes)
     if changes:
@@ -218,6 +229,14 @@ async def merge_contact(
     reason = f"merged by {principal.name} through the API"
     await retry_transient(
         session, lambda: contacts.merge_contacts(session, contact_id, spec.other_contact_id, reason=reason)
+    )
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="contacts.merged",
+        target_type="contact",
+        target_id=contact_id,
+        details={"absorbed_contact_id": spec.other_contact_id},
     )
     await session.commit()
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))

@@ -21,6 +21,7 @@ from hub.email import repository, rules, suppressions
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.errors import NotFound
 from hub.events import EmailEventReceived, scoped_external_id
+from hub.privacy import consent
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
 
@@ -174,6 +175,7 @@ async def ingest_events(
     await _reclassify_scanned(session, context.rescanned)
     await timeline.append_many(session, [entry for row in stored if (entry := _timeline_entry(row)) is not None])
     outcome.suppressed = await suppressions.apply_events(session, stored)
+    await consent.withdraw_on_unsubscribe(session, stored)  # an unsubscribe withdraws marketing consent
     _update_messages(context.messages_by_id, stored)
     await session.flush()
     return outcome

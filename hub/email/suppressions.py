@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
@@ -128,3 +132,49 @@ def normalized_address(email: str) -> str | None:
         return normalize_email(email)
     except InvalidIdentity:
         return None
+
+
+HASH_PREFIX = "hmac-sha256:"
+"""Marks a suppression kept only as a keyed hash of its address (the contact was erased): it is no address, so
+it never matches a plain look-up by mistake, and the unique ``email`` column still holds one row per address."""
+
+
+def address_hash(key: str, email: str) -> str:
+    """The keyed hash of a normalised address, as stored for an erased contact's suppression.
+
+    Keyed with the hub's secret so that the stored value cannot be checked against a list of guessed addresses
+    by someone holding only a copy of the database."""
+    digest = hmac.new(key.encode(), b"suppression:" + email.encode(), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest
+
+
+async def suppressed_among(session: AsyncSession, emails: Iterable[str], *, key: str) -> set[str]:
+    """Which of these normalised addresses are suppressed, in plain or (erased contacts) hashed form."""
+    wanted = sorted(set(emails))
+    if not wanted:
+        return set()
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        hashes = {address_hash(key, email): email for email in chunk}
+        rows = await session.scalars(select(Suppression.email).where(Suppression.email.in_([*chunk, *hashes])))
+        found.update(hashes.get(value, value) for value in rows)
+    return found
+
+
+async def hash_suppressions(session: AsyncSession, emails: Iterable[str], *, key: str) -> int:
+    """Keep these addresses' suppressions only as hashes (erasure); how many rows were hashed.
+
+    The reason and source stay (why the address must not be mailed); the detail goes, as it may quote the
+    address (a bounce's diagnostic)."""
+    plain = await repository.suppressions_for(session, emails)
+    hashed = 0
+    for email, row in plain.items():
+        digest = address_hash(key, email)
+        if await session.scalar(select(Suppression.id).where(Suppression.email == digest)) is not None:
+            await session.execute(delete(Suppression).where(Suppression.id == row.id))
+        else:
+            row.email, row.detail = digest, None
+        hashed += 1
+    await session.flush()
+    return hashed

@@ -19,6 +19,24 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
+class Tracking:
+    """Which tracking a message gets: the open pixel, click redirects, both or neither.
+
+    A sequence's switches and the global ones (``HUB_EMAIL_TRACK_OPENS``/``_CLICKS``) combine into one of these;
+    the unsubscribe link is never affected (it is required, and never a click redirect anyway)."""
+
+    opens: bool = True
+    clicks: bool = True
+
+    def __bool__(self) -> bool:
+        return self.opens or self.clicks
+
+
+TRACK_ALL = Tracking(opens=True, clicks=True)
+TRACK_NONE = Tracking(opens=False, clicks=False)
+
+
+@dataclass(frozen=True)
 class LinkMaker:
     """Builds the hub's public URLs for one deployment (``HUB_PUBLIC_URL``, signed with the hub's key)."""
 
@@ -37,8 +55,11 @@ class LinkMaker:
         """The click redirect of one link in one message."""
         return f"{self._base}/t/c/{sign_click_token(self.secret, message_id, target)}"
 
-    def track_html(self, body: str, message_id: int, *, keep: frozenset[str] = frozenset()) -> str:
-        """Rewrite trackable links to click redirects and add the open pixel at the end of the body.
+    def track_html(
+        self, body: str, message_id: int, *, keep: frozenset[str] = frozenset(), tracking: Tracking = TRACK_ALL
+    ) -> str:
+        """Rewrite trackable links to click redirects and add the open pixel at the end of the body (each only
+        if ``tracking`` asks for it).
 
         ``keep`` lists URLs never rewritten (the unsubscribe URL).
         """
@@ -50,7 +71,9 @@ class LinkMaker:
                 return match.group(0)
             return f"{prefix}{quote}{html.escape(self.click_url(message_id, target), quote=True)}{quote}"
 
-        tracked = _ANCHOR_HREF.sub(rewrite, body)
+        tracked = _ANCHOR_HREF.sub(rewrite, body) if tracking.clicks else body
+        if not tracking.opens:
+            return tracked
         pixel = (
             f'<img src="{html.escape(self.open_pixel_url(message_id), quote=True)}" width="1" height="1" alt=""'
             ' style="display:block;border:0;width:1px;height:1px">'

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub import clock
 from hub.contacts.normalize import normalize_email
 from hub.email.models import EmailMessage
-from hub.mail.links import LinkMaker
+from hub.mail.links import TRACK_ALL, TRACK_NONE, LinkMaker, Tracking
 from hub.mail.message import complete_bodies
 
 
@@ -75,24 +75,38 @@ async def reserve_message(session: AsyncSession, envelope: Envelope, *, mail_fro
 
 
 def fill_message(
-    message: EmailMessage, *, subject: str, html: str | None, text: str | None, links: LinkMaker | None
+    message: EmailMessage,
+    *,
+    subject: str,
+    html: str | None,
+    text: str | None,
+    links: LinkMaker | None,
+    tracking: Tracking | None = None,
 ) -> EmailMessage:
     """Store the rendered subject and bodies (the text derived from the HTML if missing), apply tracking if the
-    message has it, and make it due now."""
+    message has it (narrowed by ``tracking``, e.g. a sequence's opens-only), and make it due now."""
     message.subject = subject[:500]
-    message.html, message.text = final_bodies(message.id, message.recipient, message.tracking, html, text, links)
+    switches = (tracking or TRACK_ALL) if message.tracking else TRACK_NONE
+    message.html, message.text = final_bodies(message.id, message.recipient, switches, html, text, links)
     message.next_attempt_at = clock.now()
     return message
 
 
 def final_bodies(
-    message_id: int, recipient: str, tracking: bool, html: str | None, text: str | None, links: LinkMaker | None
+    message_id: int,
+    recipient: str,
+    tracking: bool | Tracking,
+    html: str | None,
+    text: str | None,
+    links: LinkMaker | None,
 ) -> tuple[str | None, str | None]:
-    """The bodies as stored: tracking applied to the HTML if the message has it, the text derived from the HTML
-    if missing (once here rather than at every send attempt: parsing the HTML is the costly part)."""
-    if html is not None and tracking and links is not None:
+    """The bodies as stored: tracking applied to the HTML if the message has it (``True``: pixel and clicks), the
+    text derived from the HTML if missing (once here rather than at every send attempt: parsing the HTML is the
+    costly part)."""
+    switches = tracking if isinstance(tracking, Tracking) else (TRACK_ALL if tracking else TRACK_NONE)
+    if html is not None and switches and links is not None:
         keep = frozenset({links.unsubscribe_url(message_id, recipient)})
-        html = links.track_html(html, message_id, keep=keep)
+        html = links.track_html(html, message_id, keep=keep, tracking=switches)
     if text is None and html is not None:
         text, _ = complete_bodies(html, None)
     return html, text

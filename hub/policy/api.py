@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from hub.deps import AdminDep, AnyRoleDep, RuntimeDep
+from hub.audit import service as audit
+from hub.deps import AdminDep, AnyRoleDep, RuntimeDep, SessionDep
 from hub.policy.loader import RulesError, RulesInvalid
 from hub.policy.schemas import RulesFile
 from hub.policy.store import RulesStore
@@ -81,7 +82,7 @@ async def read_rules(runtime: RuntimeDep, _principal: AnyRoleDep) -> RulesOut:
 
 
 @router.post("/reload", response_model=RulesOut, responses={422: {"model": RulesInvalidOut}})
-async def reload_rules(runtime: RuntimeDep, _principal: AdminDep) -> Any:
+async def reload_rules(runtime: RuntimeDep, session: SessionDep, principal: AdminDep) -> Any:
     """Re-read the rules file now (admins); a broken file is refused and the previous rules kept."""
     store = runtime.rules
     try:
@@ -91,4 +92,7 @@ async def reload_rules(runtime: RuntimeDep, _principal: AdminDep) -> Any:
         invalid = RulesInvalid(exc)
         body: dict[str, Any] = {"error": type(invalid).__name__, "message": invalid.message, "field": invalid.field}
         return JSONResponse({**body, "problems": invalid.problems}, status_code=invalid.status_code)
+    details = {"path": str(store.path), "digest": store.digest}
+    audit.record(session, actor=principal.actor, action="rules.reloaded", target_type="rules", details=details)
+    await session.commit()
     return _rules_out(store, rules)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub import clock
+from hub.audit import service as audit
 from hub.contacts.api import MERGED_REDIRECT, ContactIdPath, visible_contact
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Forbidden, UnprocessableInput
@@ -41,6 +42,7 @@ async def assign_contact(
     contact = await visible_contact(session, scope, contact_id)
     if not scope.sees_owner(spec.rep_id):
         raise Forbidden(f"rep {spec.rep_id} is not in your teams", field="rep_id")
+    previous_owner = contact.owner_rep_id
     await ownership.by_hand(
         session,
         contact,
@@ -52,6 +54,14 @@ async def assign_contact(
     )
     current = await repository.open_assignment(session, contact.id)
     assert current is not None
+    audit.record(
+        session,
+        actor=scope.principal.actor,
+        action="lead.assigned",
+        target_type="contact",
+        target_id=contact.id,
+        details={"rep_id": spec.rep_id, "previous_rep_id": previous_owner},
+    )
     await session.commit()
     return AssignmentOut.of(current)
 

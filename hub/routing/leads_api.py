@@ -15,7 +15,7 @@ from hub.contacts.models import Contact
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import UnprocessableInput
 from hub.pagination import Page, decode_id_cursor, encode_cursor
-from hub.reps.visibility import ScopeDep
+from hub.reps.visibility import Scope, ScopeDep
 from hub.routing.models import Assignment
 from hub.validation import MAX_ID, SafeStr
 
@@ -74,19 +74,24 @@ async def list_leads(
     if stage is not None and stage not in policy.pipeline.names:
         raise UnprocessableInput(f"stage must be one of {', '.join(policy.pipeline.names)}", field="stage")
     offset = decode_id_cursor(cursor) - 1 if cursor else 0
-    stmt = _query(stage, sorted(policy.pipeline.closed), owner, bucket, sla, unassigned, now)
-    owners = scope.owners()
-    if owners is not None:
-        visible = Contact.owner_rep_id.in_(list(owners) or [0])
-        # A team manager also sees leads nobody owns yet (as GET /api/contacts shows them).
-        stmt = stmt.where(or_(visible, Contact.owner_rep_id.is_(None)) if scope.sees_unowned else visible)
+    stmt = visible_leads(lead_query(stage, sorted(policy.pipeline.closed), owner, bucket, sla, unassigned, now), scope)
     rows = (await session.execute(stmt.offset(offset).limit(limit + 1))).all()
     page = rows[:limit]
     next_cursor = encode_cursor([offset + limit + 1]) if len(rows) > limit else None
-    return Page[LeadOut](items=[_lead(row[0], row[1], now) for row in page], next_cursor=next_cursor)
+    return Page[LeadOut](items=[lead_out(row[0], row[1], now) for row in page], next_cursor=next_cursor)
 
 
-def _query(
+def visible_leads(stmt: Any, scope: Scope) -> Any:
+    """``stmt`` (selecting contacts) kept to the leads the caller may see; the dashboard's list uses it too."""
+    owners = scope.owners()
+    if owners is None:
+        return stmt
+    visible = Contact.owner_rep_id.in_(list(owners) or [0])
+    # A team manager also sees leads nobody owns yet (as GET /api/contacts shows them).
+    return stmt.where(or_(visible, Contact.owner_rep_id.is_(None)) if scope.sees_unowned else visible)
+
+
+def lead_query(
     stage: str | None,
     closed: list[str],
     owner: int | None,
@@ -95,6 +100,7 @@ def _query(
     unassigned: bool,
     now: datetime,
 ) -> Any:
+    """Open leads (or ``stage``'s) with their open assignment, filtered, most urgent first."""
     joined = and_(Assignment.contact_id == Contact.id, Assignment.ended_at.is_(None))
     stmt = select(Contact, Assignment).outerjoin(Assignment, joined).where(Contact.merged_into_id.is_(None))
     stmt = stmt.where(Contact.stage == stage) if stage is not None else stmt.where(Contact.stage.not_in(closed))
@@ -126,7 +132,8 @@ def _query(
     )
 
 
-def _lead(contact: Contact, assignment: Assignment | None, now: datetime) -> LeadOut:
+def lead_out(contact: Contact, assignment: Assignment | None, now: datetime) -> LeadOut:
+    """The API (and CSV) view of a lead and its open assignment."""
     return LeadOut(
         contact_id=contact.id,
         name=contact.name,

@@ -32,6 +32,7 @@ from hub.sequences import service as sequences
 from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec, Step, Variant
 from hub.sequences.service import TemplatesInvalid
+from hub.sequences.steps import tracking_of
 from hub.sequences.templates import TemplateFailed, TemplateLibrary
 from hub.sequences.variables import RenderContext, email_context, sample_context, sender_of
 from hub.sequences.yaml_io import MAX_SEQUENCE_YAML_BYTES, SequenceYamlInvalid, load_sequence_yaml, sequence_yaml
@@ -324,7 +325,7 @@ async def test_send(
         # Not linked to the contact or the sequence: a test must not count in stats, alerts or the breaker.
         sender=sender.from_header,
         reply_to=str(spec.sender.reply_to) if spec.sender.reply_to else None,
-        tracking=spec.tracking,
+        tracking=bool(tracking_of(spec, settings)),
         step_key=step.key,
         variant=variant.name if variant else None,
     )
@@ -351,7 +352,9 @@ async def test_send(
             unsubscribe_url=sample.unsubscribe_url,
         )
     rendered = _render(library, step, variant, context)
-    fill_message(message, subject=f"[TEST] {rendered.subject}", html=rendered.html, text=rendered.text, links=links)
+    subject = f"[TEST] {rendered.subject}"
+    tracking = tracking_of(spec, settings)
+    fill_message(message, subject=subject, html=rendered.html, text=rendered.text, links=links, tracking=tracking)
     await session.commit()
     return TestSendOut(message_id=message.id, status="queued")
 

@@ -30,18 +30,19 @@ from hub.contacts import repository as contacts_repo
 from hub.contacts.facts import lead_snapshot
 from hub.contacts.models import Contact
 from hub.db import advisory_key
-from hub.email import repository as email_repo
+from hub.email import suppressions
 from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
 from hub.mail.outbox import Envelope, allocate_message_ids, final_bodies, insert_messages, message_row
 from hub.policy.conditions import matches
 from hub.policy.facts import lead_facts
 from hub.policy.schemas import RulesFile
+from hub.privacy.consent import consent_of_many
 from hub.reps.models import Rep, Team
 from hub.sequences import enrollment as enrollments
 from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import SequenceSpec, Step
-from hub.sequences.steps import dedupe_key, step_facts, variant_of
+from hub.sequences.steps import dedupe_key, step_facts, tracking_of, variant_of
 from hub.sequences.steps import draw_variant as draw_variant
 from hub.sequences.templates import TemplateLibrary
 from hub.sequences.variables import SequenceSender, email_context, sender_of
@@ -98,6 +99,8 @@ class _Batch:
     busy: set[int]
     """Contacts another worker holds the frequency-cap lock of."""
     report: StepReport
+    consent: dict[int, str]
+    """Marketing-email consent (``given``/``withdrawn``) of the contacts in sequences that require it."""
     to_queue: list[_StepToQueue] = field(default_factory=list)
     """Steps decided on, queued together once every enrollment of the batch was looked at."""
     entries: list[TimelineEntry] = field(default_factory=list)
@@ -181,7 +184,7 @@ async def _load(
     contacts = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
     identities = await contacts_repo.identities_of_many(session, contact_ids)
     emails = [_email_of(identities.get(c, [])) for c in contact_ids]
-    suppressed = set(await email_repo.suppressions_for(session, [e for e in emails if e]))
+    suppressed = await suppressions.suppressed_among(session, [e for e in emails if e], key=links.secret)
     owner_ids = {c.owner_rep_id for c in contacts.values() if c.owner_rep_id is not None}
     owners = {r.id: r for r in await session.scalars(select(Rep).where(Rep.id.in_(owner_ids)))} if owner_ids else {}
     marketing = sorted(
@@ -192,6 +195,12 @@ async def _load(
     team_zones = {r.id: teams[r.team_id] for r in owners.values() if r.team_id in teams}
     busy = await _lock_caps(session, marketing) if settings.frequency_cap else set()
     capped = await _recent_marketing(session, [c for c in marketing if c not in busy], settings, now)
+    needs_consent = {
+        e.contact_id
+        for e in claimed
+        if (spec := sequences.get(e.sequence_id, (None, None))[1]) and spec.requires_consent
+    }
+    consent = await consent_of_many(session, needs_consent) if needs_consent else {}
     return _Batch(
         settings,
         links,
@@ -207,6 +216,7 @@ async def _load(
         capped,
         busy,
         report,
+        consent,
     )
 
 
@@ -281,6 +291,11 @@ async def _run_one(session: AsyncSession, enrollment: Enrollment, batch: _Batch)
         _advance(enrollment, sequence, spec, contact, identities, batch)
         return
     step = spec.steps[enrollment.step_index]
+    if spec.requires_consent and batch.consent.get(contact.id) != "given":
+        await _record_skip(session, enrollment, sequence, step, now, reason="no_consent")
+        report.skipped += 1
+        _advance(enrollment, sequence, spec, contact, identities, batch)
+        return
     if step.when is not None and not await _condition_holds(session, enrollment, spec, step, contact):
         await _record_skip(session, enrollment, sequence, step, now)
         report.skipped += 1
@@ -314,6 +329,8 @@ def _stop_reason(
         return "no_email", "the contact has no email address"
     if email in batch.suppressed:
         return "suppressed", "the address is on the suppression list"
+    if spec.requires_consent and batch.consent.get(contact.id) == "withdrawn":
+        return "consent_withdrawn", "the contact withdrew consent to marketing email"
     stage = batch.policy.pipeline.stage(contact.stage)
     # A sequence started by reaching a won stage (onboarding) is not stopped by being in it.
     if stage is not None and stage.outcome is not None and enrollment.trigger != f"stage:{contact.stage}":
@@ -397,6 +414,7 @@ def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
     settings, contact, step = batch.settings, item.contact, item.step
     variant = variant_of(item.enrollment, step)
     sender = batch.sender(item.sequence, item.spec)
+    tracking = tracking_of(item.spec, settings)
     envelope = Envelope(
         recipient=item.email,
         kind="sequence",
@@ -405,7 +423,7 @@ def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
         sender=sender.from_header,
         reply_to=item.spec.sender.reply_to,
         marketing=item.spec.marketing,
-        tracking=item.spec.tracking,
+        tracking=bool(tracking),
         sequence_id=item.sequence.id,
         enrollment_id=item.enrollment.id,
         step_key=step.key,
@@ -421,20 +439,35 @@ def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
     except Exception as exc:  # a sandboxed template on contact data can raise anything
         cancelled = row(recipient_normalized=True) | {"status": "cancelled", "last_error": "template error"}
         return _Draft(cancelled | {"next_attempt_at": None}, failure=str(exc)[:500])
-    bodies = final_bodies(message_id, item.email, item.spec.tracking, rendered.html, rendered.text, batch.links)
+    bodies = final_bodies(message_id, item.email, tracking, rendered.html, rendered.text, batch.links)
     return _Draft(row(subject=rendered.subject, bodies=bodies, recipient_normalized=True))
 
 
 async def _record_skip(
-    session: AsyncSession, enrollment: Enrollment, sequence: Sequence, step: Step, now: datetime
+    session: AsyncSession,
+    enrollment: Enrollment,
+    sequence: Sequence,
+    step: Step,
+    now: datetime,
+    *,
+    reason: str | None = None,
 ) -> None:
+    """A ``sequence_step_skipped`` entry; ``reason`` when it is not the step's ``when`` (``no_consent``)."""
+    data: dict[str, Any] = {
+        "sequence_id": sequence.id,
+        "name": sequence.name,
+        "enrollment_id": enrollment.id,
+        "step": step.key,
+    }
+    if reason is not None:
+        data["reason"] = reason
     await timeline.append(
         session,
         contact_id=enrollment.contact_id,
         kind=enrollments.STEP_SKIPPED,
         source=enrollments.SOURCE,
         occurred_at=now,
-        data={"sequence_id": sequence.id, "name": sequence.name, "enrollment_id": enrollment.id, "step": step.key},
+        data=data,
     )
 
 

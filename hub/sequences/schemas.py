@@ -32,6 +32,8 @@ STOP_REASONS = (
     "manual",
     "reenrolled",
     "template_error",
+    "consent_withdrawn",
+    "erased",
 )
 """Why an enrollment stopped (``Enrollment.stop_reason``); docs/SEQUENCES.md explains each."""
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
@@ -178,6 +180,13 @@ class SequenceSpec(_Strict):
     """Null: any hour of any day."""
     tracking: bool = False
     """Open pixel and click rewriting; off by default (plain sales emails look like a person wrote them)."""
+    track_opens: bool = True
+    """With ``tracking``: add the open pixel (HUB_EMAIL_TRACK_OPENS=false turns it off everywhere)."""
+    track_clicks: bool = True
+    """With ``tracking``: rewrite links to click redirects (HUB_EMAIL_TRACK_CLICKS=false turns it off everywhere)."""
+    requires_consent: bool = False
+    """Send only to contacts who gave marketing-email consent: a step to anyone else is skipped, and a
+    withdrawal stops the enrollment (hub.privacy)."""
     marketing: bool = True
     """Counts toward the per-contact frequency cap across sequences."""
     reenroll: Literal["never", "after_exit", "always"] = "never"

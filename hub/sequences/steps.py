@@ -8,7 +8,9 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.config import Settings
 from hub.email.models import EmailEvent, EmailMessage
+from hub.mail.links import TRACK_NONE, Tracking
 from hub.sequences.models import Enrollment
 from hub.sequences.schemas import SequenceSpec, Step, Variant
 
@@ -70,3 +72,13 @@ def variant_of(enrollment: Enrollment, step: Step) -> Variant | None:
     if variant is not None:
         enrollment.variants = {**(enrollment.variants or {}), step.key: variant.name}
     return variant
+
+
+def tracking_of(spec: SequenceSpec, settings: Settings) -> Tracking:
+    """The tracking of the sequence's emails: its own switches, each overruled by a global one turned off."""
+    if not spec.tracking:
+        return TRACK_NONE
+    return Tracking(
+        opens=spec.track_opens and settings.email_track_opens,
+        clicks=spec.track_clicks and settings.email_track_clicks,
+    )

@@ -1,7 +1,211 @@
-"""Lead import from CSV: upload, column mapping with preview, progress, per-row errors."""
+"""Lead import from CSV: upload, column mapping with preview, progress, per-row errors.
+
+The page drives the same service as ``/api/imports``: an upload becomes a draft import (the file is
+stored in the database), the mapping form previews the first rows on every change (htmx), and
+starting queues the import for the background job. The progress panel polls the import's counts
+every second until it is done.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from hub.deps import RuntimeDep, SessionDep
+from hub.errors import HubError, UnprocessableInput
+from hub.imports import service
+from hub.imports.api import env_of, errors_response
+from hub.imports.mapping import CUSTOM_PREFIX, FIELDS, IGNORE, header_slug
+from hub.imports.models import LeadImport
+from hub.imports.schemas import ImportOptions, PreviewOut
+from hub.imports.upload import read_upload, refuse_oversized
+from hub.ui.auth import CsrfDep, WebManagerDep
+from hub.ui.templating import render
 
 router = APIRouter()
+LISTED = 20
+
+
+async def _size_guard(request: Request, runtime: RuntimeDep) -> AsyncIterator[None]:
+    # Before the CSRF check reads the form: an oversized upload is refused from its Content-Length alone.
+    refuse_oversized(request, runtime.settings.import_max_bytes)
+    try:
+        yield
+    finally:
+        await request.close()  # the upload's spooled file, also when the CSRF check refused the request
+
+
+SizeGuard = Annotated[None, Depends(_size_guard)]
+
+
+@router.get("/ui/imports", response_class=HTMLResponse)
+async def imports_page(request: Request, session: SessionDep, _user: WebManagerDep) -> Response:
+    """Recent imports and the upload form."""
+    return await _list_page(request, session)
+
+
+@router.post("/ui/imports", response_class=HTMLResponse)
+async def upload(
+    request: Request, _guard: SizeGuard, session: SessionDep, runtime: RuntimeDep, user: WebManagerDep, _csrf: CsrfDep
+) -> Response:
+    """Store the uploaded file as a draft and go to its mapping form; a refused file re-shows the form with why."""
+    try:
+        uploaded = await read_upload(request, runtime.settings.import_max_bytes)
+        options = _options(uploaded.fields)
+        lead_import, _ = await service.create_import(
+            session,
+            content=uploaded.content,
+            filename=uploaded.filename,
+            options=options,
+            mapping=None,
+            actor=user.actor,
+            start=False,
+            max_bytes=runtime.settings.import_max_bytes,
+        )
+    except HubError as exc:
+        await session.rollback()
+        return await _list_page(request, session, error=exc.message, status_code=exc.status_code)
+    await session.commit()
+    return RedirectResponse(f"/ui/imports/{lead_import.id}", status_code=303)
+
+
+@router.get("/ui/imports/{import_id}", response_class=HTMLResponse)
+async def import_page(
+    import_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
+) -> Response:
+    """A draft's mapping form with a preview, or a started import's progress and result."""
+    lead_import = await service.get_import(session, import_id)
+    if lead_import.status != "draft":
+        return render(request, "ui/app/import_detail.html.j2", item=lead_import, **_progress(lead_import))
+    preview = await service.preview(session, lead_import, env_of(runtime))
+    return _mapping_page(request, lead_import, preview)
+
+
+@router.post("/ui/imports/{import_id}/preview", response_class=HTMLResponse)
+async def preview_partial(
+    import_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep, _csrf: CsrfDep
+) -> Response:
+    """The preview table under the mapping as the form now stands (htmx swaps it in on every change)."""
+    lead_import = await service.get_import(session, import_id)
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        preview = await service.preview(
+            session,
+            lead_import,
+            env_of(runtime),
+            mapping=_mapping(fields, lead_import),
+            options=_options(fields, lead_import),
+        )
+    except HubError as exc:
+        return render(request, "ui/app/partials/import_preview.html.j2", preview=None, error=exc.message)
+    return render(request, "ui/app/partials/import_preview.html.j2", preview=preview, error=None)
+
+
+@router.post("/ui/imports/{import_id}/start", response_class=HTMLResponse)
+async def start(
+    import_id: int,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    user: WebManagerDep,
+    _csrf: CsrfDep,
+) -> Response:
+    """Start the import with the chosen mapping; a mapping the hub refuses re-shows the form with why."""
+    lead_import = await service.get_import(session, import_id)
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    mapping = _mapping(fields, lead_import)
+    try:
+        options = _options(fields, lead_import)
+        await service.start_import(session, import_id, mapping=mapping, options=options, actor=user.actor)
+    except HubError as exc:
+        await session.rollback()
+        lead_import = await service.get_import(session, import_id)
+        preview = await service.preview(session, lead_import, env_of(runtime), mapping=mapping)
+        return _mapping_page(request, lead_import, preview, error=exc.message, status_code=exc.status_code)
+    await session.commit()
+    return RedirectResponse(f"/ui/imports/{import_id}", status_code=303)
+
+
+@router.get("/ui/imports/{import_id}/progress", response_class=HTMLResponse)
+async def progress_partial(import_id: int, request: Request, session: SessionDep, _user: WebManagerDep) -> Response:
+    """The progress panel (polled every second until the import is done)."""
+    lead_import = await service.get_import(session, import_id)
+    return render(request, "ui/app/partials/import_progress.html.j2", item=lead_import, **_progress(lead_import))
+
+
+@router.get("/ui/imports/{import_id}/errors.csv", response_class=StreamingResponse)
+async def errors_csv(
+    import_id: int, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
+) -> StreamingResponse:
+    """The failed rows with their reasons and original values."""
+    return await errors_response(session, runtime, import_id)
+
+
+async def _list_page(
+    request: Request, session: SessionDep, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    items = await service.list_imports(session, limit=LISTED)
+    return render(request, "ui/app/imports.html.j2", status_code=status_code, items=items, error=error)
+
+
+def _mapping_page(
+    request: Request, lead_import: LeadImport, preview: PreviewOut, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    columns = [
+        {"index": i, "name": column, "choice": preview.mapping.get(column, IGNORE), "choices": _choices(column)}
+        for i, column in enumerate(preview.header)
+    ]
+    return render(
+        request,
+        "ui/app/import_mapping.html.j2",
+        status_code=status_code,
+        item=lead_import,
+        columns=columns,
+        preview=preview,
+        options=lead_import.options,
+        error=error,
+    )
+
+
+def _choices(column: str) -> list[str]:
+    custom = f"{CUSTOM_PREFIX}{header_slug(column)}"
+    return [IGNORE, *FIELDS, *([custom] if header_slug(column) else [])]
+
+
+def _mapping(fields: dict[str, str], lead_import: LeadImport) -> dict[str, str]:
+    """``map_<i>`` fields back to {column: field}; the columns are the draft's mapping's (the file's header)."""
+    header = list(lead_import.mapping)
+    return {column: fields.get(f"map_{i}", IGNORE) for i, column in enumerate(header)}
+
+
+def _options(fields: dict[str, str], lead_import: LeadImport | None = None) -> ImportOptions:
+    base: dict[str, Any] = dict(lead_import.options) if lead_import is not None else {}
+    base.pop("detected", None)
+    for name in ("namespace", "key_column", "source"):
+        if name in fields:
+            base[name] = fields[name].strip() or None
+    if base.get("namespace") is None:
+        base.pop("namespace", None)
+    if "namespace" in fields or lead_import is None:
+        base["route"] = fields.get("route") == "on"
+    try:
+        return ImportOptions.model_validate(base)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "options"
+        raise UnprocessableInput(f"{where}: {first['msg']}", field=where) from None
+
+
+def _progress(lead_import: LeadImport) -> dict[str, Any]:
+    total = max(lead_import.total_rows, 1)
+    return {
+        "finished": lead_import.status in service.FINISHED,
+        "percent": round(100 * lead_import.processed_rows / total),
+        "errors_url": f"/ui/imports/{lead_import.id}/errors.csv" if lead_import.failed_count else None,
+    }

@@ -8,8 +8,9 @@ from hub.ui import auth_pages, contact, imports, leads, live, manager, queue, se
 
 
 def _wants_html(request: Request) -> None:
-    # Errors raised while serving a page render as a page (hub/app.py), not as JSON.
+    # Errors raised while serving a page render as the dashboard's error page (hub/app.py), not as JSON.
     request.state.wants_html = True
+    request.state.dashboard = True
 
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(_wants_html)])

@@ -1,0 +1,1 @@
+"""Dashboard accounts: users with argon2 passwords, server-side login sessions, lockout, logout everywhere."""

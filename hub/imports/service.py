@@ -1,0 +1,364 @@
+"""Import use cases: upload (a draft or started at once), preview, start, run a batch, read state and errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import clock
+from hub.audit import service as audit
+from hub.contacts import service as contacts
+from hub.contacts.normalize import Identity
+from hub.errors import Conflict, NotFound, PayloadTooLarge, UnprocessableInput
+from hub.imports import repository
+from hub.imports.batch import BatchPlan, import_batch
+from hub.imports.csvfile import CsvTable, read_table
+from hub.imports.cursor import CursorCache, RowCursor
+from hub.imports.mapping import check_mapping, suggest_mapping
+from hub.imports.models import ImportRowError, LeadImport
+from hub.imports.rows import PreparedRow, RowContext, RowProblem, prepare_row, preview_cells
+from hub.imports.schemas import ImportOptions, PreviewCellOut, PreviewOut, PreviewRowOut
+from hub.policy.schemas import RulesFile
+from hub.reps import service as reps
+
+PREVIEW_ROWS = 20
+FINISHED = ("done", "failed")
+
+
+@dataclass(frozen=True)
+class ImportEnv:
+    """What running an import needs from the process: the rules in force, the default region, batch size."""
+
+    policy: RulesFile
+    default_region: str
+    batch_size: int = 500
+
+
+def check_size(size: int, limit: int) -> None:
+    """413 for a file over HUB_IMPORT_MAX_BYTES."""
+    if size > limit:
+        raise PayloadTooLarge(
+            f"the file is {size:,} bytes; imports take at most {limit:,} (HUB_IMPORT_MAX_BYTES)", field="file"
+        )
+
+
+def open_table(content: bytes, options: ImportOptions) -> CsvTable:
+    """The file read as the options say (encoding, delimiter), with its key column checked."""
+    table = read_table(content, encoding=options.encoding, delimiter=options.delimiter)
+    if options.key_column is not None and options.key_column not in table.header:
+        raise UnprocessableInput(f"key column {options.key_column!r} is not in the file's header", field="key_column")
+    return table
+
+
+async def create_import(
+    session: AsyncSession,
+    *,
+    content: bytes,
+    filename: str,
+    options: ImportOptions,
+    mapping: dict[str, str] | None,
+    actor: str,
+    start: bool,
+    max_bytes: int,
+    runner: str = "worker",
+) -> tuple[LeadImport, CsvTable]:
+    """Store an uploaded file as an import: a draft to map, or (``start``) queued at once."""
+    check_size(len(content), max_bytes)
+    table = open_table(content, options)
+    chosen = suggest_mapping(table.header) if mapping is None else mapping
+    if start:
+        chosen = check_mapping(chosen, table.header)
+    now = clock.now()
+    lead_import = LeadImport(
+        namespace=options.namespace,
+        filename=_safe_filename(filename),
+        file_sha256=hashlib.sha256(content).hexdigest(),
+        size_bytes=len(content),
+        status="draft",
+        runner=runner,
+        mapping=chosen,
+        options=_stored_options(options, table),
+        total_rows=table.count_rows(),
+        processed_rows=0,
+        created_count=0,
+        matched_count=0,
+        skipped_count=0,
+        failed_count=0,
+        created_by=actor[:200],
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.add_import(session, lead_import, content)
+    if start:
+        _queue(session, lead_import, actor)
+    return lead_import, table
+
+
+async def start_import(
+    session: AsyncSession,
+    import_id: int,
+    *,
+    mapping: dict[str, str] | None,
+    options: ImportOptions | None,
+    actor: str,
+) -> LeadImport:
+    """Queue a draft with its final mapping and options; the worker runs it."""
+    lead_import = await get_import(session, import_id)
+    if lead_import.status != "draft":
+        raise Conflict(f"import {import_id} was started already (it is {lead_import.status})", field="import_id")
+    chosen_options = options or ImportOptions.model_validate(_options_given(lead_import.options))
+    table = open_table(await _content(session, lead_import), chosen_options)
+    lead_import.mapping = check_mapping(mapping if mapping is not None else lead_import.mapping, table.header)
+    lead_import.options = _stored_options(chosen_options, table)
+    lead_import.namespace = chosen_options.namespace
+    _queue(session, lead_import, actor)
+    await session.flush()
+    return lead_import
+
+
+def _queue(session: AsyncSession, lead_import: LeadImport, actor: str) -> None:
+    lead_import.status = "queued"
+    lead_import.updated_at = clock.now()
+    audit.record(
+        session,
+        actor=actor,
+        action="import.started",
+        target_type="import",
+        target_id=lead_import.id,
+        details={
+            "namespace": lead_import.namespace,
+            "rows": lead_import.total_rows,
+            "bytes": lead_import.size_bytes,
+            "route": bool(lead_import.options.get("route")),
+        },
+    )
+
+
+async def preview(
+    session: AsyncSession,
+    lead_import: LeadImport,
+    env: ImportEnv,
+    *,
+    mapping: dict[str, str] | None = None,
+    options: ImportOptions | None = None,
+    limit: int = PREVIEW_ROWS,
+    table: CsvTable | None = None,
+) -> PreviewOut:
+    """The first rows under a mapping: each cell as stored, and each problem (all of them, not just the first)."""
+    chosen_options = options or ImportOptions.model_validate(_options_given(lead_import.options))
+    table = table or open_table(await _content(session, lead_import), chosen_options)
+    given = mapping if mapping is not None else lead_import.mapping
+    chosen = check_mapping(given, table.header, require_identity=False)
+    ctx = await row_context(session, table.header, chosen, chosen_options, env)
+    rows: list[PreviewRowOut] = []
+    prepared: list[PreparedRow | RowProblem] = []
+    for number, values in table.rows():
+        if len(rows) >= limit:
+            break
+        result = prepare_row(number, values, ctx)
+        prepared.append(result)
+        cells = [PreviewCellOut(**vars(c)) for c in preview_cells(values, ctx)]
+        problem = result.reason if isinstance(result, RowProblem) else None
+        rows.append(PreviewRowOut(number=number, cells=cells, problem=problem))
+    outcomes = await _expected_outcomes(session, chosen_options.namespace, prepared)
+    rows = [row.model_copy(update={"outcome": outcomes.get(row.number)}) for row in rows]
+    return PreviewOut(
+        header=table.header,
+        mapping=chosen,
+        mapped=[column for column in table.header if chosen.get(column, "ignore") != "ignore"],
+        encoding=table.dialect.encoding,
+        delimiter=table.dialect.delimiter,
+        total_rows=lead_import.total_rows,
+        rows=rows,
+    )
+
+
+async def _expected_outcomes(
+    session: AsyncSession, namespace: str, prepared: Sequence[PreparedRow | RowProblem]
+) -> dict[int, str]:
+    """What importing each previewed row would do now: skip it, match a contact, or create one."""
+    rows = [r for r in prepared if isinstance(r, PreparedRow)]
+    imported = await repository.existing_keys(session, namespace, (r.key for r in rows))
+    owners: dict[Identity, int] = {}
+    for kind in ("email", "phone"):
+        found = await contacts.contact_ids_by_value(
+            session, kind, {i.value for r in rows for i in r.identities if i.kind == kind}
+        )
+        owners.update((Identity(kind, value), contact_id) for value, contact_id in found.items())
+    outcomes: dict[int, str] = {}
+    for row in rows:
+        matched = sorted({owners[i] for i in row.identities if i in owners})
+        if row.key in imported:
+            outcomes[row.number] = "skip: already imported"
+        elif matched:
+            outcomes[row.number] = "match contact " + ", ".join(str(m) for m in matched)
+        else:
+            outcomes[row.number] = "new contact"
+    return outcomes
+
+
+async def row_context(
+    session: AsyncSession, header: Sequence[str], mapping: dict[str, str], options: ImportOptions, env: ImportEnv
+) -> RowContext:
+    """What preparing rows needs: the mapping, the reps by email and id, the pipeline's stages."""
+    everyone = await reps.list_reps(session, include_inactive=True)
+    pipeline = env.policy.pipeline
+    return RowContext(
+        header=list(header),
+        mapping=mapping,
+        key_column=options.key_column,
+        default_region=options.region or env.default_region,
+        reps_by_email={r.email.lower(): r.id for r in everyone if r.email},
+        active_rep_ids=frozenset(r.id for r in everyone if r.active),
+        all_rep_ids=frozenset(r.id for r in everyone),
+        stages={name.lower(): name for name in pipeline.names},
+        lost_stages=frozenset(s.name for s in pipeline.stages if s.outcome == "lost"),
+    )
+
+
+async def run_batch(session: AsyncSession, import_id: int, env: ImportEnv, cursors: CursorCache) -> LeadImport | None:
+    """Import the next batch of rows of a queued or running import; the caller commits.
+
+    None when another worker holds the import right now. A finished import is returned unchanged."""
+    lead_import = await repository.lock(session, import_id)
+    if lead_import is None or lead_import.status not in repository.RUNNABLE:
+        return lead_import
+    options = ImportOptions.model_validate(_options_given(lead_import.options))
+    fingerprint = f"{lead_import.file_sha256}:{options.encoding}:{options.delimiter}"
+    cursor = cursors.get(import_id, fingerprint)
+    if cursor is None:
+        try:
+            table = open_table(await _content(session, lead_import), options)
+        except UnprocessableInput as exc:
+            return await _finish(session, lead_import, status="failed", error=exc.message)
+        cursor = RowCursor(table)
+        cursors.put(import_id, fingerprint, cursor)
+    now = clock.now()
+    if lead_import.status == "queued":
+        lead_import.status, lead_import.started_at = "running", now
+    try:
+        rows = cursor.take(lead_import.processed_rows, env.batch_size)
+    except UnprocessableInput as exc:
+        cursors.drop(import_id)
+        return await _finish(session, lead_import, status="failed", error=exc.message)
+    if not rows:
+        cursors.drop(import_id)
+        return await _finish(session, lead_import, status="done")
+    ctx = await row_context(session, cursor.table.header, lead_import.mapping, options, env)
+    prepared: list[PreparedRow | RowProblem] = [prepare_row(number, values, ctx) for number, values in rows]
+    plan = BatchPlan(
+        import_id=lead_import.id,
+        namespace=lead_import.namespace,
+        source=options.source or lead_import.namespace,
+        actor=f"import:{lead_import.id}",
+        route=options.route,
+        policy=env.policy,
+        now=now,
+    )
+    outcome = await import_batch(session, plan, prepared)
+    values_of = dict(rows)
+    await repository.add_errors(
+        session,
+        [
+            {
+                "import_id": lead_import.id,
+                "row_number": p.number,
+                "row_key": p.key_label,
+                "column": p.column,
+                "reason": p.reason[:500],
+                "values": values_of.get(p.number, []),
+            }
+            for p in sorted(outcome.problems, key=lambda p: p.number)
+        ],
+    )
+    lead_import.processed_rows = rows[-1][0]
+    lead_import.created_count += outcome.created
+    lead_import.matched_count += outcome.matched
+    lead_import.skipped_count += outcome.skipped
+    lead_import.failed_count += len(outcome.problems)
+    lead_import.updated_at = now
+    if lead_import.processed_rows >= lead_import.total_rows:
+        cursors.drop(import_id)
+        await _finish(session, lead_import, status="done")
+    await session.flush()
+    return lead_import
+
+
+async def _finish(
+    session: AsyncSession, lead_import: LeadImport, *, status: str, error: str | None = None
+) -> LeadImport:
+    """Done (or failed): the uploaded file is deleted, since it holds personal data nothing needs any more."""
+    now = clock.now()
+    lead_import.status, lead_import.error = status, error
+    lead_import.finished_at = lead_import.updated_at = now
+    await repository.delete_file(session, lead_import.id)
+    return lead_import
+
+
+async def get_import(session: AsyncSession, import_id: int) -> LeadImport:
+    """An import by id; 404 if there is none."""
+    lead_import = await repository.get(session, import_id)
+    if lead_import is None:
+        raise NotFound(f"import {import_id} does not exist", field="import_id")
+    return lead_import
+
+
+async def list_imports(session: AsyncSession, *, limit: int, before_id: int | None = None) -> list[LeadImport]:
+    """Imports, newest first."""
+    return await repository.newest(session, limit=limit, before_id=before_id)
+
+
+async def errors_page(session: AsyncSession, import_id: int, *, after_id: int, limit: int) -> list[ImportRowError]:
+    """A page of failed rows, in file order."""
+    return await repository.errors_of(session, import_id, after_id=after_id, limit=limit)
+
+
+async def file_header(session: AsyncSession, lead_import: LeadImport) -> list[str]:
+    """The file's header (the errors CSV repeats it after its own columns)."""
+    stored = (lead_import.options.get("detected") or {}).get("header")
+    if isinstance(stored, list):
+        return [str(column) for column in stored]
+    options = ImportOptions.model_validate(_options_given(lead_import.options))
+    return open_table(await _content(session, lead_import), options).header
+
+
+async def resumable(session: AsyncSession, *, namespace: str, content: bytes, runner: str) -> LeadImport | None:
+    """An unfinished import of the same bytes into the same namespace (the CLI picks it up where it stopped)."""
+    digest = hashlib.sha256(content).hexdigest()
+    return await repository.unfinished_like(session, namespace=namespace, file_sha256=digest, runner=runner)
+
+
+async def next_runnable(session: AsyncSession) -> int | None:
+    """The oldest queued or running import the background worker owns."""
+    return await repository.next_runnable(session, runner="worker")
+
+
+async def _content(session: AsyncSession, lead_import: LeadImport) -> bytes:
+    content = await repository.file_content(session, lead_import.id)
+    if content is None:
+        raise NotFound(f"import {lead_import.id} has no file", field="import_id")
+    return content
+
+
+def _stored_options(options: ImportOptions, table: CsvTable) -> dict[str, Any]:
+    """The options as given, plus how the file was read (shown to the user)."""
+    stored = options.model_dump()
+    stored["detected"] = {
+        "encoding": table.dialect.encoding,
+        "delimiter": table.dialect.delimiter,
+        "header": table.header,  # the errors CSV's columns, once the file itself is deleted
+    }
+    return stored
+
+
+def _options_given(stored: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stored.items() if k != "detected"}
+
+
+def _safe_filename(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
+    return (base or "upload.csv")[:255]

@@ -1,0 +1,1 @@
+"""Privacy: marketing-email consent, GDPR export of a contact, and erasure."""

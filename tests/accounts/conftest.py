@@ -1,0 +1,22 @@
+"""Fixtures of the accounts tests: a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from hub import clock
+from tests.conftest import FrozenClock
+
+START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen() -> Iterator[FrozenClock]:
+    """The hub's clock stopped at START; ``frozen.advance(seconds)`` moves it."""
+    stopped = FrozenClock(START)
+    clock.set_clock(stopped)
+    yield stopped
+    clock.set_clock(None)

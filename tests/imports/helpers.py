@@ -1,0 +1,50 @@
+"""Running imports to the end in tests, the way the worker does: a batch per transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.imports import service
+from hub.imports.cursor import CursorCache
+from hub.imports.models import LeadImport
+from hub.imports.schemas import ImportOptions
+from tests.conftest import Hub
+
+
+def env_of(hub: Hub, batch_size: int = 500) -> service.ImportEnv:
+    return service.ImportEnv(policy=hub.runtime.rules.current, default_region="US", batch_size=batch_size)
+
+
+async def create(
+    hub: Hub, text: str | bytes, *, mapping: dict[str, str] | None = None, start: bool = True, **options: Any
+) -> LeadImport:
+    content = text.encode() if isinstance(text, str) else text
+    async with hub.session() as session:
+        lead_import, _ = await service.create_import(
+            session,
+            content=content,
+            filename="leads.csv",
+            options=ImportOptions(**options),
+            mapping=mapping,
+            actor="test",
+            start=start,
+            max_bytes=hub.settings.import_max_bytes,
+        )
+    return lead_import
+
+
+async def run_to_end(hub: Hub, import_id: int, batch_size: int = 500, cursors: CursorCache | None = None) -> LeadImport:
+    cursors = cursors or CursorCache()
+    for _ in range(10_000):
+        async with hub.session() as session:
+            lead_import = await service.run_batch(session, import_id, env_of(hub, batch_size), cursors)
+        assert lead_import is not None
+        if lead_import.status in service.FINISHED:
+            return lead_import
+    raise AssertionError("the import never finished")
+
+
+async def import_text(hub: Hub, text: str | bytes, **kwargs: Any) -> LeadImport:
+    batch_size = kwargs.pop("batch_size", 500)
+    lead_import = await create(hub, text, **kwargs)
+    return await run_to_end(hub, lead_import.id, batch_size)
