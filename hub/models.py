@@ -19,7 +19,7 @@ from hub.reps.models import Rep, RepTarget, Team
 from hub.routing.models import Assignment, Deadline, QueuedLead, RepPerformance, RoutingPool, RoutingTurn, StageChange
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
 from hub.tasks.models import Task
-from hub.timeline.models import TimelineEntry
+from hub.timeline.models import RepWork, TimelineEntry
 
 __all__ = [
     "ApiKey",
@@ -53,6 +53,7 @@ __all__ = [
     "Rep",
     "RepPerformance",
     "RepTarget",
+    "RepWork",
     "RoutingPool",
     "RoutingTurn",
     "Sequence",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import ForeignKey, Index, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, IdType, JsonType, UtcDateTime, utcnow_default
@@ -53,6 +53,17 @@ class Call(Base):
         Index("ix_calls_started_at_id", "started_at", "id"),
         Index("ix_calls_contact_started", "contact_id", "started_at"),
         Index("ix_calls_rep_started", "rep_id", "started_at"),
+        # The rep activity report's call counts for a window, from the index alone (top-level calls only).
+        Index(
+            "ix_calls_report",
+            "started_at",
+            "rep_id",
+            "outcome",
+            "flow",
+            "talk_seconds",
+            postgresql_where=text("parent_call_sid IS NULL"),
+            sqlite_where=text("parent_call_sid IS NULL"),
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from hub.policy.schemas import Pipeline, RulesFile
 from hub.reports import activity_queries as queries
 from hub.reports.activity_schemas import RepActivityRow
 from hub.reports.params import ReportRequest
-from hub.reports.schemas import money, percentile
+from hub.reports.schemas import money
 from hub.reps.models import Rep
 from hub.tasks.models import Task
 
@@ -34,7 +34,8 @@ class _Tally:
     def __init__(self, request: ReportRequest) -> None:
         self.request = request
         self.values: dict[Key, dict[str, Any]] = {}
-        self.first_touches: dict[Key, list[float]] = {}
+        self.first_touches: dict[Key, tuple[float | None, float | None]] = {}
+        """(median, p90) seconds to the first touch."""
 
     def add(self, rep_id: int | None, period: int, **counts: int) -> None:
         if rep_id is None or not self.request.counts_rep(rep_id):
@@ -124,13 +125,9 @@ async def _concurrently(sessions: async_sessionmaker[AsyncSession], reads: list[
 def _leads(request: ReportRequest, tally: _Tally, assigned: list[Any], first_touches: list[Any]) -> None:
     for rep_id, period, received, touched in assigned:
         tally.add(rep_id, period, new_leads=received, touched_leads=touched)
-    touches = tally.first_touches
-    for rep_id, period, waited in first_touches:
-        # Many rows: appended here directly; reach is checked once per key below. Microseconds / 10**6 is the
-        # very float timedelta.total_seconds() gives.
-        touches.setdefault((int(rep_id), int(period)), []).append(waited / 1_000_000)
-    for key in [key for key in touches if not request.counts_rep(key[0])]:
-        del touches[key]
+    for rep_id, period, median, p90 in first_touches:
+        if request.counts_rep(rep_id):
+            tally.first_touches[(int(rep_id), int(period))] = (median, p90)
 
 
 async def _rep_work(session: AsyncSession, entries: list[Any], tally: _Tally) -> None:
@@ -178,7 +175,7 @@ async def _rows(session: AsyncSession, request: ReportRequest, tally: _Tally) ->
             name, team_id, _ = reps[rep_id]
             values = dict(tally.values.get((rep_id, index), {}))
             won_cents, lost_cents = values.pop("deals_won_cents", 0), values.pop("deals_lost_cents", 0)
-            touches = tally.first_touches.get((rep_id, index), [])
+            median, p90 = tally.first_touches.get((rep_id, index), (None, None))
             rows.append(
                 RepActivityRow(
                     period=period,
@@ -186,8 +183,8 @@ async def _rows(session: AsyncSession, request: ReportRequest, tally: _Tally) ->
                     rep_name=name,
                     team_id=team_id,
                     **values,
-                    first_touch_median=percentile(touches, 0.5),
-                    first_touch_p90=percentile(touches, 0.9),
+                    first_touch_median=median,
+                    first_touch_p90=p90,
                     deals_won_amount=money(won_cents),
                     deals_lost_amount=money(lost_cents),
                 )

@@ -10,10 +10,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, Select, SQLColumnExpression, case, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    SQLColumnExpression,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.reports.window import Window
+
+GROUPING_WORK_MEM = "64MB"
+"""PostgreSQL's work_mem for one grouped report read (see grouped_totals)."""
 
 
 def period_starts(window: Window) -> list[datetime]:
@@ -49,4 +63,9 @@ async def grouped_totals(session: AsyncSession, inner: Select[*tuple[Any, ...]],
     key_columns, value_columns = columns[:keys], columns[keys:]
     sums = [func.coalesce(func.sum(column), 0) for column in value_columns]
     stmt = select(*key_columns, func.count(), *sums).group_by(*key_columns)
+    if session.get_bind().dialect.name == "postgresql":
+        # The planner cannot tell how few (rep, period) groups the CASE yields: it expects one per row and,
+        # under the default 4 MB, sorts every row for the GROUP BY, spilling to disk (0.6 s of a 90-day window
+        # with 1M contacts). A hash of the groups in memory takes ~12 MB. SET LOCAL ends with the transaction.
+        await session.execute(text(f"SET LOCAL work_mem = '{GROUPING_WORK_MEM}'"))
     return list((await session.execute(stmt)).all())

@@ -47,7 +47,8 @@ class Assignment(Base):
     __table_args__ = (
         Index("ix_assignments_contact_assigned", "contact_id", "assigned_at"),
         Index("ix_assignments_rep_assigned", "rep_id", "assigned_at"),
-        Index("ix_assignments_assigned_at", "assigned_at"),
+        # Also the rep activity report's leads received and first touches for a window, from the index alone.
+        Index("ix_assignments_assigned_at", "assigned_at", "rep_id", "first_touch_at"),
         Index(
             "uq_assignments_open_contact",
             "contact_id",

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from hub.db import create_engine, create_sessionmaker
 from hub.deals.models import Deal, DealStageChange
 from hub.reports.consistency import check_consistency
 from hub.routing.models import StageChange
+from hub.timeline.models import RepWork, TimelineEntry
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
@@ -56,15 +58,47 @@ async def seed(session: AsyncSession) -> tuple[Contact, Deal, Deal]:
             )
         )  # fmt: skip
     reopened.stage_entered_at = T0 + timedelta(days=6)  # back in proposal since the reopening
+    for kind, data in REP_WORK_ENTRIES:
+        session.add(TimelineEntry(contact_id=lead.id, kind=kind, source="test", data=data, occurred_at=T0))
     await session.commit()
     return lead, reopened, container
+
+
+REP_WORK_ENTRIES = [
+    ("activity", {"type": "call", "rep_id": 7}),
+    ("note", {"body": "x", "author_key_id": 3}),
+    ("email_sent", {"rep_id": "7"}),  # an id as a string is still the rep's
+    ("activity", {"type": "meeting", "rep_id": "seven"}),  # junk id: kept, with no rep
+    ("email_sent", {"sequence_id": 1}),  # a sequence's email: not a rep's work
+    ("form", {"email": "ada@example.com"}),
+]
+"""Timeline entries of each shape; the first four are reps' work, copied by the database into rep_work."""
 
 
 async def test_state_that_matches_the_logs_passes(db_session: AsyncSession) -> None:
     await seed(db_session)
     report = await check_consistency(db_session)
     assert report.consistent, report.listed
-    assert report.checked == {"deals": 2, "contacts": 1}
+    assert report.checked == {"deals": 2, "contacts": 1, "rep_work": 4}
+
+
+async def test_the_database_copies_reps_work_as_typed_columns(db_session: AsyncSession) -> None:
+    await seed(db_session)
+    copies = (await db_session.execute(select(RepWork).order_by(RepWork.entry_id))).scalars().all()
+    assert [(c.kind, c.work_type, c.rep_id, c.author_key_id) for c in copies] == [
+        ("activity", "call", 7, None),
+        ("note", None, None, 3),
+        ("email_sent", None, 7, None),
+        ("activity", "meeting", None, None),
+    ]
+    assert {c.occurred_at for c in copies} == {T0}
+    # Deleting an entry (erasure, a merge's clean-up) drops its copy too.
+    first = await db_session.get(TimelineEntry, copies[0].entry_id)
+    await db_session.delete(first)
+    await db_session.commit()
+    deleted_id = copies[0].entry_id
+    assert await db_session.scalar(select(RepWork.entry_id).where(RepWork.entry_id == deleted_id)) is None
+    assert (await check_consistency(db_session)).consistent
 
 
 async def test_each_kind_of_drift_is_found_and_named(db_session: AsyncSession) -> None:
@@ -73,14 +107,22 @@ async def test_each_kind_of_drift_is_found_and_named(db_session: AsyncSession) -
     reopened.status = "won"
     container.closed_at = None
     await db_session.commit()
+    copies = (await db_session.execute(select(RepWork).order_by(RepWork.entry_id))).scalars().all()
+    copies[0].rep_id = 8  # a copy that says another rep
+    await db_session.delete(copies[1])  # an entry with no copy
+    db_session.add(RepWork(entry_id=10**9, occurred_at=T0, kind="note"))  # a copy of nothing
+    await db_session.commit()
     report = await check_consistency(db_session)
     found = {(m.table, m.id, m.column) for m in report.listed}
     assert found == {
         ("contacts", lead.id, "stage"),
         ("deals", reopened.id, "status"),
         ("deals", container.id, "closed_at"),
+        ("rep_work", copies[0].entry_id, "rep_id"),
+        ("rep_work", copies[1].entry_id, "entry"),
+        ("rep_work", 10**9, "entry"),
     }
-    assert report.mismatches == 3
+    assert report.mismatches == 6
 
 
 def test_the_command_exits_1_on_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
