@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.reports.window import Window
 
-GROUPING_WORK_MEM = "64MB"
-"""PostgreSQL's work_mem for one grouped report read (see grouped_totals)."""
+REPORT_WORK_MEM = "64MB"
+"""PostgreSQL's work_mem for one report read that groups or sorts a window's rows (a few hundred thousand)."""
 
 
 def period_starts(window: Window) -> list[datetime]:
@@ -63,9 +63,14 @@ async def grouped_totals(session: AsyncSession, inner: Select[*tuple[Any, ...]],
     key_columns, value_columns = columns[:keys], columns[keys:]
     sums = [func.coalesce(func.sum(column), 0) for column in value_columns]
     stmt = select(*key_columns, func.count(), *sums).group_by(*key_columns)
-    if session.get_bind().dialect.name == "postgresql":
-        # The planner cannot tell how few (rep, period) groups the CASE yields: it expects one per row and,
-        # under the default 4 MB, sorts every row for the GROUP BY, spilling to disk (0.6 s of a 90-day window
-        # with 1M contacts). A hash of the groups in memory takes ~12 MB. SET LOCAL ends with the transaction.
-        await session.execute(text(f"SET LOCAL work_mem = '{GROUPING_WORK_MEM}'"))
+    # The planner cannot tell how few (rep, period) groups the CASE yields: it expects one per row and,
+    # under the default 4 MB, sorts every row for the GROUP BY, spilling to disk (0.6 s of a 90-day window
+    # with 1M contacts). A hash of the groups in memory takes ~12 MB.
+    await use_report_work_mem(session)
     return list((await session.execute(stmt)).all())
+
+
+async def use_report_work_mem(session: AsyncSession) -> None:
+    """On PostgreSQL, let this transaction's sorts and hashes use REPORT_WORK_MEM (SET LOCAL: until it ends)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))

@@ -1,12 +1,13 @@
 """The funnel's reads: a cohort found by an indexed range on its entry rows, then its whole history.
 
 One query per subject returns the cohort's log rows as plain tuples, in no order, with the columns the
-funnel needs and the member's slice value; ``member_histories`` puts each member's rows in log order.
+funnel needs and the member's slice value, each member's rows together in log order (``member_histories``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import groupby
 from operator import itemgetter
 from typing import Any, Final, cast
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import aliased
 
 from hub.contacts.models import Contact
 from hub.deals.models import Deal, DealProduct, DealStageChange
+from hub.reports.activity_periods import use_report_work_mem
 from hub.reports.dimensions import Dimension, contact_attribute, deal_product_filter, narrowed
 from hub.reports.funnel_paths import LOST, WON
 from hub.reports.params import ReportRequest
@@ -25,18 +27,18 @@ from hub.routing.models import StageChange
 CONTACT_ATTRIBUTES = frozenset({"source", "utm_source", "utm_medium", "utm_campaign", "country"})
 
 
-HistoryRow = tuple[int, int | None, Any, str, int, str | None, int]
+HistoryRow = tuple[int, int | None, Any, str, int, str | None]
 """One log row of a cohort member, as a plain tuple (reports read hundreds of thousands): member id, owner rep id,
 slice value, funnel key (see ``funnel_key``), changed at (whole microseconds since the Unix epoch, see
-``epoch_micros``), loss reason, log row id. A member's first row (its entry) carries its owner and slice value.
-Rows come in no order (a sort of every row costs PostgreSQL a third of the query): ``member_histories`` sorts."""
+``epoch_micros``), loss reason. A member's first row (its entry) carries its owner and slice value.
+Rows come sorted by member, then time, then log row id (not sent): the database sorts them in memory (a tenth of what
+grouping them in Python cost), so ``member_histories`` only cuts the run of each member."""
 MEMBER: Final = 0
 OWNER: Final = 1
 SLICE_VALUE: Final = 2
 KEY: Final = 3
 CHANGED_AT: Final = 4
 LOSS_REASON: Final = 5
-ROW_ID: Final = 6
 
 
 def funnel_key(stage: Any, status: Any, keys: dict[str, str]) -> ColumnElement[str]:
@@ -99,26 +101,17 @@ async def lead_history(
         funnel_key(move.to_stage, None, keys),
         epoch_micros(move.changed_at).label("changed_at"),
         move.loss_reason,
-        move.id,
     ).join(move, and_(move.contact_id == cohort.c.member_id, move.changed_at >= cohort.c.entered_at))
-    return await _rows(session, query)
+    return await _rows(session, query.order_by(cohort.c.member_id, move.changed_at, move.id))
 
 
 def member_histories(rows: list[HistoryRow]) -> Iterator[list[HistoryRow]]:
     """Each member's rows, oldest first (by time, then log order): the first is at its entry."""
-    members: dict[int, list[HistoryRow]] = {}
-    for row in rows:
-        history = members.get(row[MEMBER])
-        if history is None:
-            members[row[MEMBER]] = [row]
-        else:
-            history.append(row)
-    for history in members.values():
-        history.sort(key=_LOG_ORDER)
-        yield history
+    for _, history in groupby(rows, key=_MEMBER_OF):
+        yield list(history)
 
 
-_LOG_ORDER = itemgetter(CHANGED_AT, ROW_ID)
+_MEMBER_OF = itemgetter(MEMBER)
 
 
 def _at_entry(column: ColumnElement[Any], at_entry: ColumnElement[bool], name: str) -> ColumnElement[Any]:
@@ -129,6 +122,8 @@ def _at_entry(column: ColumnElement[Any], at_entry: ColumnElement[bool], name: s
 
 async def _rows(session: AsyncSession, query: Select[Any]) -> list[HistoryRow]:
     """The query's rows as tuples; on asyncpg its own records, read without SQLAlchemy's row building."""
+    # ~430k rows sorted by member and time: in memory, not spilled to disk under the default 4 MB.
+    await use_report_work_mem(session)
     connection = await session.connection()
     if connection.dialect.driver != "asyncpg":
         return cast(list[HistoryRow], (await connection.execute(query)).all())
@@ -180,9 +175,8 @@ async def deal_history(
         funnel_key(move.to_stage, move.to_status, keys),
         epoch_micros(move.changed_at).label("changed_at"),
         move.loss_reason,
-        move.id,
     ).join(move, and_(move.deal_id == entry.deal_id, move.changed_at >= entry.changed_at))
-    return await _rows(session, query)
+    return await _rows(session, query.order_by(entry.deal_id, move.changed_at, move.id))
 
 
 async def deal_products(session: AsyncSession, request: ReportRequest, pipeline: str) -> dict[int, list[str]]:
