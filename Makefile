@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/timeline.py
 	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/claims.py
+	$(BIN)/python bench/import_leads.py
+	$(BIN)/python bench/pages.py
 	$(BIN)/python bench/targets.py
 
 ## make soak: 15 minutes of mixed webhooks at 200/s against one `hub serve` (not in CI, not in `make bench`);

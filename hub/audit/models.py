@@ -21,7 +21,7 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(200))
     """``user:<id>``, ``key:<id>``, ``cli`` or ``rule:<what>``."""
     action: Mapped[str] = mapped_column(String(64))
-    """Dotted verb, e.g. ``contact.erased``, ``lead.assigned``, ``apikey.created`` (docs/AUDIT.md lists them)."""
+    """Dotted verb, e.g. ``contact.erased``, ``lead.assigned``, ``apikey.created`` (docs/ACCOUNTS.md lists them)."""
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
