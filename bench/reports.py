@@ -812,7 +812,9 @@ async def explain_report(url: str, key: str, report: Report, params: dict[str, s
         async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=600) as client:
             headers = {"Authorization": f"Bearer {key}"}
             await client.get(report.path, params={**params, **window_params(report, last_day)}, headers=headers)
-        taken = sorted(log.take().values(), key=lambda s: s.seconds, reverse=True)
+        # Only queries can be EXPLAINed (a report also sends SET LOCAL work_mem).
+        queries = [s for s in log.take().values() if s.sql.lstrip().upper().startswith(("SELECT", "WITH"))]
+        taken = sorted(queries, key=lambda s: s.seconds, reverse=True)
         statements = [(s.seconds, s.calls, " ".join(s.sql.split())[:300]) for s in taken[:5]]
         plan: list[str] = []
         if taken:

@@ -6,6 +6,7 @@ entered inside the window, each in the period of its entry; their whole later hi
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import DEFAULT_PIPELINE, Pipeline, RulesFile
@@ -154,18 +155,23 @@ async def funnel_report(
     subject: Subject,
     pipeline_name: str | None,
     by: Dimension | None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> FunnelReport:
-    """The funnel of the leads or deals that entered inside the window, per period of entry and slice."""
+    """The funnel of the leads or deals that entered inside the window, per period of entry and slice; with
+    ``sessions``, the leads' histories are read in parts on connections of their own (see LEAD_PARTS)."""
     pipeline = funnel_pipeline(rules, subject, pipeline_name, by, request.filters.product is not None)
     steps = [*pipeline.open_stages, WON]
     name = pipeline_name or DEFAULT_PIPELINE
     keys = _stage_keys(pipeline)
-    if subject == "leads":
-        rows = await lead_history(session, request, by, keys)
-    else:
-        rows = await deal_history(session, request, by, name, keys)
     slicer = await _slicer(session, request, by, name)
-    tallies = _tallies(rows, tuple(steps), slicer, period_finder(request.window))
+    counting = _Counting(tuple(steps), slicer, period_finder(request.window))
+    if subject == "leads" and sessions is not None:
+        await _count_leads_in_parts(counting, sessions, request, by, keys)
+    elif subject == "leads":
+        counting.count(await lead_history(session, request, by, keys))
+    else:
+        counting.count(await deal_history(session, request, by, name, keys))
+    tallies = counting.tallies
     return FunnelReport(
         meta=request.meta(request.window.zone.key),
         subject=subject,
@@ -176,24 +182,56 @@ async def funnel_report(
     )
 
 
-def _tallies(
-    rows: list[HistoryRow], steps: tuple[str, ...], slicer: Slicer, period_of: Callable[[int], str]
-) -> dict[tuple[str, str], Tally]:
-    """Every member counted in the tally of its period of entry and each of its slices."""
-    tallies: dict[tuple[str, str], Tally] = {}
-    plans: dict[tuple[str, ...], Plan] = {}  # most members share a few key sequences
-    for history in member_histories(rows):
-        sequence = tuple([row[KEY] for row in history])
-        plan = plans.get(sequence)
-        if plan is None:
-            plan = plans[sequence] = _plan(sequence, steps)
-        period = period_of(history[0][CHANGED_AT])
-        for value in slicer.values(history[0]):
-            tally = tallies.get((period, value))
-            if tally is None:
-                tally = tallies[period, value] = Tally(len(steps))
-            tally.add(plan, history)
-    return tallies
+class _Counting:
+    """Tallies per (period, slice), filled from any number of batches of whole member histories."""
+
+    def __init__(self, steps: tuple[str, ...], slicer: Slicer, period_of: Callable[[int], str]) -> None:
+        self.steps, self.slicer, self.period_of = steps, slicer, period_of
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.plans: dict[tuple[str, ...], Plan] = {}  # most members share a few key sequences
+
+    def count(self, rows: list[HistoryRow]) -> None:
+        """Every member of ``rows`` counted in the tally of its period of entry and each of its slices."""
+        tallies, plans, steps = self.tallies, self.plans, self.steps
+        for history in member_histories(rows):
+            sequence = tuple([row[KEY] for row in history])
+            plan = plans.get(sequence)
+            if plan is None:
+                plan = plans[sequence] = _plan(sequence, steps)
+            period = self.period_of(history[0][CHANGED_AT])
+            for value in self.slicer.values(history[0]):
+                tally = tallies.get((period, value))
+                if tally is None:
+                    tally = tallies[period, value] = Tally(len(steps))
+                tally.add(plan, history)
+
+
+LEAD_PARTS = 3
+"""How many parts the leads' histories are read in on PostgreSQL. The database joins and sorts a part while
+the hub walks the part before it, so the report's wall time is about one part's read plus the whole walk
+instead of the whole read plus the whole walk (the two share the machine's cores)."""
+
+
+async def _count_leads_in_parts(
+    counting: _Counting,
+    sessions: async_sessionmaker[AsyncSession],
+    request: ReportRequest,
+    by: Dimension | None,
+    keys: dict[str, str],
+) -> None:
+    async def read(part: int) -> list[HistoryRow]:
+        async with sessions() as own:
+            return await lead_history(own, request, by, keys, part=(part, LEAD_PARTS))
+
+    reads = [asyncio.ensure_future(read(part)) for part in range(LEAD_PARTS)]
+    try:
+        for pending in reads:
+            counting.count(await pending)
+    finally:
+        for pending in reads:
+            pending.cancel()
+        # Collect the reads a failure cut short, so none is left running or unretrieved.
+        await asyncio.gather(*reads, return_exceptions=True)
 
 
 def _stage_keys(pipeline: Pipeline) -> dict[str, str]:

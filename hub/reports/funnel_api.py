@@ -32,8 +32,10 @@ async def funnel(
     by: Annotated[Dimension | None, Query(description="slice the cohort (product: deals only)")] = None,
 ) -> Any:
     """The cohort that entered the funnel inside the window: stages reached, conversion, time in stage, exits."""
+    # SQLite serves one request's connection at a time (Runtime.sqlite_turns): its reads stay in one session.
+    concurrent = runtime.sessions if runtime.sqlite_turns is None else None
     report = await funnel_report(
-        session, request, runtime.rules.current, subject=subject, pipeline_name=pipeline, by=by
+        session, request, runtime.rules.current, subject=subject, pipeline_name=pipeline, by=by, sessions=concurrent
     )
     if request.format == "csv":
         return csv_response(

@@ -68,9 +68,14 @@ def _slice_column(by: Dimension | None) -> ColumnElement[Any]:
 
 
 async def lead_history(
-    session: AsyncSession, request: ReportRequest, by: Dimension | None, keys: dict[str, str]
+    session: AsyncSession,
+    request: ReportRequest,
+    by: Dimension | None,
+    keys: dict[str, str],
+    part: tuple[int, int] | None = None,
 ) -> list[HistoryRow]:
-    """Every stage change of the leads that entered the funnel inside the window (merged contacts skipped)."""
+    """Every stage change of the leads that entered the funnel inside the window (merged contacts skipped);
+    with ``part=(k, n)``, only of the leads whose id is k modulo n (a member's rows never straddle two parts)."""
     window = request.window
     entry = aliased(StageChange, name="entry")
     move = aliased(StageChange, name="move")
@@ -89,6 +94,7 @@ async def lead_history(
             entry.changed_at >= window.start,
             entry.changed_at < window.end,
             Contact.merged_into_id.is_(None),
+            *([] if part is None else [entry.contact_id % part[1] == part[0]]),
         ),
         request,
         Contact.owner_rep_id.expression,
