@@ -21,6 +21,7 @@ Results go to the `bench:pages` section of docs/BENCHMARKS.md and bench/results/
     .venv/bin/python bench/pages.py                       # 100,000 contacts, 30 runs per page (~3 minutes)
     .venv/bin/python bench/pages.py --contacts 10000 --runs 10 --no-output   # a smoke run, prints only
     .venv/bin/python bench/pages.py --profile /ui/leads   # cProfile one page in-process afterwards (top 25)
+    .venv/bin/python bench/pages.py --only /ui/leads --no-output   # only the pages whose path has this text
 """
 
 from __future__ import annotations
@@ -358,7 +359,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--no-output", action="store_true", help="print only; leave docs and results alone")
     parser.add_argument("--keep", type=Path, help="use (or make) this SQLite file; seeded only when new")
+    parser.add_argument("--only", help="measure only the pages whose path contains this text (with --no-output)")
     args = parser.parse_args()
+    if args.only and not args.no_output:
+        parser.error("--only measures a subset: add --no-output (the report lists every page)")
     command = "python bench/pages.py" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
 
     with tempfile.TemporaryDirectory(prefix="hub-bench-pages-") as tmp:
@@ -410,6 +414,8 @@ def main() -> None:
             clients = {role: sign_in(base, f"{role}@bench.example") for role in users}
             results = []
             for role, name, page_path, htmx in pages_of(contact_id, sequence_id):
+                if args.only and args.only not in page_path:
+                    continue
                 result = measure(clients[role], role, name, page_path, args.runs, htmx)
                 results.append(result)
                 print(

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0, description="wait for a connection, then 503")
     import_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="largest CSV file an import takes")
     import_batch_size: int = Field(default=500, ge=1, le=5000, description="CSV rows per import transaction")
+    import_draft_days: int = Field(
+        default=7, ge=1, le=3650, description="days an uploaded import may stay a draft before its file is deleted"
+    )
     login_max_failures: int = Field(default=5, ge=1, description="consecutive failed logins that lock an account")
     login_lockout_minutes: int = Field(default=15, ge=1, description="how long a locked account stays locked")
     login_rate_per_ip: int = Field(default=30, ge=1, description="login attempts per client IP per minute")

@@ -58,13 +58,18 @@ class Base(DeclarativeBase):
 
 
 def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> AsyncEngine:
-    """Build the async engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+    """Build the async engine; SQLite gets WAL, a busy timeout and write-locking transactions.
+
+    ``hide_parameters``: a database error's text leaves out the statement's values, which are contacts'
+    emails, phones and names (an import row, a form), so logging an error never logs personal data.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
         url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         # Back-pressure: past this wait for a connection the request is answered 503 (hub/app.py), so an

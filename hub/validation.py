@@ -22,6 +22,19 @@ MAX_ID = 2**63 - 1
 """Ids are BIGINT; larger numbers cannot name a row on either backend."""
 
 
+def parse_id(text: str) -> int | None:
+    """``text`` (surrounding blanks ignored) as an id from 1 to MAX_ID, or None for anything else.
+
+    ``str.isdigit`` alone is not enough: it is true for '²' and other Unicode digits that ``int`` refuses
+    (or, like Arabic-Indic digits, reads), so only ASCII 0-9 count, and at most 19 of them.
+    """
+    value = text.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_ID else None
+
+
 class UnsafeInput(ValueError):
     """A value the hub will not store; ``path`` says where it is (``fields.x[2]``)."""
 

@@ -19,6 +19,7 @@ from hub.audit import service as audit
 from hub.auth.service import ROLES, Principal, Role
 from hub.errors import Conflict, NotFound, UnprocessableInput
 from hub.reps import service as reps
+from hub.validation import parse_id
 
 
 def principal_of(user: User) -> Principal:
@@ -99,8 +100,9 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
 
 async def find_user(session: AsyncSession, ref: str) -> User:
     """A user by id or by email (the CLI accepts either); 404 otherwise."""
-    if ref.strip().isdigit():
-        return await get_user(session, int(ref))
+    user_id = parse_id(ref)
+    if user_id is not None:
+        return await get_user(session, user_id)
     user = await repository.by_email(session, ref.strip().lower())
     if user is None:
         raise NotFound(f"no user has email {ref.strip().lower()}", field="user")

@@ -58,6 +58,17 @@ class Contact(Base):
     )
 
 
+# The leads list's order for leads without a running deadline (hot, warm, cold, none; newest first): the
+# expression is hub.routing.leads_api.WARMTH_RANK, spelled the same so the planner matches it (migration 0011).
+Index(
+    "ix_contacts_priority",
+    # Laid out as PostgreSQL prints it back, so that the models-vs-migrations check finds them equal.
+    text("(\nCASE bucket\n    WHEN 'hot' THEN 0\n    WHEN 'warm' THEN 1\n    WHEN 'cold' THEN 2\n    ELSE 3\nEND)"),
+    Contact.__table__.c.created_at.desc(),
+    Contact.__table__.c.id.desc(),
+)
+
+
 class ContactIdentity(Base):
     """One normalised email or E.164 phone; belongs to at most one contact."""
 

@@ -148,6 +148,12 @@ def address_hash(key: str, email: str) -> str:
     return HASH_PREFIX + digest
 
 
+def recipient_hash(key: str, recipient: str) -> str:
+    """``address_hash`` of a stored recipient (normalised first, as erasure hashed it): what the send path
+    compares with the suppression list besides the plain address."""
+    return address_hash(key, normalized_address(recipient) or recipient)
+
+
 async def suppressed_among(session: AsyncSession, emails: Iterable[str], *, key: str) -> set[str]:
     """Which of these normalised addresses are suppressed, in plain or (erased contacts) hashed form."""
     wanted = sorted(set(emails))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
@@ -14,8 +14,11 @@ from hub.imports.models import LeadImport
 from hub.imports.schemas import ImportCreated, ImportOut, ImportStart, PreviewOut
 from hub.imports.upload import mapping_field, options_field, read_upload
 from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.validation import MAX_ID
 
 router = APIRouter(prefix="/api/imports", tags=["imports"])
+ImportIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="an import id")]
+"""An import's id in a path: a number past BIGINT is a 422, not an overflow in the database driver."""
 
 
 def import_out(lead_import: LeadImport, *, prefix: str = "/api/imports") -> ImportOut:
@@ -30,7 +33,10 @@ def env_of(runtime: RuntimeDep) -> service.ImportEnv:
     """The rules in force and the hub's settings, as imports need them."""
     settings = runtime.settings
     return service.ImportEnv(
-        policy=runtime.rules.current, default_region=settings.default_region, batch_size=settings.import_batch_size
+        policy=runtime.rules.current,
+        default_region=settings.default_region,
+        secret_key=runtime.secret_key,
+        batch_size=settings.import_batch_size,
     )
 
 
@@ -82,7 +88,7 @@ async def create_import(
 
 @router.post("/{import_id}/preview", response_model=PreviewOut)
 async def preview_import(
-    import_id: int, spec: ImportStart, session: SessionDep, runtime: RuntimeDep, _principal: ManagerDep
+    import_id: ImportIdPath, spec: ImportStart, session: SessionDep, runtime: RuntimeDep, _principal: ManagerDep
 ) -> PreviewOut:
     """The first rows of the file as they would be imported under a mapping, with every cell's problem."""
     lead_import = await service.get_import(session, import_id)
@@ -90,7 +96,9 @@ async def preview_import(
 
 
 @router.post("/{import_id}/start", response_model=ImportOut, status_code=status.HTTP_202_ACCEPTED)
-async def start_import(import_id: int, spec: ImportStart, session: SessionDep, principal: ManagerDep) -> ImportOut:
+async def start_import(
+    import_id: ImportIdPath, spec: ImportStart, session: SessionDep, principal: ManagerDep
+) -> ImportOut:
     """Start a draft with its mapping and options; the worker imports it (poll ``GET /api/imports/{id}``)."""
     lead_import = await service.start_import(
         session, import_id, mapping=spec.mapping, options=spec.options, actor=principal.actor
@@ -115,14 +123,14 @@ async def list_imports(
 
 
 @router.get("/{import_id}", response_model=ImportOut)
-async def read_import(import_id: int, session: SessionDep, _principal: ManagerDep) -> ImportOut:
+async def read_import(import_id: ImportIdPath, session: SessionDep, _principal: ManagerDep) -> ImportOut:
     """An import's status and counts (created, matched, skipped, failed, processed of total)."""
     return import_out(await service.get_import(session, import_id))
 
 
 @router.get("/{import_id}/errors.csv", response_class=StreamingResponse)
 async def import_errors(
-    import_id: int, session: SessionDep, runtime: RuntimeDep, _principal: ManagerDep
+    import_id: ImportIdPath, session: SessionDep, runtime: RuntimeDep, _principal: ManagerDep
 ) -> StreamingResponse:
     """The failed rows: row number, key, column, reason, then the row's original values (formula-safe)."""
     return await errors_response(session, runtime, import_id)

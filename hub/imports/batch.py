@@ -93,7 +93,8 @@ async def import_batch(
             if _is_outage(exc):
                 raise
             # A row the hub could not save (a constraint, a bug): recorded and passed over, never the import's end.
-            log.exception("import %d: row %d could not be imported", plan.import_id, row.number)
+            # Only the error's type: its text (a driver's message, a bug's ValueError) may quote the row's values.
+            log.error("import %d: row %d could not be imported (%s)", plan.import_id, row.number, type(exc).__name__)
             timeline.take_written(session)
             reason = "the database refused this row" if isinstance(exc, DBAPIError) else "the hub could not import it"
             outcome.problems.append(RowProblem(row.number, row.key_label, None, f"{reason} ({type(exc).__name__})"))

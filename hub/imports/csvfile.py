@@ -21,8 +21,8 @@ DELIMITERS = ",;\t"
 SNIFF_BYTES = 64 * 1024
 MAX_COLUMNS = 200
 MAX_FIELD_CHARS = 10_000
-
-csv.field_size_limit(MAX_FIELD_CHARS)
+"""The longest cell an import reads. Checked per reader: ``csv.field_size_limit`` would change every
+CSV reader in the process (the sequences' and reports' too), not just the import's."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class CsvTable:
         reader = csv.reader(io.StringIO(self.text, newline=""), delimiter=self.dialect.delimiter)
         try:
             next(reader)
-            for number, values in enumerate(reader, start=1):
+            for number, values in enumerate(_checked(reader), start=1):
                 if number <= start:
                     continue
                 if not any(v.strip() for v in values):
@@ -61,6 +61,14 @@ class CsvTable:
         for last, _ in self.rows():  # noqa: B007 - only the last number is wanted
             pass
         return last
+
+
+def _checked(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The reader's rows; csv.Error at the first cell longer than MAX_FIELD_CHARS (as the field limit would)."""
+    for values in reader:
+        if max(map(len, values), default=0) > MAX_FIELD_CHARS:
+            raise csv.Error(f"a field is longer than {MAX_FIELD_CHARS:,} characters")
+        yield values
 
 
 def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
@@ -104,7 +112,7 @@ def read_table(data: bytes, *, encoding: str | None = None, delimiter: str | Non
     dialect = CsvDialect(encoding=used, delimiter=delimiter or sniff_delimiter(text))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=dialect.delimiter)
     try:
-        header = [h.strip() for h in next(reader)]
+        header = [h.strip() for h in next(_checked(reader))]
     except StopIteration:
         raise UnprocessableInput("the file is empty", field="file") from None
     except csv.Error as exc:

@@ -35,6 +35,8 @@ class LocalImporter:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.secret_key = settings.resolved_secret_key()
+        """The server's key (HUB_SECRET_KEY or the same key file), so row keys match the dashboard's imports."""
         self.rules = RulesStore(settings.rules_file, check_seconds=settings.rules_check_seconds)
         self.engine = create_engine(settings.database_url)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(
@@ -46,6 +48,7 @@ class LocalImporter:
         return service.ImportEnv(
             policy=self.rules.current,
             default_region=self.settings.default_region,
+            secret_key=self.secret_key,
             batch_size=batch_size or self.settings.import_batch_size,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
@@ -48,6 +49,18 @@ async def next_runnable(session: AsyncSession, *, runner: str) -> int | None:
         .limit(1)
     )
     return (await session.scalars(stmt)).first()
+
+
+async def drafts_before(session: AsyncSession, cutoff: datetime, *, limit: int = 1000) -> list[LeadImport]:
+    """Drafts uploaded before ``cutoff``, locked (two workers sweeping expire each once)."""
+    stmt = (
+        select(LeadImport)
+        .where(LeadImport.status == "draft", LeadImport.created_at < cutoff)
+        .order_by(LeadImport.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(stmt)).all())
 
 
 async def unfinished_like(session: AsyncSession, *, namespace: str, file_sha256: str, runner: str) -> LeadImport | None:

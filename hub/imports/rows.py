@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from hub.contacts.normalize import Identity, InvalidIdentity, normalize_email, normalize_phone
 from hub.contacts.service import is_time_zone
 from hub.imports.mapping import CUSTOM_PREFIX, IGNORE, UTM_FIELDS
+from hub.validation import parse_id
 
 MAX_TEXT = {"name": 200, "company": 200, "job_title": 200, "source": 100}
 _YES = frozenset({"yes", "y", "true", "1", "given", "granted", "opt_in", "opted_in", "subscribed"})
@@ -32,6 +34,8 @@ class RowContext:
     stages: Mapping[str, str]
     """Pipeline stage names by their lower-case form (files write "Qualified" for ``qualified``)."""
     lost_stages: frozenset[str]
+    secret_key: str
+    """The hub's secret key: row keys are HMACs under it, so ``import_rows`` cannot confirm a guessed value."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ class PreparedRow:
 
     number: int
     key: str
-    """sha256 hex of the key column's value, or of the normalised mapped row."""
+    """HMAC-SHA256 (hex, under the hub's secret key) of the key column's value, or of the normalised mapped row:
+    the same value gives the same key (re-runs are skipped), but a copy of the database alone cannot tell whose
+    row it was (an unkeyed hash of an email column can be checked against a guessed address)."""
     key_label: str
     identities: list[Identity]
     name: str | None = None
@@ -182,8 +188,9 @@ def _consent(column: str, value: str, _ctx: RowContext) -> bool:
 def _owner(column: str, value: str, ctx: RowContext) -> int:
     """A rep by work email or by id; an unknown or inactive rep fails the row (its lead would be lost)."""
     rep_id = ctx.reps_by_email.get(value.lower())
-    if rep_id is None and value.isdigit() and int(value) in ctx.all_rep_ids:
-        rep_id = int(value)
+    as_id = parse_id(value)
+    if rep_id is None and as_id is not None and as_id in ctx.all_rep_ids:
+        rep_id = as_id
     if rep_id is None:
         raise _Refused(column, f"unknown rep {value[:80]!r} (give a rep's email or id)")
     if rep_id not in ctx.active_rep_ids:
@@ -203,7 +210,7 @@ def _row_key(
         value = cells.get(ctx.key_column, "")
         if not value:
             raise _Refused(ctx.key_column, "the key column is empty")
-        return hashlib.sha256(f"key:{value}".encode()).hexdigest(), value[:200]
+        return row_key_hmac(ctx.secret_key, f"key:{value}"), value[:200]
     # The same person with the same data hashes the same however emails are cased or phones are written.
     canonical = {
         "identities": sorted(f"{i.kind}:{i.value}" for i in identities),
@@ -211,8 +218,13 @@ def _row_key(
         "attribution": dict(sorted(attribution.items())),
         "custom": dict(sorted(custom.items())),
     }
-    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+    digest = row_key_hmac(ctx.secret_key, "row:" + json.dumps(canonical, sort_keys=True, default=str))
     return digest, digest[:12]
+
+
+def row_key_hmac(secret_key: str, material: str) -> str:
+    """The stored row key: 64 hex characters, like the SHA-256 it replaced (``import_rows.row_key`` is 64 wide)."""
+    return hmac.new(secret_key.encode(), b"import-row:" + material.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

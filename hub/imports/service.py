@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,8 @@ class ImportEnv:
 
     policy: RulesFile
     default_region: str
+    secret_key: str
+    """The hub's secret key (HUB_SECRET_KEY or its key file): row keys are HMACs under it."""
     batch_size: int = 500
 
 
@@ -217,6 +220,7 @@ async def row_context(
         all_rep_ids=frozenset(r.id for r in everyone),
         stages={name.lower(): name for name in pipeline.names},
         lost_stages=frozenset(s.name for s in pipeline.stages if s.outcome == "lost"),
+        secret_key=env.secret_key,
     )
 
 
@@ -297,6 +301,19 @@ async def _finish(
     lead_import.finished_at = lead_import.updated_at = now
     await repository.delete_file(session, lead_import.id)
     return lead_import
+
+
+async def expire_drafts(session: AsyncSession, *, older_than_days: int) -> int:
+    """Fail the drafts uploaded more than ``older_than_days`` ago and never started, deleting their files; how
+    many. The import row stays (its page says why it failed); nothing was imported from it."""
+    cutoff = clock.now() - timedelta(days=older_than_days)
+    expired = 0
+    for lead_import in await repository.drafts_before(session, cutoff):
+        error = f"the draft was not started within {older_than_days} days and its file was deleted; upload it again"
+        await _finish(session, lead_import, status="failed", error=error)
+        expired += 1
+    await session.flush()
+    return expired
 
 
 async def get_import(session: AsyncSession, import_id: int) -> LeadImport:

@@ -8,16 +8,17 @@ from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.datastructures import FormData, UploadFile
 
-from hub.errors import BadRequest, UnprocessableInput, UnsupportedMediaType
+from hub.errors import BadRequest, PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
 from hub.imports.schemas import ImportOptions
 from hub.imports.service import check_size
+from hub.request_body import read_multipart
 
 FORM_OVERHEAD_BYTES = 64 * 1024
 """Room for the multipart framing and the small fields next to the file."""
+MAX_FILES = 1
+MAX_FIELDS = 20
 
 
 @dataclass(frozen=True)
@@ -32,20 +33,31 @@ class Upload:
 def refuse_oversized(request: Request, max_bytes: int) -> None:
     """413 from Content-Length alone, before a byte of an oversized body is read."""
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_bytes + FORM_OVERHEAD_BYTES:
+    if length and length.isascii() and length.isdigit() and int(length) > max_bytes + FORM_OVERHEAD_BYTES:
         check_size(int(length) - FORM_OVERHEAD_BYTES, max_bytes)
+
+
+async def upload_form(request: Request, max_bytes: int) -> FormData:
+    """The upload's form, parsed once per request under the upload's limits: one file, a few fields, and a
+    body (declared or streamed) of at most the file limit plus room for the framing; the caller closes it."""
+    refuse_oversized(request, max_bytes)
+    try:
+        return await read_multipart(
+            request, max_bytes=max_bytes + FORM_OVERHEAD_BYTES, max_files=MAX_FILES, max_fields=MAX_FIELDS
+        )
+    except PayloadTooLarge:
+        raise PayloadTooLarge(
+            f"the upload is over the limit of {max_bytes:,} bytes for a file (HUB_IMPORT_MAX_BYTES)", field="file"
+        ) from None
+    except (BadRequest, UnsupportedMediaType) as exc:
+        raise type(exc)(exc.message, field="file") from None
 
 
 async def read_upload(request: Request, max_bytes: int) -> Upload:
     """The ``file`` part (and the text fields) of a multipart/form-data request."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("send the CSV as multipart/form-data with a file field named file", field="file")
-    refuse_oversized(request, max_bytes)
-    try:
-        form = await request.form(max_files=1, max_fields=20)
-    except (MultiPartException, HTTPException) as exc:
-        detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or type(exc).__name__
-        raise BadRequest(f"the multipart body could not be read ({detail})", field="file") from None
+    form = await upload_form(request, max_bytes)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -101,7 +101,7 @@ class SendBatch:
         self._running = count
         async with _one_connection(self.sessions) as (self._connection, self._writer_sessions):
             if self._connection is not None:
-                self._recorder = await PgRecorder.of(self._connection)
+                self._recorder = await PgRecorder.of(self._connection, key=self.links.secret)
             results = await asyncio.gather(*(self._lane(deadline) for _ in range(count)), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -222,12 +222,20 @@ class SendBatch:
         else:
             async with self._transaction(finished) as db:
                 handed = await record_and_hand_over(
-                    db, self.settings, finished, takes, self.claimed_at, now, tally, self._recorder
+                    db,
+                    self.settings,
+                    finished,
+                    takes,
+                    self.claimed_at,
+                    now,
+                    tally,
+                    self._recorder,
+                    key=self.links.secret,
                 )
         left = [m for m in takes if m.id not in handed]
         if left:
             async with self._transaction([]) as db:
-                suppressed = await mark_suppressed(db, left, self.claimed_at)
+                suppressed = await mark_suppressed(db, left, self.claimed_at, key=self.links.secret)
             for message_id in suppressed:
                 log.info("message %d not sent: suppressed at send time", message_id)
             tally["suppressed"] += len(suppressed)

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.config import Settings
 from hub.email.models import EmailMessage, Suppression
+from hub.email.suppressions import recipient_hash
 from hub.mail.outcomes import record_unsent, sent_entry_values
 from hub.mail.transport import SendOutcome
 from hub.timeline.models import TimelineEntry
@@ -54,7 +55,8 @@ class Sent:
 
 # The sent rows (also over ``unknown``: expire_stuck may have given up on a slow but live worker; the truth
 # wins), their timeline entries, then the hand-over: a compare-and-set on the claim token, unless the
-# address is suppressed (checked again here). The two UPDATEs touch different rows.
+# address is suppressed, in plain form or as the keyed hash an erasure keeps (checked again here; ``t.hash`` is
+# each row's hash, computed in Python: the key never reaches the database). The two UPDATEs touch different rows.
 # ``(status = 'sending') IS TRUE`` (status is never NULL) keeps the planner off the partial index of sending
 # rows: its statistics usually say it is nearly empty (the last ANALYZE saw few rows being sent), so the
 # planner would scan it, every claimed row of every worker, for each hand-over (3 ms at 2,000 claimed rows)
@@ -73,9 +75,9 @@ WITH sent AS (
 )
 UPDATE email_messages AS m
 SET sending_since = $4, attempts = m.attempts + 1
-FROM unnest($11::bigint[]) AS t (id)
+FROM unnest($11::bigint[], $13::text[]) AS t (id, hash)
 WHERE m.id = t.id AND (m.status = 'sending') IS TRUE AND m.sending_since IS NULL AND m.next_attempt_at = $12
-    AND NOT EXISTS (SELECT 1 FROM suppressions AS x WHERE x.email = m.recipient)
+    AND NOT EXISTS (SELECT 1 FROM suppressions AS x WHERE x.email IN (m.recipient, t.hash))
 RETURNING m.id, m.attempts
 """
 
@@ -83,17 +85,19 @@ RETURNING m.id, m.attempts
 class PgRecorder:
     """``record_and_hand_over`` for batches where every outcome is ``sent``, as one autocommit statement."""
 
-    def __init__(self, connection: asyncpg.Connection[Any]) -> None:
+    def __init__(self, connection: asyncpg.Connection[Any], key: str) -> None:
         self._connection = connection
         """A connection held for the batch: outside a transaction, each statement commits by itself."""
+        self._key = key
+        """The hub's secret key, for the hashed suppressions of erased contacts."""
 
     @classmethod
-    async def of(cls, connection: AsyncConnection) -> PgRecorder | None:
+    async def of(cls, connection: AsyncConnection, *, key: str) -> PgRecorder | None:
         """A recorder on the driver connection under ``connection``, when it is asyncpg (PostgreSQL)."""
         if connection.dialect.name != "postgresql":
             return None
         driver = (await connection.get_raw_connection()).driver_connection
-        return cls(driver) if isinstance(driver, asyncpg.Connection) else None
+        return cls(driver, key) if isinstance(driver, asyncpg.Connection) else None
 
     async def write(
         self,
@@ -121,6 +125,7 @@ class PgRecorder:
                 *columns,
                 [m.id for m in takes],
                 claimed_at,
+                [recipient_hash(self._key, m.recipient) for m in takes],
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise _as_sqlalchemy_error(exc) from exc
@@ -144,11 +149,14 @@ async def record_and_hand_over(
     now: datetime,
     tally: Counter[str],
     recorder: PgRecorder | None = None,
+    *,
+    key: str,
 ) -> dict[int, int]:
     """Record ``finished`` (any outcome, at least one not ``sent``) and hand ``takes`` over in the open
     transaction; the attempts of each row handed over. ``db`` is a session when a hard bounce is among them
     (the email-event path). ``recorder`` (PostgreSQL) writes the sent rows and the hand-over on ``db``'s
-    connection, inside the transaction the unsent outcomes opened."""
+    connection, inside the transaction the unsent outcomes opened. ``key`` is the hub's secret key (hashed
+    suppressions)."""
     sent: list[Sent] = []
     for item in finished:
         if item.outcome.status == "sent":
@@ -158,7 +166,7 @@ async def record_and_hand_over(
     tally["sent"] += len(sent)
     if recorder is not None and len(sent) < len(finished):
         return await recorder.write(sent, takes, claimed_at, now, in_transaction=True)
-    handed = await _sent_and_handed_over(db, sent, takes, claimed_at, now)
+    handed = await _sent_and_handed_over(db, sent, takes, claimed_at, now, key)
     entries = [sent_entry_values(s.message, s.handed_over_at) | {"recorded_at": now} for s in sent]
     entries = [entry for entry in entries if entry["contact_id"] is not None]
     if entries:
@@ -172,6 +180,7 @@ async def _sent_and_handed_over(
     takes: Sequence[EmailMessage],
     claimed_at: datetime,
     now: datetime,
+    key: str,
 ) -> dict[int, int]:
     """ONE UPDATE: the sent rows marked ``sent``, the new ones handed over (as in ``_RECORD_AND_HAND_OVER``)."""
     c = _MESSAGES.c
@@ -180,12 +189,14 @@ async def _sent_and_handed_over(
     if not sent_ids and not take_ids:
         return {}
     recorded = and_(c.id.in_(sent_ids), c.status.in_(("sending", "unknown")))
+    hashes = {m.id: recipient_hash(key, m.recipient) for m in takes}
+    hashed = _per_row(hashes, _SUPPRESSIONS.c.email) if hashes else null()
     handed = and_(
         c.id.in_(take_ids),
         c.status == "sending",
         c.sending_since.is_(None),
         c.next_attempt_at == claimed_at,
-        ~exists().where(_SUPPRESSIONS.c.email == c.recipient),
+        ~exists().where(_SUPPRESSIONS.c.email.in_([c.recipient, hashed])),
     )
     as_sent: dict[str, Any] = {
         "status": "sent",
@@ -209,7 +220,8 @@ async def _sent_and_handed_over(
 
 
 def _per_row(values: dict[int, Any], column: Any) -> Any:
-    """One value for all rows (the usual case: one bound parameter), else a CASE over the row ids."""
+    """One value for all rows (the usual case: one bound parameter), else a CASE over the row ids (rows not
+    named get NULL)."""
     distinct = set(values.values())
     if len(distinct) == 1:
         return literal(next(iter(distinct)), column.type)
@@ -217,18 +229,20 @@ def _per_row(values: dict[int, Any], column: Any) -> Any:
 
 
 async def mark_suppressed(
-    db: AsyncSession | AsyncConnection, messages: Sequence[EmailMessage], claimed_at: datetime
+    db: AsyncSession | AsyncConnection, messages: Sequence[EmailMessage], claimed_at: datetime, *, key: str
 ) -> list[int]:
-    """Of these claimed rows (not handed over), mark the ones whose address is suppressed; their ids."""
+    """Of these claimed rows (not handed over), mark the ones whose address is suppressed, in plain form or
+    (an erased contact's) as the keyed hash; their ids."""
+    hashes = {m.id: recipient_hash(key, m.recipient) for m in messages}
     found = await db.execute(
         select(_SUPPRESSIONS.c.email, _SUPPRESSIONS.c.reason, _SUPPRESSIONS.c.source).where(
-            _SUPPRESSIONS.c.email.in_(sorted({m.recipient for m in messages}))
+            _SUPPRESSIONS.c.email.in_(sorted({m.recipient for m in messages} | set(hashes.values())))
         )
     )
     held = {row.email: row for row in found}
     marked = []
     for message in messages:
-        entry = held.get(message.recipient)
+        entry = held.get(message.recipient) or held.get(hashes[message.id])
         if entry is None:
             continue
         result = await db.execute(

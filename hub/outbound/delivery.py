@@ -110,8 +110,9 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():  # not '²', which isdigit accepts and int refuses
+        # Past ten digits (over 300 years) is junk, and past timedelta's range an OverflowError.
+        return timedelta(seconds=int(value)) if len(value) <= 10 else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

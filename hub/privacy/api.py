@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 from fastapi.responses import StreamingResponse
@@ -17,7 +15,7 @@ from hub.contacts.api import MERGED_REDIRECT, visible_contact
 from hub.deps import AdminDep, RuntimeDep, SessionDep
 from hub.errors import UnprocessableInput
 from hub.privacy import service as privacy
-from hub.privacy.export import export_sections
+from hub.privacy.export import export_json
 from hub.privacy.schemas import ConsentEventOut, ConsentIn, ConsentOut, EraseIn, ErasureOut
 from hub.reps.visibility import ScopeDep
 from hub.validation import MAX_ID
@@ -62,7 +60,7 @@ async def export_contact(
     await session.commit()
     filename = f"contact-{contact.id}-{clock.now().strftime('%Y%m%d')}.json"
     return StreamingResponse(
-        _stream(session, contact.id, runtime.secret_key),
+        export_json(session, contact.id, secret_key=runtime.secret_key),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
@@ -100,17 +98,3 @@ async def _consent_out(session: AsyncSession, contact_id: int) -> ConsentOut:
         source=current.source,
         history=[ConsentEventOut.model_validate(e, from_attributes=True) for e in history],
     )
-
-
-async def _stream(session: AsyncSession, contact_id: int, secret_key: str) -> AsyncIterator[bytes]:
-    """The export as JSON, written one section at a time."""
-    first = True
-    async for name, value in export_sections(session, contact_id, secret_key=secret_key):
-        yield (b"{" if first else b",") + json.dumps(name).encode() + b":" + _dumps(value)
-        first = False
-    yield b"}"
-    await session.close()
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()

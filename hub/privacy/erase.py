@@ -5,7 +5,8 @@ but its own record. What goes and what stays is listed in docs/PRIVACY.md; in sh
 
 - gone: identities, name, company, job title, custom fields, attribution beyond the utm codes, form payloads,
   note and task texts, email subjects, bodies and addresses, call numbers and caller names, recording URLs
-  (the recordings are marked deleted), IPs, user agents, clicked URLs, provider payloads, consent notes;
+  (the recordings are marked deleted), IPs, user agents, clicked URLs, provider payloads, consent notes, and
+  the cells, key and reason of lead-import rows that failed with one of its values (hub.privacy.imports);
 - kept: the contact row (id, stage, owner, source, country, zone, tags, score), deals with amounts and stages,
   calls with durations and outcomes, messages and events with their statuses and times, timeline entries with
   their kind, time and codes/numbers (hub.privacy.rules), so funnels, activity and campaign stats still count;
@@ -34,6 +35,8 @@ from hub.events import ATTRIBUTION_KEYS
 from hub.inbox.models import InboundEvent
 from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery
+from hub.privacy.imports import erase_import_errors
+from hub.privacy.known import Known, known_values
 from hub.privacy.models import ConsentEvent, ContactErasure
 from hub.privacy.repository import chunks, deliveries_about, family_ids, owned_by
 from hub.privacy.rules import ERASED, erased_key, keeps_string, mentions, scrub_payload
@@ -74,23 +77,11 @@ class ErasureReport:
     notifications: int = 0
     webhook_deliveries: int = 0
     consent_notes: int = 0
+    import_errors: int = 0
 
     def counts(self) -> dict[str, int]:
         """Every count by name (without the contact id)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "contact_id"}
-
-
-@dataclass
-class _Known:
-    """The personal values erasure looks for in text it would otherwise keep."""
-
-    emails: set[str]
-    phones: set[str]
-    other: set[str]
-
-    @property
-    def all(self) -> list[str]:
-        return sorted(v for v in self.emails | self.phones | self.other if len(v) >= 3)
 
 
 async def erase_contact(session: AsyncSession, contact_id: int, *, actor: str, secret_key: str) -> ErasureReport:
@@ -102,7 +93,7 @@ async def erase_contact(session: AsyncSession, contact_id: int, *, actor: str, s
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     family = await family_ids(session, contact_id)
     report = ErasureReport(contact_id=contact_id)
-    known = await _known_values(session, family)
+    known = await known_values(session, family)
     now = clock.now()
     for member in family:
         stopped = await enrollments.stop_for_contact(session, member, "erased", "the contact was erased", now)
@@ -114,35 +105,13 @@ async def erase_contact(session: AsyncSession, contact_id: int, *, actor: str, s
     await _erase_email(session, family, known, report)
     await _erase_work(session, family, known, actor, report)
     await _erase_notifications(session, family, known, report)
+    report.import_errors = await erase_import_errors(session, known)
     session.add(ContactErasure(contact_id=contact_id, actor=actor[:200], counts=report.counts(), erased_at=now))
     await session.flush()
     return report
 
 
-async def _known_values(session: AsyncSession, family: Sequence[int]) -> _Known:
-    known = _Known(set(), set(), set())
-    for kind, value in await session.execute(
-        select(ContactIdentity.kind, ContactIdentity.value).where(ContactIdentity.contact_id.in_(family))
-    ):
-        (known.emails if kind == "email" else known.phones if kind == "phone" else known.other).add(value)
-    for contact in await session.scalars(select(Contact).where(Contact.id.in_(family))):
-        known.other.update(v for v in (contact.name, contact.company, contact.job_title) if v)
-    known.emails.update(await session.scalars(select(EmailMessage.recipient).where(owned_by(EmailMessage, family))))
-    known.emails.update(await session.scalars(select(EmailEvent.recipient).where(owned_by(EmailEvent, family))))
-    known.emails.update(await session.scalars(select(Suppression.email).where(Suppression.contact_id.in_(family))))
-    known.emails = {e for e in known.emails if "@" in e}
-    for flow, from_number, to_number, caller in await session.execute(
-        select(Call.flow, Call.from_number, Call.to_number, Call.caller_name).where(owned_by(Call, family))
-    ):
-        known.phones.add(from_number if flow == "inbound" else to_number)
-        if caller:
-            known.other.add(caller)
-    known.phones.discard(ERASED)
-    known.phones.discard("")
-    return known
-
-
-async def _hash_suppressions(session: AsyncSession, family: Sequence[int], known: _Known, key: str) -> int:
+async def _hash_suppressions(session: AsyncSession, family: Sequence[int], known: Known, key: str) -> int:
     hashed = await suppressions.hash_suppressions(session, known.emails, key=key)
     await session.execute(
         update(Suppression)
@@ -171,7 +140,7 @@ async def _erase_contacts(session: AsyncSession, family: Sequence[int], report: 
     assert set(KEPT_ATTRIBUTION) <= set(ATTRIBUTION_KEYS)
 
 
-async def _erase_timeline(session: AsyncSession, family: Sequence[int], known: _Known, report: ErasureReport) -> None:
+async def _erase_timeline(session: AsyncSession, family: Sequence[int], known: Known, report: ErasureReport) -> None:
     personal = known.all
     entry_ids: list[int] = []
     async for rows in chunks(session, TimelineEntry, owned_by(TimelineEntry, family)):
@@ -192,7 +161,7 @@ async def _erase_timeline(session: AsyncSession, family: Sequence[int], known: _
             report.form_submissions += 1
 
 
-async def _erase_calls(session: AsyncSession, family: Sequence[int], known: _Known, report: ErasureReport) -> None:
+async def _erase_calls(session: AsyncSession, family: Sequence[int], known: Known, report: ErasureReport) -> None:
     personal = known.all
     call_ids: list[int] = []
     async for rows in chunks(session, Call, owned_by(Call, family)):
@@ -212,7 +181,7 @@ async def _erase_calls(session: AsyncSession, family: Sequence[int], known: _Kno
             report.recordings += 1
 
 
-async def _erase_email(session: AsyncSession, family: Sequence[int], known: _Known, report: ErasureReport) -> None:
+async def _erase_email(session: AsyncSession, family: Sequence[int], known: Known, report: ErasureReport) -> None:
     personal = known.all
     emails = sorted(known.emails)
     async for rows in chunks(
@@ -235,7 +204,7 @@ async def _erase_email(session: AsyncSession, family: Sequence[int], known: _Kno
 
 
 async def _erase_work(
-    session: AsyncSession, family: Sequence[int], known: _Known, actor: str, report: ErasureReport
+    session: AsyncSession, family: Sequence[int], known: Known, actor: str, report: ErasureReport
 ) -> None:
     """Deals and their stage log lose their titles and free text; amounts, stages and times stay."""
     personal = known.all
@@ -294,7 +263,7 @@ async def _erase_routing(
 
 
 async def _erase_notifications(
-    session: AsyncSession, family: Sequence[int], known: _Known, report: ErasureReport
+    session: AsyncSession, family: Sequence[int], known: Known, report: ErasureReport
 ) -> None:
     """Alerts about the contact, the emails that carried them to reps, and outbound webhook payloads."""
     personal = known.all

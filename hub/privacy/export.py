@@ -1,13 +1,15 @@
 """GDPR export: everything the hub holds about a contact, as named JSON sections.
 
-``export_sections`` yields one section at a time (the API streams them), ``export_contact`` gathers them into
-one dict for callers that want it whole (the dashboard). A contact's family is the contact and every contact
+``export_sections`` yields one section at a time, ``export_json`` writes them as one JSON object section by
+section (the API and the dashboard stream it), ``export_contact`` gathers them into one dict for callers that
+want it whole. A contact's family is the contact and every contact
 merged into it: a merge moves most rows to the survivor, but the absorbed contacts' own rows (their profile,
 tasks, assignments, enrollments, consent) stay under their ids and are still about the same person.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -24,6 +26,8 @@ from hub.email.suppressions import address_hash
 from hub.inbox.models import InboundEvent
 from hub.notify.models import Notification
 from hub.privacy.consent import current_consent
+from hub.privacy.imports import export_imports
+from hub.privacy.known import known_values
 from hub.privacy.models import ConsentEvent, ConsentState, ContactErasure
 from hub.privacy.repository import chunks, family_ids, owned_by, row_dict
 from hub.routing.models import Assignment, Deadline, StageChange
@@ -51,6 +55,7 @@ SECTIONS = (
     "stage_changes",
     "deadlines",
     "notifications",
+    "imports",
     "erasures",
 )
 """Every section of an export, in order; docs/PRIVACY.md says what each holds."""
@@ -94,7 +99,24 @@ async def export_sections(
     yield "stage_changes", await _all(session, StageChange, family)
     yield "deadlines", await _all(session, Deadline, family)
     yield "notifications", await _all(session, Notification, family)
+    yield "imports", await export_imports(session, family, await known_values(session, family))
     yield "erasures", await _all(session, ContactErasure, family)
+
+
+async def export_json(session: AsyncSession, contact_id: int, *, secret_key: str | None) -> AsyncIterator[bytes]:
+    """The export as one JSON object, written one section at a time (a response body to stream).
+
+    Closes ``session`` at the end: a streamed body outlives the request handler that opened it."""
+    first = True
+    async for name, value in export_sections(session, contact_id, secret_key=secret_key):
+        yield (b"{" if first else b",") + json.dumps(name).encode() + b":" + _dumps(value)
+        first = False
+    yield b"}"
+    await session.close()
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 async def _all(session: AsyncSession, model: type[Base], family: Sequence[int]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from hub.privacy.consent import (
 )
 from hub.privacy.erase import ErasureReport
 from hub.privacy.erase import erase_contact as _erase
-from hub.privacy.export import FORMAT_VERSION, SECTIONS
+from hub.privacy.export import FORMAT_VERSION, SECTIONS, export_json
 from hub.privacy.export import export_contact as _export
 from hub.privacy.models import ConsentEvent
 from hub.privacy.repository import family_ids
@@ -34,7 +34,9 @@ __all__ = [
     "current_consent",
     "erase_contact",
     "export_contact",
+    "export_json",
     "record_consent",
+    "record_export",
 ]
 
 

@@ -56,6 +56,13 @@ class Assignment(Base):
             postgresql_where=text("ended_at IS NULL"),
             sqlite_where=text("ended_at IS NULL"),
         ),
+        # Leads waiting for a first touch, soonest deadline first: the head of the leads list's priority order.
+        Index(
+            "ix_assignments_untouched_due",
+            "due_at",
+            postgresql_where=text("ended_at IS NULL AND first_touch_at IS NULL AND due_at IS NOT NULL"),
+            sqlite_where=text("ended_at IS NULL AND first_touch_at IS NULL AND due_at IS NOT NULL"),
+        ),
     )
 
 

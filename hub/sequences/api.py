@@ -22,6 +22,7 @@ from hub.config import Settings, templates_dir
 from hub.contacts import repository as contacts_repo
 from hub.contacts import service as contacts
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
+from hub.email import suppressions
 from hub.errors import Conflict, NotFound, UnprocessableInput, UnsupportedMediaType
 from hub.mail.links import LinkMaker
 from hub.mail.outbox import Envelope, fill_message, reserve_message
@@ -124,6 +125,16 @@ class TestSendIn(StepChoice):
 
     to: EmailStr
     contact_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+async def _refuse_suppressed(session: AsyncSession, address: str, key: str) -> None:
+    normalised = suppressions.normalized_address(address) or address
+    if await suppressions.suppressed_among(session, [normalised], key=key):
+        raise UnprocessableInput(
+            "this address is on the suppression list (it unsubscribed, bounced or was erased): "
+            "the hub does not mail it, not even a test",
+            field="to",
+        )
 
 
 class TestSendOut(BaseModel):
@@ -310,11 +321,15 @@ async def test_send(
     _p: ManagerDep,
     scope: ScopeDep,
 ) -> TestSendOut:
-    """Queue a step's email to ``to`` (subject ``[TEST] ...``); the send loop sends it like any other."""
+    """Queue a step's email to ``to`` (subject ``[TEST] ...``); the send loop sends it like any other.
+
+    A suppressed address (unsubscribed, bounced, complained, or an erased contact's, kept as a keyed hash) is
+    refused with a 422 naming ``to``: the send loop would never mail it, and a test must not be a way around."""
     settings = runtime.settings
     sequence = await sequences.get_sequence(session, sequence_id)
     spec = sequences.spec_of(sequence)
     step, variant = _choose(spec, body)
+    await _refuse_suppressed(session, str(body.to), runtime.secret_key)
     library = await TemplateLibrary.load(session, root)
     links = LinkMaker(settings.public_url, runtime.secret_key)
     sender = sender_of(spec, settings.mail_from)
@@ -362,7 +377,10 @@ async def test_send(
 def _choose(spec: SequenceSpec, choice: StepChoice) -> tuple[Step, Variant | None]:
     """The step and variant a request names; 422 naming ``step`` or ``variant`` if there is none."""
     step = next((s for s in spec.steps if s.key == str(choice.step)), None)
-    if step is None and (isinstance(choice.step, int) or choice.step.isdigit()):
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses.
+    if step is None and (
+        isinstance(choice.step, int) or (choice.step.isascii() and choice.step.isdigit() and len(choice.step) <= 3)
+    ):
         index = int(choice.step)
         step = spec.steps[index] if 0 <= index < len(spec.steps) else None
     if step is None:

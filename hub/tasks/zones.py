@@ -47,6 +47,11 @@ async def rep_zone(session: AsyncSession, rep_id: int, settings: Settings) -> st
     return rep.time_zone if rep is not None and usable_zone(rep.time_zone) else settings.default_time_zone
 
 
+async def viewer_zone(session: AsyncSession, rep_id: int | None, settings: Settings) -> str:
+    """The zone a dashboard user reads times in: their rep's, else (a user with no rep) the hub's default."""
+    return await rep_zone(session, rep_id, settings) if rep_id is not None else settings.default_time_zone
+
+
 async def _owner_team_zones(session: AsyncSession, rep_ids: list[int]) -> dict[int, str]:
     reps = await reps_repo.by_ids(session, sorted(set(rep_ids)))
     zones: dict[int, str] = {}

@@ -22,6 +22,7 @@ from hub.auth.service import Principal, Role
 from hub.deps import Runtime, RuntimeDep, SessionDep, get_runtime
 from hub.errors import Forbidden
 from hub.reps.visibility import Scope, scope_of
+from hub.request_body import media_type, multipart_form
 
 SESSION_COOKIE = "hub_session"
 LOGIN_CSRF_COOKIE = "hub_login_csrf"
@@ -204,10 +205,17 @@ async def _presented_csrf(request: Request) -> str | None:
     header = request.headers.get("X-CSRF-Token")
     if header:
         return header
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    kind = media_type(request)
+    if kind == "application/x-www-form-urlencoded":
         # Starlette keeps the parsed form, so the route's own Form()/File() parameters read it again for free.
         value = (await request.form()).get("csrf_token")
+        return value if isinstance(value, str) else None
+    if kind == "multipart/form-data":
+        # Never parsed here with Starlette's defaults (any number of parts, files spooled at any size): the
+        # token is the header (htmx), or the field of the form the route already read under its own limits
+        # (hub.request_body.read_multipart, in a dependency before this one); otherwise the check fails.
+        form = multipart_form(request)
+        value = form.get("csrf_token") if form is not None else None
         return value if isinstance(value, str) else None
     return None
 

@@ -7,7 +7,6 @@ gets its row back instead (hub/ui/queue.py).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 from urllib.parse import quote
 
@@ -101,6 +100,7 @@ async def log_activity(
 ) -> Response:
     """Log a call (with its outcome), meeting, email or reply."""
     form = await request.form()
+    back = await _queue_reply(form, session, scope)
     activity = actions.Activity(
         type=form_input.choice(form, "type", actions.ACTIVITY_TYPES) or "call",
         outcome=form_input.text(form, "outcome", max_length=100),
@@ -110,7 +110,7 @@ async def log_activity(
     await actions.log_activity(session, scope, contact, activity)
     await session.commit()
     said = f"Logged {activity.type}" + (f": {activity.outcome}." if activity.outcome else ".")
-    return await _answer(form, session, scope, runtime, contact_id, "activity", said)
+    return await _answer(back, session, scope, runtime, contact_id, "activity", said)
 
 
 @router.post("/ui/contacts/{contact_id}/note", response_model=None)
@@ -119,11 +119,12 @@ async def add_note(
 ) -> Response:
     """Add a note to the timeline."""
     form = await request.form()
+    back = await _queue_reply(form, session, scope)
     body = form_input.required_text(form, "body", max_length=10_000)
     contact = await visible_contact(session, scope, contact_id)
     await actions.add_note(session, scope, contact, body)
     await session.commit()
-    return await _answer(form, session, scope, runtime, contact_id, "note", "Note added.")
+    return await _answer(back, session, scope, runtime, contact_id, "note", "Note added.")
 
 
 @router.post("/ui/contacts/{contact_id}/callback", response_model=None)
@@ -132,6 +133,7 @@ async def schedule_callback(
 ) -> Response:
     """Schedule a callback at a time given in the contact's own time zone."""
     form = await request.form()
+    back = await _queue_reply(form, session, scope)
     due_local = form_input.local_datetime(form, "due_local")
     note = form_input.text(form, "note", max_length=2000)
     contact = await visible_contact(session, scope, contact_id)
@@ -145,7 +147,7 @@ async def schedule_callback(
         f"= {format_local(task.due_at, times.rep_zone)} for the rep."
         + (f" ({task.moved_reason})" if task.moved_reason else "")
     )
-    return await _answer(form, session, scope, runtime, contact_id, "callback", said)
+    return await _answer(back, session, scope, runtime, contact_id, "callback", said)
 
 
 @router.post("/ui/contacts/{contact_id}/stage", response_model=None)
@@ -154,6 +156,7 @@ async def move_stage(
 ) -> Response:
     """Move the lead to a stage (lost needs a loss reason)."""
     form = await request.form()
+    back = await _queue_reply(form, session, scope)
     policy = runtime.rules.current
     stage = form_input.choice(form, "stage", policy.pipeline.names)
     assert stage is not None
@@ -164,7 +167,7 @@ async def move_stage(
     )
     await session.commit()
     said = f"Moved to {stage}." if moved else f"Already in {stage}."
-    return await _answer(form, session, scope, runtime, contact_id, "stage" if moved else "stage-same", said)
+    return await _answer(back, session, scope, runtime, contact_id, "stage" if moved else "stage-same", said)
 
 
 @router.post("/ui/contacts/{contact_id}/assign", response_model=None)
@@ -179,12 +182,13 @@ async def assign(
 ) -> Response:
     """Give the lead to a rep by hand (managers and admins)."""
     form = await request.form()
+    back = await _queue_reply(form, session, scope)
     rep_id = form_input.record_id(form, "rep_id")
     reason = form_input.text(form, "reason", max_length=300) or "assigned in the dashboard"
     contact = await visible_contact(session, scope, contact_id)
     await actions.assign(session, scope, contact, rep_id, reason=reason, policy=runtime.rules.current, now=clock.now())
     await session.commit()
-    return await _answer(form, session, scope, runtime, contact_id, "assigned", "Lead assigned.")
+    return await _answer(back, session, scope, runtime, contact_id, "assigned", "Lead assigned.")
 
 
 @router.get("/ui/contacts/{contact_id}/merge", response_class=HTMLResponse)
@@ -222,16 +226,24 @@ async def merge(
     return RedirectResponse(f"/ui/contacts/{survivor.id}?done=merged", status_code=303)
 
 
-@router.get("/ui/contacts/{contact_id}/export", response_model=None)
-async def export(contact_id: ContactId, session: SessionDep, scope: WebScopeDep, admin: WebAdminDep) -> Response:
-    """Download everything the hub holds about the contact as JSON (admins; audited)."""
+@router.post("/ui/contacts/{contact_id}/export", response_model=None)
+async def export(
+    contact_id: ContactId,
+    session: SessionDep,
+    scope: WebScopeDep,
+    runtime: RuntimeDep,
+    admin: WebAdminDep,
+    _: CsrfDep,
+) -> StreamingResponse:
+    """Download everything the hub holds about the contact as JSON (admins; audited, so a form post with the
+    CSRF token, never a link). The same document as the API's export, streamed section by section, with the
+    suppressions kept only as hashes (the hub's secret key finds them)."""
     contact = await visible_contact(session, scope, contact_id)
-    data = await privacy.export_contact(session, contact.id, actor=admin.actor)
-    await session.commit()  # the audit entry
-    body = json.dumps(data, default=str, ensure_ascii=False, indent=2)
+    privacy.record_export(session, contact.id, actor=admin.actor)
+    await session.commit()  # the audit entry, before the first byte goes out
     name = quote(f"contact-{contact.id}.json")
-    return Response(
-        body,
+    return StreamingResponse(
+        privacy.export_json(session, contact.id, secret_key=runtime.secret_key),
         media_type="application/json",
         headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"},
     )
@@ -289,13 +301,28 @@ async def _merge_candidate(session: AsyncSession, scope: Scope, survivor: Contac
     return other
 
 
+async def _queue_reply(form: FormData, session: AsyncSession, scope: Scope) -> tuple[str, int | None] | None:
+    """For a post from the queue, its row's key and the queue's rep; None for the contact page's own forms.
+
+    Read before anything is saved: a bad value must be a 4xx with nothing written, not an error after
+    the commit that a retry would turn into a second note or activity.
+    """
+    if form.get("from") != "queue":
+        return None
+    return form_input.text(form, "item", max_length=40) or "", await queue.queue_rep(session, scope, form)
+
+
 async def _answer(
-    form: FormData, session: AsyncSession, scope: Scope, runtime: RuntimeDep, contact_id: int, code: str, said: str
+    back: tuple[str, int | None] | None,
+    session: AsyncSession,
+    scope: Scope,
+    runtime: RuntimeDep,
+    contact_id: int,
+    code: str,
+    said: str,
 ) -> Response:
     """The queue's row (htmx from the queue) or a redirect back to the contact page."""
-    if form.get("from") == "queue":
-        key = form_input.text(form, "item", max_length=40) or ""
-        rep_raw = form.get("rep")
-        rep_id = int(rep_raw) if isinstance(rep_raw, str) and rep_raw.isdigit() and int(rep_raw) <= MAX_ID else None
+    if back is not None:
+        key, rep_id = back
         return await queue.row_after_action(session, scope, runtime, key, rep_id, said)
     return RedirectResponse(f"/ui/contacts/{contact_id}?done={code}#actions", status_code=303)

@@ -23,7 +23,7 @@ from hub.tasks import repository as tasks_repo
 from hub.tasks import service as tasks
 from hub.tasks.ladder import ACTIVE
 from hub.tasks.schemas import TaskOut
-from hub.tasks.zones import rep_zone, zone_of
+from hub.tasks.zones import viewer_zone, zone_of
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
 
@@ -98,11 +98,7 @@ async def contact_view(
         identities=sorted((i.kind, i.value) for i in contact.identities),
         owner=await reps_repo.get(session, contact.owner_rep_id) if contact.owner_rep_id is not None else None,
         zone=(await zone_of(session, contact, settings, now)).display,
-        viewer_zone=(
-            await rep_zone(session, scope.principal.rep_id, settings)
-            if scope.principal.rep_id is not None
-            else settings.default_time_zone
-        ),
+        viewer_zone=await viewer_zone(session, scope.principal.rep_id, settings),
         warmth=await _warmth(session, contact, policy, now),
         stages=policy.pipeline.names,
         loss_reasons=list(policy.pipeline.loss_reasons),

@@ -12,7 +12,7 @@ from datetime import datetime
 from starlette.datastructures import FormData
 
 from hub.errors import UnprocessableInput
-from hub.validation import MAX_ID, UnsafeInput, check_json
+from hub.validation import UnsafeInput, check_json, parse_id
 
 
 def text(form: FormData, name: str, *, max_length: int, required: bool = False) -> str | None:
@@ -49,10 +49,16 @@ def choice(form: FormData, name: str, allowed: Collection[str], *, required: boo
 
 def record_id(form: FormData, name: str) -> int:
     """A positive id (a rep, a contact)."""
-    value = required_text(form, name, max_length=20)
-    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+    number = parse_id(required_text(form, name, max_length=20))
+    if number is None:
         raise UnprocessableInput(f"{name} must be a positive whole number", field=name)
-    return int(value)
+    return number
+
+
+def optional_record_id(form: FormData, name: str) -> int | None:
+    """A positive id, or None when the field is blank (an optional rep, say); junk is a 422 naming it."""
+    value = text(form, name, max_length=20)
+    return None if value is None else record_id(form, name)
 
 
 def local_datetime(form: FormData, name: str) -> datetime:

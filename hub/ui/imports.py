@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import HubError, UnprocessableInput
 from hub.imports import service
-from hub.imports.api import env_of, errors_response
+from hub.imports.api import ImportIdPath, env_of, errors_response
 from hub.imports.mapping import CUSTOM_PREFIX, FIELDS, IGNORE, header_slug
 from hub.imports.models import LeadImport
 from hub.imports.schemas import ImportOptions, PreviewOut
-from hub.imports.upload import read_upload, refuse_oversized
+from hub.imports.upload import read_upload, upload_form
 from hub.ui.auth import CsrfDep, WebManagerDep
 from hub.ui.templating import render
 
@@ -30,16 +30,21 @@ router = APIRouter()
 LISTED = 20
 
 
-async def _size_guard(request: Request, runtime: RuntimeDep) -> AsyncIterator[None]:
-    # Before the CSRF check reads the form: an oversized upload is refused from its Content-Length alone.
-    refuse_oversized(request, runtime.settings.import_max_bytes)
+async def _upload_form(request: Request, runtime: RuntimeDep, _user: WebManagerDep) -> AsyncIterator[None]:
+    """Read the upload under its limits (one file, a few fields, the body capped as it streams in) before the
+    CSRF check looks for the form's token, so nothing reads it with Starlette's open defaults first.
+
+    Only for a signed-in manager: nobody else gets a 50 MB body parsed. An htmx post may carry the token
+    in its X-CSRF-Token header instead; the plain form (it works without JavaScript) sends the field.
+    """
+    form = await upload_form(request, runtime.settings.import_max_bytes)
     try:
         yield
     finally:
-        await request.close()  # the upload's spooled file, also when the CSRF check refused the request
+        await form.close()  # the upload's spooled file, also when the CSRF check refused the request
 
 
-SizeGuard = Annotated[None, Depends(_size_guard)]
+UploadForm = Annotated[None, Depends(_upload_form)]
 
 
 @router.get("/ui/imports", response_class=HTMLResponse)
@@ -50,7 +55,7 @@ async def imports_page(request: Request, session: SessionDep, _user: WebManagerD
 
 @router.post("/ui/imports", response_class=HTMLResponse)
 async def upload(
-    request: Request, _guard: SizeGuard, session: SessionDep, runtime: RuntimeDep, user: WebManagerDep, _csrf: CsrfDep
+    request: Request, session: SessionDep, runtime: RuntimeDep, user: WebManagerDep, _form: UploadForm, _csrf: CsrfDep
 ) -> Response:
     """Store the uploaded file as a draft and go to its mapping form; a refused file re-shows the form with why."""
     try:
@@ -75,7 +80,7 @@ async def upload(
 
 @router.get("/ui/imports/{import_id}", response_class=HTMLResponse)
 async def import_page(
-    import_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
+    import_id: ImportIdPath, request: Request, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
 ) -> Response:
     """A draft's mapping form with a preview, or a started import's progress and result."""
     lead_import = await service.get_import(session, import_id)
@@ -87,7 +92,12 @@ async def import_page(
 
 @router.post("/ui/imports/{import_id}/preview", response_class=HTMLResponse)
 async def preview_partial(
-    import_id: int, request: Request, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep, _csrf: CsrfDep
+    import_id: ImportIdPath,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    _user: WebManagerDep,
+    _csrf: CsrfDep,
 ) -> Response:
     """The preview table under the mapping as the form now stands (htmx swaps it in on every change)."""
     lead_import = await service.get_import(session, import_id)
@@ -108,7 +118,7 @@ async def preview_partial(
 
 @router.post("/ui/imports/{import_id}/start", response_class=HTMLResponse)
 async def start(
-    import_id: int,
+    import_id: ImportIdPath,
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -133,7 +143,9 @@ async def start(
 
 
 @router.get("/ui/imports/{import_id}/progress", response_class=HTMLResponse)
-async def progress_partial(import_id: int, request: Request, session: SessionDep, _user: WebManagerDep) -> Response:
+async def progress_partial(
+    import_id: ImportIdPath, request: Request, session: SessionDep, _user: WebManagerDep
+) -> Response:
     """The progress panel (polled every second until the import is done)."""
     lead_import = await service.get_import(session, import_id)
     return render(request, "ui/app/partials/import_progress.html.j2", item=lead_import, **_progress(lead_import))
@@ -141,7 +153,7 @@ async def progress_partial(import_id: int, request: Request, session: SessionDep
 
 @router.get("/ui/imports/{import_id}/errors.csv", response_class=StreamingResponse)
 async def errors_csv(
-    import_id: int, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
+    import_id: ImportIdPath, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
 ) -> StreamingResponse:
     """The failed rows with their reasons and original values."""
     return await errors_response(session, runtime, import_id)

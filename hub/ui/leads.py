@@ -23,10 +23,12 @@ from hub.reps import repository as reps_repo
 from hub.reps.models import Rep
 from hub.reps.visibility import Scope
 from hub.routing.leads_api import LeadOut
+from hub.tasks.zones import viewer_zone
 from hub.ui.auth import CsrfDep, WebManagerDep, WebScopeDep
 from hub.ui.leads_assign import assign_leads, parse_ids
 from hub.ui.leads_list import SORT_LABELS, LeadFilters, LeadPage, every_lead, lead_page, leads_statement, parse_filters
 from hub.ui.templating import render
+from hub.validation import parse_id
 
 router = APIRouter()
 PAGE = "ui/app/leads.html.j2"
@@ -38,25 +40,25 @@ async def _reps_in_reach(session: AsyncSession, scope: Scope) -> list[Rep]:
     return [r for r in await reps_repo.all_reps(session, active_only=True) if scope.sees_owner(r.id)]
 
 
-def _zone(runtime: Runtime) -> ZoneInfo:
-    return ZoneInfo(runtime.settings.default_time_zone)
+async def _zone(session: AsyncSession, scope: Scope, runtime: Runtime) -> ZoneInfo:
+    """The viewer's zone (their rep's, as on the queue and contact pages): times and the created-on days."""
+    return ZoneInfo(await viewer_zone(session, scope.principal.rep_id, runtime.settings))
 
 
 @router.get("/ui/leads", response_class=HTMLResponse)
 async def leads_page(request: Request, scope: WebScopeDep, session: SessionDep, runtime: RuntimeDep) -> Response:
     """The filtered, sorted page of leads (only the table for an htmx request)."""
     raw = dict(request.query_params)
+    zone = await _zone(session, scope, runtime)
     context: dict[str, Any] = {"raw": raw, "error": None}
     status = 200
     try:
         filters = parse_filters(raw)
-        context["listing"] = await lead_page(
-            session, filters, scope, runtime.rules.current, clock.now(), _zone(runtime)
-        )
+        context["listing"] = await lead_page(session, filters, scope, runtime.rules.current, clock.now(), zone)
     except HubError as error:
         filters, status = LeadFilters(), error.status_code
         context.update(error=error, listing=LeadPage([], 0, 1, 1))
-    context.update(await _view(session, scope, runtime, filters))
+    context.update(await _view(session, scope, runtime, filters, zone))
     context["notice"] = _notice(raw, context["rep_names"])
     if _wants_table(request):
         # htmx only swaps 2xx answers: the table carries the inline error, the full page the honest status.
@@ -70,7 +72,7 @@ async def export_leads(request: Request, scope: WebScopeDep, session: SessionDep
     filters = parse_filters(dict(request.query_params))
     now = clock.now()
     # Built (and so validated) before the first byte goes out: a bad filter is a 422, not a broken file.
-    stmt = leads_statement(filters, scope, runtime.rules.current, now, _zone(runtime))
+    stmt = leads_statement(filters, scope, runtime.rules.current, now, await _zone(session, scope, runtime))
     stamp = now.strftime("%Y%m%d-%H%M")
     return csv_response(
         LeadOut, every_lead(session, stmt, now), filename=f"leads-{stamp}", currency=runtime.settings.default_currency
@@ -97,9 +99,10 @@ async def bulk_assign(
     except HubError as error:
         await session.rollback()
         filters = parse_filters(back)
-        listing = await lead_page(session, filters, scope, runtime.rules.current, clock.now(), _zone(runtime))
+        zone = await _zone(session, scope, runtime)
+        listing = await lead_page(session, filters, scope, runtime.rules.current, clock.now(), zone)
         context = {"raw": back, "error": error, "notice": None, "listing": listing}
-        context.update(await _view(session, scope, runtime, filters))
+        context.update(await _view(session, scope, runtime, filters, zone))
         return render(request, PAGE, status_code=error.status_code, **context)
     query = back | {"assigned": str(len(done.assigned)), "to": str(done.rep_id)}
     return RedirectResponse(f"/ui/leads?{urlencode(query)}", status_code=303)
@@ -125,13 +128,15 @@ def _return_query(text: str) -> dict[str, str]:
 
 def _notice(raw: dict[str, str], rep_names: dict[int, str]) -> str | None:
     """The confirmation after a bulk assignment's redirect (the rep named from the database, not the URL)."""
-    assigned, to = raw.get("assigned", ""), raw.get("to", "")
-    if not assigned.isdigit() or not to.isdigit() or int(to) not in rep_names:
+    assigned, rep_id = raw.get("assigned", ""), parse_id(raw.get("to", ""))
+    if not (assigned.isascii() and assigned.isdigit() and len(assigned) <= 6) or rep_id not in rep_names:
         return None
-    return f"{assigned} lead{'s' if assigned != '1' else ''} assigned to {rep_names[int(to)]}."
+    return f"{assigned} lead{'s' if assigned != '1' else ''} assigned to {rep_names[rep_id]}."
 
 
-async def _view(session: AsyncSession, scope: Scope, runtime: Runtime, filters: LeadFilters) -> dict[str, Any]:
+async def _view(
+    session: AsyncSession, scope: Scope, runtime: Runtime, filters: LeadFilters, zone: ZoneInfo
+) -> dict[str, Any]:
     """What the form and table need besides the rows: choices, names, links."""
     reps = await _reps_in_reach(session, scope)
     query = filters.query()
@@ -149,6 +154,6 @@ async def _view(session: AsyncSession, scope: Scope, runtime: Runtime, filters: 
         "url": url,
         "query_text": urlencode(query),
         "export_url": "/ui/leads/export.csv" + (f"?{urlencode(query)}" if query else ""),
-        "zone": runtime.settings.default_time_zone,
+        "zone": zone.key,
         "as_of": clock.now(),
     }

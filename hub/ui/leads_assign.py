@@ -17,7 +17,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps.visibility import Scope
 from hub.routing import ownership
-from hub.validation import MAX_ID
+from hub.validation import parse_id
 
 MAX_BULK = 500
 """Leads one bulk assignment may move (a page is 50; a select-all of ten pages still fits)."""
@@ -38,11 +38,11 @@ def parse_ids(values: Sequence[str], field: str) -> list[int]:
     """Distinct ids from form values, in the order given; 422 naming ``field`` for anything else."""
     ids: list[int] = []
     for value in values:
-        text = value.strip()
-        if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
-            raise UnprocessableInput(f"{field} must be ids, not {text[:20]!r}", field=field)
-        if int(text) not in ids:
-            ids.append(int(text))
+        number = parse_id(value)
+        if number is None:
+            raise UnprocessableInput(f"{field} must be ids, not {value.strip()[:20]!r}", field=field)
+        if number not in ids:
+            ids.append(number)
     return ids
 
 

@@ -21,12 +21,15 @@ from hub.contacts.models import Contact
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import RulesFile
 from hub.reps.visibility import Scope
-from hub.routing.leads_api import LeadOut, SlaState, lead_out, lead_query, visible_leads
+from hub.routing.leads_api import LeadOut, Part, SlaState, lead_out, lead_query, priority_rows, visible_leads
 from hub.routing.models import Assignment
-from hub.validation import MAX_ID, SafeStr
+from hub.validation import SafeStr, parse_id
 
 PAGE_SIZE = 50
 MAX_PAGE = 10_000
+COUNT_CAP = 10_000
+"""The list counts matching leads up to this many ("10000+ leads" beyond): an exact count of a whole table's
+open leads reads every one of them on each page view, for a number nobody pages through."""
 EXPORT_BATCH = 500
 """Rows read per round trip while streaming the CSV (memory stays flat however long the list)."""
 SortKey = Literal["priority", "created", "name", "score", "due"]
@@ -61,9 +64,10 @@ class LeadFilters(BaseModel):
     def _owner(cls, value: str | None) -> str | None:
         if value is None or value == UNASSIGNED:
             return value
-        if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+        rep_id = parse_id(value)
+        if rep_id is None:
             raise ValueError("owner must be a rep id or 'none' (unassigned)")
-        return str(int(value))
+        return str(rep_id)
 
     @property
     def owner_id(self) -> int | None:
@@ -93,16 +97,23 @@ def parse_filters(params: Mapping[str, str]) -> LeadFilters:
 
 @dataclass(frozen=True)
 class LeadPage:
-    """One page of the list, and how many leads match in all."""
+    """One page of the list, and how many leads match in all (at least, when ``more``)."""
 
     leads: list[LeadOut]
     total: int
     page: int
     pages: int
+    more: bool = False
+    """The count stopped at :data:`COUNT_CAP`: ``total`` and ``pages`` are lower bounds."""
 
 
-def leads_statement(filters: LeadFilters, scope: Scope, policy: RulesFile, now: datetime, zone: ZoneInfo) -> Any:
-    """The contacts (with their open assignment) the filters select, in the caller's reach, sorted."""
+def leads_statement(
+    filters: LeadFilters, scope: Scope, policy: RulesFile, now: datetime, zone: ZoneInfo, part: Part = "all"
+) -> Any:
+    """The contacts (with their open assignment) the filters select, in the caller's reach, sorted.
+
+    ``part``: one run of the priority order (see :func:`hub.routing.leads_api.priority_rows`).
+    """
     if filters.stage is not None and filters.stage not in policy.pipeline.names:
         raise UnprocessableInput(f"stage must be one of {', '.join(policy.pipeline.names)}", field="stage")
     stmt = lead_query(
@@ -113,6 +124,7 @@ def leads_statement(filters: LeadFilters, scope: Scope, policy: RulesFile, now: 
         filters.sla,
         filters.owner == UNASSIGNED,
         now,
+        part,
     )
     if filters.source is not None:
         stmt = stmt.where(Contact.source == filters.source)
@@ -146,13 +158,26 @@ def _sorted(stmt: Any, filters: LeadFilters) -> Any:
 async def lead_page(
     session: AsyncSession, filters: LeadFilters, scope: Scope, policy: RulesFile, now: datetime, zone: ZoneInfo
 ) -> LeadPage:
-    """The filters' page of leads and the total count."""
+    """The filters' page of leads and the total count (up to :data:`COUNT_CAP`)."""
     stmt = leads_statement(filters, scope, policy, now, zone)
-    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    pages = max(1, -(-total // PAGE_SIZE))
     offset = (filters.page - 1) * PAGE_SIZE
-    rows = (await session.execute(stmt.offset(offset).limit(PAGE_SIZE))).all()
-    return LeadPage([lead_out(r[0], r[1], now) for r in rows], total, filters.page, pages)
+    if filters.sort == "priority":
+
+        def statement(part: Part) -> Any:
+            return leads_statement(filters, scope, policy, now, zone, part)
+
+        rows = await priority_rows(session, statement, offset, PAGE_SIZE)
+    else:
+        rows = list((await session.execute(stmt.offset(offset).limit(PAGE_SIZE))).all())
+    # Only the contacts' ids, at most one past the cap: the database stops reading there.
+    capped = stmt.order_by(None).with_only_columns(Contact.id).limit(COUNT_CAP + 1).subquery()
+    counted = await session.scalar(select(func.count()).select_from(capped)) or 0
+    more = counted > COUNT_CAP
+    total = min(counted, COUNT_CAP)
+    pages = max(1, -(-total // PAGE_SIZE))
+    if more:  # past the cap: one more page whenever this one is full
+        pages = max(pages, filters.page + (1 if len(rows) == PAGE_SIZE else 0))
+    return LeadPage([lead_out(r[0], r[1], now) for r in rows], total, filters.page, pages, more)
 
 
 async def every_lead(session: AsyncSession, stmt: Any, now: datetime) -> AsyncIterator[LeadOut]:

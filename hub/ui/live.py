@@ -31,6 +31,7 @@ from hub.tasks.ladder import ACTIVE
 from hub.tasks.models import Task
 from hub.ui.auth import login_policy, optional_web_user, session_token
 from hub.ui.templating import render_fragment
+from hub.validation import parse_id
 
 router = APIRouter()
 BATCH = 50
@@ -61,10 +62,10 @@ def sse(data: str, *, event: str | None = None, event_id: int | None = None) -> 
 
 def resume_point(last_event_id: str | None) -> int | None:
     """The notification id a reconnecting browser last saw (None: a fresh connection, or junk)."""
-    if last_event_id is None or not last_event_id.strip().isdigit():
+    if last_event_id is None:
         return None
-    value = int(last_event_id.strip())
-    return value if value < 2**63 else None
+    # 0 is a real point: a stream opened before the rep had any notification says ``id: 0``.
+    return 0 if last_event_id.strip() == "0" else parse_id(last_event_id)
 
 
 async def newest_id(session: AsyncSession, rep_id: int) -> int:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
 
 from hub import clock
 from hub.config import Settings
@@ -28,6 +29,7 @@ from hub.tasks import service as tasks
 from hub.tasks.queue import call_queue
 from hub.tasks.schemas import QueueItem
 from hub.tasks.zones import rep_zone
+from hub.ui import form_input
 from hub.ui.auth import CsrfDep, WebScopeDep
 from hub.ui.contact_actions import CALL_OUTCOMES, following_stage
 from hub.ui.templating import render, render_fragment
@@ -113,6 +115,15 @@ async def queue_rows(
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
+async def queue_rep(session: AsyncSession, scope: Scope, form: FormData) -> int | None:
+    """The queue an action posted from (its ``rep`` field), checked before the action saves anything: junk is
+    a 422 and a rep the user may not see a 404 with nothing written, not an error after the commit (which a
+    retry would turn into a second note or activity)."""
+    rep_id = form_input.optional_record_id(form, "rep")
+    await whose_queue(session, scope, rep_id)
+    return rep_id
+
+
 async def row_after_action(
     session: AsyncSession, scope: Scope, runtime: RuntimeDep, key: str, rep_id: int | None, done: str
 ) -> HTMLResponse:
@@ -149,11 +160,10 @@ async def complete_task(
 ) -> HTMLResponse:
     """Mark a task done (its assignee, or a manager of theirs) and give back its queue row."""
     form = await request.form()
+    rep_id = await queue_rep(session, scope, form)
     task = await tasks_repo.get(session, task_id, for_update=True)
     if task is None or not scope.sees_owner(task.assignee_rep_id):
         raise NotFound(f"task {task_id} does not exist", field="task_id")
     await tasks.complete(session, task, by=scope.principal.actor, now=clock.now(), settings=runtime.settings)
     await session.commit()
-    rep_raw = form.get("rep")
-    rep_id = int(rep_raw) if isinstance(rep_raw, str) and rep_raw.isdigit() and int(rep_raw) <= MAX_ID else None
     return await row_after_action(session, scope, runtime, f"task-{task.id}", rep_id, f"{task.kind.capitalize()} done.")

@@ -171,15 +171,21 @@ def _indexes(form: FormData, prefix: str) -> list[int]:
     for name in form:
         if name.startswith(prefix):
             head = name[len(prefix) :].split(".", 1)[0]
-            if head.isdigit() and len(head) <= 2:
-                found.add(int(head))
+            index = _index(head)
+            if index is not None:
+                found.add(index)
     return sorted(found)[:MAX_STEPS]
+
+
+def _index(text: str) -> int | None:
+    """A step or variant index (at most two ASCII digits; '²' passes ``isdigit`` but not ``int``), else None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 2 else None
 
 
 def apply_op(state: State, op: str) -> State:
     """Add or remove a step or variant: ``add_step``, ``remove_step:1``, ``add_variant:0``, ``remove_variant:0:1``."""
     name, _, args = op.partition(":")
-    numbers = [int(n) for n in args.split(":") if n.isdigit()]
+    numbers = [n for n in map(_index, args.split(":")) if n is not None]
     steps: list[dict[str, Any]] = state["steps"]
     if name == "add_step" and len(steps) < MAX_STEPS:
         steps.append(blank_step())
@@ -295,7 +301,8 @@ def _field_for(loc: tuple[Any, ...], state: State) -> str:
     if parts[:1] and parts[0] in FLAGS:
         return f"flags.{parts[0]}"
     if parts[:1] == ["steps"]:
-        if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) < len(state["steps"]):
+        step = _index(parts[1]) if len(parts) >= 2 else None
+        if step is not None and step < len(state["steps"]):
             return _step_field(parts)
         return "steps"
     return ""

@@ -44,7 +44,7 @@ from hub.ui.auth import CsrfDep, WebManagerDep
 from hub.ui.form_errors import Errors, message_of
 from hub.ui.sequence_form import State
 from hub.ui.templating import render
-from hub.validation import MAX_ID
+from hub.validation import MAX_ID, parse_id
 
 router = APIRouter()
 SequenceId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -253,14 +253,15 @@ async def test_send(
 
 def _test_request(test: dict[str, str]) -> tuple[sequences_api.TestSendIn | None, Errors]:
     """The API's TestSendIn from the test-send form, or the errors by field."""
-    if test["contact_id"] and not (test["contact_id"].isdigit() and len(test["contact_id"]) <= 18):
+    contact_id = parse_id(test["contact_id"]) if test["contact_id"] else None
+    if test["contact_id"] and contact_id is None:
         return None, {"test.contact_id": ["give a contact's number, or leave it empty for a sample contact"]}
     try:
         body = sequences_api.TestSendIn(
             to=test["to"],
             step=test["step"] or "0",
             variant=test["variant"] or None,
-            contact_id=int(test["contact_id"]) if test["contact_id"] else None,
+            contact_id=contact_id,
         )
     except ValidationError as exc:
         return None, {f"test.{e['loc'][0]}": [message_of(e)] for e in exc.errors()}
@@ -381,11 +382,12 @@ async def _render_preview(
     placeholder = f"{runtime.settings.public_url.rstrip('/')}/u/preview"
     raw_contact = str(form.get("preview.contact_id") or "").strip()
     if raw_contact:
-        if not raw_contact.isdigit() or not 1 <= int(raw_contact) <= MAX_ID:
+        contact_id = parse_id(raw_contact)
+        if contact_id is None:
             raise HubError("the contact is a number (the id in the contact's address)", field="contact_id")
         scope = await _scope(session, runtime, principal)
         context = await sequences_api._contact_context(
-            session, runtime.settings, spec, int(raw_contact), scope=scope, unsubscribe_url=placeholder
+            session, runtime.settings, spec, contact_id, scope=scope, unsubscribe_url=placeholder
         )
     else:
         sample = sample_context(unsubscribe_url=placeholder)

@@ -23,7 +23,7 @@ from hub.ui.auth import CsrfDep, WebAdminDep
 from hub.ui.form_errors import Errors, errors_of
 from hub.ui.settings_tabs import TABS
 from hub.ui.templating import render
-from hub.validation import MAX_ID
+from hub.validation import MAX_ID, parse_id
 
 router = APIRouter()
 IdPath = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -103,8 +103,8 @@ async def revoke_key(key_id: IdPath, session: SessionDep, admin: WebAdminDep, _c
 
 
 def _rep_id(raw: str) -> int | str | None:
-    # Left to pydantic (a non-number is its 422 on rep_id), but an empty field means "no rep".
-    return None if not raw else (int(raw) if raw.isdigit() and len(raw) <= 18 else raw)
+    # Left to pydantic (anything but an id is its 422 on rep_id), but an empty field means "no rep".
+    return None if not raw else (parse_id(raw) or raw)
 
 
 def _user_field(field: str | None) -> str:

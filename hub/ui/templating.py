@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -142,8 +142,18 @@ def to_zone(moment: datetime | None, zone: str | None) -> datetime | None:
     return moment.astimezone(info)
 
 
-def format_local(moment: datetime | None, zone: str | None = None, fmt: str = "%a %d %b %H:%M %Z") -> str:
-    """A time as people in ``zone`` read it, e.g. ``Tue 24 Nov 09:30 EST``; an em dash for no time."""
+def format_local(moment: datetime | str | None, zone: str | None = None, fmt: str = "%a %d %b %H:%M %Z") -> str:
+    """A time as people in ``zone`` read it, e.g. ``Tue 24 Nov 09:30 EST``; an em dash for no time.
+
+    ``moment`` may also be ISO text, as times are kept in timeline payloads (without an offset: UTC, as
+    every stored time is); text that is not a time is shown as it is.
+    """
+    if isinstance(moment, str):
+        try:
+            parsed = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+        moment = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     local = to_zone(moment, zone)
     return "—" if local is None else local.strftime(fmt)
 

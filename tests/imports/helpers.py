@@ -12,7 +12,12 @@ from tests.conftest import Hub
 
 
 def env_of(hub: Hub, batch_size: int = 500) -> service.ImportEnv:
-    return service.ImportEnv(policy=hub.runtime.rules.current, default_region="US", batch_size=batch_size)
+    return service.ImportEnv(
+        policy=hub.runtime.rules.current,
+        default_region="US",
+        secret_key=hub.runtime.secret_key,
+        batch_size=batch_size,
+    )
 
 
 async def create(

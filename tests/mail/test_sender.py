@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from hub import clock
 from hub.email.models import EmailMessage, Suppression
+from hub.email.suppressions import address_hash
 from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.mail.sender import SendReport, claim_due, expire_stuck, send_due
 from hub.mail.transport import SendOutcome, Transport
@@ -121,6 +122,26 @@ async def test_hard_bounce_fails_suppresses_and_later_mail_is_not_sent(mail_hub:
         bounce = (await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "email_bounced"))).one()
     assert (suppression.email, suppression.reason, suppression.source) == ("gone@example.org", "hard_bounce", "smtp")
     assert (bounce.contact_id, bounce.data["message_id"]) == (contact_id, bounced)
+
+
+async def test_an_erased_contacts_hashed_suppression_stops_the_send_loop(mail_hub: Hub, smtp_sink: Any) -> None:
+    # Mail queued for an address whose suppression is kept only as a keyed hash (its contact was erased), e.g. by
+    # a test send or a notification: the final gate at hand-over must still refuse it, as it does a plain one.
+    key = mail_hub.runtime.secret_key
+    async with mail_hub.session() as session:
+        session.add(Suppression(email=address_hash(key, "erased@example.org"), reason="hard_bounce", source="smtp"))
+        session.add(Suppression(email="plain@example.org", reason="unsubscribe", source="hub"))
+    fine, erased, plain, other = await queue(
+        mail_hub, ["fine@example.org", "Erased@Example.org", "plain@example.org", "other@example.org"]
+    )
+
+    report = await run(mail_hub)
+
+    assert (report.sent, report.suppressed) == (2, 2)
+    assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["fine@example.org", "other@example.org"]
+    stored = await rows(mail_hub)
+    assert [stored[i].status for i in (fine, erased, plain, other)] == ["sent", "suppressed", "suppressed", "sent"]
+    assert stored[erased].last_error == "not sent: address suppressed (hard_bounce, smtp)"
 
 
 async def test_temporary_failures_retry_on_schedule_then_give_up(mail_hub: Hub, smtp_sink: Any) -> None:

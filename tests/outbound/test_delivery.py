@@ -245,6 +245,8 @@ def test_behind_schedule_waits_a_whole_gap() -> None:
         ("Thu, 01 Jan 2026 00:01:00 GMT", timedelta(minutes=1)),
         ("soon", None),
         (None, None),
+        ("\u00b2", None),  # '²': str.isdigit says yes, int says no
+        ("9" * 20, None),  # past timedelta's range
     ],
 )
 def test_retry_after_header(header: str | None, expected: timedelta | None) -> None:

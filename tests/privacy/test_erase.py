@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -12,12 +13,24 @@ from hub.contacts.models import Contact, ContactIdentity
 from hub.deals.models import Deal
 from hub.email.models import EmailMessage
 from hub.email.suppressions import HASH_PREFIX, address_hash
+from hub.imports.models import ImportedRow, ImportRowError
 from hub.privacy.models import ContactErasure
 from hub.sequences.models import Enrollment
 from hub.tasks.models import Task
 from hub.timeline.models import TimelineEntry
 from tests.conftest import Hub
-from tests.privacy.helpers import EMAIL, PERSONAL, PHONE, bounce, database_strings, ok, seed_contact, suppression_rows
+from tests.imports.helpers import import_text
+from tests.privacy.helpers import (
+    EMAIL,
+    NAME,
+    PERSONAL,
+    PHONE,
+    bounce,
+    database_strings,
+    ok,
+    seed_contact,
+    suppression_rows,
+)
 from tests.sequences.helpers import make_sequence, run
 
 REPORTS = (
@@ -151,3 +164,64 @@ async def test_a_merged_away_id_redirects_to_the_survivor(sqlite_hub: Hub) -> No
     await ok(hub, "POST", f"/api/contacts/{survivor}/erase", json={"confirm": True})
     texts = [text for _, _, text in await database_strings(hub)]
     assert not any("gone@example.org" in t or "Gone Person" in t or "Keeper" in t for t in texts)
+
+
+async def test_a_test_send_to_an_erased_suppressed_address_is_refused(hub: Hub) -> None:
+    contact_id = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL}))["contact_id"]
+    await bounce(hub, contact_id)
+    await ok(hub, "POST", f"/api/contacts/{contact_id}/erase", json={"confirm": True})
+    sequence_id = await make_sequence(hub, name="Welcome", window=None, steps=[{"subject": "Hi", "text": "Hello"}])
+    url = f"/api/sequences/{sequence_id}/test-send"
+
+    refused = await hub.client.post(url, json={"to": EMAIL.upper(), "step": 0}, headers=hub.auth())
+
+    assert refused.status_code == 422 and refused.json()["field"] == "to", refused.text
+    assert "suppression list" in refused.text and EMAIL not in refused.text.lower()
+    # The dashboard's test send goes through the same use case and shows the refusal beside the address.
+    csrf = await hub.login_as("admin")
+    page = await hub.client.post(
+        f"/ui/sequences/{sequence_id}/test-send", data={"csrf_token": csrf, "test.to": EMAIL, "test.step": "0"}
+    )
+    assert page.status_code == 422 and "suppression list" in page.text
+    async with hub.session() as session:
+        assert (await session.scalars(select(EmailMessage).where(EmailMessage.kind == "test"))).all() == []
+    # Another address still gets its test.
+    accepted = await hub.client.post(url, json={"to": "tester@example.org", "step": 0}, headers=hub.auth())
+    assert accepted.status_code == 202, accepted.text
+
+
+async def test_erase_blanks_failed_import_rows_about_the_contact_and_export_lists_them(hub: Hub) -> None:
+    contact_id = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL, "phone": PHONE, "name": NAME}))[
+        "contact_id"
+    ]
+    csv = (
+        "email,phone,name,owner\n"
+        f"{EMAIL},(415) 555-0123,{NAME},\n"  # imported: matches the contact
+        "zq@other.example,415.555.0123,Z. Q.,nobody@example.com\n"  # failed (unknown rep), the contact's phone
+        "someone@else.example,,Other Person,nobody@example.com\n"  # failed, about somebody else
+    )
+    done = await import_text(hub, csv, key_column="email")
+    assert (done.matched_count, done.failed_count) == (1, 2)
+
+    exported = await ok(hub, "GET", f"/api/contacts/{contact_id}/export")
+    (imported,) = exported["imports"]["rows"]
+    assert (imported["import_id"], imported["row_number"], imported["outcome"]) == (done.id, 1, "matched")
+    assert imported["filename"] == "leads.csv" and EMAIL not in json.dumps(imported)  # the key is an HMAC
+    assert [(f["row_number"], f["row_key"]) for f in exported["imports"]["failed_rows"]] == [(2, "zq@other.example")]
+
+    erased = await ok(hub, "POST", f"/api/contacts/{contact_id}/erase", json={"confirm": True})
+
+    assert erased["counts"]["import_errors"] == 1
+    async with hub.session() as session:
+        errors = {e.row_number: e for e in await session.scalars(select(ImportRowError))}
+        assert errors[2].values == ["[erased]", "[erased]", "[erased]", "[erased]"]
+        assert errors[2].row_key == "[erased]" and "unknown rep" in errors[2].reason
+        assert errors[3].values == ["someone@else.example", "", "Other Person", "nobody@example.com"]
+        assert errors[3].row_key == "someone@else.example"
+        assert (await session.scalars(select(ImportedRow.contact_id))).all() == [contact_id]
+    texts = [text for table, _, text in await database_strings(hub) if table.startswith("import")]
+    assert not any("555" in t or "zq@" in t or EMAIL in t for t in texts)
+    # A re-run of the same file skips the erased person's row (its key is kept, as a keyed hash) instead of
+    # bringing them back as a new contact.
+    again = await import_text(hub, csv, key_column="email")
+    assert (again.skipped_count, again.created_count, again.matched_count) == (1, 0, 0)

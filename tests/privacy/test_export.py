@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import select
 
 from hub.audit.models import AuditEntry
+from hub.email.suppressions import address_hash
 from hub.privacy import service as privacy
 from hub.privacy.export import SECTIONS
 from tests.conftest import Hub
-from tests.privacy.helpers import EMAIL, NAME, PHONE, SECRET_NOTE, ok, seed_contact
+from tests.privacy.helpers import EMAIL, NAME, PHONE, SECRET_NOTE, bounce, ok, seed_contact
 
 
 async def test_export_holds_every_section_with_what_the_hub_knows(hub: Hub) -> None:
@@ -86,3 +88,26 @@ async def test_a_merged_contact_is_exported_with_its_survivor(sqlite_hub: Hub) -
     data = await ok(hub, "GET", f"/api/contacts/{survivor}/export")
     assert [c["id"] for c in data["merged_contacts"]] == [absorbed] and data["merged_contacts"][0]["name"] == "Ann B"
     assert {i["value"] for i in data["identities"]} == {"a@example.com", "b@example.com"}
+
+
+async def test_the_dashboard_export_is_the_api_export_with_hashed_suppressions(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    # An erased contact's bounce is kept as a hash; a new lead brings the same address back.
+    erased = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL}))["contact_id"]
+    await bounce(hub, erased)
+    await ok(hub, "POST", f"/api/contacts/{erased}/erase", json={"confirm": True})
+    newcomer = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL, "name": NAME}))["contact_id"]
+    from_api = await ok(hub, "GET", f"/api/contacts/{newcomer}/export")
+
+    csrf = await hub.login_as("admin")
+    response = await hub.client.post(f"/ui/contacts/{newcomer}/export", data={"csrf_token": csrf})
+
+    assert response.status_code == 200, response.text
+    from_page = json.loads(response.content)
+    hashed = address_hash(hub.runtime.secret_key, EMAIL)
+    assert [(s["email"], s["reason"]) for s in from_page["suppressions"]] == [(hashed, "hard_bounce")]
+
+    def without_times(data: dict[str, Any]) -> dict[str, Any]:
+        return {name: value for name, value in data.items() if name != "format"}
+
+    assert without_times(from_page) == without_times(from_api)

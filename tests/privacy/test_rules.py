@@ -36,6 +36,30 @@ def test_scrub_keeps_codes_numbers_and_times_only(payload: dict[str, object], ke
     assert scrub_payload(payload, PERSONAL) == kept
 
 
+@pytest.mark.parametrize(
+    ("payload", "kept"),
+    [
+        ({"fields": {"phone": 4915112345678}}, {"fields": {}}),  # a phone sent as a number
+        ({"caller": 14155550123, "zip": 94105, "lat": 52.52, "lng": 13.4}, {}),
+        (
+            {"duration_seconds": 95, "amount_cents": 125_000, "escalation_level": 2, "score_after": 40},
+            {"duration_seconds": 95, "amount_cents": 125_000, "escalation_level": 2, "score_after": 40},
+        ),
+        (
+            {"rules": [{"rule": "opened", "points": 10}], "hop": 1},
+            {"rules": [{"rule": "opened", "points": 10}], "hop": 1},
+        ),
+        ({"rep_ids": [3, 4], "count": 2, "id": 123_456_789}, {"rep_ids": [3, 4], "count": 2, "id": 123_456_789}),
+        # Even under an id key, a number spelling the contact's phone goes.
+        ({"external_id": 14155550123, "caller_id": 4155550123, "call_id": 12}, {"call_id": 12}),
+    ],
+)
+def test_scrub_keeps_numbers_only_under_id_count_amount_and_duration_keys(
+    payload: dict[str, object], kept: dict[str, object]
+) -> None:
+    assert scrub_payload(payload, PERSONAL) == kept
+
+
 def test_erased_keys_stay_unique_and_unreadable() -> None:
     one, two = erased_key("unsubscribe:1:ann@example.com"), erased_key("unsubscribe:2:ann@example.com")
     assert one != two and "ann" not in one and one.startswith("erased:") and len(one) < 200

@@ -236,6 +236,10 @@ async def test_preview_renders_a_step_for_a_contact(sqlite_hub: Hub) -> None:
         await hub.client.post(url, json={"contact_id": contact_id, "step": 9}, headers=hub.auth()), 422
     )
     assert wrong_step["field"] == "step"
+    # A digit int() refuses ('²' is a digit to str.isdigit) names the step too, never a 500.
+    for junk in ("²", "9" * 25):
+        refused = await hub.client.post(url, json={"contact_id": contact_id, "step": junk}, headers=hub.auth())
+        assert refused.status_code == 422 and refused.json()["field"] == "step", refused.text
     wrong_variant = await hub.client.post(
         url, json={"contact_id": contact_id, "step": "nudge", "variant": "z"}, headers=hub.auth()
     )

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from hub.audit.models import AuditEntry
 from hub.calls.models import Call
 from hub.contacts.models import Contact
+from hub.privacy.export import SECTIONS
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub
 from tests.ui.d1_seed import MONDAY, api, frozen_clock, new_contact, ui_hub
@@ -195,15 +196,21 @@ async def test_merging_asks_to_confirm_then_moves_the_duplicate_in(sales: Hub) -
 async def test_an_admin_exports_json_and_erases_only_after_typing_the_confirmation(sales: Hub) -> None:
     ana = await sales.create_rep("Ana", email="ana@example.com")
     cal = await new_contact(sales, ana, name="Cal")
-    await sales.login_as("rep", rep_id=ana)
-    assert (await sales.client.get(f"/ui/contacts/{cal}/export")).status_code == 403
+    rep_csrf = await sales.login_as("rep", rep_id=ana)
+    assert (await sales.client.post(f"/ui/contacts/{cal}/export", data={"csrf_token": rep_csrf})).status_code == 403
 
     csrf = await sales.login_as("admin")
-    assert "Privacy (GDPR)" in (await sales.client.get(f"/ui/contacts/{cal}")).text
-    exported = await sales.client.get(f"/ui/contacts/{cal}/export")
+    page = (await sales.client.get(f"/ui/contacts/{cal}")).text
+    assert "Privacy (GDPR)" in page and f'action="/ui/contacts/{cal}/export"' in page
+    # An export is audited, so it is a form post with the CSRF token: a link (GET) or a forged post does nothing.
+    assert (await sales.client.get(f"/ui/contacts/{cal}/export")).status_code == 405
+    assert (await sales.client.post(f"/ui/contacts/{cal}/export", data={})).status_code == 403
+    assert [a for a in await audit_actions(sales) if a[0] == "contact.exported"] == []
+    exported = await sales.client.post(f"/ui/contacts/{cal}/export", data={"csrf_token": csrf})
     assert exported.status_code == 200
     assert exported.headers["content-disposition"] == f"attachment; filename=contact-{cal}.json"
     assert "cal@example.com" in json.dumps(exported.json())
+    assert set(exported.json()) == set(SECTIONS) | {"format"}  # the API's document
 
     wrong = await sales.client.post(f"/ui/contacts/{cal}/erase", data={"confirm": "erase", "csrf_token": csrf})
     assert wrong.status_code == 422 and f"ERASE {cal}" in wrong.text

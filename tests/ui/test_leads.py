@@ -326,3 +326,44 @@ async def test_signed_out_visitors_go_to_the_login_page(sqlite_hub: Hub) -> None
     answer = await sqlite_hub.client.get("/ui/leads?bucket=hot")
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/login?next=")
+
+
+async def test_priority_pages_read_in_two_runs_match_the_single_order(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On both databases: the untouched-deadline run, then the rest by warmth and age, paged across the seam by the
+    list and by the API's cursor, give exactly the one-statement priority order; past the count cap, "N+"."""
+    from hub.routing.leads_api import lead_query
+    from hub.ui import leads_list
+
+    team = await add_team(hub)
+    await add_leads(hub, 30, owner=team.ann, bucket="cold", due=-timedelta(minutes=30), created=list(range(1, 31)))
+    await add_leads(hub, 27, owner=team.bob, bucket="hot", due=timedelta(minutes=20), created=list(range(1, 28)))
+    await add_leads(hub, 20, owner=team.ann, bucket="hot", due=-timedelta(hours=1), touched=True)
+    await add_leads(hub, 15, owner=team.cid, bucket="warm", created=list(range(5, 20)))
+    await add_leads(hub, 10, bucket=None, created=list(range(1, 11)))  # unassigned, no warmth
+    async with hub.session() as session:
+        single = lead_query(None, ["won", "lost"], None, None, None, False, NOW)
+        expected = [row[0].id for row in (await session.execute(single)).all()]
+    assert len(expected) == 102
+    await hub.login_as("admin")
+
+    pages = [await hub.client.get("/ui/leads", params={"page": str(n)}) for n in (1, 2, 3)]
+    assert [i for p in pages for i in listed(p.text)] == expected
+    assert total(pages[0].text) == 102 and "Page 1 of 3" in pages[0].text
+
+    seen: list[int] = []
+    params: dict[str, str] = {"limit": "25"}
+    while True:
+        body = (await hub.client.get("/api/leads", params=params, headers=hub.auth())).json()
+        seen += [lead["contact_id"] for lead in body["items"]]
+        if not body["next_cursor"]:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert seen == expected
+
+    monkeypatch.setattr(leads_list, "COUNT_CAP", 60)
+    capped = await hub.client.get("/ui/leads")
+    assert "60+ leads" in capped.text and "Page 1 of 2+" in capped.text
+    deep = await hub.client.get("/ui/leads", params={"page": "2"})
+    assert listed(deep.text) == expected[50:100] and 'rel="next"' in deep.text

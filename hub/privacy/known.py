@@ -1,0 +1,83 @@
+"""The personal values of a contact's family that erasure and export look for in text kept elsewhere."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.calls.models import Call
+from hub.contacts.models import Contact, ContactIdentity
+from hub.email.models import EmailEvent, EmailMessage, Suppression
+from hub.privacy.repository import owned_by
+from hub.privacy.rules import ERASED
+
+MIN_PHONE_DIGITS = 7
+"""A run of digits this long that ends (or is ended by) a known phone number's digits is taken to be it."""
+
+
+@dataclass
+class Known:
+    """The personal values erasure looks for in text it would otherwise keep."""
+
+    emails: set[str]
+    phones: set[str]
+    other: set[str]
+
+    @property
+    def all(self) -> list[str]:
+        return sorted(v for v in self.emails | self.phones | self.other if len(v) >= 3)
+
+    @property
+    def phone_digits(self) -> list[str]:
+        """The phones as bare digits (``+14155550123`` -> ``14155550123``)."""
+        return sorted({d for p in self.phones if len(d := re.sub(r"[^0-9]", "", p)) >= MIN_PHONE_DIGITS})
+
+    @cached_property
+    def _needles(self) -> tuple[list[str], list[str]]:
+        """What ``found_in`` compares with, worked out once (an erasure may read thousands of failed rows).
+        Read only after ``known_values`` has filled the sets."""
+        return [v.lower() for v in self.all], self.phone_digits
+
+    def found_in(self, text: str) -> bool:
+        """True when ``text`` holds one of the values: an email or name (case-insensitive), or a phone number
+        however it is written (``(415) 555-0123``, ``0049 151 ...``, ``0151 ...``)."""
+        values, phones = self._needles
+        lowered = text.lower()
+        if any(value in lowered for value in values):
+            return True
+        if not phones:
+            return False
+        for run in re.findall(r"[0-9][0-9 ()./-]*[0-9]", text):
+            digits = re.sub(r"[^0-9]", "", run).lstrip("0")
+            if len(digits) >= MIN_PHONE_DIGITS and any(p.endswith(digits) or digits.endswith(p) for p in phones):
+                return True
+        return False
+
+
+async def known_values(session: AsyncSession, family: Sequence[int]) -> Known:
+    """What the hub holds that names or reaches the family: identities, profile, addresses mailed, numbers called."""
+    known = Known(set(), set(), set())
+    for kind, value in await session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value).where(ContactIdentity.contact_id.in_(family))
+    ):
+        (known.emails if kind == "email" else known.phones if kind == "phone" else known.other).add(value)
+    for contact in await session.scalars(select(Contact).where(Contact.id.in_(family))):
+        known.other.update(v for v in (contact.name, contact.company, contact.job_title) if v)
+    known.emails.update(await session.scalars(select(EmailMessage.recipient).where(owned_by(EmailMessage, family))))
+    known.emails.update(await session.scalars(select(EmailEvent.recipient).where(owned_by(EmailEvent, family))))
+    known.emails.update(await session.scalars(select(Suppression.email).where(Suppression.contact_id.in_(family))))
+    known.emails = {e for e in known.emails if "@" in e}
+    for flow, from_number, to_number, caller in await session.execute(
+        select(Call.flow, Call.from_number, Call.to_number, Call.caller_name).where(owned_by(Call, family))
+    ):
+        known.phones.add(from_number if flow == "inbound" else to_number)
+        if caller:
+            known.other.add(caller)
+    known.phones.discard(ERASED)
+    known.phones.discard("")
+    return known
