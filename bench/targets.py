@@ -77,7 +77,10 @@ def record_results(
 
 
 def load_results(folder: Path = RESULTS) -> dict[str, dict[str, Any]]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    """Each bench's latest result in the shared shape (bench, command, date, headline, machine); a bench that
+    keeps a result of its own shape (pages.json: per-page timings) has its own section and no row here."""
+    found = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    return {name: result for name, result in found.items() if "date" in result and "headline" in result}
 
 
 # --------------------------------------------------------------------------- the rows
