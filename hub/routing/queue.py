@@ -15,10 +15,12 @@ MAX_BACKOFF = timedelta(minutes=2)
 """A queued lead is tried at least this often: a rep coming on shift gets it within two minutes."""
 
 
-async def retry_due(session: AsyncSession, policy: RulesFile, now: datetime, *, limit: int) -> int:
-    """Try to assign queued leads due for a retry, oldest first; returns how many found a rep."""
+async def retry_due(session: AsyncSession, policy: RulesFile, now: datetime, *, limit: int) -> tuple[int, int]:
+    """Try to assign queued leads due for a retry, oldest first; returns (how many were tried, how many found
+    a rep)."""
     assigned = 0
-    for queued in await repository.claim_queue(session, now, limit):
+    claimed = await repository.claim_queue(session, now, limit)
+    for queued in claimed:
         contact = await contacts_repo.contact_for_update(session, queued.contact_id)
         if contact is None or contact.merged_into_id is not None or contact.owner_rep_id is not None:
             await repository.dequeue(session, queued.contact_id)
@@ -38,7 +40,7 @@ async def retry_due(session: AsyncSession, policy: RulesFile, now: datetime, *, 
         else:
             _back_off(queued, now)
     await session.flush()
-    return assigned
+    return len(claimed), assigned
 
 
 def _back_off(queued: QueuedLead, now: datetime) -> None:
