@@ -28,7 +28,7 @@ def _require_chromium() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[RunningHub]:
     """The hub served over real HTTP on a migrated SQLite file, with the embedded worker running."""
     _require_chromium()
@@ -37,7 +37,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> I
         yield hub
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright(served: RunningHub) -> Iterator[Playwright]:
     # After `served`: the session's migrated template is made with asyncio.run, which cannot run in the
     # main thread once Playwright's sync API keeps its loop there.
@@ -46,7 +46,7 @@ def playwright(served: RunningHub) -> Iterator[Playwright]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright, served: RunningHub) -> Iterator[Browser]:
     # Depends on `served` so the browser closes (ending its live streams) before the server stops.
     launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
