@@ -11,13 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
-from hub.audit import service as audit
 from hub.contacts import repository
 from hub.contacts import service as contacts
 from hub.contacts.models import Contact
 from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_phone
 from hub.contacts.schemas import ContactCreate, ContactOut, ContactPatch, IngestAccepted, MergeRequest
-from hub.db import retry_transient
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Forbidden, NotFound, UnprocessableInput
 from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_external_id
@@ -196,19 +194,7 @@ async def update_contact(
         if owner_id is not None and not scope.sees_owner(owner_id):
             raise Forbidden(f"rep {owner_id} is not in your teams", field="owner_rep_id")
         if owner_id != contact.owner_rep_id:
-            previous_owner = contact.owner_rep_id
-            await ownership.by_hand(
-                session, contact, owner_id, policy, now, actor=principal.name, reason="owner set by API"
-            )
-            details = {"rep_id": owner_id, "previous_rep_id": previous_owner}
-            audit.record(
-                session,
-                actor=principal.actor,
-                action="lead.assigned",
-                target_type="contact",
-                target_id=contact.id,
-                details=details,
-            )
+            await ownership.hand_over(session, contact, owner_id, policy, now, by=principal, reason="owner set by API")
     await contacts.update_contact(session, contact, changes)
     if changes:
         # Facts rules read the profile (company, custom fields...): an edit can change the score.
@@ -227,16 +213,6 @@ async def merge_contact(
 ) -> ContactOut:
     """Merge another contact into this one: identities and timeline move here, the other id redirects."""
     reason = f"merged by {principal.name} through the API"
-    await retry_transient(
-        session, lambda: contacts.merge_contacts(session, contact_id, spec.other_contact_id, reason=reason)
-    )
-    audit.record(
-        session,
-        actor=principal.actor,
-        action="contacts.merged",
-        target_type="contact",
-        target_id=contact_id,
-        details={"absorbed_contact_id": spec.other_contact_id},
-    )
+    await contacts.merge_by(session, contact_id, spec.other_contact_id, by=principal, reason=reason)
     await session.commit()
     return ContactOut.of(await contacts.get_live_contact(session, contact_id))

@@ -6,21 +6,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.audit import service as audit
 from hub.calls import repository as calls_repository
 from hub.contacts import repository
 from hub.contacts.models import Contact
 from hub.contacts.normalize import Identity, phone_region, time_zone_for_phone
-from hub.db import lock_keys
+from hub.db import lock_keys, retry_transient
 from hub.deals import repository as deals_repository
 from hub.email import repository as email_repository
 from hub.errors import ContactMerged, NotFound, UnprocessableInput
 from hub.timeline import service as timeline
+
+if TYPE_CHECKING:
+    from hub.auth.service import Principal
 
 _PROFILE_FIELDS = ("name", "company", "job_title")
 _MAX_RESOLVE_ATTEMPTS = 5
@@ -92,6 +96,21 @@ async def resolve_contact(
         await session.flush()
         return Resolution(survivor, created=False, absorbed_ids=absorbed_ids)
     raise RuntimeError("identity resolution kept racing with concurrent merges")
+
+
+async def merge_by(session: AsyncSession, survivor_id: int, absorbed_id: int, *, by: Principal, reason: str) -> Contact:
+    """A merge asked for by a person (API, dashboard): retried over transient conflicts, and its
+    ``contacts.merged`` audit entry in the same transaction."""
+    merged = await retry_transient(session, lambda: merge_contacts(session, survivor_id, absorbed_id, reason=reason))
+    audit.record(
+        session,
+        actor=by.actor,
+        action="contacts.merged",
+        target_type="contact",
+        target_id=survivor_id,
+        details={"absorbed_contact_id": absorbed_id},
+    )
+    return merged
 
 
 async def merge_contacts(session: AsyncSession, survivor_id: int, absorbed_id: int, *, reason: str) -> Contact:

@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from hub.audit import service as audit
 from hub.deps import AdminDep, AnyRoleDep, RuntimeDep, SessionDep
 from hub.policy.loader import RulesError, RulesInvalid
+from hub.policy.reload import reload_recorded
 from hub.policy.schemas import RulesFile
 from hub.policy.store import RulesStore
 
@@ -86,13 +86,11 @@ async def reload_rules(runtime: RuntimeDep, session: SessionDep, principal: Admi
     """Re-read the rules file now (admins); a broken file is refused and the previous rules kept."""
     store = runtime.rules
     try:
-        rules = store.reload()
+        rules = reload_recorded(session, store, actor=principal.actor)
     except RulesError as exc:
         # The app's HubError handler sends message and field only; the problems list is the point here.
         invalid = RulesInvalid(exc)
         body: dict[str, Any] = {"error": type(invalid).__name__, "message": invalid.message, "field": invalid.field}
         return JSONResponse({**body, "problems": invalid.problems}, status_code=invalid.status_code)
-    details = {"path": str(store.path), "digest": store.digest}
-    audit.record(session, actor=principal.actor, action="rules.reloaded", target_type="rules", details=details)
     await session.commit()
     return _rules_out(store, rules)

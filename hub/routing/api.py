@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub import clock
-from hub.audit import service as audit
 from hub.contacts.api import MERGED_REDIRECT, ContactIdPath, visible_contact
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Forbidden, UnprocessableInput
@@ -42,26 +41,11 @@ async def assign_contact(
     contact = await visible_contact(session, scope, contact_id)
     if not scope.sees_owner(spec.rep_id):
         raise Forbidden(f"rep {spec.rep_id} is not in your teams", field="rep_id")
-    previous_owner = contact.owner_rep_id
-    await ownership.by_hand(
-        session,
-        contact,
-        spec.rep_id,
-        runtime.rules.current,
-        clock.now(),
-        actor=scope.principal.name,
-        reason=spec.reason,
+    await ownership.hand_over(
+        session, contact, spec.rep_id, runtime.rules.current, clock.now(), by=scope.principal, reason=spec.reason
     )
     current = await repository.open_assignment(session, contact.id)
     assert current is not None
-    audit.record(
-        session,
-        actor=scope.principal.actor,
-        action="lead.assigned",
-        target_type="contact",
-        target_id=contact.id,
-        details={"rep_id": spec.rep_id, "previous_rep_id": previous_owner},
-    )
     await session.commit()
     return AssignmentOut.of(current)
 

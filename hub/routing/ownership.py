@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.audit import service as audit
 from hub.contacts.models import Contact
 from hub.errors import UnprocessableInput
 from hub.notify.service import notify
@@ -18,6 +20,9 @@ from hub.reps.models import Rep
 from hub.routing import repository, worktime
 from hub.routing.models import Assignment
 from hub.timeline import service as timeline
+
+if TYPE_CHECKING:
+    from hub.auth.service import Principal
 
 SOURCE = "hub:routing"
 FIRST_TOUCH = "first_touch"
@@ -170,6 +175,30 @@ async def release(
     contact.owner_rep_id = None
     await session.flush()
     return current
+
+
+async def hand_over(
+    session: AsyncSession,
+    contact: Contact,
+    rep_id: int | None,
+    policy: RulesFile,
+    now: datetime,
+    *,
+    by: Principal,
+    reason: str,
+) -> None:
+    """A hand-over by a person (API, dashboard, bulk): ``by_hand``, and its ``lead.assigned`` audit entry in the
+    same transaction."""
+    previous_owner = contact.owner_rep_id
+    await by_hand(session, contact, rep_id, policy, now, actor=by.name, reason=reason)
+    audit.record(
+        session,
+        actor=by.actor,
+        action="lead.assigned",
+        target_type="contact",
+        target_id=contact.id,
+        details={"rep_id": rep_id, "previous_rep_id": previous_owner},
+    )
 
 
 async def by_hand(

@@ -12,11 +12,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.audit import service as audit
 from hub.config import Settings
 from hub.contacts import service as contacts
 from hub.contacts.models import Contact
-from hub.db import retry_transient
 from hub.errors import Forbidden, UnprocessableInput
 from hub.policy.schemas import RulesFile
 from hub.reps.visibility import Scope
@@ -168,16 +166,7 @@ async def assign(
         raise Forbidden("only managers and admins assign leads", field="rep_id")
     if not scope.sees_owner(rep_id):
         raise Forbidden(f"rep {rep_id} is not in your teams", field="rep_id")
-    previous_owner = contact.owner_rep_id
-    await ownership.by_hand(session, contact, rep_id, policy, now, actor=scope.principal.name, reason=reason)
-    audit.record(  # the same entry as POST /api/contacts/{id}/assign writes
-        session,
-        actor=scope.principal.actor,
-        action="lead.assigned",
-        target_type="contact",
-        target_id=contact.id,
-        details={"rep_id": rep_id, "previous_rep_id": previous_owner},
-    )
+    await ownership.hand_over(session, contact, rep_id, policy, now, by=scope.principal, reason=reason)
 
 
 async def merge(session: AsyncSession, scope: Scope, survivor: Contact, other: Contact) -> Contact:
@@ -185,15 +174,4 @@ async def merge(session: AsyncSession, scope: Scope, survivor: Contact, other: C
     if scope.principal.role == "rep":
         raise Forbidden("only managers and admins merge contacts", field="other_contact_id")
     reason = f"merged by {scope.principal.name} in the dashboard"
-    merged = await retry_transient(
-        session, lambda: contacts.merge_contacts(session, survivor.id, other.id, reason=reason)
-    )
-    audit.record(  # the same entry as POST /api/contacts/{id}/merge writes
-        session,
-        actor=scope.principal.actor,
-        action="contacts.merged",
-        target_type="contact",
-        target_id=survivor.id,
-        details={"absorbed_contact_id": other.id},
-    )
-    return merged
+    return await contacts.merge_by(session, survivor.id, other.id, by=scope.principal, reason=reason)

@@ -80,18 +80,8 @@ async def assign_leads(
         if contact.owner_rep_id == rep_id:
             unchanged.append(contact.id)
             continue
-        previous_owner = contact.owner_rep_id
-        await ownership.by_hand(session, contact, rep_id, policy, now, actor=principal.name, reason=reason)
-        # The entry POST /api/contacts/{id}/assign writes, so each lead's own history shows the hand-over too;
-        # by_hand itself records nothing, so nothing is written twice.
-        audit.record(
-            session,
-            actor=principal.actor,
-            action="lead.assigned",
-            target_type="contact",
-            target_id=contact.id,
-            details={"rep_id": rep_id, "previous_rep_id": previous_owner},
-        )
+        # Each lead's own audit history shows the hand-over too, as after POST /api/contacts/{id}/assign.
+        await ownership.hand_over(session, contact, rep_id, policy, now, by=principal, reason=reason)
         assigned.append(contact.id)
     audit.record(
         session,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from hub.audit import service as audit
 from hub.deps import RuntimeDep, SessionDep
 from hub.policy.loader import RuleProblem, RulesError, load_rules_bytes, read_rules_bytes
+from hub.policy.reload import reload_recorded
 from hub.policy.store import RulesStore
 from hub.ui.auth import CsrfDep, WebAdminDep
 from hub.ui.settings_tabs import TABS
@@ -47,11 +47,9 @@ async def reload_rules(
     """Re-read the file now (as ``POST /api/rules/reload``); a broken file is refused and the rules in force kept."""
     store = runtime.rules
     try:
-        store.reload()
+        reload_recorded(session, store, actor=admin.actor)
     except RulesError:
         return _page(request, store, refused=True, status_code=422)
-    details = {"path": str(store.path), "digest": store.digest}  # as POST /api/rules/reload records it
-    audit.record(session, actor=admin.actor, action="rules.reloaded", target_type="rules", details=details)
     await session.commit()
     return RedirectResponse("/ui/settings/rules?reloaded=1", status_code=303)
 
