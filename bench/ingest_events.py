@@ -63,6 +63,7 @@ from harness import (
     PACED_SHARE,
     REPO,
     REQUEST_TIMEOUT_S,
+    WORKER_NICENESS,
     CpuSnapshot,
     CpuUse,
     Pacer,
@@ -1109,8 +1110,9 @@ def server_notes(runs: dict[str, TargetRun]) -> list[str]:
         if run.drain_s is not None and run.key == "deferred":
             found.append(
                 f"- {TITLES[key]}: when the last request was answered, {run.backlog:,} accepted events were still "
-                f"waiting; the `hub worker` (which shares the machine with the server, so its CPU shows under "
-                f"`other`) applied them in {run.drain_s:,.1f} s. The integrity check ran after that."
+                f"waiting; the `hub worker` (which shares the machine with the server at niceness "
+                f"{WORKER_NICENESS}, as docs/OPERATIONS.md advises, so its CPU shows under `other`) applied them "
+                f"in {run.drain_s:,.1f} s. The integrity check ran after that."
             )
         if run.integrity is not None:
             found.append(

@@ -38,6 +38,7 @@ from harness import (
     PACED_SHARE,
     REPO,
     REQUEST_TIMEOUT_S,
+    WORKER_NICENESS,
     CpuSnapshot,
     CpuUse,
     Pacer,
@@ -411,8 +412,9 @@ def _deferred_reading(runs: dict[str, TargetRun]) -> str:
         f" A post is verified, parsed and checked (a usable email or phone) as in inline mode, then stored in "
         f"`accepted_events` by the acceptor, which shares one INSERT and one COMMIT among every request that "
         f"arrives while the previous commit is in flight{ratio}; the answer still follows the commit. The "
-        f"contact, timeline, scoring and routing work moves to a `hub worker` process on the same 2 cores "
-        f"(its CPU shows under `other`): when the last post was answered {run.backlog:,} submissions were "
+        f"contact, timeline, scoring and routing work moves to a `hub worker` process on the same 2 cores, "
+        f"run at niceness {WORKER_NICENESS} as docs/OPERATIONS.md advises for a shared host (its CPU shows under "
+        f"`other`): when the last post was answered {run.backlog:,} submissions were "
         f"waiting, applied in {run.drain_s or 0:,.1f} s after that."
     )
 

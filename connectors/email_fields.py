@@ -19,7 +19,11 @@ def bounded_text(value: Any, limit: int) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()[:limit]
-    return _UNSTORABLE.sub("\ufffd", text) if text else None
+    if not text:
+        return None
+    if text.isascii() and "\x00" not in text:  # the usual case, without the regex: ASCII has no surrogates
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def storable_id(value: Any, limit: int) -> str | None:

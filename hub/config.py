@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     form_rate_per_source: int = Field(default=600, ge=1, description="form posts per source per window")
     form_rate_window_seconds: int = Field(default=60, ge=1)
     form_min_fill_seconds: float = Field(default=3.0, ge=0)
+    form_source_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a process keeps a form source's settings (0: read them on every post)",
+    )
     spam_retention_days: int = Field(default=30, ge=1)
 
     twilio_account_sid: str | None = None

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hub.auth.service import Principal, Role, authenticate
 from hub.config import Settings
 from hub.errors import Forbidden, Unauthorized
+from hub.forms.cache import SourceCache
 from hub.inbox.acceptor import Acceptor
 from hub.metrics import Metrics
 from hub.policy.store import RulesStore
@@ -46,9 +47,12 @@ class Runtime:
     """SQLite only: requests take the database in arrival order (see request_session)."""
     acceptor: Acceptor = field(init=False)
     """Deferred mode: stores webhooks' events with group commit (hub/inbox/acceptor.py)."""
+    form_sources: SourceCache = field(init=False)
+    """Active form sources by slug, so a form post needs no query of its own (hub/forms/cache.py)."""
 
     def __post_init__(self) -> None:
         self.acceptor = Acceptor(lambda: request_session(self), on_commit=self.metrics.count_accept_commit)
+        self.form_sources = SourceCache(self.settings.form_source_cache_seconds)
 
     @property
     def deferred(self) -> bool:
@@ -56,10 +60,19 @@ class Runtime:
         return self.settings.ingest_mode == "deferred"
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     """The process runtime."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """The process runtime, as a dependency.
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, and this one is on
+    nearly every route; the thread hand-off was a measurable part of a deferred webhook's CPU.
+    """
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -55,3 +55,29 @@ async def test_two_api_processes_share_the_form_limit_through_redis(sqlite_url: 
                 response = await hub.client.post("/webhooks/forms/website", json={"email": f"s{n}@example.com"})
                 statuses.append(response.status_code)
     assert statuses == [202, 202, 429]
+
+
+async def test_redis_counter_expires_with_its_window(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    key = f"test:{uuid.uuid4().hex}"
+    try:
+        limiter = RedisRateLimiter(redis)
+        for _ in range(3):
+            assert await limiter.hit(key, limit=10, window_seconds=60) is None
+        (counter,) = await redis.keys(f"hub:rl:{key}:*")
+        assert int(await redis.get(counter)) == 3
+        assert 0 < await redis.ttl(counter) <= 61  # set with the first hit, never left without an expiry
+    finally:
+        await redis.aclose()
+
+
+async def test_redis_limiter_keeps_counting_after_redis_forgets_its_script(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    key = f"test:{uuid.uuid4().hex}"
+    try:
+        limiter = RedisRateLimiter(redis)
+        assert await limiter.hit(key, limit=1, window_seconds=60) is None
+        await redis.script_flush()  # what a Redis restart does to loaded scripts
+        assert await limiter.hit(key, limit=1, window_seconds=60) is not None
+    finally:
+        await redis.aclose()

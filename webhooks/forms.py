@@ -61,14 +61,15 @@ async def submit_form(source_slug: str, request: Request, runtime: RuntimeDep) -
     except HubError:
         runtime.metrics.count_webhook("unknown", "rejected")  # the slug is not checked yet: bounded label
         raise
-    async with request_session(runtime) as session:
-        source, submission = await _prepare(source_slug, request, body, runtime, session)
-        label = f"form:{source.slug}"
-        if not (runtime.deferred and submission.bot_reason is None):
+    source = await _active_source(source_slug, runtime)
+    submission = await _prepare(source, request, body, runtime)
+    label = f"form:{source.slug}"
+    if not (runtime.deferred and submission.bot_reason is None):
+        async with request_session(runtime) as session:
             outcome = await _ingest(session, submission, runtime, label)
-            runtime.metrics.count_webhook(label, _outcome_label(outcome))
-            return _answer(request, source, outcome, runtime.settings.public_url)
-    # Deferred: the session (on SQLite, the write turn) is released before waiting for the group commit.
+        runtime.metrics.count_webhook(label, _outcome_label(outcome))
+        return _answer(request, source, outcome, runtime.settings.public_url)
+    # Deferred: no session of its own (on SQLite, no write turn) while it waits for the group commit.
     event = submission.event
     try:  # what inline mode refuses with a 422 must not be accepted only to fail in the worker
         require_identity(*normalize_identities(event, runtime.settings.default_region))
@@ -87,14 +88,21 @@ class _Submission:
     bot_reason: str | None
 
 
-async def _prepare(
-    source_slug: str, request: Request, body: bytes, runtime: RuntimeDep, session: AsyncSession
-) -> tuple[FormSource, _Submission]:
-    """The source and its verified, parsed submission; 4xx for anything wrong."""
-    source = await forms.find_source(session, source_slug)
+async def _active_source(source_slug: str, runtime: RuntimeDep) -> FormSource:
+    """The active source the post names (kept by the process for a few seconds); 404 for any other slug."""
+    source = runtime.form_sources.get(source_slug)
     if source is None:
-        runtime.metrics.count_webhook("unknown", "rejected")  # one label for all unknown slugs: bounded series
-        raise NotFound(f"no form source {source_slug!r}", field="source_slug")
+        async with request_session(runtime) as session:
+            source = await forms.find_source(session, source_slug)
+        if source is None:
+            runtime.metrics.count_webhook("unknown", "rejected")  # one label for all unknown slugs: bounded series
+            raise NotFound(f"no form source {source_slug!r}", field="source_slug")
+        runtime.form_sources.keep(source)
+    return source
+
+
+async def _prepare(source: FormSource, request: Request, body: bytes, runtime: RuntimeDep) -> _Submission:
+    """The source's verified, parsed submission; 4xx for anything wrong."""
     request.state.cors_headers = _cors_for(request, source, runtime.settings.public_url)
     try:
         _check_origin(request, source, runtime.settings.public_url)
@@ -102,7 +110,7 @@ async def _prepare(
     except HubError:
         runtime.metrics.count_webhook(f"form:{source.slug}", "rejected")
         raise
-    return source, _Submission(event, bot_reason)
+    return _Submission(event, bot_reason)
 
 
 async def _ingest(session: AsyncSession, submission: _Submission, runtime: RuntimeDep, label: str) -> IngestOutcome:

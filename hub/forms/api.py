@@ -63,6 +63,7 @@ async def update_source(
     """Edit a source's name, origins, thank-you URL, tags or field mapping, or switch intake off."""
     source = await forms.update_source(session, slug, patch)
     await session.commit()
+    runtime.form_sources.forget(slug)  # this process's next post reads the change; others within the TTL
     return source_out(source, runtime.settings.public_url)
 
 

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import ARRAY, String, Text, bindparam, delete, func, select, text
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -96,6 +97,18 @@ _INSERT_ACCEPTED_PG = text(
 thousand events would cost SQLAlchemy a Python call per value."""
 
 
+def payload_json(payload: dict[str, Any]) -> str:
+    """Compact JSON of an accepted event; orjson writes a SendGrid batch's thousand payloads in a tenth of the time.
+
+    orjson refuses what the standard library writes (an integer past 64 bits that a provider's JSON may
+    hold): that payload takes the standard path, with the same meaning.
+    """
+    try:
+        return orjson.dumps(payload).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(payload, separators=(",", ":"))
+
+
 async def insert_accepted(
     session: AsyncSession, now: datetime, rows: list[tuple[str, str, str, dict[str, Any]]]
 ) -> set[tuple[str, str]]:
@@ -110,7 +123,7 @@ async def insert_accepted(
                 "channels": list(channels),
                 "sources": list(sources),
                 "external_ids": list(external_ids),
-                "payloads": [json.dumps(p, separators=(",", ":")) for p in payloads],
+                "payloads": [payload_json(p) for p in payloads],
                 "now": now,
             },
         )

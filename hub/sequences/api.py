@@ -144,7 +144,7 @@ class TestSendOut(BaseModel):
     status: str
 
 
-def templates_root(runtime: RuntimeDep) -> Path:
+async def templates_root(runtime: RuntimeDep) -> Path:
     """The ``templates/`` folder the worker renders from too."""
     return Path(runtime.jobs.get("templates_dir") or templates_dir())
 

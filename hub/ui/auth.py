@@ -19,7 +19,7 @@ from hub.accounts import login, tokens
 from hub.accounts.login import LoginPolicy
 from hub.accounts.service import principal_of
 from hub.auth.service import Principal, Role
-from hub.deps import Runtime, RuntimeDep, SessionDep, get_runtime
+from hub.deps import Runtime, RuntimeDep, SessionDep, runtime_of
 from hub.errors import Forbidden
 from hub.reps.visibility import Scope, scope_of
 from hub.request_body import media_type, multipart_form
@@ -53,7 +53,7 @@ def session_token(request: Request) -> str | None:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     max_age = runtime.settings.session_max_days * 86_400
     return tokens.unsign_session(runtime.secret_key, cookie, max_age_seconds=max_age)
 
@@ -71,7 +71,7 @@ def _login_nonce(request: Request) -> str:
 
 def csrf_token(request: Request) -> str:
     """The CSRF token forms and htmx send back: the session's once signed in, else the login form's."""
-    secret = get_runtime(request).secret_key
+    secret = runtime_of(request).secret_key
     token: str | None = getattr(request.state, "web_session_token", None)
     if token is not None:
         return tokens.csrf_for_session(secret, token)
@@ -83,7 +83,7 @@ def login_csrf_ok(request: Request, presented: str | None) -> bool:
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not nonce or not _NONCE.match(nonce):
         return False
-    return tokens.same(presented, tokens.csrf_for_login(get_runtime(request).secret_key, nonce))
+    return tokens.same(presented, tokens.csrf_for_login(runtime_of(request).secret_key, nonce))
 
 
 def remember_login_nonce(request: Request, response: Response) -> None:
@@ -113,7 +113,7 @@ def _secure(request: Request) -> bool:
 
 def set_session_cookie(request: Request, response: Response, token: str) -> None:
     """Give the browser its signed session cookie: HttpOnly, SameSite=Lax, Secure over https."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     response.set_cookie(
         SESSION_COOKIE,
         tokens.sign_session(runtime.secret_key, token),

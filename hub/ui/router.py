@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from hub.ui import auth_pages, contact, imports, leads, live, manager, queue, sequences, settings
 
 
-def _wants_html(request: Request) -> None:
+async def _wants_html(request: Request) -> None:
     # Errors raised while serving a page render as the dashboard's error page (hub/app.py), not as JSON.
     request.state.wants_html = True
     request.state.dashboard = True

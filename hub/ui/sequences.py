@@ -238,7 +238,7 @@ async def test_send(
     if body is not None:
         try:
             scope = await _scope(session, runtime, principal)
-            root = sequences_api.templates_root(runtime)
+            root = await sequences_api.templates_root(runtime)
             queued = await sequences_api.test_send(sequence_id, body, session, runtime, root, principal, scope)
         except HubError as exc:
             await session.rollback()
@@ -278,7 +278,7 @@ async def _back_to(request: Request, sequence_id: int) -> str:
 
 
 async def _library(session: AsyncSession, runtime: RuntimeDep) -> TemplateLibrary:
-    return await TemplateLibrary.load(session, sequences_api.templates_root(runtime))
+    return await TemplateLibrary.load(session, await sequences_api.templates_root(runtime))
 
 
 async def _scope(session: AsyncSession, runtime: RuntimeDep, principal: Principal) -> Scope:

@@ -610,9 +610,23 @@ async def test_source_secret_unreadable_after_key_change_is_a_clear_5xx(database
 
 
 async def test_inactive_source_refuses_posts(web: Hub) -> None:
+    # A first post makes the process keep the source (hub/forms/cache.py); the PATCH must still apply at once.
+    taken = await web.client.post("/webhooks/forms/website", json={"email": "early@example.com"})
+    assert taken.status_code == 202
     response = await web.client.patch("/api/sources/website", json={"is_active": False}, headers=web.auth())
     assert response.status_code == 200
     assert response.json()["is_active"] is False
     refused = await web.client.post("/webhooks/forms/website", json={"email": "late@example.com"})
     assert refused.status_code == 404
-    assert await count(web, Contact) == 0
+    assert await count(web, Contact) == 1
+
+
+async def test_a_changed_source_applies_to_the_next_post(web: Hub) -> None:
+    assert (await web.client.post("/webhooks/forms/website", json={"email": "a@example.com"})).status_code == 202
+    patched = await web.client.patch("/api/sources/website", json={"tags": ["spring-fair"]}, headers=web.auth())
+    assert patched.status_code == 200
+    assert (await web.client.post("/webhooks/forms/website", json={"email": "b@example.com"})).status_code == 202
+    async with web.session() as session:
+        entries = (await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "form_submission"))).all()
+    tags = {entry.data["emails"][0]: entry.data.get("tags") for entry in entries}
+    assert tags == {"a@example.com": ["inbound"], "b@example.com": ["spring-fair"]}
