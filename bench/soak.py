@@ -14,8 +14,9 @@ every 250 ms). After the load, the database is checked against what was answered
 deferred worker to drain).
 
 The hub runs its embedded worker unless --workers N starts `hub worker` processes on Redis (--redis-url, a
-database number of its own: it is flushed first). `--env KEY=VALUE` adds settings to the hub's processes,
-e.g. `--env HUB_INGEST_MODE=deferred`. Results go to the `bench:soak` section of docs/BENCHMARKS.md and
+database number of its own: it is flushed first), at niceness 10 as docs/OPERATIONS.md advises for a host
+shared with `hub serve`. `--env KEY=VALUE` adds settings to the hub's processes, e.g.
+`--env HUB_INGEST_MODE=deferred`. Results go to the `bench:soak` section of docs/BENCHMARKS.md and
 bench/results/soak.json.
 
     make soak                                                     # 15 minutes at 200 requests/s
@@ -54,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from harness import (
     HUB,
     REPO,
+    WORKER_NICENESS,
     CpuUse,
     Target,
     cpu_snapshot,
@@ -500,7 +502,7 @@ def hub_workers(count: int, env: dict[str, str], log_dir: Path) -> Iterator[dict
             with (log_dir / f"worker-{number}.log").open("wb") as log:
                 procs.append(
                     subprocess.Popen(
-                        [str(HUB), "worker"],
+                        ["nice", "-n", str(WORKER_NICENESS), str(HUB), "worker"],  # as docs/OPERATIONS.md advises
                         env=env,
                         cwd=REPO,
                         stdout=log,

@@ -294,20 +294,24 @@ def claims_row(results: Mapping[str, Any]) -> Row:
 
 def soak_row(results: Mapping[str, Any]) -> Row:
     h = results.get("soak", {}).get("headline")
-    what, target = "API process under sustained load (soak, 200 webhooks/s)", "RSS ≤ 150 MB, flat over 15 minutes"
+    what = "API process under sustained load (soak, 200 mixed webhooks/s)"
+    target = "RSS ≤ 150 MB, flat over 15 minutes; no errors; event-to-timeline lag < 2 s"
     if not h:
         return Row(what, target, "soak", [NOT_MEASURED], "`make soak` (not part of `make bench`)")
     flat = abs(h["rss_slope_mib_per_min"]) * 15 <= 0.1 * h["rss_max_mib"]
     short = h["minutes"] < 15
+    mode = h.get("extra_env", {}).get("HUB_INGEST_MODE", "inline")
+    workers = f"{h['workers']} `hub worker`" if h.get("workers") else "embedded worker"
     return Row(
         what,
         target,
         "soak",
         [
             Check(
-                f"RSS max {h['rss_max_mib']:.0f} MiB over {h['minutes']:g} min at {h['achieved_rps']:.0f} req/s",
+                f"RSS max {h['rss_max_mib']:.0f} MiB over {h['minutes']:g} min at {h['achieved_rps']:.0f} req/s "
+                f"({mode}, {workers})",
                 f"start {h['rss_first_mib']:.0f} MiB",
-                "—",
+                "— (≤ 143 MiB)",
                 h["rss_max_mib"] <= 150 * 1e6 / 2**20,
             ),
             Check(
@@ -315,6 +319,13 @@ def soak_row(results: Mapping[str, Any]) -> Row:
                 "—",
                 "— (flat: < 10% over 15 min)",
                 None if short else flat,
+            ),
+            Check(f"{h['errors']:,} errors", "—", "— (0)", h["errors"] == 0),
+            Check(
+                f"lag p50 {h['lag_p50_ms'] / 1000:.1f} s, p99 {h['lag_p99_ms'] / 1000:.1f} s",
+                "—",
+                "— (p99 < 2 s)",
+                h["lag_p99_ms"] < 2000,
             ),
         ],
         "a run shorter than 15 minutes leaves 'flat' unjudged" if short else "",

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     """inline: a webhook's event is applied (contact, timeline, scoring, routing) before its 2xx;
     deferred: it is stored with group commit and the worker applies it (``apply_accepted_events``)."""
     apply_batch_size: int = Field(default=500, ge=1, le=5000, description="accepted events per apply transaction")
+    accept_commits_in_flight: int = Field(
+        default=2, ge=1, le=8, description="deferred mode: group commits an API process runs at once (PostgreSQL)"
+    )
     form_rate_per_ip: int = Field(default=20, ge=1, description="form posts per IP per window")
     form_rate_per_source: int = Field(default=600, ge=1, description="form posts per source per window")
     form_rate_window_seconds: int = Field(default=60, ge=1)

@@ -51,7 +51,11 @@ class Runtime:
     """Active form sources by slug, so a form post needs no query of its own (hub/forms/cache.py)."""
 
     def __post_init__(self) -> None:
-        self.acceptor = Acceptor(lambda: request_session(self), on_commit=self.metrics.count_accept_commit)
+        # SQLite has one writer: a second commit in flight would only wait for the first's write turn.
+        in_flight = 1 if self.settings.is_sqlite else self.settings.accept_commits_in_flight
+        self.acceptor = Acceptor(
+            lambda: request_session(self), on_commit=self.metrics.count_accept_commit, commits_in_flight=in_flight
+        )
         self.form_sources = SourceCache(self.settings.form_source_cache_seconds)
 
     @property

@@ -67,11 +67,14 @@ class Acceptor:
         self,
         session: Callable[[], AbstractAsyncContextManager[AsyncSession]],
         on_commit: Callable[[int, int], None] | None = None,
+        *,
+        commits_in_flight: int = 1,
     ) -> None:
         self._session = session
         self._on_commit = on_commit
         self._waiting: list[_Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._commits_in_flight = commits_in_flight
         self.stats = AcceptorStats()
 
     async def accept(self, items: Sequence[Acceptance]) -> Accepted:
@@ -80,15 +83,17 @@ class Acceptor:
             return Accepted(0, 0)
         waiting = _Waiting(items)
         self._waiting.append(waiting)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_while_waiting())
+        if len(self._flushers) < self._commits_in_flight:
+            flusher = asyncio.create_task(self._flush_while_waiting())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         # Shielded: a client that hangs up must not cancel a commit other requests share.
         return await asyncio.shield(waiting.done)
 
     async def drain(self) -> None:
         """Wait for the commits in flight (shutdown)."""
-        if self._flusher is not None:
-            await asyncio.wait([self._flusher])
+        if self._flushers:
+            await asyncio.wait(list(self._flushers))
 
     async def _flush_while_waiting(self) -> None:
         while self._waiting:
@@ -131,8 +136,13 @@ class Acceptor:
 
 
 async def store(session: AsyncSession, items: Sequence[Acceptance]) -> set[tuple[str, str]]:
-    """Insert accepted events in the caller's transaction; the keys that were not already waiting."""
-    rows = [(item.channel, item.source, item.external_id, codec.encode(item.event)) for item in items]
+    """Insert accepted events in the caller's transaction; the keys that were not already waiting.
+
+    Rows go in key order: two commits in flight that carry the same keys (a provider's concurrent
+    redeliveries) then wait for each other in the same order and never deadlock.
+    """
+    ordered = sorted(items, key=lambda item: (item.source, item.external_id))
+    rows = [(item.channel, item.source, item.external_id, codec.encode(item.event)) for item in ordered]
     return await repository.insert_accepted(session, clock.now(), rows)
 
 
