@@ -226,11 +226,17 @@ async def test_replay_storm_of_three_copies_at_once_has_one_effect_per_event(
         logs = "\n".join(server.log() for server in servers)
         assert not refused, f"{len(refused)} copies were not acknowledged, e.g. {refused[:3]}\n{logs}"
         answers = [outcome for outcome in outcomes if isinstance(outcome, httpx.Response)]
-        counted = "accepted" if deferred else "stored"
-        stored = sum(a.json()[counted] for a in answers if a.request.url.path.startswith("/webhooks/email/"))
-        assert stored == STORM_SENDGRID + STORM_POSTMARK, f"the hub reports each email event {counted} exactly once"
-        if deferred:  # the servers' embedded workers apply what was accepted; they keep running until then
+        emails = STORM_SENDGRID + STORM_POSTMARK
+        if deferred:
+            # "accepted" means new to the queue: a copy that arrives after the worker applied (and removed) the
+            # first is queued again, and applying it changes nothing (the effects below prove it).
+            accepted = sum(a.json()["accepted"] for a in answers if a.request.url.path.startswith("/webhooks/email/"))
+            assert accepted >= emails, "every email event was accepted at least once"
+            # The servers' embedded workers apply what was accepted; they keep running until then.
             await wait_until(lambda: nothing_waiting(pg_url), within=60, what="every accepted event to be applied")
+        else:
+            stored = sum(a.json()["stored"] for a in answers if a.request.url.path.startswith("/webhooks/email/"))
+            assert stored == emails, "the hub reports each email event stored exactly once"
     finally:
         for server in servers:
             server.stop()
