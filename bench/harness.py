@@ -484,6 +484,30 @@ def applying_worker(target: Target, log_path: Path) -> Iterator[None]:
             stop(proc)
 
 
+@contextmanager
+def drain_helpers(target: Target, count: int, log_path: Path) -> Iterator[None]:
+    """``count`` more `hub worker` processes (normal priority) for the block: started only after the timed
+    window, to apply a deferred target's backlog sooner so the integrity check can run; nothing is timed."""
+    procs: list[subprocess.Popen[bytes]] = []
+    with log_path.open("ab") as log:
+        try:
+            for _ in range(count if target.env.get("HUB_INGEST_MODE") == "deferred" else 0):
+                procs.append(
+                    subprocess.Popen(
+                        [str(HUB), "worker"],
+                        env=target.env,
+                        cwd=REPO,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+            yield
+        finally:
+            for proc in procs:
+                stop(proc)
+
+
 def backlog_of(dsn: str) -> int:
     """Accepted events not applied yet."""
     (count,) = pg_run(dsn, "SELECT count(*) FROM accepted_events")
