@@ -454,6 +454,7 @@ class Plan:
     pg_server: str
     pg_database: str
     seed: int
+    drain_s: float = DRAIN_DEADLINE_S
 
 
 COUNTS = {
@@ -471,14 +472,14 @@ def expected_counts(tally: Tally, probes: list[Probe]) -> dict[str, int]:
     }
 
 
-def drain(dsn: str, expected: dict[str, int]) -> tuple[float | None, dict[str, int]]:
+def drain(dsn: str, expected: dict[str, int], deadline_s: float) -> tuple[float | None, dict[str, int]]:
     """Poll until the database holds what was acknowledged (a deferred worker applies events later)."""
     started = time.perf_counter()
     while True:
         counts = dict(zip(COUNTS, [int(n) for n in pg_run(dsn, *COUNTS.values())], strict=True))
         if all(counts[k] >= expected[k] for k in expected):
             return time.perf_counter() - started, counts
-        if time.perf_counter() - started > DRAIN_DEADLINE_S:
+        if time.perf_counter() - started > deadline_s:
             return None, counts
         time.sleep(1.0)  # the poll interval of a deadline-bounded poll
 
@@ -548,7 +549,7 @@ def run_soak(plan: Plan, log_dir: Path) -> Run:
         print(f"soaking for {plan.minutes:g} min at {plan.rate:g} requests/s; processes {pids}", flush=True)
         run = run_client_loop(soak(target.base_url, api_key, traffic, pids, server.pid, plan))
         expected = expected_counts(run.tally, run.probes)
-        run.drain_s, run.counts = drain(dsn, expected)
+        run.drain_s, run.counts = drain(dsn, expected, plan.drain_s)
         run.counts.update({f"expected {k}": v for k, v in expected.items()})
     logs = [log_dir / "hub.log", *sorted(log_dir.glob("worker-*.log"))]
     run.log_errors = [e.summary for path in logs for e in server_log_errors(path)]
@@ -740,6 +741,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11", help="for --workers; flushed first")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for the hub")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DRAIN_DEADLINE_S,
+        help=f"after the load, wait at most this long for the workers to apply it (default {DRAIN_DEADLINE_S:g})",
+    )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md", help="report to update")
     parser.add_argument("--no-output", action="store_true", help="print the summary only")
     parser.add_argument("--logs", type=Path, help="keep the hub's logs in this folder")
@@ -765,6 +772,7 @@ def main(argv: list[str]) -> int:
         pg_server=args.pg_server,
         pg_database=args.pg_database,
         seed=args.seed,
+        drain_s=args.drain_seconds,
     )
     facts = preflight(plan.pg_server)
     if facts is None:
