@@ -185,7 +185,8 @@ async def test_replay_storm_of_three_copies_at_once_has_one_effect_per_event(
     pg_url: str, sendgrid_key: ec.EllipticCurvePrivateKey, tmp_path: Path, extra_env: dict[str, str]
 ) -> None:
     # Deferred: each server runs several group commits at once (HUB_ACCEPT_COMMITS_IN_FLIGHT), so the copies of
-    # one event meet in concurrent INSERTs, on one server and across both; exactly one of them may be accepted.
+    # one event meet in concurrent INSERTs, on one server and across both; none may deadlock or be refused, and
+    # each event's effects must happen once.
     sendgrid_readers = [f"reader{n}@example.org" for n in range(STORM_SENDGRID)]
     postmark_readers = [f"reader{n}@example.org" for n in range(STORM_SENDGRID, STORM_SENDGRID + STORM_POSTMARK)]
     await seed_known(
