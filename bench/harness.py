@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import asyncpg
 import httpx
@@ -460,24 +460,29 @@ def deferred_env() -> dict[str, str]:
     return {"HUB_INGEST_MODE": "deferred", "HUB_REDIS_URL": DEFERRED_REDIS_URL}
 
 
+def spawn_worker(env: dict[str, str], log: IO[bytes], *, niceness: int = 0) -> subprocess.Popen[bytes]:
+    """A `hub worker` process in its own session (a Ctrl-C reaches only the bench, which stops it in order)."""
+    nice = ["nice", "-n", str(niceness)] if niceness else []
+    return subprocess.Popen(
+        [*nice, str(HUB), "worker"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _deferred(target: Target) -> bool:
+    return target.env.get("HUB_INGEST_MODE") == "deferred"
+
+
 @contextmanager
 def applying_worker(target: Target, log_path: Path) -> Iterator[None]:
     """Deferred mode's `hub worker` process for the duration of the block (nothing for other targets)."""
-    if target.env.get("HUB_INGEST_MODE") != "deferred":
+    if not _deferred(target):
         yield
         return
     subprocess.run(
         ["redis-cli", "-n", DEFERRED_REDIS_URL.rsplit("/", 1)[1], "FLUSHDB"], check=False, capture_output=True
     )
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            ["nice", "-n", str(WORKER_NICENESS), str(HUB), "worker"],
-            env=target.env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = spawn_worker(target.env, log, niceness=WORKER_NICENESS)
         try:
             yield
         finally:
@@ -491,17 +496,8 @@ def drain_helpers(target: Target, count: int, log_path: Path) -> Iterator[None]:
     procs: list[subprocess.Popen[bytes]] = []
     with log_path.open("ab") as log:
         try:
-            for _ in range(count if target.env.get("HUB_INGEST_MODE") == "deferred" else 0):
-                procs.append(
-                    subprocess.Popen(
-                        [str(HUB), "worker"],
-                        env=target.env,
-                        cwd=REPO,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+            for _ in range(count if _deferred(target) else 0):
+                procs.append(spawn_worker(target.env, log))
             yield
         finally:
             for proc in procs:

@@ -71,6 +71,7 @@ from harness import (
     run_client_loop,
     running,
     server_log_errors,
+    spawn_worker,
     stop,
     write_report,
 )
@@ -501,16 +502,7 @@ def hub_workers(count: int, env: dict[str, str], log_dir: Path) -> Iterator[dict
     try:
         for number in range(count):
             with (log_dir / f"worker-{number}.log").open("wb") as log:
-                procs.append(
-                    subprocess.Popen(
-                        ["nice", "-n", str(WORKER_NICENESS), str(HUB), "worker"],  # as docs/OPERATIONS.md advises
-                        env=env,
-                        cwd=REPO,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+                procs.append(spawn_worker(env, log, niceness=WORKER_NICENESS))  # as docs/OPERATIONS.md advises
         yield {f"worker {n}": p.pid for n, p in enumerate(procs)}
     finally:
         for proc in procs:
