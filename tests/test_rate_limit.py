@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from collections.abc import AsyncIterator
 
+import pytest
 from redis.asyncio import Redis
 
-from hub.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from hub.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Refused
 from tests.conftest import make_settings, start_hub
 
 
@@ -81,3 +83,30 @@ async def test_redis_limiter_keeps_counting_after_redis_forgets_its_script(redis
         assert await limiter.hit(key, limit=1, window_seconds=60) is not None
     finally:
         await redis.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+    if request.param == "memory":
+        yield MemoryRateLimiter()
+        return
+    redis = Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        yield RedisRateLimiter(redis)
+    finally:
+        await redis.aclose()
+
+
+async def test_hit_each_counts_keys_in_order_and_stops_at_the_first_over_its_limit(limiter: RateLimiter) -> None:
+    ip, shared = f"ip:{uuid.uuid4().hex}", f"source:{uuid.uuid4().hex}"
+    limits = [(ip, 2), (shared, 3)]
+    results = [await limiter.hit_each(limits, window_seconds=3600) for _ in range(4)]
+    assert results[:2] == [None, None]
+    # The third and fourth hits are refused on the address's key...
+    assert [r.key if r else None for r in results[2:]] == [ip, ip]
+    assert all(isinstance(r, Refused) and 1 <= r.retry_after <= 3600 for r in results[2:])
+    # ...and did not count against the shared key: another address still has its last slot on it.
+    other = f"ip:{uuid.uuid4().hex}"
+    assert await limiter.hit_each([(other, 5), (shared, 3)], window_seconds=3600) is None
+    refused = await limiter.hit_each([(other, 5), (shared, 3)], window_seconds=3600)
+    assert refused is not None and refused.key == shared

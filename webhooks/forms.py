@@ -229,14 +229,15 @@ def _web_event(request: Request, fields: dict[str, Any], source: FormSource, ext
 async def _rate_limit(request: Request, source: FormSource, runtime: RuntimeDep) -> None:
     settings = runtime.settings
     ip = request.client.host if request.client else "unknown"
-    for key, limit in (
-        (f"ip:{ip}", settings.form_rate_per_ip),
-        (f"source:{source.slug}", settings.form_rate_per_source),
-    ):
-        retry_after = await runtime.rate_limiter.hit(key, limit=limit, window_seconds=settings.form_rate_window_seconds)
-        if retry_after is not None:
-            scope = "this address" if key.startswith("ip:") else "this form"
-            raise RateLimited(f"too many submissions from {scope}; retry in {retry_after} s", retry_after=retry_after)
+    refused = await runtime.rate_limiter.hit_each(
+        [(f"ip:{ip}", settings.form_rate_per_ip), (f"source:{source.slug}", settings.form_rate_per_source)],
+        window_seconds=settings.form_rate_window_seconds,
+    )
+    if refused is not None:
+        scope = "this address" if refused.key.startswith("ip:") else "this form"
+        raise RateLimited(
+            f"too many submissions from {scope}; retry in {refused.retry_after} s", retry_after=refused.retry_after
+        )
 
 
 def _check_origin(request: Request, source: FormSource, public_url: str) -> None:
