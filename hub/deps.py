@@ -18,7 +18,7 @@ from hub.auth.service import Principal, Role, authenticate
 from hub.config import Settings
 from hub.errors import Forbidden, Unauthorized
 from hub.forms.cache import SourceCache
-from hub.inbox.acceptor import Acceptor
+from hub.inbox.acceptor import Acceptor, Sessions
 from hub.metrics import Metrics
 from hub.policy.store import RulesStore
 from hub.ratelimit import RateLimiter
@@ -54,9 +54,20 @@ class Runtime:
         # SQLite has one writer: a second commit in flight would only wait for the first's write turn.
         in_flight = 1 if self.settings.is_sqlite else self.settings.accept_commits_in_flight
         self.acceptor = Acceptor(
-            lambda: request_session(self), on_commit=self.metrics.count_accept_commit, commits_in_flight=in_flight
+            self._accept_busy_period, on_commit=self.metrics.count_accept_commit, commits_in_flight=in_flight
         )
         self.form_sources = SourceCache(self.settings.form_source_cache_seconds)
+
+    @asynccontextmanager
+    async def _accept_busy_period(self) -> AsyncIterator[Sessions]:
+        """The acceptor's sessions while requests keep coming: on PostgreSQL all on one connection checked
+        out once; on SQLite each commit takes its own turn, so requests of other kinds are not held back."""
+        if self.settings.is_sqlite:
+            yield lambda: request_session(self)
+            return
+        async with self.engine.connect() as connection:
+            # A plain session: accepted events touch no contact, so the before-commit automation has nothing to do.
+            yield lambda: AsyncSession(bind=connection, expire_on_commit=False)
 
     @property
     def deferred(self) -> bool:

@@ -219,6 +219,32 @@ async def test_a_database_failure_answers_503_and_stores_nothing(
         assert await pending(hub) == 1
 
 
+async def test_on_postgresql_a_failed_group_commit_answers_503_and_the_next_requests_are_stored(
+    pg_database: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    """A flusher keeps its connection while requests keep coming; a commit that fails on it is answered
+    503 for its requests only, and the requests after it are stored on a fresh connection."""
+    await truncate_all(pg_database)
+    calls = [form("status_completed.txt", CallSid=sid(2000 + n), From=f"+1312556{n:04d}") for n in range(40)]
+    async for hub in start_hub(settings_for(pg_database, key, "deferred")):
+        async with hub.session() as session:
+            await session.execute(text("ALTER TABLE accepted_events RENAME TO accepted_events_away"))
+            await session.commit()
+        try:
+            refused = await asyncio.gather(*(post_voice(hub, "status", pairs) for pairs in calls[:20]))
+        finally:
+            async with hub.session() as session:
+                await session.execute(text("ALTER TABLE accepted_events_away RENAME TO accepted_events"))
+                await session.commit()
+        assert [r.status_code for r in refused] == [503] * 20
+        assert await pending(hub) == 0
+        commits_before = hub.runtime.acceptor.stats.commits
+        stored = await asyncio.gather(*(post_voice(hub, "status", pairs) for pairs in calls))
+        assert [r.status_code for r in stored] == [204] * 40  # Twilio's retries of the refused ones included
+        assert await pending(hub) == 40
+        assert hub.runtime.acceptor.stats.commits - commits_before < 40, "concurrent requests should share commits"
+
+
 async def test_an_event_that_fails_to_apply_is_kept_with_its_error_and_does_not_hold_back_the_others(
     database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
 ) -> None:
