@@ -483,7 +483,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=50_000, help="contacts enrolled and messages sent (default 50000)")
     parser.add_argument("--batch", type=int, default=500, help="send_due's limit per call (default 500)")
     parser.add_argument("--pool", type=int, default=4, help="SMTP connections (default 4, HUB_SMTP_POOL_SIZE)")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop of both runs")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of both runs (hub worker: uvloop)"
+    )
     parser.add_argument(
         "--serial", action="store_true", help="queue every message first, then send (times the send loop alone)"
     )
