@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from harness import (
     BUSY_WARNING_CORES,
+    DRAIN_HELPERS,
     HUB,
     LIBRARIES,
     PACED_SHARE,
@@ -97,9 +98,6 @@ from targets import levels_of, record_results
 from twilio.request_validator import RequestValidator
 
 BARE_APP = REPO / "bench" / "bare_app.py"
-DRAIN_HELPERS = 1
-"""Workers added after the timed window: a SendGrid backlog of ~1M accepted events took one niced worker over 30
-minutes to apply, and the integrity check waits for it."""
 START_MARK = "<!-- bench:ingest_events:start -->"
 END_MARK = "<!-- bench:ingest_events:end -->"
 TARGETS = ("bare", "postgres", "deferred")

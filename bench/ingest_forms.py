@@ -34,6 +34,7 @@ from pathlib import Path
 import httpx
 from harness import (
     BUSY_WARNING_CORES,
+    DRAIN_HELPERS,
     HUB,
     PACED_SHARE,
     REPO,
@@ -50,6 +51,7 @@ from harness import (
     cpu_snapshot,
     cpu_use,
     deferred_env,
+    drain_helpers,
     fmt,
     free_port,
     hub_env,
@@ -332,6 +334,8 @@ class TargetRun:
     log_errors: list[ServerError] = field(default_factory=list)
     paced: LoadResult | None = None
     """An open-loop run offered 70% of the peak closed-loop rate (the p99 target's load)."""
+    paced_alone: LoadResult | None = None
+    """Deferred: the same open-loop run again with no worker applying meanwhile (a burst whose apply waits)."""
     backlog: int = 0
     """Deferred: submissions waiting to be applied when the last post was answered."""
     drain_s: float | None = None
@@ -353,7 +357,7 @@ def bench_target(target: Target, plan: Plan, pool: ProcessPoolExecutor, log_path
     run = TargetRun(target.key)
     next_index = 0
     worker_log = log_path.with_name(f"{target.key}-worker.log")
-    with running(target, log_path) as proc, applying_worker(target, worker_log):
+    with running(target, log_path) as proc:
 
         def one(concurrency: int, rate: float | None = None) -> LoadResult:
             nonlocal next_index
@@ -376,18 +380,23 @@ def bench_target(target: Target, plan: Plan, pool: ProcessPoolExecutor, log_path
             print(summary_line(target.key, result) + offered, flush=True)
             return result
 
-        for concurrency in plan.levels:
-            run.results[concurrency] = one(concurrency)
-        best = peak(run)
-        if target.key in ON_POSTGRES and best is not None:  # the latency target: p99 at 70% of the peak rate
-            run.paced = one(max(plan.levels), rate=PACED_SHARE * best.rps)
+        with applying_worker(target, worker_log):
+            for concurrency in plan.levels:
+                run.results[concurrency] = one(concurrency)
+            best = peak(run)
+            if target.key in ON_POSTGRES and best is not None:  # the latency target: p99 at 70% of the peak rate
+                run.paced = one(max(plan.levels), rate=PACED_SHARE * best.rps)
         if target.key == "deferred":
+            if best is not None:  # the same load with no worker applying meanwhile: the accept path's own p99
+                print("(the worker is stopped for the next level)", flush=True)
+                run.paced_alone = one(max(plan.levels), rate=PACED_SHARE * best.rps)
             dsn = f"postgresql://{plan.pg_server}/{plan.pg_database}"
             run.backlog = backlog_of(dsn)
-            run.drain_s = wait_drained(dsn)
+            with applying_worker(target, worker_log), drain_helpers(target, DRAIN_HELPERS, worker_log):
+                run.drain_s = wait_drained(dsn)
     run.log_errors = server_log_errors(log_path)
     if target.database_url is not None:
-        every = [*run.results.values(), *([run.paced] if run.paced else [])]
+        every = [*run.results.values(), *(r for r in (run.paced, run.paced_alone) if r is not None)]
         posts = sum(r.accepted_posts for r in every)
         leads = sum(r.accepted_leads for r in every)  # runs never share a lead
         run.integrity = Integrity(posts, leads, database_counts(target, plan.pg_server, plan.pg_database))
@@ -414,8 +423,9 @@ def _deferred_reading(runs: dict[str, TargetRun]) -> str:
         f"arrives while the previous commit is in flight{ratio}; the answer still follows the commit. The "
         f"contact, timeline, scoring and routing work moves to a `hub worker` process on the same 2 cores, "
         f"run at niceness {WORKER_NICENESS} as docs/OPERATIONS.md advises for a shared host (its CPU shows under "
-        f"`other`): when the last post was answered {run.backlog:,} submissions were "
-        f"waiting, applied in {run.drain_s or 0:,.1f} s after that."
+        f"`other`; its session too, see `lower_session_priority`): when the last post was answered "
+        f"{run.backlog:,} submissions were waiting, applied in {run.drain_s or 0:,.1f} s after that (with "
+        f"{DRAIN_HELPERS} more worker started once the timed levels were over; nothing is timed then)."
     )
 
 
@@ -496,6 +506,12 @@ def notes(run: TargetRun) -> list[str]:
             f"- Paced at {PACED_SHARE:.0%} of the best rate (open loop over {paced.concurrency} connections, "
             f"latency from each post's due time): {paced.rps:,.0f} posts/s, p50 {paced.p50_ms:,.1f} ms, "
             f"p99 {paced.p99_ms:,.1f} ms, {paced.errors} errors."
+        )
+    if (alone := run.paced_alone) is not None:
+        found.append(
+            f"- The same paced load with the worker stopped (the accept path alone, as in a burst whose apply "
+            f"waits; the worker then applies the backlog): {alone.rps:,.0f} posts/s, p50 {alone.p50_ms:,.1f} ms, "
+            f"p99 {alone.p99_ms:,.1f} ms, {alone.errors} errors."
         )
     if run.integrity is not None:
         found.append(f"- Integrity: {run.integrity.describe()}.")
@@ -702,6 +718,7 @@ def save_headline(runs: dict[str, TargetRun], facts: dict[str, str], command: st
     headline = {
         "forms": {key: levels_of(run.results) for key, run in runs.items()},
         "paced": {key: levels_of({-1: run.paced}) for key, run in runs.items() if run.paced},
+        "paced_alone": {key: levels_of({-1: run.paced_alone}) for key, run in runs.items() if run.paced_alone},
     }
     record_results("ingest_forms", headline, facts, command, report)
 
