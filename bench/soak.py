@@ -716,11 +716,11 @@ def reading(run: Run, plan: Plan, s: Summary) -> list[str]:
         else "see the CPU row"
     )
     return [
-        f"The hub did not keep up: {s.achieved_rps:.0f} of {plan.rate:g} requests/s answered; {bound}. Requests "
-        f"queued in the hub (up to {plan.max_in_flight} at a time, each waiting for one of the pool's 20 "
-        "connections), which is the latency and, past the pool's 30 s timeout, the errors. Memory then grows with "
-        "the queue (every request in flight holds its body, its task and its objects), so the RSS slope of an "
-        "overloaded run is not a leak test: run at a rate the hub sustains (`--rate`) for that."
+        f"The hub did not keep up all the time: {s.achieved_rps:.0f} of {plan.rate:g} requests/s answered; "
+        f"{run.tally.not_sent:,} requests were not sent because the schedule fell more than {MAX_SLIP_S:g} s "
+        f"behind with {plan.max_in_flight} in flight; {bound}. While requests queue, each holds its body, its task "
+        "and its objects, so memory grows with the queue: the RSS slope of an overloaded run is not a leak test on "
+        "its own; run at a rate the hub sustains (`--rate`) for that."
     ]
 
 
