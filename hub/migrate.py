@@ -1,7 +1,7 @@
 """Apply Alembic migrations: the only way the schema is created or changed.
 
 Alembic is imported only when a migration runs: every `hub` command imports this module, and
-`hub serve` and `hub worker`, which never migrate, would otherwise carry its ~9 MiB for their whole
+`hub serve` and `hub worker`, which never migrate, would otherwise carry its ~7 MiB for their whole
 life (the API process's memory target is 150 MB, bench/soak.py).
 """
 
