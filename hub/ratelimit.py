@@ -43,16 +43,23 @@ def _seconds_left(window: int, window_seconds: int, now: float) -> int:
     return max(1, math.ceil((window + 1) * window_seconds - now))
 
 
-class MemoryRateLimiter:
+class _CountsKeysInOrder:
+    """``hit`` as ``hit_each`` of one key, for the limiters below."""
+
+    async def hit_each(self, limits: Sequence[tuple[str, int]], *, window_seconds: int) -> Refused | None:
+        raise NotImplementedError
+
+    async def hit(self, key: str, *, limit: int, window_seconds: int) -> int | None:
+        refused = await self.hit_each([(key, limit)], window_seconds=window_seconds)
+        return refused.retry_after if refused else None
+
+
+class MemoryRateLimiter(_CountsKeysInOrder):
     """Per-process windows; enough for the single embedded process."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._windows: dict[str, tuple[int, int]] = {}
         self._max_keys = max_keys
-
-    async def hit(self, key: str, *, limit: int, window_seconds: int) -> int | None:
-        refused = await self.hit_each([(key, limit)], window_seconds=window_seconds)
-        return refused.retry_after if refused else None
 
     async def hit_each(self, limits: Sequence[tuple[str, int]], *, window_seconds: int) -> Refused | None:
         now = time.time()
@@ -93,7 +100,7 @@ return 0
 to the first key over its limit (ARGV[i + 1]); returns that key's 1-based position, or 0."""
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(_CountsKeysInOrder):
     """Windows in Redis, so every API process behind a load balancer shares the count.
 
     When Redis cannot be reached the limiter lets requests through: losing leads because
@@ -106,10 +113,6 @@ class RedisRateLimiter:
         # per key cost a form post eight commands' packing and parsing, most of a deferred post's own CPU,
         # and one script call per key still cost a sixth of it (bench/ingest_forms.py).
         self._incr_each = redis.register_script(_INCR_EACH_WITH_EXPIRY)
-
-    async def hit(self, key: str, *, limit: int, window_seconds: int) -> int | None:
-        refused = await self.hit_each([(key, limit)], window_seconds=window_seconds)
-        return refused.retry_after if refused else None
 
     async def hit_each(self, limits: Sequence[tuple[str, int]], *, window_seconds: int) -> Refused | None:
         if not limits:
