@@ -20,14 +20,17 @@ run: $(STAMP)
 	$(BIN)/hub migrate
 	$(BIN)/hub serve --host 127.0.0.1 --port 8000
 
-## make test: the whole suite (PostgreSQL and Redis tests skip with a reason when those are not running)
+## make test: the whole suite (PostgreSQL and Redis tests skip with a reason when those are not running),
+## on TEST_WORKERS processes (pytest-xdist; each has its own PostgreSQL database); TEST_WORKERS=0 runs it in one
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## make bench: every benchmark, written to docs/BENCHMARKS.md, then the targets table at its top (bench/targets.py)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_forms.py
 	$(BIN)/python bench/ingest_events.py
+	$(BIN)/python bench/apply_cost.py
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/timeline.py

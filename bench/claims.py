@@ -31,7 +31,6 @@ import asyncio
 import re
 import shlex
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,8 @@ from harness import (
     pg_drop,
     pg_recreate,
     preflight,
+    refuse_unsafe_database,
+    run_main,
     write_report,
 )
 from routing import QueryPlan, StatementLog
@@ -467,8 +468,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--pg-database", default="hub_bench_claims", help="prefix of the databases (one per size, _<size> added)"
     )
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database) or args.pg_database == "test":
-        parser.error("--pg-database must be a plain lower-case identifier, not the test suite's database")
+    refuse_unsafe_database(parser, args.pg_database)
     return args
 
 
@@ -513,8 +513,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -7,6 +7,7 @@ as scripts, and in the spawned load-generator processes too).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import importlib.util
@@ -19,12 +20,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import asyncpg
 import httpx
@@ -289,6 +290,21 @@ def server_log_errors(log_path: Path) -> list[ServerError]:
 
 
 # --------------------------------------------------------------------------- PostgreSQL
+
+
+def refuse_unsafe_database(parser: argparse.ArgumentParser, name: str) -> None:
+    """A bench creates and drops its database: only a plain identifier, and never the test suite's."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name == "test":
+        parser.error("--pg-database must be a plain lower-case identifier, not the test suite's database")
+
+
+def run_main(main: Callable[[list[str]], int]) -> NoReturn:
+    """A bench's entry point: its exit status, or 130 on Ctrl-C (each bench cleans up on the way out)."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def pg_admin_dsn(server: str) -> str:

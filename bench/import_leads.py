@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import HUB, REPO, fmt, pg_drop, pg_recreate, preflight, write_report
+from harness import HUB, REPO, fmt, pg_drop, pg_recreate, preflight, refuse_unsafe_database, write_report
 from sqlalchemy import func, select
 from targets import record_results
 
@@ -242,7 +242,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-output", action="store_true", help="print the summary only")
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench_import", help="created fresh and dropped afterwards")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    refuse_unsafe_database(parser, args.pg_database)
+    return args
 
 
 def main(argv: list[str]) -> int:

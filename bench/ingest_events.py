@@ -86,7 +86,9 @@ from harness import (
     pg_drop,
     pg_recreate,
     pg_run,
+    refuse_unsafe_database,
     run_client_loop,
+    run_main,
     running,
     server_log_errors,
     wait_drained,
@@ -1269,8 +1271,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench_events", help="created fresh and dropped afterwards")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database):
-        parser.error("--pg-database must be a plain lower-case identifier")
+    refuse_unsafe_database(parser, args.pg_database)
     for option, allowed in (("targets", TARGETS), ("scenarios", SCENARIOS)):
         unknown = set(getattr(args, option).split(",")) - set(allowed)
         if unknown:
@@ -1350,8 +1351,4 @@ def save_headline(
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # servers and the bench database were already cleaned up on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -19,7 +19,6 @@ import math
 import multiprocessing
 import os
 import random
-import re
 import shlex
 import sqlite3
 import sys
@@ -61,7 +60,9 @@ from harness import (
     pg_drop,
     pg_recreate,
     pg_run,
+    refuse_unsafe_database,
     run_client_loop,
+    run_main,
     running,
     server_log_errors,
     wait_drained,
@@ -664,8 +665,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench", help="created fresh and dropped afterwards")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database):
-        parser.error("--pg-database must be a plain lower-case identifier")
+    refuse_unsafe_database(parser, args.pg_database)
     unknown = set(args.targets.split(",")) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
@@ -724,8 +724,4 @@ def save_headline(runs: dict[str, TargetRun], facts: dict[str, str], command: st
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # servers and the bench database were already cleaned up on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -60,6 +58,8 @@ from harness import (
     percentile,
     pg_drop,
     pg_recreate,
+    refuse_unsafe_database,
+    run_main,
     running,
     server_log_errors,
     take_off_indexes,
@@ -970,8 +970,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.pg_database = f"hub_bench_reports{suffix}"
     if args.runs is None:
         args.runs = 20 if args.contacts >= 100_000 else 3
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database) or args.pg_database == "test":
-        parser.error("--pg-database must be a plain lower-case identifier, not the test suite's database")
+    refuse_unsafe_database(parser, args.pg_database)
     if args.contacts < 1000:
         parser.error("--contacts must be at least 1000")
     unknown = {*(args.only or []), *args.explain} - set(REPORTS)
@@ -1072,8 +1071,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

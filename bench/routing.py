@@ -35,7 +35,6 @@ import os
 import re
 import shlex
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +54,8 @@ from harness import (
     pg_drop,
     pg_recreate,
     preflight,
+    refuse_unsafe_database,
+    run_main,
     write_report,
 )
 from sqlalchemy import event, func, insert, select, text, update
@@ -1093,8 +1094,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench_routing", help="created fresh and dropped afterwards")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database):
-        parser.error("--pg-database must be a plain lower-case identifier")
+    refuse_unsafe_database(parser, args.pg_database)
     return args
 
 
@@ -1145,8 +1145,4 @@ def save_headline(results: Results, facts: dict[str, str], command: str, report:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # the bench database was already dropped on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

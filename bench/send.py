@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
 import shlex
 import signal
@@ -58,6 +57,7 @@ from harness import (
     pg_drop,
     pg_recreate,
     process_cpu_seconds,
+    refuse_unsafe_database,
     write_report,
 )
 from sqlalchemy import insert, select, text
@@ -495,8 +495,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench_send", help="created fresh and dropped afterwards")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database):
-        parser.error("--pg-database must be a plain lower-case identifier")
+    refuse_unsafe_database(parser, args.pg_database)
     return args
 
 

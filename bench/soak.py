@@ -36,7 +36,6 @@ import re
 import secrets
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -69,7 +68,9 @@ from harness import (
     pg_recreate,
     pg_run,
     preflight,
+    refuse_unsafe_database,
     run_client_loop,
+    run_main,
     running,
     server_log_errors,
     spawn_worker,
@@ -778,8 +779,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench_soak", help="created fresh and dropped afterwards")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database) or args.pg_database == "test":
-        parser.error("--pg-database must be a plain lower-case identifier, not the test suite's database")
+    refuse_unsafe_database(parser, args.pg_database)
     if any("=" not in item for item in args.env):
         parser.error("--env takes KEY=VALUE")
     return args
@@ -821,8 +821,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

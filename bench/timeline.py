@@ -33,7 +33,6 @@ import json
 import random
 import re
 import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -59,6 +58,8 @@ from harness import (
     pg_drop,
     pg_recreate,
     pg_run,
+    refuse_unsafe_database,
+    run_main,
     running,
     take_off_indexes,
     timed,
@@ -609,8 +610,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pg-server", default="postgres@127.0.0.1:5432", help="user@host:port (trust auth)")
     parser.add_argument("--pg-database", default="hub_bench_timeline", help="created fresh, dropped unless --keep")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.pg_database) or args.pg_database == "test":
-        parser.error("--pg-database must be a plain lower-case identifier, not the test suite's database")
+    refuse_unsafe_database(parser, args.pg_database)
     if args.contacts < 1000:
         parser.error("--contacts must be at least 1000 (one contact in a thousand is a heavy one)")
     return args
@@ -695,8 +695,4 @@ def headline(results: Results, contacts: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -3,23 +3,28 @@
 An accepted event is applied exactly as the inline webhook would have applied it (form ingest, call
 callbacks, email events: the same functions, the same dedupe keys), so a provider's redelivery
 that arrives after the accepted row is gone still changes nothing. A batch is applied in one
-transaction; if it fails, each event is retried in its own, and an event that keeps failing is
-kept with its error and retried later with backoff, never dropped and never blocking the others.
+transaction, run again whole when PostgreSQL picks it as a deadlock victim (so its events need no
+savepoint each); if it fails otherwise, each event is retried in its own, and an event that keeps
+failing is kept with its error and retried later with backoff, never dropped and never blocking the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import groupby
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub import clock
 from hub.config import Settings
+from hub.db import WHOLE_TRANSACTION_RETRIED, is_transient
 from hub.email import service as email
 from hub.inbox import codec, repository
 from hub.inbox.models import AcceptedEvent
@@ -73,23 +78,39 @@ class ApplyReport:
         return self.applied + len(self.failed)
 
 
+BATCH_ATTEMPTS = 3
+"""A batch that PostgreSQL picks as a deadlock victim is run again this often before going one by one."""
+
+
 async def apply_accepted(sessions: async_sessionmaker[AsyncSession], settings: Settings, *, limit: int) -> ApplyReport:
     """Apply up to ``limit`` accepted events: in one transaction, else one by one."""
     report = ApplyReport()
-    async with sessions() as session:
-        rows = await repository.claim_accepted(session, clock.now(), limit)
-        if not rows:
-            return report
-        ids = [row.id for row in rows]
-        try:
-            await _apply(session, rows, settings)
-            await repository.delete_accepted(session, ids)
-            await session.commit()
-            report.applied = len(ids)
-            return report
-        except Exception:  # one bad event must not hold back the batch: fall back to one per transaction
-            await session.rollback()
-            log.warning("applying a batch of %d accepted events failed; applying them one by one", len(ids))
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        async with sessions() as session:
+            # The batch is retried whole on a deadlock (below), so its events need no savepoint each.
+            session.info[WHOLE_TRANSACTION_RETRIED] = True
+            rows = await repository.claim_accepted(session, clock.now(), limit)
+            if not rows:
+                return report
+            ids = [row.id for row in rows]
+            try:
+                await _apply(session, rows, settings)
+                await repository.delete_accepted(session, ids)
+                await session.commit()
+                report.applied = len(ids)
+                return report
+            except DBAPIError as exc:
+                await session.rollback()
+                if is_transient(exc) and attempt < BATCH_ATTEMPTS:
+                    # Another worker's batch holds some of the same contacts; the claim is released with
+                    # the rollback, so the next attempt may take a different set of events.
+                    await asyncio.sleep(random.uniform(0, 0.05 * attempt))  # noqa: S311 - jitter, not security
+                    continue
+                break
+            except Exception:  # one bad event must not hold back the batch: fall back to one per transaction
+                await session.rollback()
+                break
+    log.warning("applying a batch of %d accepted events failed; applying them one by one", len(ids))
     for event_id in ids:
         if await _apply_one(sessions, event_id, settings):
             report.applied += 1

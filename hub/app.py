@@ -31,7 +31,7 @@ from hub.calls.api import router as calls_router
 from hub.composition import build_reactions
 from hub.config import Settings, static_dir, templates_dir
 from hub.contacts.api import router as contacts_router
-from hub.db import create_engine, create_sessionmaker, is_unavailable
+from hub.db import create_engine, create_sessionmaker, is_transient, is_unavailable
 from hub.deals.api import router as deals_router
 from hub.deps import Runtime
 from hub.email.api import router as email_router
@@ -272,6 +272,12 @@ def _install_outage_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(_request: Request, exc: DBAPIError) -> Response:
+        if is_transient(exc):
+            # A deadlock victim or a serialization failure that outlived its retries: the transaction was rolled
+            # back whole, so the same request can simply be sent again.
+            log.warning("request lost a lock conflict (%s); answered 503", type(exc.orig).__name__)
+            message = "the request collided with another change and nothing was saved; retry"
+            return _error(503, "ServiceUnavailable", message, headers={"Retry-After": "1"})
         if not is_unavailable(exc):
             raise exc  # a bug, not an outage: a 500 with its traceback in the log
         return _unavailable(exc)

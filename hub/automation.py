@@ -86,7 +86,8 @@ async def _settle_all(
     # and what scoring reads is read for all of them at once: a provider batch touches hundreds.
     contacts = [c for c in await contacts_repo.lock_contacts(session, by_contact) if c.merged_into_id is None]
     for contact in contacts:
-        await _enter(session, contact, by_contact[contact.id], policy, now)
+        await _absorb_merged(session, contact, by_contact[contact.id], policy, now)  # merges move assignments
+    await stages.enter_pipeline_many(session, contacts, policy.pipeline)
     snapshots = await lead_snapshots(session, contacts)
     events = await scoring.preload_events(session, [c.id for c in contacts])
     for contact in contacts:
@@ -112,16 +113,15 @@ def _collect(written: dict[int, list[TimelineEntry]], entries: list[TimelineEntr
             written[entry.contact_id].append(entry)
 
 
-async def _enter(
+async def _absorb_merged(
     session: AsyncSession, contact: Contact, entries: list[TimelineEntry], policy: RulesFile, at: datetime
 ) -> None:
-    """Merges first (they move assignments), then the lead's entry into the pipeline."""
+    """Take over what each contact merged into this one had (its assignments, its stage)."""
     for merged in (e for e in entries if e.kind == MERGED):
         absorbed = merged.data.get("absorbed") or {}
         await ownership.absorb(
             session, contact, int(merged.data["absorbed_contact_id"]), str(absorbed.get("stage")), policy, at
         )
-    await stages.enter_pipeline(session, contact, policy.pipeline)
 
 
 async def settle_contact(

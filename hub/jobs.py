@@ -16,23 +16,24 @@ from datetime import timedelta
 from typing import Any
 
 from arq.worker import Retry
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hub import clock
 from hub.accepted import apply_accepted
 from hub.config import Settings
 from hub.contacts import repository as contacts_repo
-from hub.db import session_scope
+from hub.db import is_transient, session_scope
 from hub.imports.jobs import run_imports
 from hub.inbox import service as inbox
 from hub.mail import sender
 from hub.notify.delivery import push_notifications
 from hub.outbound.jobs import deliver_webhooks
 from hub.policy.store import RulesStore
+from hub.privacy.recordings import delete_erased_recordings
 from hub.routing import deadlines, performance, queue
 from hub.scoring import service as scoring
 from hub.sequences import engine as sequence_engine
-from hub.sequences.templates import TemplateLibrary
+from hub.sequences.templates import LibraryCache
 from hub.tasks.due import process_due_tasks
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ async def run_sequence_steps(ctx: JobContext) -> int:
     total = 0
     for _ in range(MAX_BATCHES_PER_RUN):
         async with session_scope(ctx["sessions"]) as session:
-            library = await TemplateLibrary.load(session, ctx["templates_dir"])
+            library = await _template_library(ctx).load(session)
             report = await sequence_engine.run_due_steps(
                 session,
                 settings=settings,
@@ -198,6 +199,14 @@ async def run_sequence_steps(ctx: JobContext) -> int:
         if report.claimed < BATCH:
             break
     return total
+
+
+def _template_library(ctx: JobContext) -> LibraryCache:
+    """The process's library cache (made on first use, so a ctx built by hand in a test works too)."""
+    cache = ctx.get("template_library")
+    if cache is None:
+        cache = ctx["template_library"] = LibraryCache(ctx["templates_dir"])
+    return cache
 
 
 async def process_tasks(ctx: JobContext) -> int:
@@ -248,14 +257,22 @@ async def _apply_for(ctx: JobContext, settings: Settings) -> int:
     return applied
 
 
+def _worth_retrying(exc: DBAPIError) -> bool:
+    """An outage, or a deadlock victim (a send loop's hand-over against a pause, say) rolled back whole."""
+    return isinstance(exc, OperationalError | InterfaceError) or is_transient(exc)
+
+
 def retry_transient_failures(func: Callable[[JobContext], Awaitable[int]]) -> Callable[[JobContext], Awaitable[int]]:
-    """In arq, a database or network outage becomes ``Retry`` with an explicit backoff (arq would otherwise
-    mark the job failed and never run it again); the embedded runner just logs it and the next tick retries."""
+    """In arq, a database or network outage (or a deadlock that picked the job's transaction) becomes ``Retry``
+    with an explicit backoff (arq would otherwise mark the job failed and never run it again); the embedded
+    runner just logs it and the next tick retries."""
 
     async def job(ctx: JobContext) -> int:
         try:
             return await func(ctx)
-        except (OperationalError, InterfaceError, ConnectionError, OSError) as exc:
+        except (DBAPIError, ConnectionError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _worth_retrying(exc):
+                raise  # a bug (a constraint, bad SQL): it would fail the same way every time
             try_number = int(ctx.get("job_try") or 0)
             if not try_number:
                 raise
@@ -336,6 +353,12 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     ),
     PeriodicJob(
         name="run_imports", func=retry_transient_failures(run_imports), every=timedelta(seconds=1), second=_EVERY_SECOND
+    ),
+    PeriodicJob(
+        name="delete_erased_recordings",
+        func=retry_transient_failures(delete_erased_recordings),
+        every=timedelta(minutes=1),
+        second=40,
     ),
     PeriodicJob(name="prune_spam", func=prune_spam, every=timedelta(hours=1), minute=17),
     PeriodicJob(name="prune_nonces", func=prune_nonces, every=timedelta(hours=1), minute=47),

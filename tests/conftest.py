@@ -48,6 +48,18 @@ QUIET_RULES = Path(__file__).parent / "fixtures" / "rules" / "quiet.yaml"
 TEST_PASSWORD = "correct horse battery staple"
 """The password ``Hub.login_as`` gives the users it creates."""
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ONE_AT_A_TIME = ("tests/faults/", "tests/routing/test_concurrency.py")
+"""Tests that start worker processes, crash servers or flood a connection pool on purpose: under pytest-xdist
+(`make test`) they all run on one worker, one after another (``--dist loadgroup``), so two of them never
+share the machine's cores (the rest of the suite runs beside them on the other worker)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(ONE_AT_A_TIME):
+            item.add_marker(pytest.mark.xdist_group("one-at-a-time"))
+
+
 PG_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -67,6 +67,9 @@ class Call(Base):
     )
 
 
+AUDIO_TO_DELETE = "audio_delete_due_at IS NOT NULL AND audio_deleted_at IS NULL"
+
+
 class CallRecording(Base):
     """A recording of a call (the conversation, or a voicemail), keyed by RecordingSid."""
 
@@ -85,3 +88,20 @@ class CallRecording(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
+    audio_delete_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Set when the contact is erased: from then on the worker deletes the audio at Twilio (hub/privacy/recordings.py),
+    and it is the time of the next try while Twilio has not confirmed the deletion."""
+    audio_deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When Twilio confirmed the audio gone (204, or 404: deleted already)."""
+    audio_delete_attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    audio_delete_error: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        # The deletion job's claim: only recordings whose audio is still to be deleted at Twilio.
+        Index(
+            "ix_call_recordings_audio_delete_due",
+            "audio_delete_due_at",
+            postgresql_where=text(AUDIO_TO_DELETE),
+            sqlite_where=text(AUDIO_TO_DELETE),
+        ),
+    )

@@ -38,7 +38,6 @@ async def record_progress(
         call.rep_id = routed_rep_id
     _apply_status(call, event)
     call.updated_at = clock.now()
-    await session.flush()
     await _settle(session, call)
     return call
 
@@ -135,8 +134,7 @@ async def _parties(
 ) -> tuple[str, int | None, int | None]:
     """A leg's flow (a call in or out), its rep and its contact, from its numbers and its parent."""
     parent = await repository.by_sid(session, event.parent_call_sid) if event.parent_call_sid else None
-    from_rep = await reps.rep_for_endpoint(session, event.from_number)
-    to_rep = await reps.rep_for_endpoint(session, event.to_number)
+    from_rep, to_rep = await reps.reps_at(session, event.from_number, event.to_number)
     if parent is not None:  # a <Dial> leg: it rings a rep (a call in) or the contact (a rep's call out)
         flow, rep, contact_id = parent.flow, to_rep or from_rep, parent.contact_id
         if contact_id is None and to_rep is None and parent.flow == "outbound":
@@ -268,7 +266,10 @@ async def _settle(session: AsyncSession, call: Call) -> None:
         if parent is None:
             return  # the parent's own callbacks will settle it
         root = parent
-    legs, recordings = await details(session, root)
+    # The leg's new status and the call's outcome go out in one UPDATE (flushed below), not one each:
+    # no pending change of these rows can alter which legs and recordings these queries find.
+    with session.no_autoflush:
+        legs, recordings = await details(session, root)
     _fold_legs(root, legs)
     voicemail = any(r.source == "RecordVerb" and r.status == "completed" for r in recordings)
     answered = root.answered_at is not None

@@ -53,6 +53,12 @@ async def get_contact(session: AsyncSession, contact_id: int) -> Contact | None:
     return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
 
 
+async def merged_into(session: AsyncSession, contact_id: int) -> tuple[bool, int | None]:
+    """Whether a contact exists, and the contact it was merged into: one column, no entity loaded."""
+    row = (await session.execute(select(Contact.merged_into_id).where(Contact.id == contact_id))).one_or_none()
+    return (False, None) if row is None else (True, row[0])
+
+
 async def add_identities(session: AsyncSession, contact_id: int, identities: Iterable[Identity]) -> None:
     """Attach identities to a contact (the caller holds the identity locks)."""
     session.add_all(ContactIdentity(contact_id=contact_id, kind=i.kind, value=i.value) for i in identities)

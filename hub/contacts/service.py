@@ -151,10 +151,10 @@ async def get_live_contact(session: AsyncSession, contact_id: int) -> Contact:
 
 async def survivor_id(session: AsyncSession, contact_id: int) -> int:
     """The live contact an id now stands for (itself, or the contact it was merged into)."""
-    contact = await repository.get_contact(session, contact_id)
-    if contact is None:
+    exists, merged_into_id = await repository.merged_into(session, contact_id)
+    if not exists:
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
-    return contact.merged_into_id or contact.id
+    return merged_into_id or contact_id
 
 
 async def _create(

@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
+from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub import clock
 from hub.config import Settings
-from hub.db import session_scope
+from hub.db import is_transient, session_scope
 from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
 from hub.mail.recording import PgRecorder, Sent, mark_suppressed, record_and_hand_over
@@ -30,6 +33,7 @@ from hub.mail.wire import raw_for
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 LINGER_SECONDS = 0.003
 """How long the writer waits for the other lanes' requests before committing what it has."""
 
@@ -217,25 +221,37 @@ class SendBatch:
         """Record and hand over in one transaction (one statement when it can), then settle the rows that
         were not handed over: suppressed, or (rare) no longer ours."""
         if self._recorder is not None and all(s.outcome.status == "sent" for s in finished):
-            handed = await self._recorder.write(finished, takes, self.claimed_at, now)
+            recorder = self._recorder
+            handed = await _again_if_victim(lambda: recorder.write(finished, takes, self.claimed_at, now))
             tally["sent"] += len(finished)
         else:
-            async with self._transaction(finished) as db:
-                handed = await record_and_hand_over(
-                    db,
-                    self.settings,
-                    finished,
-                    takes,
-                    self.claimed_at,
-                    now,
-                    tally,
-                    self._recorder,
-                    key=self.links.secret,
-                )
+
+            async def record() -> dict[int, int]:
+                counted: Counter[str] = Counter()  # an aborted attempt counts nothing
+                async with self._transaction(finished) as db:
+                    written = await record_and_hand_over(
+                        db,
+                        self.settings,
+                        finished,
+                        takes,
+                        self.claimed_at,
+                        now,
+                        counted,
+                        self._recorder,
+                        key=self.links.secret,
+                    )
+                tally.update(counted)
+                return written
+
+            handed = await _again_if_victim(record)
         left = [m for m in takes if m.id not in handed]
         if left:
-            async with self._transaction([]) as db:
-                suppressed = await mark_suppressed(db, left, self.claimed_at, key=self.links.secret)
+
+            async def suppress() -> list[int]:
+                async with self._transaction([]) as db:
+                    return await mark_suppressed(db, left, self.claimed_at, key=self.links.secret)
+
+            suppressed = await _again_if_victim(suppress)
             for message_id in suppressed:
                 log.info("message %d not sent: suppressed at send time", message_id)
             tally["suppressed"] += len(suppressed)
@@ -252,6 +268,30 @@ class SendBatch:
             return
         async with session_scope(self._writer_sessions) as session:
             yield session
+
+
+WRITE_ATTEMPTS = 5
+"""How often the writer runs a transaction PostgreSQL aborted as a deadlock victim before giving up."""
+
+
+async def _again_if_victim(write: Callable[[], Awaitable[T]]) -> T:
+    """Run ``write`` (one whole transaction) again when PostgreSQL aborted it to break a deadlock.
+
+    A pause, a stop or an erasure locks claimed rows of one sequence or contact in its own order while the
+    writer records and hands over rows in another, and either can be the victim. The writer's transaction
+    is rolled back whole, and it carries the outcomes of messages the relay already accepted: given up,
+    they would turn ``unknown``. Running it again is safe: recording a ``sent`` is guarded by the row's
+    status and a hand-over is a compare-and-set on the claim.
+    """
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            return await write()
+        except DBAPIError as exc:
+            if not is_transient(exc) or attempt == WRITE_ATTEMPTS:
+                raise
+            log.info("the send loop's writer lost a lock race (attempt %d); writing again", attempt)
+            await asyncio.sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not security
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 @contextlib.asynccontextmanager

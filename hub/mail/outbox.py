@@ -12,20 +12,21 @@ A producer of many messages at once (the sequence engine) takes their ids first
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select, text, update
+from sqlalchemy import ColumnElement, Table, and_, case, func, null, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.contacts.normalize import normalize_email
+from hub.db import retry_transient
 from hub.email.models import EmailMessage
 from hub.mail.links import TRACK_ALL, TRACK_NONE, LinkMaker, Tracking
 from hub.mail.message import complete_bodies
@@ -193,11 +194,72 @@ def _insert(session: AsyncSession) -> Any:
     return insert(_MESSAGES)
 
 
+def claimed_not_handed_over() -> ColumnElement[bool]:
+    """Rows a send loop claimed but has not handed to SMTP: taking them back (``held``, ``cancelled``) is safe,
+    because the hand-over is a compare-and-set on ``status = 'sending'`` (hub.mail.sender), so such a row is
+    then never sent."""
+    return and_(EmailMessage.status == "sending", EmailMessage.sending_since.is_(None))
+
+
+def not_handed_over() -> ColumnElement[bool]:
+    """Rows nothing has handed to SMTP yet: ``queued``, ``held``, or claimed but not handed over."""
+    return or_(EmailMessage.status.in_(("queued", "held")), claimed_not_handed_over())
+
+
+def on_the_wire() -> ColumnElement[bool]:
+    """Rows handed to SMTP whose outcome is not recorded yet: they cannot be called back, but the relay may still
+    answer "try again later", and the retry is then the hub's to decide (hub.mail.outcomes)."""
+    return or_(
+        and_(EmailMessage.status == "sending", EmailMessage.sending_since.is_not(None)),
+        EmailMessage.status == "unknown",
+    )
+
+
+STOPPED_PREFIX = "sequence stopped: "
+"""``last_error`` of a message a stop cancelled, or marked while it was on the wire: its retry is cancelled."""
+
+
+def stop_marked() -> ColumnElement[bool]:
+    """Rows a stop cancelled or marked (``cancel_unsent``): a retry of one is cancelled, and the mark is kept."""
+    return EmailMessage.last_error.startswith(STOPPED_PREFIX, autoescape=True)
+
+
+async def cancel_unsent(session: AsyncSession, reason: str, *where: Any) -> int:
+    """Cancel the messages matching ``where`` that nothing has handed to SMTP yet, and mark the ones on
+    the wire so that a "try again later" from the relay is cancelled instead of retried; how many were cancelled.
+
+    One statement for both, so a send loop recording a retry of one of them meanwhile either comes first (the
+    row is then ``queued``, and cancelled here) or waits for this transaction and reads the mark. Run again if
+    it deadlocks with a send loop's hand-over of the same claimed rows."""
+    stopped = f"{STOPPED_PREFIX}{reason}"[:500]
+    unsent = not_handed_over()
+    statement = (
+        update(EmailMessage)
+        .where(*where, or_(unsent, on_the_wire()))
+        .values(
+            status=case((unsent, "cancelled"), else_=EmailMessage.status),
+            next_attempt_at=case((unsent, null()), else_=EmailMessage.next_attempt_at),
+            last_error=stopped,
+        )
+        .returning(EmailMessage.status)
+        .execution_options(synchronize_session=False)
+    )
+
+    async def cancel() -> int:
+        return sum(1 for status in (await session.scalars(statement)) if status == "cancelled")
+
+    return await retry_transient(session, cancel)
+
+
 async def hold_sequence_mail(session: AsyncSession, sequence_id: int) -> int:
-    """A paused sequence's queued messages are ``held``: not sent, keeping their place and their retry time."""
+    """A paused sequence's messages not yet handed over are ``held``: not sent, keeping their place and their
+    retry time. A message a send loop only claimed is held too (its hand-over then fails); one on the wire goes."""
     result = await session.execute(
         update(EmailMessage)
-        .where(EmailMessage.sequence_id == sequence_id, EmailMessage.status == "queued")
+        .where(
+            EmailMessage.sequence_id == sequence_id,
+            or_(EmailMessage.status == "queued", claimed_not_handed_over()),
+        )
         .values(status="held")
         .execution_options(synchronize_session=False)
     )
@@ -214,3 +276,17 @@ async def release_sequence_mail(session: AsyncSession, sequence_id: int, now: da
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def release_held_messages(session: AsyncSession, message_ids: Iterable[int], due: datetime) -> int:
+    """These held messages are queued again, due at ``due`` (rows no longer held are left alone)."""
+    ids, released = sorted(message_ids), 0
+    for start in range(0, len(ids), 500):
+        result = await session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.id.in_(ids[start : start + 500]), EmailMessage.status == "held")
+            .values(status="queued", next_attempt_at=due)
+            .execution_options(synchronize_session=False)
+        )
+        released += int(getattr(result, "rowcount", 0) or 0)
+    return released

@@ -9,18 +9,39 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import String, Table, case, exists, literal, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.config import Settings
 from hub.email import service as email_service
 from hub.email.models import EmailMessage
 from hub.events import EmailEventReceived
+from hub.mail.outbox import stop_marked
 from hub.mail.transport import SendOutcome
+from hub.privacy.rules import ERASED
+from hub.sequences.models import Sequence as SequenceRow
 
+ERASED_DETAIL = "refused by the relay; its answer is not kept (the contact was erased)"
 RETRY_JITTER = 0.1
 """A retry waits up to 10 % longer than its schedule says, so a relay's bad minute is not retried in lockstep."""
 _MESSAGES = cast(Table, EmailMessage.__table__)
+
+
+# A message on the wire could not be held by a pause nor cancelled by a stop; if the relay answers "try again
+# later", its retry obeys them now. Cancelled when a stop marked it (hub.mail.outbox.cancel_unsent: a
+# reply, a won deal, an unsubscribe, an erasure must not let it through on the retry), read from the row itself,
+# which an UPDATE reads again once the stop that holds it commits. Held while its sequence is paused (a resume
+# releases it): the sequence row is share-locked first (``_wait_for_pause_or_resume``), so a pause or resume
+# in progress is waited for and its outcome is what this statement reads.
+_STOP_MARKED = stop_marked()
+_PAUSED_SEQUENCE = exists().where(SequenceRow.id == _MESSAGES.c.sequence_id, SequenceRow.status == "paused")
+_RETRY_STATUS = case((_STOP_MARKED, "cancelled"), (_PAUSED_SEQUENCE, "held"), else_="queued")
+_RETRY_AT_TYPE = _MESSAGES.c.next_attempt_at.type
+
+
+async def _wait_for_pause_or_resume(db: AsyncSession | AsyncConnection, sequence_id: int | None) -> None:
+    if sequence_id is not None:  # FOR SHARE waits for the FOR NO KEY UPDATE a pause or resume holds (PostgreSQL)
+        await db.execute(select(SequenceRow.id).where(SequenceRow.id == sequence_id).with_for_update(read=True))
 
 
 def retry_delay(attempts: int, schedule: Sequence[int], jitter: float) -> timedelta | None:
@@ -42,6 +63,14 @@ def sent_entry_values(message: EmailMessage, handed_over_at: datetime) -> dict[s
     }
 
 
+def as_stored(entry: dict[str, Any], recipient: str, subject: str | None) -> dict[str, Any]:
+    """``entry`` (of ``sent_entry_values``) with the address and subject the message's row has when it is
+    recorded: an erasure while the mail was on the wire scrubbed them, and the entry must not bring them back."""
+    data = {k: v for k, v in entry["data"].items() if k not in ("recipient", "subject")}
+    data |= {k: v for k, v in (("recipient", recipient), ("subject", subject)) if v is not None}
+    return entry | {"data": data}
+
+
 async def record_unsent(
     db: AsyncSession | AsyncConnection,
     settings: Settings,
@@ -53,20 +82,34 @@ async def record_unsent(
     """A retry (back to ``queued`` with its next time) or a failure (with a hard bounce's suppression)."""
     delay = retry_delay(message.attempts, settings.send_retry_minutes, random.random() * RETRY_JITTER)  # noqa: S311
     if outcome.status == "retry" and delay is not None:
+        await _wait_for_pause_or_resume(db, message.sequence_id)
         await db.execute(
             update(_MESSAGES)
             .where(_MESSAGES.c.id == message.id, _MESSAGES.c.status.in_(("sending", "unknown")))
-            .values(status="queued", next_attempt_at=now + delay, smtp_code=outcome.code, last_error=outcome.detail)
+            .values(
+                status=_RETRY_STATUS,
+                next_attempt_at=case((_STOP_MARKED, null()), else_=literal(now + delay, _RETRY_AT_TYPE)),
+                smtp_code=outcome.code,
+                last_error=case((_STOP_MARKED, _MESSAGES.c.last_error), else_=literal(outcome.detail, String())),
+            )
         )
         tally["retried"] += 1
         return
-    if outcome.hard_bounce:
+    # An erasure while the mail was on the wire scrubbed the row: the relay's answer may quote the address, and a
+    # bounce would put it back (an event, a plain suppression, a timeline entry). Read under the row's lock, so
+    # an erasure in progress is waited for.
+    current = select(_MESSAGES.c.recipient).where(_MESSAGES.c.id == message.id).with_for_update()
+    erased = (await db.execute(current)).scalar() == ERASED
+    if outcome.hard_bounce and not erased:
         assert isinstance(db, AsyncSession)  # the writer (hub.mail.lanes) opens a session for hard bounces
         await _record_hard_bounce(db, settings, message, outcome, now)
         tally["hard_bounced"] += 1
-    detail = (
-        outcome.detail if outcome.status == "failed" else f"gave up after {message.attempts} attempts: {outcome.detail}"
-    )
+    if erased:
+        detail = ERASED_DETAIL
+    elif outcome.status == "failed":
+        detail = outcome.detail
+    else:
+        detail = f"gave up after {message.attempts} attempts: {outcome.detail}"
     await db.execute(
         update(_MESSAGES)
         .where(_MESSAGES.c.id == message.id)

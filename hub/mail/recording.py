@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from hub.config import Settings
 from hub.email.models import EmailMessage, Suppression
 from hub.email.suppressions import recipient_hash
-from hub.mail.outcomes import record_unsent, sent_entry_values
+from hub.mail.outcomes import as_stored, record_unsent, sent_entry_values
 from hub.mail.transport import SendOutcome
 from hub.timeline.models import TimelineEntry
 
@@ -54,9 +54,13 @@ class Sent:
 
 
 # The sent rows (also over ``unknown``: expire_stuck may have given up on a slow but live worker; the truth
-# wins), their timeline entries, then the hand-over: a compare-and-set on the claim token, unless the
-# address is suppressed, in plain form or as the keyed hash an erasure keeps (checked again here; ``t.hash`` is
-# each row's hash, computed in Python: the key never reaches the database). The two UPDATEs touch different rows.
+# wins), their timeline entries (with the address and subject as the row has them now, not as the lane read
+# them: an erasure while the mail was on the wire has scrubbed them, and the entry must not bring them back;
+# taken from the UPDATE, which waits for an erasure holding the row, or, for a row a provider's event already
+# moved past 'sending' (delivered before the send was recorded), as the row is), then the hand-over: a
+# compare-and-set on the claim token, unless the address is suppressed, in plain form or as the keyed hash an
+# erasure keeps (checked again here; ``t.hash`` is each row's hash, computed in Python: the key never reaches the
+# database). The two UPDATEs touch different rows.
 # ``(status = 'sending') IS TRUE`` (status is never NULL) keeps the planner off the partial index of sending
 # rows: its statistics usually say it is nearly empty (the last ANALYZE saw few rows being sent), so the
 # planner would scan it, every claimed row of every worker, for each hand-over (3 ms at 2,000 claimed rows)
@@ -67,11 +71,18 @@ WITH sent AS (
     SET status = 'sent', sent_at = s.sent_at, smtp_code = s.code, next_attempt_at = NULL, last_error = NULL
     FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[]) AS s (id, sent_at, code)
     WHERE m.id = s.id AND m.status IN ('sending', 'unknown')
+    RETURNING m.id, m.recipient, m.subject
 ), entries AS (
     INSERT INTO timeline_entries (contact_id, kind, source, external_id, data, occurred_at, recorded_at)
-    SELECT e.contact_id, e.kind, e.source, e.external_id, e.data::jsonb, e.occurred_at, $4
+    SELECT e.contact_id, e.kind, e.source, e.external_id,
+        (e.data::jsonb - 'recipient' - 'subject') || jsonb_strip_nulls(jsonb_build_object(
+            'recipient', CASE WHEN sent.id IS NULL THEN row_now.recipient ELSE sent.recipient END,
+            'subject', CASE WHEN sent.id IS NULL THEN row_now.subject ELSE sent.subject END)),
+        e.occurred_at, $4
     FROM unnest($5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
         AS e (contact_id, kind, source, external_id, data, occurred_at)
+    LEFT JOIN sent ON sent.id = (e.data::jsonb ->> 'message_id')::bigint
+    LEFT JOIN email_messages AS row_now ON row_now.id = (e.data::jsonb ->> 'message_id')::bigint
 )
 UPDATE email_messages AS m
 SET sending_since = $4, attempts = m.attempts + 1
@@ -166,9 +177,14 @@ async def record_and_hand_over(
     tally["sent"] += len(sent)
     if recorder is not None and len(sent) < len(finished):
         return await recorder.write(sent, takes, claimed_at, now, in_transaction=True)
-    handed = await _sent_and_handed_over(db, sent, takes, claimed_at, now, key)
-    entries = [sent_entry_values(s.message, s.handed_over_at) | {"recorded_at": now} for s in sent]
-    entries = [entry for entry in entries if entry["contact_id"] is not None]
+    handed, stored = await _sent_and_handed_over(db, sent, takes, claimed_at, now, key)
+    if missing := [s.message.id for s in sent if s.message.id not in stored]:  # a provider's event came first
+        stored |= await _address_and_subject(db, missing)
+    entries = [
+        as_stored(sent_entry_values(s.message, s.handed_over_at), *stored[s.message.id]) | {"recorded_at": now}
+        for s in sent
+        if s.message.id in stored and s.message.contact_id is not None
+    ]
     if entries:
         await db.execute(insert(_TIMELINE), entries)
     return handed
@@ -181,13 +197,14 @@ async def _sent_and_handed_over(
     claimed_at: datetime,
     now: datetime,
     key: str,
-) -> dict[int, int]:
-    """ONE UPDATE: the sent rows marked ``sent``, the new ones handed over (as in ``_RECORD_AND_HAND_OVER``)."""
+) -> tuple[dict[int, int], dict[int, tuple[str, str | None]]]:
+    """ONE UPDATE: the sent rows marked ``sent``, the new ones handed over (as in ``_RECORD_AND_HAND_OVER``); the
+    attempts of each row handed over, and the address and subject of each row it marked sent."""
     c = _MESSAGES.c
     sent_ids = [s.message.id for s in sent]
     take_ids = [m.id for m in takes]
     if not sent_ids and not take_ids:
-        return {}
+        return {}, {}
     recorded = and_(c.id.in_(sent_ids), c.status.in_(("sending", "unknown")))
     hashes = {m.id: recipient_hash(key, m.recipient) for m in takes}
     hashed = _per_row(hashes, _SUPPRESSIONS.c.email) if hashes else null()
@@ -215,8 +232,19 @@ async def _sent_and_handed_over(
         values = {name: case((is_sent, value), else_=c[name]) for name, value in as_sent.items()}
         values |= {name: case((is_sent, c[name]), else_=value) for name, value in as_handed.items()}
         stmt = update(_MESSAGES).where(or_(recorded, handed)).values(**values)
-    result = await db.execute(stmt.returning(c.id, c.attempts))
-    return {row[0]: row[1] for row in result if row[0] not in sent_ids}
+    rows = (await db.execute(stmt.returning(c.id, c.attempts, c.recipient, c.subject))).all()
+    were_sent = set(sent_ids)
+    attempts = {row[0]: row[1] for row in rows if row[0] not in were_sent}
+    return attempts, {row[0]: (row[2], row[3]) for row in rows if row[0] in were_sent}
+
+
+async def _address_and_subject(db: AsyncSession | AsyncConnection, ids: list[int]) -> dict[int, tuple[str, str | None]]:
+    """The address and subject these rows have now."""
+    if not ids:
+        return {}
+    c = _MESSAGES.c
+    rows = await db.execute(select(c.id, c.recipient, c.subject).where(c.id.in_(ids)))
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 def _per_row(values: dict[int, Any], column: Any) -> Any:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # The ``name as name`` imports re-export what callers import from the send loop (it was one module once).
@@ -58,6 +58,7 @@ from hub.db import session_scope
 from hub.email.models import EmailMessage
 from hub.mail.lanes import SendBatch
 from hub.mail.links import LinkMaker
+from hub.mail.outbox import stop_marked
 from hub.mail.outcomes import retry_delay as retry_delay
 from hub.mail.throttle import Throttle
 from hub.mail.transport import Transport
@@ -180,7 +181,12 @@ async def expire_stuck(session: AsyncSession, now: datetime, timeout_seconds: fl
         .values(
             status="unknown",
             next_attempt_at=None,
-            last_error="the worker stopped while handing this message to SMTP; it may or may not have been sent",
+            # A stop's mark stays (hub.mail.outbox.cancel_unsent): a slow worker's late "try again later" must
+            # still be cancelled, not sent after the reply.
+            last_error=case(
+                (stop_marked(), EmailMessage.last_error),
+                else_="the worker stopped while handing this message to SMTP; it may or may not have been sent",
+            ),
         )
         .returning(EmailMessage.id)
         .execution_options(synchronize_session=False)

@@ -5,8 +5,9 @@ but its own record. What goes and what stays is listed in docs/PRIVACY.md; in sh
 
 - gone: identities, name, company, job title, custom fields, attribution beyond the utm codes, form payloads,
   note and task texts, email subjects, bodies and addresses, call numbers and caller names, recording URLs
-  (the recordings are marked deleted), IPs, user agents, clicked URLs, provider payloads, consent notes, and
-  the cells, key and reason of lead-import rows that failed with one of its values (hub.privacy.imports);
+  (the recordings are marked deleted, and the worker deletes their audio at Twilio: hub.privacy.recordings),
+  IPs, user agents, clicked URLs, provider payloads, consent notes, and the cells, key and reason of
+  lead-import rows that failed with one of its values (hub.privacy.imports);
 - kept: the contact row (id, stage, owner, source, country, zone, tags, score), deals with amounts and stages,
   calls with durations and outcomes, messages and events with their statuses and times, timeline entries with
   their kind, time and codes/numbers (hub.privacy.rules), so funnels, activity and campaign stats still count;
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
@@ -33,6 +34,7 @@ from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.errors import NotFound
 from hub.events import ATTRIBUTION_KEYS
 from hub.inbox.models import InboundEvent
+from hub.mail.outbox import STOPPED_PREFIX, cancel_unsent
 from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery
 from hub.privacy.imports import erase_import_errors
@@ -48,7 +50,6 @@ from hub.timeline.models import TimelineEntry
 KEPT_ATTRIBUTION = frozenset({"utm_source", "utm_medium", "utm_campaign"})
 """Campaign codes reports slice by; the rest (referrer, landing page, terms) can carry personal data."""
 OPEN_TASKS = ("open", "overdue")
-UNSENT = ("queued", "held")
 
 
 @dataclass
@@ -95,6 +96,10 @@ async def erase_contact(session: AsyncSession, contact_id: int, *, actor: str, s
     report = ErasureReport(contact_id=contact_id)
     known = await known_values(session, family)
     now = clock.now()
+    # First, before anything is scrubbed: the contact's mail still unsent is cancelled and what is on the wire
+    # is marked and locked, so a send loop recording its outcome waits for this erasure and then finds the row
+    # erased, instead of writing the address back (a timeline entry, a bounce) into what was already scrubbed.
+    report.messages_cancelled += await cancel_unsent(session, "erased", _messages_of(family, known))
     for member in family:
         stopped = await enrollments.stop_for_contact(session, member, "erased", "the contact was erased", now)
         report.enrollments_stopped += len(stopped)
@@ -178,21 +183,27 @@ async def _erase_calls(session: AsyncSession, family: Sequence[int], known: Know
             select(CallRecording).where(CallRecording.call_id.in_(call_ids[start : start + 500]))
         ):
             recording.url, recording.status = None, "deleted"
+            if recording.audio_deleted_at is None:
+                # The audio lives at Twilio: the worker deletes it there (hub/privacy/recordings.py).
+                recording.audio_delete_due_at = recording.audio_delete_due_at or clock.now()
             report.recordings += 1
+
+
+def _messages_of(family: Sequence[int], known: Known) -> ColumnElement[bool]:
+    """The erased contacts' email messages: theirs, or to one of their addresses."""
+    return owned_by(EmailMessage, family) | EmailMessage.recipient.in_(sorted(known.emails))
 
 
 async def _erase_email(session: AsyncSession, family: Sequence[int], known: Known, report: ErasureReport) -> None:
     personal = known.all
     emails = sorted(known.emails)
-    async for rows in chunks(
-        session, EmailMessage, owned_by(EmailMessage, family) | EmailMessage.recipient.in_(emails)
-    ):
+    # Status is never written here (erase_contact cancelled and marked by one guarded statement first): a send
+    # loop may have handed a claimed row over meanwhile, and its status is then its own.
+    async for rows in chunks(session, EmailMessage, _messages_of(family, known)):
         for message in rows:
-            if message.status in UNSENT:
-                message.status, message.next_attempt_at = "cancelled", None
-                report.messages_cancelled += 1
             message.recipient, message.subject, message.html, message.text = ERASED, None, None, None
-            message.last_error = None
+            if not (message.last_error or "").startswith(STOPPED_PREFIX):  # the mark stays; the rest may quote them
+                message.last_error = None
             report.email_messages += 1
     async for events in chunks(session, EmailEvent, owned_by(EmailEvent, family) | EmailEvent.recipient.in_(emails)):
         for event in events:

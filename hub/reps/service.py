@@ -82,14 +82,18 @@ async def list_reps(
 
 async def rep_for_endpoint(session: AsyncSession, *endpoints: str) -> Rep | None:
     """The rep behind a call endpoint: an E.164 number or ``client:<identity>``; first match wins."""
+    return next((rep for rep in await reps_at(session, *endpoints) if rep is not None), None)
+
+
+async def reps_at(session: AsyncSession, *endpoints: str) -> list[Rep | None]:
+    """The rep behind each endpoint (None where there is none), looked up in one query."""
     phones = [e for e in endpoints if e.startswith("+")]
     identities = [e.removeprefix(CLIENT_PREFIX) for e in endpoints if e.startswith(CLIENT_PREFIX)]
     found = await repository.by_phone_or_identity(session, phones, identities)
-    for endpoint in endpoints:
-        for rep in found:
-            if endpoint in (rep.phone, f"{CLIENT_PREFIX}{rep.client_identity}"):
-                return rep
-    return None
+    return [
+        next((rep for rep in found if endpoint in (rep.phone, f"{CLIENT_PREFIX}{rep.client_identity}")), None)
+        for endpoint in endpoints
+    ]
 
 
 async def _refuse_taken(session: AsyncSession, values: dict[str, Any], *, except_id: int | None) -> None:

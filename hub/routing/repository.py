@@ -54,6 +54,12 @@ async def add(session: AsyncSession, row: Any) -> Any:
     return row
 
 
+async def add_all(session: AsyncSession, rows: Sequence[Any]) -> None:
+    """Insert rows and flush for their ids (one INSERT for rows of one kind)."""
+    session.add_all(rows)
+    await session.flush()
+
+
 async def taken_since(session: AsyncSession, rep_ids: Sequence[int], since: datetime) -> dict[int, int]:
     """New leads each rep received since ``since`` (hand-overs included, escalations not)."""
     if not rep_ids:
@@ -87,7 +93,14 @@ async def pending_deadline(session: AsyncSession, key: str) -> Deadline | None:
 
 async def add_deadline(session: AsyncSession, values: dict[str, Any]) -> None:
     """Schedule a deadline once per key (a retried job does not schedule it twice)."""
-    await session.execute(_insert(session)(Deadline).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+    await add_deadlines(session, [values])
+
+
+async def add_deadlines(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Schedule deadlines, each once per key, in one statement."""
+    if rows:
+        stmt = _insert(session)(Deadline).values(list(rows)).on_conflict_do_nothing(index_elements=["key"])
+        await session.execute(stmt)
 
 
 async def close_deadlines(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,24 +21,34 @@ STAGE_STUCK_MANAGER = "stage_stuck_manager"
 
 async def enter_pipeline(session: AsyncSession, contact: Contact, pipeline: Pipeline) -> None:
     """Log a new lead's entry into the first stage (the funnel's entries), once."""
-    if contact.stage_entered_at is not None:
+    await enter_pipeline_many(session, [contact], pipeline)
+
+
+async def enter_pipeline_many(session: AsyncSession, contacts: Sequence[Contact], pipeline: Pipeline) -> None:
+    """``enter_pipeline`` for many contacts in a few statements (their stage changes in one INSERT, their
+    stuck-lead checks in another), not five per contact: a provider batch brings hundreds of new leads."""
+    new = [contact for contact in contacts if contact.stage_entered_at is None]
+    if not new:
         return
-    entered = contact.created_at
-    contact.stage = pipeline.initial  # contacts are created before the rules are consulted
-    change = await repository.add(
-        session,
-        StageChange(
-            contact_id=contact.id,
-            from_stage=None,
-            to_stage=contact.stage,
-            changed_at=entered,
-            actor="hub",
-            reason="new lead",
-            owner_rep_id=contact.owner_rep_id,
-        ),
-    )
-    contact.stage_entered_at = entered
-    await _schedule_stuck_checks(session, contact, change, pipeline)
+    changes = []
+    for contact in new:
+        contact.stage = pipeline.initial  # contacts are created before the rules are consulted
+        changes.append(
+            StageChange(
+                contact_id=contact.id,
+                from_stage=None,
+                to_stage=contact.stage,
+                changed_at=contact.created_at,
+                actor="hub",
+                reason="new lead",
+                owner_rep_id=contact.owner_rep_id,
+            )
+        )
+    await repository.add_all(session, changes)
+    for contact in new:
+        contact.stage_entered_at = contact.created_at
+    checks = [row for change in changes for row in _stuck_checks(change, pipeline)]
+    await repository.add_deadlines(session, checks)
 
 
 async def change_stage(
@@ -90,7 +102,7 @@ async def change_stage(
         if contact.owner_rep_id is not None:
             # The owner has room for one more lead now: queued leads get their try on the next tick.
             await repository.retry_queue_now(session, now)
-    await _schedule_stuck_checks(session, contact, change, pipeline)
+    await repository.add_deadlines(session, _stuck_checks(change, pipeline))
     data = {"from": previous, "to": to_stage, "by": actor, "reason": reason, "loss_reason": loss_reason}
     await timeline.append(
         session,
@@ -117,28 +129,26 @@ async def _count_open_leads(
         owner.open_leads = max(0, owner.open_leads + (1 if is_open else -1))
 
 
-async def _schedule_stuck_checks(
-    session: AsyncSession, contact: Contact, change: StageChange, pipeline: Pipeline
-) -> None:
+def _stuck_checks(change: StageChange, pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The deadlines that flag a lead sitting too long in the stage it just entered."""
     stage = pipeline.stage(change.to_stage)
     if stage is None or stage.outcome is not None:
-        return
+        return []
     data = {"stage": change.to_stage, "stage_change_id": change.id}
-    for kind, limit in ((STAGE_STUCK, stage.stuck_after), (STAGE_STUCK_MANAGER, stage.manager_after)):
-        if limit is None or limit.working_time is None:
-            continue  # business_days limits are not meaningful for a stage; the schema allows only wall clock use
-        await repository.add_deadline(
-            session,
-            {
-                "key": f"{kind}:{change.id}",
-                "kind": kind,
-                "contact_id": contact.id,
-                "assignment_id": None,
-                "due_at": change.changed_at + limit.working_time,
-                "data": data,
-                "created_at": change.changed_at,
-            },
-        )
+    return [
+        {
+            "key": f"{kind}:{change.id}",
+            "kind": kind,
+            "contact_id": change.contact_id,
+            "assignment_id": None,
+            "due_at": change.changed_at + limit.working_time,
+            "data": data,
+            "created_at": change.changed_at,
+        }
+        # business_days limits are not meaningful for a stage; the schema allows only wall clock ones
+        for kind, limit in ((STAGE_STUCK, stage.stuck_after), (STAGE_STUCK_MANAGER, stage.manager_after))
+        if limit is not None and limit.working_time is not None
+    ]
 
 
 async def stage_log(session: AsyncSession, contact_id: int) -> list[StageChange]:

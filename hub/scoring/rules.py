@@ -218,12 +218,11 @@ def next_crossing(
         return None  # nothing decays: the score stays as it is (most new leads: facts only)
     base = now.replace(microsecond=0)
     # Facts do not change with time: match their conditions once, not at every sample.
-    fixed = Warmth.model_construct(**{**dict(warmth), "facts": []})
     fact_points = round(sum(_fact_points(r).points for r in warmth.facts if matches(r.when, facts)), 2)
+    engagement_at = _engagement_sampler(warmth, past)
 
     def changed(offset: int) -> bool:
-        at = base + timedelta(seconds=offset)
-        total = round(fact_points + compute_score(fixed, facts, past, at).total, 2)
+        total = round(fact_points + engagement_at(base + timedelta(seconds=offset)), 2)
         return next_bucket(bucket, total, warmth) != bucket
 
     horizon = max(1, math.ceil(_HORIZON_HALF_LIVES * warmth.half_life_days * 86_400))
@@ -233,6 +232,35 @@ def next_crossing(
             return base + timedelta(seconds=_first_changed(changed, before, offset))
         before = offset
     return None
+
+
+def _engagement_sampler(warmth: Warmth, past: Sequence[Event]) -> Callable[[datetime], float]:
+    """``compute_score(warmth without its facts, ..., past, at).total`` for any ``at`` after every event of ``past``.
+
+    The same arithmetic in the same order, so the same floats (a crossing is checked against compute_score
+    to the second), but each rule's events are picked and sorted once instead of at each of the ~40 samples
+    (a lead with a long email history made scoring a quarter of the worker's apply: bench/apply_cost.py).
+    """
+    counted_by_rule = []
+    for rule in warmth.engagement:
+        counted = sorted(
+            (e for e in past if e.signal == rule.on),
+            key=lambda e: (e.occurred_at, e.entry_id if e.entry_id is not None else -1),
+        )
+        counted_by_rule.append((rule, counted if rule.repeatable else counted[:1]))
+    half_life = warmth.half_life_days
+
+    def total_at(at: datetime) -> float:
+        shown = []
+        for rule, counted in counted_by_rule:
+            points = sum(_event_points(rule, event, at, half_life) for event in counted)
+            cap = rule.cap if rule.cap is not None else math.inf
+            rounded = round(math.copysign(min(abs(points), cap), points), 2)
+            if rounded != 0:
+                shown.append(rounded)
+        return round(sum(shown), 2)
+
+    return total_at
 
 
 def _sample_offsets(horizon: int) -> Iterator[int]:

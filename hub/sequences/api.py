@@ -228,13 +228,25 @@ async def read_sequence(sequence_id: SequenceIdPath, session: SessionDep, _princ
 
 @router.patch("/api/sequences/{sequence_id}", response_model=SequenceOut, responses=PROBLEMS)
 async def update_sequence(
-    sequence_id: SequenceIdPath, patch: SequencePatch, session: SessionDep, root: TemplatesRootDep, _p: ManagerDep
+    sequence_id: SequenceIdPath,
+    patch: SequencePatch,
+    session: SessionDep,
+    root: TemplatesRootDep,
+    runtime: RuntimeDep,
+    principal: ManagerDep,
 ) -> Any:
     """Replace the definition (checked again; version + 1) and/or pause or resume (clears the breaker's pause)."""
     sequence = await sequences.get_sequence(session, sequence_id)
     library = await TemplateLibrary.load(session, root)
     try:
-        await sequences.update_sequence(session, sequence, patch, library)
+        await sequences.update_sequence(
+            session,
+            sequence,
+            patch,
+            library,
+            actor=principal.actor,
+            default_zone=runtime.settings.default_time_zone,
+        )
     except TemplatesInvalid as exc:
         return problems_response(exc)
     await session.commit()
@@ -250,19 +262,26 @@ async def delete_sequence(sequence_id: SequenceIdPath, session: SessionDep, _p: 
 
 
 @router.post("/api/sequences/{sequence_id}/pause", response_model=SequenceOut)
-async def pause_sequence(sequence_id: SequenceIdPath, session: SessionDep, _p: ManagerDep) -> SequenceOut:
-    """Stop sending this sequence's steps; enrollments wait until it is resumed."""
+async def pause_sequence(sequence_id: SequenceIdPath, session: SessionDep, principal: ManagerDep) -> SequenceOut:
+    """Stop sending this sequence's emails (its queued mail is held); enrollments wait until it is resumed."""
     sequence = await sequences.pause_sequence(
-        session, await sequences.get_sequence(session, sequence_id), reason="paused by hand"
+        session, await sequences.get_sequence(session, sequence_id), reason="paused by hand", actor=principal.actor
     )
     await session.commit()
     return SequenceOut.of(sequence)
 
 
 @router.post("/api/sequences/{sequence_id}/resume", response_model=SequenceOut)
-async def resume_sequence(sequence_id: SequenceIdPath, session: SessionDep, _p: ManagerDep) -> SequenceOut:
-    """Send again (also after the circuit breaker paused the sequence)."""
-    sequence = await sequences.resume_sequence(session, await sequences.get_sequence(session, sequence_id))
+async def resume_sequence(
+    sequence_id: SequenceIdPath, session: SessionDep, runtime: RuntimeDep, principal: ManagerDep
+) -> SequenceOut:
+    """Send again (also after the circuit breaker paused the sequence), each email in its contact's window."""
+    sequence = await sequences.resume_sequence(
+        session,
+        await sequences.get_sequence(session, sequence_id),
+        actor=principal.actor,
+        default_zone=runtime.settings.default_time_zone,
+    )
     await session.commit()
     return SequenceOut.of(sequence)
 

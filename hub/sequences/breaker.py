@@ -1,20 +1,27 @@
-"""The circuit breaker: a sequence whose sends fail too often in a short window is paused (resumed by the API)."""
+"""The circuit breaker: a sequence whose sends fail too often in a short window is paused (resumed by the API).
+
+Its pauses are audited as ``sequence.paused`` by the actor ``rule:circuit_breaker``.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.config import Settings
+from hub.db import retry_transient
 from hub.email.models import EmailMessage
 from hub.mail.outbox import hold_sequence_mail
 from hub.sequences.models import Sequence
+from hub.sequences.service import record_status_change
 
 log = logging.getLogger(__name__)
+BREAKER_ACTOR = "rule:circuit_breaker"
 
 
 async def check_breakers(
@@ -51,13 +58,15 @@ async def check_breakers(
         return []
     paused = []
     sequences = await session.scalars(
-        select(Sequence).where(Sequence.id.in_(tripped), Sequence.status == "active").with_for_update()
+        select(Sequence).where(Sequence.id.in_(tripped), Sequence.status == "active").with_for_update(key_share=True)
     )
     for sequence in sequences:
         sequence.status, sequence.paused_reason, sequence.paused_at = "paused", tripped[sequence.id][:300], now
         sequence.updated_at = now
-        # What is still queued for it waits too: a failing relay or list should not get another batch.
-        await hold_sequence_mail(session, sequence.id)
+        # What is still queued for it waits too: a failing relay or list should not get another batch. Holding
+        # claimed rows can deadlock with a send loop's hand-over of them, as a pause by hand can: run it again.
+        await retry_transient(session, partial(hold_sequence_mail, session, sequence.id))
+        record_status_change(session, BREAKER_ACTOR, "sequence.paused", sequence)
         paused.append(sequence.id)
         log.warning("paused sequence %d: %s", sequence.id, tripped[sequence.id])
     await session.flush()

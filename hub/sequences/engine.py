@@ -56,6 +56,8 @@ PAUSED_RECHECK = timedelta(hours=1)
 """A paused sequence's enrollments look again this often (resuming makes them due at once anyway)."""
 BUSY_RETRY = timedelta(minutes=1)
 """An enrollment whose contact another worker is capping right now tries again this much later."""
+SEQUENCE_BUSY_RETRY = timedelta(seconds=30)
+"""An enrollment whose sequence is being paused or resumed right now looks again this much later."""
 CAPPED_STATUSES = ("queued", "held", "sending", "sent", "delivered")
 RENDER_SLICE = 2
 """Emails rendered between two yields to the event loop, so a worker's send lanes are not kept waiting."""
@@ -178,8 +180,7 @@ async def _load(
     now: datetime,
     report: StepReport,
 ) -> _Batch:
-    sequence_rows = await session.scalars(select(Sequence).where(Sequence.id.in_({e.sequence_id for e in claimed})))
-    sequences = {s.id: (s, _spec_or_none(s)) for s in sequence_rows}
+    sequences = {s.id: (s, _spec_or_none(s)) for s in await _share_sequences(session, claimed)}
     contact_ids = sorted({e.contact_id for e in claimed})
     contacts = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
     identities = await contacts_repo.identities_of_many(session, contact_ids)
@@ -220,6 +221,20 @@ async def _load(
     )
 
 
+async def _share_sequences(session: AsyncSession, claimed: list[Enrollment]) -> Seq[Sequence]:
+    """The claimed enrollments' sequences, share-locked until the batch commits (PostgreSQL).
+
+    A pause (or resume, or circuit breaker) locks its sequence's row before it holds the queued mail, so it
+    waits for a batch that read the sequence as active and then holds what that batch queued; a sequence a
+    pause is changing right now is skipped (never waited for: a resume locks the sequence, then the
+    enrollments this batch holds), and its enrollments are looked at again shortly.
+    """
+    query = select(Sequence).where(Sequence.id.in_({e.sequence_id for e in claimed}))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(read=True, skip_locked=True)
+    return (await session.scalars(query)).all()
+
+
 def _spec_or_none(sequence: Sequence) -> SequenceSpec | None:
     try:
         return enrollments.spec_of(sequence)
@@ -248,25 +263,28 @@ async def _lock_caps(session: AsyncSession, contact_ids: list[int]) -> set[int]:
 async def _recent_marketing(
     session: AsyncSession, contact_ids: list[int], settings: Settings, now: datetime
 ) -> dict[int, list[datetime]]:
-    """When each contact's marketing messages inside the cap window were queued, oldest first."""
+    """When each contact's marketing messages inside the cap window count from, oldest first: the latest of when
+    each was queued, is due (a retry, or mail a resumed sequence had held) and was sent, so an email held through
+    a long pause counts from its release, not from before the pause."""
     if not settings.frequency_cap or not contact_ids:
         return {}
     since = now - timedelta(hours=settings.frequency_cap_hours)
     found: dict[int, list[datetime]] = {c: [] for c in contact_ids}
+    m = EmailMessage
     for start in range(0, len(contact_ids), 500):
         rows = await session.execute(
-            select(EmailMessage.contact_id, EmailMessage.created_at)
-            .where(
-                EmailMessage.contact_id.in_(contact_ids[start : start + 500]),
-                EmailMessage.marketing.is_(True),
-                EmailMessage.status.in_(CAPPED_STATUSES),
-                EmailMessage.created_at > since,
+            select(m.contact_id, m.created_at, m.next_attempt_at, m.sent_at).where(
+                m.contact_id.in_(contact_ids[start : start + 500]),
+                m.marketing.is_(True),
+                m.status.in_(CAPPED_STATUSES),
+                (m.created_at > since) | (m.next_attempt_at > since) | (m.sent_at > since),
             )
-            .order_by(EmailMessage.created_at)
         )
-        for contact_id, created_at in rows:
+        for contact_id, created_at, due_at, sent_at in rows:
             if contact_id is not None:
-                found[contact_id].append(created_at)
+                found[contact_id].append(max(t for t in (created_at, due_at, sent_at) if t is not None))
+    for times in found.values():
+        times.sort()
     return found
 
 
@@ -274,7 +292,11 @@ async def _run_one(session: AsyncSession, enrollment: Enrollment, batch: _Batch)
     """Wait, stop, skip or queue: one enrollment's due step."""
     now, report = batch.now, batch.report
     sequence, spec = batch.sequences.get(enrollment.sequence_id, (None, None))
-    if sequence is None or spec is None or sequence.status != "active":
+    if sequence is None:  # being paused or resumed right now (an enrollment's sequence is never deleted)
+        enrollment.next_run_at = now + SEQUENCE_BUSY_RETRY
+        report.waiting += 1
+        return
+    if spec is None or sequence.status != "active":
         enrollment.next_run_at, enrollment.wait_reason = now + PAUSED_RECHECK, "paused"
         report.waiting += 1
         return

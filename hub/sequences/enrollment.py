@@ -7,10 +7,11 @@ triggers firing at once (two workers, two requests) cannot both enroll the conta
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +22,7 @@ from hub.contacts import repository as contacts_repo
 from hub.contacts.models import Contact
 from hub.email import repository as email_repo
 from hub.email.models import EmailMessage
+from hub.mail import outbox
 from hub.reps.models import Rep, Team
 from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import STOP_REASONS, SequenceSpec
@@ -156,10 +158,13 @@ async def stop(
     *,
     sequence: Sequence | None = None,
 ) -> None:
-    """Stop an active enrollment with its reason (one of STOP_REASONS); its queued, unsent message is cancelled."""
+    """Stop an enrollment with its reason (one of STOP_REASONS); its message not yet handed over is cancelled.
+
+    The enrollment is active, or completed with its last email still unsent (see ``stop_by_hand``); a
+    stopped one is left as it is."""
     if reason not in STOP_REASONS:
         raise ValueError(f"unknown stop reason {reason!r}: add it to STOP_REASONS and docs/SEQUENCES.md")
-    if enrollment.status != "active":
+    if enrollment.status == "stopped":
         return
     sequence = sequence or await session.get(Sequence, enrollment.sequence_id)
     enrollment.status, enrollment.stopped_at = "stopped", now
@@ -168,13 +173,8 @@ async def stop(
     # Written first: on PostgreSQL this waits for a step runner holding the row, so a message it
     # queued meanwhile is committed and visible to the cancel below.
     await session.flush()
-    # A reply or a won deal makes the queued next email wrong; the send loop takes only queued rows.
-    await session.execute(
-        update(EmailMessage)
-        .where(EmailMessage.enrollment_id == enrollment.id, EmailMessage.status.in_(("queued", "held")))
-        .values(status="cancelled", next_attempt_at=None, last_error=f"sequence stopped: {reason}"[:500])
-        .execution_options(synchronize_session=False)
-    )
+    # A reply or a won deal makes the next email wrong, also one a send loop claimed but has not handed over.
+    await outbox.cancel_unsent(session, reason, EmailMessage.enrollment_id == enrollment.id)
     data = {
         "sequence_id": enrollment.sequence_id,
         "name": sequence.name if sequence is not None else None,
@@ -191,6 +191,21 @@ async def stop(
         data={k: v for k, v in data.items() if v is not None},
     )
     await session.flush()
+
+
+async def stop_by_hand(session: AsyncSession, enrollment: Enrollment, detail: str, now: datetime) -> bool:
+    """Stop an enrollment a manager asked to stop (reason ``manual``): an active one, or a completed one whose
+    last email is not yet handed to SMTP (a paused sequence holds it, a retry waits). False when there is
+    nothing left to stop: it is stopped already, or every email of it has gone."""
+    if enrollment.status == "completed":
+        # Cancelled first, by the guarded statement: a send loop handing it over meanwhile either finds it
+        # cancelled, or got there first and the stop is refused (the enrollment stays completed).
+        if not await outbox.cancel_unsent(session, "manual", EmailMessage.enrollment_id == enrollment.id):
+            return False
+    elif enrollment.status != "active":
+        return False
+    await stop(session, enrollment, "manual", detail, now)
+    return True
 
 
 async def active_enrollments(session: AsyncSession, contact_id: int) -> list[Enrollment]:
@@ -221,6 +236,14 @@ async def stop_for_contact(
             stopped.append(enrollment)
     if stopped:
         log.info("stopped %d enrollments of contact %d: %s", len(stopped), contact_id, reason)
+    # A completed enrollment's last email may still wait (a retry's backoff, a paused sequence): the reply or the
+    # opt-out makes it as wrong as a running enrollment's next one.
+    completed = select(Enrollment.id).where(Enrollment.contact_id == contact_id, Enrollment.status == "completed")
+    if wanted is not None:
+        completed = completed.where(Enrollment.sequence_id.in_(sorted(wanted)))
+    await outbox.cancel_unsent(
+        session, reason, EmailMessage.contact_id == contact_id, EmailMessage.enrollment_id.in_(completed)
+    )
     return stopped
 
 
@@ -252,6 +275,27 @@ async def resume_paused(session: AsyncSession, sequence_id: int, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def zones_of_contacts(
+    session: AsyncSession, contact_ids: Collection[int], default_zone: str
+) -> dict[int, tuple[ZoneInfo, ...]]:
+    """Each contact's zones as the step runner reads them: its own, else its phone's, else its owner's team's,
+    else ``default_zone``."""
+    ids = sorted(set(contact_ids))
+    identities = await contacts_repo.identities_of_many(session, ids)
+    zones: dict[int, tuple[ZoneInfo, ...]] = {}
+    for start in range(0, len(ids), 500):
+        rows = await session.execute(
+            select(Contact.id, Contact.time_zone, Team.time_zone)
+            .outerjoin(Rep, Rep.id == Contact.owner_rep_id)
+            .outerjoin(Team, Team.id == Rep.team_id)
+            .where(Contact.id.in_(ids[start : start + 500]))
+        )
+        for contact_id, own, team in rows:
+            phones = [value for kind, value in identities.get(contact_id, []) if kind == "phone"]
+            zones[contact_id] = contact_zones(own, phones, team or default_zone)
+    return zones
 
 
 async def fallback_zone_of(session: AsyncSession, contact: Contact, default: str) -> str:

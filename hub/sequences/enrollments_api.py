@@ -181,16 +181,18 @@ async def stop_enrollment(
     scope: ScopeDep,
     spec: StopRequest | None = None,
 ) -> EnrollmentOut:
-    """Stop an active enrollment by hand (managers and admins, of contacts they see); reason ``manual``."""
+    """Stop an enrollment by hand (managers and admins, of contacts they see); reason ``manual``. An active one,
+    or a completed one whose last email is not yet sent (held by a pause, waiting on a retry): that email is
+    cancelled. 409 once every email of it has gone or it is stopped already."""
     enrollment = await session.get(Enrollment, enrollment_id, with_for_update=True)
     contact = await session.get(Contact, enrollment.contact_id) if enrollment is not None else None
     if enrollment is None or contact is None or not scope.sees_owner(contact.owner_rep_id):
         raise NotFound(f"enrollment {enrollment_id} does not exist", field="enrollment_id")
-    if enrollment.status != "active":
-        raise Conflict(f"enrollment {enrollment_id} is already {enrollment.status}", field="enrollment_id")
     note = spec.note if spec is not None else None
     detail = f"by {principal.name}" + (f": {note}" if note else "")
-    await enrollments.stop(session, enrollment, "manual", detail, clock.now())
+    if not await enrollments.stop_by_hand(session, enrollment, detail, clock.now()):
+        done = "stopped" if enrollment.status == "stopped" else "completed and its emails are sent"
+        raise Conflict(f"enrollment {enrollment_id} is already {done}", field="enrollment_id")
     await session.commit()
     return EnrollmentOut.model_validate(enrollment)
 

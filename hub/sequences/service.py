@@ -7,21 +7,28 @@ is saved only when it renders and no sequence using it would break.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, TemplateSyntaxError, meta
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.audit import service as audit
+from hub.db import retry_transient
+from hub.email.models import EmailMessage
 from hub.errors import Conflict, HubError, NotFound
-from hub.mail.outbox import hold_sequence_mail, release_sequence_mail
-from hub.sequences.enrollment import resume_paused
+from hub.mail.outbox import hold_sequence_mail, release_held_messages, release_sequence_mail
+from hub.sequences.enrollment import resume_paused, zones_of_contacts
 from hub.sequences.enrollment import spec_of as spec_of
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec
 from hub.sequences.templates import TemplateLibrary, TemplateProblem
+from hub.sequences.windows import due_after, next_send_time
 
 
 class TemplatesInvalid(HubError):
@@ -102,42 +109,154 @@ async def replace_spec(
     return sequence
 
 
-async def pause_sequence(session: AsyncSession, sequence: Sequence, *, reason: str | None = None) -> Sequence:
-    """Stop sending the sequence (enrollments wait, and its queued messages are held, not sent);
-    ``reason`` records why (e.g. the circuit breaker)."""
-    if sequence.status != "paused":
-        sequence.status = "paused"
-        sequence.paused_at = clock.now()
-        sequence.paused_reason = reason[:300] if reason else None
-        sequence.updated_at = clock.now()
+async def pause_sequence(
+    session: AsyncSession, sequence: Sequence, *, reason: str | None = None, actor: str | None = None
+) -> Sequence:
+    """Stop sending the sequence (enrollments wait, and its messages not yet handed over are held, not sent);
+    ``reason`` records why, ``actor`` who (audited). Pausing a paused sequence changes nothing."""
+
+    async def lock_and_hold() -> bool:
+        await _lock(session, sequence)
+        if sequence.status == "paused":
+            return False
         await hold_sequence_mail(session, sequence.id)
+        return True
+
+    # The hold also takes rows a send loop claimed, which its hand-over may be updating at this moment: the two
+    # can deadlock, and PostgreSQL then aborts one. When it is the pause, its savepoint (and the sequence's row
+    # lock with it) is rolled back and it runs again; the send loop's hand-over, if aborted, sent nothing.
+    if await retry_transient(session, lock_and_hold):
+        now = clock.now()
+        sequence.status, sequence.paused_at, sequence.updated_at = "paused", now, now
+        sequence.paused_reason = reason[:300] if reason else None
+        if actor is not None:
+            record_status_change(session, actor, "sequence.paused", sequence)
     return sequence
 
 
-async def resume_sequence(session: AsyncSession, sequence: Sequence) -> Sequence:
-    """Send again; clears the pause reason (also a circuit breaker's pause), and the enrollments that
-    waited for the pause are due at once rather than at their next hourly re-check."""
-    was_paused = sequence.status == "paused"
-    sequence.status = "active"
-    sequence.paused_at = None
-    sequence.paused_reason = None
-    sequence.updated_at = clock.now()
-    if was_paused:
-        await resume_paused(session, sequence.id, sequence.updated_at)
-        await release_sequence_mail(session, sequence.id, sequence.updated_at)
+async def resume_sequence(
+    session: AsyncSession, sequence: Sequence, *, actor: str | None = None, default_zone: str = "UTC"
+) -> Sequence:
+    """Send again; clears the pause reason (also a circuit breaker's pause). The enrollments that waited for the
+    pause are due at once rather than at their next hourly re-check, and each held message is queued again for
+    when its contact's send window is next open (``default_zone``: for contacts of no known zone). Resuming a
+    running sequence changes nothing."""
+    await _lock(session, sequence)
+    if sequence.status != "paused":
+        return sequence
+    now = clock.now()
+    sequence.status, sequence.paused_at, sequence.paused_reason, sequence.updated_at = "active", None, None, now
+    await resume_paused(session, sequence.id, now)
+    await _release_held_mail(session, sequence, now, default_zone)
+    if actor is not None:
+        record_status_change(session, actor, "sequence.resumed", sequence)
     return sequence
+
+
+def record_status_change(session: AsyncSession, actor: str, action: str, sequence: Sequence) -> None:
+    """The audit entry of a pause (with its reason) or a resume, in the caller's transaction."""
+    details: dict[str, Any] = {"name": sequence.name, "version": sequence.version}
+    if sequence.status == "paused":
+        details["reason"] = sequence.paused_reason
+    audit.record(session, actor=actor, action=action, target_type="sequence", target_id=sequence.id, details=details)
+
+
+async def _lock(session: AsyncSession, sequence: Sequence) -> None:
+    """Read the sequence again under a row lock (PostgreSQL), so a pause or resume decides on the committed status
+    and a concurrent pause, resume, circuit breaker or step runner's batch (hub.sequences.engine) waits its turn.
+    ``FOR NO KEY UPDATE``: enough to exclude those, while an enrollment or a message inserted for the sequence
+    meanwhile (its foreign key check takes ``FOR KEY SHARE``) does not wait for the pause."""
+    await session.execute(
+        select(Sequence)
+        .where(Sequence.id == sequence.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _release_held_mail(session: AsyncSession, sequence: Sequence, now: datetime, default_zone: str) -> None:
+    """Queue the held messages again, each due when its contact's send window is next open (at once if it is open,
+    never before a retry's own time), as the step runner would have timed it; the step after a released one
+    counts its delay from the release, so the two do not go out together after a long pause."""
+    try:
+        spec: SequenceSpec | None = spec_of(sequence)
+    except ValidationError:
+        spec = None
+    if spec is None:
+        await release_sequence_mail(session, sequence.id, now)
+        return
+    held = (
+        await session.execute(
+            select(
+                EmailMessage.id,
+                EmailMessage.contact_id,
+                EmailMessage.next_attempt_at,
+                EmailMessage.enrollment_id,
+                EmailMessage.step_key,
+            ).where(EmailMessage.sequence_id == sequence.id, EmailMessage.status == "held")
+        )
+    ).all()
+    contact_ids = {row.contact_id for row in held if row.contact_id is not None}
+    zones = await zones_of_contacts(session, contact_ids, default_zone)
+    timed: dict[tuple[tuple[ZoneInfo, ...], datetime], datetime] = {}
+    due: dict[datetime, list[int]] = {}
+    released: dict[int, dict[str | None, datetime]] = {}
+    for message_id, contact_id, retry_at, enrollment_id, step_key in held:
+        start = max(now, retry_at) if retry_at is not None else now
+        key = (zones.get(contact_id, ()) if contact_id is not None else (), start)
+        if key not in timed:
+            timed[key] = next_send_time(start, spec.window, key[0])
+        due.setdefault(timed[key], []).append(message_id)
+        if enrollment_id is not None:
+            released.setdefault(enrollment_id, {})[step_key] = timed[key]
+    for at, message_ids in due.items():
+        await release_held_messages(session, message_ids, at)
+    await _count_from_release(session, spec, released, zones)
+
+
+async def _count_from_release(
+    session: AsyncSession,
+    spec: SequenceSpec,
+    released: dict[int, dict[str | None, datetime]],
+    zones: dict[int, tuple[ZoneInfo, ...]],
+) -> None:
+    """The enrollments whose previous step's email was held: their next step is due no earlier than its delay
+    after that email's release (``after: previous_step``), as if it had been queued then."""
+    keys = [step.key for step in spec.steps]
+    ids = sorted(released)
+    for start in range(0, len(ids), 500):
+        rows = await session.scalars(
+            select(Enrollment)
+            .where(Enrollment.id.in_(ids[start : start + 500]), Enrollment.status == "active")
+            .execution_options(populate_existing=True)
+        )
+        for enrollment in rows:
+            index = enrollment.step_index
+            at = released[enrollment.id].get(keys[index - 1]) if 0 < index < len(keys) else None
+            if at is None or enrollment.next_run_at is None:
+                continue
+            delay = spec.steps[index].delay
+            zone = (zones.get(enrollment.contact_id) or (ZoneInfo("UTC"),))[0]
+            if delay.after == "previous_step":
+                enrollment.next_run_at = max(enrollment.next_run_at, due_after(at, delay, zone))
 
 
 async def update_sequence(
-    session: AsyncSession, sequence: Sequence, patch: SequencePatch, library: TemplateLibrary
+    session: AsyncSession,
+    sequence: Sequence,
+    patch: SequencePatch,
+    library: TemplateLibrary,
+    *,
+    actor: str | None = None,
+    default_zone: str = "UTC",
 ) -> Sequence:
-    """Apply a SequencePatch: a new definition and/or pause / resume."""
+    """Apply a SequencePatch: a new definition and/or pause / resume (``actor``, ``default_zone``: as there)."""
     if patch.spec is not None:
         await replace_spec(session, sequence, patch.spec, library)
     if patch.status == "paused":
-        await pause_sequence(session, sequence, reason="paused by hand")
+        await pause_sequence(session, sequence, reason="paused by hand", actor=actor)
     elif patch.status == "active":
-        await resume_sequence(session, sequence)
+        await resume_sequence(session, sequence, actor=actor, default_zone=default_zone)
     await session.flush()
     return sequence
 

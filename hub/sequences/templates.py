@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from jinja2 import (
     BaseLoader,
@@ -52,6 +52,8 @@ from hub.sequences.schemas import SequenceSpec, Step, Variant
 from hub.sequences.variables import SAMPLES, VARIABLES, RenderContext
 
 MAX_PROBLEMS = 50
+MAX_COMPILED_INLINE = 1000
+"""Inline bodies a library keeps compiled (the worker's library lives as long as the stored templates last)."""
 
 _FOOTER_HTML = (
     '<hr><p style="font-size:12px;color:#666666">{{ company.name }}'
@@ -84,6 +86,49 @@ class TemplateProblem(NamedTuple):
 
 class TemplateFailed(Exception):
     """A template failed to render at send time (rare: templates are checked when saved)."""
+
+
+class LibraryCache:
+    """The worker's library, rebuilt only when the stored templates change.
+
+    Building a library creates both environments and compiles the footers and every inline body again:
+    ~10 ms for each batch of the sequence engine (``bench/send.py`` under py-spy), for the same result. The
+    stored templates are still read each time and compared by source, so an edit is used by the next batch;
+    template files are re-checked by jinja2 itself (``auto_reload``).
+    """
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        self._library: TemplateLibrary | None = None
+
+    async def load(self, session: AsyncSession) -> TemplateLibrary:
+        """The library for the stored templates as they are now."""
+        rows = {row.name: row for row in (await session.scalars(select(EmailTemplate))).all()}
+        if self._library is None or not self._library.stored_like(rows):
+            self._library = TemplateLibrary(rows, self.templates_dir / "emails")
+        return self._library
+
+
+class HasSources(Protocol):
+    """A stored template's sources: its row, or a copy of them."""
+
+    @property
+    def html(self) -> str | None: ...
+
+    @property
+    def text(self) -> str | None: ...
+
+
+class StoredSources(NamedTuple):
+    """A stored template's sources, copied out of its row. A library outlives the session that read the rows
+    (``LibraryCache``): a rollback in that session expires them, and reading one afterwards raises."""
+
+    html: str | None
+    text: str | None
+
+
+def _sources(rows: Mapping[str, HasSources]) -> dict[str, StoredSources]:
+    return {name: StoredSources(row.html, row.text) for name, row in rows.items()}
 
 
 @dataclass(frozen=True)
@@ -139,15 +184,15 @@ def _environment(loader: BaseLoader, *, autoescape: bool) -> SandboxedEnvironmen
 class TemplateLibrary:
     """The templates a hub can render: stored ones (by name) and files under ``templates/emails/``."""
 
-    def __init__(self, stored: Mapping[str, EmailTemplate], emails_dir: Path) -> None:
-        self.stored = dict(stored)
+    def __init__(self, stored: Mapping[str, HasSources], emails_dir: Path) -> None:
+        self.stored = _sources(stored)
         self.emails_dir = emails_dir
         files = FileSystemLoader(str(emails_dir))
         html_names = {name: t.html for name, t in self.stored.items() if t.html is not None}
         text_names = {name: t.text for name, t in self.stored.items() if t.text is not None}
         self._html = _environment(ChoiceLoader([DictLoader(html_names), files]), autoescape=True)
         self._text = _environment(ChoiceLoader([DictLoader(text_names), files]), autoescape=False)
-        # Inline bodies compile once per library, not once per recipient.
+        # Inline bodies compile once per library, not once per recipient (nor per batch: see LibraryCache).
         self._compiled: dict[tuple[str, str], Template] = {}
         self._footer_html = self._html.from_string(_FOOTER_HTML)
         self._footer_text = self._text.from_string(_FOOTER_TEXT)
@@ -157,6 +202,10 @@ class TemplateLibrary:
         """The library of the database's stored templates and the files under ``templates_dir/emails``."""
         rows = (await session.scalars(select(EmailTemplate))).all()
         return cls({row.name: row for row in rows}, templates_dir / "emails")
+
+    def stored_like(self, rows: Mapping[str, HasSources]) -> bool:
+        """Whether ``rows`` are the stored templates this library was built from (same names and sources)."""
+        return _sources(rows) == self.stored
 
     def names(self) -> list[str]:
         """Every template name: stored ones and files (relative paths under ``templates/emails/``)."""
@@ -226,6 +275,8 @@ class TemplateLibrary:
         key = (part.kind, part.source or "")
         compiled = self._compiled.get(key)
         if compiled is None:
+            if len(self._compiled) >= MAX_COMPILED_INLINE:
+                self._compiled.clear()  # a long-lived library must not keep every edited draft forever
             compiled = self._compiled[key] = env.from_string(part.source or "")
         return compiled
 

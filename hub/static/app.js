@@ -76,5 +76,32 @@
     var slot = form && form.querySelector(".form-error");
     if (slot) slot.textContent = message; else showToast(message);
   });
+  // The queue reloads its rows when the live stream says it changed (a new lead, a task), but not while the
+  // rep is at work in one of them (a field focused, or something typed in an open "Schedule callback"): the
+  // reload would replace the row and drop it. The reload waits and happens once they are done. An open but
+  // empty form does not hold it, so a form left open never keeps the queue stale.
+  var queueReloadHeld = false;
+  function busyInQueue(rows) {
+    var focused = document.activeElement;
+    if (rows.contains(focused) && focused.matches("input, select, textarea")) return true;
+    var typed = rows.querySelectorAll("details[open] input:not([type=hidden]), details[open] textarea");
+    return Array.prototype.some.call(typed, function (field) { return field.value !== ""; });
+  }
+  document.addEventListener("htmx:confirm", function (event) {
+    var rows = event.detail.elt;
+    if (rows.id !== "queue-rows" || event.detail.verb !== "get" || !busyInQueue(rows)) return;
+    event.preventDefault();
+    queueReloadHeld = true;
+  });
+  function releaseQueueReload() {
+    var rows = document.getElementById("queue-rows");
+    if (!queueReloadHeld || !rows || busyInQueue(rows)) return;
+    queueReloadHeld = false;
+    htmx.trigger(rows, "sse:queue");
+  }
+  document.addEventListener("focusout", function () { setTimeout(releaseQueueReload, 0); });
+  document.addEventListener("toggle", releaseQueueReload, true);  // a <details> closed (toggle does not bubble)
+  document.addEventListener("htmx:afterSwap", releaseQueueReload);  // an action's answer replaced the row
+
   document.addEventListener("htmx:sendError", function () { showToast("The hub cannot be reached; check the connection."); });
 })();

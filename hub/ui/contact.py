@@ -324,5 +324,6 @@ async def _answer(
     """The queue's row (htmx from the queue) or a redirect back to the contact page."""
     if back is not None:
         key, rep_id = back
-        return await queue.row_after_action(session, scope, runtime, key, rep_id, said)
+        subject = await queue.contact_name(session, contact_id)
+        return await queue.row_after_action(session, scope, runtime, key, rep_id, said, subject)
     return RedirectResponse(f"/ui/contacts/{contact_id}?done={code}#actions", status_code=303)

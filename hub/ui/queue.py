@@ -37,6 +37,7 @@ from hub.validation import MAX_ID
 
 router = APIRouter()
 QUEUE_LIMIT = 100
+OFF_THE_LIST = "It is off the list now."
 RepQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, description="a rep's queue (managers)")]
 
 
@@ -125,20 +126,46 @@ async def queue_rep(session: AsyncSession, scope: Scope, form: FormData) -> int 
 
 
 async def row_after_action(
-    session: AsyncSession, scope: Scope, runtime: RuntimeDep, key: str, rep_id: int | None, done: str
+    session: AsyncSession,
+    scope: Scope,
+    runtime: RuntimeDep,
+    key: str,
+    rep_id: int | None,
+    done: str,
+    subject: str | None,
 ) -> HTMLResponse:
-    """The queue row named ``key`` as it is now, with ``done`` said about it; a closing row when it left the queue."""
+    """The queue row named ``key`` as it is now, with ``done`` said in it (a closing row when it left the queue),
+    and the page's status line saying it too, swapped out of band.
+
+    The action itself changes the rep's tasks, so the live stream soon re-renders every row (hub/ui/live.py)
+    and the row's own words go with it; the status line above the table is what keeps the answer on screen
+    (and, being a live region that stays in place, what a screen reader announces, once).
+    """
     chosen = await whose_queue(session, scope, rep_id)
-    if chosen is None:
-        return HTMLResponse(render_fragment("ui/app/partials/queue_done_row.html.j2", done=done, item=None))
-    view = await queue_view(session, chosen, runtime.settings, clock.now())
-    item = next((i for i in view.items if item_key(i) == key), None)
-    if item is None:
-        return HTMLResponse(render_fragment("ui/app/partials/queue_done_row.html.j2", done=done, key=key))
-    html = render_fragment(
-        "ui/app/partials/queue_row.html.j2", item=item, done=done, view=view, **row_context(view, runtime.rules.current)
-    )
-    return HTMLResponse(html)
+    view = await queue_view(session, chosen, runtime.settings, clock.now()) if chosen is not None else None
+    item = next((i for i in view.items if item_key(i) == key), None) if view is not None else None
+    if view is None or item is None:
+        done = f"{done} {OFF_THE_LIST}" if view is not None else done
+        row = render_fragment("ui/app/partials/queue_done_row.html.j2", done=done, key=key if view else None)
+    else:
+        row = render_fragment(
+            "ui/app/partials/queue_row.html.j2",
+            item=item,
+            done=done,
+            view=view,
+            **row_context(view, runtime.rules.current),
+        )
+    status = render_fragment("ui/app/partials/queue_status.html.j2", done=done, subject=subject, oob=True)
+    # The row first: htmx parses the answer as a template's content, where a leading <p> would drop the <tr>.
+    return HTMLResponse(row + status)
+
+
+async def contact_name(session: AsyncSession, contact_id: int | None) -> str | None:
+    """Whom the status line names: without the name, "Callback set for ..." says little once the rows re-render."""
+    if contact_id is None:
+        return None
+    contact = (await tasks_repo.contacts_by_id(session, {contact_id})).get(contact_id)
+    return contact.name if contact is not None else None
 
 
 async def _pickable_reps(session: AsyncSession, scope: Scope) -> list[Rep]:
@@ -166,4 +193,6 @@ async def complete_task(
         raise NotFound(f"task {task_id} does not exist", field="task_id")
     await tasks.complete(session, task, by=scope.principal.actor, now=clock.now(), settings=runtime.settings)
     await session.commit()
-    return await row_after_action(session, scope, runtime, f"task-{task.id}", rep_id, f"{task.kind.capitalize()} done.")
+    subject = await contact_name(session, task.contact_id)
+    said = f"{task.kind.capitalize()} done."
+    return await row_after_action(session, scope, runtime, f"task-{task.id}", rep_id, said, subject)

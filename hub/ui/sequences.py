@@ -25,7 +25,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.audit import service as audit
 from hub.auth.service import Principal
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import HubError
@@ -199,24 +198,25 @@ async def pause_sequence(
 ) -> Response:
     """Stop sending (enrollments wait, queued mail is held); recorded in the audit log."""
     sequence = await sequences.get_sequence(session, sequence_id)
-    was = sequence.status
-    await sequences.pause_sequence(session, sequence, reason="paused by hand")
-    if was != "paused":
-        _audit(session, principal, "sequence.paused", sequence)
+    await sequences.pause_sequence(session, sequence, reason="paused by hand", actor=principal.actor)
     await session.commit()
     return RedirectResponse(await _back_to(request, sequence_id), status_code=303)
 
 
 @router.post("/ui/sequences/{sequence_id}/resume")
 async def resume_sequence(
-    sequence_id: SequenceId, request: Request, session: SessionDep, principal: WebManagerDep, _csrf: CsrfDep
+    sequence_id: SequenceId,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: WebManagerDep,
+    _csrf: CsrfDep,
 ) -> Response:
     """Send again (also after the circuit breaker paused it); recorded in the audit log."""
     sequence = await sequences.get_sequence(session, sequence_id)
-    was = sequence.status
-    await sequences.resume_sequence(session, sequence)
-    if was != "active":
-        _audit(session, principal, "sequence.resumed", sequence)
+    await sequences.resume_sequence(
+        session, sequence, actor=principal.actor, default_zone=runtime.settings.default_time_zone
+    )
     await session.commit()
     return RedirectResponse(await _back_to(request, sequence_id), status_code=303)
 
@@ -283,13 +283,6 @@ async def _library(session: AsyncSession, runtime: RuntimeDep) -> TemplateLibrar
 
 async def _scope(session: AsyncSession, runtime: RuntimeDep, principal: Principal) -> Scope:
     return await scope_of(session, principal, runtime.rules.current.routing.head_of_sales)
-
-
-def _audit(session: AsyncSession, principal: Principal, action: str, sequence: Sequence) -> None:
-    details = {"name": sequence.name, "version": sequence.version}
-    audit.record(
-        session, actor=principal.actor, action=action, target_type="sequence", target_id=sequence.id, details=details
-    )
 
 
 async def _edit(request: Request, session: AsyncSession, runtime: RuntimeDep, sequence: Sequence | None) -> Response:

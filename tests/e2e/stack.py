@@ -300,3 +300,11 @@ def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/login" not in url)
+
+
+def wait_for_live_stream(page: Page) -> None:
+    """Until this page's live stream is open (the server has read where it starts): what is written from now on
+    reaches it. (Waiting for any /ui/live response could catch a previous page's late stream instead.)"""
+    page.wait_for_function(
+        "() => document.getElementById('live')['htmx-internal-data']?.sseEventSource?.readyState === EventSource.OPEN"
+    )

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.stack import RunningHub, sign_in
+from tests.e2e.stack import RunningHub, sign_in, wait_for_live_stream
 
 NEW_YORK, BERLIN = ZoneInfo("America/New_York"), ZoneInfo("Europe/Berlin")
 
@@ -47,7 +47,8 @@ def test_the_queue_puts_the_promised_callback_first_and_logs_a_call_in_one_click
 
     row.get_by_role("button", name="reached").click()
 
-    expect(page.locator("#queue-rows > tr.done")).to_contain_text("off the list")  # swapped in place
+    status = page.locator("#queue-status")
+    expect(status).to_have_text("Dora Queue: Logged call: reached. It is off the list now.")
     expect(rows.filter(has_text="Dora Queue")).to_have_count(0)
     timeline = served.call("GET", f"/api/contacts/{dora}/timeline")["items"]
     assert [(e["data"]["type"], e["data"]["outcome"]) for e in timeline if e["kind"] == "activity"] == [
@@ -72,21 +73,78 @@ def test_a_callback_is_typed_in_the_contacts_time_and_shown_in_both(page: Page, 
     row.get_by_label("Note (optional)").fill("wants pricing")
     row.get_by_role("button", name="Save callback").click()
 
-    expect(row).to_contain_text(f"Callback set for {shown(their_time)} their time")
+    said = f"Callback set for {shown(their_time)} their time"
+    status = page.locator("#queue-status")
+    expect(status).to_contain_text(f"Nora Zones: {said}")
+    # The new task makes the live stream re-render every row, which drops the row's own copy of the answer;
+    # the status line above the table keeps it.
+    expect(row.locator(".notice")).to_have_count(0)
+    expect(status).to_contain_text(f"Nora Zones: {said}")
     [task] = served.call("GET", "/api/tasks", params={"contact_id": nora})["items"]
     assert (task["kind"], task["assignee_rep_id"], task["note"]) == ("callback", bert, "wants pricing")
     assert datetime.fromisoformat(task["due_at"]) == their_time
+
+
+def test_the_queue_holds_its_live_reload_while_a_callback_is_being_typed(page: Page, served: RunningHub) -> None:
+    cleo = served.rep("Cleo Typing", time_zone="Europe/Berlin")
+    tess = served.contact("Tess Typing", cleo, time_zone="America/New_York")
+    uwe = served.contact("Uwe Waiting", cleo)
+    sign_in(page, served.user("rep", rep_id=cleo))
+    rows = page.locator("#queue-rows > tr")
+    expect(rows).to_have_count(2)
+    wait_for_live_stream(page)
+    # app.js decides first (its listener was added first); this records what it decided for each reload.
+    page.evaluate(
+        """window.reloads = [];
+        document.addEventListener("htmx:confirm", (e) => {
+          if (e.detail.elt.id === "queue-rows") window.reloads.push(e.defaultPrevented ? "held" : "done");
+        });"""
+    )
+    row = rows.filter(has_text="Tess Typing")
+    row.get_by_text("Schedule callback").click()
+    their_time = a_weekday_ahead(datetime.now(NEW_YORK).date()).isoformat() + "T11:30"
+    field = row.get_by_label("When, in their time (America/New_York)")
+    field.fill(their_time)
+
+    due = (datetime.now(UTC) + timedelta(minutes=20)).isoformat()
+    served.call("POST", "/api/tasks", 201, json={"kind": "callback", "contact_id": uwe, "due_at": due})
+
+    page.wait_for_function("() => window.reloads.includes('held')")  # the stream said the queue changed
+    expect(field).to_have_value(their_time)  # what the rep typed is still there
+    expect(rows).to_have_count(2)
+    row.get_by_role("button", name="Save callback").click()
+
+    expect(page.locator("#queue-status")).to_contain_text("Tess Typing: Callback set for")
+    expect(rows).to_have_count(3)  # once the rep was done, the held reload brought Uwe's callback in
+    expect(rows.nth(0)).to_contain_text("Uwe Waiting")
+    assert page.evaluate("window.reloads.at(-1)") == "done"
+    [task] = served.call("GET", "/api/tasks", params={"contact_id": tess})["items"]
+    assert task["kind"] == "callback"
+
+
+def test_a_schedule_callback_left_open_and_empty_does_not_keep_the_queue_stale(page: Page, served: RunningHub) -> None:
+    dina = served.rep("Dina Idle", time_zone="Europe/Berlin")
+    served.contact("Olga Open", dina)
+    vera = served.contact("Vera Arrives", dina)
+    sign_in(page, served.user("rep", rep_id=dina))
+    rows = page.locator("#queue-rows > tr")
+    expect(rows).to_have_count(2)
+    wait_for_live_stream(page)
+    rows.filter(has_text="Olga Open").get_by_text("Schedule callback").click()  # opened, nothing typed
+    page.locator("h1").click()  # and the rep's attention goes elsewhere
+
+    due = (datetime.now(UTC) + timedelta(minutes=20)).isoformat()
+    served.call("POST", "/api/tasks", 201, json={"kind": "callback", "contact_id": vera, "due_at": due})
+
+    expect(rows).to_have_count(3)  # the reload was not held
+    expect(rows.nth(0)).to_contain_text("Vera Arrives")
 
 
 def test_an_engaged_now_alert_arrives_without_a_reload(page: Page, served: RunningHub) -> None:
     ana = served.rep("Ana Live", time_zone="Europe/Berlin")
     lead = served.contact("Lara Live", ana)
     sign_in(page, served.user("rep", rep_id=ana))
-    # Wait until this page's stream is open (the server has read where it starts): what is written from now
-    # on reaches it. (Waiting for any /ui/live response could catch a previous page's late stream instead.)
-    page.wait_for_function(
-        "() => document.getElementById('live')['htmx-internal-data']?.sseEventSource?.readyState === EventSource.OPEN"
-    )
+    wait_for_live_stream(page)
     page.evaluate("window.stillTheSamePage = true")
 
     served.notify(ana, "Lara Live opened your email just now", contact_id=lead)

@@ -7,6 +7,7 @@ import asyncio
 from sqlalchemy import text
 
 from hub.db import create_engine, create_sessionmaker, retry_transient, session_scope
+from tests.pg_waits import backend_pid, until_a_backend_waits
 
 
 async def test_deadlock_victim_is_retried_and_both_finish(pg_database: str) -> None:
@@ -62,3 +63,32 @@ def test_only_deadlocks_and_serialization_failures_are_transient() -> None:
     assert is_transient(DBAPIError("x", {}, Orig("40P01")))
     assert is_transient(DBAPIError("x", {}, Orig("40001")))
     assert not is_transient(DBAPIError("x", {}, Orig("23505")))
+
+
+async def test_lock_keys_holds_every_key_until_commit_and_blocks_a_second_taker(pg_database: str) -> None:
+    from hub.db import advisory_key, lock_keys
+
+    engine = create_engine(pg_database)
+    sessions = create_sessionmaker(engine)
+    keys = ["contact:7", "call:CA1", "contact:3"]
+    try:
+        async with sessions() as holder, sessions() as other:
+            await lock_keys(holder, keys)
+            held = (
+                await holder.execute(
+                    text(
+                        "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+                    )
+                )
+            ).scalars()
+            assert {int(v) & 0xFFFFFFFFFFFFFFFF for v in held} == {advisory_key(k) & 0xFFFFFFFFFFFFFFFF for k in keys}
+            # Another transaction asking for one of them waits (PostgreSQL shows it waiting) until the holder commits.
+            taker = asyncio.create_task(lock_keys(other, ["call:CA1"]))
+            await until_a_backend_waits(holder, blocked_by=await backend_pid(holder), what="the second taker")
+            assert not taker.done()
+            await holder.commit()
+            await asyncio.wait_for(taker, timeout=10)
+            await other.commit()
+    finally:
+        await engine.dispose()

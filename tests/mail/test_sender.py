@@ -10,16 +10,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DatabaseError
 
 from hub import clock
 from hub.email.models import EmailMessage, Suppression
 from hub.email.suppressions import address_hash
+from hub.mail import lanes
 from hub.mail.outbox import Envelope, fill_message, reserve_message
+from hub.mail.outcomes import record_unsent
+from hub.mail.recording import PgRecorder, Sent
 from hub.mail.sender import SendReport, claim_due, expire_stuck, send_due
 from hub.mail.transport import SendOutcome, Transport
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.mail.blocking import BlockingTransport
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -195,26 +200,6 @@ async def test_a_killed_worker_leaves_unknown_only_what_it_was_handing_over(mail
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["r1@example.org", "r2@example.org", "r3@example.org"]
 
 
-class BlockingTransport:
-    """Accepts messages, but holds the ``block_at``-th until told to go on."""
-
-    def __init__(self, block_at: int) -> None:
-        self.block_at = block_at
-        self.sent: list[str] = []
-        self.reached = asyncio.Event()
-        self.proceed = asyncio.Event()
-
-    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
-        if len(self.sent) + 1 == self.block_at:
-            self.reached.set()
-            await self.proceed.wait()
-        self.sent.append(recipient)
-        return SendOutcome("sent", 250, "ok")
-
-    async def close(self) -> None:
-        pass
-
-
 async def test_cancelling_mid_batch_finishes_what_is_in_flight_and_requeues_the_rest(mail_hub: Hub) -> None:
     ids = await queue(mail_hub, [f"r{n}@example.org" for n in range(7)])
     transport = BlockingTransport(block_at=3)  # pool size 2: groups of two; the second group's first message
@@ -247,3 +232,83 @@ async def test_two_concurrent_loops_send_every_message_exactly_once(mail_hub: Hu
 
     assert sum(results) == 40
     assert Counter(r.rcpt_tos[0] for r in smtp_sink.received) == Counter(recipients)
+
+
+class _Deadlocked(Exception):
+    sqlstate = "40P01"  # what asyncpg's DeadlockDetectedError carries
+
+
+@pytest.mark.parametrize("error", ["deadlock", "constraint"])
+async def test_a_write_that_lost_a_deadlock_is_written_again_and_the_sends_are_recorded(
+    mail_hub: Hub, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    # A pause or a stop locking the same claimed rows in another order can make PostgreSQL abort the writer's
+    # transaction, which carries the outcomes of mails the relay already accepted.
+    ids = await queue(mail_hub, ["a@example.org", "b@example.org", "c@example.org"])
+    failures = [DatabaseError("record and hand over", None, _Deadlocked() if error == "deadlock" else Exception())]
+
+    def failing_once(write: Any) -> Any:
+        async def write_or_fail(*args: Any, **kwargs: Any) -> Any:
+            carries_sends = any(isinstance(a, list) and a and isinstance(a[0], Sent) for a in args)
+            if failures and carries_sends:  # the first write that records a mail the relay accepted
+                raise failures.pop()
+            return await write(*args, **kwargs)
+
+        return write_or_fail
+
+    monkeypatch.setattr(lanes, "record_and_hand_over", failing_once(lanes.record_and_hand_over))
+    monkeypatch.setattr(PgRecorder, "write", failing_once(PgRecorder.write))
+    if error == "deadlock":
+        assert (await run(mail_hub)).sent == 3
+    else:  # not a lock race: not run again; the batch fails (the stuck-sending sweep settles what it carried)
+        with pytest.raises(DatabaseError):
+            await run(mail_hub)
+    stored = await rows(mail_hub)
+    assert not failures
+    received = [r.rcpt_tos[0] for r in smtp_sink.received]
+    assert len(received) == len(set(received))  # nothing went out twice
+    statuses = [stored[i].status for i in ids]
+    if error == "deadlock":
+        assert (sorted(received), statuses) == (["a@example.org", "b@example.org", "c@example.org"], ["sent"] * 3)
+    else:  # what the failed write carried stays "sending" for the sweep (and is reported "unknown" then)
+        assert "sending" in statuses and "sent" not in statuses
+
+
+async def test_a_stop_mark_outlives_the_stuck_sweep_so_a_late_retry_is_still_cancelled(mail_hub: Hub) -> None:
+    frozen: FrozenClock = mail_hub.runtime.jobs["clock"]
+    [message_id] = await queue(mail_hub, ["slow@example.org"])
+    async with mail_hub.session() as session:  # handed over by a worker that is slow, not dead; then a stop
+        [message] = await claim_due(session, clock.now(), 10)
+        message.sending_since, message.attempts = clock.now(), 1
+        message.last_error = "sequence stopped: replied"
+    frozen.advance(mail_hub.settings.sending_timeout_seconds + 60)
+    async with mail_hub.session() as session:
+        assert await expire_stuck(session, clock.now(), mail_hub.settings.sending_timeout_seconds) == [message_id]
+    async with mail_hub.session() as session:
+        [message] = (await session.scalars(select(EmailMessage))).all()
+        assert (message.status, message.last_error) == ("unknown", "sequence stopped: replied")
+        await record_unsent(
+            session, mail_hub.settings, message, SendOutcome("retry", 451, "later"), clock.now(), Counter()
+        )
+    assert [(m.status, m.last_error) for m in (await rows(mail_hub)).values()] == [
+        ("cancelled", "sequence stopped: replied")
+    ]
+
+
+async def test_a_send_a_provider_reported_delivered_first_still_gets_its_email_sent_entry(mail_hub: Hub) -> None:
+    contact_id = await create_contact(mail_hub, "quick@example.org")
+    [message_id] = await queue(mail_hub, ["quick@example.org"], contact_id=contact_id)
+    transport = BlockingTransport(block_at=1)
+    batch = asyncio.create_task(run(mail_hub, transport=transport))
+    await asyncio.wait_for(transport.reached.wait(), 10)
+    async with mail_hub.session() as session:  # the provider's "delivered" is applied before the send is recorded
+        await session.execute(update(EmailMessage).where(EmailMessage.id == message_id).values(status="delivered"))
+    transport.proceed.set()
+    await batch
+    async with mail_hub.session() as session:
+        [entry] = (await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "email_sent"))).all()
+    assert (entry.contact_id, entry.data["message_id"], entry.data["recipient"]) == (
+        contact_id,
+        message_id,
+        "quick@example.org",
+    )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
+from hub import clock
 from hub.audit.models import AuditEntry
 from hub.calls.models import Call, CallRecording
 from hub.contacts.models import Contact, ContactIdentity
@@ -14,12 +18,20 @@ from hub.deals.models import Deal
 from hub.email.models import EmailMessage
 from hub.email.suppressions import HASH_PREFIX, address_hash
 from hub.imports.models import ImportedRow, ImportRowError
+from hub.mail.outbox import Envelope, fill_message, reserve_message
+from hub.mail.outcomes import ERASED_DETAIL
+from hub.mail.sender import send_due
+from hub.mail.transport import SendOutcome
+from hub.privacy import erase as erase_module
 from hub.privacy.models import ContactErasure
+from hub.privacy.rules import ERASED
 from hub.sequences.models import Enrollment
 from hub.tasks.models import Task
 from hub.timeline.models import TimelineEntry
-from tests.conftest import Hub
+from tests.conftest import Hub, make_settings, start_hub, truncate_all
 from tests.imports.helpers import import_text
+from tests.mail.blocking import BlockingTransport
+from tests.pg_waits import until_a_backend_waits
 from tests.privacy.helpers import (
     EMAIL,
     NAME,
@@ -225,3 +237,111 @@ async def test_erase_blanks_failed_import_rows_about_the_contact_and_export_list
     # bringing them back as a new contact.
     again = await import_text(hub, csv, key_column="email")
     assert (again.skipped_count, again.created_count, again.matched_count) == (1, 0, 0)
+
+
+async def contact_with_mail(hub: Hub, email: str, *, subject: str = "Hello", claimed: bool = False) -> int:
+    """A new contact and one email queued to it (taken by a send loop's batch, not yet handed over, if
+    ``claimed``); the contact's id."""
+    contact_id: int = (await ok(hub, "POST", "/api/contacts", 201, json={"email": email}))["contact_id"]
+    async with hub.session() as session:
+        envelope = Envelope(recipient=email, kind="test", dedupe_key=f"test:{contact_id}", contact_id=contact_id)
+        message = await reserve_message(session, envelope, mail_from=hub.settings.mail_from)
+        assert message is not None
+        fill_message(message, subject=subject, html=None, text="Hello", links=None)
+        if claimed:
+            message.status = "sending"  # its hand-over (sending_since) not yet done
+    return contact_id
+
+
+async def test_erase_cancels_an_email_a_send_loop_claimed_but_had_not_handed_over(hub: Hub) -> None:
+    contact_id = await contact_with_mail(hub, "claimed@example.com", claimed=True)
+
+    erased = await ok(hub, "POST", f"/api/contacts/{contact_id}/erase", json={"confirm": True})
+
+    assert erased["counts"]["messages_cancelled"] == 1
+    async with hub.session() as session:
+        stored = (await session.scalars(select(EmailMessage))).one()
+    assert (stored.status, stored.sending_since) == ("cancelled", None)  # so the hand-over's compare-and-set fails
+
+
+@pytest.fixture
+async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
+    await truncate_all(pg_database)
+    async for running in start_hub(make_settings(pg_database)):
+        yield running
+
+
+async def test_an_email_a_send_loop_hands_over_while_erasure_runs_keeps_its_own_status(
+    pg_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = pg_hub
+    contact_id = await contact_with_mail(hub, "wire@example.com", claimed=True)
+    read_by_erasure = erase_module.chunks
+    hand_overs: list[asyncio.Task[list[int]]] = []
+
+    async def hand_over() -> list[int]:
+        """The send loop's compare-and-set: only a row still claimed and not handed over is taken."""
+        async with hub.session() as send_loop:
+            taken = await send_loop.scalars(
+                update(EmailMessage)
+                .where(EmailMessage.status == "sending", EmailMessage.sending_since.is_(None))
+                .values(sending_since=clock.now(), attempts=1)
+                .returning(EmailMessage.id)
+            )
+            return list(taken)
+
+    async def chunks_during_a_hand_over(session: Any, model: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async for rows in read_by_erasure(session, model, *args, **kwargs):
+            if model is EmailMessage and not hand_overs:  # the send loop hands the row over meanwhile
+                hand_overs.append(asyncio.create_task(hand_over()))
+                async with hub.session() as probe:  # until it is blocked by the erasure, or done
+                    await until_a_backend_waits(probe, what="the hand-over", or_done=hand_overs[0])
+            yield rows
+
+    monkeypatch.setattr(erase_module, "chunks", chunks_during_a_hand_over)
+    await ok(hub, "POST", f"/api/contacts/{contact_id}/erase", json={"confirm": True})
+    handed = await hand_overs[0]
+
+    async with hub.session() as session:
+        stored = (await session.scalars(select(EmailMessage))).one()
+    # Either the erasure cancelled it first (the hand-over then takes nothing and nothing is sent), or the send
+    # loop took it first (it is on the wire, and stays the send loop's to record): never both.
+    assert (stored.status, stored.sending_since is not None) == (("sending", True) if handed else ("cancelled", False))
+    assert stored.recipient != "wire@example.com"  # erased either way
+
+
+@pytest.mark.parametrize("relay", ["accepts", "defers", "bounces"])
+async def test_a_mail_on_the_wire_during_an_erasure_is_recorded_without_the_erased_address(
+    hub: Hub, relay: str
+) -> None:
+    contact_id = await contact_with_mail(hub, "erin@example.com", subject="Your offer, Erin")
+    answers = {
+        "defers": SendOutcome("retry", 451, "4.7.1 try again later"),
+        "bounces": SendOutcome("failed", 550, "5.1.1 <erin@example.com>: no such user", hard_bounce=True),
+    }
+    transport = BlockingTransport(block_at=1, blocked_outcome=answers.get(relay))
+    jobs = hub.runtime.jobs
+    sending = send_due(hub.runtime.sessions, transport, jobs["throttle"], hub.settings, jobs["links"], limit=10)
+    batch = asyncio.create_task(sending)
+    await asyncio.wait_for(transport.reached.wait(), 10)  # with the relay: erasure cannot call it back
+
+    await ok(hub, "POST", f"/api/contacts/{contact_id}/erase", json={"confirm": True})
+    transport.proceed.set()
+    report = await batch
+
+    async with hub.session() as session:
+        stored = (await session.scalars(select(EmailMessage))).one()
+        entries = (await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "email_sent"))).all()
+    if relay == "defers":  # its retry is cancelled: nothing goes to the erased person again
+        assert report.retried == 1 and not entries
+        assert (stored.status, stored.last_error, stored.recipient) == ("cancelled", "sequence stopped: erased", ERASED)
+        return
+    if relay == "bounces":  # no plain suppression, bounce event or quoted answer brings the address back
+        assert report.failed == 1 and not entries
+        assert (stored.status, stored.last_error) == ("failed", ERASED_DETAIL)
+        assert not [where for where in await database_strings(hub) if "erin@example.com" in where[2].lower()]
+        return
+    [entry] = entries
+    assert report.sent == 1 and (stored.status, stored.recipient) == ("sent", ERASED)
+    assert "erin" not in json.dumps(entry.data).lower()  # neither the address nor the subject came back
+    assert entry.data["message_id"] == stored.id

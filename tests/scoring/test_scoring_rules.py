@@ -16,6 +16,7 @@ from hub.scoring.rules import (
     EntryView,
     Event,
     RulePoints,
+    _engagement_sampler,
     compute_score,
     next_bucket,
     next_crossing,
@@ -331,3 +332,39 @@ def test_a_lead_decay_cannot_move_has_no_crossing(
     facts = {"country": "de"}
     assert _bucket_at(warmth, events, bucket, NOW, facts) == bucket
     assert next_crossing(warmth, facts, events, bucket, NOW) is None
+
+
+@st.composite
+def _engagement_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    signals = ["email_opened", "email_clicked", "email_unsubscribed"]
+    return [
+        _rule(
+            f"r{i}",
+            draw(st.sampled_from(signals)),
+            draw(st.floats(-1000, 1000)),
+            cap=draw(st.none() | st.floats(0.01, 500)),
+            repeatable=draw(st.booleans()),
+            decays=draw(st.booleans()),
+        )
+        for i in range(draw(st.integers(0, 4)))
+    ]
+
+
+@settings(database=None, max_examples=300)
+@given(
+    engagement=_engagement_rules(),
+    ages=st.lists(
+        st.tuples(st.sampled_from(["email_opened", "email_clicked", "email_unsubscribed"]), st.floats(0, 400)),
+        max_size=25,
+    ),
+    later=st.integers(1, 400 * 86_400),
+)
+def test_the_crossing_search_scores_exactly_as_compute_score(
+    engagement: list[dict[str, Any]], ages: list[tuple[str, float]], later: int
+) -> None:
+    # next_crossing's samples must agree with compute_score to the last bit: a crossing is the first second
+    # at which compute_score's bucket changes, and the tests above check it against compute_score.
+    warmth = _warmth(*engagement)
+    past = [Event(signal, NOW - timedelta(days=age), entry_id=i) for i, (signal, age) in enumerate(ages)]
+    at = NOW + timedelta(seconds=later)
+    assert _engagement_sampler(warmth, past)(at) == compute_score(warmth, {}, past, at).total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ from hub.sequences.templates import TemplateLibrary
 from tests.conftest import Hub
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
+FRIDAY_EVENING = datetime(2026, 3, 6, 20, 0, tzinfo=UTC)
+"""15:00 in New York, 12:00 in Los Angeles, 21:00 in Berlin; New York changes to DST on Sunday."""
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari"
+
+
+def step(key: str, **extra: object) -> dict[str, object]:
+    """A text step whose subject greets the contact by first name."""
+    return {"key": key, "subject": f"{key} for {{{{ contact.first_name }}}}", "text": f"Hello, this is {key}.", **extra}
 
 
 async def make_sequence(hub: Hub, **spec: Any) -> int:

@@ -28,6 +28,7 @@ from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
 from tests.sequences.helpers import (
     BROWSER,
+    FRIDAY_EVENING,
     TEMPLATES,
     email_event,
     enroll,
@@ -38,10 +39,8 @@ from tests.sequences.helpers import (
     mark_sent,
     messages,
     run,
+    step,
 )
-
-FRIDAY_EVENING = datetime(2026, 3, 6, 20, 0, tzinfo=UTC)
-"""15:00 in New York, 12:00 in Los Angeles, 21:00 in Berlin; New York changes to DST on Sunday."""
 
 
 @pytest.fixture
@@ -50,10 +49,6 @@ def frozen() -> Iterator[FrozenClock]:
     clock.set_clock(stopped)
     yield stopped
     clock.set_clock(None)
-
-
-def step(key: str, **extra: object) -> dict[str, object]:
-    return {"key": key, "subject": f"{key} for {{{{ contact.first_name }}}}", "text": f"Hello, this is {key}.", **extra}
 
 
 async def test_steps_wait_for_each_contacts_window_and_count_business_days(hub: Hub, frozen: FrozenClock) -> None:

@@ -95,7 +95,11 @@ async def test_one_click_logs_the_call_and_the_row_comes_back_off_the_list(sales
 
     assert row.status_code == 200
     assert row.text.lstrip().startswith("<tr")  # just the row, for htmx to swap
-    assert "Logged call: reached." in row.text and "off the list" in row.text  # a first touch ends the deadline
+    # A first touch ends the deadline: the row closes, and the page's status line (swapped out of band, so
+    # it outlives the live refresh of the rows) names the contact.
+    assert "Logged call: reached. It is off the list now." in row.text
+    assert '<p id="queue-status" class="notice" role="status" aria-live="polite" hx-swap-oob="innerHTML">' in row.text
+    assert "<strong>Dora</strong>: Logged call: reached. It is off the list now.</p>" in row.text
     [logged] = await activities(sales, dora)
     assert (logged["type"], logged["outcome"], logged["rep_id"]) == ("call", "reached", ana)
     assert ">Dora<" not in (await sales.client.get("/ui/queue")).text
@@ -115,7 +119,9 @@ async def test_a_callback_is_read_in_the_contacts_zone_and_shown_in_both(sales: 
     row = await sales.client.post(f"/ui/contacts/{nora}/callback", data=form, headers={"X-CSRF-Token": csrf})
 
     assert row.status_code == 200, row.text
-    assert "Callback set for Tue 24 Nov 10:00 EST their time = Tue 24 Nov 16:00 CET for the rep." in row.text
+    said = "Callback set for Tue 24 Nov 10:00 EST their time = Tue 24 Nov 16:00 CET for the rep."
+    assert f'<p class="notice">{said}</p>' in row.text  # in the row, where the rep clicked
+    assert f"<strong>Nora</strong>: {said}</p>" in row.text  # and in the status line
     async with sales.session() as session:
         [task] = (await session.scalars(select(Task).where(Task.contact_id == nora))).all()
     assert (task.kind, task.assignee_rep_id, task.note) == ("callback", bert, "pricing")
@@ -155,5 +161,5 @@ async def test_the_stage_moves_in_one_click_and_a_task_is_marked_done(sales: Hub
     done = await sales.client.post(
         f"/ui/tasks/{task['id']}/done", data={"item": f"task-{task['id']}", "rep": str(ana)}, headers=headers
     )
-    assert done.status_code == 200 and "Callback done." in done.text
+    assert done.status_code == 200 and "<strong>Dora</strong>: Callback done. It is off the list now.</p>" in done.text
     assert (await api(sales, "GET", f"/api/tasks/{task['id']}"))["status"] == "done"

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
 
-from hub import clock
+from hub import accepted, clock
 from hub.accepted import apply_accepted
 from hub.calls.models import Call
 from hub.contacts.models import ContactIdentity as Identity
@@ -24,6 +24,7 @@ from hub.inbox.models import AcceptedEvent, InboundEvent
 from hub.jobs import apply_accepted_events
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, start_hub, truncate_all
+from tests.pg_waits import backend_pid, until_a_backend_waits
 from tests.webhooks.test_email_events_http import (
     NOW,
     mailgun_document,
@@ -271,6 +272,61 @@ async def test_an_event_that_fails_to_apply_is_kept_with_its_error_and_does_not_
         assert (await apply_accepted(hub.runtime.sessions, hub.runtime.settings, limit=100)).claimed == 0
         frozen.advance(61)
         assert len((await apply_accepted(hub.runtime.sessions, hub.runtime.settings, limit=100)).failed) == 1
+
+
+async def test_on_postgresql_a_batch_picked_as_deadlock_victim_is_applied_whole_on_its_next_attempt(
+    pg_database: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real deadlock between the worker's batch and another transaction: PostgreSQL aborts the batch (it
+    waited first), and the batch runs again whole and applies every event once, not one by one."""
+    await truncate_all(pg_database)
+    async for hub in start_hub(settings_for(pg_database, key, "deferred")):
+        await apply_a_batch_that_deadlocks_once(hub, monkeypatch)
+
+
+async def apply_a_batch_that_deadlocks_once(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(3):
+        pairs = form("status_completed.txt", CallSid=sid(3000 + n), From=f"+1312557010{n}")
+        assert (await post_voice(hub, "status", pairs)).status_code == 204
+    async with hub.session() as session:
+        await session.execute(text("CREATE TABLE IF NOT EXISTS deadlock_probe (id int PRIMARY KEY, n int)"))
+        await session.execute(text("TRUNCATE deadlock_probe"))
+        await session.execute(text("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)"))
+        await session.commit()
+    attempts: list[int] = []
+    batch_holds_row_1 = asyncio.Event()
+    original = accepted.APPLIERS["call_status"]
+
+    async def apply_after_a_lock_cycle(session: Any, events: list[Any], settings: Any) -> None:
+        attempts.append(len(events))
+        if len(attempts) == 1:  # the first attempt takes row 1, then waits for row 2
+            await session.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 1"))
+            batch_holds_row_1.set()
+            await session.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 2"))
+        await original(session, events, settings)
+
+    async def other_transaction() -> None:
+        async with hub.session() as other:
+            await other.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 2"))
+            await batch_holds_row_1.wait()
+            # The batch waits first, so it is the one aborted.
+            await until_a_backend_waits(other, blocked_by=await backend_pid(other), what="the batch")
+            await other.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 1"))
+            await other.commit()
+
+    monkeypatch.setitem(accepted.APPLIERS, "call_status", apply_after_a_lock_cycle)
+    other = asyncio.create_task(other_transaction())
+    report = await apply_accepted(hub.runtime.sessions, hub.runtime.settings, limit=100)
+    await asyncio.wait_for(other, timeout=30)
+
+    assert attempts == [3, 3], "the aborted batch ran again whole, not event by event"
+    assert report.applied == 3 and not report.failed
+    assert await pending(hub) == 0
+    async with hub.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Call)) == 3
+        assert await session.scalar(select(func.count()).select_from(InboundEvent)) == 3
+        await session.execute(text("DROP TABLE deadlock_probe"))
+        await session.commit()
 
 
 async def test_a_mailgun_event_and_its_token_are_stored_together_and_a_replay_is_refused(
