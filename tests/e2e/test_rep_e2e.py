@@ -168,7 +168,9 @@ def test_a_call_recording_plays_in_the_browser_through_range_requests(page: Page
         audio.click(position={"x": 24, "y": 27})  # the player's play button
     assert answered.value.status == 206
     assert answered.value.headers["content-range"].startswith("bytes 0-")
-    page.wait_for_function("document.querySelector('audio').readyState >= 1")
+    # A function, not an expression: Playwright evaluates an expression again on every poll with eval(), which
+    # the page's CSP refuses once the first (DevTools-driven) check has come back false.
+    page.wait_for_function("() => document.querySelector('audio').readyState >= 1")
     assert audio.evaluate("player => player.duration") > 1.5  # the two-second tone's header was read
     assert any(r and r.startswith("bytes=") for r in served.media.ranges)  # the range went through to Twilio
 
