@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -28,7 +27,7 @@ from hub.audit.api import router as audit_router
 from hub.auth.api import router as auth_router
 from hub.automation import settle_hook
 from hub.calls.api import router as calls_router
-from hub.composition import build_reactions
+from hub.composition import build_reactions, outbound_http
 from hub.config import Settings, static_dir, templates_dir
 from hub.contacts.api import router as contacts_router
 from hub.db import create_engine, create_sessionmaker, is_transient, is_unavailable
@@ -127,7 +126,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
         secret_key = settings.resolved_secret_key()
-        http = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(10.0), headers={"User-Agent": "hub/0.1"})
+        http = outbound_http(10.0)
         runtime = Runtime(
             settings=settings,
             engine=engine,

@@ -1,6 +1,11 @@
-"""What the API process and the worker processes both build from settings: the automation's reactions."""
+"""What the API process and the worker processes both build: the automation's reactions, the outbound HTTP client."""
 
 from __future__ import annotations
+
+import functools
+import ssl
+
+import httpx
 
 from hub.automation import Reaction
 from hub.config import Settings
@@ -17,3 +22,19 @@ def build_reactions(settings: Settings) -> tuple[Reaction, ...]:
         engaged_alert_reaction(settings),
         outbound_events_reaction(settings),
     )
+
+
+def outbound_http(timeout_seconds: float) -> httpx.AsyncClient:
+    """The client for webhooks out, alerts and provider APIs: no redirects followed, the hub's User-Agent."""
+    return httpx.AsyncClient(
+        verify=_tls(),
+        follow_redirects=False,
+        timeout=httpx.Timeout(timeout_seconds),
+        headers={"User-Agent": "hub/0.1"},
+    )
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # Loading the CA bundle takes ~20 ms: built once per process, not once per app (the tests build hundreds).
+    return httpx.create_ssl_context()

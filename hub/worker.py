@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.automation import settle_hook
-from hub.composition import build_reactions
+from hub.composition import build_reactions, outbound_http
 from hub.config import Settings, templates_dir
 from hub.db import create_engine, create_sessionmaker
 from hub.jobs import PERIODIC_JOBS, JobContext, PeriodicJob
@@ -145,7 +145,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         sessions = create_sessionmaker(
             engine, before_commit=[settle_hook(lambda: rules.current, build_reactions(settings))]
         )
-        http = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(15.0), headers={"User-Agent": "hub/0.1"})
+        http = outbound_http(15.0)
         ctx.update(
             engine=engine,
             **job_context(
