@@ -42,6 +42,9 @@ from hub.models import Base
 from hub.reps import service as reps
 from hub.reps.schemas import RepCreate
 from hub.sealing import SecretBox
+from tests.route_state import share_route_state_between_apps
+
+share_route_state_between_apps()
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 QUIET_RULES = Path(__file__).parent / "fixtures" / "rules" / "quiet.yaml"
