@@ -17,6 +17,7 @@ from hub.config import Settings
 from hub.db import retry_transient
 from hub.email.models import EmailMessage
 from hub.mail.outbox import hold_sequence_mail
+from hub.sequences import turnstile
 from hub.sequences.models import Sequence
 from hub.sequences.service import record_status_change
 
@@ -57,6 +58,7 @@ async def check_breakers(
     if not tripped:
         return []
     paused = []
+    await turnstile.enter_alone(session, tripped)  # as a pause by hand does: batches arriving meanwhile wait
     sequences = await session.scalars(
         select(Sequence).where(Sequence.id.in_(tripped), Sequence.status == "active").with_for_update(key_share=True)
     )

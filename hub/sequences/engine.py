@@ -40,6 +40,7 @@ from hub.policy.schemas import RulesFile
 from hub.privacy.consent import consent_of_many
 from hub.reps.models import Rep, Team
 from hub.sequences import enrollment as enrollments
+from hub.sequences import turnstile
 from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import SequenceSpec, Step
 from hub.sequences.steps import dedupe_key, step_facts, tracking_of, variant_of
@@ -226,10 +227,12 @@ async def _share_sequences(session: AsyncSession, claimed: list[Enrollment]) -> 
 
     A pause (or resume, or circuit breaker) locks its sequence's row before it holds the queued mail, so it
     waits for a batch that read the sequence as active and then holds what that batch queued; a sequence a
-    pause is changing right now is skipped (never waited for: a resume locks the sequence, then the
-    enrollments this batch holds), and its enrollments are looked at again shortly.
+    pause is changing right now, or waiting to change (``turnstile``: it would otherwise wait for batch after
+    batch), is skipped (never waited for: a resume locks the sequence, then the enrollments this batch holds),
+    and its enrollments are looked at again shortly.
     """
-    query = select(Sequence).where(Sequence.id.in_({e.sequence_id for e in claimed}))
+    wanted = {e.sequence_id for e in claimed}
+    query = select(Sequence).where(Sequence.id.in_(wanted - await turnstile.enter_together(session, wanted)))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(read=True, skip_locked=True)
     return (await session.scalars(query)).all()

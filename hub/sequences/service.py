@@ -23,6 +23,7 @@ from hub.db import retry_transient
 from hub.email.models import EmailMessage
 from hub.errors import Conflict, HubError, NotFound
 from hub.mail.outbox import hold_sequence_mail, release_held_messages, release_sequence_mail
+from hub.sequences import turnstile
 from hub.sequences.enrollment import resume_paused, zones_of_contacts
 from hub.sequences.enrollment import spec_of as spec_of
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
@@ -165,7 +166,9 @@ async def _lock(session: AsyncSession, sequence: Sequence) -> None:
     """Read the sequence again under a row lock (PostgreSQL), so a pause or resume decides on the committed status
     and a concurrent pause, resume, circuit breaker or step runner's batch (hub.sequences.engine) waits its turn.
     ``FOR NO KEY UPDATE``: enough to exclude those, while an enrollment or a message inserted for the sequence
-    meanwhile (its foreign key check takes ``FOR KEY SHARE``) does not wait for the pause."""
+    meanwhile (its foreign key check takes ``FOR KEY SHARE``) does not wait for the pause. The turnstile first, so
+    that step runners' batches arriving meanwhile do not keep it waiting."""
+    await turnstile.enter_alone(session, [sequence.id])
     await session.execute(
         select(Sequence)
         .where(Sequence.id == sequence.id)

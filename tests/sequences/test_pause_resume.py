@@ -133,8 +133,8 @@ async def until_someone_waits_for_a_lock(hub: Hub) -> None:
         await until_a_backend_waits(probe)
 
 
-async def open_batch(hub: Hub, session: Any) -> None:
-    """A step runner's batch, decided and written but not yet committed."""
+async def open_batch(hub: Hub, session: Any, *, queues: int = 1, limit: int = 100) -> None:
+    """A step runner's batch, decided and written but not yet committed, that queued ``queues`` steps."""
     report = await run_due_steps(
         session,
         settings=hub.settings,
@@ -142,9 +142,9 @@ async def open_batch(hub: Hub, session: Any) -> None:
         library=await TemplateLibrary.load(session, TEMPLATES),
         policy=hub.runtime.rules.current,
         now=clock.now(),
-        limit=100,
+        limit=limit,
     )
-    assert report.queued == 1
+    assert report.queued == queues
 
 
 async def test_a_pause_while_a_batch_queues_a_step_holds_that_step(pg_hub: Hub) -> None:
@@ -159,6 +159,25 @@ async def test_a_pause_while_a_batch_queues_a_step_holds_that_step(pg_hub: Hub) 
         await runner.commit()
     await pausing
     assert await statuses(hub) == ["held"]
+
+
+async def test_a_pause_waiting_for_one_batch_is_not_kept_waiting_by_the_batches_after_it(pg_hub: Hub) -> None:
+    # PostgreSQL lets a share lock join the ones held while a stronger lock waits: with workers whose batches
+    # overlap, a pause could wait until the campaign ran out of due steps.
+    hub = pg_hub
+    sequence_id = await make_sequence(hub, name="busy", window=None, steps=[step("one")])
+    for n in range(2):
+        await enroll(hub, sequence_id, await make_contact(hub, f"busy{n}@example.com"))
+    async with hub.runtime.sessions() as first, hub.runtime.sessions() as second:
+        await open_batch(hub, first, limit=1)
+        pausing = asyncio.create_task(pause(hub, sequence_id))
+        await until_someone_waits_for_a_lock(hub)
+        await open_batch(hub, second, queues=0, limit=1)  # another worker's batch, while the pause waits: it stays out
+        await first.commit()
+        await asyncio.wait_for(pausing, 10)  # in, though the second batch has not committed
+        await second.commit()
+    assert await statuses(hub) == ["held"]
+    assert sorted((e.status, e.step_index) for e in await enrollments(hub)) == [("active", 0), ("completed", 1)]
 
 
 async def test_a_batch_during_an_uncommitted_pause_queues_nothing(pg_hub: Hub) -> None:
