@@ -95,9 +95,7 @@ class Acceptor:
         waiting = _Waiting(items)
         self._waiting.append(waiting)
         if len(self._flushers) < self._commits_in_flight:
-            flusher = asyncio.create_task(self._flush_while_waiting())
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+            self._flushers.add(asyncio.create_task(self._flush_while_waiting()))
         # Shielded: a client that hangs up must not cancel a commit other requests share.
         return await asyncio.shield(waiting.done)
 
@@ -107,17 +105,25 @@ class Acceptor:
             await asyncio.wait(list(self._flushers))
 
     async def _flush_while_waiting(self) -> None:
-        while self._waiting:
-            entered = False
-            try:
-                async with self._busy_period() as sessions:
-                    entered = True
-                    await self._commit_while_waiting(sessions)
-            except Exception as exc:
-                if entered:  # every group taken was answered; only giving the connection back failed
-                    log.warning("releasing the acceptor's connection failed: %s", type(exc).__name__)
-                elif self._waiting:  # no connection to be had: the next requests are answered 503, not held
-                    self._refuse(self._take_group(), exc)
+        try:
+            while self._waiting:
+                entered = False
+                try:
+                    async with self._busy_period() as sessions:
+                        entered = True
+                        await self._commit_while_waiting(sessions)
+                except Exception as exc:
+                    if entered:  # every group taken was answered; only giving the connection back failed
+                        log.warning("releasing the acceptor's connection failed: %s", type(exc).__name__)
+                    elif self._waiting:  # no connection to be had: the next requests are answered 503, not held
+                        self._refuse(self._take_group(), exc)
+        finally:
+            # In the same step as the last look at the queue, not in a done-callback a loop turn later: a request
+            # queued in between would see this flusher still counted, start none, and wait for a commit that
+            # never comes.
+            flusher = asyncio.current_task()
+            if flusher is not None:
+                self._flushers.discard(flusher)
 
     async def _commit_while_waiting(self, sessions: Sessions) -> None:
         """Commit group after group, answering each; returns when none wait or after a failed commit."""

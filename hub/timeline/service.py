@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from hub import clock
 from hub.timeline import repository
@@ -16,17 +19,40 @@ if TYPE_CHECKING:
     from hub.auth.service import Principal
 
 _WRITTEN = "hub.timeline.written"
-"""Key in ``session.info`` of the entries this unit of work wrote (scoring and routing react to them)."""
+"""Key in ``session.info`` of the entries this unit of work wrote (scoring and routing react to them), each
+with its number in the session's count of entries written (``_COUNT``)."""
+_COUNT = "hub.timeline.count"
+_COUNT_AT_START: WeakKeyDictionary[SessionTransaction, int] = WeakKeyDictionary()
+"""How many entries the session had written when each of its transactions and savepoints began."""
 
 
 def _remember(session: AsyncSession, *entries: TimelineEntry) -> None:
-    session.info.setdefault(_WRITTEN, []).extend(entries)
+    written = session.info.setdefault(_WRITTEN, [])
+    count = session.info.get(_COUNT, 0)
+    written.extend(enumerate(entries, start=count))
+    session.info[_COUNT] = count + len(entries)
 
 
 def take_written(session: AsyncSession) -> list[TimelineEntry]:
-    """The entries written since the last call, in order; the list is emptied."""
-    written: list[TimelineEntry] = session.info.pop(_WRITTEN, [])
-    return written
+    """The entries written since the last call, in order, except those a rollback undid; the list is emptied."""
+    return [entry for _, entry in session.info.pop(_WRITTEN, [])]
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _note_count(session: Session, transaction: SessionTransaction) -> None:
+    _COUNT_AT_START[transaction] = session.info.get(_COUNT, 0)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    # An entry written in a savepoint that a deadlock rolled back (retry_transient runs the work again and
+    # writes it anew), or in a transaction rolled back before the session commits something else (the worker
+    # postponing an event that failed to apply), no longer exists: the automation at the next commit must not
+    # react to it (it would publish, route or alert twice, or for nothing).
+    start = _COUNT_AT_START.pop(previous_transaction, None)
+    written = session.info.get(_WRITTEN)
+    if start is not None and written:
+        written[:] = [(number, entry) for number, entry in written if number < start]
 
 
 async def append(
