@@ -27,6 +27,7 @@ from hub.db import is_transient, session_scope
 from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
 from hub.mail.recording import PgRecorder, Sent, mark_suppressed, record_and_hand_over
+from hub.mail.send_windows import SendWindows
 from hub.mail.throttle import Throttle, recipient_domain
 from hub.mail.transport import SendOutcome, Transport
 from hub.mail.wire import raw_for
@@ -87,6 +88,8 @@ class SendBatch:
         """Sequences with a message that was not sent in this batch (their circuit breakers are checked)."""
         self.tally: Counter[str] = Counter()
         """What the committed transactions recorded, by ``SendReport`` field (``sent``, ``retried``, ...)."""
+        self.windows = SendWindows(tuple(pending), settings.default_time_zone)
+        """The send windows a retry of a sequence's message keeps to (read at the batch's first such retry)."""
         self._stopping = asyncio.Event()
         self._waiting: list[_Request] = []
         self._writer = asyncio.Lock()
@@ -208,6 +211,11 @@ class SendBatch:
         self.failing_sequence_ids.update(
             s.message.sequence_id for s in finished if s.message.sequence_id is not None and s.outcome.status != "sent"
         )
+        for item in finished:
+            if item.outcome.status == "unknown":
+                log.warning(
+                    "message %d was handed to SMTP but the relay's reply never came: status unknown", item.message.id
+                )
         for message in takes:
             if message.id in handed:
                 message.attempts = handed[message.id]
@@ -225,6 +233,8 @@ class SendBatch:
             handed = await _again_if_victim(lambda: recorder.write(finished, takes, self.claimed_at, now))
             tally["sent"] += len(finished)
         else:
+            if self.windows.unread_for(s.message for s in finished if s.outcome.status == "retry"):
+                await self._read_windows()
 
             async def record() -> dict[int, int]:
                 counted: Counter[str] = Counter()  # an aborted attempt counts nothing
@@ -239,6 +249,7 @@ class SendBatch:
                         counted,
                         self._recorder,
                         key=self.links.secret,
+                        retry_at=self.windows.retry_at,
                     )
                 tally.update(counted)
                 return written
@@ -257,6 +268,11 @@ class SendBatch:
             tally["suppressed"] += len(suppressed)
             tally["lost_claim"] += len(left) - len(suppressed)
         return handed
+
+    async def _read_windows(self) -> None:
+        """Read the batch's send windows and zones, in a transaction of their own before the writes."""
+        async with session_scope(self._writer_sessions) as session:
+            await self.windows.read(session)
 
     @contextlib.asynccontextmanager
     async def _transaction(self, finished: list[Sent]) -> AsyncIterator[AsyncSession | AsyncConnection]:

@@ -1,11 +1,11 @@
-"""Recording what became of a message the relay answered: a retry, a failure (a hard bounce suppresses), or
-the ``email_sent`` timeline entry of a sent one."""
+"""Recording what became of a message the relay answered: a retry, a failure (a hard bounce suppresses), an
+``unknown`` (no reply to its content), or the ``email_sent`` timeline entry of a sent one."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -21,6 +21,8 @@ from hub.mail.transport import SendOutcome
 from hub.privacy.rules import ERASED
 from hub.sequences.models import Sequence as SequenceRow
 
+RetryTiming = Callable[[EmailMessage, datetime], datetime]
+"""When a retry the backoff puts at the given time may go (a sequence's send window: hub.mail.send_windows)."""
 ERASED_DETAIL = "refused by the relay; its answer is not kept (the contact was erased)"
 RETRY_JITTER = 0.1
 """A retry waits up to 10 % longer than its schedule says, so a relay's bad minute is not retried in lockstep."""
@@ -78,17 +80,25 @@ async def record_unsent(
     outcome: SendOutcome,
     now: datetime,
     tally: Counter[str],
+    *,
+    retry_at: RetryTiming | None = None,
 ) -> None:
-    """A retry (back to ``queued`` with its next time) or a failure (with a hard bounce's suppression)."""
+    """A retry (back to ``queued`` with its next time, which ``retry_at`` may move into a send window), a
+    failure (with a hard bounce's suppression), or ``unknown`` (never sent again)."""
+    if outcome.status == "unknown":
+        await _record_unknown(db, message, outcome)
+        tally["unknown"] += 1
+        return
     delay = retry_delay(message.attempts, settings.send_retry_minutes, random.random() * RETRY_JITTER)  # noqa: S311
     if outcome.status == "retry" and delay is not None:
+        due = now + delay if retry_at is None else retry_at(message, now + delay)
         await _wait_for_pause_or_resume(db, message.sequence_id)
         await db.execute(
             update(_MESSAGES)
             .where(_MESSAGES.c.id == message.id, _MESSAGES.c.status.in_(("sending", "unknown")))
             .values(
                 status=_RETRY_STATUS,
-                next_attempt_at=case((_STOP_MARKED, null()), else_=literal(now + delay, _RETRY_AT_TYPE)),
+                next_attempt_at=case((_STOP_MARKED, null()), else_=literal(due, _RETRY_AT_TYPE)),
                 smtp_code=outcome.code,
                 last_error=case((_STOP_MARKED, _MESSAGES.c.last_error), else_=literal(outcome.detail, String())),
             )
@@ -116,6 +126,22 @@ async def record_unsent(
         .values(status="failed", failed_at=now, smtp_code=outcome.code, next_attempt_at=None, last_error=detail[:500])
     )
     tally["failed"] += 1
+
+
+async def _record_unknown(db: AsyncSession | AsyncConnection, message: EmailMessage, outcome: SendOutcome) -> None:
+    """The relay got the content but no reply came: perhaps stored, so never sent again (as ``expire_stuck``
+    settles a worker killed mid-send). A row a provider's event already moved on (delivered) is left as it is."""
+    await db.execute(
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id == message.id, _MESSAGES.c.status.in_(("sending", "unknown")))
+        .values(
+            status="unknown",
+            next_attempt_at=None,
+            smtp_code=outcome.code,
+            # A stop's mark stays (hub.mail.outbox.cancel_unsent), as expire_stuck keeps it.
+            last_error=case((_STOP_MARKED, _MESSAGES.c.last_error), else_=literal(outcome.detail[:500], String())),
+        )
+    )
 
 
 async def _record_hard_bounce(

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from hub.config import Settings
 from hub.email.models import EmailMessage, Suppression
 from hub.email.suppressions import recipient_hash
-from hub.mail.outcomes import as_stored, record_unsent, sent_entry_values
+from hub.mail.outcomes import RetryTiming, as_stored, record_unsent, sent_entry_values
 from hub.mail.transport import SendOutcome
 from hub.timeline.models import TimelineEntry
 
@@ -162,18 +162,19 @@ async def record_and_hand_over(
     recorder: PgRecorder | None = None,
     *,
     key: str,
+    retry_at: RetryTiming | None = None,
 ) -> dict[int, int]:
     """Record ``finished`` (any outcome, at least one not ``sent``) and hand ``takes`` over in the open
     transaction; the attempts of each row handed over. ``db`` is a session when a hard bounce is among them
     (the email-event path). ``recorder`` (PostgreSQL) writes the sent rows and the hand-over on ``db``'s
     connection, inside the transaction the unsent outcomes opened. ``key`` is the hub's secret key (hashed
-    suppressions)."""
+    suppressions); ``retry_at`` times retries (their sequences' send windows)."""
     sent: list[Sent] = []
     for item in finished:
         if item.outcome.status == "sent":
             sent.append(item)
         else:
-            await record_unsent(db, settings, item.message, item.outcome, now, tally)
+            await record_unsent(db, settings, item.message, item.outcome, now, tally, retry_at=retry_at)
     tally["sent"] += len(sent)
     if recorder is not None and len(sent) < len(finished):
         return await recorder.write(sent, takes, claimed_at, now, in_transaction=True)

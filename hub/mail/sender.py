@@ -1,7 +1,9 @@
 """The send loop: nothing sent twice, nothing lost.
 
-A message row moves ``queued -> sending -> sent | failed | suppressed`` (or back to ``queued`` for a retry).
-``sending`` has two phases, told apart by ``sending_since``:
+A message row moves ``queued -> sending -> sent | failed | suppressed | unknown`` (or back to ``queued`` for a
+retry, timed into its sequence's send window: ``hub.mail.send_windows``). ``unknown`` is a message whose content
+went to the relay without a reply (a timeout, a dropped connection: ``hub.mail.transport``); it may have been
+stored, so it is never sent again. ``sending`` has two phases, told apart by ``sending_since``:
 
 1. **claimed** (``sending_since`` NULL, ``next_attempt_at`` = the claim time): ``send_due`` took the row in
    one short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent workers never take the
@@ -79,6 +81,8 @@ class SendReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    unknown: int = 0
+    """Handed over, but the relay's reply to the content never came: ``unknown``, never sent again."""
     hard_bounced: int = 0
     suppressed: int = 0
     released: int = 0

@@ -3,12 +3,20 @@
 Every send ends in a ``SendOutcome`` the send loop records at once:
 
 - ``sent``: the relay answered 2xx to DATA.
-- ``retry``: a 4xx reply, a dropped or refused connection, a timeout, or a relay-level refusal that says
-  nothing about this message (HELO or AUTH refused: a configuration problem must not fail every message
-  for good). Retries do not pause a sequence: the circuit breaker counts only ``failed`` rows, so it can
-  trip only once the retry schedule runs out and the rows fail.
+- ``retry``: a 4xx reply, a refused connection, a timeout or a dropped connection before the message's
+  content was written, or a relay-level refusal that says nothing about this message (HELO or AUTH refused:
+  a configuration problem must not fail every message for good). Retries do not pause a sequence: the
+  circuit breaker counts only ``failed`` rows, so it can trip only once the retry schedule runs out and the
+  rows fail.
 - ``failed``: a 5xx reply to this message (sender, recipient or content refused), or a message the relay
   cannot take at all (e.g. an internationalised address to a relay without SMTPUTF8).
+- ``unknown``: the content went out (DATA's 354, then the message and its final dot), but no reply to it came:
+  a timeout or a dropped connection. The relay may have stored it and answered too late, so sending it again
+  could deliver it twice; it is recorded ``unknown`` and never sent again, like a worker killed mid-send.
+
+So the pool tells the SMTP stages apart: an error before the content was written (connect, EHLO, AUTH, MAIL,
+RCPT, DATA itself, a refusal instead of 354) is a ``retry`` or ``failed`` as above; after it, only a well-formed
+4xx or 5xx reply says the relay did not take the message.
 
 ``hard_bounce`` (the address is suppressed) is only ever set for a 5xx refusal of the RECIPIENT (RCPT TO):
 with an enhanced status code, when it is ``5.1.x`` (bad mailbox, unknown user, bad domain) or ``5.2.1``
@@ -16,9 +24,9 @@ with an enhanced status code, when it is ``5.1.x`` (bad mailbox, unknown user, b
 5xx after DATA says something about the content or the sender, not the address, so it does not suppress.
 
 A pooled connection is dropped after ANY error: a session that failed between MAIL FROM and DATA answers
-the next MAIL FROM with ``503 Multiple MAIL commands`` (Frappe #40837), and a reconnect costs less than a
-cascade of false failures. It is also renewed after ``smtp_messages_per_connection`` messages (relays
-such as SparkPost ask for at most ~100).
+the next MAIL FROM with ``503 Multiple MAIL commands`` (Frappe #40837), one that timed out would pair the
+late reply with the next command, and a reconnect costs less than a cascade of false failures. It is also
+renewed after ``smtp_messages_per_connection`` messages (relays such as SparkPost ask for at most ~100).
 """
 
 from __future__ import annotations
@@ -36,10 +44,15 @@ from hub.config import Settings
 
 log = logging.getLogger(__name__)
 
-SendStatus = Literal["sent", "retry", "failed"]
+SendStatus = Literal["sent", "retry", "failed", "unknown"]
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 _CLOSE_TIMEOUT_SECONDS = 5.0
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_START_INPUT = 354
+NO_REPLY_TO_CONTENT = "the relay got the message but no reply to it"
+"""How ``last_error`` of a message recorded ``unknown`` by the send loop begins (the cause follows)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +113,12 @@ def classify_reply(code: int, message: str, *, recipient_refused: bool) -> SendO
     return SendOutcome("retry", code, detail)
 
 
-def classify_error(exc: BaseException) -> SendOutcome:
-    """The outcome of an exception raised while sending one message."""
+def classify_error(exc: BaseException, *, content_sent: bool = False) -> SendOutcome:
+    """The outcome of an exception raised while sending one message; ``content_sent``: the message itself was
+    written to the relay, so only a 4xx or 5xx reply says it was not taken."""
+    if content_sent and not (isinstance(exc, aiosmtplib.SMTPResponseException) and 400 <= exc.code < 600):
+        detail = f"{NO_REPLY_TO_CONTENT} ({_describe(exc)}); it may or may not have been sent, so it is not sent again"
+        return SendOutcome("unknown", None, detail[:500])
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         refused = exc.recipients[0]
         return classify_reply(refused.code, refused.message, recipient_refused=True)
@@ -124,11 +141,45 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Connection:
-    """One SMTP session and how many messages it carried."""
+    """One SMTP session, how many messages it carried, and whether the current one's content went out."""
 
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
         self.sent = 0
+        self.content_sent = False
+
+
+def _data_payload(raw: bytes) -> bytes:
+    """What DATA carries for a message: CRLF line ends, leading dots doubled (RFC 5321 4.5.2), the final dot."""
+    body = _LINE_END.sub(b"\r\n", raw)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+
+
+async def _hand_over(connection: _Connection, raw: bytes, *, sender: str, recipient: str, options: list[str]) -> None:
+    """One mail transaction (MAIL, RCPT, DATA, the content), setting ``connection.content_sent`` once the content
+    is written: aiosmtplib's ``sendmail`` raises the same timeout for a 354 that never came (nothing sent, safe
+    to retry) and for a final reply that never came (perhaps stored: never retried)."""
+    client = connection.client
+    connection.content_sent = False
+    payload = _data_payload(raw)
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    if client.supports_extension("size"):
+        options = [f"SIZE={len(payload)}", *options]  # lets the relay refuse an oversized message at MAIL
+    await client.mail(sender, options=options, encoding=encoding)
+    await client.rcpt(recipient, encoding=encoding)
+    start = await client.execute_command(b"DATA")
+    if start.code != _START_INPUT:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    protocol.write(payload)  # raises (before writing anything) if the connection is already gone
+    connection.content_sent = True
+    reply = await protocol.read_response(timeout=client.timeout)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
 
 class SmtpPool:
@@ -152,15 +203,16 @@ class SmtpPool:
                 if options is None:
                     await self._release(connection)
                     return SendOutcome("failed", None, "the relay does not support SMTPUTF8 (non-ASCII address)")
-                await connection.client.sendmail(sender, [recipient], raw, mail_options=options)
+                await _hand_over(connection, raw, sender=sender, recipient=recipient, options=options)
             except asyncio.CancelledError:
                 if connection is not None:
                     self._discard(connection)
                 raise
             except Exception as exc:  # every failure becomes an outcome; the loop must go on
+                # Dropped, never pooled again: after a timeout the late reply would answer the next command.
                 if connection is not None:
                     self._discard(connection)
-                outcome = classify_error(exc)
+                outcome = classify_error(exc, content_sent=connection is not None and connection.content_sent)
                 log.info("smtp send to domain %s: %s", recipient.rpartition("@")[2], outcome.detail)
                 return outcome
             connection.sent += 1

@@ -21,10 +21,11 @@ from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.mail.outcomes import record_unsent
 from hub.mail.recording import PgRecorder, Sent
 from hub.mail.sender import SendReport, claim_due, expire_stuck, send_due
-from hub.mail.transport import SendOutcome, Transport
+from hub.mail.transport import SendOutcome, SmtpPool, Transport
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub
 from tests.mail.blocking import BlockingTransport
+from tests.mail.test_transport import LATE_REPLY_SECONDS, store_then_answer_late
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -198,6 +199,38 @@ async def test_a_killed_worker_leaves_unknown_only_what_it_was_handing_over(mail
     assert stored[ids[0]].status == "unknown"
     assert "may or may not" in (stored[ids[0]].last_error or "")
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["r1@example.org", "r2@example.org", "r3@example.org"]
+
+
+async def test_a_relay_that_stores_a_message_but_answers_too_late_leaves_it_unknown_never_sent_again(
+    mail_hub: Hub, smtp_sink: Any
+) -> None:
+    # The relay keeps late@'s message and answers after the pool's timeout; ok@ goes out in the same batch, so
+    # on PostgreSQL one transaction records an "unknown" and a "sent" (the fast path cannot take it alone).
+    frozen: FrozenClock = mail_hub.runtime.jobs["clock"]
+    store_then_answer_late(smtp_sink, "late@example.org")
+    contact_id = await create_contact(mail_hub, "late@example.org")
+    late, ok = await queue(mail_hub, ["late@example.org", "ok@example.org"], contact_id=contact_id)
+    pool = SmtpPool(mail_hub.settings.model_copy(update={"smtp_timeout_seconds": 0.3}))
+    try:
+        report = await run(mail_hub, transport=pool)
+        frozen.advance(10 * 60)  # past every retry the schedule (1, 5 minutes) would have made
+        again = await run(mail_hub, transport=pool)
+        await asyncio.sleep(LATE_REPLY_SECONDS)  # the late 250 comes and goes
+    finally:
+        await pool.close()
+
+    assert len(smtp_sink.to("late@example.org")) == 1  # delivered once, by the relay that kept it
+    assert again.claimed == 0
+    stored = await rows(mail_hub)
+    assert (stored[ok].status, stored[late].status) == ("sent", "unknown")
+    assert (stored[late].attempts, stored[late].next_attempt_at, stored[late].sent_at) == (1, None, None)
+    assert stored[late].sending_since == T0
+    assert "may or may not have been sent" in (stored[late].last_error or "")
+    assert (report.sent, report.unknown, report.retried, report.failed) == (1, 1, 0, 0)
+    # Reported where every unknown message is: GET /api/outbox?status=unknown.
+    listed = await mail_hub.client.get("/api/outbox", params={"status": "unknown"}, headers=mail_hub.auth())
+    assert listed.status_code == 200, listed.text
+    assert [(item["id"], item["last_error"]) for item in listed.json()["items"]] == [(late, stored[late].last_error)]
 
 
 async def test_cancelling_mid_batch_finishes_what_is_in_flight_and_requeues_the_rest(mail_hub: Hub) -> None:

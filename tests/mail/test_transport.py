@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,27 @@ def count_sessions(sink: Any) -> list[object]:
 
     sink.handler.handle_DATA = handle_data
     return sessions
+
+
+LATE_REPLY_SECONDS = 1.0
+"""How long the relay below keeps a message before it answers; the pools in these tests wait 0.3 s."""
+
+
+def store_then_answer_late(sink: Any, address: str, *, drop: bool = False) -> None:
+    """The relay stores ``address``'s message, then answers its content after the client gave up (or, with
+    ``drop``, closes the connection instead of answering)."""
+    original = sink.handler.handle_DATA
+
+    async def handle_data(server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply: str = await original(server, session, envelope)  # stored: the relay will deliver it
+        if address in envelope.rcpt_tos:
+            if drop:
+                assert server.transport is not None
+                server.transport.close()
+            await asyncio.sleep(LATE_REPLY_SECONDS)
+        return reply
+
+    sink.handler.handle_DATA = handle_data
 
 
 def mime(recipient: str) -> bytes:
@@ -78,6 +100,73 @@ async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(smtp_
     assert outcomes["ok@example.org"].status == "sent"
     assert pool.connections_opened == 4
     assert [r.rcpt_tos for r in smtp_sink.received] == [["ok@example.org"]]
+
+
+async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection_is_not_reused(
+    smtp_sink: Any,
+) -> None:
+    # The relay stored the message; its 250 comes after the timeout. Sent again, it would be delivered twice.
+    store_then_answer_late(smtp_sink, "late@example.org")
+    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=0.3))
+    try:
+        late = await pool.send(mime("late@example.org"), sender="hub@example.com", recipient="late@example.org")
+        after = await pool.send(mime("ok@example.org"), sender="hub@example.com", recipient="ok@example.org")
+    finally:
+        await pool.close()
+    assert (late.status, late.code, late.hard_bounce) == ("unknown", None, False)
+    assert "SMTPReadTimeoutError" in late.detail and "may or may not have been sent" in late.detail
+    # The timed-out session was dropped (its late 250 must not answer the next message's MAIL FROM).
+    assert (after.status, pool.connections_opened) == ("sent", 2)
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["late@example.org"], ["ok@example.org"]]
+
+
+async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_sink: Any) -> None:
+    store_then_answer_late(smtp_sink, "cut@example.org", drop=True)
+    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=5))
+    try:
+        outcome = await pool.send(mime("cut@example.org"), sender="hub@example.com", recipient="cut@example.org")
+    finally:
+        await pool.close()
+    assert outcome.status == "unknown"
+    assert "SMTPServerDisconnected" in outcome.detail
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["cut@example.org"]]
+
+
+async def test_no_reply_before_the_content_went_out_is_a_retry(smtp_sink: Any) -> None:
+    # Nothing of the message reached the relay (it stalls at RCPT TO): sending it again later is safe.
+    original = smtp_sink.handler.handle_RCPT
+
+    async def stalling_rcpt(server: SMTP, session: Session, envelope: Envelope, address: str, options: Any) -> str:
+        if address == "stall@example.org":
+            await asyncio.sleep(LATE_REPLY_SECONDS)
+        reply: str = await original(server, session, envelope, address, options)
+        return reply
+
+    smtp_sink.handler.handle_RCPT = stalling_rcpt
+    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=0.3))
+    try:
+        stalled = await pool.send(mime("stall@example.org"), sender="hub@example.com", recipient="stall@example.org")
+        after = await pool.send(mime("ok@example.org"), sender="hub@example.com", recipient="ok@example.org")
+    finally:
+        await pool.close()
+    assert (stalled.status, stalled.code) == ("retry", None)
+    assert "SMTPReadTimeoutError" in stalled.detail
+    assert (after.status, pool.connections_opened) == ("sent", 2)
+    assert [r.rcpt_tos for r in smtp_sink.received] == [["ok@example.org"]]
+
+
+async def test_content_is_dot_stuffed_and_arrives_intact(smtp_sink: Any) -> None:
+    # The pool writes DATA's content itself (to know when it went out): lines starting with a dot are doubled
+    # on the wire and undone by the relay.
+    raw = b"From: hub@example.com\r\nTo: dot@example.org\r\nSubject: dots\r\n\r\n.hidden\r\n..two\r\n.\r\nend"
+    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1))
+    try:
+        outcome = await pool.send(raw, sender="hub@example.com", recipient="dot@example.org")
+    finally:
+        await pool.close()
+    assert outcome.status == "sent"
+    [received] = smtp_sink.received
+    assert received.raw == raw + b"\r\n"  # a message ends with a line break on the wire
 
 
 async def test_unreachable_relay_means_retry() -> None:
