@@ -2,9 +2,12 @@
 
 A notification made with ``deliver=True`` is due (``deliver_at``). The worker claims due ones, queues
 the email in the outbox in the same transaction (exactly once: its dedupe key is the notification's),
-and marks SMS ``pending`` there too; the texts are sent after the commit, outside any transaction, and
-their results recorded. A worker killed between the commit and Twilio's answer leaves ``pending``:
-that text is not sent again (at most once, like an email caught in ``sending``).
+and marks SMS ``waiting`` there too, holding the notification for SMS_CLAIM (``deliver_at`` moves on);
+the texts are sent after the commit, outside any transaction, one by one. Right before its request a
+text is taken, ``waiting`` -> ``pending``, in a transaction of its own, and its result is recorded after
+Twilio answers. A worker killed between taking a text and Twilio's answer leaves ``pending``: that text
+is not sent again (at most once, like an email caught in ``sending``). The texts of its batch it had not
+taken yet are still ``waiting``, and the next run claims them again once SMS_CLAIM has passed.
 
 The ``webhook`` channel adds nothing here: a rep's personal endpoint (``rep_id`` set) already receives
 the events about the rep's leads and tasks (``email.clicked``, ``call.missed``, ``task.due``...), which
@@ -17,7 +20,7 @@ import contextlib
 import html
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -38,6 +41,11 @@ BATCH = 100
 MAX_BATCHES_PER_RUN = 20
 SMS_MAX_CHARS = 320
 """Two SMS segments; a notification says who and what, the rest is in the app."""
+SMS_CLAIM = timedelta(seconds=60)
+"""How long a run holds the texts it claimed before a later run may claim the ones still ``waiting``: a run
+that died leaves them for this long; a run slower than this shares them (each text is taken by one run)."""
+SMS_WAITING, SMS_PENDING = "waiting", "pending"
+"""A text claimed and not yet tried; a text whose request may have reached Twilio (never sent again)."""
 _SUBJECTS = {"engaged_now": "Engaged now"}
 
 
@@ -75,7 +83,8 @@ async def claim_due_notifications(session: AsyncSession, now: datetime, limit: i
 async def push_due_notifications(
     session: AsyncSession, *, settings: Settings, links: LinkMaker, now: datetime, limit: int
 ) -> list[SmsToSend]:
-    """Queue the emails of due notifications and return the texts to send once the caller has committed."""
+    """Queue the emails of due notifications and return the texts to send once the caller has committed
+    (each taken with ``take_sms`` right before its request)."""
     _, texts = await _push_due(session, settings=settings, links=links, now=now, limit=limit)
     return texts
 
@@ -97,13 +106,17 @@ async def _push_due(
             if channel == "email":
                 deliveries["email"] = await _queue_email(session, notification, rep, settings, links)
             elif channel == "sms":
-                sms = _sms_for(notification, rep, settings)
-                deliveries["sms"] = "pending" if sms is not None else "unavailable"
-                if sms is not None:
-                    texts.append(sms)
+                deliveries["sms"] = SMS_WAITING
             elif channel == "webhook":
                 deliveries["webhook"] = "events"  # see the module docstring
-        notification.deliveries, notification.deliver_at = deliveries, None
+        # A text still waiting was claimed now, or by a run that died before taking it.
+        sms = _sms_for(notification, rep, settings) if deliveries.get("sms") == SMS_WAITING else None
+        if sms is not None:
+            texts.append(sms)
+        elif deliveries.get("sms") == SMS_WAITING:
+            deliveries["sms"] = "unavailable"
+        notification.deliveries = deliveries
+        notification.deliver_at = now + SMS_CLAIM if sms is not None else None
     await session.flush()
     return len(due), texts
 
@@ -179,6 +192,20 @@ async def send_sms(http: httpx.AsyncClient, settings: Settings, to: str, body: s
     return str(answer["sid"])
 
 
+async def take_sms(session: AsyncSession, notification_id: int) -> bool:
+    """Mark the notification's text ``pending`` right before its request; False when it is not ``waiting``.
+
+    Only one run takes a text: another run that claimed it too (after SMS_CLAIM) finds it taken.
+    """
+    notification = await session.get(Notification, notification_id, with_for_update=True, populate_existing=True)
+    if notification is None or (notification.deliveries or {}).get("sms") != SMS_WAITING:
+        return False
+    notification.deliveries = {**notification.deliveries, "sms": SMS_PENDING}
+    notification.deliver_at = None  # nothing else of it waits: its email and webhook were done at the claim
+    await session.flush()
+    return True
+
+
 async def record_sms_result(session: AsyncSession, notification_id: int, *, sid: str | None, error: str | None) -> None:
     """Note on the notification what became of its text: ``sent:<SID>`` or ``failed:<why>``."""
     notification = await session.get(Notification, notification_id, with_for_update=True, populate_existing=True)
@@ -198,6 +225,9 @@ async def push_notifications(ctx: dict[str, Any]) -> int:
             now = clock.now()
             handled, texts = await _push_due(session, settings=settings, links=ctx["links"], now=now, limit=BATCH)
         for sms in texts:
+            async with session_scope(ctx["sessions"]) as session:
+                if not await take_sms(session, sms.notification_id):
+                    continue
             try:
                 sid: str | None = await send_sms(ctx["http"], settings, sms.to, sms.body)
                 error = None

@@ -26,7 +26,8 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
     read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     deliver_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    """When the worker should push it to the rep's channels (email, SMS, webhook); null once pushed or in-app only."""
+    """When the worker should push it to the rep's channels (email, SMS, webhook); null once pushed or in-app only.
+    While its text waits to be sent, the claim's hold: a run that died leaves it to a later run from then."""
     deliveries: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict)
     """Per channel what happened: ``{"email": "queued:812", "sms": "sent:SM...", "webhook": "events"}``."""
 

@@ -3,12 +3,15 @@
 
 Each task is claimed with ``FOR UPDATE SKIP LOCKED`` and advanced in the same transaction as the
 notifications it causes, so two workers never remind twice and a retried job finds nothing left to do.
+A new due time or assignee starts the ladder again (hub.tasks.service.change): the notification and
+webhook keys name the round (the assignee and the due time it runs for), so each round tells its people
+once, however often a job is retried, and a new round is not silenced by the keys of the last one.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,7 +80,7 @@ async def _remind(session: AsyncSession, task: Task, links: LinkMaker, now: date
         task,
         task.assignee_rep_id,
         "task_due",
-        f"task_due:{task.id}",
+        f"task_due:{task.id}:{ladder_round(task)}",
         f"{_what(task)} is due at {task.due_at:%Y-%m-%d %H:%M} UTC",
         links,
     )
@@ -92,7 +95,7 @@ async def _mark_overdue(session: AsyncSession, task: Task, links: LinkMaker, now
         task,
         task.assignee_rep_id,
         "task_overdue",
-        f"task_overdue:{task.id}",
+        f"task_overdue:{task.id}:{ladder_round(task)}",
         f"{_what(task)} is overdue (was due at {task.due_at:%Y-%m-%d %H:%M} UTC)",
         links,
     )
@@ -107,7 +110,10 @@ async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy:
     target = await _rung(session, assignee, policy, level)
     if target is None and level == 1:
         level, target = TOP_RUNG, await _rung(session, assignee, policy, TOP_RUNG)
-    told = {e.get("rep_id") for e in task.escalations}
+    # Nobody is told twice in one round (a manager who is also the head of sales). ``escalations`` keeps
+    # every round's rungs, and this round's are its last ``escalation_level`` (0 or 1 here: a change
+    # resets the level, and each rung adds one line); a new round's manager must be told again.
+    told = {e.get("rep_id") for e in task.escalations[len(task.escalations) - task.escalation_level :]}
     step: dict[str, Any] = {"level": level, "rep_id": target.id if target else None, "at": now.isoformat()}
     if target is None:
         step["reason"] = "nobody to escalate to (no manager, no head of sales)"
@@ -122,7 +128,7 @@ async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy:
             task,
             target.id,
             "task_escalated",
-            f"task_escalated:{task.id}:{level}",
+            f"task_escalated:{task.id}:{ladder_round(task)}:{level}",
             f"{_what(task)} for {who} is overdue since {task.due_at:%Y-%m-%d %H:%M} UTC and not acknowledged",
             links,
         )
@@ -173,10 +179,17 @@ async def _publish(session: AsyncSession, task: Task, event_type: str, key: str,
         session,
         event_type,
         data,
-        event_key=f"task:{task.id}:{key}",
+        event_key=f"task:{task.id}:{key}:{ladder_round(task)}",
         contact_id=task.contact_id,
         rep_id=task.assignee_rep_id,
     )
+
+
+def ladder_round(task: Task) -> str:
+    """Which round of the ladder a key belongs to: ``<assignee>:<due time, UTC>``, at most 48 characters."""
+    due = task.due_at.astimezone(UTC)
+    stamp = due.isoformat(timespec="microseconds" if due.microsecond else "seconds").removesuffix("+00:00")
+    return f"{task.assignee_rep_id}:{stamp}Z"
 
 
 def _what(task: Task) -> str:

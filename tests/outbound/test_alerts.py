@@ -3,8 +3,10 @@ queued once, and the SMS sent through Twilio's Messages API (faked at the wire: 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,10 +17,11 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from hub import clock
+from hub.config import Settings
 from hub.email import service as email
 from hub.email.models import EmailMessage
 from hub.notify import service as notifications
-from hub.notify.delivery import SmsFailed, push_due_notifications, push_notifications, send_sms
+from hub.notify.delivery import SMS_CLAIM, SmsFailed, push_due_notifications, push_notifications, send_sms
 from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery
 from hub.reps.models import Rep
@@ -128,10 +131,19 @@ async def test_a_first_form_is_no_alert_a_repeat_form_is(sqlite_hub: Hub) -> Non
     assert alert.message.endswith("just submitted a form again")
 
 
-def twilio_fake(sent: list[dict[str, Any]], *, status: int = 201) -> httpx.AsyncClient:
+@dataclass
+class Stall:
+    """Twilio gets request number ``at`` (counted from 1) and answers it only once ``answer`` is set."""
+
+    at: int
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    answer: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def twilio_fake(sent: list[dict[str, Any]], *, status: int = 201, stall: Stall | None = None) -> httpx.AsyncClient:
     """Twilio's Messages API at the wire: checks path, Basic auth and form fields like Twilio would."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    async def handle(request: httpx.Request) -> httpx.Response:
         assert request.method == "POST"
         assert request.url.host == "api.twilio.com"
         assert request.url.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -139,6 +151,9 @@ def twilio_fake(sent: list[dict[str, Any]], *, status: int = 201) -> httpx.Async
         assert request.headers["content-type"] == "application/x-www-form-urlencoded"
         form = {k: v[0] for k, v in parse_qs(request.content.decode(), strict_parsing=True).items()}
         sent.append(form)
+        if stall is not None and len(sent) == stall.at:
+            stall.reached.set()
+            await stall.answer.wait()
         if status >= 400:
             return httpx.Response(status, json={"code": 21211, "message": "The 'To' number is not valid."})
         return httpx.Response(status, json={"sid": "SM" + "0" * 32, "status": "queued", "to": form["To"]})
@@ -174,6 +189,70 @@ async def test_sms_alert_goes_through_twilio_after_the_commit(sqlite_hub: Hub) -
     async with twilio_fake(sent, status=400) as http:
         with pytest.raises(SmsFailed, match="400: The 'To' number is not valid"):
             await send_sms(http, settings, "+1555", "x")
+
+
+def twilio_settings(hub: Hub) -> Settings:
+    return hub.settings.model_copy(
+        update={"twilio_sms_from": "+14155550100", "twilio_account_sid": SID, "twilio_auth_token": SecretStr(TOKEN)}
+    )
+
+
+async def ten_texts_due(hub: Hub) -> None:
+    """Ten notifications for Rita, who is alerted by SMS only, due now."""
+    rep_id = await hub.create_rep("Rita", phone="+14155550123")
+    async with hub.session() as session:
+        await session.execute(update(Rep).where(Rep.id == rep_id).values(alert_channels=["sms"]))
+        for n in range(10):
+            message = f"Callback #{n} is due"
+            await notifications.notify(
+                session, rep_id=rep_id, kind="task_due", message=message, dedupe_key=f"t{n}", deliver=True
+            )
+
+
+async def texts(hub: Hub) -> list[str]:
+    async with hub.session() as session:
+        return [n.deliveries["sms"] for n in (await session.scalars(select(Notification).order_by(Notification.id)))]
+
+
+async def test_a_cancelled_push_leaves_only_the_text_in_flight_unsent(hub: Hub, frozen: FrozenClock) -> None:
+    await ten_texts_due(hub)
+    sent: list[dict[str, Any]] = []
+    stall = Stall(at=3)
+    async with twilio_fake(sent, stall=stall) as http:
+        ctx = {"sessions": hub.runtime.sessions, "settings": twilio_settings(hub), "links": None, "http": http}
+        job = asyncio.create_task(push_notifications(ctx))
+        await asyncio.wait_for(stall.reached.wait(), 10)
+        job.cancel()  # arq's job timeout, or SIGTERM on a deploy, while Twilio has the third text
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        outcome = await texts(hub)
+        assert sorted(outcome) == ["pending"] + ["sent:SM" + "0" * 32] * 2 + ["waiting"] * 7
+
+        assert await push_notifications(ctx) == 0  # the dead run's claim holds a while
+        frozen.advance(SMS_CLAIM.total_seconds())
+        assert await push_notifications(ctx) == 7
+        assert await push_notifications(ctx) == 0
+    # The text Twilio had when the job died may have gone out: it stays pending and is not sent again.
+    assert await texts(hub) == [("pending" if was == "pending" else "sent:SM" + "0" * 32) for was in outcome]
+    assert sorted(form["Body"] for form in sent) == sorted(f"Callback #{n} is due" for n in range(10))
+
+
+async def test_a_run_slower_than_its_claim_shares_its_texts_and_none_is_sent_twice(
+    hub: Hub, frozen: FrozenClock
+) -> None:
+    await ten_texts_due(hub)
+    sent: list[dict[str, Any]] = []
+    stall = Stall(at=3)
+    async with twilio_fake(sent, stall=stall) as http:
+        ctx = {"sessions": hub.runtime.sessions, "settings": twilio_settings(hub), "links": None, "http": http}
+        slow = asyncio.create_task(push_notifications(ctx))
+        await asyncio.wait_for(stall.reached.wait(), 10)
+        frozen.advance(SMS_CLAIM.total_seconds())
+        assert await push_notifications(ctx) == 7  # the next tick's run sends the texts the slow one has not taken
+        stall.answer.set()
+        assert await asyncio.wait_for(slow, 10) == 10  # and the slow one finds them taken
+    assert await texts(hub) == ["sent:SM" + "0" * 32] * 10
+    assert sorted(form["Body"] for form in sent) == sorted(f"Callback #{n} is due" for n in range(10))
 
 
 async def test_no_sms_without_twilio_settings(sqlite_hub: Hub) -> None:

@@ -16,6 +16,7 @@ from hub import clock
 from hub.contacts.models import Contact
 from hub.mail.links import LinkMaker
 from hub.notify.models import Notification
+from hub.outbound.models import WebhookDelivery
 from hub.routing.models import Assignment
 from hub.tasks.due import process_due_tasks
 from hub.tasks.models import Task
@@ -152,7 +153,8 @@ async def test_call_me_back_tomorrow_at_10_in_the_contacts_zone_placed_and_remin
         assert await run_due(hub) == 1
         assert await run_due(hub) == 0
         [reminder] = await notifications(hub)
-        assert (reminder.rep_id, reminder.kind, reminder.dedupe_key) == (ned, "task_due", f"task_due:{first['id']}")
+        assert (reminder.rep_id, reminder.kind) == (ned, "task_due")
+        assert reminder.dedupe_key == f"task_due:{first['id']}:{ned}:2026-11-24T09:00:00Z"
         assert reminder.deliver_at == frozen.at
         assert await timeline_kinds(hub, greta) == ["task_created", "task_created", "task_created", "task_due"]
 
@@ -207,6 +209,89 @@ async def test_overdue_escalates_to_the_manager_then_the_head_of_sales(tasks: Hu
 
     frozen.advance(86_400)
     assert await run_due(tasks) == 0
+
+
+async def test_a_new_due_time_or_assignee_runs_the_ladder_again_and_tells_everyone_once(
+    database_url: str, frozen: FrozenClock
+) -> None:
+    async with task_hub(database_url) as hub:
+        ana = await hub.create_rep("Ana", email="ana@example.com")
+        ben = await hub.create_rep("Ben", email="ben@example.com")
+        mia = await hub.create_rep("Mia", email="mia@example.com")
+        hal = await hub.create_rep("Hal", email="head@example.com")
+        team = {"name": "Sales", "manager_rep_id": mia, "member_ids": [ana, ben]}
+        await call(hub, "POST", "/api/teams", status=201, json=team)
+        hook = {"url": "https://crm.example.com/hook", "event_types": ["task.due", "task.overdue"]}
+        await call(hub, "POST", "/api/webhook-endpoints", status=201, json=hook)
+        greta = await contact(hub, ana)
+        body = {"kind": "custom", "contact_id": greta, "due_at": "2026-11-23T16:00:00Z"}
+        task = await call(hub, "POST", "/api/tasks", status=201, json=body)
+        told: list[tuple[int, str]] = []
+
+        async def run_at(day: int, hour: int, minute: int) -> list[tuple[int, str]]:
+            """Run the worker then; what it told whom."""
+            frozen.at = datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+            await run_due(hub)
+            now_told = [(n.rep_id, n.kind) for n in await notifications(hub)]
+            new, told[:] = now_told[len(told) :], now_told
+            return new
+
+        assert await run_at(23, 15, 55) == [(ana, "task_due")]
+        # The same round again (as if its step had not been recorded): nobody is told twice.
+        async with hub.session() as session:
+            again = await session.get(Task, task["id"])
+            assert again is not None
+            again.reminded_at, again.next_check_at = None, frozen.at
+        assert await run_at(23, 15, 55) == []
+        assert await run_at(23, 16, 15) == [(ana, "task_overdue"), (mia, "task_escalated")]
+        assert await run_at(23, 17, 15) == [(hal, "task_escalated")]
+
+        # Ana promises it for tomorrow: the whole ladder again, Mia and Hal included.
+        await call(hub, "PATCH", f"/api/tasks/{task['id']}", json={"due_at": "2026-11-24T16:00:00Z"})
+        assert await run_at(24, 15, 55) == [(ana, "task_due")]
+        assert (await notifications(hub))[-1].dedupe_key == f"task_due:{task['id']}:{ana}:2026-11-24T16:00:00Z"
+        assert await run_at(24, 16, 15) == [(ana, "task_overdue"), (mia, "task_escalated")]
+        assert await run_at(24, 17, 15) == [(hal, "task_escalated")]
+
+        # Given to Ben when it is overdue already: no reminder (past its grace period), the rest is his.
+        await call(hub, "PATCH", f"/api/tasks/{task['id']}", json={"assignee_rep_id": ben})
+        assert await run_at(24, 17, 16) == [(ben, "task_overdue"), (mia, "task_escalated")]
+        assert await run_at(24, 18, 16) == [(hal, "task_escalated")]
+
+        seen = await call(hub, "GET", f"/api/tasks/{task['id']}")
+        assert [(e["level"], e["rep_id"]) for e in seen["escalations"]] == [(1, mia), (2, hal)] * 3
+        async with hub.session() as session:
+            events = (await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))).all()
+        assert [(e.event_type, e.payload["data"]["rep_id"]) for e in events] == [
+            ("task.due", ana),
+            ("task.overdue", ana),
+            ("task.due", ana),
+            ("task.overdue", ana),
+            ("task.overdue", ben),
+        ]
+
+
+async def test_a_manager_who_is_also_the_head_of_sales_is_told_once_per_round(tasks: Hub, frozen: FrozenClock) -> None:
+    ana = await tasks.create_rep("Ana", email="ana@example.com")
+    mia = await tasks.create_rep("Mia", email="head@example.com")
+    team = {"name": "Sales", "manager_rep_id": mia, "member_ids": [ana]}
+    await call(tasks, "POST", "/api/teams", status=201, json=team)
+    body = {"kind": "custom", "contact_id": await contact(tasks, ana), "due_at": "2026-11-23T16:00:00Z"}
+    task = await call(tasks, "POST", "/api/tasks", status=201, json=body)
+
+    async def ladder(day: int) -> None:
+        for hour in (16, 17, 18):  # overdue and rung 1, rung 2, nothing more
+            frozen.at = datetime(2026, 11, day, hour, 15, tzinfo=UTC)
+            await run_due(tasks)
+
+    await ladder(23)
+    await call(tasks, "PATCH", f"/api/tasks/{task['id']}", json={"due_at": "2026-11-24T16:00:00Z"})
+    await ladder(24)
+    assert [(n.rep_id, n.kind) for n in await notifications(tasks) if n.kind == "task_escalated"] == [
+        (mia, "task_escalated")
+    ] * 2
+    seen = await call(tasks, "GET", f"/api/tasks/{task['id']}")
+    assert [(e["level"], e["rep_id"]) for e in seen["escalations"]] == [(1, mia), (2, mia)] * 2
 
 
 async def test_acknowledging_stops_the_ladder_and_done_stops_everything(tasks: Hub, frozen: FrozenClock) -> None:
