@@ -33,6 +33,19 @@ def decode_id_cursor(cursor: str) -> int:
     return _cursor_id(entry_id)
 
 
+def encode_offset_cursor(offset: int) -> str:
+    """A cursor for a list paged by position: the page after it starts past ``offset`` items."""
+    return encode_cursor([offset + 1])  # never 0, as an id cursor is never 0 either
+
+
+def decode_offset_cursor(cursor: str) -> int:
+    """How many items the page of an ``encode_offset_cursor`` cursor skips (0 or more)."""
+    position = decode_id_cursor(cursor)
+    if position < 1:
+        raise _bad_cursor()  # 0 would skip -1 items: a cursor we never made
+    return position - 1
+
+
 def decode_time_id_cursor(cursor: str) -> tuple[datetime, int]:
     """The (time, id) after which a page ordered by time starts."""
     moment, entry_id = decode_cursor(cursor, arity=2)

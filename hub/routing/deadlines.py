@@ -197,8 +197,10 @@ async def _head_of_sales(session: AsyncSession, policy: RulesFile) -> Rep | None
 
 async def _stuck(session: AsyncSession, deadline: Deadline, policy: RulesFile, now: datetime) -> str:
     contact = await contacts_repo.get_contact(session, deadline.contact_id)
+    if contact is None or contact.merged_into_id is not None:
+        return "stale"  # a merged-away contact is no lead any more: the survivor's own stage log is what counts
     latest = await repository.latest_stage_change(session, deadline.contact_id)
-    if contact is None or latest is None or latest.id != deadline.data.get("stage_change_id"):
+    if latest is None or latest.id != deadline.data.get("stage_change_id"):
         return "stale"
     to_manager = deadline.kind == STAGE_STUCK_MANAGER
     owner = await reps_repo.get(session, contact.owner_rep_id) if contact.owner_rep_id else None

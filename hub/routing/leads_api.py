@@ -15,7 +15,7 @@ from hub import clock
 from hub.contacts.models import Contact
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import UnprocessableInput
-from hub.pagination import Page, decode_id_cursor, encode_cursor
+from hub.pagination import Page, decode_offset_cursor, encode_offset_cursor
 from hub.reps.visibility import Scope, ScopeDep
 from hub.routing.models import Assignment
 from hub.validation import MAX_ID, SafeStr
@@ -87,7 +87,7 @@ async def list_leads(
     policy, now = runtime.rules.current, clock.now()
     if stage is not None and stage not in policy.pipeline.names:
         raise UnprocessableInput(f"stage must be one of {', '.join(policy.pipeline.names)}", field="stage")
-    offset = decode_id_cursor(cursor) - 1 if cursor else 0
+    offset = decode_offset_cursor(cursor) if cursor else 0
     closed = sorted(policy.pipeline.closed)
 
     def statement(part: Part) -> Any:
@@ -95,7 +95,7 @@ async def list_leads(
 
     rows = await priority_rows(session, statement, offset, limit + 1)
     page = rows[:limit]
-    next_cursor = encode_cursor([offset + limit + 1]) if len(rows) > limit else None
+    next_cursor = encode_offset_cursor(offset + limit) if len(rows) > limit else None
     return Page[LeadOut](items=[lead_out(row[0], row[1], now) for row in page], next_cursor=next_cursor)
 
 

@@ -235,18 +235,28 @@ async def absorb(
     session: AsyncSession, survivor: Contact, absorbed_id: int, absorbed_stage: str, policy: RulesFile, now: datetime
 ) -> None:
     """After a merge: the absorbed contact's open assignment moves to the survivor if the survivor
-    took its owner, else it ends, so no lead is owned twice and open-lead counts stay true."""
+    took its owner, else it ends, so no lead is owned twice and open-lead counts stay true. What else
+    is pending on the absorbed contact (its stuck-in-stage checks) closes as ``merged``."""
     moved = await repository.open_assignment(session, absorbed_id)
-    if moved is None:
-        return
-    kept = await repository.open_assignment(session, survivor.id)
-    if kept is None and survivor.owner_rep_id == moved.rep_id:
-        await repository.move_assignment(session, moved, survivor.id)
-        await repository.dequeue(session, survivor.id)
-        return
+    if moved is not None:
+        kept = await repository.open_assignment(session, survivor.id)
+        if kept is None and survivor.owner_rep_id == moved.rep_id:
+            await repository.move_assignment(session, moved, survivor.id)  # its first-touch deadline moves along
+            await repository.dequeue(session, survivor.id)
+        else:
+            await _end_merged(session, moved, absorbed_stage, policy, now)
+    # The absorbed lead's stage log stays with it and no longer moves: its checks would flag a lead that is
+    # gone to its old owner and manager. The survivor's own stage and checks are the lead's now.
+    await repository.close_contact_deadlines(session, absorbed_id, outcome="merged", now=now)
+    await session.flush()
+
+
+async def _end_merged(
+    session: AsyncSession, moved: Assignment, absorbed_stage: str, policy: RulesFile, now: datetime
+) -> None:
+    """End the absorbed contact's assignment (the survivor has its own owner); its rep has one open lead fewer."""
     moved.ended_at, moved.end_reason = now, "merged"
     await repository.close_deadlines(session, assignment_id=moved.id, kinds=[FIRST_TOUCH], outcome="cancelled", now=now)
     rep = await lock_rep(session, moved.rep_id)
     if absorbed_stage not in policy.pipeline.closed and rep.open_leads > 0:
         rep.open_leads -= 1
-    await session.flush()

@@ -121,6 +121,12 @@ async def close_deadlines(
     await session.execute(stmt.values(done_at=now, outcome=outcome).execution_options(synchronize_session=False))
 
 
+async def close_contact_deadlines(session: AsyncSession, contact_id: int, *, outcome: str, now: datetime) -> None:
+    """Mark every pending deadline of the contact done, whatever its kind."""
+    stmt = update(Deadline).where(Deadline.done_at.is_(None), Deadline.contact_id == contact_id)
+    await session.execute(stmt.values(done_at=now, outcome=outcome).execution_options(synchronize_session=False))
+
+
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Deadline]:
     """Due, pending deadlines, locked; rows another worker holds are skipped, not waited for."""
     stmt = (
@@ -136,6 +142,14 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[De
 async def queued(session: AsyncSession, contact_id: int) -> QueuedLead | None:
     """The contact's place in the unassigned queue."""
     return await session.get(QueuedLead, contact_id)
+
+
+async def queued_among(session: AsyncSession, contact_ids: Sequence[int]) -> set[int]:
+    """Which of these contacts wait in the unassigned queue."""
+    if not contact_ids:
+        return set()
+    stmt = select(QueuedLead.contact_id).where(QueuedLead.contact_id.in_(contact_ids))
+    return set((await session.scalars(stmt)).all())
 
 
 async def dequeue(session: AsyncSession, contact_id: int) -> None:

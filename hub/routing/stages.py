@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub import clock
 from hub.contacts.models import Contact
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import Pipeline
@@ -17,38 +18,53 @@ from hub.timeline import service as timeline
 
 STAGE_STUCK = "stage_stuck"
 STAGE_STUCK_MANAGER = "stage_stuck_manager"
+FRESH_CONTACT = timedelta(minutes=1)
+"""A contact created this recently enters the pipeline at its creation: the unit of work that created it enters it
+too, only after the contact exists. An older one (imported without a stage, say) enters when it first comes in."""
 
 
-async def enter_pipeline(session: AsyncSession, contact: Contact, pipeline: Pipeline) -> None:
+async def enter_pipeline(
+    session: AsyncSession, contact: Contact, pipeline: Pipeline, *, now: datetime | None = None
+) -> None:
     """Log a new lead's entry into the first stage (the funnel's entries), once."""
-    await enter_pipeline_many(session, [contact], pipeline)
+    await enter_pipeline_many(session, [contact], pipeline, now=now)
 
 
-async def enter_pipeline_many(session: AsyncSession, contacts: Sequence[Contact], pipeline: Pipeline) -> None:
+async def enter_pipeline_many(
+    session: AsyncSession, contacts: Sequence[Contact], pipeline: Pipeline, *, now: datetime | None = None
+) -> None:
     """``enter_pipeline`` for many contacts in a few statements (their stage changes in one INSERT, their
     stuck-lead checks in another), not five per contact: a provider batch brings hundreds of new leads."""
     new = [contact for contact in contacts if contact.stage_entered_at is None]
     if not new:
         return
+    now = now if now is not None else clock.now()
     changes = []
     for contact in new:
         contact.stage = pipeline.initial  # contacts are created before the rules are consulted
+        contact.stage_entered_at = entered_at(contact, now)
         changes.append(
             StageChange(
                 contact_id=contact.id,
                 from_stage=None,
                 to_stage=contact.stage,
-                changed_at=contact.created_at,
+                changed_at=contact.stage_entered_at,
                 actor="hub",
                 reason="new lead",
                 owner_rep_id=contact.owner_rep_id,
             )
         )
     await repository.add_all(session, changes)
-    for contact in new:
-        contact.stage_entered_at = contact.created_at
     checks = [row for change in changes for row in _stuck_checks(change, pipeline)]
     await repository.add_deadlines(session, checks)
+
+
+def entered_at(contact: Contact, now: datetime) -> datetime:
+    """When a contact not yet in the pipeline enters it: at its creation if that was moments ago, else ``now``.
+
+    The stage clocks (stuck-lead checks, time in stage, the funnel's entry) start here: backdating an old
+    contact to its creation would flag it as stuck the moment it first comes in."""
+    return contact.created_at if now - contact.created_at <= FRESH_CONTACT else now
 
 
 async def change_stage(
@@ -72,9 +88,13 @@ async def change_stage(
         )
     if target.outcome != "lost":
         loss_reason = None
-    await enter_pipeline(session, contact, pipeline)
+    await enter_pipeline(session, contact, pipeline, now=now)
     if contact.stage == to_stage:
         return None
+    if contact.stage_entered_at is not None and contact.stage_entered_at > now:
+        # Never log a move before the entry it follows (the log's order is its time): the commit's automation
+        # enters a lead at the clock's reading, a moment after the "now" it then moves the lead with.
+        now = contact.stage_entered_at
     previous = contact.stage
     change: StageChange = await repository.add(
         session,

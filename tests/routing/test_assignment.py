@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from hub import clock, jobs
 from hub.calls.models import Call
+from hub.pagination import encode_cursor
 from hub.routing.models import Assignment, RepPerformance
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub
 
@@ -704,6 +705,20 @@ async def test_won_and_lost_leads_leave_the_working_queue(sales: Hub) -> None:
     assert [item["contact_id"] for item in won["items"]] == [win]
     bad = await sales.client.get("/api/leads", params={"stage": "limbo"}, headers=sales.auth())
     assert (bad.status_code, bad.json()["field"]) == (422, "stage")
+
+
+async def test_a_cursor_the_working_queue_never_made_is_refused_naming_it(sales: Hub) -> None:
+    await sales_team(sales, "Ann")
+    leads = [await add_lead(sales, f"{n}@example.com") for n in ("one", "two")]
+    first = await ok(await sales.client.get("/api/leads", params={"limit": 1}, headers=sales.auth()))
+    after = await ok(
+        await sales.client.get("/api/leads", params={"cursor": first["next_cursor"]}, headers=sales.auth())
+    )
+    assert sorted(item["contact_id"] for item in [*first["items"], *after["items"]]) == sorted(leads)
+    # [0] would be an offset of -1 (PostgreSQL refuses a negative OFFSET); the rest are not ours either.
+    for junk in (encode_cursor([0]), encode_cursor([-1]), encode_cursor([1, 2]), encode_cursor(["1"]), "!!!"):
+        refused = await sales.client.get("/api/leads", params={"cursor": junk}, headers=sales.auth())
+        assert (refused.status_code, refused.json()["field"]) == (400, "cursor"), (junk, refused.text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,11 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from hub import clock, jobs
+from hub.contacts.models import Contact
+from hub.routing import repository as routing_repository
+from hub.routing import stages
 from hub.routing.models import Deadline
+from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules"
@@ -519,3 +523,100 @@ async def test_a_lead_stuck_in_a_stage_is_flagged_to_the_owner_then_the_manager(
     ]
     frozen.advance(3 * 3600)
     assert await process(hub) == 0
+
+
+async def test_a_lead_merged_away_is_never_flagged_as_stuck(staged: Hub, frozen: FrozenClock) -> None:
+    hub = staged
+    org = await sales_org(hub, working_hours={})
+    assert org.manager is not None and org.head is not None
+    keep, gone = await new_lead(hub, "Kim Keep", hot=False), await new_lead(hub, "Gil Gone", hot=False)
+    merged = await hub.client.post(f"/api/contacts/{keep}/merge", json={"other_contact_id": gone}, headers=hub.auth())
+    assert merged.status_code == 200, merged.text
+    assert (await move(hub, keep, stage="contacted")).status_code == 200  # the lead moved on in time
+
+    # The absorbed contact's checks closed with the merge, saying why; its ended assignment's deadline too.
+    assert [(d.kind, d.outcome) for d in await deadlines(hub, gone)] == [
+        ("stage_stuck", "merged"),
+        ("stage_stuck_manager", "merged"),
+        ("first_touch", "cancelled"),
+    ]
+    frozen.advance(3 * 3600)  # past both limits of "new"
+    assert await process(hub) == 0
+    for rep in (*org.reps, org.manager, org.head):
+        assert ("stage_stuck", gone) not in await notifications(hub, rep)
+
+    # A check still pending on a merged-away contact (left by an earlier version, say) is stale when it comes due.
+    async with hub.session() as session:
+        for deadline in await session.scalars(select(Deadline).where(Deadline.contact_id == gone)):
+            if deadline.kind != "first_touch":
+                deadline.done_at, deadline.outcome = None, None
+    assert await process(hub) == 2
+    assert [(d.kind, d.outcome) for d in await deadlines(hub, gone) if d.kind != "first_touch"] == [
+        ("stage_stuck", "stale"),
+        ("stage_stuck_manager", "stale"),
+    ]
+    for rep in (*org.reps, org.manager, org.head):
+        assert ("stage_stuck", gone) not in await notifications(hub, rep)
+    async with hub.session() as session:
+        flags = await session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "stage_stuck"))
+        assert list(flags) == []
+
+
+async def imported_long_ago(hub: Hub, name: str, days: int) -> int:
+    """A contact as a plain import leaves it (hub/imports/new_contacts.py): in "new" but not yet in the pipeline."""
+    created = clock.now() - timedelta(days=days)
+    async with hub.session() as session:
+        contact = Contact(name=name, stage="new", source="import", created_at=created, updated_at=created)
+        session.add(contact)
+        await session.flush()
+        return contact.id
+
+
+async def test_an_old_contact_starts_its_stage_clock_when_it_enters_the_pipeline(
+    staged: Hub, frozen: FrozenClock
+) -> None:
+    hub = staged
+    org = await sales_org(hub, working_hours={})
+    assert org.head is not None
+    ivy = await imported_long_ago(hub, "Ivy Imported", days=5)
+
+    # Five days after the import she answers a campaign email: she enters the pipeline now, not at her import.
+    reply = await hub.client.post(f"/api/contacts/{ivy}/activities", json={"type": "email_reply"}, headers=hub.auth())
+    assert reply.status_code == 201, reply.text
+    [entry] = await get(hub, f"/api/contacts/{ivy}/stages")
+    assert (entry["to_stage"], when(entry["changed_at"])) == ("new", frozen.at)
+    async with hub.session() as session:
+        assert await session.scalar(select(Contact.stage_entered_at).where(Contact.id == ivy)) == frozen.at
+    assert sorted(d.due_at for d in await deadlines(hub, ivy)) == [
+        frozen.at + timedelta(minutes=30),
+        frozen.at + timedelta(hours=2),
+    ]
+    frozen.advance(10)
+    assert await process(hub) == 0
+    assert await notifications(hub, org.head) == []
+
+    frozen.advance(2 * 3600)  # now she has sat in "new" too long; nobody owns her, so the head of sales hears
+    assert await process(hub) == 2
+    assert await notifications(hub, org.head) == [("stage_stuck", ivy)]
+    [flag, _] = await entries(hub, ivy, "stage_stuck")
+    assert when(flag["data"]["since"]) == frozen.at - timedelta(hours=2, seconds=10)
+
+
+async def test_a_move_is_never_logged_before_the_entry_it_follows(staged: Hub, frozen: FrozenClock) -> None:
+    hub = staged
+    ivy = await imported_long_ago(hub, "Ivy Imported", days=5)
+    pipeline = hub.runtime.rules.current.pipeline
+    moved_at = frozen.at
+    async with hub.session() as session:
+        contact = await session.get(Contact, ivy)
+        assert contact is not None
+        # As in the commit's automation: the lead enters at the clock's reading, then moves with an earlier "now".
+        frozen.advance(0.001)
+        await stages.enter_pipeline_many(session, [contact], pipeline)
+        await stages.change_stage(session, contact, "contacted", pipeline, moved_at, actor="test")
+    log = await get(hub, f"/api/contacts/{ivy}/stages")
+    assert [c["to_stage"] for c in log] == ["new", "contacted"]
+    assert when(log[0]["changed_at"]) == when(log[1]["changed_at"]) == frozen.at
+    async with hub.session() as session:
+        latest = await routing_repository.latest_stage_change(session, ivy)
+        assert latest is not None and latest.to_stage == "contacted"
