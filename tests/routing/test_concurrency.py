@@ -149,7 +149,12 @@ def live_server(database_url: str) -> Iterator[str]:
     """The app served by uvicorn on a free port (its own thread and event loop); yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = make_settings(database_url, rules_file=POOL, public_url=base, db_pool_size=20)
+    # Every decision of a pool holds its row lock, so 200 leads at once queue for it; on a slow host the last
+    # ones wait longer for a connection than the default 10 s (then 503): this test is about the sharing, so the
+    # requests wait as long as the client does.
+    settings = make_settings(
+        database_url, rules_file=POOL, public_url=base, db_pool_size=20, db_pool_timeout_seconds=60
+    )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, embedded_worker=False), host="127.0.0.1", port=port, log_level="warning")
     )
