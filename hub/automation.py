@@ -87,12 +87,23 @@ async def _settle_all(
     contacts = [c for c in await contacts_repo.lock_contacts(session, by_contact) if c.merged_into_id is None]
     for contact in contacts:
         await _absorb_merged(session, contact, by_contact[contact.id], policy, now)  # merges move assignments
-    await stages.enter_pipeline_many(session, contacts, policy.pipeline)
+    await stages.enter_pipeline_many(session, contacts, policy.pipeline, now=now)
     snapshots = await lead_snapshots(session, contacts)
     events = await scoring.preload_events(session, [c.id for c in contacts])
+    # Read for all at once too: each callback of a call and each form post of a known lead would
+    # otherwise ask the queue about its contact (settling one contact never queues another).
+    bringing_leads = [c.id for c in contacts if any(e.kind in LEAD_KINDS for e in by_contact[c.id])]
+    queued = await repository.queued_among(session, bringing_leads) if policy.routing.rules else set()
     for contact in contacts:
         await settle_contact(
-            session, contact, by_contact[contact.id], policy, now, snapshots[contact.id], events.get(contact.id)
+            session,
+            contact,
+            by_contact[contact.id],
+            policy,
+            now,
+            snapshots[contact.id],
+            events.get(contact.id),
+            queued=contact.id in queued,
         )
     if not reactions:
         return
@@ -132,8 +143,12 @@ async def settle_contact(
     at: datetime,
     snapshot: LeadSnapshot,
     events: list[Event] | None,
+    *,
+    queued: bool,
 ) -> None:
-    """Warmth, a returning lead, ownership, then the first touch, for one contact (already in the pipeline)."""
+    """Warmth, a returning lead, ownership, then the first touch, for one contact (already in the pipeline).
+
+    ``queued``: the contact waits in the unassigned queue (its retries route it; this does not)."""
     cause = ", ".join(sorted({e.kind for e in entries}))
     await scoring.rescore(session, contact, policy.warmth, at, cause=cause, snapshot=snapshot, events=events)
     if contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
@@ -148,7 +163,7 @@ async def settle_contact(
             actor="rule:returning",
             reason="came back with a new form submission",
         )
-    await _give_an_owner(session, contact, entries, policy, at, snapshot)
+    await _give_an_owner(session, contact, entries, policy, at, snapshot, queued=queued)
     # Last, so a rep who just claimed the lead by calling it has that call counted as the first touch.
     await touches.note_touches(session, contact, entries, policy.pipeline, at)
 
@@ -160,6 +175,8 @@ async def _give_an_owner(
     policy: RulesFile,
     at: datetime,
     snapshot: LeadSnapshot,
+    *,
+    queued: bool,
 ) -> None:
     if contact.owner_rep_id is not None or contact.stage in policy.pipeline.closed:
         return
@@ -179,5 +196,5 @@ async def _give_an_owner(
         return
     brings_lead = any(e.kind in LEAD_KINDS for e in entries)
     # No routing rules at all means routing is off (leads are assigned by hand), not "queue everything".
-    if brings_lead and policy.routing.rules and await repository.queued(session, contact.id) is None:
+    if brings_lead and policy.routing.rules and not queued:
         await assign.route(session, contact, policy, at, snapshot=snapshot)

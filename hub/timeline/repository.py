@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import UtcDateTime
@@ -57,6 +59,19 @@ async def by_external_id(session: AsyncSession, source: str, external_id: str) -
     """The entry a provider fact produced."""
     stmt = select(TimelineEntry).where(TimelineEntry.source == source, TimelineEntry.external_id == external_id)
     return (await session.scalars(stmt)).one_or_none()
+
+
+async def upsert_entry(session: AsyncSession, values: dict[str, Any]) -> TimelineEntry:
+    """Insert the entry of ``(source, external_id)``, or give the existing one the new ``data`` and
+    ``contact_id``: one statement either way; the entry as stored."""
+    dialect = session.get_bind().dialect.name
+    insert: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(TimelineEntry).values(**values)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[TimelineEntry.source, TimelineEntry.external_id],
+        set_={"data": insert.excluded.data, "contact_id": insert.excluded.contact_id},
+    ).returning(TimelineEntry)
+    entry: TimelineEntry = (await session.scalars(upsert, execution_options={"populate_existing": True})).one()
+    return entry
 
 
 async def insert_entries(session: AsyncSession, entries: list[TimelineEntry]) -> None:

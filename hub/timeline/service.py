@@ -91,22 +91,19 @@ async def upsert(
     occurred_at: datetime,
 ) -> TimelineEntry:
     """The one entry for a fact that evolves (a call as its callbacks arrive): created once, then updated
-    in place, so the contact's timeline shows its latest state rather than one line per callback."""
-    entry = await repository.by_external_id(session, source, external_id)
-    if entry is None:
-        return await append(
-            session,
-            contact_id=contact_id,
-            kind=kind,
-            source=source,
-            external_id=external_id,
-            data=data,
-            occurred_at=occurred_at,
-        )
-    entry.data = data
-    entry.contact_id = contact_id
+    in place, so the contact's timeline shows its latest state rather than one line per callback. Its kind,
+    time and recording time stay those of its first version."""
+    values = {
+        "contact_id": contact_id,
+        "kind": kind,
+        "source": source,
+        "external_id": external_id,
+        "data": data,
+        "occurred_at": occurred_at,
+        "recorded_at": clock.now(),
+    }
+    entry = await repository.upsert_entry(session, values)
     _remember(session, entry)
-    await session.flush()
     return entry
 
 
