@@ -27,7 +27,8 @@ class EmailMessage(Base):
     """``queued`` -> ``sending`` -> ``sent`` (-> ``delivered``, ``bounced``, ``dropped`` from provider events);
     or ``failed`` (5xx, or 4xx retries exhausted), ``suppressed``/``cancelled`` (not sent, see last_error),
     ``held`` (its sequence is paused; queued again on resume), or
-    ``unknown``: the worker died while handing it to SMTP, so it may or may not have gone out; never re-sent."""
+    ``unknown``: the worker died while handing it to SMTP, or the relay took its content but never answered
+    (a timeout, a dropped connection), so it may or may not have gone out; never re-sent."""
     kind: Mapped[str] = mapped_column(String(16), default="manual")
     """``sequence``, ``test``, ``notification`` or ``manual`` (recorded by the API, sent elsewhere)."""
     sequence_id: Mapped[int | None] = mapped_column(ForeignKey("sequences.id"))
