@@ -25,7 +25,7 @@ from hub.mail.transport import SendOutcome, SmtpPool, Transport
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub
 from tests.mail.blocking import BlockingTransport
-from tests.mail.test_transport import LATE_REPLY_SECONDS, store_then_answer_late
+from tests.mail.test_transport import LATE_REPLY_SECONDS, SHORT_TIMEOUT, store_then_answer_late
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -210,7 +210,7 @@ async def test_a_relay_that_stores_a_message_but_answers_too_late_leaves_it_unkn
     store_then_answer_late(smtp_sink, "late@example.org")
     contact_id = await create_contact(mail_hub, "late@example.org")
     late, ok = await queue(mail_hub, ["late@example.org", "ok@example.org"], contact_id=contact_id)
-    pool = SmtpPool(mail_hub.settings.model_copy(update={"smtp_timeout_seconds": 0.3}))
+    pool = SmtpPool(mail_hub.settings.model_copy(update={"smtp_timeout_seconds": SHORT_TIMEOUT}))
     try:
         report = await run(mail_hub, transport=pool)
         frozen.advance(10 * 60)  # past every retry the schedule (1, 5 minutes) would have made

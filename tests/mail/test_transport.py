@@ -29,8 +29,10 @@ def count_sessions(sink: Any) -> list[object]:
     return sessions
 
 
-LATE_REPLY_SECONDS = 1.0
-"""How long the relay below keeps a message before it answers; the pools in these tests wait 0.3 s."""
+SHORT_TIMEOUT = 0.8
+"""The pool's SMTP timeout in the late-reply tests: long enough for any prompt answer on a loaded host."""
+LATE_REPLY_SECONDS = 2.0
+"""How long the relay below keeps a message before it answers: well past SHORT_TIMEOUT."""
 
 
 def store_then_answer_late(sink: Any, address: str, *, drop: bool = False) -> None:
@@ -107,7 +109,8 @@ async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection
 ) -> None:
     # The relay stored the message; its 250 comes after the timeout. Sent again, it would be delivered twice.
     store_then_answer_late(smtp_sink, "late@example.org")
-    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=0.3))
+    settings = make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=SHORT_TIMEOUT)
+    pool = SmtpPool(settings)
     try:
         late = await pool.send(mime("late@example.org"), sender="hub@example.com", recipient="late@example.org")
         after = await pool.send(mime("ok@example.org"), sender="hub@example.com", recipient="ok@example.org")
@@ -143,7 +146,8 @@ async def test_no_reply_before_the_content_went_out_is_a_retry(smtp_sink: Any) -
         return reply
 
     smtp_sink.handler.handle_RCPT = stalling_rcpt
-    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=0.3))
+    settings = make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=SHORT_TIMEOUT)
+    pool = SmtpPool(settings)
     try:
         stalled = await pool.send(mime("stall@example.org"), sender="hub@example.com", recipient="stall@example.org")
         after = await pool.send(mime("ok@example.org"), sender="hub@example.com", recipient="ok@example.org")
