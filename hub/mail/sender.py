@@ -62,6 +62,7 @@ from hub.mail.lanes import SendBatch
 from hub.mail.links import LinkMaker
 from hub.mail.outbox import stop_marked
 from hub.mail.outcomes import retry_delay as retry_delay
+from hub.mail.send_windows import SendWindows
 from hub.mail.throttle import Throttle
 from hub.mail.transport import Transport
 from hub.mail.wire import mime_for as mime_for
@@ -87,6 +88,8 @@ class SendReport:
     suppressed: int = 0
     released: int = 0
     """Claimed but given back to ``queued`` unsent (shutdown, or the batch ran long)."""
+    deferred: int = 0
+    """Claimed sequence mail whose send window was shut: queued again for the window's next opening."""
     lost_claim: int = 0
     """Claimed rows another worker took over after the claim expired; not sent by this one."""
     paused_sequences: list[int] = field(default_factory=list)
@@ -109,9 +112,12 @@ async def send_due(
     async with session_scope(sessions) as session:
         claimed = await claim_due(session, claimed_at, limit)
     report.claimed = len(claimed)
+    windows = SendWindows(tuple(claimed), settings.default_time_zone)
+    claimed = await _keep_to_windows(sessions, claimed, windows, claimed_at, report)
     if not claimed:
         return report
     batch = SendBatch(sessions, transport, throttle, settings, links, claimed_at, deque(claimed))
+    batch.windows = windows  # read already when the batch has sequence mail; its retries keep to them too
     deadline = claimed_at + timedelta(seconds=settings.sending_timeout_seconds / 2)
     lanes = asyncio.ensure_future(batch.lanes(max(1, settings.smtp_pool_size), deadline))
     try:
@@ -201,6 +207,45 @@ async def expire_stuck(session: AsyncSession, now: datetime, timeout_seconds: fl
     if unknown_ids:
         log.warning("messages %s were being handed to SMTP when their worker stopped: status unknown", unknown_ids)
     return unknown_ids
+
+
+async def _keep_to_windows(
+    sessions: async_sessionmaker[AsyncSession],
+    claimed: list[EmailMessage],
+    windows: SendWindows,
+    claimed_at: datetime,
+    report: SendReport,
+) -> list[EmailMessage]:
+    """The claimed messages to send now. A sequence's email whose send window is shut (it waited in the queue
+    past the window's close: workers down, a backlog) goes back to the queue for the window's next opening in
+    its contact's zones, as the step runner would have timed it; only rows still under this claim."""
+    if not windows.unread_for(claimed):
+        return claimed  # no sequence mail in the batch: nothing to read
+    async with session_scope(sessions) as session:
+        await windows.read(session)
+    later: dict[datetime, list[int]] = {}
+    for message in claimed:
+        opens = windows.retry_at(message, claimed_at)
+        if opens > claimed_at:
+            later.setdefault(opens, []).append(message.id)
+    if not later:
+        return claimed
+    async with session_scope(sessions) as session:
+        for opens, ids in later.items():
+            result = await session.execute(
+                update(_MESSAGES)
+                .where(
+                    _MESSAGES.c.id.in_(ids),
+                    _MESSAGES.c.status == "sending",
+                    _MESSAGES.c.sending_since.is_(None),
+                    _MESSAGES.c.next_attempt_at == claimed_at,
+                )
+                .values(status="queued", next_attempt_at=opens)
+                .returning(_MESSAGES.c.id)
+            )
+            report.deferred += len(result.all())
+    waiting = {message_id for ids in later.values() for message_id in ids}
+    return [message for message in claimed if message.id not in waiting]
 
 
 async def _release(

@@ -116,4 +116,37 @@ async def test_a_greylisted_sequence_email_is_retried_when_its_window_opens_not_
     stored = await by_recipient(hub)
     assert (stored["utc@example.org"].status, stored["utc@example.org"].sent_at) == ("sent", TUESDAY_0900)
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["ny@example.org", "rep@example.org", "utc@example.org"]
-    assert len(reads) == 1  # batches whose mail all went out read nothing
+    assert len(reads) == 3  # once per batch with sequence mail (its claim is checked), not once per write
+
+
+async def test_sequence_mail_left_queued_past_its_window_waits_for_the_next_opening(
+    window_hub: Hub, smtp_sink: SmtpSink
+) -> None:
+    """The workers were down from 16:58 to 18:30: what the step runner queued inside the window is not sent into
+    the evening; it goes when the window next opens in each contact's zone. Mail of no sequence goes at once."""
+    hub = window_hub
+    frozen: FrozenClock = hub.runtime.jobs["clock"]
+    sequence_id = await make_sequence(
+        hub,
+        name="w",
+        marketing=False,
+        window={"hours": "09:00-17:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+        steps=[step("a")],
+    )
+    for address, zone in (("utc@example.org", "UTC"), ("ny@example.org", "America/New_York")):
+        contact_id = await make_contact(hub, address, time_zone=zone)
+        assert (await enroll(hub, sequence_id, contact_id)).status_code in (200, 201)
+    await run_steps(hub)  # 16:58 UTC: queued inside both windows
+    await queue_notification(hub, "rep@example.org")
+
+    frozen.at = datetime(2026, 3, 2, 18, 30, tzinfo=UTC)  # 13:30 in New York: its window is still open
+    report = await send(hub)
+
+    assert (report.claimed, report.deferred, report.sent) == (3, 1, 2)
+    stored = await by_recipient(hub)
+    assert (stored["utc@example.org"].status, stored["utc@example.org"].next_attempt_at) == ("queued", TUESDAY_0900)
+    assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["ny@example.org", "rep@example.org"]
+    assert (await send(hub)).claimed == 0  # nothing due until the window opens
+    frozen.at = TUESDAY_0900
+    assert (await send(hub)).sent == 1
+    assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["ny@example.org", "rep@example.org", "utc@example.org"]
