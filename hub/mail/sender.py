@@ -232,18 +232,7 @@ async def _keep_to_windows(
         return claimed
     async with session_scope(sessions) as session:
         for opens, ids in later.items():
-            result = await session.execute(
-                update(_MESSAGES)
-                .where(
-                    _MESSAGES.c.id.in_(ids),
-                    _MESSAGES.c.status == "sending",
-                    _MESSAGES.c.sending_since.is_(None),
-                    _MESSAGES.c.next_attempt_at == claimed_at,
-                )
-                .values(status="queued", next_attempt_at=opens)
-                .returning(_MESSAGES.c.id)
-            )
-            report.deferred += len(result.all())
+            report.deferred += await _requeue_claimed(session, ids, claimed_at, next_attempt_at=opens)
     waiting = {message_id for ids in later.values() for message_id in ids}
     return [message for message in claimed if message.id not in waiting]
 
@@ -259,18 +248,24 @@ async def _release(
     if not ids:
         return
     async with session_scope(sessions) as session:
-        result = await session.execute(
-            update(_MESSAGES)
-            .where(
-                _MESSAGES.c.id.in_(ids),
-                _MESSAGES.c.status == "sending",
-                _MESSAGES.c.sending_since.is_(None),
-                _MESSAGES.c.next_attempt_at == claimed_at,
-            )
-            .values(status="queued")
-            .returning(_MESSAGES.c.id)
+        report.released += await _requeue_claimed(session, ids, claimed_at)
+
+
+async def _requeue_claimed(session: AsyncSession, ids: list[int], claimed_at: datetime, **values: object) -> int:
+    """Put these rows back to ``queued`` (with ``values``) where they are still merely claimed by this batch (the
+    claim token: ``sending`` with no hand-over, ``next_attempt_at`` the claim time); how many were."""
+    result = await session.execute(
+        update(_MESSAGES)
+        .where(
+            _MESSAGES.c.id.in_(ids),
+            _MESSAGES.c.status == "sending",
+            _MESSAGES.c.sending_since.is_(None),
+            _MESSAGES.c.next_attempt_at == claimed_at,
         )
-        report.released += len(result.all())
+        .values(status="queued", **values)
+        .returning(_MESSAGES.c.id)
+    )
+    return len(result.all())
 
 
 async def _finish_in_flight(lanes: asyncio.Future[None]) -> None:

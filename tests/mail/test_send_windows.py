@@ -67,6 +67,23 @@ async def queue_notification(hub: Hub, recipient: str) -> None:
         fill_message(message, subject="Hot lead", html=None, text="Call now", links=None)
 
 
+async def queue_for_utc_new_york_and_a_rep(hub: Hub) -> None:
+    """A weekday 09:00-17:00 sequence's step queued (now) for a contact in UTC and one in New York, and a message of
+    no sequence for a rep."""
+    sequence_id = await make_sequence(
+        hub,
+        name="w",
+        marketing=False,
+        window={"hours": "09:00-17:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+        steps=[step("a")],
+    )
+    for address, zone in (("utc@example.org", "UTC"), ("ny@example.org", "America/New_York")):
+        contact_id = await make_contact(hub, address, time_zone=zone)
+        assert (await enroll(hub, sequence_id, contact_id)).status_code in (200, 201)
+    await run_steps(hub)
+    await queue_notification(hub, "rep@example.org")
+
+
 async def test_a_greylisted_sequence_email_is_retried_when_its_window_opens_not_after_it_closed(
     window_hub: Hub, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,19 +97,8 @@ async def test_a_greylisted_sequence_email_is_retried_when_its_window_opens_not_
         await read(self, session)
 
     monkeypatch.setattr(SendWindows, "read", counted_read)
-    sequence_id = await make_sequence(
-        hub,
-        name="w",
-        marketing=False,
-        window={"hours": "09:00-17:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
-        steps=[step("a")],
-    )
     # 16:58 UTC is 11:58 in New York: the retry that falls after 17:00 in UTC is inside New York's window.
-    for address, zone in (("utc@example.org", "UTC"), ("ny@example.org", "America/New_York")):
-        contact_id = await make_contact(hub, address, time_zone=zone)
-        assert (await enroll(hub, sequence_id, contact_id)).status_code in (200, 201)
-    await run_steps(hub)
-    await queue_notification(hub, "rep@example.org")
+    await queue_for_utc_new_york_and_a_rep(hub)
     for address in ("utc@example.org", "ny@example.org", "rep@example.org"):
         smtp_sink.handler.reply_for[address] = GREYLISTED
 
@@ -126,18 +132,7 @@ async def test_sequence_mail_left_queued_past_its_window_waits_for_the_next_open
     the evening; it goes when the window next opens in each contact's zone. Mail of no sequence goes at once."""
     hub = window_hub
     frozen: FrozenClock = hub.runtime.jobs["clock"]
-    sequence_id = await make_sequence(
-        hub,
-        name="w",
-        marketing=False,
-        window={"hours": "09:00-17:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
-        steps=[step("a")],
-    )
-    for address, zone in (("utc@example.org", "UTC"), ("ny@example.org", "America/New_York")):
-        contact_id = await make_contact(hub, address, time_zone=zone)
-        assert (await enroll(hub, sequence_id, contact_id)).status_code in (200, 201)
-    await run_steps(hub)  # 16:58 UTC: queued inside both windows
-    await queue_notification(hub, "rep@example.org")
+    await queue_for_utc_new_york_and_a_rep(hub)  # 16:58 UTC: queued inside both windows
 
     frozen.at = datetime(2026, 3, 2, 18, 30, tzinfo=UTC)  # 13:30 in New York: its window is still open
     report = await send(hub)

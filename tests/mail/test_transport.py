@@ -104,13 +104,17 @@ async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(smtp_
     assert [r.rcpt_tos for r in smtp_sink.received] == [["ok@example.org"]]
 
 
+def one_connection_pool(smtp_sink: Any, timeout: float) -> SmtpPool:
+    """A pool of one connection to the sink, with this SMTP timeout."""
+    return SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=timeout))
+
+
 async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection_is_not_reused(
     smtp_sink: Any,
 ) -> None:
     # The relay stored the message; its 250 comes after the timeout. Sent again, it would be delivered twice.
     store_then_answer_late(smtp_sink, "late@example.org")
-    settings = make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=SHORT_TIMEOUT)
-    pool = SmtpPool(settings)
+    pool = one_connection_pool(smtp_sink, SHORT_TIMEOUT)
     try:
         late = await pool.send(mime("late@example.org"), sender="hub@example.com", recipient="late@example.org")
         after = await pool.send(mime("ok@example.org"), sender="hub@example.com", recipient="ok@example.org")
@@ -125,7 +129,7 @@ async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection
 
 async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_sink: Any) -> None:
     store_then_answer_late(smtp_sink, "cut@example.org", drop=True)
-    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=5))
+    pool = one_connection_pool(smtp_sink, 5)
     try:
         outcome = await pool.send(mime("cut@example.org"), sender="hub@example.com", recipient="cut@example.org")
     finally:
@@ -146,8 +150,7 @@ async def test_no_reply_before_the_content_went_out_is_a_retry(smtp_sink: Any) -
         return reply
 
     smtp_sink.handler.handle_RCPT = stalling_rcpt
-    settings = make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=SHORT_TIMEOUT)
-    pool = SmtpPool(settings)
+    pool = one_connection_pool(smtp_sink, SHORT_TIMEOUT)
     try:
         stalled = await pool.send(mime("stall@example.org"), sender="hub@example.com", recipient="stall@example.org")
         after = await pool.send(mime("ok@example.org"), sender="hub@example.com", recipient="ok@example.org")

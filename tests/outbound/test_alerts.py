@@ -214,12 +214,17 @@ async def texts(hub: Hub) -> list[str]:
         return [n.deliveries["sms"] for n in (await session.scalars(select(Notification).order_by(Notification.id)))]
 
 
+def push_context(hub: Hub, http: Any) -> dict[str, Any]:
+    """What ``push_notifications`` needs of a worker's job context, with Twilio configured."""
+    return {"sessions": hub.runtime.sessions, "settings": twilio_settings(hub), "links": None, "http": http}
+
+
 async def test_a_cancelled_push_leaves_only_the_text_in_flight_unsent(hub: Hub, frozen: FrozenClock) -> None:
     await ten_texts_due(hub)
     sent: list[dict[str, Any]] = []
     stall = Stall(at=3)
     async with twilio_fake(sent, stall=stall) as http:
-        ctx = {"sessions": hub.runtime.sessions, "settings": twilio_settings(hub), "links": None, "http": http}
+        ctx = push_context(hub, http)
         job = asyncio.create_task(push_notifications(ctx))
         await asyncio.wait_for(stall.reached.wait(), 10)
         job.cancel()  # arq's job timeout, or SIGTERM on a deploy, while Twilio has the third text
@@ -244,7 +249,7 @@ async def test_a_run_slower_than_its_claim_shares_its_texts_and_none_is_sent_twi
     sent: list[dict[str, Any]] = []
     stall = Stall(at=3)
     async with twilio_fake(sent, stall=stall) as http:
-        ctx = {"sessions": hub.runtime.sessions, "settings": twilio_settings(hub), "links": None, "http": http}
+        ctx = push_context(hub, http)
         slow = asyncio.create_task(push_notifications(ctx))
         await asyncio.wait_for(stall.reached.wait(), 10)
         frozen.advance(SMS_CLAIM.total_seconds())
