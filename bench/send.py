@@ -107,6 +107,12 @@ class Counter:
         self.messages = 0
         self.recipients = set()
         self.duplicates = 0
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # PIPELINING, as production relays advertise it (aiosmtpd reads pipelined commands in order; raw
+        # aiosmtplib never pipelines, so this changes nothing for the ceiling).
+        session.host_name = hostname
+        responses.insert(-1, "250-PIPELINING")
+        return responses
     async def handle_DATA(self, server, session, envelope):
         self.messages += 1
         for r in envelope.rcpt_tos:
@@ -115,8 +121,54 @@ class Counter:
             self.recipients.add(r)
         return "250 OK"
 
+async def delayed(reader, writer, delay):
+    # Forward bytes after `delay` seconds, in order (half a round trip of a relay further away).
+    loop = asyncio.get_running_loop()
+    due = asyncio.Queue()
+
+    async def forward():
+        while (item := await due.get()) is not None:
+            await asyncio.sleep(max(0.0, item[0] - loop.time()))
+            writer.write(item[1])
+        writer.close()
+
+    forwarding = asyncio.ensure_future(forward())
+    try:
+        while data := await reader.read(65536):
+            due.put_nowait((loop.time() + delay, data))
+    except OSError:
+        pass
+    due.put_nowait(None)
+    await forwarding
+
+
+async def proxy(port, inner, delay, started):
+    async def session(client_reader, client_writer):
+        relay_reader, relay_writer = await asyncio.open_connection("127.0.0.1", inner)
+        await asyncio.gather(
+            delayed(client_reader, relay_writer, delay), delayed(relay_reader, client_writer, delay)
+        )
+
+    server = await asyncio.start_server(session, "127.0.0.1", port)
+    started.set()
+    await server.serve_forever()
+
+
+port, rtt_ms = int(sys.argv[1]), float(sys.argv[2])
 handler = Counter()
-controller = Controller(handler, hostname="127.0.0.1", port=int(sys.argv[1]))
+if rtt_ms > 0:  # the relay as if it were further away: a proxy in front of it delays each way by half the RTT
+    import socket, threading
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        inner = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=inner)
+    started = threading.Event()
+    threading.Thread(
+        target=lambda: asyncio.run(proxy(port, inner, rtt_ms / 2000, started)), daemon=True
+    ).start()
+    started.wait(10)
+else:
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
 controller.start()
 print("ready", flush=True)
 signal.sigwait({signal.SIGTERM})
@@ -137,10 +189,10 @@ class Sink:
         return counts
 
 
-def start_sink() -> Sink:
+def start_sink(rtt_ms: float = 0.0) -> Sink:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SINK_CODE, str(port)],
+        [sys.executable, "-c", SINK_CODE, str(port), str(rtt_ms)],
         stdout=subprocess.PIPE,
         text=True,
         # The sink waits for SIGTERM with sigwait: block it before the signal can arrive.
@@ -274,8 +326,8 @@ async def send_all(ctx: dict[str, Any], batch: int, progress: Progress) -> None:
             await asyncio.sleep(IDLE_WAIT_SECONDS)
 
 
-async def run_hub(url: str, batch: int, pool: int, *, serial: bool) -> RunResult:
-    sink = start_sink()
+async def run_hub(url: str, batch: int, pool: int, *, serial: bool, rtt_ms: float = 0.0) -> RunResult:
+    sink = start_sink(rtt_ms)
     settings = settings_for(url, sink.port, pool)
     # The worker's composition (hub.worker.build_worker's on_startup).
     engine = create_engine(url, pool_size=settings.db_pool_size)
@@ -348,8 +400,8 @@ async def prebuilt_messages(url: str, pool: int) -> list[tuple[str, str, bytes]]
     return [("hub@example.com", m.recipient, raw_for(m, settings, links, now)) for m in rows]
 
 
-async def run_raw(messages: list[tuple[str, str, bytes]], pool: int) -> RunResult:
-    sink = start_sink()
+async def run_raw(messages: list[tuple[str, str, bytes]], pool: int, rtt_ms: float = 0.0) -> RunResult:
+    sink = start_sink(rtt_ms)
     queue = list(reversed(messages))
 
     async def worker() -> int:
@@ -489,6 +541,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--serial", action="store_true", help="queue every message first, then send (times the send loop alone)"
     )
+    parser.add_argument(
+        "--relay-rtt-ms",
+        type=float,
+        default=0.0,
+        help="a relay this many ms away for both runs: a proxy in the sink's process delays each way by half",
+    )
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md", help="report to update")
     parser.add_argument("--no-output", action="store_true", help="print the summary only")
@@ -506,10 +564,10 @@ async def bench(url: str, args: argparse.Namespace) -> tuple[RunResult, RunResul
     finally:
         await engine.dispose()
     print(f"enrolled {args.count:,} contacts; queuing and sending through the hub", flush=True)
-    hub = await run_hub(url, args.batch, args.pool, serial=args.serial)
+    hub = await run_hub(url, args.batch, args.pool, serial=args.serial, rtt_ms=args.relay_rtt_ms)
     messages = await prebuilt_messages(url, args.pool)
     print("sending the same messages with raw aiosmtplib", flush=True)
-    raw = await run_raw(messages, args.pool)
+    raw = await run_raw(messages, args.pool, args.relay_rtt_ms)
     return hub, raw
 
 

@@ -38,6 +38,16 @@ class SinkHandler:
 
     received: list[Received] = field(default_factory=list)
     reply_for: dict[str, str] = field(default_factory=dict)
+    pipelining: bool = True
+    """Advertise PIPELINING (RFC 2920) as production relays do (aiosmtpd reads pipelined commands in order)."""
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # the 5-argument hook replaces aiosmtpd's own bookkeeping of EHLO
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the last line ("250 HELP")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -91,11 +101,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_sink() -> Iterator[SmtpSink]:
-    """Start an aiosmtpd server on a free local port (in its own thread) and stop it afterwards."""
+def running_sink(**options: Any) -> Iterator[SmtpSink]:
+    """Start an aiosmtpd server on a free local port (in its own thread) and stop it afterwards; ``options``
+    go to aiosmtpd's Controller (e.g. ``ssl_context`` for implicit TLS, ``tls_context`` for STARTTLS)."""
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=10 * 1024 * 1024)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, data_size_limit=10 * 1024 * 1024, **options)
     controller.start()
     try:
         yield SmtpSink("127.0.0.1", port, handler)

@@ -14,7 +14,8 @@ Every send ends in a ``SendOutcome`` the send loop records at once:
   a timeout or a dropped connection. The relay may have stored it and answered too late, so sending it again
   could deliver it twice; it is recorded ``unknown`` and never sent again, like a worker killed mid-send.
 
-So the pool tells the SMTP stages apart: an error before the content was written (connect, EHLO, AUTH, MAIL,
+So the pool tells the SMTP stages apart (its sessions, which pipeline MAIL, RCPT and DATA when the relay allows
+it, are ``hub.mail.smtp_session``): an error before the content was written (connect, EHLO, AUTH, MAIL,
 RCPT, DATA itself, a refusal instead of 354) is a ``retry`` or ``failed`` as above; after it, only a well-formed
 4xx or 5xx reply says the relay did not take the message.
 
@@ -41,6 +42,7 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from hub.config import Settings
+from hub.mail.smtp_session import SmtpSession
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ _HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 _CLOSE_TIMEOUT_SECONDS = 5.0
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-_START_INPUT = 354
 NO_REPLY_TO_CONTENT = "the relay got the message but no reply to it"
 """How ``last_error`` of a message recorded ``unknown`` by the send loop begins (the cause follows)."""
 
@@ -127,7 +128,7 @@ def classify_error(exc: BaseException, *, content_sent: bool = False) -> SendOut
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError | aiosmtplib.SMTPHeloError | aiosmtplib.SMTPConnectError):
         code = getattr(exc, "code", None)
         return SendOutcome("retry", code, f"relay refused the session: {_describe(exc)}"[:500])
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 100:
         return classify_reply(exc.code, exc.message, recipient_refused=False)
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return SendOutcome("failed", None, _describe(exc)[:500])
@@ -140,15 +141,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _Connection:
-    """One SMTP session, how many messages it carried, and whether the current one's content went out."""
-
-    def __init__(self, client: aiosmtplib.SMTP) -> None:
-        self.client = client
-        self.sent = 0
-        self.content_sent = False
-
-
 def _data_payload(raw: bytes) -> bytes:
     """What DATA carries for a message: CRLF line ends, leading dots doubled (RFC 5321 4.5.2), the final dot."""
     body = _LINE_END.sub(b"\r\n", raw)
@@ -157,38 +149,13 @@ def _data_payload(raw: bytes) -> bytes:
     return _LEADING_DOT.sub(b"..", body) + b".\r\n"
 
 
-async def _hand_over(connection: _Connection, raw: bytes, *, sender: str, recipient: str, options: list[str]) -> None:
-    """One mail transaction (MAIL, RCPT, DATA, the content), setting ``connection.content_sent`` once the content
-    is written: aiosmtplib's ``sendmail`` raises the same timeout for a 354 that never came (nothing sent, safe
-    to retry) and for a final reply that never came (perhaps stored: never retried)."""
-    client = connection.client
-    connection.content_sent = False
-    payload = _data_payload(raw)
-    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-    if client.supports_extension("size"):
-        options = [f"SIZE={len(payload)}", *options]  # lets the relay refuse an oversized message at MAIL
-    await client.mail(sender, options=options, encoding=encoding)
-    await client.rcpt(recipient, encoding=encoding)
-    start = await client.execute_command(b"DATA")
-    if start.code != _START_INPUT:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    protocol = client.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    protocol.write(payload)  # raises (before writing anything) if the connection is already gone
-    connection.content_sent = True
-    reply = await protocol.read_response(timeout=client.timeout)
-    if reply.code != 250:
-        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-
-
 class SmtpPool:
     """Up to ``size`` reused SMTP connections; each renewed after ``messages_per_connection`` messages."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._slots = asyncio.Semaphore(settings.smtp_pool_size)
-        self._idle: list[_Connection] = []
+        self._idle: list[SmtpSession] = []
         self._closed = False
         self.connections_opened = 0
         """How many sessions were opened so far (for tests and the benchmark)."""
@@ -196,14 +163,17 @@ class SmtpPool:
     async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
         """Send over an idle connection (or a new one); drop the connection on any error."""
         async with self._slots:
-            connection: _Connection | None = None
+            connection: SmtpSession | None = None
             try:
                 connection = self._idle.pop() if self._idle else await self._connect()
-                options = self._mail_options(connection.client, sender, recipient)
+                options = self._mail_options(connection, sender, recipient)
                 if options is None:
                     await self._release(connection)
                     return SendOutcome("failed", None, "the relay does not support SMTPUTF8 (non-ASCII address)")
-                await _hand_over(connection, raw, sender=sender, recipient=recipient, options=options)
+                payload = _data_payload(raw)
+                if connection.supports("size"):  # lets the relay refuse an oversized message at MAIL
+                    options = [f"SIZE={len(payload)}", *options]
+                await connection.hand_over(payload, sender=sender, recipient=recipient, options=options)
             except asyncio.CancelledError:
                 if connection is not None:
                     self._discard(connection)
@@ -226,48 +196,31 @@ class SmtpPool:
         for connection in idle:
             await self._quit(connection)
 
-    async def _connect(self) -> _Connection:
-        settings = self._settings
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        client = aiosmtplib.SMTP(
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=password,
-            use_tls=settings.smtp_security == "tls",
-            start_tls=settings.smtp_security == "starttls",
-            validate_certs=settings.smtp_validate_certs,
-            timeout=settings.smtp_timeout_seconds,
-        )
+    async def _connect(self) -> SmtpSession:
         self.connections_opened += 1
-        try:
-            await client.connect()
-        except BaseException:
-            client.close()
-            raise
-        return _Connection(client)
+        return await SmtpSession.open(self._settings)
 
     @staticmethod
-    def _mail_options(client: aiosmtplib.SMTP, sender: str, recipient: str) -> list[str] | None:
+    def _mail_options(connection: SmtpSession, sender: str, recipient: str) -> list[str] | None:
         if (sender + recipient).isascii():
             return []
-        return ["SMTPUTF8"] if client.supports_extension("smtputf8") else None
+        return ["SMTPUTF8"] if connection.supports("smtputf8") else None
 
-    async def _release(self, connection: _Connection) -> None:
+    async def _release(self, connection: SmtpSession) -> None:
         if self._closed or connection.sent >= self._settings.smtp_messages_per_connection:
             await self._quit(connection)
             return
         self._idle.append(connection)
 
     @staticmethod
-    def _discard(connection: _Connection) -> None:
-        connection.client.close()
+    def _discard(connection: SmtpSession) -> None:
+        connection.close()
 
     @staticmethod
-    async def _quit(connection: _Connection) -> None:
+    async def _quit(connection: SmtpSession) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(connection.client.quit(), _CLOSE_TIMEOUT_SECONDS)
-        connection.client.close()
+            await connection.quit(_CLOSE_TIMEOUT_SECONDS)
+        connection.close()
 
 
 def build_transport(settings: Settings) -> Transport:

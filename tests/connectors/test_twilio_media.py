@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -13,10 +11,6 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connectors.twilio_media import (
     ForbiddenMediaUrl,
@@ -25,6 +19,7 @@ from connectors.twilio_media import (
     allowed_media_url,
     open_recording,
 )
+from tests.certificates import self_signed_certificate
 
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
@@ -133,28 +128,7 @@ def _remember(fake: FakeTwilio, server: str, request: web.Request) -> None:
 @pytest.fixture(scope="module")
 def certificate() -> tuple[bytes, bytes]:
     """A self-signed certificate for ``localhost``: (cert PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    return self_signed_certificate()
 
 
 @pytest.fixture

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+import uvloop
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from hub.mail.message import build_message
 from hub.mail.transport import CaptureTransport, SmtpPool, build_transport
+from tests.certificates import server_tls_context
 from tests.conftest import make_settings
 from tests.mail.test_message import Row
-from tests.mail_sink import free_port
+from tests.mail_sink import free_port, running_sink
 
 
 def count_sessions(sink: Any) -> list[object]:
@@ -28,6 +33,9 @@ def count_sessions(sink: Any) -> list[object]:
     sink.handler.handle_DATA = handle_data
     return sessions
 
+
+PIPELINING = pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-command-at-a-time"])
+"""Relays that advertise PIPELINING (RFC 2920: MAIL, RCPT and DATA in one write) and relays that do not."""
 
 SHORT_TIMEOUT = 0.8
 """The pool's SMTP timeout in the late-reply tests: long enough for any prompt answer on a loaded host."""
@@ -82,7 +90,9 @@ async def test_connections_are_reused_up_to_the_cap(smtp_sink: Any) -> None:
     assert pool.connections_opened == 3
 
 
-async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(smtp_sink: Any) -> None:
+@PIPELINING
+async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(smtp_sink: Any, pipelining: bool) -> None:
+    smtp_sink.handler.pipelining = pipelining
     smtp_sink.handler.reply_for["gone@example.org"] = "550 5.1.1 <gone@example.org>: no such user"
     smtp_sink.handler.reply_for["busy@example.org"] = "451 4.7.1 greylisted, try later"
     smtp_sink.handler.reply_for["spam@example.org"] = "550 5.7.1 rejected by policy"
@@ -109,9 +119,11 @@ def one_connection_pool(smtp_sink: Any, timeout: float) -> SmtpPool:
     return SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=timeout))
 
 
+@PIPELINING
 async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection_is_not_reused(
-    smtp_sink: Any,
+    smtp_sink: Any, pipelining: bool
 ) -> None:
+    smtp_sink.handler.pipelining = pipelining
     # The relay stored the message; its 250 comes after the timeout. Sent again, it would be delivered twice.
     store_then_answer_late(smtp_sink, "late@example.org")
     pool = one_connection_pool(smtp_sink, SHORT_TIMEOUT)
@@ -127,7 +139,9 @@ async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection
     assert [r.rcpt_tos for r in smtp_sink.received] == [["late@example.org"], ["ok@example.org"]]
 
 
-async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_sink: Any) -> None:
+@PIPELINING
+async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_sink: Any, pipelining: bool) -> None:
+    smtp_sink.handler.pipelining = pipelining
     store_then_answer_late(smtp_sink, "cut@example.org", drop=True)
     pool = one_connection_pool(smtp_sink, 5)
     try:
@@ -139,7 +153,9 @@ async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_si
     assert [r.rcpt_tos for r in smtp_sink.received] == [["cut@example.org"]]
 
 
-async def test_no_reply_before_the_content_went_out_is_a_retry(smtp_sink: Any) -> None:
+@PIPELINING
+async def test_no_reply_before_the_content_went_out_is_a_retry(smtp_sink: Any, pipelining: bool) -> None:
+    smtp_sink.handler.pipelining = pipelining
     # Nothing of the message reached the relay (it stalls at RCPT TO): sending it again later is safe.
     original = smtp_sink.handler.handle_RCPT
 
@@ -192,3 +208,42 @@ async def test_without_a_relay_mail_is_captured() -> None:
     outcome = await transport.send(mime("a@example.org"), sender="hub@example.com", recipient="a@example.org")
     assert (outcome.status, outcome.detail) == ("sent", "captured")
     await transport.close()
+
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,  # what `hub worker` runs on: its transports are not asyncio's classes
+}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_mail_goes_out_over_starttls_and_implicit_tls_on_either_event_loop(
+    security: str, loop: str, tmp_path: Path
+) -> None:
+    # The pool reads replies with its own protocol once aiosmtplib has opened the session; over TLS that means
+    # taking the TLS transport over, which must work on both event loops the hub runs on.
+    tls = server_tls_context(tmp_path)
+    options = {"tls_context": tls, "require_starttls": True} if security == "starttls" else {"ssl_context": tls}
+    with running_sink(**options) as sink:
+        settings = make_settings(
+            "sqlite://",
+            **{**sink.settings(), "smtp_security": security},
+            smtp_validate_certs=False,
+            smtp_pool_size=1,
+            smtp_messages_per_connection=2,
+        )
+
+        async def send_three() -> list[str]:
+            pool = SmtpPool(settings)
+            try:
+                addresses = [f"t{n}@example.org" for n in range(3)]
+                outcomes = [await pool.send(mime(a), sender="hub@example.com", recipient=a) for a in addresses]
+                return [outcome.status for outcome in outcomes]
+            finally:
+                await pool.close()
+
+        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+            statuses = runner.run(send_three())
+        assert statuses == ["sent", "sent", "sent"]
+        assert [r.rcpt_tos for r in sink.received] == [["t0@example.org"], ["t1@example.org"], ["t2@example.org"]]

@@ -1,0 +1,186 @@
+"""The pool's SMTP sessions against scripted relays: what goes on the wire, and in which order.
+
+aiosmtpd (``tests/mail/test_transport.py``) is a well-behaved relay that answers each command as it reads
+it; these relays are scripted with asyncio streams to pin down the protocol itself: a pipelined group is
+sent whole before any reply is awaited (RFC 2920), nothing is pipelined to a relay that did not advertise
+it, replies are read however the relay splits them, and a refusal inside a pipelined group keeps the content
+from ever being sent, even when the relay wrongly answers DATA with 354.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from hub.mail.transport import SendOutcome, SmtpPool
+from tests.conftest import make_settings
+from tests.mail.test_transport import mime
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+RECIPIENT = "ada@example.org"
+
+
+@asynccontextmanager
+async def relay(serve: Serve) -> AsyncIterator[int]:
+    """A local relay running ``serve`` for each connection; yields its port."""
+
+    sessions: list[asyncio.Task[None]] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.append(task)
+        try:
+            await serve(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+        await asyncio.wait_for(asyncio.gather(*sessions), 5)  # the relay's side has seen the client hang up
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, pipelining: bool) -> None:
+    """The greeting and the EHLO reply (multi-line), advertising PIPELINING or not."""
+    writer.write(b"220 relay.test ESMTP\r\n")
+    assert (await reader.readline()).startswith(b"EHLO ")
+    writer.write(b"250-relay.test\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") + b"250 8BITMIME\r\n")
+
+
+async def send_one(port: int, *, wait_seconds: float = 5.0) -> SendOutcome:
+    settings = make_settings(
+        "sqlite://", smtp_host="127.0.0.1", smtp_port=port, smtp_security="none", smtp_timeout_seconds=wait_seconds
+    )
+    pool = SmtpPool(settings)
+    try:
+        return await pool.send(mime(RECIPIENT), sender="hub@example.com", recipient=RECIPIENT)
+    finally:
+        await pool.close()
+
+
+GROUP = [b"MAIL FROM:<hub@example.com>\r\n", b"RCPT TO:<ada@example.org>\r\n", b"DATA\r\n"]
+
+
+async def test_to_a_pipelining_relay_mail_rcpt_and_data_go_out_before_any_reply() -> None:
+    # This relay answers nothing until it has the whole group: a client waiting for MAIL's reply first would
+    # time out here instead of sending.
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        seen.extend([await reader.readline() for _ in GROUP])
+        writer.write(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")  # three replies in one segment
+        seen.append(await reader.readuntil(b"\r\n.\r\n"))
+        writer.write(b"250 2.0.0 queued as 1\r\n")
+        if await reader.readline() == b"QUIT\r\n":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+
+    async with relay(serve) as port:
+        outcome = await send_one(port, wait_seconds=2.0)
+    assert (outcome.status, outcome.code) == ("sent", 250)
+    assert seen[:3] == GROUP
+    assert seen[3].startswith(b"From: hub@example.com\r\n") and seen[3].endswith(b"\r\n.\r\n")
+
+
+async def test_to_a_relay_without_pipelining_each_command_waits_for_its_reply() -> None:
+    early: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=False)
+        for command, reply in zip(GROUP, (b"250 ok\r\n", b"250 ok\r\n", b"354 go ahead\r\n"), strict=True):
+            assert await reader.readline() == command
+            with contextlib.suppress(TimeoutError):  # nothing more may come before this command is answered
+                early.append(await asyncio.wait_for(reader.readline(), 0.1))
+            writer.write(reply)
+        await reader.readuntil(b"\r\n.\r\n")
+        writer.write(b"250 queued\r\n")
+        await reader.readline()
+        writer.write(b"221 bye\r\n")
+        await writer.drain()
+
+    async with relay(serve) as port:
+        outcome = await send_one(port)
+    assert outcome.status == "sent"
+    assert early == []
+
+
+async def test_replies_split_anywhere_and_multi_line_replies_are_read_whole() -> None:
+    # The relay dribbles its replies a byte at a time; the refusal spans two lines, both kept in the detail.
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        for _ in GROUP:
+            await reader.readline()
+        replies = (
+            b"250-2.1.0 sender\r\n250 2.1.0 ok\r\n550-5.1.1 <ada@example.org>: no such user\r\n550 5.1.1 see help\r\n"
+        )
+        for byte in replies + b"503 5.5.1 no valid recipients\r\n":
+            writer.write(bytes([byte]))
+            await writer.drain()
+        await reader.read()  # until the client hangs up
+
+    async with relay(serve) as port:
+        outcome = await send_one(port)
+    assert (outcome.status, outcome.code, outcome.hard_bounce) == ("failed", 550, True)
+    assert "no such user" in outcome.detail and "see help" in outcome.detail
+
+
+async def test_a_refused_recipient_is_never_sent_the_content_even_if_data_is_wrongly_accepted() -> None:
+    # RFC 2920 says DATA must be refused when no recipient was accepted; a relay that answers 354 anyway
+    # would deliver an empty or stray message if the client went on. The client hangs up instead.
+    after_data: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        for _ in GROUP:
+            await reader.readline()
+        writer.write(b"250 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n")
+        after_data.append(await reader.read())  # b"" once the client closes
+
+    async with relay(serve) as port:
+        outcome = await send_one(port)
+    assert (outcome.status, outcome.code, outcome.hard_bounce) == ("failed", 550, True)
+    assert after_data == [b""]
+
+
+async def test_a_relay_that_refuses_mail_and_hangs_up_gives_its_reason_not_a_lost_connection() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        await reader.readline()
+        writer.write(b"421 4.7.0 too many connections, closing\r\n")
+        await writer.drain()
+
+    async with relay(serve) as port:
+        outcome = await send_one(port)
+    assert (outcome.status, outcome.code) == ("retry", 421)
+    assert "too many connections" in outcome.detail
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"hello there\r\n", b"2" * 10_000],
+    ids=["malformed", "endless line"],
+)
+async def test_a_garbled_reply_before_the_content_is_a_retry_and_nothing_is_sent(reply: bytes) -> None:
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        for _ in GROUP:
+            await reader.readline()
+        writer.write(reply)
+        received.append(await reader.read())
+
+    async with relay(serve) as port:
+        outcome = await send_one(port)
+    assert (outcome.status, outcome.code) == ("retry", None)
+    assert "Malformed" in outcome.detail or "too long" in outcome.detail
+    assert received == [b""]  # the client hung up without the content
