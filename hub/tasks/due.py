@@ -4,8 +4,9 @@
 Each task is claimed with ``FOR UPDATE SKIP LOCKED`` and advanced in the same transaction as the
 notifications it causes, so two workers never remind twice and a retried job finds nothing left to do.
 A new due time or assignee starts the ladder again (hub.tasks.service.change): the notification and
-webhook keys name the round (the assignee and the due time it runs for), so each round tells its people
-once, however often a job is retried, and a new round is not silenced by the keys of the last one.
+webhook keys name the round (the assignee and the due time it runs for, and its number), so each round tells
+its people once, however often a job is retried, and a new round is not silenced by the keys of an earlier one,
+even one with the same assignee and due time (a task handed to another rep and back).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ async def _remind(session: AsyncSession, task: Task, links: LinkMaker, now: date
         task,
         task.assignee_rep_id,
         "task_due",
-        f"task_due:{task.id}:{ladder_round(task)}",
+        f"task_due:{task.id}:{round_key(task)}",
         f"{_what(task)} is due at {task.due_at:%Y-%m-%d %H:%M} UTC",
         links,
     )
@@ -95,7 +96,7 @@ async def _mark_overdue(session: AsyncSession, task: Task, links: LinkMaker, now
         task,
         task.assignee_rep_id,
         "task_overdue",
-        f"task_overdue:{task.id}:{ladder_round(task)}",
+        f"task_overdue:{task.id}:{round_key(task)}",
         f"{_what(task)} is overdue (was due at {task.due_at:%Y-%m-%d %H:%M} UTC)",
         links,
     )
@@ -128,7 +129,7 @@ async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy:
             task,
             target.id,
             "task_escalated",
-            f"task_escalated:{task.id}:{ladder_round(task)}:{level}",
+            f"task_escalated:{task.id}:{round_key(task)}:{level}",
             f"{_what(task)} for {who} is overdue since {task.due_at:%Y-%m-%d %H:%M} UTC and not acknowledged",
             links,
         )
@@ -179,17 +180,20 @@ async def _publish(session: AsyncSession, task: Task, event_type: str, key: str,
         session,
         event_type,
         data,
-        event_key=f"task:{task.id}:{key}:{ladder_round(task)}",
+        event_key=f"task:{task.id}:{key}:{round_key(task)}",
         contact_id=task.contact_id,
         rep_id=task.assignee_rep_id,
     )
 
 
-def ladder_round(task: Task) -> str:
-    """Which round of the ladder a key belongs to: ``<assignee>:<due time, UTC>``, at most 48 characters."""
+def round_key(task: Task) -> str:
+    """Which round of the ladder a key belongs to: ``<assignee>:<due time, UTC>``, then ``#<round>`` once the
+    ladder has started again (the assignee and due time alone repeat when a task is moved back), at most 60
+    characters."""
     due = task.due_at.astimezone(UTC)
     stamp = due.isoformat(timespec="microseconds" if due.microsecond else "seconds").removesuffix("+00:00")
-    return f"{task.assignee_rep_id}:{stamp}Z"
+    again = f"#{task.ladder_round}" if task.ladder_round else ""  # round 0 keeps the keys written before rounds
+    return f"{task.assignee_rep_id}:{stamp}Z{again}"
 
 
 def _what(task: Task) -> str:

@@ -43,6 +43,9 @@ class Task(Base):
     """0: only the assignee knows; 1: the rep's manager was told; 2: the head of sales."""
     escalations: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
     """Each rung reached: ``{"level": 1, "rep_id": 7, "at": "..."}``."""
+    ladder_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How often the ladder started again (a new due time or assignee): part of its notification keys, so a
+    task moved back to an earlier due time and assignee is not silenced by that earlier round's keys."""
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -252,6 +252,7 @@ async def change(
         # A new promise starts the ladder again: a fresh reminder, and no overdue state carried over.
         task.status, task.reminded_at, task.overdue_at = "open", None, None
         task.escalation_level, task.acknowledged_at, task.acknowledged_by = 0, None, None
+        task.ladder_round += 1
     task.updated_at = now
     schedule_next(task, settings)
     await session.flush()

@@ -249,7 +249,7 @@ async def test_a_new_due_time_or_assignee_runs_the_ladder_again_and_tells_everyo
         # Ana promises it for tomorrow: the whole ladder again, Mia and Hal included.
         await call(hub, "PATCH", f"/api/tasks/{task['id']}", json={"due_at": "2026-11-24T16:00:00Z"})
         assert await run_at(24, 15, 55) == [(ana, "task_due")]
-        assert (await notifications(hub))[-1].dedupe_key == f"task_due:{task['id']}:{ana}:2026-11-24T16:00:00Z"
+        assert (await notifications(hub))[-1].dedupe_key == f"task_due:{task['id']}:{ana}:2026-11-24T16:00:00Z#1"
         assert await run_at(24, 16, 15) == [(ana, "task_overdue"), (mia, "task_escalated")]
         assert await run_at(24, 17, 15) == [(hal, "task_escalated")]
 
@@ -258,8 +258,13 @@ async def test_a_new_due_time_or_assignee_runs_the_ladder_again_and_tells_everyo
         assert await run_at(24, 17, 16) == [(ben, "task_overdue"), (mia, "task_escalated")]
         assert await run_at(24, 18, 16) == [(hal, "task_escalated")]
 
+        # And back to Ana, due as in her round before: the same assignee and due time, yet a new round.
+        await call(hub, "PATCH", f"/api/tasks/{task['id']}", json={"assignee_rep_id": ana})
+        assert await run_at(24, 18, 17) == [(ana, "task_overdue"), (mia, "task_escalated")]
+        assert await run_at(24, 19, 17) == [(hal, "task_escalated")]
+
         seen = await call(hub, "GET", f"/api/tasks/{task['id']}")
-        assert [(e["level"], e["rep_id"]) for e in seen["escalations"]] == [(1, mia), (2, hal)] * 3
+        assert [(e["level"], e["rep_id"]) for e in seen["escalations"]] == [(1, mia), (2, hal)] * 4
         async with hub.session() as session:
             events = (await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))).all()
         assert [(e.event_type, e.payload["data"]["rep_id"]) for e in events] == [
@@ -268,6 +273,7 @@ async def test_a_new_due_time_or_assignee_runs_the_ladder_again_and_tells_everyo
             ("task.due", ana),
             ("task.overdue", ana),
             ("task.overdue", ben),
+            ("task.overdue", ana),
         ]
 
 
