@@ -209,9 +209,15 @@ async def update_contact(
 
 @router.post("/{contact_id}/merge", response_model=ContactOut)
 async def merge_contact(
-    contact_id: ContactIdPath, spec: MergeRequest, session: SessionDep, principal: ManagerDep
+    contact_id: ContactIdPath, spec: MergeRequest, session: SessionDep, principal: ManagerDep, scope: ScopeDep
 ) -> ContactOut:
     """Merge another contact into this one: identities and timeline move here, the other id redirects."""
+    # Both must be the caller's to see, as on the dashboard: a manager merging another team's lead into one of
+    # theirs would be handed its whole history.
+    for merged_id, name in ((contact_id, "contact_id"), (spec.other_contact_id, "other_contact_id")):
+        contact = await session.get(Contact, merged_id)
+        if contact is not None and not scope.sees_owner(contact.owner_rep_id):
+            raise NotFound(f"contact {merged_id} does not exist", field=name)
     reason = f"merged by {principal.name} through the API"
     await contacts.merge_by(session, contact_id, spec.other_contact_id, by=principal, reason=reason)
     await session.commit()

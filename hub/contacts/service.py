@@ -21,6 +21,7 @@ from hub.db import lock_keys, retry_transient
 from hub.deals import repository as deals_repository
 from hub.email import repository as email_repository
 from hub.errors import ContactMerged, NotFound, UnprocessableInput
+from hub.privacy.consent import adopt_merged_consent
 from hub.timeline import service as timeline
 
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ async def _absorb(session: AsyncSession, survivor: Contact, absorbed: Contact, *
     absorbed.updated_at = clock.now()
     await session.flush()
     await repository.repoint_merged(session, absorbed.id, survivor.id)
+    await adopt_merged_consent(session, survivor.id, absorbed.id)
     await timeline.append(
         session,
         contact_id=survivor.id,

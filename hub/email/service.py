@@ -22,6 +22,7 @@ from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.errors import NotFound
 from hub.events import EmailEventReceived, scoped_external_id
 from hub.privacy import consent
+from hub.privacy.rules import ERASED, erased_key, mentions, scrub_payload
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
 
@@ -174,7 +175,8 @@ async def ingest_events(
     outcome.unmatched = sum(1 for row in stored if row["contact_id"] is None)
     await _reclassify_scanned(session, context.rescanned)
     await timeline.append_many(session, [entry for row in stored if (entry := _timeline_entry(row)) is not None])
-    outcome.suppressed = await suppressions.apply_events(session, stored)
+    # An erased contact's late bounce or complaint would put the plain address back on the list.
+    outcome.suppressed = await suppressions.apply_events(session, [r for r in stored if r["recipient"] != ERASED])
     await consent.withdraw_on_unsubscribe(session, stored)  # an unsubscribe withdraws marketing consent
     _update_messages(context.messages_by_id, stored)
     await session.flush()
@@ -315,6 +317,8 @@ class _Context:
             self.delivered_at.setdefault(thread, event.occurred_at)
         if event.kind in ("opened", "clicked"):
             self._classify(event, row, message, thread)
+        if message is not None and message.recipient == ERASED:
+            _keep_nothing_personal(row, recipient)
         return row
 
     def _classify(
@@ -351,6 +355,17 @@ class _Context:
             nearest = history.nearest_open(event.occurred_at, verdict.machine)
             row["collapsed"] = rules.should_collapse_open(event.occurred_at, nearest, self.thresholds)
         history.add(_Seen(event.kind, event.occurred_at, event.url, verdict.machine, row=row))
+
+
+def _keep_nothing_personal(row: dict[str, Any], address: str) -> None:
+    """A late event about a message whose contact was erased (a provider reports opens and bounces for days):
+    kept as erasure keeps the events it found (kind, time, verdict; no address, URL, IP, agent or payload), so
+    campaign stats still count it and nothing of the person comes back."""
+    row.update(recipient=ERASED, url=None, user_agent=None, ip=None, reason=None)
+    row["data"] = scrub_payload(row["data"], [address])
+    if mentions(row["external_id"], [address]):
+        # Still the same key on a redelivery (erased_key is a digest): the duplicate is recognised.
+        row["external_id"] = erased_key(row["external_id"])
 
 
 def _thread(event: EmailEventReceived, message: EmailMessage | None) -> Thread | None:

@@ -271,8 +271,10 @@ async def run_batch(session: AsyncSession, import_id: int, env: ImportEnv, curso
             {
                 "import_id": lead_import.id,
                 "row_number": p.number,
-                "row_key": p.key_label,
-                "column": p.column,
+                # Cut to the columns' width: a file's key cell or header may be longer, and PostgreSQL would
+                # refuse the batch's errors (the import then retried, and failed, at this batch for ever).
+                "row_key": p.key_label[:200] if p.key_label else p.key_label,
+                "column": p.column[:200] if p.column else p.column,
                 "reason": p.reason[:500],
                 "values": values_of.get(p.number, []),
             }

@@ -95,6 +95,19 @@ async def record_consent(
     return event
 
 
+async def adopt_merged_consent(session: AsyncSession, survivor_id: int, absorbed_id: int) -> None:
+    """A merge (hub.contacts.service): the absorbed contact's consent becomes the survivor's where it is newer.
+
+    Its log rows stay under its id (the family's history still shows them), but readers of the current state (the
+    sequence engine, the API) look at the survivor only: without this, a withdrawal made under the absorbed
+    contact would be lost to an older "given" of the survivor's. The newest fact counts, as for one contact."""
+    absorbed = await session.scalars(select(ConsentState).where(ConsentState.contact_id == absorbed_id))
+    for state in list(absorbed):
+        changed = await _set_state(session, survivor_id, state.purpose, state.status, state.changed_at, state.source)
+        if changed and state.status == "withdrawn" and state.purpose == EMAIL_MARKETING:
+            await _stop_consent_sequences(session, survivor_id, state.changed_at)
+
+
 async def _set_state(
     session: AsyncSession, contact_id: int, purpose: str, status: str, when: datetime, source: str
 ) -> bool:

@@ -28,6 +28,8 @@ from hub import clock
 from hub.calls.models import Call, CallRecording
 from hub.contacts import repository as contacts_repo
 from hub.contacts.models import Contact, ContactIdentity
+from hub.contacts.normalize import Identity
+from hub.db import lock_keys
 from hub.deals.models import Deal, DealStageChange
 from hub.email import suppressions
 from hub.email.models import EmailEvent, EmailMessage, Suppression
@@ -89,10 +91,15 @@ async def erase_contact(session: AsyncSession, contact_id: int, *, actor: str, s
     """Erase a live contact (and the contacts merged into it) in the caller's transaction; the counts.
 
     ``secret_key`` keys the hashes suppressions are kept as (the hub's secret key, as the send path uses)."""
+    # The identities' locks first, in the order a form post takes them (identities, then the contact): a post for
+    # the person that waits for this erasure then reads who owns the address after it (nobody) and starts a new
+    # contact, instead of filling the erased one's name back in and leaving it without an identity.
+    owned = await contacts_repo.identities_of_many(session, await family_ids(session, contact_id))
+    await lock_keys(session, (Identity(kind, value).lock_key for pairs in owned.values() for kind, value in pairs))
     contact = await contacts_repo.contact_for_update(session, contact_id)
     if contact is None:
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
-    family = await family_ids(session, contact_id)
+    family = await family_ids(session, contact_id)  # again, under the lock: a merge may have finished meanwhile
     report = ErasureReport(contact_id=contact_id)
     known = await known_values(session, family)
     now = clock.now()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from hub.contacts.models import Contact
 from tests.conftest import Hub
@@ -386,3 +386,34 @@ async def test_sources_api_edits_a_source(sqlite_hub: Hub) -> None:
     assert forbidden.status_code == 403
     missing = await sqlite_hub.client.patch("/api/sources/nope", json={"name": "x"}, headers=sqlite_hub.auth())
     assert missing.status_code == 404
+
+
+async def test_a_manager_merges_only_leads_of_their_teams(sqlite_hub: Hub) -> None:
+    """As on the dashboard: merging another team's lead into one of yours would hand you its whole history."""
+    hub = sqlite_hub
+    mia = await hub.create_rep("Mia")
+    rob, otto = await hub.create_rep("Rob", manager_id=mia), await hub.create_rep("Otto")
+    manager_key = await hub.create_key("manager", rep_id=mia)
+    mine = await post_lead(hub, email="mine@example.com")
+    theirs = await post_lead(hub, email="theirs@example.com", name="Their Lead")
+    async with hub.session() as session:
+        await session.execute(update(Contact).where(Contact.id == mine).values(owner_rep_id=rob))
+        await session.execute(update(Contact).where(Contact.id == theirs).values(owner_rep_id=otto))
+
+    for survivor, other in ((mine, theirs), (theirs, mine)):
+        url = f"/api/contacts/{survivor}/merge"
+        refused = await hub.client.post(url, json={"other_contact_id": other}, headers=hub.auth(manager_key))
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["field"] == ("other_contact_id" if survivor == mine else "contact_id")
+    async with hub.session() as session:
+        assert (await session.scalars(select(Contact.merged_into_id))).all() == [None, None]
+    # Their own teams' leads merge as before (and admins merge anyone's).
+    ours = await post_lead(hub, email="ours@example.com")
+    async with hub.session() as session:
+        await session.execute(update(Contact).where(Contact.id == ours).values(owner_rep_id=mia))
+    merged = await hub.client.post(
+        f"/api/contacts/{mine}/merge", json={"other_contact_id": ours}, headers=hub.auth(manager_key)
+    )
+    assert merged.status_code == 200, merged.text
+    anyone = await hub.client.post(f"/api/contacts/{mine}/merge", json={"other_contact_id": theirs}, headers=hub.auth())
+    assert anyone.status_code == 200, anyone.text

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.errors import UnprocessableInput
 from hub.imports.csvfile import MAX_FIELD_CHARS, read_table
-from hub.imports.models import LeadImport
+from hub.imports.models import ImportRowError, LeadImport
 from tests.conftest import Hub, make_settings, start_hub
+from tests.imports.helpers import import_text
 from tests.imports.test_import_api import files
 
 CSV = b"email,name\nada@example.com,Ada\n"
@@ -132,3 +133,18 @@ async def test_a_database_error_does_not_quote_the_statements_values(db_session:
         )
     assert "ada@example.com" not in str(failed.value)
     assert "hidden" in str(failed.value)
+
+
+async def test_a_failed_row_with_a_long_key_or_column_name_is_recorded_and_the_import_finishes(hub: Hub) -> None:
+    """The errors table keeps a key and a column name of at most 200 characters: longer ones are cut, as the key
+    of an imported row is, instead of the database refusing the batch's errors (and the import never ending)."""
+    badge, header = "B" * 250, "E-Mail " + "x" * 250
+    csv_text = f"Badge,{header}\n{badge},not-an-email\nok-1,ada@example.com\n"
+
+    done = await import_text(hub, csv_text, key_column="Badge", mapping={"Badge": "ignore", header: "email"})
+
+    assert (done.status, done.created_count, done.failed_count) == ("done", 1, 1)
+    async with hub.session() as session:
+        error = (await session.scalars(select(ImportRowError))).one()
+        assert error.row_key == badge[:200] and error.column == header[:200]
+        assert error.values == [badge, "not-an-email"]  # the row as the file had it, for the errors CSV

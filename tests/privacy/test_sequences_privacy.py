@@ -152,3 +152,36 @@ async def test_switches_flow_through_create_get_and_yaml(sqlite_hub: Hub) -> Non
 def _tracked(html: str) -> tuple[bool, bool]:
     """(has the open pixel, has click redirects)."""
     return PIXEL in html, CLICK in html
+
+
+async def test_a_withdrawal_made_under_a_merged_away_contact_stays_withdrawn_on_the_survivor(hub: Hub) -> None:
+    """Two contacts of one person: consent given under the older, withdrawn later under the newer. When a post
+    naming both merges them, the withdrawal (the newest fact) is the survivor's consent, and its run stops."""
+    sequence_id, survivor = await _enrolled(hub, "older@example.com", requires_consent=True)
+    await ok(hub, "PUT", f"/api/contacts/{survivor}/consent", json={"status": "given", "source": "form:website"})
+    absorbed = await make_contact(hub, "newer@example.com")
+    await ok(hub, "PUT", f"/api/contacts/{absorbed}/consent", json={"status": "withdrawn", "note": "asked by phone"})
+
+    body = {"emails": ["older@example.com", "newer@example.com"]}
+    assert (await ok(hub, "POST", "/api/contacts", json=body))["contact_id"] == survivor
+
+    consent = await ok(hub, "GET", f"/api/contacts/{survivor}/consent")
+    assert consent["status"] == "withdrawn"
+    assert consent["history"][-1]["status"] == "withdrawn"  # the current state is the history's newest row
+    assert (await run(hub)).queued == 0
+    async with hub.session() as session:
+        enrollment = (await session.scalars(select(Enrollment).where(Enrollment.sequence_id == sequence_id))).one()
+        assert (enrollment.status, enrollment.stop_reason) == ("stopped", "consent_withdrawn")
+
+
+async def test_an_older_consent_of_a_merged_away_contact_does_not_replace_the_survivors(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    absorbed = await make_contact(hub, "first-said-no@example.com")
+    survivor = await make_contact(hub, "then-said-yes@example.com")
+    await ok(hub, "PUT", f"/api/contacts/{absorbed}/consent", json={"status": "withdrawn"})
+    await ok(hub, "PUT", f"/api/contacts/{survivor}/consent", json={"status": "given", "source": "form:website"})
+
+    await ok(hub, "POST", f"/api/contacts/{survivor}/merge", json={"other_contact_id": absorbed})
+
+    consent = await ok(hub, "GET", f"/api/contacts/{survivor}/consent")
+    assert (consent["status"], consent["source"]) == ("given", "form:website")

@@ -1,0 +1,128 @@
+"""What reaches an erased contact afterwards: late provider events, merges. Nothing personal may come back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub import clock
+from hub.contacts.models import Contact, ContactIdentity
+from hub.email import service as email_service
+from hub.email.models import EmailEvent, EmailMessage
+from hub.events import EmailEventReceived
+from hub.privacy import service as privacy
+from hub.privacy.rules import ERASED
+from hub.timeline.models import TimelineEntry
+from tests.conftest import Hub, make_settings, start_hub, truncate_all
+from tests.pg_waits import until_a_backend_waits
+from tests.privacy.helpers import EMAIL, NAME, PERSONAL, THRESHOLDS, database_strings, ok, suppression_rows
+
+
+@pytest.fixture
+async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
+    """The app on PostgreSQL only: the races below need row and advisory locks that wait."""
+    await truncate_all(pg_database)
+    async for running in start_hub(make_settings(pg_database)):
+        yield running
+
+
+async def _erased_contact_with_a_sent_email(hub: Hub) -> tuple[int, int]:
+    """A contact with one email sent to it, then erased; the contact's and the message's ids."""
+    contact_id = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL, "name": NAME}))["contact_id"]
+    async with hub.session() as session:
+        message = EmailMessage(
+            contact_id=contact_id,
+            recipient=EMAIL,
+            subject="Hello",
+            kind="sequence",
+            status="sent",
+            sent_at=clock.now(),
+            created_at=clock.now(),
+        )
+        session.add(message)
+        await session.flush()
+        message_id = message.id
+    await ok(hub, "POST", f"/api/contacts/{contact_id}/erase", json={"confirm": True})
+    return contact_id, message_id
+
+
+def _late(kind: str, message_id: int, **extra: Any) -> EmailEventReceived:
+    return EmailEventReceived(
+        source="sendgrid",
+        external_id=f"sg-late-{kind}",
+        kind=kind,
+        provider_event=kind,
+        recipient=EMAIL,
+        occurred_at=clock.now(),
+        hub_message_id=message_id,
+        user_agent="Mozilla/5.0 Zelda",
+        ip="203.0.113.99",
+        payload={"email": EMAIL, "event": kind},
+        **extra,
+    )
+
+
+async def test_a_late_provider_event_about_an_erased_contacts_email_brings_nothing_back(hub: Hub) -> None:
+    contact_id, message_id = await _erased_contact_with_a_sent_email(hub)
+    late = [
+        _late("delivered", message_id),
+        _late("opened", message_id),
+        _late("clicked", message_id, url=f"https://example.org/offer?email={EMAIL}"),
+        _late("bounced", message_id, bounce="hard", reason=f"550 5.1.1 <{EMAIL}>: user unknown"),
+    ]
+
+    async with hub.session() as session:
+        outcome = await email_service.ingest_events(session, late, thresholds=THRESHOLDS)
+
+    assert outcome.stored == 4
+    leftovers = [
+        (table, column)
+        for table, column, text in await database_strings(hub)
+        for needle in PERSONAL
+        if needle.lower() in text.lower()
+    ]
+    assert leftovers == []
+    # The events still count (campaign stats, the message's status), on the erased contact, without the address.
+    async with hub.session() as session:
+        events = (await session.scalars(select(EmailEvent).order_by(EmailEvent.id))).all()
+        assert [(e.kind, e.contact_id, e.recipient) for e in events] == [
+            (kind, contact_id, ERASED) for kind in ("delivered", "opened", "clicked", "bounced")
+        ]
+        message = await session.get(EmailMessage, message_id)
+        assert message is not None and message.status == "bounced"
+        kinds = {e.kind for e in await session.scalars(select(TimelineEntry))}
+        assert {"email_opened", "email_clicked", "email_bounced"} <= kinds
+    assert not any(r.email == ERASED for r in await suppression_rows(hub))  # no suppression of "[erased]" either
+    # A redelivery of the same events is still recognised as one.
+    async with hub.session() as session:
+        again = await email_service.ingest_events(session, late, thresholds=THRESHOLDS)
+    assert (again.stored, again.duplicates) == (0, 4)
+
+
+async def test_a_post_for_the_person_while_the_erasure_commits_starts_a_new_contact(pg_hub: Hub) -> None:
+    """A form post for the erased address that arrives during the erasure waits for it, then finds nobody owning
+    the address: a new contact, not the erased one filled in again without its identities."""
+    hub = pg_hub
+    contact_id = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL, "name": NAME}))["contact_id"]
+    post: asyncio.Task[Any] | None = None
+    async with hub.session() as erasing:
+        await privacy.erase_contact(erasing, contact_id, actor="test", secret_key=hub.runtime.secret_key)
+        post = asyncio.create_task(
+            hub.client.post("/api/contacts", json={"email": EMAIL, "name": "New Person"}, headers=hub.auth())
+        )
+        async with hub.session() as probe:
+            await until_a_backend_waits(probe, what="the form post", or_done=post)
+    answer = await post
+
+    assert answer.status_code == 201, answer.text
+    newcomer = answer.json()["contact_id"]
+    assert newcomer != contact_id
+    async with hub.session() as session:
+        erased = await session.get(Contact, contact_id)
+        assert erased is not None and erased.name is None
+        owners = (await session.scalars(select(ContactIdentity.contact_id))).all()
+        assert owners == [newcomer]
