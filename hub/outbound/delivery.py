@@ -1,8 +1,8 @@
 """Delivering queued webhook events: claim due rows, POST them outside any transaction, record what happened.
 
-A claim moves the row's ``next_attempt_at`` past the request's timeout (a lease) and commits, so two
-workers never POST the same delivery at once and a worker killed mid-request only delays it. Standard
-Webhooks rules: 2xx is success; 3xx is failure (redirects are not followed); 410 disables the endpoint;
+A claim moves the row's ``next_attempt_at`` past the time the whole batch may take (a lease, see ``lease_for``)
+and commits, so two workers never POST the same delivery at once and a worker killed mid-request only delays
+it. Standard Webhooks rules: 2xx is success; 3xx is failure (redirects are not followed); 410 disables the endpoint;
 anything else (429, 5xx, timeouts, refused connections) is retried on a fixed schedule with jitter,
 honouring ``Retry-After`` within reason, for about a day.
 """
@@ -226,11 +226,16 @@ async def attempt(http: httpx.AsyncClient, claimed: Claimed, box: SecretBox, sec
             body, headers = slack_request(claimed)
         else:
             body, headers = signed_request(claimed, box.open(claimed.secret_sealed), clock.now())
-        response = await http.post(claimed.url, content=body, headers=headers, timeout=seconds, follow_redirects=False)
-        await response.aclose()
+        # httpx's timeout bounds each phase (connect, every read...), not the whole request: a receiver that
+        # trickles its answer would outlast the lease (see lease_for) and be posted again by another run.
+        async with asyncio.timeout(seconds):
+            response = await http.post(
+                claimed.url, content=body, headers=headers, timeout=seconds, follow_redirects=False
+            )
+            await response.aclose()
     except ValueError as exc:  # the secret cannot be opened: HUB_SECRET_KEY changed
         return Outcome(None, str(exc)[:200], _ms(started))
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         return Outcome(None, f"timed out after {seconds:g} s", _ms(started))
     except httpx.HTTPError as exc:
         return Outcome(None, f"{type(exc).__name__}: {str(exc)[:160]}", _ms(started))
@@ -288,6 +293,16 @@ async def disable_endpoint(session: AsyncSession, endpoint_id: int, reason: str,
     log.warning("webhook endpoint %d disabled: %s", endpoint_id, reason)
 
 
+def lease_for(limit: int, timeout: float) -> timedelta:
+    """How long a run holds what it claimed: every wave of CONCURRENCY POSTs it may make, each up to ``timeout``.
+
+    Outcomes are recorded once the whole batch is done, so a lease of one request's time would let the next
+    tick's run claim (and post again) deliveries this run is still waiting to post, or already posted.
+    """
+    waves = -(-limit // CONCURRENCY)
+    return timedelta(seconds=timeout) * waves + LEASE_MARGIN
+
+
 async def deliver_due(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
@@ -302,7 +317,7 @@ async def deliver_due(
     timeout = settings.webhook_timeout_seconds
     async with session_scope(sessions) as session:
         now = clock.now()
-        claimed = await claim_due(session, now, now + timedelta(seconds=timeout) + LEASE_MARGIN, limit)
+        claimed = await claim_due(session, now, now + lease_for(limit, timeout), limit)
     if not claimed:
         return 0
     gate = asyncio.Semaphore(CONCURRENCY)

@@ -149,3 +149,54 @@ async def test_mailgun_tokens_are_forgotten_once_they_expire(hub: Hub) -> None:
             assert (await session.scalars(select(WebhookNonce.nonce))).all() == ["fresh"]
     finally:
         clock.set_clock(None)
+
+
+async def test_a_team_manager_changes_only_their_own_teams_and_reps(hub: Hub) -> None:
+    """A team's manager sees their teams' leads: taking over another team (or its reps) would widen that."""
+    mia, otto = await hub.create_rep("Mia"), await hub.create_rep("Otto")
+    ana, bob = await hub.create_rep("Ana"), await hub.create_rep("Bob")
+    mine = (
+        await hub.client.post(
+            "/api/teams", json={"name": "North", "manager_rep_id": mia, "member_ids": [ana]}, headers=hub.auth()
+        )
+    ).json()
+    theirs = (
+        await hub.client.post(
+            "/api/teams", json={"name": "South", "manager_rep_id": otto, "member_ids": [bob]}, headers=hub.auth()
+        )
+    ).json()
+    mia_key = hub.auth(await hub.create_key("manager", mia))
+
+    refused = [
+        await hub.client.patch(f"/api/teams/{theirs['id']}", json={"manager_rep_id": mia}, headers=mia_key),
+        await hub.client.patch(f"/api/teams/{mine['id']}", json={"member_ids": [ana, bob]}, headers=mia_key),
+        await hub.client.post(
+            "/api/teams", json={"name": "Mine too", "manager_rep_id": mia, "member_ids": [bob]}, headers=mia_key
+        ),
+        await hub.client.patch(f"/api/reps/{bob}", json={"manager_id": mia}, headers=mia_key),
+        await hub.client.patch(f"/api/reps/{bob}", json={"team_id": mine["id"]}, headers=mia_key),
+        await hub.client.patch(f"/api/reps/{ana}", json={"team_id": theirs["id"]}, headers=mia_key),
+        await hub.client.post("/api/reps", json={"name": "Cy", "team_id": theirs["id"]}, headers=mia_key),
+    ]
+    assert [(r.status_code, r.json()["field"]) for r in refused] == [
+        (403, "team_id"),
+        (403, "member_ids"),
+        (403, "member_ids"),
+        (403, "rep_id"),
+        (403, "rep_id"),
+        (403, "team_id"),
+        (403, "team_id"),
+    ]
+    # Nothing changed: Bob is still South's, and Mia still sees none of his leads.
+    south = (await hub.client.get(f"/api/teams/{theirs['id']}", headers=hub.auth())).json()
+    assert (south["manager_rep_id"], south["member_ids"]) == (otto, [bob])
+    assert (await hub.client.get(f"/api/reps/{bob}", headers=hub.auth())).json()["manager_id"] is None
+
+    # Their own team and reps they still run.
+    assert (await hub.client.patch(f"/api/reps/{ana}", json={"capacity": 3}, headers=mia_key)).status_code == 200
+    added = await hub.client.post("/api/reps", json={"name": "Cy", "team_id": mine["id"]}, headers=mia_key)
+    assert added.status_code == 201, added.text
+    renamed = await hub.client.patch(
+        f"/api/teams/{mine['id']}", json={"name": "Nord", "member_ids": [ana, added.json()["id"]]}, headers=mia_key
+    )
+    assert renamed.status_code == 200, renamed.text

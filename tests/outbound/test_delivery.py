@@ -12,14 +12,24 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from hub import clock
-from hub.outbound.delivery import ATTEMPT_OFFSETS, deliver_due, next_attempt_at, parse_retry_after
+from hub.outbound.delivery import (
+    ATTEMPT_OFFSETS,
+    CONCURRENCY,
+    Claimed,
+    attempt,
+    deliver_due,
+    next_attempt_at,
+    parse_retry_after,
+)
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
 from hub.outbound.publish import event_id_for, publish
+from hub.outbound.service import new_secret
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
 from tests.outbound.receiver import Receiver, running_receiver
 
@@ -259,3 +269,54 @@ async def test_endpoint_model_keeps_the_secret_sealed(sqlite_hub: Hub) -> None:
         endpoint = (await session.scalars(select(WebhookEndpoint))).one()
     assert secret not in endpoint.secret_sealed
     assert sqlite_hub.runtime.box.open(endpoint.secret_sealed) == secret
+
+
+async def test_a_batch_longer_than_one_request_keeps_its_lease_so_no_other_run_posts_it_too(
+    sqlite_hub: Hub, frozen: FrozenClock
+) -> None:
+    """A run claims up to its limit but POSTs CONCURRENCY at a time: deliveries waiting their turn behind slow
+    answers are still its own, so the next tick's run (arq starts one every 5 s) does not post them as well."""
+    settings = sqlite_hub.settings
+    posted: Counter[str] = Counter()
+    second_run: list[int] = []
+
+    async def slow_receiver(request: httpx.Request) -> httpx.Response:
+        posted[request.headers["webhook-id"]] += 1
+        # Each answer takes most of the timeout: a wave of CONCURRENCY requests moves the clock that far.
+        frozen.advance(settings.webhook_timeout_seconds * 0.9 / CONCURRENCY)
+        if sum(posted.values()) == 4 * CONCURRENCY + 1 and not second_run:
+            # The run of a later tick, while this one is on its fifth wave, a minute after its claim.
+            async with httpx.AsyncClient(transport=httpx.MockTransport(slow_receiver)) as other:
+                second_run.append(
+                    await deliver_due(sqlite_hub.runtime.sessions, other, sqlite_hub.runtime.box, settings, limit=100)
+                )
+        return httpx.Response(200)
+
+    await subscribe(sqlite_hub, "https://hooks.example.test/in", ["*"])
+    async with sqlite_hub.session() as session:
+        for n in range(5 * CONCURRENCY):
+            await publish(session, "call.missed", {"n": n}, event_key=f"event:{n}")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow_receiver)) as http:
+        assert (
+            await deliver_due(sqlite_hub.runtime.sessions, http, sqlite_hub.runtime.box, settings, limit=100)
+            == 5 * CONCURRENCY
+        )
+
+    assert second_run == [0]
+    assert len(posted) == 5 * CONCURRENCY and set(posted.values()) == {1}
+    assert {d.status for d in await deliveries(sqlite_hub)} == {"delivered"}
+
+
+async def test_an_attempt_is_cut_off_at_the_timeout_however_the_answer_trickles_in(sqlite_hub: Hub) -> None:
+    """httpx times each read on its own; the lease counts on the whole attempt ending within the timeout."""
+
+    async def trickling(_request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(1)  # as long as a receiver sending a byte every few seconds for minutes
+        return httpx.Response(200)
+
+    claimed = Claimed(
+        1, 1, "https://hooks.example.test/in", "standard", sqlite_hub.runtime.box.seal(new_secret()), "msg_1", {}
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(trickling)) as http:
+        outcome = await attempt(http, claimed, sqlite_hub.runtime.box, 0.05)
+    assert (outcome.delivered, outcome.error) == (False, "timed out after 0.05 s")
