@@ -21,6 +21,7 @@ from hub.errors import UnprocessableInput
 from hub.events import CallProgressed, FormSubmitted, RecordingChanged
 from hub.inbox import service as inbox
 from hub.privacy import consent
+from hub.privacy.rules import scrub_payload
 from hub.timeline import service as timeline
 
 FORM_SUBMISSION = "form_submission"
@@ -203,8 +204,12 @@ def _entry_data(event: FormSubmitted, identities: list[Identity], invalid: list[
 async def ingest_call_status(session: AsyncSession, event: CallProgressed, *, default_region: str) -> bool:
     """Store a status callback once per (CallSid, SequenceNumber, CallStatus) and apply it; False for a redelivery."""
 
-    async def apply() -> tuple[int | None, int | None]:
+    async def apply(inbox_id: int) -> tuple[int | None, int | None]:
         call = await calls.record_progress(session, event, default_region=default_region)
+        if calls.was_erased(call):
+            # Twilio retries, and a call's last callbacks may come after its contact was erased: keep what erasure
+            # keeps of the callbacks it found (statuses, durations, sids), not the numbers and name they repeat.
+            await inbox.replace_payload(session, inbox_id, scrub_payload(event.params, calls.personal_values(event)))
         return call.contact_id, call.timeline_entry_id
 
     return await _store_once(session, f"status:{event.dedupe_key}", "call_status", event.params, apply)
@@ -213,8 +218,10 @@ async def ingest_call_status(session: AsyncSession, event: CallProgressed, *, de
 async def ingest_recording(session: AsyncSession, event: RecordingChanged) -> bool:
     """Attach a recording status callback to its call once; False for a redelivery."""
 
-    async def apply() -> tuple[int | None, int | None]:
-        await calls.record_recording(session, event)
+    async def apply(inbox_id: int) -> tuple[int | None, int | None]:
+        _, call = await calls.record_recording(session, event)
+        if calls.was_erased(call):  # its RecordingUrl leads to the erased contact's voice
+            await inbox.replace_payload(session, inbox_id, scrub_payload(event.params, [event.url or ""]))
         return None, None
 
     external_id = f"recording:{event.recording_sid}:{event.status}"
@@ -226,14 +233,15 @@ async def _store_once(
     external_id: str,
     kind: str,
     payload: dict[str, str],
-    apply: Callable[[], Awaitable[tuple[int | None, int | None]]],
+    apply: Callable[[int], Awaitable[tuple[int | None, int | None]]],
 ) -> bool:
-    """A Twilio callback in the inbox under its dedupe key, applied once; a redelivery changes nothing."""
+    """A Twilio callback in the inbox under its dedupe key, applied once (``apply`` gets the inbox row's id); a
+    redelivery changes nothing."""
     recorded = await inbox.record(
         session, source="twilio", external_id=external_id[:200], kind=kind, status=inbox.PROCESSING, payload=payload
     )
     if recorded.duplicate:
         return False
-    contact_id, entry_id = await retry_transient(session, apply)
+    contact_id, entry_id = await retry_transient(session, lambda: apply(recorded.event_id))
     await inbox.mark_processed(session, recorded.event_id, contact_id=contact_id, timeline_entry_id=entry_id)
     return True

@@ -13,6 +13,7 @@ from hub.contacts import service as contacts
 from hub.contacts.normalize import Identity, InvalidIdentity, normalize_phone
 from hub.db import lock_keys
 from hub.events import CallProgressed, DialEnded, RecordingChanged
+from hub.privacy.rules import ERASED
 from hub.reps import service as reps
 from hub.reps.models import Rep
 from hub.timeline import service as timeline
@@ -59,7 +60,7 @@ async def record_dial_end(session: AsyncSession, event: DialEnded) -> Call | Non
     return call
 
 
-async def record_recording(session: AsyncSession, event: RecordingChanged) -> CallRecording:
+async def record_recording(session: AsyncSession, event: RecordingChanged) -> tuple[CallRecording, Call]:
     """Attach a recording (conversation or voicemail) to its call; absent and failed ones are kept as such."""
     # The recording's key too: its callbacks (in-progress, completed) may name different calls.
     await lock_keys(session, [f"call:{event.call_sid}", f"recording:{event.recording_sid}"])
@@ -71,11 +72,17 @@ async def record_recording(session: AsyncSession, event: RecordingChanged) -> Ca
         recording = await repository.insert_recording(
             session, CallRecording(call_id=call.id, recording_sid=event.recording_sid, status=event.status)
         )
-    if recording.status == event.status or rules.recording_supersedes(recording.status, event.status):
+    if was_erased(call):
+        # A recording of an erased contact's call that Twilio reports only now (or again): no URL, and its audio
+        # deleted at Twilio like the ones the erasure found (hub/privacy/recordings.py).
+        recording.url, recording.status = None, "deleted"
+        if recording.audio_deleted_at is None:
+            recording.audio_delete_due_at = recording.audio_delete_due_at or clock.now()
+    elif recording.status == event.status or rules.recording_supersedes(recording.status, event.status):
         _fill_recording(recording, event)
     await session.flush()
     await _settle(session, call)
-    return recording
+    return recording, call
 
 
 async def owner_to_ring(session: AsyncSession, caller: str, *, default_region: str) -> Rep | None:
@@ -230,6 +237,18 @@ def _apply_status(call: Call, event: CallProgressed) -> bool:
     if rules.status_rank(event.status) == rules.FINAL_RANK:
         _end(call, event)
     return True
+
+
+def was_erased(call: Call) -> bool:
+    """The call belongs to an erased contact (erasure leaves ``[erased]`` for the numbers): a late callback about
+    it must not bring the person back (``hub.ingest`` keeps its payload scrubbed)."""
+    return ERASED in (call.from_number, call.to_number)
+
+
+def personal_values(event: CallProgressed) -> list[str]:
+    """What in a status callback could name or reach the caller: the numbers, the caller's name, the geo data."""
+    values = [event.from_number, event.to_number, event.caller_name or "", event.forwarded_from or ""]
+    return [v for v in [*values, *event.geo.values()] if v]
 
 
 def _placed_by_twilio(call: Call) -> bool:

@@ -66,6 +66,11 @@ async def mark_processed(
     )
 
 
+async def replace_payload(session: AsyncSession, event_id: int, payload: dict[str, Any]) -> None:
+    """Keep ``payload`` instead of what was received (e.g. scrubbed: the event is about an erased contact)."""
+    await repository.update(session, event_id, payload=payload)
+
+
 async def list_spam(
     session: AsyncSession, *, limit: int, before_id: int | None = None, source: str | None = None
 ) -> list[InboundEvent]:

@@ -10,16 +10,28 @@ import pytest
 from sqlalchemy import select
 
 from hub import clock
+from hub.calls.models import CallRecording
 from hub.contacts.models import Contact, ContactIdentity
 from hub.email import service as email_service
 from hub.email.models import EmailEvent, EmailMessage
-from hub.events import EmailEventReceived
+from hub.events import CallProgressed, EmailEventReceived, RecordingChanged
+from hub.ingest import ingest_call_status, ingest_recording
 from hub.privacy import service as privacy
 from hub.privacy.rules import ERASED
 from hub.timeline.models import TimelineEntry
 from tests.conftest import Hub, make_settings, start_hub, truncate_all
 from tests.pg_waits import until_a_backend_waits
-from tests.privacy.helpers import EMAIL, NAME, PERSONAL, THRESHOLDS, database_strings, ok, suppression_rows
+from tests.privacy.helpers import (
+    EMAIL,
+    NAME,
+    PERSONAL,
+    PHONE,
+    THRESHOLDS,
+    database_strings,
+    ok,
+    seed_contact,
+    suppression_rows,
+)
 
 
 @pytest.fixture
@@ -126,3 +138,51 @@ async def test_a_post_for_the_person_while_the_erasure_commits_starts_a_new_cont
         assert erased is not None and erased.name is None
         owners = (await session.scalars(select(ContactIdentity.contact_id))).all()
         assert owners == [newcomer]
+
+
+async def test_late_twilio_callbacks_about_an_erased_contacts_call_bring_nothing_back(hub: Hub) -> None:
+    # Twilio retries callbacks, and a call's last ones (its completed status, a recording finished late) may come
+    # after its contact was erased: the call keeps its statuses and durations, the inbox keeps the callbacks, but
+    # neither brings the number, the name or the recording's URL back, and the late recording's audio is deleted.
+    seeded = await seed_contact(hub)
+    await ok(hub, "POST", f"/api/contacts/{seeded.contact_id}/erase", json={"confirm": True})
+    call_sid, recording_url = "CA" + "1" * 32, "https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE4444"
+    late_status = CallProgressed(
+        call_sid=call_sid,
+        account_sid="AC" + "2" * 32,
+        status="completed",
+        direction="inbound",
+        from_number=PHONE,
+        to_number="+14155550999",
+        occurred_at=clock.now(),
+        sequence=9,
+        duration_seconds=96,
+        caller_name=NAME.upper(),
+        params={"CallSid": call_sid, "CallStatus": "completed", "From": PHONE, "CallerName": NAME.upper()},
+    )
+    late_recording = RecordingChanged(
+        call_sid=call_sid,
+        account_sid="AC" + "2" * 32,
+        recording_sid="RE4444",
+        status="completed",
+        occurred_at=clock.now(),
+        url=recording_url,
+        duration_seconds=12,
+        params={"CallSid": call_sid, "RecordingStatus": "completed", "RecordingUrl": recording_url},
+    )
+
+    async with hub.session() as session:
+        assert await ingest_call_status(session, late_status, default_region="US")
+        assert await ingest_recording(session, late_recording)
+        await session.commit()
+
+    leftovers = [
+        (table, column, needle)
+        for table, column, text in await database_strings(hub)
+        for needle in (*PERSONAL, recording_url)
+        if needle.lower() in text.lower()
+    ]
+    assert leftovers == []
+    async with hub.session() as session:
+        late = (await session.scalars(select(CallRecording).where(CallRecording.recording_sid == "RE4444"))).one()
+    assert (late.url, late.status, late.audio_delete_due_at is not None) == (None, "deleted", True)
