@@ -101,19 +101,22 @@ async def read_call(call_id: CallIdPath, session: SessionDep, scope: ScopeDep) -
 async def call_report(
     session: SessionDep,
     _principal: ManagerDep,
+    scope: ScopeDep,
     since: Annotated[datetime | None, Query(alias="from", description="default: 7 days ago")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
     group_by: Literal["rep", "day"] = "rep",
     tz: Annotated[str, Query(description="IANA zone for days, e.g. Europe/Berlin")] = "UTC",
 ) -> CallReport:
-    """Per rep (or per day): calls, answered, missed, inbound/outbound, total and average talk time."""
+    """Per rep (or per day): calls, answered, missed, inbound/outbound, total and average talk time; a team's
+    manager gets their reps' calls (and calls no rep took), as in the other reports."""
     if not contacts.is_time_zone(tz):
         raise UnprocessableInput(f"{tz!r} is not an IANA time zone such as Europe/Berlin", field="tz")
     end = utc_filter(until, "to") or clock.now()
     start = utc_filter(since, "from") or _days_before(end, _DEFAULT_REPORT_DAYS)
     if start >= end:
         raise UnprocessableInput("from must be before to", field="from")
-    return await reports.call_report(session, since=start, until=end, group_by=group_by, time_zone=tz)
+    reach = None if scope.rep_ids is None else (scope.rep_ids, scope.sees_unowned)
+    return await reports.call_report(session, since=start, until=end, group_by=group_by, time_zone=tz, reach=reach)
 
 
 def _days_before(moment: datetime, days: int) -> datetime:

@@ -6,12 +6,15 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, false, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.calls.models import Call, CallRecording
 from hub.contacts.models import Contact
 from hub.db import UtcDateTime
+
+RepReach = tuple[Collection[int], bool] | None
+"""Whose calls a report counts: the reps' (and, with True, calls no rep took); None: every call."""
 
 
 async def by_sid(session: AsyncSession, call_sid: str) -> Call | None:
@@ -90,15 +93,17 @@ async def list_calls(
 REPORT_MISSED_OUTCOMES = ("missed", "voicemail")
 
 
-async def report_span(session: AsyncSession, since: datetime, until: datetime) -> tuple[Any, Any]:
+async def report_span(
+    session: AsyncSession, since: datetime, until: datetime, reach: RepReach = None
+) -> tuple[Any, Any]:
     """The first and last start of top-level calls in [since, until) (both None when there is none)."""
-    stmt = select(func.min(Call.started_at), func.max(Call.started_at)).where(_reported(since, until))
+    stmt = select(func.min(Call.started_at), func.max(Call.started_at)).where(_reported(since, until, reach))
     first, last = (await session.execute(stmt)).one()
     return first, last
 
 
 async def report_totals(
-    session: AsyncSession, since: datetime, until: datetime, key: SQLColumnExpression[Any]
+    session: AsyncSession, since: datetime, until: datetime, key: SQLColumnExpression[Any], reach: RepReach = None
 ) -> list[Any]:
     """Per ``key`` value: calls, answered, missed, inbound, outbound, talk seconds, answered calls with a talk time."""
     answered = Call.outcome == "answered"
@@ -115,7 +120,7 @@ async def report_totals(
             case((timed, Call.talk_seconds), else_=0).label("talk"),
             _flag(timed).label("timed"),
         )
-        .where(_reported(since, until))
+        .where(_reported(since, until, reach))
         .subquery()
     )
     sums = [func.sum(inner.c[name]) for name in ("answered", "missed", "inbound", "outbound", "talk", "timed")]
@@ -123,9 +128,14 @@ async def report_totals(
     return list((await session.execute(stmt)).all())
 
 
-def _reported(since: datetime, until: datetime) -> ColumnElement[bool]:
+def _reported(since: datetime, until: datetime, reach: RepReach) -> ColumnElement[bool]:
     # A <Dial>'s child legs carry the parent's sid: only the top-level call counts.
-    return and_(Call.parent_call_sid.is_(None), Call.started_at >= since, Call.started_at < until)
+    reported = and_(Call.parent_call_sid.is_(None), Call.started_at >= since, Call.started_at < until)
+    if reach is None:
+        return reported
+    reps, with_no_rep = reach
+    taken_by = Call.rep_id.in_(sorted(reps)) if reps else false()
+    return and_(reported, or_(taken_by, Call.rep_id.is_(None)) if with_no_rep else taken_by)
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:

@@ -23,13 +23,20 @@ Totals = list[int]
 
 
 async def call_report(
-    session: AsyncSession, *, since: datetime, until: datetime, group_by: str, time_zone: str
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    group_by: str,
+    time_zone: str,
+    reach: calls.RepReach = None,
 ) -> CallReport:
-    """Calls started in [since, until), grouped by rep or by local day; child legs are not counted twice."""
+    """Calls started in [since, until), grouped by rep or by local day; child legs are not counted twice. ``reach``
+    limits it to the calls of the caller's reps (a team's manager), None counts every call."""
     if group_by == "day":
-        found = await _by_local_day(session, since, until, ZoneInfo(time_zone))
+        found = await _by_local_day(session, since, until, ZoneInfo(time_zone), reach)
     else:
-        found = await _by_rep(session, since, until)
+        found = await _by_rep(session, since, until, reach)
     rows = {key: _row(key, numbers) for key, numbers in found.items()}
     totals = _row("total", [sum(column) for column in zip(*found.values(), strict=True)] if found else [0] * 7)
     if group_by == "rep":
@@ -40,14 +47,16 @@ async def call_report(
     return CallReport(since=since, until=until, group_by=group_by, time_zone=time_zone, rows=ordered, totals=totals)
 
 
-async def _by_rep(session: AsyncSession, since: datetime, until: datetime) -> dict[str, Totals]:
-    found = await calls.report_totals(session, since, until, Call.rep_id)
+async def _by_rep(session: AsyncSession, since: datetime, until: datetime, reach: calls.RepReach) -> dict[str, Totals]:
+    found = await calls.report_totals(session, since, until, Call.rep_id, reach)
     return {("none" if rep_id is None else str(rep_id)): [int(n) for n in numbers] for rep_id, *numbers in found}
 
 
-async def _by_local_day(session: AsyncSession, since: datetime, until: datetime, zone: ZoneInfo) -> dict[str, Totals]:
+async def _by_local_day(
+    session: AsyncSession, since: datetime, until: datetime, zone: ZoneInfo, reach: calls.RepReach
+) -> dict[str, Totals]:
     """Totals per local day, the day computed in SQL from the days' first moments (exact across DST)."""
-    first, last = await calls.report_span(session, since, until)
+    first, last = await calls.report_span(session, since, until, reach)
     if first is None or last is None:
         return {}
     out: dict[str, Totals] = {}
@@ -56,7 +65,8 @@ async def _by_local_day(session: AsyncSession, since: datetime, until: datetime,
         window = Window(day, min(last_day, day + timedelta(days=DAYS_PER_QUERY - 1)), zone, "day")
         labels = window.periods()
         start, end = max(since, window.start), min(until, window.end)
-        for index, *numbers in await calls.report_totals(session, start, end, period_index(Call.started_at, window)):
+        key = period_index(Call.started_at, window)
+        for index, *numbers in await calls.report_totals(session, start, end, key, reach):
             out[labels[int(index)]] = [int(n) for n in numbers]
         day = window.last_day + timedelta(days=1)
     return out

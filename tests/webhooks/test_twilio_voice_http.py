@@ -1056,6 +1056,19 @@ async def test_call_report_counts_a_scripted_day_per_rep_and_per_local_day(voice
     utc = await get_json(voice, "/api/reports/calls", group_by="day", **{"from": "2026-03-09", "to": "2026-03-11"})
     assert utc["rows"] == [row("2026-03-09", 5, 2, 2, 3, 2, 142), row("2026-03-10", 2, 1, 1, 2, 0, 60)]
 
+    # Rita's team manager counts her calls and the calls no rep took, not Sam's (another team), as in every report.
+    mia = await voice.create_rep("Mia")
+    team = {"name": "East", "manager_rep_id": mia, "member_ids": [day["rita"]]}
+    assert (await voice.client.post("/api/teams", json=team, headers=voice.auth())).status_code == 201
+    mia_key = await voice.create_key("manager", mia)
+    scoped = await get_json(voice, "/api/reports/calls", mia_key, group_by="rep", **new_york)
+    assert scoped["rows"] == [row(str(day["rita"]), 3, 3, 0, 2, 1, 202, rep_name="Rita"), row("none", 2, 0, 2, 2, 0, 0)]
+    assert scoped["totals"] == row("total", 5, 3, 2, 4, 1, 202)
+    scoped_days = await get_json(
+        voice, "/api/reports/calls", mia_key, group_by="day", tz="America/New_York", **new_york
+    )
+    assert scoped_days["totals"] == scoped["totals"]
+
 
 async def test_call_report_refuses_an_unknown_zone_and_reps(voice_sqlite: Hub) -> None:
     bad_zone = await voice_sqlite.client.get(
