@@ -38,6 +38,8 @@ class SinkHandler:
 
     received: list[Received] = field(default_factory=list)
     reply_for: dict[str, str] = field(default_factory=dict)
+    named: list[str] = field(default_factory=list)
+    """Every address a client named in RCPT TO, accepted or not, in order."""
     pipelining: bool = True
     """Advertise PIPELINING (RFC 2920) as production relays do (aiosmtpd reads pipelined commands in order)."""
 
@@ -52,6 +54,7 @@ class SinkHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        self.named.append(address)
         reply = self.reply_for.get(address.lower())
         if reply is not None:
             return reply

@@ -120,13 +120,24 @@ class SendBatch:
             while True:
                 take = await self._next(deadline)
                 built = self._build(take) if take is not None else None
-                handed_over_at = await self._commit(done, take)
+                if take is None or built is None or built.raw is None:
+                    handed_over_at = await self._commit(done, take)
+                    done = None
+                    if take is None or built is None:
+                        return
+                    if handed_over_at is not None and built.failure is not None:
+                        done = Sent(take, built.failure, handed_over_at)
+                    continue
+                # The hand-over commits while SMTP opens the message's transaction (MAIL, RCPT, DATA); the content
+                # goes out only once that commit says the message is ours to send (``Transport.send``'s ``go``).
+                commit = asyncio.ensure_future(self._commit(done, take))
                 done = None
-                if take is None or built is None:
-                    return
+                outcome = await self._send(take, built.raw, go=_handed_over(commit))
+                handed_over_at = await commit
                 if handed_over_at is None:
-                    continue  # suppressed, or another worker owns the row now
-                outcome = built.failure or await self._send(take, built.raw or b"")
+                    continue  # suppressed, or another worker owns the row now: nothing of it was sent
+                if outcome is None:  # pragma: no cover - a committed hand-over always lets the transport go on
+                    raise AssertionError(f"message {take.id} was handed over but not sent")
                 done = Sent(take, outcome, handed_over_at)
         except BaseException:
             self.stop()  # the other lanes finish what they have on the wire, record it, and end
@@ -157,9 +168,9 @@ class SendBatch:
             log.warning("message %d could not be built: %s", message.id, type(exc).__name__)
             return _Built(None, SendOutcome("failed", None, f"could not build the message: {type(exc).__name__}"))
 
-    async def _send(self, message: EmailMessage, raw: bytes) -> SendOutcome:
+    async def _send(self, message: EmailMessage, raw: bytes, *, go: Awaitable[bool]) -> SendOutcome | None:
         envelope_from = _envelope_address(message.sender or self.settings.mail_from)
-        return await self.transport.send(raw, sender=envelope_from, recipient=message.recipient)
+        return await self.transport.send(raw, sender=envelope_from, recipient=message.recipient, go=go)
 
     async def _commit(self, done: Sent | None, take: EmailMessage | None) -> datetime | None:
         """Record ``done`` and hand ``take`` over, group-committed with the other lanes' waiting requests:
@@ -284,6 +295,20 @@ class SendBatch:
             return
         async with session_scope(self._writer_sessions) as session:
             yield session
+
+
+def _handed_over(commit: asyncio.Future[datetime | None]) -> asyncio.Future[bool]:
+    """Whether the hand-over in ``commit`` went through, as a future of its own: the transport may never await it
+    (a refusal at MAIL or RCPT comes first), and a cancelled send must not cancel the commit, which also records
+    the lane's previous outcome. A commit that failed says no (the lane gets its error from ``commit``)."""
+    handed = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[datetime | None]) -> None:
+        if not handed.done():
+            handed.set_result(not done.cancelled() and done.exception() is None and done.result() is not None)
+
+    commit.add_done_callback(settle)
+    return handed
 
 
 WRITE_ATTEMPTS = 5

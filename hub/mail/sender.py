@@ -19,7 +19,11 @@ one transaction, while the other lanes' messages are still on the wire, so a tra
 outcomes and N hand-overs. The writer lingers a few milliseconds for the lanes still sending (their sends
 started together and end together): on a 2-core machine a transaction costs more CPU than SMTP, so fewer,
 fuller transactions win. A lane builds its next message's bytes before asking (while the others are on
-the wire), so the hand-over is followed by SMTP at once. On PostgreSQL, when every outcome is ``sent``,
+the wire), and while its request commits it opens the message's SMTP transaction (MAIL, RCPT, DATA up to
+the relay's 354): the content is written only once the hand-over has committed, and when it did not go
+through the lane hangs up instead (``Transport.send``'s ``go``), so nothing of that message was sent.
+Suppressions are also checked when a batch is claimed, so a suppressed address is not even named to the
+relay (one added while the batch runs is still caught by the hand-over). On PostgreSQL, when every outcome is ``sent``,
 the transaction is ONE statement in autocommit on a connection held for the batch (``hub.mail.recording``);
 otherwise (a retry, a failure, SQLite) it is a transaction holding the same writes, through the ORM session
 only for a hard bounce (the email-event path and its before-commit hooks).
@@ -62,6 +66,7 @@ from hub.mail.lanes import SendBatch
 from hub.mail.links import LinkMaker
 from hub.mail.outbox import stop_marked
 from hub.mail.outcomes import retry_delay as retry_delay
+from hub.mail.recording import mark_suppressed
 from hub.mail.send_windows import SendWindows
 from hub.mail.throttle import Throttle
 from hub.mail.transport import Transport
@@ -111,7 +116,12 @@ async def send_due(
     claimed_at = clock.now()
     async with session_scope(sessions) as session:
         claimed = await claim_due(session, claimed_at, limit)
-    report.claimed = len(claimed)
+        # Checked again at each hand-over; here too because a lane opens a message's SMTP transaction (MAIL, RCPT)
+        # while its hand-over commits: an address suppressed while it waited in the queue is not even named to
+        # the relay. One look-up per batch.
+        suppressed = set(await mark_suppressed(session, claimed, claimed_at, key=links.secret)) if claimed else set()
+    report.claimed, report.suppressed = len(claimed), len(suppressed)
+    claimed = [message for message in claimed if message.id not in suppressed]
     windows = SendWindows(tuple(claimed), settings.default_time_zone)
     claimed = await _keep_to_windows(sessions, claimed, windows, claimed_at, report)
     if not claimed:

@@ -191,9 +191,9 @@ class SmtpSession:
         """Whether the relay's EHLO reply listed ``extension`` (e.g. ``smtputf8``)."""
         return self.client.supports_extension(extension)
 
-    async def hand_over(self, payload: bytes, *, sender: str, recipient: str, options: list[str]) -> None:
-        """One mail transaction for a message's DATA ``payload`` (dot-stuffed, ending in the final dot); raises
-        aiosmtplib's exception for a refusal. ``content_sent`` is set once the content is written."""
+    async def begin(self, *, sender: str, recipient: str, options: list[str]) -> None:
+        """MAIL, RCPT and DATA (pipelined when the relay allows it): once this returns, the relay waits for the
+        content; raises aiosmtplib's exception for a refusal."""
         self.content_sent = False
         encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         mail = b" ".join((b"MAIL FROM:" + _quoted(sender, encoding), *(o.encode("ascii") for o in options)))
@@ -216,9 +216,13 @@ class SmtpSession:
             for stage, command in enumerate(commands):
                 self._replies.write(command)
                 _check(stage, await self._replies.read(timeout), sender=sender, recipient=recipient)
+
+    async def deliver(self, payload: bytes) -> None:
+        """The content (``payload``: dot-stuffed, ending in the final dot) after ``begin``, and the relay's answer;
+        ``content_sent`` is set once it is written."""
         self._replies.write(payload)
         self.content_sent = True
-        reply = await self._replies.read(timeout)
+        reply = await self._replies.read(self.client.timeout)
         if reply.code != _COMPLETED:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 

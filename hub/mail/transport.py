@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -69,8 +70,15 @@ class SendOutcome:
 class Transport(Protocol):
     """Where the send loop hands messages: an SMTP relay, or the capture outbox."""
 
-    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
-        """Hand one message (its bytes, CRLF line ends) for one recipient over; never raises for SMTP errors."""
+    async def send(
+        self, raw: bytes, *, sender: str, recipient: str, go: Awaitable[bool] | None = None
+    ) -> SendOutcome | None:
+        """Hand one message (its bytes, CRLF line ends) for one recipient over; never raises for SMTP errors.
+
+        ``go``, when given, is awaited once the relay is ready for the content (MAIL, RCPT and DATA accepted) and
+        before any of it is written: False (or an error) means the message must not be sent, and nothing of it
+        is (the result is then None). It lets the send loop commit a message's hand-over while SMTP opens its
+        transaction. A refusal before that point is returned at once, whatever ``go`` says later."""
         ...
 
     async def close(self) -> None:
@@ -84,13 +92,30 @@ class CaptureTransport:
     def __init__(self) -> None:
         self.captured = 0
 
-    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:  # noqa: ARG002
-        """Accept the message without sending it anywhere."""
+    async def send(
+        self,
+        raw: bytes,  # noqa: ARG002
+        *,
+        sender: str,  # noqa: ARG002
+        recipient: str,  # noqa: ARG002
+        go: Awaitable[bool] | None = None,
+    ) -> SendOutcome | None:
+        """Accept the message without sending it anywhere (once ``go`` says so)."""
+        if go is not None and not await go_ahead(go):
+            return None
         self.captured += 1
         return SendOutcome("sent", None, "captured")
 
     async def close(self) -> None:
         """Nothing to close."""
+
+
+async def go_ahead(go: Awaitable[bool]) -> bool:
+    """What ``go`` says (see ``Transport.send``); an error in it means no."""
+    try:
+        return await go
+    except Exception:  # the caller gets that error from its own await; here it only means "do not send"
+        return False
 
 
 def is_hard_bounce(code: int, message: str) -> bool:
@@ -160,7 +185,9 @@ class SmtpPool:
         self.connections_opened = 0
         """How many sessions were opened so far (for tests and the benchmark)."""
 
-    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
+    async def send(
+        self, raw: bytes, *, sender: str, recipient: str, go: Awaitable[bool] | None = None
+    ) -> SendOutcome | None:
         """Send over an idle connection (or a new one); drop the connection on any error."""
         async with self._slots:
             connection: SmtpSession | None = None
@@ -173,7 +200,13 @@ class SmtpPool:
                 payload = _data_payload(raw)
                 if connection.supports("size"):  # lets the relay refuse an oversized message at MAIL
                     options = [f"SIZE={len(payload)}", *options]
-                await connection.hand_over(payload, sender=sender, recipient=recipient, options=options)
+                await connection.begin(sender=sender, recipient=recipient, options=options)
+                if go is not None and not await go_ahead(go):
+                    # Not ours to send after all (suppressed meanwhile, or the claim was lost). The relay waits for
+                    # the content: hanging up is the only way to take a DATA back, and nothing of it was sent.
+                    self._discard(connection)
+                    return None
+                await connection.deliver(payload)
             except asyncio.CancelledError:
                 if connection is not None:
                     self._discard(connection)

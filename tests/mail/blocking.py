@@ -4,8 +4,9 @@ act (pause, stop, cancel) while a send loop's batch is mid-flight."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
-from hub.mail.transport import SendOutcome
+from hub.mail.transport import SendOutcome, go_ahead
 
 
 class BlockingTransport:
@@ -19,7 +20,11 @@ class BlockingTransport:
         self.reached = asyncio.Event()
         self.proceed = asyncio.Event()
 
-    async def send(self, raw: bytes, *, sender: str, recipient: str) -> SendOutcome:
+    async def send(
+        self, raw: bytes, *, sender: str, recipient: str, go: Awaitable[bool] | None = None
+    ) -> SendOutcome | None:
+        if go is not None and not await go_ahead(go):  # as the pool: nothing goes out before the hand-over
+            return None
         if len(self.sent) + 1 == self.block_at:
             self.reached.set()
             await self.proceed.wait()

@@ -145,9 +145,47 @@ async def test_an_erased_contacts_hashed_suppression_stops_the_send_loop(mail_hu
 
     assert (report.sent, report.suppressed) == (2, 2)
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == ["fine@example.org", "other@example.org"]
+    # Not even named to the relay: a lane opens a message's SMTP transaction while its hand-over commits, so the
+    # suppression is checked when the batch is claimed too.
+    assert sorted(smtp_sink.handler.named) == ["fine@example.org", "other@example.org"]
     stored = await rows(mail_hub)
     assert [stored[i].status for i in (fine, erased, plain, other)] == ["sent", "suppressed", "suppressed", "sent"]
     assert stored[erased].last_error == "not sent: address suppressed (hard_bounce, smtp)"
+
+
+async def test_an_address_suppressed_while_its_smtp_transaction_opens_gets_no_content(
+    mail_hub: Hub, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lane opens the message's SMTP transaction (MAIL, RCPT, DATA) while its hand-over commits; the content goes
+    # out only if the hand-over went through. Here the address is suppressed after the relay saw RCPT and before
+    # the hand-over's commit: the relay gets no content, and the row is suppressed, not sent.
+    [message_id] = await queue(mail_hub, ["late@example.org"])
+    loop = asyncio.get_running_loop()
+    named = asyncio.Event()
+    original_rcpt = smtp_sink.handler.handle_RCPT
+
+    async def rcpt(server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        loop.call_soon_threadsafe(named.set)  # the sink runs in its own thread
+        reply: str = await original_rcpt(server, session, envelope, address, options)
+        return reply
+
+    original_write = lanes.SendBatch._write
+
+    async def suppress_then_write(batch: lanes.SendBatch, requests: list[Any]) -> None:
+        if any(request.take is not None for request in requests):
+            await asyncio.wait_for(named.wait(), 10)
+            async with mail_hub.session() as session:
+                session.add(Suppression(email="late@example.org", reason="unsubscribe", source="hub"))
+        await original_write(batch, requests)
+
+    smtp_sink.handler.handle_RCPT = rcpt
+    monkeypatch.setattr(lanes.SendBatch, "_write", suppress_then_write)
+    report = await run(mail_hub)
+
+    assert (report.sent, report.suppressed) == (0, 1)
+    assert smtp_sink.handler.named == ["late@example.org"]
+    assert smtp_sink.received == []
+    assert (await rows(mail_hub))[message_id].status == "suppressed"
 
 
 async def test_temporary_failures_retry_on_schedule_then_give_up(mail_hub: Hub, smtp_sink: Any) -> None:
