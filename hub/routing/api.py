@@ -102,6 +102,10 @@ async def log_activity(
             raise Forbidden("a rep logs activities as themselves", field="rep_id")
         if await reps_repo.get(session, spec.rep_id) is None:
             raise UnprocessableInput(f"rep {spec.rep_id} does not exist", field="rep_id")
+        if not scope.sees_owner(spec.rep_id):
+            # It counts as that rep's work (their first touch, the rep activity report): a team's manager logs
+            # for the reps of their teams only.
+            raise Forbidden(f"rep {spec.rep_id} is not in your teams", field="rep_id")
         rep_id = spec.rep_id
     now = clock.now()
     occurred = utc_filter(spec.occurred_at, "occurred_at") or now

@@ -606,10 +606,15 @@ async def test_a_team_manager_sees_their_team_and_unassigned_leads(sales: Hub) -
     assert (await sales.client.get(f"/api/contacts/{ids['bea_lead']}", headers=sales.auth(key))).status_code == 404
     assert (await sales.client.get(f"/api/contacts/{ids['al_lead']}", headers=sales.auth(key))).status_code == 200
     assert ids["bea_lead"] not in await _listed(sales, "/api/calls", key)
-    # A team manager cannot hand a lead to another team's rep.
+    # A team manager cannot hand a lead to another team's rep, nor log work in another team's rep's name.
     refused = await assign(sales, ids["nobodys_lead"], ids["bea"], key=key)
     assert (refused.status_code, refused.json()["field"]) == (403, "rep_id")
     await ok(await assign(sales, ids["nobodys_lead"], ids["al"], key=key), 201)
+    activity = {"type": "call", "outcome": "reached", "rep_id": ids["bea"]}
+    url = f"/api/contacts/{ids['al_lead']}/activities"
+    as_bea = await sales.client.post(url, json=activity, headers=sales.auth(key))
+    assert (as_bea.status_code, as_bea.json()["field"]) == (403, "rep_id")
+    await ok(await sales.client.post(url, json={**activity, "rep_id": ids["al"]}, headers=sales.auth(key)), 201)
 
 
 async def test_admins_and_managers_without_a_team_see_everything(sales: Hub) -> None:
