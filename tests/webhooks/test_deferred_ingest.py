@@ -307,6 +307,9 @@ async def apply_a_batch_that_deadlocks_once(hub: Hub, monkeypatch: pytest.Monkey
 
     async def other_transaction() -> None:
         async with hub.session() as other:
+            # Whoever's deadlock_timeout runs out first finds the cycle and is aborted. The batch waits first, but
+            # on a loaded host the two checks can come close; a longer timeout here keeps the batch the victim.
+            await other.execute(text("SET LOCAL deadlock_timeout = '10s'"))
             await other.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 2"))
             await batch_holds_row_1.wait()
             # The batch waits first, so it is the one aborted.
