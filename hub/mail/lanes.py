@@ -132,8 +132,13 @@ class SendBatch:
                 # goes out only once that commit says the message is ours to send (``Transport.send``'s ``go``).
                 commit = asyncio.ensure_future(self._commit(done, take))
                 done = None
-                outcome = await self._send(take, built.raw, go=_handed_over(commit))
-                handed_over_at = await commit
+                try:
+                    outcome = await self._send(take, built.raw, go=_handed_over(commit))
+                finally:
+                    # The commit also records the previous outcome (and maybe other lanes' requests) on the batch's
+                    # connection: it is not cancelled with the lane, and the lane (so the batch) ends after it.
+                    await asyncio.wait([commit])
+                handed_over_at = commit.result()
                 if handed_over_at is None:
                     continue  # suppressed, or another worker owns the row now: nothing of it was sent
                 if outcome is None:  # pragma: no cover - a committed hand-over always lets the transport go on
@@ -304,8 +309,11 @@ def _handed_over(commit: asyncio.Future[datetime | None]) -> asyncio.Future[bool
     handed = asyncio.get_running_loop().create_future()
 
     def settle(done: asyncio.Future[datetime | None]) -> None:
+        # Read even when nobody waits for the answer any more (the send was cancelled): an error is then retrieved
+        # here, not reported by asyncio as never retrieved.
+        went = not done.cancelled() and done.exception() is None and done.result() is not None
         if not handed.done():
-            handed.set_result(not done.cancelled() and done.exception() is None and done.result() is not None)
+            handed.set_result(went)
 
     commit.add_done_callback(settle)
     return handed

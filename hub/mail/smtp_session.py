@@ -30,6 +30,9 @@ MAX_LINE_BYTES = 8192
 """Longest reply line accepted (as aiosmtplib): a relay sending more is broken or hostile."""
 MAX_REPLY_LINES = 64
 """Most lines of one (multi-line) reply accepted."""
+MAX_UNREAD_REPLIES = 8
+"""Most replies kept unread: a session has at most three outstanding (a pipelined group); a relay that sends more
+unasked is broken, and kept they would only grow."""
 _START_INPUT = 354
 _COMPLETED = 250
 _WILL_FORWARD = 251
@@ -46,6 +49,8 @@ class _Replies(asyncio.Protocol):
         """The lines so far of a multi-line reply (``250-...``) still waiting for its last line."""
         self._replies: deque[aiosmtplib.SMTPResponse] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        """Done once the transport is closed (for TLS: once its shutdown is over)."""
         self._error: Exception | None = None
         """Why no more replies will come (connection lost, malformed reply); raised by every later read."""
 
@@ -69,10 +74,14 @@ class _Replies(asyncio.Protocol):
         lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
         lost.__cause__ = exc
         self._fail(lost)
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     def write(self, data: bytes) -> None:
         """Send bytes to the relay; raises (writing nothing) when the session is already gone."""
-        if self._error is not None or self._transport.is_closing():
+        if self._error is not None:
+            raise self._error
+        if self._transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         self._transport.write(data)
 
@@ -86,15 +95,33 @@ class _Replies(asyncio.Protocol):
                 waiter = self._waiter = self._loop.create_future()
                 if timer is None and wait_seconds is not None:
                     timer = self._loop.call_later(wait_seconds, self._time_out)
-                await waiter
+                try:
+                    await waiter
+                except aiosmtplib.SMTPReadTimeoutError:
+                    if not self._replies:  # the reply came in the same turn of the loop as the timer: it counts
+                        raise
         finally:
             self._waiter = None
             if timer is not None:
                 timer.cancel()
         return self._replies.popleft()
 
+    @property
+    def unread(self) -> int:
+        """Replies received and not read yet."""
+        return len(self._replies)
+
     def close(self) -> None:
         self._transport.close()
+
+    async def closed(self, wait_seconds: float) -> None:
+        """Close, and wait until the transport is closed (a TLS shutdown takes round trips); abort it if that
+        takes longer than ``wait_seconds``."""
+        self._transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed), wait_seconds)
+        except TimeoutError:
+            self._transport.abort()
 
     def _parse(self) -> None:
         buffer = self._buffer
@@ -110,6 +137,8 @@ class _Replies(asyncio.Protocol):
             if line[3:4] != b"-":  # the last line of this reply
                 self._replies.append(_reply_of(self._lines))
                 self._lines = []
+                if len(self._replies) > MAX_UNREAD_REPLIES:
+                    raise aiosmtplib.SMTPResponseException(-1, "Too many replies")
         del buffer[:start]
         if len(buffer) > MAX_LINE_BYTES:
             raise aiosmtplib.SMTPResponseException(-1, "Response too long")
@@ -220,6 +249,10 @@ class SmtpSession:
     async def deliver(self, payload: bytes) -> None:
         """The content (``payload``: dot-stuffed, ending in the final dot) after ``begin``, and the relay's answer;
         ``content_sent`` is set once it is written."""
+        if self._replies.unread:
+            # Replies nobody asked for (a broken relay, or one out of step with us) would be taken for the
+            # answer to the content: it would be recorded sent on a stale 250.
+            raise aiosmtplib.SMTPResponseException(-1, "The relay sent replies nobody asked for")
         self._replies.write(payload)
         self.content_sent = True
         reply = await self._replies.read(self.client.timeout)
@@ -227,7 +260,8 @@ class SmtpSession:
             raise aiosmtplib.SMTPDataError(reply.code, reply.message)
 
     async def quit(self, wait_seconds: float) -> None:
-        """Say QUIT and close, whatever the relay answers (or if it does not)."""
+        """Say QUIT and close, whatever the relay answers (or if it does not); returns once the connection is
+        closed, so a loop closed right after has nothing left to shut down."""
         try:
             self._replies.write(b"QUIT\r\n")
             await self._replies.read(wait_seconds)
@@ -235,6 +269,7 @@ class SmtpSession:
             pass
         finally:
             self.close()
+        await self._replies.closed(wait_seconds)
 
     def close(self) -> None:
         """Drop the connection at once."""

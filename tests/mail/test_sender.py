@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -383,3 +384,52 @@ async def test_a_send_a_provider_reported_delivered_first_still_gets_its_email_s
         message_id,
         "quick@example.org",
     )
+
+
+class _CancelledWhileHandingOver:
+    """A transport whose send is cancelled while it waits for the hand-over to commit (as at a worker's exit)."""
+
+    async def send(
+        self, raw: bytes, *, sender: str, recipient: str, go: Awaitable[bool] | None = None
+    ) -> SendOutcome | None:
+        task = asyncio.current_task()
+        assert task is not None and go is not None
+        task.cancel()
+        await go
+        raise AssertionError("cancelled while waiting for the hand-over")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_lane_cancelled_while_its_hand_over_commits_leaves_no_unretrieved_error(
+    mail_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hand-over's commit runs on as a task of its own (it also records the lane's previous outcome); when it
+    # then fails, its error must not end up as asyncio's "Task exception was never retrieved".
+    await queue(mail_hub, ["a@example.org"])
+    failed = asyncio.Event()
+
+    def failing(write: Any) -> Any:
+        async def fail(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.05)  # after the lane was cancelled
+            failed.set()
+            raise DatabaseError("hand over", None, Exception())
+
+        return fail
+
+    monkeypatch.setattr(lanes, "record_and_hand_over", failing(lanes.record_and_hand_over))
+    monkeypatch.setattr(PgRecorder, "write", failing(PgRecorder.write))
+    loop = asyncio.get_running_loop()
+    errors: list[str] = []
+    loop.set_exception_handler(lambda _, context: errors.append(str(context.get("message"))))
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await run(mail_hub, transport=_CancelledWhileHandingOver())
+        await asyncio.wait_for(failed.wait(), 10)
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []

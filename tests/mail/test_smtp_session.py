@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import pytest
 
+from hub.mail.smtp_session import SmtpSession, _Replies
 from hub.mail.transport import SendOutcome, SmtpPool
 from tests.conftest import make_settings
 from tests.mail.test_transport import mime
@@ -184,3 +187,75 @@ async def test_a_garbled_reply_before_the_content_is_a_retry_and_nothing_is_sent
     assert (outcome.status, outcome.code) == ("retry", None)
     assert "Malformed" in outcome.detail or "too long" in outcome.detail
     assert received == [b""]  # the client hung up without the content
+
+
+@pytest.mark.parametrize("unasked", [1, 20])
+async def test_a_relay_that_sends_replies_unasked_gets_no_content_and_is_dropped(unasked: int) -> None:
+    # A session has at most three replies outstanding (a pipelined group); a relay that sends more unasked is
+    # broken or out of step. Its stray 250 would be taken for the answer to the content (recorded sent), and
+    # kept, a flood would grow without bound.
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        for _ in GROUP:
+            await reader.readline()
+        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n" + b"250 2.0.0 queued\r\n" * unasked)
+        received.append(await reader.read())
+
+    async with relay(serve) as port:
+        outcome = await send_one(port)
+    assert (outcome.status, outcome.code) == ("retry", None)
+    # Which check catches it depends on how the bytes arrive: too many unread at once, or any unread at DATA's end.
+    assert "nobody asked for" in outcome.detail or "Too many replies" in outcome.detail
+    assert received == [b""]  # the client hung up without the content
+
+
+async def test_a_reply_that_comes_in_the_same_turn_as_the_timeout_is_read() -> None:
+    # The timer and the relay's bytes can both be handled before the reading task resumes: the reply is there,
+    # so it is the answer (after the content, a timeout would make a delivered message "unknown").
+    class Wire:
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    replies = _Replies(cast(asyncio.Transport, Wire()))
+    reading = asyncio.ensure_future(replies.read(60))
+    await asyncio.sleep(0)  # the read now waits for the relay
+    replies._time_out()
+    replies.data_received(b"250 2.0.0 queued as 1\r\n")
+    reply = await reading
+    assert (reply.code, reply.message) == (250, "2.0.0 queued as 1")
+
+
+@pytest.mark.parametrize("per_connection", [1, 100], ids=["renewed", "pool-closed"])
+async def test_a_connection_said_quit_to_is_closed_before_the_pool_goes_on(smtp_sink: Any, per_connection: int) -> None:
+    # The event loop may close right after the pool does (worker shutdown): a connection still closing then is
+    # leaked (a TLS shutdown takes round trips; uvloop reports "Event loop is closed").
+    settings = make_settings(
+        "sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_messages_per_connection=per_connection
+    )
+    pool = SmtpPool(settings)
+    sockets: list[socket.socket] = []
+    connect = pool._connect
+
+    async def remember_socket() -> SmtpSession:
+        session = await connect()
+        assert session.client.transport is not None
+        sockets.append(session.client.transport.get_extra_info("socket"))
+        return session
+
+    pool._connect = remember_socket  # type: ignore[method-assign]
+    try:
+        outcome = await pool.send(mime(RECIPIENT), sender="hub@example.com", recipient=RECIPIENT)
+        assert outcome is not None and outcome.status == "sent"
+        if per_connection == 1:
+            assert sockets[0].fileno() == -1  # renewed after its one message: closed before send returned
+    finally:
+        await pool.close()
+    assert [s.fileno() for s in sockets] == [-1]
