@@ -111,6 +111,11 @@ class _Replies(asyncio.Protocol):
         """Replies received and not read yet."""
         return len(self._replies)
 
+    @property
+    def alive(self) -> bool:
+        """Still open, with nothing said that nobody asked for (an idle relay's ``421 timeout``, then its close)."""
+        return self._error is None and not self._transport.is_closing() and not self._replies and not self._lines
+
     def close(self) -> None:
         self._transport.close()
 
@@ -215,6 +220,12 @@ class SmtpSession:
             client.close()
             raise
         return cls(client, replies)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether an idle session can carry the next message: relays close idle sessions (Postfix after 300 s,
+        ESPs sooner), and a message sent on one that is gone would wait for its retry instead of a reconnect."""
+        return self._replies.alive
 
     def supports(self, extension: str) -> bool:
         """Whether the relay's EHLO reply listed ``extension`` (e.g. ``smtputf8``)."""

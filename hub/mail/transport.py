@@ -27,7 +27,9 @@ with an enhanced status code, when it is ``5.1.x`` (bad mailbox, unknown user, b
 A pooled connection is dropped after ANY error: a session that failed between MAIL FROM and DATA answers
 the next MAIL FROM with ``503 Multiple MAIL commands`` (Frappe #40837), one that timed out would pair the
 late reply with the next command, and a reconnect costs less than a cascade of false failures. It is also
-renewed after ``smtp_messages_per_connection`` messages (relays such as SparkPost ask for at most ~100).
+renewed after ``smtp_messages_per_connection`` messages (relays such as SparkPost ask for at most ~100), and
+replaced when the relay closed it while it sat idle (an idle timeout, often announced with a 421): the next
+message goes out on a new session instead of coming back as a retry.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ class SmtpPool:
         async with self._slots:
             connection: SmtpSession | None = None
             try:
-                connection = self._idle.pop() if self._idle else await self._connect()
+                connection = await self._take()
                 options = self._mail_options(connection, sender, recipient)
                 if options is None:
                     await self._release(connection)
@@ -238,6 +240,15 @@ class SmtpPool:
         if (sender + recipient).isascii():
             return []
         return ["SMTPUTF8"] if connection.supports("smtputf8") else None
+
+    async def _take(self) -> SmtpSession:
+        """An idle session the relay has not closed meanwhile, else a new one."""
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.reusable:
+                return connection
+            self._discard(connection)
+        return await self._connect()
 
     async def _release(self, connection: SmtpSession) -> None:
         if self._closed or connection.sent >= self._settings.smtp_messages_per_connection:

@@ -259,3 +259,46 @@ async def test_a_connection_said_quit_to_is_closed_before_the_pool_goes_on(smtp_
     finally:
         await pool.close()
     assert [s.fileno() for s in sockets] == [-1]
+
+
+async def test_a_session_the_relay_closed_while_idle_is_replaced_not_used() -> None:
+    # Relays close idle sessions (Postfix after 300 s, ESPs sooner), often with a 421 first. The next message
+    # must go out on a new session, not come back as a retry (it would wait minutes for nothing).
+    sessions = 0
+    idle_closed = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sessions
+        sessions += 1
+        await greet(reader, writer, pipelining=True)
+        for _ in GROUP:
+            await reader.readline()
+        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        await reader.readuntil(b"\r\n.\r\n")
+        writer.write(b"250 queued\r\n")
+        if sessions == 1:
+            writer.write(b"421 4.4.2 relay.test idle timeout, closing\r\n")
+            await writer.drain()
+            writer.close()
+            idle_closed.set()
+            return
+        if await reader.readline() == b"QUIT\r\n":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+
+    async with relay(serve) as port:
+        settings = make_settings("sqlite://", smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
+        pool = SmtpPool(settings)
+        try:
+            first = await pool.send(mime(RECIPIENT), sender="hub@example.com", recipient=RECIPIENT)
+            await asyncio.wait_for(idle_closed.wait(), 5)
+            deadline = asyncio.get_running_loop().time() + 5
+            while all(idle.reusable for idle in pool._idle):  # until the close reaches the client's side
+                assert asyncio.get_running_loop().time() < deadline, "the idle session never saw the relay close"
+                await asyncio.sleep(0.01)
+            second = await pool.send(mime(RECIPIENT), sender="hub@example.com", recipient=RECIPIENT)
+        finally:
+            await pool.close()
+    assert first is not None and second is not None
+    assert (first.status, second.status) == ("sent", "sent")
+    assert (sessions, pool.connections_opened) == (2, 2)
