@@ -294,12 +294,13 @@ async def apply_a_batch_that_deadlocks_once(hub: Hub, monkeypatch: pytest.Monkey
         await session.execute(text("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)"))
         await session.commit()
     attempts: list[int] = []
-    batch_holds_row_1 = asyncio.Event()
+    other_holds_row_2, batch_holds_row_1 = asyncio.Event(), asyncio.Event()
     original = accepted.APPLIERS["call_status"]
 
     async def apply_after_a_lock_cycle(session: Any, events: list[Any], settings: Any) -> None:
         attempts.append(len(events))
-        if len(attempts) == 1:  # the first attempt takes row 1, then waits for row 2
+        if len(attempts) == 1:  # the first attempt takes row 1, then waits for row 2 (the other holds it)
+            await asyncio.wait_for(other_holds_row_2.wait(), 10)
             await session.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 1"))
             batch_holds_row_1.set()
             await session.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 2"))
@@ -311,6 +312,7 @@ async def apply_a_batch_that_deadlocks_once(hub: Hub, monkeypatch: pytest.Monkey
             # on a loaded host the two checks can come close; a longer timeout here keeps the batch the victim.
             await other.execute(text("SET LOCAL deadlock_timeout = '10s'"))
             await other.execute(text("UPDATE deadlock_probe SET n = n + 1 WHERE id = 2"))
+            other_holds_row_2.set()
             await batch_holds_row_1.wait()
             # The batch waits first, so it is the one aborted.
             await until_a_backend_waits(other, blocked_by=await backend_pid(other), what="the batch")
