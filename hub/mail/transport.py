@@ -29,7 +29,8 @@ the next MAIL FROM with ``503 Multiple MAIL commands`` (Frappe #40837), one that
 late reply with the next command, and a reconnect costs less than a cascade of false failures. It is also
 renewed after ``smtp_messages_per_connection`` messages (relays such as SparkPost ask for at most ~100), and
 replaced when the relay closed it while it sat idle (an idle timeout, often announced with a 421): the next
-message goes out on a new session instead of coming back as a retry.
+message goes out on a new session instead of coming back as a retry. A renewed session says QUIT in the
+background (the message it carried is recorded at once) and keeps its pool slot until it is closed.
 """
 
 from __future__ import annotations
@@ -183,6 +184,8 @@ class SmtpPool:
         self._settings = settings
         self._slots = asyncio.Semaphore(settings.smtp_pool_size)
         self._idle: list[SmtpSession] = []
+        self._retiring: set[asyncio.Task[None]] = set()
+        """Sessions saying QUIT in the background (``close`` waits for them)."""
         self._closed = False
         self.connections_opened = 0
         """How many sessions were opened so far (for tests and the benchmark)."""
@@ -191,13 +194,15 @@ class SmtpPool:
         self, raw: bytes, *, sender: str, recipient: str, go: Awaitable[bool] | None = None
     ) -> SendOutcome | None:
         """Send over an idle connection (or a new one); drop the connection on any error."""
-        async with self._slots:
+        await self._slots.acquire()
+        slot_kept = False  # a session said goodbye to in the background gives its slot back when it is closed
+        try:
             connection: SmtpSession | None = None
             try:
                 connection = await self._take()
                 options = self._mail_options(connection, sender, recipient)
                 if options is None:
-                    await self._release(connection)
+                    slot_kept = self._release(connection)
                     return SendOutcome("failed", None, "the relay does not support SMTPUTF8 (non-ASCII address)")
                 payload = _data_payload(raw)
                 if connection.supports("size"):  # lets the relay refuse an oversized message at MAIL
@@ -221,15 +226,21 @@ class SmtpPool:
                 log.info("smtp send to domain %s: %s", recipient.rpartition("@")[2], outcome.detail)
                 return outcome
             connection.sent += 1
-            await self._release(connection)
+            slot_kept = self._release(connection)
             return SendOutcome("sent", 250, "accepted")
+        finally:
+            if not slot_kept:
+                self._slots.release()
 
     async def close(self) -> None:
-        """Say QUIT on idle connections; connections in use close when their message is done."""
+        """Say QUIT on idle connections and wait for every goodbye; connections in use close when their message
+        is done."""
         self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
-            await self._quit(connection)
+            self._retire(connection, holds_slot=False)
+        if self._retiring:
+            await asyncio.gather(*self._retiring)
 
     async def _connect(self) -> SmtpSession:
         self.connections_opened += 1
@@ -250,11 +261,30 @@ class SmtpPool:
             self._discard(connection)
         return await self._connect()
 
-    async def _release(self, connection: SmtpSession) -> None:
+    def _release(self, connection: SmtpSession) -> bool:
+        """Back to the idle sessions, or retired (closing, or at its message cap); True when the session keeps its
+        slot until its goodbye is over."""
         if self._closed or connection.sent >= self._settings.smtp_messages_per_connection:
-            await self._quit(connection)
-            return
+            self._retire(connection, holds_slot=True)
+            return True
         self._idle.append(connection)
+        return False
+
+    def _retire(self, connection: SmtpSession, *, holds_slot: bool) -> None:
+        """QUIT in the background: the message just sent is recorded without waiting for the goodbye (up to
+        seconds over TLS), and a slot it holds is freed only once the session is closed, so the relay never
+        sees more than ``smtp_pool_size`` sessions at once."""
+
+        async def goodbye() -> None:
+            try:
+                await self._quit(connection)
+            finally:
+                if holds_slot:
+                    self._slots.release()
+
+        task = asyncio.ensure_future(goodbye())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     @staticmethod
     def _discard(connection: SmtpSession) -> None:
