@@ -53,7 +53,9 @@ async def _apply_recordings(session: AsyncSession, events: list[Any], settings: 
 
 
 async def _apply_email_events(session: AsyncSession, events: list[Any], settings: Settings) -> None:
-    await email.ingest_events(session, events, thresholds=email.thresholds_from(settings))
+    await email.ingest_events(
+        session, events, thresholds=email.thresholds_from(settings), secret=settings.resolved_secret_key
+    )
 
 
 APPLIERS: dict[str, Applier] = {

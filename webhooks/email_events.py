@@ -101,7 +101,10 @@ async def mailgun_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
             await session.commit()
             return _accepted_answer(runtime, label, accepted, received=1)
         outcome = await retry_transient(
-            session, lambda: email.ingest_events(session, [event], thresholds=email.thresholds_from(runtime.settings))
+            session,
+            lambda: email.ingest_events(
+                session, [event], thresholds=email.thresholds_from(runtime.settings), secret=lambda: runtime.secret_key
+            ),
         )
         await session.commit()
     return _answer(runtime, label, outcome)
@@ -147,7 +150,10 @@ async def _store(runtime: Runtime, label: str, events: Sequence[EmailEventReceiv
         return _accepted_answer(runtime, label, accepted, received=len(events))
     async with request_session(runtime) as session:
         outcome = await retry_transient(
-            session, lambda: email.ingest_events(session, events, thresholds=email.thresholds_from(runtime.settings))
+            session,
+            lambda: email.ingest_events(
+                session, events, thresholds=email.thresholds_from(runtime.settings), secret=lambda: runtime.secret_key
+            ),
         )
         await session.commit()
     return _answer(runtime, label, outcome)

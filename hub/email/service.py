@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,9 +156,15 @@ async def get_message(session: AsyncSession, message_id: int) -> EmailMessage | 
 
 
 async def ingest_events(
-    session: AsyncSession, events: Sequence[EmailEventReceived], *, thresholds: rules.Thresholds
+    session: AsyncSession,
+    events: Sequence[EmailEventReceived],
+    *,
+    thresholds: rules.Thresholds,
+    secret: Callable[[], str] | None = None,
 ) -> BatchOutcome:
-    """Store a provider's events exactly once and apply them, in one transaction (all or nothing)."""
+    """Store a provider's events exactly once and apply them, in one transaction (all or nothing). ``secret``
+    gives the hub's secret key (asked only when needed): a bounce or complaint about an erased contact's email
+    suppresses its address as the keyed hash erasure keeps."""
     outcome = BatchOutcome(received=len(events))
     fresh = await _fresh_events(session, events)
     outcome.duplicates = len(events) - len(fresh)
@@ -166,6 +172,7 @@ async def ingest_events(
         return outcome
     context = await _Context.load(session, fresh, thresholds)
     rows = [context.row_for(event) for event in fresh]
+    addresses = {id(row): event.recipient for row, event in zip(rows, fresh, strict=True)}
     inserted = await repository.insert_events(session, rows)
     outcome.duplicates += len(rows) - len(inserted)
     stored = [row for row in rows if (row["source"], row["external_id"]) in inserted]
@@ -175,8 +182,18 @@ async def ingest_events(
     outcome.unmatched = sum(1 for row in stored if row["contact_id"] is None)
     await _reclassify_scanned(session, context.rescanned)
     await timeline.append_many(session, [entry for row in stored if (entry := _timeline_entry(row)) is not None])
-    # An erased contact's late bounce or complaint would put the plain address back on the list.
-    outcome.suppressed = await suppressions.apply_events(session, [r for r in stored if r["recipient"] != ERASED])
+    # An erased contact's late bounce or complaint would put the plain address back on the list: it suppresses
+    # the address's keyed hash instead, as erasure keeps the contact's own suppressions (never lifts one).
+    plain = [row for row in stored if row["recipient"] != ERASED]
+    erased = [
+        row
+        for row in stored
+        if row["recipient"] == ERASED and suppressions.suppression_reason(row["kind"], row["bounce"])
+    ]
+    if erased and secret is not None:
+        key = secret()
+        plain += [row | {"recipient": suppressions.recipient_hash(key, addresses[id(row)])} for row in erased]
+    outcome.suppressed = await suppressions.apply_events(session, plain)
     await consent.withdraw_on_unsubscribe(session, stored)  # an unsubscribe withdraws marketing consent
     _update_messages(context.messages_by_id, stored)
     await session.flush()

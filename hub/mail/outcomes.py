@@ -160,7 +160,9 @@ async def _record_hard_bounce(
         reason=outcome.detail,
         detail={"smtp_code": outcome.code},
     )
-    await email_service.ingest_events(session, [event], thresholds=email_service.thresholds_from(settings))
+    await email_service.ingest_events(
+        session, [event], thresholds=email_service.thresholds_from(settings), secret=settings.resolved_secret_key
+    )
 
 
 def _sent_data(message: EmailMessage) -> dict[str, Any]:
