@@ -17,12 +17,13 @@ took it (``hub.mail.transport``).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from functools import lru_cache
 from typing import cast
 
 import aiosmtplib
-from aiosmtplib.email import quote_address
+from aiosmtplib.email import parse_address
 
 from hub.config import Settings
 
@@ -173,10 +174,28 @@ def _reply_of(lines: list[bytes]) -> aiosmtplib.SMTPResponse:
     return aiosmtplib.SMTPResponse(code, text)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UnsendableAddress(ValueError):
+    """An envelope address that cannot go on an SMTP command line as it is: it would never be sent."""
+
+
 @lru_cache(maxsize=256)
 def _quoted(address: str, encoding: str) -> bytes:
-    """``<address>`` for MAIL FROM / RCPT TO; raises ValueError for an address that is unsafe on a command line."""
-    return quote_address(address).encode(encoding)
+    """``<address>`` for MAIL FROM / RCPT TO, exactly the address given.
+
+    aiosmtplib's ``parse_address`` reads an address the way a mail header is read: ``a@b.c <x@y.z>`` becomes
+    ``a@b.c``, and a quoted local part with a line break in it becomes whatever follows. Its command writer then
+    refused control characters; we write the line ourselves. So an address that does not read back as itself
+    (a substitution) or holds a control character (a second command) is refused, not rewritten."""
+    try:
+        parsed = parse_address(address)
+    except ValueError as exc:
+        raise UnsendableAddress(str(exc)) from None
+    if parsed != address or _CONTROL.search(address):
+        raise UnsendableAddress(f"{address!r} is not a bare mailbox address")
+    return f"<{parsed}>".encode(encoding)
 
 
 class SmtpSession:

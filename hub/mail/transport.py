@@ -46,7 +46,7 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from hub.config import Settings
-from hub.mail.smtp_session import SmtpSession
+from hub.mail.smtp_session import SmtpSession, UnsendableAddress
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def classify_error(exc: BaseException, *, content_sent: bool = False) -> SendOut
         return SendOutcome("retry", code, f"relay refused the session: {_describe(exc)}"[:500])
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 100:
         return classify_reply(exc.code, exc.message, recipient_refused=False)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+    if isinstance(exc, aiosmtplib.SMTPNotSupported | UnsendableAddress):
         return SendOutcome("failed", None, _describe(exc)[:500])
     # Timeouts, disconnects, refused connections, TLS failures: nothing says the message was refused.
     return SendOutcome("retry", None, _describe(exc)[:500])

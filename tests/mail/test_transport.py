@@ -247,3 +247,20 @@ def test_mail_goes_out_over_starttls_and_implicit_tls_on_either_event_loop(
             statuses = runner.run(send_three())
         assert statuses == ["sent", "sent", "sent"]
         assert [r.rcpt_tos for r in sink.received] == [["t0@example.org"], ["t1@example.org"], ["t2@example.org"]]
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    ["ada@example.org <eve@example.net>", '"x\r\nRCPT TO:<eve@example.net>"@example.org', "ada@example.org\r\n"],
+    ids=["display-name form", "line break in a quoted local part", "trailing line break"],
+)
+async def test_a_recipient_that_is_not_a_bare_address_is_failed_never_rewritten(smtp_sink: Any, recipient: str) -> None:
+    # A mail header's reading of these would send to another mailbox (eve) or put a second command on the line.
+    pool = SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1))
+    try:
+        outcome = await pool.send(mime("ada@example.org"), sender="hub@example.com", recipient=recipient)
+    finally:
+        await pool.close()
+    assert outcome is not None and (outcome.status, outcome.code) == ("failed", None)
+    assert "UnsendableAddress" in outcome.detail
+    assert smtp_sink.handler.named == [] and smtp_sink.received == []
