@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,7 +114,10 @@ async def details(session: AsyncSession, call: Call) -> tuple[list[Call], list[C
 
 
 async def _new_call(session: AsyncSession, event: CallProgressed, *, default_region: str) -> Call:
-    flow, rep_id, contact_id = await _parties(session, event, default_region=default_region)
+    flow, rep_id, contact_id, erased = await _parties(session, event, default_region=default_region)
+    if erased:
+        # A leg of an erased contact's call, reported only now: it may ring their number (a rep's call out).
+        event = replace(event, from_number=ERASED, to_number=ERASED, caller_name=None, forwarded_from=None, geo={})
     call = Call(
         call_sid=event.call_sid,
         parent_call_sid=event.parent_call_sid,
@@ -138,13 +142,15 @@ async def _new_call(session: AsyncSession, event: CallProgressed, *, default_reg
 
 async def _parties(
     session: AsyncSession, event: CallProgressed, *, default_region: str
-) -> tuple[str, int | None, int | None]:
-    """A leg's flow (a call in or out), its rep and its contact, from its numbers and its parent."""
+) -> tuple[str, int | None, int | None, bool]:
+    """A leg's flow (a call in or out), its rep and its contact, from its numbers and its parent; and whether
+    that parent is an erased contact's call."""
     parent = await repository.by_sid(session, event.parent_call_sid) if event.parent_call_sid else None
+    erased = parent is not None and was_erased(parent)
     from_rep, to_rep = await reps.reps_at(session, event.from_number, event.to_number)
     if parent is not None:  # a <Dial> leg: it rings a rep (a call in) or the contact (a rep's call out)
         flow, rep, contact_id = parent.flow, to_rep or from_rep, parent.contact_id
-        if contact_id is None and to_rep is None and parent.flow == "outbound":
+        if contact_id is None and to_rep is None and parent.flow == "outbound" and not erased:
             # Click-to-call: the rep's own phone rang first (the parent), this leg rings the contact.
             # Never for a call in: its leg rings reception (the fallback number), not a lead.
             contact_id = await _contact_for(session, event.to_number, default_region=default_region)
@@ -161,7 +167,7 @@ async def _parties(
         # A rep ringing the company line from their own phone is a colleague, not a lead: no contact.
         flow, rep = "inbound", to_rep
         contact_id = None if from_rep else await _contact_for(session, event.from_number, default_region=default_region)
-    return flow, rep.id if rep else None, contact_id
+    return flow, rep.id if rep else None, contact_id, erased
 
 
 def _is_softphone(endpoint: str) -> bool:
@@ -190,7 +196,9 @@ def _placeholder_call(event: RecordingChanged) -> Call:
 
 async def _fill_placeholder(session: AsyncSession, call: Call, event: CallProgressed, *, default_region: str) -> None:
     # Who called whom is decided as for a new call, or the early recording's call never reaches a contact.
-    call.flow, call.rep_id, call.contact_id = await _parties(session, event, default_region=default_region)
+    call.flow, call.rep_id, call.contact_id, erased = await _parties(session, event, default_region=default_region)
+    if erased:
+        event = replace(event, from_number=ERASED, to_number=ERASED, caller_name=None, forwarded_from=None, geo={})
     call.caller_name, call.forwarded_from, call.geo = event.caller_name, event.forwarded_from, event.geo
     call.direction, call.from_number, call.to_number = event.direction, event.from_number, event.to_number
     call.parent_call_sid = event.parent_call_sid

@@ -193,3 +193,38 @@ async def test_late_twilio_callbacks_about_an_erased_contacts_call_bring_nothing
     async with hub.session() as session:
         late = (await session.scalars(select(CallRecording).where(CallRecording.recording_sid == "RE4444"))).one()
     assert (late.url, late.status, late.audio_delete_due_at is not None) == (None, "deleted", True)
+
+
+async def test_a_leg_of_an_erased_contacts_call_reported_only_now_keeps_no_number(hub: Hub) -> None:
+    # A <Dial> leg's first callback can come after the erasure (the rep's call out rang the contact): the new leg
+    # is recorded for the call's durations and outcome, without the contact's number.
+    seeded = await seed_contact(hub)
+    await ok(hub, "POST", f"/api/contacts/{seeded.contact_id}/erase", json={"confirm": True})
+    leg_sid = "CA" + "5" * 32
+    leg = CallProgressed(
+        call_sid=leg_sid,
+        parent_call_sid="CA" + "1" * 32,
+        account_sid="AC" + "2" * 32,
+        status="completed",
+        direction="outbound-dial",
+        from_number="+14155550999",
+        to_number=PHONE,
+        occurred_at=clock.now(),
+        sequence=3,
+        duration_seconds=30,
+        params={"CallSid": leg_sid, "CallStatus": "completed", "To": PHONE, "Called": PHONE},
+    )
+    async with hub.session() as session:
+        assert await ingest_call_status(session, leg, default_region="US")
+        await session.commit()
+
+    leftovers = [
+        (table, column, needle)
+        for table, column, text in await database_strings(hub)
+        for needle in PERSONAL
+        if needle.lower() in text.lower()
+    ]
+    assert leftovers == []
+    async with hub.session() as session:
+        contacts = (await session.scalars(select(Contact))).all()
+    assert [c.id for c in contacts] == [seeded.contact_id]  # and no new lead made of the erased number
