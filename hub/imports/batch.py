@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import service as contacts
@@ -92,6 +92,12 @@ async def import_batch(
         except Exception as exc:
             if _is_outage(exc):
                 raise
+            if isinstance(exc, IntegrityError) and await repository.existing_keys(session, plan.namespace, [row.key]):
+                # Another import of this namespace (a `hub import` run beside the worker's) took the key since this
+                # batch looked: the row is theirs, as if this import had seen it there.
+                timeline.take_written(session)
+                outcome.skipped += 1
+                continue
             # A row the hub could not save (a constraint, a bug): recorded and passed over, never the import's end.
             # Only the error's type: its text (a driver's message, a bug's ValueError) may quote the row's values.
             log.error("import %d: row %d could not be imported (%s)", plan.import_id, row.number, type(exc).__name__)

@@ -3,8 +3,10 @@ form, ids past BIGINT, oversized cells, and database errors that never carry a r
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,10 +14,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.errors import UnprocessableInput
+from hub.imports import repository
 from hub.imports.csvfile import MAX_FIELD_CHARS, read_table
 from hub.imports.models import ImportRowError, LeadImport
-from tests.conftest import Hub, make_settings, start_hub
-from tests.imports.helpers import import_text
+from tests.conftest import Hub, make_settings, start_hub, truncate_all
+from tests.imports.helpers import create, import_text, run_to_end
 from tests.imports.test_import_api import files
 
 CSV = b"email,name\nada@example.com,Ada\n"
@@ -148,3 +151,39 @@ async def test_a_failed_row_with_a_long_key_or_column_name_is_recorded_and_the_i
         error = (await session.scalars(select(ImportRowError))).one()
         assert error.row_key == badge[:200] and error.column == header[:200]
         assert error.values == [badge, "not-an-email"]  # the row as the file had it, for the errors CSV
+
+
+@pytest.fixture
+async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
+    """The app on PostgreSQL only: two imports racing need row locks that wait."""
+    await truncate_all(pg_database)
+    async for running in start_hub(make_settings(pg_database)):
+        yield running
+
+
+async def test_two_imports_of_one_list_at_once_skip_each_others_rows(
+    pg_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A `hub import` run beside the worker's import of the same list: both look up the keys before either has
+    # written one, and one of them then finds each row taken by the other. Those rows are skipped (the other
+    # import has them), not failed as "refused by the database".
+    text_csv = "email\n" + "".join(f"both{i}@example.com\n" for i in range(5))
+    first, second = await create(pg_hub, text_csv, namespace="crm"), await create(pg_hub, text_csv, namespace="crm")
+    looked_up, looks, both_looked = repository.existing_keys, 0, asyncio.Event()
+
+    async def look_up_together(session: AsyncSession, namespace: str, keys: Any) -> set[str]:
+        nonlocal looks
+        found = await looked_up(session, namespace, keys)
+        looks += 1
+        if looks <= 2:  # the imports' first look-ups wait for each other; later ones go straight on
+            if looks == 2:
+                both_looked.set()
+            await asyncio.wait_for(both_looked.wait(), 5)
+        return found
+
+    monkeypatch.setattr(repository, "existing_keys", look_up_together)
+    done = await asyncio.gather(run_to_end(pg_hub, first.id), run_to_end(pg_hub, second.id))
+
+    assert sorted((d.created_count, d.skipped_count, d.failed_count) for d in done) == [(0, 5, 0), (5, 0, 0)]
+    async with pg_hub.session() as session:
+        assert await session.scalar(select(func.count()).select_from(ImportRowError)) == 0
