@@ -170,11 +170,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def _data_payload(raw: bytes) -> bytes:
-    """What DATA carries for a message: CRLF line ends, leading dots doubled (RFC 5321 4.5.2), the final dot."""
-    body = _LINE_END.sub(b"\r\n", raw)
+    """What DATA carries for a message: CRLF line ends, leading dots doubled (RFC 5321 4.5.2), the final dot.
+
+    The MIME builder writes CRLF only and few lines start with a dot, so the regexes run only when needed: three
+    counts in C cost a third of rewriting every line end of every message."""
+    crlf = raw.count(b"\r\n")
+    body = raw if raw.count(b"\n") == crlf and raw.count(b"\r") == crlf else _LINE_END.sub(b"\r\n", raw)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+    if body.startswith(b".") or b"\n." in body:
+        body = _LEADING_DOT.sub(b"..", body)
+    return body + b".\r\n"
 
 
 class SmtpPool:

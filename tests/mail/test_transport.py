@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 import uvloop
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.mail.message import build_message
-from hub.mail.transport import CaptureTransport, SmtpPool, build_transport
+from hub.mail.transport import CaptureTransport, SmtpPool, _data_payload, build_transport
 from tests.certificates import server_tls_context
 from tests.conftest import make_settings
 from tests.mail.test_message import Row
@@ -264,3 +267,12 @@ async def test_a_recipient_that_is_not_a_bare_address_is_failed_never_rewritten(
     assert outcome is not None and (outcome.status, outcome.code) == ("failed", None)
     assert "UnsendableAddress" in outcome.detail
     assert smtp_sink.handler.named == [] and smtp_sink.received == []
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b"\xc3\xa9"]), max_size=40))
+def test_the_data_payload_is_crlf_dot_stuffed_and_terminated_whatever_the_line_ends(parts: list[bytes]) -> None:
+    # The fast path (CRLF only, no leading dot) must give exactly what rewriting every line end and dot gives.
+    raw = b"".join(parts)
+    body = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
+    body = body if body.endswith(b"\r\n") else body + b"\r\n"
+    assert _data_payload(raw) == re.sub(rb"(?m)^\.", b"..", body) + b".\r\n"
