@@ -303,6 +303,14 @@ async def hub(database_url: str) -> AsyncIterator[Hub]:
 
 
 @pytest.fixture
+async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
+    """The app on PostgreSQL only (races that need row and advisory locks that wait), its tables emptied first."""
+    await truncate_all(pg_database)
+    async for running in start_hub(make_settings(pg_database)):
+        yield running
+
+
+@pytest.fixture
 async def sqlite_hub(sqlite_url: str) -> AsyncIterator[Hub]:
     """The app on SQLite only (behaviour that does not depend on the backend)."""
     async for running in start_hub(make_settings(sqlite_url)):

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.errors import InvalidSignature, MalformedPayload
 from connectors.mailgun import parse_mailgun_webhook, verify_mailgun_signature
@@ -100,12 +101,7 @@ async def mailgun_event(request: Request, runtime: RuntimeDep) -> JSONResponse:
             accepted = share_of(items := _acceptances([event]), await store(session, items))
             await session.commit()
             return _accepted_answer(runtime, label, accepted, received=1)
-        outcome = await retry_transient(
-            session,
-            lambda: email.ingest_events(
-                session, [event], thresholds=email.thresholds_from(runtime.settings), secret=lambda: runtime.secret_key
-            ),
-        )
+        outcome = await retry_transient(session, lambda: _ingest(runtime, session, [event]))
         await session.commit()
     return _answer(runtime, label, outcome)
 
@@ -149,14 +145,16 @@ async def _store(runtime: Runtime, label: str, events: Sequence[EmailEventReceiv
         accepted = await runtime.acceptor.accept(_acceptances(events))
         return _accepted_answer(runtime, label, accepted, received=len(events))
     async with request_session(runtime) as session:
-        outcome = await retry_transient(
-            session,
-            lambda: email.ingest_events(
-                session, events, thresholds=email.thresholds_from(runtime.settings), secret=lambda: runtime.secret_key
-            ),
-        )
+        outcome = await retry_transient(session, lambda: _ingest(runtime, session, events))
         await session.commit()
     return _answer(runtime, label, outcome)
+
+
+async def _ingest(runtime: Runtime, session: AsyncSession, events: Sequence[EmailEventReceived]) -> email.BatchOutcome:
+    """Store and apply events inline (no worker in between), with the thresholds and key the worker uses."""
+    return await email.ingest_events(
+        session, events, thresholds=email.thresholds_from(runtime.settings), secret=lambda: runtime.secret_key
+    )
 
 
 def _answer(runtime: Runtime, label: str, outcome: email.BatchOutcome) -> JSONResponse:

@@ -117,7 +117,7 @@ async def _new_call(session: AsyncSession, event: CallProgressed, *, default_reg
     flow, rep_id, contact_id, erased = await _parties(session, event, default_region=default_region)
     if erased:
         # A leg of an erased contact's call, reported only now: it may ring their number (a rep's call out).
-        event = replace(event, from_number=ERASED, to_number=ERASED, caller_name=None, forwarded_from=None, geo={})
+        event = _without_the_caller(event)
     call = Call(
         call_sid=event.call_sid,
         parent_call_sid=event.parent_call_sid,
@@ -198,7 +198,7 @@ async def _fill_placeholder(session: AsyncSession, call: Call, event: CallProgre
     # Who called whom is decided as for a new call, or the early recording's call never reaches a contact.
     call.flow, call.rep_id, call.contact_id, erased = await _parties(session, event, default_region=default_region)
     if erased:
-        event = replace(event, from_number=ERASED, to_number=ERASED, caller_name=None, forwarded_from=None, geo={})
+        event = _without_the_caller(event)
     call.caller_name, call.forwarded_from, call.geo = event.caller_name, event.forwarded_from, event.geo
     call.direction, call.from_number, call.to_number = event.direction, event.from_number, event.to_number
     call.parent_call_sid = event.parent_call_sid
@@ -245,6 +245,11 @@ def _apply_status(call: Call, event: CallProgressed) -> bool:
     if rules.status_rank(event.status) == rules.FINAL_RANK:
         _end(call, event)
     return True
+
+
+def _without_the_caller(event: CallProgressed) -> CallProgressed:
+    """The callback as an erased contact's call keeps it: no numbers, caller name or geo."""
+    return replace(event, from_number=ERASED, to_number=ERASED, caller_name=None, forwarded_from=None, geo={})
 
 
 def was_erased(call: Call) -> bool:

@@ -17,7 +17,7 @@ from hub.errors import UnprocessableInput
 from hub.imports import repository
 from hub.imports.csvfile import MAX_FIELD_CHARS, read_table
 from hub.imports.models import ImportRowError, LeadImport
-from tests.conftest import Hub, make_settings, start_hub, truncate_all
+from tests.conftest import Hub, make_settings, start_hub
 from tests.imports.helpers import create, import_text, run_to_end
 from tests.imports.test_import_api import files
 
@@ -151,14 +151,6 @@ async def test_a_failed_row_with_a_long_key_or_column_name_is_recorded_and_the_i
         error = (await session.scalars(select(ImportRowError))).one()
         assert error.row_key == badge[:200] and error.column == header[:200]
         assert error.values == [badge, "not-an-email"]  # the row as the file had it, for the errors CSV
-
-
-@pytest.fixture
-async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
-    """The app on PostgreSQL only: two imports racing need row locks that wait."""
-    await truncate_all(pg_database)
-    async for running in start_hub(make_settings(pg_database)):
-        yield running
 
 
 async def test_two_imports_of_one_list_at_once_skip_each_others_rows(

@@ -72,6 +72,21 @@ async def send_one(port: int, *, wait_seconds: float = 5.0) -> SendOutcome:
 GROUP = [b"MAIL FROM:<hub@example.com>\r\n", b"RCPT TO:<ada@example.org>\r\n", b"DATA\r\n"]
 
 
+def answering_the_group(replies: bytes) -> tuple[Serve, list[bytes]]:
+    """A pipelining relay that answers MAIL, RCPT and DATA with ``replies``, then keeps whatever the client sends
+    until it hangs up (``[b""]``: nothing, the content never came)."""
+    after: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, pipelining=True)
+        for _ in GROUP:
+            await reader.readline()
+        writer.write(replies)
+        after.append(await reader.read())
+
+    return serve, after
+
+
 async def test_to_a_pipelining_relay_mail_rcpt_and_data_go_out_before_any_reply() -> None:
     # This relay answers nothing until it has the whole group: a client waiting for MAIL's reply first would
     # time out here instead of sending.
@@ -139,15 +154,7 @@ async def test_replies_split_anywhere_and_multi_line_replies_are_read_whole() ->
 async def test_a_refused_recipient_is_never_sent_the_content_even_if_data_is_wrongly_accepted() -> None:
     # RFC 2920 says DATA must be refused when no recipient was accepted; a relay that answers 354 anyway
     # would deliver an empty or stray message if the client went on. The client hangs up instead.
-    after_data: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, pipelining=True)
-        for _ in GROUP:
-            await reader.readline()
-        writer.write(b"250 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n")
-        after_data.append(await reader.read())  # b"" once the client closes
-
+    serve, after_data = answering_the_group(b"250 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n")
     async with relay(serve) as port:
         outcome = await send_one(port)
     assert (outcome.status, outcome.code, outcome.hard_bounce) == ("failed", 550, True)
@@ -173,15 +180,7 @@ async def test_a_relay_that_refuses_mail_and_hangs_up_gives_its_reason_not_a_los
     ids=["malformed", "endless line"],
 )
 async def test_a_garbled_reply_before_the_content_is_a_retry_and_nothing_is_sent(reply: bytes) -> None:
-    received: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, pipelining=True)
-        for _ in GROUP:
-            await reader.readline()
-        writer.write(reply)
-        received.append(await reader.read())
-
+    serve, received = answering_the_group(reply)
     async with relay(serve) as port:
         outcome = await send_one(port)
     assert (outcome.status, outcome.code) == ("retry", None)
@@ -194,15 +193,7 @@ async def test_a_relay_that_sends_replies_unasked_gets_no_content_and_is_dropped
     # A session has at most three replies outstanding (a pipelined group); a relay that sends more unasked is
     # broken or out of step. Its stray 250 would be taken for the answer to the content (recorded sent), and
     # kept, a flood would grow without bound.
-    received: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, pipelining=True)
-        for _ in GROUP:
-            await reader.readline()
-        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n" + b"250 2.0.0 queued\r\n" * unasked)
-        received.append(await reader.read())
-
+    serve, received = answering_the_group(b"250 ok\r\n250 ok\r\n354 go ahead\r\n" + b"250 2.0.0 queued\r\n" * unasked)
     async with relay(serve) as port:
         outcome = await send_one(port)
     assert (outcome.status, outcome.code) == ("retry", None)

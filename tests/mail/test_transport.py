@@ -37,8 +37,13 @@ def count_sessions(sink: Any) -> list[object]:
     return sessions
 
 
-PIPELINING = pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-command-at-a-time"])
-"""Relays that advertise PIPELINING (RFC 2920: MAIL, RCPT and DATA in one write) and relays that do not."""
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-command-at-a-time"])
+def either_sink(smtp_sink: Any, request: pytest.FixtureRequest) -> Any:
+    """The sink as a relay that advertises PIPELINING (RFC 2920: MAIL, RCPT and DATA in one write), then as one
+    that does not."""
+    smtp_sink.handler.pipelining = request.param
+    return smtp_sink
+
 
 SHORT_TIMEOUT = 0.8
 """The pool's SMTP timeout in the late-reply tests: long enough for any prompt answer on a loaded host."""
@@ -93,9 +98,8 @@ async def test_connections_are_reused_up_to_the_cap(smtp_sink: Any) -> None:
     assert pool.connections_opened == 3
 
 
-@PIPELINING
-async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(smtp_sink: Any, pipelining: bool) -> None:
-    smtp_sink.handler.pipelining = pipelining
+async def test_refusals_and_errors_become_outcomes_and_drop_the_connection(either_sink: Any) -> None:
+    smtp_sink = either_sink
     smtp_sink.handler.reply_for["gone@example.org"] = "550 5.1.1 <gone@example.org>: no such user"
     smtp_sink.handler.reply_for["busy@example.org"] = "451 4.7.1 greylisted, try later"
     smtp_sink.handler.reply_for["spam@example.org"] = "550 5.7.1 rejected by policy"
@@ -122,11 +126,10 @@ def one_connection_pool(smtp_sink: Any, timeout: float) -> SmtpPool:
     return SmtpPool(make_settings("sqlite://", **smtp_sink.settings(), smtp_pool_size=1, smtp_timeout_seconds=timeout))
 
 
-@PIPELINING
 async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection_is_not_reused(
-    smtp_sink: Any, pipelining: bool
+    either_sink: Any,
 ) -> None:
-    smtp_sink.handler.pipelining = pipelining
+    smtp_sink = either_sink
     # The relay stored the message; its 250 comes after the timeout. Sent again, it would be delivered twice.
     store_then_answer_late(smtp_sink, "late@example.org")
     pool = one_connection_pool(smtp_sink, SHORT_TIMEOUT)
@@ -142,9 +145,8 @@ async def test_no_reply_once_the_content_went_out_is_unknown_and_that_connection
     assert [r.rcpt_tos for r in smtp_sink.received] == [["late@example.org"], ["ok@example.org"]]
 
 
-@PIPELINING
-async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_sink: Any, pipelining: bool) -> None:
-    smtp_sink.handler.pipelining = pipelining
+async def test_a_connection_dropped_once_the_content_went_out_is_unknown(either_sink: Any) -> None:
+    smtp_sink = either_sink
     store_then_answer_late(smtp_sink, "cut@example.org", drop=True)
     pool = one_connection_pool(smtp_sink, 5)
     try:
@@ -156,9 +158,8 @@ async def test_a_connection_dropped_once_the_content_went_out_is_unknown(smtp_si
     assert [r.rcpt_tos for r in smtp_sink.received] == [["cut@example.org"]]
 
 
-@PIPELINING
-async def test_no_reply_before_the_content_went_out_is_a_retry(smtp_sink: Any, pipelining: bool) -> None:
-    smtp_sink.handler.pipelining = pipelining
+async def test_no_reply_before_the_content_went_out_is_a_retry(either_sink: Any) -> None:
+    smtp_sink = either_sink
     # Nothing of the message reached the relay (it stalls at RCPT TO): sending it again later is safe.
     original = smtp_sink.handler.handle_RCPT
 

@@ -230,6 +230,17 @@ async def database_strings(hub: Hub) -> list[tuple[str, str, str]]:
     return found
 
 
+async def personal_leftovers(hub: Hub, *also: str) -> list[tuple[str, str, str]]:
+    """Where a personal datum (``PERSONAL``, and ``also``) is still stored: ``(table, column, datum)``."""
+    needles = [needle.lower() for needle in (*PERSONAL, *also)]
+    return [
+        (table, column, needle)
+        for table, column, text in await database_strings(hub)
+        for needle in needles
+        if needle in text.lower()
+    ]
+
+
 async def suppression_rows(hub: Hub) -> list[Suppression]:
     async with hub.session() as session:
         return list((await session.scalars(select(Suppression))).all())

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from hub import clock
@@ -20,27 +18,18 @@ from hub.ingest import ingest_call_status, ingest_recording
 from hub.privacy import service as privacy
 from hub.privacy.rules import ERASED
 from hub.timeline.models import TimelineEntry
-from tests.conftest import Hub, make_settings, start_hub, truncate_all
+from tests.conftest import Hub
 from tests.pg_waits import until_a_backend_waits
 from tests.privacy.helpers import (
     EMAIL,
     NAME,
-    PERSONAL,
     PHONE,
     THRESHOLDS,
-    database_strings,
     ok,
+    personal_leftovers,
     seed_contact,
     suppression_rows,
 )
-
-
-@pytest.fixture
-async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
-    """The app on PostgreSQL only: the races below need row and advisory locks that wait."""
-    await truncate_all(pg_database)
-    async for running in start_hub(make_settings(pg_database)):
-        yield running
 
 
 async def _erased_contact_with_a_sent_email(hub: Hub) -> tuple[int, int]:
@@ -94,13 +83,7 @@ async def test_a_late_provider_event_about_an_erased_contacts_email_brings_nothi
         )
 
     assert outcome.stored == 4
-    leftovers = [
-        (table, column)
-        for table, column, text in await database_strings(hub)
-        for needle in PERSONAL
-        if needle.lower() in text.lower()
-    ]
-    assert leftovers == []
+    assert await personal_leftovers(hub) == []
     # The events still count (campaign stats, the message's status), on the erased contact, without the address.
     async with hub.session() as session:
         events = (await session.scalars(select(EmailEvent).order_by(EmailEvent.id))).all()
@@ -183,13 +166,7 @@ async def test_late_twilio_callbacks_about_an_erased_contacts_call_bring_nothing
         assert await ingest_recording(session, late_recording)
         await session.commit()
 
-    leftovers = [
-        (table, column, needle)
-        for table, column, text in await database_strings(hub)
-        for needle in (*PERSONAL, recording_url)
-        if needle.lower() in text.lower()
-    ]
-    assert leftovers == []
+    assert await personal_leftovers(hub, recording_url) == []
     async with hub.session() as session:
         late = (await session.scalars(select(CallRecording).where(CallRecording.recording_sid == "RE4444"))).one()
     assert (late.url, late.status, late.audio_delete_due_at is not None) == (None, "deleted", True)
@@ -218,13 +195,7 @@ async def test_a_leg_of_an_erased_contacts_call_reported_only_now_keeps_no_numbe
         assert await ingest_call_status(session, leg, default_region="US")
         await session.commit()
 
-    leftovers = [
-        (table, column, needle)
-        for table, column, text in await database_strings(hub)
-        for needle in PERSONAL
-        if needle.lower() in text.lower()
-    ]
-    assert leftovers == []
+    assert await personal_leftovers(hub) == []
     async with hub.session() as session:
         contacts = (await session.scalars(select(Contact))).all()
     assert [c.id for c in contacts] == [seeded.contact_id]  # and no new lead made of the erased number

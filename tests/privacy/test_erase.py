@@ -28,7 +28,7 @@ from hub.privacy.rules import ERASED
 from hub.sequences.models import Enrollment
 from hub.tasks.models import Task
 from hub.timeline.models import TimelineEntry
-from tests.conftest import Hub, make_settings, start_hub, truncate_all
+from tests.conftest import Hub
 from tests.imports.helpers import import_text
 from tests.mail.blocking import BlockingTransport
 from tests.pg_waits import until_a_backend_waits
@@ -40,6 +40,7 @@ from tests.privacy.helpers import (
     bounce,
     database_strings,
     ok,
+    personal_leftovers,
     seed_contact,
     suppression_rows,
 )
@@ -77,13 +78,7 @@ async def test_erase_removes_every_personal_datum_and_keeps_the_counts(hub: Hub)
     assert erased["counts"]["tasks_cancelled"] == 1
     assert erased["counts"]["enrollments_stopped"] == 1
     assert erased["counts"]["suppressions_hashed"] == 1
-    leftovers = [
-        (table, column, needle)
-        for table, column, text in await database_strings(hub)
-        for needle in PERSONAL
-        if needle.lower() in text.lower()
-    ]
-    assert leftovers == []
+    assert await personal_leftovers(hub) == []
     async with hub.session() as session:
         contact = await session.get(Contact, seeded.contact_id)
         assert contact is not None and contact.name is None and contact.custom_fields == {}
@@ -262,13 +257,6 @@ async def test_erase_cancels_an_email_a_send_loop_claimed_but_had_not_handed_ove
     async with hub.session() as session:
         stored = (await session.scalars(select(EmailMessage))).one()
     assert (stored.status, stored.sending_since) == ("cancelled", None)  # so the hand-over's compare-and-set fails
-
-
-@pytest.fixture
-async def pg_hub(pg_database: str) -> AsyncIterator[Hub]:
-    await truncate_all(pg_database)
-    async for running in start_hub(make_settings(pg_database)):
-        yield running
 
 
 async def test_an_email_a_send_loop_hands_over_while_erasure_runs_keeps_its_own_status(
