@@ -1,5 +1,6 @@
 """The worker's side of tasks: reminders before the due time, the overdue mark, then the escalation ladder
-(the rep's manager, then the head of sales) until someone acknowledges or the task is closed.
+(the rep's manager, then the head of sales, passing over whoever is absent when their rung comes) until someone
+acknowledges or the task is closed.
 
 Each task is claimed with ``FOR UPDATE SKIP LOCKED`` and advanced in the same transaction as the
 notifications it causes, so two workers never remind twice and a retried job finds nothing left to do.
@@ -25,6 +26,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps import teams
 from hub.reps.models import Rep
+from hub.routing import worktime
 from hub.tasks import repository
 from hub.tasks.ladder import TOP_RUNG, TaskState, next_step
 from hub.tasks.models import Task
@@ -33,6 +35,9 @@ from hub.tasks.service import record_on_timeline, schedule_next, timing
 log = logging.getLogger(__name__)
 MAX_STEPS = 4
 """At most: the reminder, the overdue mark and two rungs, in one pass (a worker that was down catches up)."""
+RUNG_NAMES = {1: "manager", TOP_RUNG: "head of sales"}
+"""How an escalation step's reason names the rep a rung passed over."""
+NOBODY_TO_ESCALATE_TO = "nobody to escalate to (no manager, no head of sales)"
 
 
 async def process_due_tasks(
@@ -107,19 +112,17 @@ async def _mark_overdue(session: AsyncSession, task: Task, links: LinkMaker, now
 async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy: RulesFile, now: datetime) -> None:
     """The next rung: the rep's manager (rep.manager_id, else the team's), then the head of sales."""
     assignee = await reps_repo.get(session, task.assignee_rep_id)
-    level = task.escalation_level + 1
-    target = await _rung(session, assignee, policy, level)
-    if target is None and level == 1:
-        level, target = TOP_RUNG, await _rung(session, assignee, policy, TOP_RUNG)
+    level, target, absent = await _first_rung_present(session, assignee, policy, task.escalation_level + 1, now)
     # Nobody is told twice in one round (a manager who is also the head of sales). ``escalations`` keeps
     # every round's rungs, and this round's are its last ``escalation_level`` (0 or 1 here: a change
     # resets the level, and each rung adds one line); a new round's manager must be told again.
     told = {e.get("rep_id") for e in task.escalations[len(task.escalations) - task.escalation_level :]}
     step: dict[str, Any] = {"level": level, "rep_id": target.id if target else None, "at": now.isoformat()}
+    if reason := _reason(target, absent):
+        step["reason"] = reason
     if target is None:
-        step["reason"] = "nobody to escalate to (no manager, no head of sales)"
-        log.warning("task %s has nobody to escalate to (set routing.head_of_sales)", task.id)
-        level = TOP_RUNG  # nobody above either: the ladder ends here
+        hint = "" if absent else " (set routing.head_of_sales)"
+        log.warning("task %s: %s%s", task.id, reason, hint)
     task.escalation_level = level
     task.escalations = [*task.escalations, step]
     if target is not None and target.id not in told:
@@ -136,6 +139,45 @@ async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy:
     await record_on_timeline(
         session, task, "task_escalated", now, level=level, to_rep_id=step["rep_id"], reason=step.get("reason")
     )
+
+
+async def _first_rung_present(
+    session: AsyncSession, assignee: Rep | None, policy: RulesFile, level: int, now: datetime
+) -> tuple[int, Rep | None, list[str]]:
+    """From ``level`` up, the first rung with someone there to act: its level and rep (None and TOP_RUNG when
+    nobody is, which ends the ladder), and a line for each absent rep passed over on the way."""
+    absent: list[str] = []
+    for rung in range(level, TOP_RUNG + 1):
+        target = await _rung(session, assignee, policy, rung)
+        if target is None:
+            continue  # no manager: the head of sales hears of it at once rather than a rung later
+        back = _absent_until(target, now)
+        if back is None:
+            return rung, target, absent
+        # Told while away, they would not act; the step names them so the record shows why they were skipped.
+        absent.append(f"{RUNG_NAMES[rung]} {target.name} (rep {target.id}) absent until {back.isoformat()}")
+    return TOP_RUNG, None, absent  # nobody above either: the ladder ends here
+
+
+def _absent_until(rep: Rep, now: datetime) -> datetime | None:
+    """When the absence ``rep`` is on at ``now`` ends (back-to-back absences as one); None when not absent.
+
+    Only absences count: a manager outside working hours still gets the notice in their inbox for the morning,
+    while one on holiday would leave it unread until the task no longer matters."""
+    schedule = worktime.schedule_of(rep.time_zone, rep.working_hours, rep.absences)
+    if not worktime.is_absent(schedule, now):
+        return None
+    until = now
+    while worktime.is_absent(schedule, until):  # leave that runs straight into more leave is one stretch away
+        until = max(end for start, end in schedule.absences if start <= until < end)
+    return until
+
+
+def _reason(target: Rep | None, absent: list[str]) -> str | None:
+    """Why an escalation step tells whom it tells: the absent reps it passed over, or that nobody was there."""
+    if target is not None:
+        return "; ".join(absent) or None
+    return f"nobody to escalate to: {'; '.join(absent)}" if absent else NOBODY_TO_ESCALATE_TO
 
 
 async def _rung(session: AsyncSession, assignee: Rep | None, policy: RulesFile, level: int) -> Rep | None:
