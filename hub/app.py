@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         )
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
-        secret_key = settings.resolved_secret_key()
+        secret_key, fallbacks = settings.resolved_secret_key(), settings.resolved_secret_key_fallbacks()
         http = outbound_http(10.0)
         runtime = Runtime(
             settings=settings,
@@ -133,7 +133,8 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
             sessions=sessions,
             rules=rules,
             secret_key=secret_key,
-            box=SecretBox(secret_key),
+            secret_key_fallbacks=fallbacks,
+            box=SecretBox(secret_key, fallbacks),
             metrics=metrics,
             rate_limiter=limiter,
             redis=redis,
@@ -142,7 +143,13 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         )
         app.state.runtime = runtime
         ctx = job_context(
-            settings, sessions=runtime.sessions, rules=rules, http=http, secret_key=secret_key, embedded=True
+            settings,
+            sessions=runtime.sessions,
+            rules=rules,
+            http=http,
+            secret_key=secret_key,
+            fallbacks=fallbacks,
+            embedded=True,
         )
         runtime.jobs = ctx
         worker = EmbeddedWorker(ctx) if run_embedded else None

@@ -35,6 +35,7 @@ from hub.reports.consistency import check_consistency, describe
 from hub.reps import service as reps
 from hub.reps import teams
 from hub.reps.schemas import WEEKDAYS, RepCreate, RepPatch, TeamCreate
+from hub.reseal import reseal_stored_secrets
 from hub.routing import repository as routing_repo
 from hub.sealing import SecretBox
 
@@ -85,6 +86,20 @@ def migrate() -> None:
     settings = Settings()
     migrations.upgrade(settings.database_url)
     console.print("database is at the newest schema")
+
+
+@app.command("reseal-secrets")
+def reseal_secrets() -> None:
+    """Seal the stored signing secrets (form sources, webhook endpoints) with HUB_SECRET_KEY, after a rotation:
+    then the old key can leave HUB_SECRET_KEY_FALLBACKS without breaking them."""
+    settings = Settings()
+    box = SecretBox(settings.resolved_secret_key(), settings.resolved_secret_key_fallbacks())
+    report = _in_session(settings, lambda session: reseal_stored_secrets(session, box))
+    console.print(f"{report.resealed} stored secrets sealed with the current key")
+    if report.unreadable:
+        names = ", ".join(report.unreadable)
+        console.print(f"[red]no accepted key opens:[/red] {names}; give them new secrets", highlight=False)
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
     secret_key_file: Path = Path("./var/secret.key")
+    secret_key_fallbacks: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    """Retired secret keys, still accepted when reading what they signed or sealed, never used to sign or seal:
+    a key can be rotated without breaking the links in mail already sent (see ``resolved_secret_key_fallbacks``)."""
     default_region: str = "US"
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -174,9 +177,9 @@ class Settings(BaseSettings):
         # `HUB_X=` (e.g. compose's ${HUB_X:-}) means "not configured", not "an empty secret".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("twilio_media_hosts", mode="before")
+    @field_validator("twilio_media_hosts", "secret_key_fallbacks", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -282,6 +285,12 @@ class Settings(BaseSettings):
         path.write_text(key + "\n")
         path.chmod(0o600)
         return key
+
+    def resolved_secret_key_fallbacks(self) -> tuple[str, ...]:
+        """The retired keys still accepted, in the order given, without the current key or repeats."""
+        current = self.resolved_secret_key()
+        given = (value.get_secret_value() for value in self.secret_key_fallbacks)
+        return tuple(key for key in dict.fromkeys(given) if key != current)
 
 
 def static_dir() -> Path:

@@ -33,6 +33,8 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     secret_key: str
+    """Signs and seals; ``secret_key_fallbacks`` (retired keys) are also accepted when reading."""
+    secret_key_fallbacks: tuple[str, ...]
     box: SecretBox
     metrics: Metrics
     rate_limiter: RateLimiter
@@ -49,6 +51,11 @@ class Runtime:
     """Deferred mode: stores webhooks' events with group commit (hub/inbox/acceptor.py)."""
     form_sources: SourceCache = field(init=False)
     """Active form sources by slug, so a form post needs no query of its own (hub/forms/cache.py)."""
+
+    @property
+    def accepted_keys(self) -> tuple[str, ...]:
+        """The secret key, then the retired ones still accepted: what a signature or keyed hash is checked under."""
+        return (self.secret_key, *self.secret_key_fallbacks)
 
     def __post_init__(self) -> None:
         # SQLite has one writer: a second commit in flight would only wait for the first's write turn.

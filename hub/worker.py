@@ -52,6 +52,7 @@ def job_context(
     rules: RulesStore,
     http: httpx.AsyncClient,
     secret_key: str,
+    fallbacks: tuple[str, ...] = (),
     embedded: bool,
 ) -> JobContext:
     """What every job finds in its ctx; the SMTP pool and throttles live as long as the process."""
@@ -60,8 +61,8 @@ def job_context(
         "sessions": sessions,
         "rules": rules,
         "http": http,
-        "box": SecretBox(secret_key),
-        "links": LinkMaker(settings.public_url, secret_key),
+        "box": SecretBox(secret_key, fallbacks),
+        "links": LinkMaker(settings.public_url, secret_key, fallbacks),
         "transport": build_transport(settings),
         "throttle": Throttle(settings.send_rate_per_second, settings.send_domain_rates),
         "templates_dir": templates_dir(),
@@ -154,6 +155,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
                 rules=rules,
                 http=http,
                 secret_key=settings.resolved_secret_key(),
+                fallbacks=settings.resolved_secret_key_fallbacks(),
                 embedded=False,
             ),
         )

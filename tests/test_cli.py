@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from hub import cli
 from hub.auth import service as auth
 from hub.db import create_engine, create_sessionmaker
+from hub.forms.models import FormSource
+from hub.sealing import SecretBox
 
 
 @pytest.fixture
@@ -113,6 +116,34 @@ def test_source_create_and_list(env: str) -> None:
     assert "already exists" in duplicate.output
     bad_map = run("source", "create", "--slug", "x", "--name", "X", "--map", "nonsense")
     assert bad_map.exit_code == 2
+
+
+def test_reseal_secrets_moves_stored_secrets_to_the_new_key(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    run("migrate")
+    assert run("source", "create", "--slug", "partner", "--name", "Partner", "--signed").exit_code == 0
+    monkeypatch.setenv("HUB_SECRET_KEY", "cli-test-secret-2")
+
+    forgot = run("reseal-secrets")  # the old key is not among the fallbacks: nothing opens it
+    assert forgot.exit_code == 1
+    assert "form source partner" in forgot.output
+
+    monkeypatch.setenv("HUB_SECRET_KEY_FALLBACKS", "cli-test-secret")
+    resealed = run("reseal-secrets")
+    assert resealed.exit_code == 0, resealed.output
+    assert "1 stored secrets sealed with the current key" in resealed.output
+    sealed = asyncio.run(_sealed_secret(env, "partner"))
+    assert SecretBox("cli-test-secret-2").open(sealed).startswith("whsec_")
+
+
+async def _sealed_secret(url: str, slug: str) -> str:
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            sealed = await session.scalar(select(FormSource.sealed_secret).where(FormSource.slug == slug))
+    finally:
+        await engine.dispose()
+    assert sealed is not None
+    return sealed
 
 
 def test_serve_first_start_prints_admin_key_once(env: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,17 @@ def test_secret_key_is_generated_once_and_kept(tmp_path, monkeypatch: pytest.Mon
     assert (tmp_path / "var" / "secret.key").stat().st_mode & 0o077 == 0
 
 
+def test_secret_key_fallbacks_are_read_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_SECRET_KEY", "current-key")
+    monkeypatch.setenv("HUB_SECRET_KEY_FALLBACKS", " older-key , oldest-key,, current-key,older-key ")
+    settings = Settings()
+    # In the order given, without blanks, repeats or the current key; never shown in a repr.
+    assert settings.resolved_secret_key_fallbacks() == ("older-key", "oldest-key")
+    assert "older-key" not in repr(settings)
+    monkeypatch.delenv("HUB_SECRET_KEY_FALLBACKS")
+    assert Settings().resolved_secret_key_fallbacks() == ()
+
+
 def test_blank_provider_settings_mean_not_configured() -> None:
     settings = Settings(
         twilio_auth_token="",

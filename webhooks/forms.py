@@ -185,6 +185,7 @@ async def _read_submission(
     bot = rules.bot_reason(
         fields,
         secret_key=runtime.secret_key,
+        fallbacks=runtime.secret_key_fallbacks,
         source_slug=source.slug,
         now=clock.now().timestamp(),
         min_fill_seconds=runtime.settings.form_min_fill_seconds,

@@ -37,7 +37,7 @@ _SAFE_IN_LOCATION = "/:?#[]@!$&'()*+,;=%~-._"
 async def open_pixel(token: str, request: Request, runtime: RuntimeDep) -> Response:
     """Always the pixel, whatever the token (mail clients show a broken image otherwise); a valid token
     records an open."""
-    message_id = read_open_token(runtime.secret_key, token)
+    message_id = read_open_token(runtime.secret_key, token, runtime.secret_key_fallbacks)
     if message_id is not None:
         await _record(runtime, request, message_id, kind="opened")
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
@@ -46,7 +46,7 @@ async def open_pixel(token: str, request: Request, runtime: RuntimeDep) -> Respo
 @router.api_route("/t/c/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def click_redirect(token: str, request: Request, runtime: RuntimeDep) -> Response:
     """302 to the link the token signs, recording the click; an unsigned link is 404 (no open redirect)."""
-    decoded = read_click_token(runtime.secret_key, token)
+    decoded = read_click_token(runtime.secret_key, token, runtime.secret_key_fallbacks)
     if decoded is None:
         return _invalid_link(request)
     message_id, url = decoded
@@ -58,7 +58,7 @@ async def click_redirect(token: str, request: Request, runtime: RuntimeDep) -> R
 @router.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
 async def unsubscribe_page(token: str, request: Request, runtime: RuntimeDep) -> Response:
     """A confirmation page: a GET never unsubscribes, because link scanners follow every link."""
-    decoded = read_unsubscribe_token(runtime.secret_key, token)
+    decoded = read_unsubscribe_token(runtime.secret_key, token, runtime.secret_key_fallbacks)
     if decoded is None:
         return _invalid_link(request)
     page = templates(request).get_template("ui/unsubscribe.html.j2")
@@ -70,7 +70,7 @@ async def unsubscribe_page(token: str, request: Request, runtime: RuntimeDep) ->
 async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> Response:
     """RFC 8058 one-click (``List-Unsubscribe=One-Click``, form-encoded or multipart, no cookies): the
     address goes on the suppression list. 200, never a redirect."""
-    decoded = read_unsubscribe_token(runtime.secret_key, token)
+    decoded = read_unsubscribe_token(runtime.secret_key, token, runtime.secret_key_fallbacks)
     if decoded is None:
         return _invalid_link(request)
     await read_body(request, _MAX_UNSUBSCRIBE_BODY)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable, Sequence
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
@@ -28,8 +29,9 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _signer(secret_key: str) -> TimestampSigner:
-    return TimestampSigner(secret_key, salt=_SESSION_SALT)
+def _signer(secret_key: str, fallbacks: Sequence[str] = ()) -> TimestampSigner:
+    # itsdangerous signs with the last key and accepts any of them.
+    return TimestampSigner([*reversed(fallbacks), secret_key], salt=_SESSION_SALT)
 
 
 def sign_session(secret_key: str, token: str) -> str:
@@ -37,10 +39,11 @@ def sign_session(secret_key: str, token: str) -> str:
     return _signer(secret_key).sign(token).decode()
 
 
-def unsign_session(secret_key: str, cookie: str, *, max_age_seconds: int) -> str | None:
-    """The token inside a cookie, or None when the signature is wrong or older than ``max_age_seconds``."""
+def unsign_session(secret_key: str, cookie: str, *, max_age_seconds: int, fallbacks: Sequence[str] = ()) -> str | None:
+    """The token inside a cookie, or None when the signature (by ``secret_key`` or one of ``fallbacks``) is wrong
+    or older than ``max_age_seconds``."""
     try:
-        return _signer(secret_key).unsign(cookie, max_age=max_age_seconds).decode()
+        return _signer(secret_key, fallbacks).unsign(cookie, max_age=max_age_seconds).decode()
     except (BadSignature, SignatureExpired, UnicodeDecodeError):
         return None
 
@@ -62,3 +65,8 @@ def csrf_for_login(secret_key: str, nonce: str) -> str:
 def same(presented: str | None, expected: str) -> bool:
     """Constant-time comparison; a missing value never matches."""
     return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def same_as_any(presented: str | None, expected: Iterable[str]) -> bool:
+    """``same`` as one of ``expected`` (a token derived under each accepted key)."""
+    return any(same(presented, value) for value in expected)

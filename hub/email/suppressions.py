@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -165,15 +165,21 @@ def recipient_hash(key: str, recipient: str) -> str:
     return address_hash(key, normalized_address(recipient) or recipient)
 
 
-async def suppressed_among(session: AsyncSession, emails: Iterable[str], *, key: str) -> set[str]:
-    """Which of these normalised addresses are suppressed, in plain or (erased contacts) hashed form."""
+def recipient_hashes(keys: Sequence[str], recipient: str) -> list[str]:
+    """``recipient_hash`` under each key: an erasure hashed under a key since retired (still a fallback) holds."""
+    return [recipient_hash(key, recipient) for key in keys]
+
+
+async def suppressed_among(session: AsyncSession, emails: Iterable[str], *, keys: Sequence[str]) -> set[str]:
+    """Which of these normalised addresses are suppressed, in plain or (erased contacts) hashed form under any of
+    ``keys``."""
     wanted = sorted(set(emails))
     if not wanted:
         return set()
     found: set[str] = set()
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        hashes = {address_hash(key, email): email for email in chunk}
+        hashes = {address_hash(key, email): email for email in chunk for key in keys}
         rows = await session.scalars(select(Suppression.email).where(Suppression.email.in_([*chunk, *hashes])))
         found.update(hashes.get(value, value) for value in rows)
     return found

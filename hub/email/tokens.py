@@ -11,7 +11,8 @@ and curious people send junk to them.
 
 Tokens do not expire, on purpose: mail is opened, clicked and unsubscribed from months or years after it was sent, and
 an unsubscribe link must keep working (RFC 8058 links live in old mail; CAN-SPAM asks for 30 days at the very least).
-Rotating the secret is how old tokens are retired.
+Rotating the secret is how old tokens are retired: readers also accept ``fallbacks`` (HUB_SECRET_KEY_FALLBACKS), so a
+rotated key keeps the links in mail already sent working for as long as the old key stays among them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -41,9 +43,10 @@ def sign_open_token(secret: str, message_id: int) -> str:
     return _sign(secret, "open", _id_text(message_id))
 
 
-def read_open_token(secret: str, token: str) -> int | None:
-    """The message id an open token carries, or None when the hub did not sign it."""
-    payload = _verified_payload(secret, "open", token)
+def read_open_token(secret: str, token: str, fallbacks: Sequence[str] = ()) -> int | None:
+    """The message id an open token carries, or None when the hub did not sign it (with ``secret`` or one of
+    ``fallbacks``)."""
+    payload = _verified_payload((secret, *fallbacks), "open", token)
     return None if payload is None else _parse_id(payload)
 
 
@@ -54,9 +57,9 @@ def sign_click_token(secret: str, message_id: int, url: str) -> str:
     return _sign(secret, "click", f"{_id_text(message_id)}:{url}")
 
 
-def read_click_token(secret: str, token: str) -> tuple[int, str] | None:
+def read_click_token(secret: str, token: str, fallbacks: Sequence[str] = ()) -> tuple[int, str] | None:
     """The message id and target URL a click token carries, or None when the hub did not sign it."""
-    fields = _id_and_value(_verified_payload(secret, "click", token))
+    fields = _id_and_value(_verified_payload((secret, *fallbacks), "click", token))
     # Checked again so a token signed by older, laxer code can never redirect to javascript: or data:.
     if fields is None or not is_trackable_url(fields[1]):
         return None
@@ -70,9 +73,9 @@ def sign_unsubscribe_token(secret: str, message_id: int, email: str) -> str:
     return _sign(secret, "unsubscribe", f"{_id_text(message_id)}:{email}")
 
 
-def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str] | None:
+def read_unsubscribe_token(secret: str, token: str, fallbacks: Sequence[str] = ()) -> tuple[int, str] | None:
     """The message id and email address an unsubscribe token carries, or None when the hub did not sign it."""
-    fields = _id_and_value(_verified_payload(secret, "unsubscribe", token))
+    fields = _id_and_value(_verified_payload((secret, *fallbacks), "unsubscribe", token))
     if fields is None or not _is_plausible_email(fields[1]):
         return None
     return fields
@@ -103,14 +106,19 @@ def _sign(secret: str, purpose: _Purpose, payload_text: str) -> str:
     return token
 
 
-def _verified_payload(secret: str, purpose: _Purpose, token: str) -> str | None:
-    if not secret or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+def _verified_payload(keys: Sequence[str], purpose: _Purpose, token: str) -> str | None:
+    if not keys[0] or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         return None
     payload, dot, signature = token.partition(".")
     if not dot or not _BASE64URL.fullmatch(payload) or not _BASE64URL.fullmatch(signature):
         return None
     # Bytes, not str: compare_digest refuses non-ASCII str, and the regexes above already made both ASCII.
-    if not hmac.compare_digest(signature.encode("ascii"), _signature(secret, purpose, payload).encode("ascii")):
+    presented = signature.encode("ascii")
+    if not any(
+        hmac.compare_digest(presented, _signature(secret, purpose, payload).encode("ascii"))
+        for secret in keys
+        if secret
+    ):
         return None
     try:
         return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")

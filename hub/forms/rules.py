@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 HONEYPOT_FIELD = "_hub_hp"
@@ -29,8 +29,10 @@ def bot_reason(
     source_slug: str,
     now: float,
     min_fill_seconds: float,
+    fallbacks: Sequence[str] = (),
 ) -> str | None:
-    """Why a submission looks automated, or None when it looks like a person."""
+    """Why a submission looks automated, or None when it looks like a person. A fill token signed with one of
+    ``fallbacks`` (retired keys) still counts: the page may have been loaded before the key was rotated."""
     honeypot = fields.get(HONEYPOT_FIELD)
     # Any content counts, whatever its shape: repeating the field or sending JSON must not slip past.
     if honeypot not in (None, "", [], {}) and not (isinstance(honeypot, str) and not honeypot.strip()):
@@ -44,8 +46,9 @@ def bot_reason(
     issued_text, _, signature = token.partition(".")
     # ASCII digits only and a sane length: str.isdigit() also accepts '²', which int() refuses, and
     # int() refuses more than 4300 digits; compare_digest refuses non-ASCII str, so compare bytes.
-    if not re.fullmatch(r"[0-9]{1,12}", issued_text) or not hmac.compare_digest(
-        signature.encode(), _sign(secret_key, source_slug, int(issued_text)).encode()
+    if not re.fullmatch(r"[0-9]{1,12}", issued_text) or not any(
+        hmac.compare_digest(signature.encode(), _sign(key, source_slug, int(issued_text)).encode())
+        for key in (secret_key, *fallbacks)
     ):
         return "fill_token_invalid"
     # An old token is no sign of a bot (people leave tabs open), so only speed counts.

@@ -36,6 +36,7 @@ def env_of(runtime: RuntimeDep) -> service.ImportEnv:
         policy=runtime.rules.current,
         default_region=settings.default_region,
         secret_key=runtime.secret_key,
+        fallback_keys=runtime.secret_key_fallbacks,
         batch_size=settings.import_batch_size,
     )
 

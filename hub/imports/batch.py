@@ -114,11 +114,12 @@ def _is_outage(exc: Exception) -> bool:
 async def _new_rows(
     session: AsyncSession, namespace: str, rows: list[PreparedRow], outcome: BatchOutcome
 ) -> list[PreparedRow]:
-    """Rows whose key this namespace has not seen (earlier imports, or earlier in this file)."""
-    seen = await repository.existing_keys(session, namespace, (r.key for r in rows))
+    """Rows whose key this namespace has not seen (earlier imports, or earlier in this file; under the current key
+    or, for imports made before a key rotation, a retired one)."""
+    seen = await repository.existing_keys(session, namespace, (k for r in rows for k in (r.key, *r.earlier_keys)))
     fresh = []
     for row in rows:
-        if row.key in seen:
+        if row.key in seen or not seen.isdisjoint(row.earlier_keys):
             outcome.skipped += 1
             continue
         seen.add(row.key)

@@ -37,6 +37,7 @@ async def run_imports(ctx: dict[str, Any]) -> int:
         policy=rules.current,
         default_region=settings.default_region,
         secret_key=links.secret,
+        fallback_keys=links.fallbacks,
         batch_size=settings.import_batch_size,
     )
     budget = EMBEDDED_BUDGET_SECONDS if ctx.get("embedded") else BUDGET_SECONDS

@@ -49,6 +49,7 @@ class LocalImporter:
             policy=self.rules.current,
             default_region=self.settings.default_region,
             secret_key=self.secret_key,
+            fallback_keys=self.settings.resolved_secret_key_fallbacks(),
             batch_size=batch_size or self.settings.import_batch_size,
         )
 

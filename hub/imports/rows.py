@@ -36,6 +36,8 @@ class RowContext:
     lost_stages: frozenset[str]
     secret_key: str
     """The hub's secret key: row keys are HMACs under it, so ``import_rows`` cannot confirm a guessed value."""
+    fallback_keys: tuple[str, ...] = ()
+    """Retired keys (HUB_SECRET_KEY_FALLBACKS): a row imported under one of them is still recognised."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class PreparedRow:
     row it was (an unkeyed hash of an email column can be checked against a guessed address)."""
     key_label: str
     identities: list[Identity]
+    earlier_keys: tuple[str, ...] = ()
+    """The row's key under each retired key: a row imported before a key rotation is skipped too."""
     name: str | None = None
     company: str | None = None
     job_title: str | None = None
@@ -117,11 +121,12 @@ def _prepare(number: int, cells: Mapping[str, str], ctx: RowContext) -> Prepared
     name = fields.get("name") or " ".join(p for p in (fields.get("first_name"), fields.get("last_name")) if p) or None
     if name and len(name) > MAX_TEXT["name"]:
         raise _Refused(None, f"the name is longer than {MAX_TEXT['name']} characters")
-    key, label = _row_key(cells, ctx, identities, fields, attribution, custom)
+    material, label = _row_key_material(cells, ctx, identities, fields, attribution, custom)
     return PreparedRow(
         number=number,
-        key=key,
+        key=row_key_hmac(ctx.secret_key, material),
         key_label=label,
+        earlier_keys=tuple(row_key_hmac(key, material) for key in ctx.fallback_keys),
         identities=identities,
         name=name,
         company=fields.get("company"),
@@ -198,7 +203,7 @@ def _owner(column: str, value: str, ctx: RowContext) -> int:
     return rep_id
 
 
-def _row_key(
+def _row_key_material(
     cells: Mapping[str, str],
     ctx: RowContext,
     identities: list[Identity],
@@ -206,11 +211,13 @@ def _row_key(
     attribution: Mapping[str, str],
     custom: Mapping[str, str],
 ) -> tuple[str, str]:
+    """What the row key is the HMAC of, and the label shown for the row (the key column's value, or the start of
+    the key itself)."""
     if ctx.key_column:
         value = cells.get(ctx.key_column, "")
         if not value:
             raise _Refused(ctx.key_column, "the key column is empty")
-        return row_key_hmac(ctx.secret_key, f"key:{value}"), value[:200]
+        return f"key:{value}", value[:200]
     # The same person with the same data hashes the same however emails are cased or phones are written.
     canonical = {
         "identities": sorted(f"{i.kind}:{i.value}" for i in identities),
@@ -218,8 +225,8 @@ def _row_key(
         "attribution": dict(sorted(attribution.items())),
         "custom": dict(sorted(custom.items())),
     }
-    digest = row_key_hmac(ctx.secret_key, "row:" + json.dumps(canonical, sort_keys=True, default=str))
-    return digest, digest[:12]
+    material = "row:" + json.dumps(canonical, sort_keys=True, default=str)
+    return material, row_key_hmac(ctx.secret_key, material)[:12]
 
 
 def row_key_hmac(secret_key: str, material: str) -> str:

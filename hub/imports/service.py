@@ -38,6 +38,8 @@ class ImportEnv:
     default_region: str
     secret_key: str
     """The hub's secret key (HUB_SECRET_KEY or its key file): row keys are HMACs under it."""
+    fallback_keys: tuple[str, ...] = ()
+    """HUB_SECRET_KEY_FALLBACKS: rows imported under a retired key are recognised too."""
     batch_size: int = 500
 
 
@@ -221,6 +223,7 @@ async def row_context(
         stages={name.lower(): name for name in pipeline.names},
         lost_stages=frozenset(s.name for s in pipeline.stages if s.outcome == "lost"),
         secret_key=env.secret_key,
+        fallback_keys=env.fallback_keys,
     )
 
 

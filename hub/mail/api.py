@@ -168,7 +168,7 @@ async def _message(session: SessionDep, message_id: int) -> EmailMessage:
 
 
 def _mime(message: EmailMessage, runtime: RuntimeDep) -> MimeMessage:
-    links = LinkMaker(runtime.settings.public_url, runtime.secret_key)
+    links = LinkMaker(runtime.settings.public_url, runtime.secret_key, runtime.secret_key_fallbacks)
     sent_at = message.sent_at or message.created_at or clock.now()
     return mime_for(message, runtime.settings, links, sent_at)
 

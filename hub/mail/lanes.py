@@ -108,7 +108,7 @@ class SendBatch:
         self._running = count
         async with _one_connection(self.sessions) as (self._connection, self._writer_sessions):
             if self._connection is not None:
-                self._recorder = await PgRecorder.of(self._connection, key=self.links.secret)
+                self._recorder = await PgRecorder.of(self._connection, keys=self.links.keys)
             results = await asyncio.gather(*(self._lane(deadline) for _ in range(count)), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -264,7 +264,7 @@ class SendBatch:
                         now,
                         counted,
                         self._recorder,
-                        key=self.links.secret,
+                        keys=self.links.keys,
                         retry_at=self.windows.retry_at,
                     )
                 tally.update(counted)
@@ -276,7 +276,7 @@ class SendBatch:
 
             async def suppress() -> list[int]:
                 async with self._transaction([]) as db:
-                    return await mark_suppressed(db, left, self.claimed_at, key=self.links.secret)
+                    return await mark_suppressed(db, left, self.claimed_at, keys=self.links.keys)
 
             suppressed = await _again_if_victim(suppress)
             for message_id in suppressed:

@@ -42,6 +42,14 @@ class LinkMaker:
 
     public_url: str
     secret: str
+    fallbacks: tuple[str, ...] = ()
+    """Retired keys (HUB_SECRET_KEY_FALLBACKS): never sign; an erased contact's suppression hashed under one of
+    them still holds (``keys``)."""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every accepted key, the current one first: the keyed hashes of suppressions are compared under each."""
+        return (self.secret, *self.fallbacks)
 
     def unsubscribe_url(self, message_id: int, email: str) -> str:
         """The RFC 8058 one-click URL (POST unsubscribes; GET shows a confirmation page)."""

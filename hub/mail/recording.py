@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.config import Settings
 from hub.email.models import EmailMessage, Suppression
-from hub.email.suppressions import recipient_hash
+from hub.email.suppressions import recipient_hashes
 from hub.mail.outcomes import RetryTiming, as_stored, record_unsent, sent_entry_values
 from hub.mail.transport import SendOutcome
 from hub.timeline.models import TimelineEntry
@@ -59,8 +59,8 @@ class Sent:
 # taken from the UPDATE, which waits for an erasure holding the row, or, for a row a provider's event already
 # moved past 'sending' (delivered before the send was recorded), as the row is), then the hand-over: a
 # compare-and-set on the claim token, unless the address is suppressed, in plain form or as the keyed hash an
-# erasure keeps (checked again here; ``t.hash`` is each row's hash, computed in Python: the key never reaches the
-# database). The two UPDATEs touch different rows.
+# erasure keeps (checked again here; ``t.hashes`` is each row's hash under each accepted key, space-separated,
+# computed in Python: the keys never reach the database). The two UPDATEs touch different rows.
 # ``(status = 'sending') IS TRUE`` (status is never NULL) keeps the planner off the partial index of sending
 # rows: its statistics usually say it is nearly empty (the last ANALYZE saw few rows being sent), so the
 # planner would scan it, every claimed row of every worker, for each hand-over (3 ms at 2,000 claimed rows)
@@ -86,9 +86,11 @@ WITH sent AS (
 )
 UPDATE email_messages AS m
 SET sending_since = $4, attempts = m.attempts + 1
-FROM unnest($11::bigint[], $13::text[]) AS t (id, hash)
+FROM unnest($11::bigint[], $13::text[]) AS t (id, hashes)
 WHERE m.id = t.id AND (m.status = 'sending') IS TRUE AND m.sending_since IS NULL AND m.next_attempt_at = $12
-    AND NOT EXISTS (SELECT 1 FROM suppressions AS x WHERE x.email IN (m.recipient, t.hash))
+    AND NOT EXISTS (
+        SELECT 1 FROM suppressions AS x WHERE x.email = ANY (ARRAY[m.recipient::text] || string_to_array(t.hashes, ' '))
+    )
 RETURNING m.id, m.attempts
 """
 
@@ -96,19 +98,19 @@ RETURNING m.id, m.attempts
 class PgRecorder:
     """``record_and_hand_over`` for batches where every outcome is ``sent``, as one autocommit statement."""
 
-    def __init__(self, connection: asyncpg.Connection[Any], key: str) -> None:
+    def __init__(self, connection: asyncpg.Connection[Any], keys: Sequence[str]) -> None:
         self._connection = connection
         """A connection held for the batch: outside a transaction, each statement commits by itself."""
-        self._key = key
-        """The hub's secret key, for the hashed suppressions of erased contacts."""
+        self._keys = keys
+        """The hub's accepted secret keys, for the hashed suppressions of erased contacts."""
 
     @classmethod
-    async def of(cls, connection: AsyncConnection, *, key: str) -> PgRecorder | None:
+    async def of(cls, connection: AsyncConnection, *, keys: Sequence[str]) -> PgRecorder | None:
         """A recorder on the driver connection under ``connection``, when it is asyncpg (PostgreSQL)."""
         if connection.dialect.name != "postgresql":
             return None
         driver = (await connection.get_raw_connection()).driver_connection
-        return cls(driver, key) if isinstance(driver, asyncpg.Connection) else None
+        return cls(driver, keys) if isinstance(driver, asyncpg.Connection) else None
 
     async def write(
         self,
@@ -136,7 +138,7 @@ class PgRecorder:
                 *columns,
                 [m.id for m in takes],
                 claimed_at,
-                [recipient_hash(self._key, m.recipient) for m in takes],
+                [" ".join(recipient_hashes(self._keys, m.recipient)) for m in takes],
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise _as_sqlalchemy_error(exc) from exc
@@ -161,14 +163,14 @@ async def record_and_hand_over(
     tally: Counter[str],
     recorder: PgRecorder | None = None,
     *,
-    key: str,
+    keys: Sequence[str],
     retry_at: RetryTiming | None = None,
 ) -> dict[int, int]:
     """Record ``finished`` (any outcome, at least one not ``sent``) and hand ``takes`` over in the open
     transaction; the attempts of each row handed over. ``db`` is a session when a hard bounce is among them
     (the email-event path). ``recorder`` (PostgreSQL) writes the sent rows and the hand-over on ``db``'s
-    connection, inside the transaction the unsent outcomes opened. ``key`` is the hub's secret key (hashed
-    suppressions); ``retry_at`` times retries (their sequences' send windows)."""
+    connection, inside the transaction the unsent outcomes opened. ``keys`` are the hub's accepted secret keys
+    (hashed suppressions); ``retry_at`` times retries (their sequences' send windows)."""
     sent: list[Sent] = []
     for item in finished:
         if item.outcome.status == "sent":
@@ -178,7 +180,7 @@ async def record_and_hand_over(
     tally["sent"] += len(sent)
     if recorder is not None and len(sent) < len(finished):
         return await recorder.write(sent, takes, claimed_at, now, in_transaction=True)
-    handed, stored = await _sent_and_handed_over(db, sent, takes, claimed_at, now, key)
+    handed, stored = await _sent_and_handed_over(db, sent, takes, claimed_at, now, keys)
     if missing := [s.message.id for s in sent if s.message.id not in stored]:  # a provider's event came first
         stored |= await _address_and_subject(db, missing)
     entries = [
@@ -197,7 +199,7 @@ async def _sent_and_handed_over(
     takes: Sequence[EmailMessage],
     claimed_at: datetime,
     now: datetime,
-    key: str,
+    keys: Sequence[str],
 ) -> tuple[dict[int, int], dict[int, tuple[str, str | None]]]:
     """ONE UPDATE: the sent rows marked ``sent``, the new ones handed over (as in ``_RECORD_AND_HAND_OVER``); the
     attempts of each row handed over, and the address and subject of each row it marked sent."""
@@ -207,14 +209,17 @@ async def _sent_and_handed_over(
     if not sent_ids and not take_ids:
         return {}, {}
     recorded = and_(c.id.in_(sent_ids), c.status.in_(("sending", "unknown")))
-    hashes = {m.id: recipient_hash(key, m.recipient) for m in takes}
-    hashed = _per_row(hashes, _SUPPRESSIONS.c.email) if hashes else null()
+    hashes = {m.id: recipient_hashes(keys, m.recipient) for m in takes}
+    # One expression per key: each row's hash under it (usually one parameter, see _per_row).
+    hashed = [
+        _per_row({i: h[n] for i, h in hashes.items()}, _SUPPRESSIONS.c.email) for n in range(len(keys) if hashes else 0)
+    ]
     handed = and_(
         c.id.in_(take_ids),
         c.status == "sending",
         c.sending_since.is_(None),
         c.next_attempt_at == claimed_at,
-        ~exists().where(_SUPPRESSIONS.c.email.in_([c.recipient, hashed])),
+        ~exists().where(_SUPPRESSIONS.c.email.in_([c.recipient, *hashed])),
     )
     as_sent: dict[str, Any] = {
         "status": "sent",
@@ -258,20 +263,20 @@ def _per_row(values: dict[int, Any], column: Any) -> Any:
 
 
 async def mark_suppressed(
-    db: AsyncSession | AsyncConnection, messages: Sequence[EmailMessage], claimed_at: datetime, *, key: str
+    db: AsyncSession | AsyncConnection, messages: Sequence[EmailMessage], claimed_at: datetime, *, keys: Sequence[str]
 ) -> list[int]:
     """Of these claimed rows (not handed over), mark the ones whose address is suppressed, in plain form or
-    (an erased contact's) as the keyed hash; their ids."""
-    hashes = {m.id: recipient_hash(key, m.recipient) for m in messages}
+    (an erased contact's) as the keyed hash under one of ``keys``; their ids."""
+    names = {m.id: [m.recipient, *recipient_hashes(keys, m.recipient)] for m in messages}
     found = await db.execute(
         select(_SUPPRESSIONS.c.email, _SUPPRESSIONS.c.reason, _SUPPRESSIONS.c.source).where(
-            _SUPPRESSIONS.c.email.in_(sorted({m.recipient for m in messages} | set(hashes.values())))
+            _SUPPRESSIONS.c.email.in_(sorted({name for each in names.values() for name in each}))
         )
     )
     held = {row.email: row for row in found}
     marked = []
     for message in messages:
-        entry = held.get(message.recipient) or held.get(hashes[message.id])
+        entry = next((held[name] for name in names[message.id] if name in held), None)
         if entry is None:
             continue
         result = await db.execute(

@@ -119,7 +119,7 @@ async def send_due(
         # Checked again at each hand-over; here too because a lane opens a message's SMTP transaction (MAIL, RCPT)
         # while its hand-over commits: an address suppressed while it waited in the queue is not even named to
         # the relay. One look-up per batch.
-        suppressed = set(await mark_suppressed(session, claimed, claimed_at, key=links.secret)) if claimed else set()
+        suppressed = set(await mark_suppressed(session, claimed, claimed_at, keys=links.keys)) if claimed else set()
     report.claimed, report.suppressed = len(claimed), len(suppressed)
     claimed = [message for message in claimed if message.id not in suppressed]
     windows = SendWindows(tuple(claimed), settings.default_time_zone)

@@ -60,7 +60,7 @@ async def export_contact(
     await session.commit()
     filename = f"contact-{contact.id}-{clock.now().strftime('%Y%m%d')}.json"
     return StreamingResponse(
-        export_json(session, contact.id, secret_key=runtime.secret_key),
+        export_json(session, contact.id, keys=runtime.accepted_keys),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )

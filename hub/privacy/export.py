@@ -61,19 +61,19 @@ SECTIONS = (
 """Every section of an export, in order; docs/PRIVACY.md says what each holds."""
 
 
-async def export_contact(session: AsyncSession, contact_id: int, *, secret_key: str | None = None) -> dict[str, Any]:
+async def export_contact(session: AsyncSession, contact_id: int, *, keys: Sequence[str] = ()) -> dict[str, Any]:
     """Everything the hub holds about a live contact, one key per section (plus ``format``, ``exported_at``)."""
     out: dict[str, Any] = {}
-    async for name, value in export_sections(session, contact_id, secret_key=secret_key):
+    async for name, value in export_sections(session, contact_id, keys=keys):
         out[name] = value
     return out
 
 
 async def export_sections(
-    session: AsyncSession, contact_id: int, *, secret_key: str | None = None
+    session: AsyncSession, contact_id: int, *, keys: Sequence[str] = ()
 ) -> AsyncIterator[tuple[str, Any]]:
-    """``(section, value)`` pairs, one section at a time. ``secret_key`` finds the suppressions kept only as
-    hashes (erased contacts); without it only plain ones are listed."""
+    """``(section, value)`` pairs, one section at a time. ``keys`` (the accepted secret keys) find the
+    suppressions kept only as hashes (erased contacts); without them only plain ones are listed."""
     family = await family_ids(session, contact_id)
     yield "format", {"version": FORMAT_VERSION, "contact_id": contact_id, "exported_at": clock.now().isoformat()}
     contacts = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(family)))}
@@ -89,7 +89,7 @@ async def export_sections(
     yield "email_messages", messages
     yield "email_events", await _all(session, EmailEvent, family)
     addresses = {i["value"] for i in identities if i["kind"] == "email"} | {m["recipient"] for m in messages}
-    yield "suppressions", await _suppressions(session, family, addresses, secret_key)
+    yield "suppressions", await _suppressions(session, family, addresses, keys)
     deals = await _all(session, Deal, family)
     yield "deals", await _with_products(session, deals)
     yield "deal_stage_changes", await _all(session, DealStageChange, family)
@@ -103,12 +103,12 @@ async def export_sections(
     yield "erasures", await _all(session, ContactErasure, family)
 
 
-async def export_json(session: AsyncSession, contact_id: int, *, secret_key: str | None) -> AsyncIterator[bytes]:
+async def export_json(session: AsyncSession, contact_id: int, *, keys: Sequence[str]) -> AsyncIterator[bytes]:
     """The export as one JSON object, written one section at a time (a response body to stream).
 
     Closes ``session`` at the end: a streamed body outlives the request handler that opened it."""
     first = True
-    async for name, value in export_sections(session, contact_id, secret_key=secret_key):
+    async for name, value in export_sections(session, contact_id, keys=keys):
         yield (b"{" if first else b",") + json.dumps(name).encode() + b":" + _dumps(value)
         first = False
     yield b"}"
@@ -158,11 +158,9 @@ async def _calls(session: AsyncSession, family: Sequence[int]) -> list[dict[str,
 
 
 async def _suppressions(
-    session: AsyncSession, family: Sequence[int], addresses: set[str], secret_key: str | None
+    session: AsyncSession, family: Sequence[int], addresses: set[str], keys: Sequence[str]
 ) -> list[dict[str, Any]]:
-    wanted = set(addresses)
-    if secret_key is not None:
-        wanted |= {address_hash(secret_key, a) for a in addresses}
+    wanted = set(addresses) | {address_hash(key, a) for a in addresses for key in keys}
     query = select(Suppression).where(Suppression.email.in_(sorted(wanted)) | Suppression.contact_id.in_(family))
     return [row_dict(s) for s in await session.scalars(query.order_by(Suppression.id))]
 

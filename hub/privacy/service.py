@@ -6,6 +6,7 @@ transaction as the change, so an action and its record commit together or not at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,11 +71,11 @@ async def history_of(session: AsyncSession, contact_id: int) -> list[ConsentEven
 
 
 async def export_contact(
-    session: AsyncSession, contact_id: int, *, actor: str | None = None, secret_key: str | None = None
+    session: AsyncSession, contact_id: int, *, actor: str | None = None, keys: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Everything the hub holds about a contact as JSON sections; audited ``contact.exported`` when ``actor``
     is given (the caller commits, so the record stays even though nothing else changes)."""
-    data = await _export(session, contact_id, secret_key=secret_key)
+    data = await _export(session, contact_id, keys=keys)
     if actor is not None:
         record_export(session, contact_id, actor=actor)
     return data

@@ -127,9 +127,9 @@ class TestSendIn(StepChoice):
     contact_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
-async def _refuse_suppressed(session: AsyncSession, address: str, key: str) -> None:
+async def _refuse_suppressed(session: AsyncSession, address: str, keys: tuple[str, ...]) -> None:
     normalised = suppressions.normalized_address(address) or address
-    if await suppressions.suppressed_among(session, [normalised], key=key):
+    if await suppressions.suppressed_among(session, [normalised], keys=keys):
         raise UnprocessableInput(
             "this address is on the suppression list (it unsubscribed, bounced or was erased): "
             "the hub does not mail it, not even a test",
@@ -348,9 +348,9 @@ async def test_send(
     sequence = await sequences.get_sequence(session, sequence_id)
     spec = sequences.spec_of(sequence)
     step, variant = _choose(spec, body)
-    await _refuse_suppressed(session, str(body.to), runtime.secret_key)
+    await _refuse_suppressed(session, str(body.to), runtime.accepted_keys)
     library = await TemplateLibrary.load(session, root)
-    links = LinkMaker(settings.public_url, runtime.secret_key)
+    links = LinkMaker(settings.public_url, runtime.secret_key, runtime.secret_key_fallbacks)
     sender = sender_of(spec, settings.mail_from)
     envelope = Envelope(
         recipient=str(body.to),

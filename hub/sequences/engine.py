@@ -186,7 +186,7 @@ async def _load(
     contacts = {c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))}
     identities = await contacts_repo.identities_of_many(session, contact_ids)
     emails = [_email_of(identities.get(c, [])) for c in contact_ids]
-    suppressed = await suppressions.suppressed_among(session, [e for e in emails if e], key=links.secret)
+    suppressed = await suppressions.suppressed_among(session, [e for e in emails if e], keys=links.keys)
     owner_ids = {c.owner_rep_id for c in contacts.values() if c.owner_rep_id is not None}
     owners = {r.id: r for r in await session.scalars(select(Rep).where(Rep.id.in_(owner_ids)))} if owner_ids else {}
     marketing = sorted(

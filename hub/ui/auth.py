@@ -55,7 +55,9 @@ def session_token(request: Request) -> str | None:
         return None
     runtime = runtime_of(request)
     max_age = runtime.settings.session_max_days * 86_400
-    return tokens.unsign_session(runtime.secret_key, cookie, max_age_seconds=max_age)
+    return tokens.unsign_session(
+        runtime.secret_key, cookie, max_age_seconds=max_age, fallbacks=runtime.secret_key_fallbacks
+    )
 
 
 def _login_nonce(request: Request) -> str:
@@ -71,7 +73,10 @@ def _login_nonce(request: Request) -> str:
 
 def csrf_token(request: Request) -> str:
     """The CSRF token forms and htmx send back: the session's once signed in, else the login form's."""
-    secret = runtime_of(request).secret_key
+    return _csrf_under(runtime_of(request).secret_key, request)
+
+
+def _csrf_under(secret: str, request: Request) -> str:
     token: str | None = getattr(request.state, "web_session_token", None)
     if token is not None:
         return tokens.csrf_for_session(secret, token)
@@ -83,7 +88,8 @@ def login_csrf_ok(request: Request, presented: str | None) -> bool:
     nonce = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not nonce or not _NONCE.match(nonce):
         return False
-    return tokens.same(presented, tokens.csrf_for_login(runtime_of(request).secret_key, nonce))
+    keys = runtime_of(request).accepted_keys
+    return tokens.same_as_any(presented, (tokens.csrf_for_login(key, nonce) for key in keys))
 
 
 def remember_login_nonce(request: Request, response: Response) -> None:
@@ -224,7 +230,9 @@ async def check_csrf(request: Request, user: WebUserDep) -> Principal:
     """Refuse a state-changing request whose CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``)
     is not the session's: a page on another site cannot make a signed-in browser change anything."""
     presented = await _presented_csrf(request)
-    if not tokens.same(presented, csrf_token(request)):
+    # A page rendered before a key rotation carries a token derived from the retired key.
+    expected = (_csrf_under(key, request) for key in runtime_of(request).accepted_keys)
+    if not tokens.same_as_any(presented, expected):
         raise Forbidden(
             "the form is out of date or did not come from the hub (CSRF check failed); reload the page and retry",
             field="csrf_token",

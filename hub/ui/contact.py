@@ -243,7 +243,7 @@ async def export(
     await session.commit()  # the audit entry, before the first byte goes out
     name = quote(f"contact-{contact.id}.json")
     return StreamingResponse(
-        privacy.export_json(session, contact.id, secret_key=runtime.secret_key),
+        privacy.export_json(session, contact.id, keys=runtime.accepted_keys),
         media_type="application/json",
         headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"},
     )

@@ -16,6 +16,7 @@ def env_of(hub: Hub, batch_size: int = 500) -> service.ImportEnv:
         policy=hub.runtime.rules.current,
         default_region="US",
         secret_key=hub.runtime.secret_key,
+        fallback_keys=hub.runtime.secret_key_fallbacks,
         batch_size=batch_size,
     )
 

@@ -7,6 +7,7 @@ import gc
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,13 +18,14 @@ from sqlalchemy.exc import DatabaseError
 from hub import clock
 from hub.email.models import EmailMessage, Suppression
 from hub.email.suppressions import address_hash
-from hub.mail import lanes
+from hub.mail import lanes, sender
 from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.mail.outcomes import record_unsent
 from hub.mail.recording import PgRecorder, Sent
 from hub.mail.sender import SendReport, claim_due, expire_stuck, send_due
 from hub.mail.transport import SendOutcome, SmtpPool, Transport
 from hub.timeline.models import TimelineEntry
+from tests.conftest import TEST_SECRET_KEY as TEST_KEY
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub
 from tests.mail.blocking import BlockingTransport
 from tests.mail.test_transport import LATE_REPLY_SECONDS, SHORT_TIMEOUT, store_then_answer_late
@@ -152,6 +154,36 @@ async def test_an_erased_contacts_hashed_suppression_stops_the_send_loop(mail_hu
     stored = await rows(mail_hub)
     assert [stored[i].status for i in (fine, erased, plain, other)] == ["sent", "suppressed", "suppressed", "sent"]
     assert stored[erased].last_error == "not sent: address suppressed (hard_bounce, smtp)"
+
+
+@pytest.mark.parametrize("gate", ["claim", "hand-over"])
+async def test_a_suppression_hashed_under_a_retired_key_still_stops_the_send_loop(
+    database_url: str, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch, gate: str
+) -> None:
+    # The contact was erased before HUB_SECRET_KEY was rotated: its suppression is the old key's hash, and the old
+    # key is now in HUB_SECRET_KEY_FALLBACKS. Both gates (the claim's look-up and the hand-over's own check, each
+    # tested alone) must compare under every accepted key.
+    settings = make_settings(
+        database_url, **smtp_sink.settings(), secret_key="a-rotated-key-" + "r" * 40, secret_key_fallbacks=TEST_KEY
+    )
+    if gate == "hand-over":
+        monkeypatch.setattr(sender, "mark_suppressed", _nothing_suppressed)
+    async with aclosing(start_hub(settings)) as hubs:
+        hub = await anext(hubs)
+        async with hub.session() as session:
+            session.add(Suppression(email=address_hash(TEST_KEY, "erased@example.org"), reason="complaint", source="x"))
+        fine, erased = await queue(hub, ["fine@example.org", "erased@example.org"])
+
+        report = await run(hub)
+
+        assert (report.sent, report.suppressed) == (1, 1)
+        assert [r.rcpt_tos for r in smtp_sink.received] == [["fine@example.org"]]
+        stored = await rows(hub)
+        assert (stored[fine].status, stored[erased].status) == ("sent", "suppressed")
+
+
+async def _nothing_suppressed(*args: Any, **kwargs: Any) -> list[int]:
+    return []
 
 
 async def test_an_address_suppressed_while_its_smtp_transaction_opens_gets_no_content(

@@ -76,7 +76,7 @@ async def test_suppressions_are_kept_as_keyed_hashes(db_session: AsyncSession) -
         ]
     )
     await session.flush()
-    assert await suppressed_among(session, ["ann@example.com", "bob@example.com", "cy@example.com"], key=key) == {
+    assert await suppressed_among(session, ["ann@example.com", "bob@example.com", "cy@example.com"], keys=[key]) == {
         "ann@example.com",
         "bob@example.com",
     }
@@ -90,8 +90,8 @@ async def test_suppressions_are_kept_as_keyed_hashes(db_session: AsyncSession) -
     )
     assert all(r.email.startswith(HASH_PREFIX) and r.detail is None for r in rows)
     assert {r.reason for r in rows} == {"unsubscribe", "hard_bounce"}
-    assert await suppressed_among(session, ["ann@example.com", "bob@example.com"], key=key) == {
+    assert await suppressed_among(session, ["ann@example.com", "bob@example.com"], keys=[key]) == {
         "ann@example.com",
         "bob@example.com",
     }
-    assert await suppressed_among(session, ["ann@example.com"], key="another key") == set()
+    assert await suppressed_among(session, ["ann@example.com"], keys=["another key"]) == set()
