@@ -341,7 +341,13 @@ async def run_hub(url: str, batch: int, pool: int, *, serial: bool, rtt_ms: floa
     )
     http = httpx.AsyncClient()
     ctx = job_context(
-        settings, sessions=sessions, rules=rules, http=http, secret_key=settings.resolved_secret_key(), embedded=False
+        settings,
+        sessions=sessions,
+        rules=rules,
+        http=http,
+        secret_key=settings.resolved_secret_key(),
+        fallbacks=settings.resolved_secret_key_fallbacks(),
+        embedded=False,
     )
     progress = Progress()
     cpu0, sink_cpu0 = process_cpu_seconds(os.getpid()), process_cpu_seconds(sink.proc.pid)

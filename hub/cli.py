@@ -93,6 +93,14 @@ def reseal_secrets() -> None:
     """Seal the stored signing secrets (form sources, webhook endpoints) with HUB_SECRET_KEY, after a rotation:
     then the old key can leave HUB_SECRET_KEY_FALLBACKS without breaking them."""
     settings = Settings()
+    if settings.secret_key is None and not settings.secret_key_file.exists():
+        # resolved_secret_key would generate a key here: everything would be sealed with a key no server has.
+        console.print(
+            f"[red]error:[/red] HUB_SECRET_KEY is unset and {settings.secret_key_file} does not exist; "
+            "run this with the key the hub's servers use",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
     box = SecretBox(settings.resolved_secret_key(), settings.resolved_secret_key_fallbacks())
     report = _in_session(settings, lambda session: reseal_stored_secrets(session, box))
     console.print(f"{report.resealed} stored secrets sealed with the current key")

@@ -289,8 +289,8 @@ class Settings(BaseSettings):
     def resolved_secret_key_fallbacks(self) -> tuple[str, ...]:
         """The retired keys still accepted, in the order given, without the current key or repeats."""
         current = self.resolved_secret_key()
-        given = (value.get_secret_value() for value in self.secret_key_fallbacks)
-        return tuple(key for key in dict.fromkeys(given) if key != current)
+        given = (value.get_secret_value().strip() for value in self.secret_key_fallbacks)
+        return tuple(key for key in dict.fromkeys(given) if key and key != current)
 
 
 def static_dir() -> Path:

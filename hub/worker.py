@@ -52,7 +52,7 @@ def job_context(
     rules: RulesStore,
     http: httpx.AsyncClient,
     secret_key: str,
-    fallbacks: tuple[str, ...] = (),
+    fallbacks: tuple[str, ...],
     embedded: bool,
 ) -> JobContext:
     """What every job finds in its ctx; the SMTP pool and throttles live as long as the process."""

@@ -135,6 +135,19 @@ def test_reseal_secrets_moves_stored_secrets_to_the_new_key(env: str, monkeypatc
     assert SecretBox("cli-test-secret-2").open(sealed).startswith("whsec_")
 
 
+def test_reseal_secrets_never_makes_up_a_key(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run where the servers' key is not (only the old one among the fallbacks): it must not generate a key file and
+    # seal everything with a key no server has.
+    run("migrate")
+    monkeypatch.delenv("HUB_SECRET_KEY")
+    monkeypatch.setenv("HUB_SECRET_KEY_FILE", str(tmp_path / "var" / "secret.key"))
+    monkeypatch.setenv("HUB_SECRET_KEY_FALLBACKS", "cli-test-secret")
+    refused = run("reseal-secrets")
+    assert refused.exit_code == 2
+    assert "HUB_SECRET_KEY is unset" in refused.output
+    assert not (tmp_path / "var" / "secret.key").exists()
+
+
 async def _sealed_secret(url: str, slug: str) -> str:
     engine = create_engine(url)
     try:

@@ -62,6 +62,8 @@ def test_secret_key_fallbacks_are_read_from_a_comma_separated_list(monkeypatch: 
     assert "older-key" not in repr(settings)
     monkeypatch.delenv("HUB_SECRET_KEY_FALLBACKS")
     assert Settings().resolved_secret_key_fallbacks() == ()
+    # Given in code, blanks are dropped too: an empty key would let anyone sign.
+    assert Settings(secret_key_fallbacks=["", "  ", " older-key "]).resolved_secret_key_fallbacks() == ("older-key",)
 
 
 def test_blank_provider_settings_mean_not_configured() -> None:

@@ -57,6 +57,7 @@ def embedded_context(settings: Settings, sessions: Any) -> dict[str, Any]:
         rules=RulesStore(settings.rules_file),
         http=httpx.AsyncClient(),
         secret_key=settings.resolved_secret_key(),
+        fallbacks=settings.resolved_secret_key_fallbacks(),
         embedded=True,
     )
 

@@ -187,7 +187,7 @@ async def _expected_outcomes(
 ) -> dict[int, str]:
     """What importing each previewed row would do now: skip it, match a contact, or create one."""
     rows = [r for r in prepared if isinstance(r, PreparedRow)]
-    imported = await repository.existing_keys(session, namespace, (r.key for r in rows))
+    imported = await repository.existing_keys(session, namespace, (k for r in rows for k in (r.key, *r.earlier_keys)))
     owners: dict[Identity, int] = {}
     for kind in ("email", "phone"):
         found = await contacts.contact_ids_by_value(
@@ -197,7 +197,7 @@ async def _expected_outcomes(
     outcomes: dict[int, str] = {}
     for row in rows:
         matched = sorted({owners[i] for i in row.identities if i in owners})
-        if row.key in imported:
+        if row.key in imported or not imported.isdisjoint(row.earlier_keys):
             outcomes[row.number] = "skip: already imported"
         elif matched:
             outcomes[row.number] = "match contact " + ", ".join(str(m) for m in matched)

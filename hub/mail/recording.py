@@ -42,6 +42,8 @@ _MESSAGES = cast(Table, EmailMessage.__table__)
 _SUPPRESSIONS = cast(Table, Suppression.__table__)
 _TIMELINE = cast(Table, TimelineEntry.__table__)
 _ENTRY_COLUMNS = ("contact_id", "kind", "source", "external_id", "data", "occurred_at")
+_LOOKUP_CHUNK = 2000
+"""Addresses and hashes per suppression look-up: asyncpg takes at most 32,767 parameters a statement."""
 
 
 @dataclass
@@ -268,12 +270,15 @@ async def mark_suppressed(
     """Of these claimed rows (not handed over), mark the ones whose address is suppressed, in plain form or
     (an erased contact's) as the keyed hash under one of ``keys``; their ids."""
     names = {m.id: [m.recipient, *recipient_hashes(keys, m.recipient)] for m in messages}
-    found = await db.execute(
-        select(_SUPPRESSIONS.c.email, _SUPPRESSIONS.c.reason, _SUPPRESSIONS.c.source).where(
-            _SUPPRESSIONS.c.email.in_(sorted({name for each in names.values() for name in each}))
+    wanted = sorted({name for each in names.values() for name in each})
+    held: dict[str, Any] = {}
+    for start in range(0, len(wanted), _LOOKUP_CHUNK):  # a batch times the keys could pass the driver's limit
+        found = await db.execute(
+            select(_SUPPRESSIONS.c.email, _SUPPRESSIONS.c.reason, _SUPPRESSIONS.c.source).where(
+                _SUPPRESSIONS.c.email.in_(wanted[start : start + _LOOKUP_CHUNK])
+            )
         )
-    )
-    held = {row.email: row for row in found}
+        held.update((row.email, row) for row in found)
     marked = []
     for message in messages:
         entry = next((held[name] for name in names[message.id] if name in held), None)

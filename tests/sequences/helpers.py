@@ -58,7 +58,9 @@ async def enroll(hub: Hub, sequence_id: int, contact_id: int, key: str | None = 
 
 
 def links(hub: Hub) -> LinkMaker:
-    return LinkMaker(hub.settings.public_url, hub.settings.resolved_secret_key())
+    return LinkMaker(
+        hub.settings.public_url, hub.settings.resolved_secret_key(), hub.settings.resolved_secret_key_fallbacks()
+    )
 
 
 async def run(hub: Hub, *, limit: int = 100) -> StepReport:
