@@ -6,7 +6,20 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, false, func, literal, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.calls.models import Call, CallRecording
@@ -17,10 +30,13 @@ RepReach = tuple[Collection[int], bool] | None
 """Whose calls a report counts: the reps' (and, with True, calls no rep took); None: every call."""
 
 
+_BY_SID = select(Call).where(Call.call_sid == bindparam("call_sid")).execution_options(populate_existing=True)
+"""Built once: read for every call callback (see _LEGS)."""
+
+
 async def by_sid(session: AsyncSession, call_sid: str) -> Call | None:
     """The call leg with this CallSid."""
-    stmt = select(Call).where(Call.call_sid == call_sid).execution_options(populate_existing=True)
-    return (await session.scalars(stmt)).one_or_none()
+    return (await session.scalars(_BY_SID, {"call_sid": call_sid})).one_or_none()
 
 
 async def get(session: AsyncSession, call_id: int) -> Call | None:
@@ -35,10 +51,19 @@ async def insert(session: AsyncSession, call: Call) -> Call:
     return call
 
 
+# Built once, the values given at execution: these run for most call callbacks, and building a statement costs
+# about as much Python as sending it.
+_LEGS = select(Call).where(Call.parent_call_sid == bindparam("call_sid")).order_by(Call.id)
+_RECORDINGS = (
+    select(CallRecording)
+    .where(CallRecording.call_id.in_(bindparam("call_ids", expanding=True)))
+    .order_by(CallRecording.id)
+)
+
+
 async def legs_of(session: AsyncSession, call_sid: str) -> list[Call]:
     """Child legs a <Dial> created for a call."""
-    stmt = select(Call).where(Call.parent_call_sid == call_sid).order_by(Call.id)
-    return list((await session.scalars(stmt)).all())
+    return list((await session.scalars(_LEGS, {"call_sid": call_sid})).all())
 
 
 async def recording_by_sid(session: AsyncSession, recording_sid: str) -> CallRecording | None:
@@ -51,8 +76,7 @@ async def recordings_of(session: AsyncSession, call_ids: list[int]) -> list[Call
     """Recordings of these calls, oldest first."""
     if not call_ids:
         return []
-    stmt = select(CallRecording).where(CallRecording.call_id.in_(call_ids)).order_by(CallRecording.id)
-    return list((await session.scalars(stmt)).all())
+    return list((await session.scalars(_RECORDINGS, {"call_ids": call_ids})).all())
 
 
 async def insert_recording(session: AsyncSession, recording: CallRecording) -> CallRecording:

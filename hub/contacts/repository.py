@@ -5,24 +5,37 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from hub.contacts.models import Contact, ContactIdentity
 from hub.contacts.normalize import Identity
 
+_OWNERS_OF_IDENTITIES = select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id).where(
+    or_(
+        (ContactIdentity.kind == "email") & ContactIdentity.value.in_(bindparam("emails", expanding=True)),
+        (ContactIdentity.kind == "phone") & ContactIdentity.value.in_(bindparam("phones", expanding=True)),
+    )
+)
+"""Built once (an empty list matches nothing): every lead and caller is resolved here."""
+
 
 async def contact_ids_for(session: AsyncSession, identities: Iterable[Identity]) -> dict[Identity, int]:
     """Which existing contact owns each identity (identities nobody owns are absent)."""
-    pairs = list(identities)
-    if not pairs:
+    values: dict[str, list[str]] = {"email": [], "phone": []}
+    for identity in identities:
+        values[identity.kind].append(identity.value)  # an identity is an email or a phone (Identity)
+    if not values["email"] and not values["phone"]:
         return {}
-    clause = or_(*((ContactIdentity.kind == i.kind) & (ContactIdentity.value == i.value) for i in pairs))
-    rows = await session.execute(
-        select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id).where(clause)
-    )
+    rows = await session.execute(_OWNERS_OF_IDENTITIES, {"emails": values["email"], "phones": values["phone"]})
     return {Identity(kind, value): contact_id for kind, value, contact_id in rows}
+
+
+_OWNERS_BY_VALUE = select(ContactIdentity.value, ContactIdentity.contact_id).where(
+    ContactIdentity.kind == bindparam("kind"), ContactIdentity.value.in_(bindparam("values", expanding=True))
+)
+"""Built once: every form post and batch of email events looks its addresses up here."""
 
 
 async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterable[str]) -> dict[str, int]:
@@ -31,11 +44,7 @@ async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterabl
     owners: dict[str, int] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
-        rows = await session.execute(
-            select(ContactIdentity.value, ContactIdentity.contact_id).where(
-                ContactIdentity.kind == kind, ContactIdentity.value.in_(chunk)
-            )
-        )
+        rows = await session.execute(_OWNERS_BY_VALUE, {"kind": kind, "values": chunk})
         owners.update((value, contact_id) for value, contact_id in rows)
     return owners
 
@@ -53,9 +62,13 @@ async def get_contact(session: AsyncSession, contact_id: int) -> Contact | None:
     return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
 
 
+_MERGED_INTO = select(Contact.merged_into_id).where(Contact.id == bindparam("contact_id"))
+"""Built once: asked for each call callback and each form post's contact."""
+
+
 async def merged_into(session: AsyncSession, contact_id: int) -> tuple[bool, int | None]:
     """Whether a contact exists, and the contact it was merged into: one column, no entity loaded."""
-    row = (await session.execute(select(Contact.merged_into_id).where(Contact.id == contact_id))).one_or_none()
+    row = (await session.execute(_MERGED_INTO, {"contact_id": contact_id})).one_or_none()
     return (False, None) if row is None else (True, row[0])
 
 

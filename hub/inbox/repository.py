@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import ARRAY, String, Text, bindparam, delete, func, select, text
+from sqlalchemy import ARRAY, String, Table, Text, bindparam, delete, func, select, text
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -16,17 +16,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.db import UtcDateTime
 from hub.inbox.models import AcceptedEvent, InboundEvent, WebhookNonce
 
+_INBOUND = cast(Table, InboundEvent.__table__)
+_INSERTS_IF_ABSENT = {
+    name: insert(_INBOUND).on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(_INBOUND.c.id)
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+"""Built once, the values given at execution: building the statement for each event cost more Python than
+sending it (every webhook event passes here)."""
+_UPDATE_ONE = sql_update(_INBOUND).where(_INBOUND.c.id == bindparam("event_id"))
+"""Sets the columns named in the execution's parameters (besides ``event_id``)."""
+
 
 async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> int | None:
     """Insert an event; None when ``(source, external_id)`` is already there (a redelivery)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(InboundEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["source", "external_id"])
-        .returning(InboundEvent.id)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    stmt = _INSERTS_IF_ABSENT[session.get_bind().dialect.name]
+    event_id: int | None = (await session.execute(stmt, values)).scalar_one_or_none()
+    return event_id
 
 
 async def find(session: AsyncSession, source: str, external_id: str) -> InboundEvent | None:
@@ -36,8 +41,8 @@ async def find(session: AsyncSession, source: str, external_id: str) -> InboundE
 
 
 async def update(session: AsyncSession, event_id: int, **values: Any) -> None:
-    """Set columns of one event without loading it."""
-    await session.execute(sql_update(InboundEvent).where(InboundEvent.id == event_id).values(**values))
+    """Set columns of one event without loading it (none is loaded while events are applied)."""
+    await session.execute(_UPDATE_ONE, {"event_id": event_id, **values})
 
 
 async def list_by_status(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.reps.models import Rep, Team
@@ -47,12 +47,21 @@ class RoutingRep(NamedTuple):
     open_leads: int
 
 
+_ROUTING_VIEW = select(*(getattr(Rep, name) for name in RoutingRep._fields)).where(Rep.status != "inactive")
+_ROUTING_VIEWS = (
+    _ROUTING_VIEW.order_by(Rep.id),
+    _ROUTING_VIEW.where(Rep.team_id.in_(bindparam("team_ids", expanding=True))).order_by(Rep.id),
+)
+"""Built once (everyone's, one team list's): routing reads this for every lead it routes."""
+
+
 async def routing_view(session: AsyncSession, team_ids: list[int] | None) -> list[RoutingRep]:
     """Reps who have not left (of these teams, when given), as routing sees them."""
-    stmt = select(*(getattr(Rep, name) for name in RoutingRep._fields)).where(Rep.status != "inactive")
-    if team_ids is not None:
-        stmt = stmt.where(Rep.team_id.in_(team_ids))
-    return [RoutingRep._make(row) for row in await session.execute(stmt.order_by(Rep.id))]
+    if team_ids is None:
+        rows = await session.execute(_ROUTING_VIEWS[0])
+    else:
+        rows = await session.execute(_ROUTING_VIEWS[1], {"team_ids": team_ids})
+    return [RoutingRep._make(row) for row in rows]
 
 
 async def by_ids(session: AsyncSession, rep_ids: list[int]) -> list[Rep]:
@@ -69,16 +78,24 @@ async def existing_ids(session: AsyncSession, rep_ids: list[int]) -> set[int]:
     return set((await session.scalars(select(Rep.id).where(Rep.id.in_(rep_ids)))).all())
 
 
+_BY_PHONE_OR_IDENTITY = (
+    select(Rep)
+    .where(
+        or_(
+            Rep.phone.in_(bindparam("phones", expanding=True)),
+            Rep.client_identity.in_(bindparam("identities", expanding=True)),
+        )
+    )
+    .order_by(Rep.id)
+)
+"""Built once (an empty list matches nothing): both parties of every call callback are looked up here."""
+
+
 async def by_phone_or_identity(session: AsyncSession, phones: list[str], identities: list[str]) -> list[Rep]:
     """Reps reachable at any of these E.164 numbers or Twilio Client identities."""
-    clauses = []
-    if phones:
-        clauses.append(Rep.phone.in_(phones))
-    if identities:
-        clauses.append(Rep.client_identity.in_(identities))
-    if not clauses:
+    if not phones and not identities:
         return []
-    return list((await session.scalars(select(Rep).where(or_(*clauses)).order_by(Rep.id))).all())
+    return list((await session.scalars(_BY_PHONE_OR_IDENTITY, {"phones": phones, "identities": identities})).all())
 
 
 async def taken(session: AsyncSession, column: str, value: str, *, except_id: int | None) -> bool:

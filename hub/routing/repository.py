@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,21 +18,26 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+# Built once, the contact given at execution: routing reads these for every lead it looks at.
+_OPEN_ASSIGNMENT = select(Assignment).where(
+    Assignment.contact_id == bindparam("contact_id"), Assignment.ended_at.is_(None)
+)
+_LATEST_ASSIGNMENT = (
+    select(Assignment)
+    .where(Assignment.contact_id == bindparam("contact_id"))
+    .order_by(Assignment.assigned_at.desc(), Assignment.id.desc())
+    .limit(1)
+)
+
+
 async def open_assignment(session: AsyncSession, contact_id: int) -> Assignment | None:
     """The contact's current assignment, if any."""
-    stmt = select(Assignment).where(Assignment.contact_id == contact_id, Assignment.ended_at.is_(None))
-    return (await session.scalars(stmt)).one_or_none()
+    return (await session.scalars(_OPEN_ASSIGNMENT, {"contact_id": contact_id})).one_or_none()
 
 
 async def latest_assignment(session: AsyncSession, contact_id: int) -> Assignment | None:
     """The contact's most recent assignment, open or ended."""
-    stmt = (
-        select(Assignment)
-        .where(Assignment.contact_id == contact_id)
-        .order_by(Assignment.assigned_at.desc(), Assignment.id.desc())
-        .limit(1)
-    )
-    return (await session.scalars(stmt)).one_or_none()
+    return (await session.scalars(_LATEST_ASSIGNMENT, {"contact_id": contact_id})).one_or_none()
 
 
 async def assignments_of(session: AsyncSession, contact_id: int) -> list[Assignment]:

@@ -61,16 +61,25 @@ async def by_external_id(session: AsyncSession, source: str, external_id: str) -
     return (await session.scalars(stmt)).one_or_none()
 
 
+def _upsert(insert: Any) -> Any:
+    statement = insert(TimelineEntry)
+    return statement.on_conflict_do_update(
+        index_elements=[TimelineEntry.source, TimelineEntry.external_id],
+        set_={"data": statement.excluded.data, "contact_id": statement.excluded.contact_id},
+    ).returning(TimelineEntry)
+
+
+_UPSERTS = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+"""Built once, the values given at execution: building it (``excluded`` copies every column) cost ~0.2 ms of
+Python, more than sending it, once per call callback."""
+
+
 async def upsert_entry(session: AsyncSession, values: dict[str, Any]) -> TimelineEntry:
     """Insert the entry of ``(source, external_id)``, or give the existing one the new ``data`` and
     ``contact_id``: one statement either way; the entry as stored."""
-    dialect = session.get_bind().dialect.name
-    insert: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(TimelineEntry).values(**values)
-    upsert = insert.on_conflict_do_update(
-        index_elements=[TimelineEntry.source, TimelineEntry.external_id],
-        set_={"data": insert.excluded.data, "contact_id": insert.excluded.contact_id},
-    ).returning(TimelineEntry)
-    entry: TimelineEntry = (await session.scalars(upsert, execution_options={"populate_existing": True})).one()
+    upsert = _UPSERTS[session.get_bind().dialect.name]
+    result = await session.scalars(upsert, values, execution_options={"populate_existing": True})
+    entry: TimelineEntry = result.one()
     return entry
 
 
