@@ -146,7 +146,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime,
         if not endpoint.enabled:
             delivery.status, delivery.next_attempt_at = "cancelled", None
             continue
-        delivery.next_attempt_at = lease_until
+        delivery.next_attempt_at = delivery.leased_until = lease_until
         claimed.append(
             Claimed(
                 delivery_id=delivery.id,
@@ -257,7 +257,10 @@ async def record(
 ) -> WebhookDelivery | None:
     """Store one attempt's outcome: delivered, retried later, given up, or the endpoint disabled (410)."""
     delivery = await session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True, populate_existing=True)
-    if delivery is None or delivery.status != "pending":
+    if delivery is None:
+        return None
+    delivery.leased_until = None
+    if delivery.status != "pending":
         return delivery  # cancelled (endpoint disabled or deleted) while the POST was in flight
     delivery.attempts += 1
     delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error

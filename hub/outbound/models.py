@@ -48,6 +48,8 @@ class WebhookDelivery(Base):
     """``pending``, ``delivered``, ``failed`` (gave up) or ``cancelled`` (endpoint disabled)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    leased_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """While a run is posting it: until when that run holds it (its claim's lease); null otherwise."""
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
     log: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)

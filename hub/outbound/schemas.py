@@ -143,6 +143,9 @@ class DeliveryOut(BaseModel):
     status: str
     attempts: int
     next_attempt_at: datetime | None
+    leased_until: datetime | None = Field(
+        description="set while a worker is posting it: when that attempt's outcome is recorded at the latest"
+    )
     last_status_code: int | None
     last_error: str | None
     log: list[dict[str, Any]]

@@ -126,10 +126,18 @@ async def retry_delivery(session: AsyncSession, delivery_id: int) -> WebhookDeli
     delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None:
         raise NotFound(f"webhook delivery {delivery_id} does not exist", field="delivery_id")
+    now = clock.now()
+    if delivery.leased_until is not None and delivery.leased_until > now:
+        # Made due now, it would be posted again by the next run while this POST is still out.
+        raise Conflict(
+            f"webhook delivery {delivery_id} is being posted right now; its outcome is recorded by "
+            f"{delivery.leased_until.isoformat()}: retry it after that if it failed",
+            field="delivery_id",
+        )
     endpoint = await get_endpoint(session, delivery.endpoint_id)
     if not endpoint.enabled:
         raise Conflict(f"webhook endpoint {endpoint.id} is disabled; enable it first", field="enabled")
-    delivery.status, delivery.next_attempt_at, delivery.delivered_at = "pending", clock.now(), None
+    delivery.status, delivery.next_attempt_at, delivery.delivered_at = "pending", now, None
     await session.flush()
     return delivery
 

@@ -22,10 +22,13 @@ from hub.outbound.delivery import (
     ATTEMPT_OFFSETS,
     CONCURRENCY,
     Claimed,
+    Outcome,
     attempt,
+    claim_due,
     deliver_due,
     next_attempt_at,
     parse_retry_after,
+    record,
 )
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
 from hub.outbound.publish import event_id_for, publish
@@ -112,6 +115,50 @@ async def test_lead_events_reach_a_real_receiver_signed(hub: Hub) -> None:
         f"/api/webhook-endpoints/{endpoint_id}/deliveries?cursor={page['next_cursor']}", headers=hub.auth()
     )
     assert len(rest.json()["items"]) == 1 and rest.json()["next_cursor"] is None
+
+
+async def test_a_delivery_being_posted_cannot_be_retried_into_a_second_post(
+    sqlite_hub: Hub, frozen: FrozenClock
+) -> None:
+    # A run claimed the delivery and is posting it. A manual retry now would make it due again, and the next run
+    # would post it a second time while the first POST is still out.
+    hub = sqlite_hub
+    async with running_receiver() as receiver:
+        await subscribe(hub, receiver.url, ["call.missed"])
+        await publish_one(hub, "timeline:1")
+        async with hub.session() as session:
+            [claimed] = await claim_due(session, frozen.at, frozen.at + timedelta(seconds=60), limit=10)
+
+        async def retry() -> httpx.Response:
+            return await hub.client.post(f"/api/webhook-deliveries/{claimed.delivery_id}/retry", headers=hub.auth())
+
+        refused = await retry()
+        assert (refused.status_code, refused.json()["field"]) == (409, "delivery_id")
+        [delivery] = await deliveries(hub)
+        assert (delivery.status, delivery.leased_until) == ("pending", frozen.at + timedelta(seconds=60))
+        assert await deliver(hub) == 0  # not due: the run holding it posts it, nobody else
+
+        # The run records its outcome (the receiver failed): the lease ends, and a retry is the operator's call.
+        async with hub.session() as session:
+            await record(session, claimed, Outcome(503, "HTTP 503", 12), frozen.at, random.Random(0))
+        assert (await retry()).status_code == 202
+        assert await deliver(hub) == 1
+        assert len(receiver.received) == 1
+        [delivery] = await deliveries(hub)
+        assert (delivery.status, delivery.leased_until) == ("delivered", None)
+
+
+async def test_a_delivery_whose_worker_died_can_be_retried_once_its_lease_has_passed(
+    sqlite_hub: Hub, frozen: FrozenClock
+) -> None:
+    await subscribe(sqlite_hub, "http://127.0.0.1:9/hook", ["call.missed"])
+    await publish_one(sqlite_hub, "timeline:1")
+    async with sqlite_hub.session() as session:
+        [claimed] = await claim_due(session, frozen.at, frozen.at + timedelta(seconds=60), limit=10)
+    path = f"/api/webhook-deliveries/{claimed.delivery_id}/retry"
+    assert (await sqlite_hub.client.post(path, headers=sqlite_hub.auth())).status_code == 409
+    frozen.advance(61)  # the worker was killed mid-request: nobody records its outcome
+    assert (await sqlite_hub.client.post(path, headers=sqlite_hub.auth())).status_code == 202
 
 
 async def test_a_failed_attempt_is_retried_on_schedule_with_the_same_id(sqlite_hub: Hub, frozen: FrozenClock) -> None:
