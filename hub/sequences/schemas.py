@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, PrivateAttr, field_validator, model_validator
 
 from hub.policy.conditions import check_condition
 
@@ -72,6 +72,13 @@ class Step(_Strict):
 
     key: Slug | None = None
     """Stable name used in stats and message keys; defaults to ``step-<n>``."""
+    _auto_key: bool = PrivateAttr(default=False)
+
+    @property
+    def auto_key(self) -> bool:
+        """True when the step was given no key and has the one of its place (``step-<n>``)."""
+        return self._auto_key
+
     delay: Delay = Delay(amount=0)
     subject: str = Field(min_length=1, max_length=500)
     html: str | None = Field(default=None, max_length=200_000)
@@ -199,9 +206,14 @@ class SequenceSpec(_Strict):
 
     @model_validator(mode="after")
     def _step_keys(self) -> SequenceSpec:
+        given = {step.key for step in self.steps if step.key is not None}
         for index, step in enumerate(self.steps):
             if step.key is None:
-                step.key = f"step-{index + 1}"
+                number = index + 1
+                while f"step-{number}" in given:  # a key given to another step (e.g. a step inserted in an export)
+                    number += 1
+                step.key, step._auto_key = f"step-{number}", True
+                given.add(step.key)
         keys = [step.key for step in self.steps]
         if len(set(keys)) != len(keys):
             raise ValueError("steps: keys must be unique")

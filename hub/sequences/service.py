@@ -23,7 +23,7 @@ from hub.db import retry_transient
 from hub.email.models import EmailMessage
 from hub.errors import Conflict, HubError, NotFound
 from hub.mail.outbox import hold_sequence_mail, release_held_messages, release_sequence_mail
-from hub.sequences import turnstile
+from hub.sequences import revisions, turnstile
 from hub.sequences.enrollment import resume_paused, zones_of_contacts
 from hub.sequences.enrollment import spec_of as spec_of
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
@@ -96,18 +96,34 @@ async def create_sequence(session: AsyncSession, spec: SequenceSpec, library: Te
 async def replace_spec(
     session: AsyncSession, sequence: Sequence, spec: SequenceSpec, library: TemplateLibrary
 ) -> Sequence:
-    """Give the sequence a new definition (checked again; version + 1). Running enrollments continue with it."""
+    """Give the sequence a new definition (checked again; version + 1). Running enrollments continue with it, each
+    after the last step it had: keyless steps keep the keys of the steps they were (``revisions``)."""
     check_templates(spec, library)
     if spec.name != sequence.name:
         other = await sequence_by_name(session, spec.name)
         if other is not None and other.id != sequence.id:
             raise Conflict(f"a sequence named {spec.name!r} exists; choose another name", field="spec.name")
+    # Locked first, as a pause does: the definition the enrollments are moved from is the committed one, and a
+    # step runner's batch (which reads it under a share lock) is not halfway through it.
+    await _lock(session, sequence)
+    old = _readable_spec(sequence)
+    if old is not None:
+        spec = revisions.keep_step_keys(old, spec)
     sequence.name = spec.name
     sequence.spec = _stored(spec)
     sequence.version += 1
     sequence.updated_at = clock.now()
     await _flush_unique_name(session, spec.name)
+    if old is not None:
+        await revisions.follow_steps(session, sequence.id, old, spec)
     return sequence
+
+
+def _readable_spec(sequence: Sequence) -> SequenceSpec | None:
+    try:
+        return spec_of(sequence)
+    except ValidationError:  # stored by a version whose definitions this one cannot read: nothing to go by
+        return None
 
 
 async def pause_sequence(
