@@ -71,6 +71,8 @@ class Claimed:
     secret_sealed: str
     event_id: str
     payload: dict[str, Any]
+    lease_until: datetime | None = None
+    """The claim's lease: its outcome ends that lease only, not a later run's (which re-claimed it after it ran)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ async def claim_due(session: AsyncSession, now: datetime, lease_until: datetime,
                 secret_sealed=endpoint.secret_sealed,
                 event_id=delivery.event_id,
                 payload=delivery.payload,
+                lease_until=lease_until,
             )
         )
     await session.flush()
@@ -259,7 +262,8 @@ async def record(
     delivery = await session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True, populate_existing=True)
     if delivery is None:
         return None
-    delivery.leased_until = None
+    if delivery.leased_until == claimed.lease_until:
+        delivery.leased_until = None
     if delivery.status != "pending":
         return delivery  # cancelled (endpoint disabled or deleted) while the POST was in flight
     delivery.attempts += 1

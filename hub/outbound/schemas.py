@@ -144,7 +144,8 @@ class DeliveryOut(BaseModel):
     attempts: int
     next_attempt_at: datetime | None
     leased_until: datetime | None = Field(
-        description="set while a worker is posting it: when that attempt's outcome is recorded at the latest"
+        description="while a worker is posting it: when that attempt's outcome is recorded at the latest "
+        "(a time in the past: nobody is, e.g. a worker died)"
     )
     last_status_code: int | None
     last_error: str | None

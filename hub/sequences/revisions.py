@@ -1,5 +1,5 @@
-"""What a new definition of a sequence keeps of the old one: the keys of the steps it did not change, and each
-running enrollment's place in it.
+"""What a new definition of a sequence keeps of the old one: which of its steps are old steps (and so keep their
+keys), and each running enrollment's place in it.
 
 An enrollment's ``step_index`` is the number of its next step, and the outbox knows a step's email by the step's
 key (``seq:<enrollment>:<key>``). A new definition that inserts, removes or reorders steps would otherwise move
@@ -9,6 +9,10 @@ email that email again as the second, under a new positional key (``step-2``) th
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
 from sqlalchemy import case, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,60 +20,88 @@ from hub.sequences.models import Enrollment
 from hub.sequences.schemas import SequenceSpec, Step
 
 
-def keep_step_keys(old: SequenceSpec, new: SequenceSpec) -> SequenceSpec:
-    """``new`` with its keyless steps keyed as the steps of ``old`` they are: a step with the same content
-    (subject, bodies, delay, variants, condition) keeps its key wherever it moved; an edited step keeps the key
-    of its place (``step-<n>``) when the step that had it was not found elsewhere; any other keyless step is new
-    and gets a key no step of ``old`` had, so the outbox never takes it for a step an enrollment already had."""
-    unclaimed = {_content(step): step.key for step in reversed(old.steps)}  # the first of equal steps wins
-    keys_taken = {step.key for step in new.steps if not step.auto_key}
-    kept: set[int] = set()
+@dataclass(frozen=True)
+class Revision:
+    """A new definition keyed against the old one, and which old step each of its steps is."""
+
+    spec: SequenceSpec
+    old_index_of: dict[int, int]
+    """New step number -> the number of the old step it is (new steps are absent)."""
+
+
+def revise(old: SequenceSpec, new: SequenceSpec) -> Revision:
+    """Key ``new``'s keyless steps as the steps of ``old`` they are:
+
+    - a step given a key that ``old`` had is that step (edited or not);
+    - a keyless step with the same content as an old step not yet matched is that step, wherever it moved (equal
+      steps match in order);
+    - when no step of ``new`` was given a key (a definition written without keys), a keyless edited step is the
+      old step at its place, if that one was not matched elsewhere;
+    - any other keyless step is new, and gets a key no step of ``old`` had: the outbox never takes it for a step an
+      enrollment already had.
+    """
+    old_keys = {step.key: index for index, step in enumerate(old.steps)}
+    given = {step.key for step in new.steps if not step.auto_key}
+    matched: dict[int, int] = {
+        index: old_keys[step.key] for index, step in enumerate(new.steps) if not step.auto_key and step.key in old_keys
+    }
+    unmatched_old: defaultdict[str, deque[int]] = defaultdict(deque)
+    for index, step in enumerate(old.steps):
+        if index not in matched.values():
+            unmatched_old[_content(step)].append(index)
     for index, step in enumerate(new.steps):
-        if step.auto_key and (key := unclaimed.pop(_content(step), None)) is not None and key not in keys_taken:
-            step.key = key
-            keys_taken.add(key)
-            kept.add(index)
-    moved_away = {step.key for step in old.steps} - set(unclaimed.values())
+        if step.auto_key and (candidates := unmatched_old.get(_content(step))):
+            matched[index] = candidates.popleft()
+    if not given:
+        taken = set(matched.values())
+        for index, step in enumerate(new.steps):
+            if step.auto_key and index not in matched and index < len(old.steps) and index not in taken:
+                matched[index] = index
+                taken.add(index)
+    used = given | {old.steps[o].key for n, o in matched.items() if new.steps[n].auto_key}
+    never = used | set(old_keys)
     for index, step in enumerate(new.steps):
-        if not step.auto_key or index in kept:
+        if not step.auto_key:
+            continue
+        if index in matched:
+            step.key = old.steps[matched[index]].key
             continue
         number = index + 1
-        if f"step-{number}" in keys_taken | moved_away:  # that place's step is elsewhere now, or the key is used
-            while f"step-{number}" in keys_taken | {step.key for step in old.steps}:
-                number += 1
+        while f"step-{number}" in never:
+            number += 1
         step.key = f"step-{number}"
-        keys_taken.add(step.key)
-    return new
+        never.add(step.key)
+    return Revision(new, matched)
 
 
 def _content(step: Step) -> str:
-    return step.model_dump_json(exclude={"key"})
+    # Sorted keys: a stored definition comes back from PostgreSQL's JSONB with its objects' keys reordered.
+    return json.dumps(step.model_dump(mode="json", exclude={"key"}), sort_keys=True)
 
 
-def moved_steps(old: SequenceSpec, new: SequenceSpec) -> dict[int, int]:
-    """For each next-step number of ``old`` that means another number in ``new``: that number. An enrollment goes
-    on after the last step it had, where ``new`` has that step; if ``new`` dropped it, at its next step, where
-    ``new`` has that one; otherwise at the same number (as one that has had no step yet always does)."""
-    where = {step.key: index for index, step in enumerate(new.steps)}
+def moved_steps(old: SequenceSpec, revision: Revision) -> dict[int, int]:
+    """For each next-step number of ``old`` that means another number in the new definition: that number. An
+    enrollment goes on after the last step it had that the new definition kept; if it kept none of them, at the
+    first step still to come that it kept; if it kept neither, at the same number."""
+    new_index_of = {old_index: new_index for new_index, old_index in revision.old_index_of.items()}
     moves: dict[int, int] = {}
     for index in range(1, len(old.steps) + 1):
-        done = old.steps[index - 1].key
-        following = old.steps[index].key if index < len(old.steps) else None
-        if done in where:
-            target = where[done] + 1
-        elif following in where:
-            target = where[following]
-        else:
-            continue
+        had = next((new_index_of[i] + 1 for i in range(index - 1, -1, -1) if i in new_index_of), None)
+        target = (
+            had
+            if had is not None
+            else next((new_index_of[i] for i in range(index, len(old.steps)) if i in new_index_of), index)
+        )
         if target != index:
             moves[index] = target
     return moves
 
 
-async def follow_steps(session: AsyncSession, sequence_id: int, old: SequenceSpec, new: SequenceSpec) -> int:
-    """Move the sequence's running enrollments to where their next step is in ``new``; how many moved. One
-    statement; it waits for an engine batch holding some of them (they are locked while it acts on them)."""
-    moves = moved_steps(old, new)
+async def follow_steps(session: AsyncSession, sequence_id: int, old: SequenceSpec, revision: Revision) -> int:
+    """Move the sequence's running enrollments to where their next step is in the new definition; how many moved.
+    One statement; it waits for an engine batch holding some of them (they are locked while it acts on them).
+    A moved enrollment keeps its due time."""
+    moves = moved_steps(old, revision)
     if not moves:
         return 0
     result = await session.execute(

@@ -76,8 +76,15 @@ class Step(_Strict):
 
     @property
     def auto_key(self) -> bool:
-        """True when the step was given no key and has the one of its place (``step-<n>``)."""
+        """True when the step was given no key (it got ``step-<n>``; a new definition may key it as the old step it
+        is, hub/sequences/revisions.py)."""
         return self._auto_key
+
+    def __eq__(self, other: object) -> bool:
+        # The same step whether its key was given or made: an export read back equals what was exported.
+        return isinstance(other, Step) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
 
     delay: Delay = Delay(amount=0)
     subject: str = Field(min_length=1, max_length=500)

@@ -107,15 +107,16 @@ async def replace_spec(
     # step runner's batch (which reads it under a share lock) is not halfway through it.
     await _lock(session, sequence)
     old = _readable_spec(sequence)
-    if old is not None:
-        spec = revisions.keep_step_keys(old, spec)
+    revision = revisions.revise(old, spec) if old is not None else None
+    if revision is not None:
+        spec = revision.spec
     sequence.name = spec.name
     sequence.spec = _stored(spec)
     sequence.version += 1
     sequence.updated_at = clock.now()
     await _flush_unique_name(session, spec.name)
-    if old is not None:
-        await revisions.follow_steps(session, sequence.id, old, spec)
+    if old is not None and revision is not None:
+        await revisions.follow_steps(session, sequence.id, old, revision)
     return sequence
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hub import clock
-from hub.sequences.revisions import keep_step_keys, moved_steps
+from hub.sequences.revisions import moved_steps, revise
 from hub.sequences.schemas import SequenceSpec
 from tests.conftest import FrozenClock, Hub
 from tests.sequences.helpers import FRIDAY_EVENING, enroll, enrollments, make_contact, make_sequence, messages, run
@@ -38,44 +38,60 @@ def frozen() -> Iterator[FrozenClock]:
     clock.set_clock(None)
 
 
+def revised(old: SequenceSpec, *steps: dict[str, Any]) -> tuple[list[str | None], dict[int, int]]:
+    """The new definition's keys, and where running enrollments move."""
+    revision = revise(old, spec(*steps))
+    return keys(revision.spec), moved_steps(old, revision)
+
+
 def test_a_step_inserted_in_front_takes_a_key_no_step_had_and_the_others_keep_theirs() -> None:
-    old = spec(WELCOME, TIPS)
-    new = keep_step_keys(old, spec(HELLO, WELCOME, TIPS))
-    assert keys(new) == ["step-3", "step-1", "step-2"]
     # Someone who had the welcome goes on with the tips; someone who had both is done.
-    assert moved_steps(old, new) == {1: 2, 2: 3}
+    assert revised(spec(WELCOME, TIPS), HELLO, WELCOME, TIPS) == (["step-3", "step-1", "step-2"], {1: 2, 2: 3})
 
 
-def test_an_edited_step_keeps_the_key_of_its_place() -> None:
-    old = spec(WELCOME, TIPS, CASE_STUDY)
-    new = keep_step_keys(old, spec(WELCOME, TIPS | {"text": "One, two, three, four."}, CASE_STUDY))
-    assert keys(new) == ["step-1", "step-2", "step-3"]  # stats and the outbox go on as before
-    assert moved_steps(old, new) == {}
+def test_an_edited_step_keeps_the_key_of_the_step_it_replaces_also_after_an_earlier_insert() -> None:
+    edited_tips = TIPS | {"text": "One, two, three, four."}
+    assert revised(spec(WELCOME, TIPS, CASE_STUDY), WELCOME, edited_tips, CASE_STUDY) == (
+        ["step-1", "step-2", "step-3"],
+        {},
+    )
+    # Keys are no longer positional once a step was inserted in front; an edit of the tips keeps the tips' key.
+    inserted = revise(spec(WELCOME, TIPS, CASE_STUDY), spec(HELLO, WELCOME, TIPS, CASE_STUDY)).spec
+    assert keys(inserted) == ["step-4", "step-1", "step-2", "step-3"]
+    assert revised(inserted, HELLO, WELCOME, edited_tips, CASE_STUDY | {"text": "How Acme did it, in short."}) == (
+        ["step-4", "step-1", "step-2", "step-3"],
+        {},
+    )
 
 
-def test_a_removed_step_sends_its_waiting_enrollments_to_the_next_one() -> None:
-    old = spec(WELCOME, TIPS, CASE_STUDY)
-    new = keep_step_keys(old, spec(WELCOME, CASE_STUDY))
-    assert keys(new) == ["step-1", "step-3"]
-    # Waiting for the tips (had the welcome): the case study, now second. Had the tips: the case study too.
-    assert moved_steps(old, new) == {2: 1, 3: 2}
+def test_removed_steps_send_their_waiting_enrollments_on_to_the_next_kept_one() -> None:
+    last = HELLO | {"delay": {"amount": 1, "unit": "hours"}}
+    old = spec(WELCOME, TIPS, CASE_STUDY, last)
+    # Had the welcome: the case study was third, now second; had the tips: on to the case study too.
+    assert revised(old, WELCOME, CASE_STUDY, last) == (["step-1", "step-3", "step-4"], {2: 1, 3: 2, 4: 3})
+    # Two in a row removed: whoever had the tips (waiting for the case study) goes on to the last step, not past it.
+    assert revised(old, WELCOME, last)[1] == {2: 1, 3: 1, 4: 2}
 
 
-def test_given_keys_are_kept_as_given_and_a_keyless_new_step_avoids_them() -> None:
-    old = spec(WELCOME | {"key": "welcome"}, TIPS | {"key": "tips"})
-    new = keep_step_keys(old, spec(WELCOME | {"key": "welcome"}, HELLO, TIPS | {"key": "tips"}))
-    assert keys(new) == ["welcome", "step-2", "tips"]
-    assert moved_steps(old, new) == {2: 3}
-    # A given key wins over the keyless step that had it; that step then gets a key no old step had.
-    renamed = keep_step_keys(spec(WELCOME, TIPS), spec(WELCOME | {"key": "step-2"}, TIPS))
-    assert keys(renamed) == ["step-2", "step-3"]
+def test_equal_steps_keep_their_keys_in_order() -> None:
+    old = spec(WELCOME, WELCOME, TIPS)
+    assert revised(old, WELCOME, WELCOME, TIPS) == (["step-1", "step-2", "step-3"], {})
+
+
+def test_given_keys_are_kept_and_a_keyless_step_beside_them_is_new() -> None:
+    old = spec(WELCOME | {"key": "welcome"}, TIPS | {"key": "tips"}, CASE_STUDY | {"key": "study"})
+    assert revised(old, WELCOME | {"key": "welcome"}, HELLO, TIPS | {"key": "tips"}, CASE_STUDY | {"key": "study"}) == (
+        ["welcome", "step-2", "tips", "study"],
+        {2: 3, 3: 4},
+    )
+    # As the dashboard sends it: the last step removed and a new one added; the new one is not the removed one.
+    assert revised(old, WELCOME | {"key": "welcome"}, TIPS | {"key": "tips"}, HELLO)[0] == ["welcome", "tips", "step-3"]
 
 
 def test_enrollments_that_have_had_no_step_start_at_the_new_first_one() -> None:
-    old = spec(WELCOME, TIPS)
-    new = keep_step_keys(old, spec(TIPS, WELCOME))
-    assert keys(new) == ["step-2", "step-1"]
-    assert 0 not in moved_steps(old, new)
+    new_keys, moves = revised(spec(WELCOME, TIPS), TIPS, WELCOME)
+    assert new_keys == ["step-2", "step-1"]
+    assert 0 not in moves
 
 
 async def test_a_running_enrollment_is_not_sent_a_step_again_when_one_is_inserted_before_it(
@@ -123,3 +139,13 @@ async def test_enrollments_of_a_removed_step_move_to_the_next_one(hub: Hub, froz
     frozen.advance(timedelta(hours=1, seconds=1).total_seconds())
     await run(hub)
     assert [(m.subject, m.step_key) for m in await messages(hub)] == [("Welcome", "step-1"), ("A case study", "step-3")]
+
+
+async def test_a_step_with_a_condition_keeps_its_key_on_both_databases(hub: Hub) -> None:
+    # PostgreSQL's JSONB gives a stored condition's keys back in its own order: the step is still the same step.
+    follow_up = TIPS | {"when": {"previous_opened": False, "not": {"bucket": "cold"}}}
+    sequence_id = await make_sequence(hub, name="onboarding", marketing=False, window=None, steps=[WELCOME, follow_up])
+    body = spec(HELLO, WELCOME, follow_up).model_dump(mode="json", exclude={"steps": {"__all__": {"key"}}})
+    patched = await hub.client.patch(f"/api/sequences/{sequence_id}", json={"spec": body}, headers=hub.auth())
+    assert patched.status_code == 200, patched.text
+    assert [s["key"] for s in patched.json()["spec"]["steps"]] == ["step-3", "step-1", "step-2"]
