@@ -24,6 +24,7 @@ from hub.sequences.schemas import SequenceSpec, Step
 class Revision:
     """A new definition keyed against the old one, and which old step each of its steps is."""
 
+    old: SequenceSpec
     spec: SequenceSpec
     old_index_of: dict[int, int]
     """New step number -> the number of the old step it is (new steps are absent)."""
@@ -71,7 +72,7 @@ def revise(old: SequenceSpec, new: SequenceSpec) -> Revision:
             number += 1
         step.key = f"step-{number}"
         never.add(step.key)
-    return Revision(new, matched)
+    return Revision(old, new, matched)
 
 
 def _content(step: Step) -> str:
@@ -79,10 +80,11 @@ def _content(step: Step) -> str:
     return json.dumps(step.model_dump(mode="json", exclude={"key"}), sort_keys=True)
 
 
-def moved_steps(old: SequenceSpec, revision: Revision) -> dict[int, int]:
+def moved_steps(revision: Revision) -> dict[int, int]:
     """For each next-step number of ``old`` that means another number in the new definition: that number. An
     enrollment goes on after the last step it had that the new definition kept; if it kept none of them, at the
     first step still to come that it kept; if it kept neither, at the same number."""
+    old = revision.old
     new_index_of = {old_index: new_index for new_index, old_index in revision.old_index_of.items()}
     moves: dict[int, int] = {}
     for index in range(1, len(old.steps) + 1):
@@ -97,11 +99,11 @@ def moved_steps(old: SequenceSpec, revision: Revision) -> dict[int, int]:
     return moves
 
 
-async def follow_steps(session: AsyncSession, sequence_id: int, old: SequenceSpec, revision: Revision) -> int:
+async def follow_steps(session: AsyncSession, sequence_id: int, revision: Revision) -> int:
     """Move the sequence's running enrollments to where their next step is in the new definition; how many moved.
     One statement; it waits for an engine batch holding some of them (they are locked while it acts on them).
     A moved enrollment keeps its due time."""
-    moves = moved_steps(old, revision)
+    moves = moved_steps(revision)
     if not moves:
         return 0
     result = await session.execute(

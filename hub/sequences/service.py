@@ -115,8 +115,8 @@ async def replace_spec(
     sequence.version += 1
     sequence.updated_at = clock.now()
     await _flush_unique_name(session, spec.name)
-    if old is not None and revision is not None:
-        await revisions.follow_steps(session, sequence.id, old, revision)
+    if revision is not None:
+        await revisions.follow_steps(session, sequence.id, revision)
     return sequence
 
 

@@ -87,6 +87,16 @@ def answering_the_group(replies: bytes) -> tuple[Serve, list[bytes]]:
     return serve, after
 
 
+async def take_one_message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greet as a pipelining relay and take one message: MAIL, RCPT and DATA accepted, the content queued."""
+    await greet(reader, writer, pipelining=True)
+    for _ in GROUP:
+        await reader.readline()
+    writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+    await reader.readuntil(b"\r\n.\r\n")
+    writer.write(b"250 queued\r\n")
+
+
 async def test_to_a_pipelining_relay_mail_rcpt_and_data_go_out_before_any_reply() -> None:
     # This relay answers nothing until it has the whole group: a client waiting for MAIL's reply first would
     # time out here instead of sending.
@@ -259,12 +269,7 @@ async def test_a_session_the_relay_closed_while_idle_is_replaced_not_used() -> N
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal sessions
         sessions += 1
-        await greet(reader, writer, pipelining=True)
-        for _ in GROUP:
-            await reader.readline()
-        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
-        await reader.readuntil(b"\r\n.\r\n")
-        writer.write(b"250 queued\r\n")
+        await take_one_message(reader, writer)
         if sessions == 1:
             writer.write(b"421 4.4.2 relay.test idle timeout, closing\r\n")
             await writer.drain()
@@ -300,12 +305,7 @@ async def test_a_renewed_sessions_goodbye_does_not_hold_up_the_message_it_carrie
     quit_seen, let_go = asyncio.Event(), asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, pipelining=True)
-        for _ in GROUP:
-            await reader.readline()
-        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
-        await reader.readuntil(b"\r\n.\r\n")
-        writer.write(b"250 queued\r\n")
+        await take_one_message(reader, writer)
         assert await reader.readline() == b"QUIT\r\n"
         quit_seen.set()
         await let_go.wait()

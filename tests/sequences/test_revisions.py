@@ -41,7 +41,7 @@ def frozen() -> Iterator[FrozenClock]:
 def revised(old: SequenceSpec, *steps: dict[str, Any]) -> tuple[list[str | None], dict[int, int]]:
     """The new definition's keys, and where running enrollments move."""
     revision = revise(old, spec(*steps))
-    return keys(revision.spec), moved_steps(old, revision)
+    return keys(revision.spec), moved_steps(revision)
 
 
 def test_a_step_inserted_in_front_takes_a_key_no_step_had_and_the_others_keep_theirs() -> None:
