@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from hub import clock
 from hub.accounts import passwords, tokens
 from hub.accounts import service as accounts
 from hub.accounts.schemas import UserCreate
@@ -201,6 +202,16 @@ class FrozenClock:
 
     def advance(self, seconds: float) -> None:
         self.at += timedelta(seconds=seconds)
+
+
+def stopped_clock(at: datetime) -> Iterator[FrozenClock]:
+    """For a fixture (``yield from stopped_clock(at)``): the hub's clock stopped at ``at`` until the test ends."""
+    stopped = FrozenClock(at)
+    clock.set_clock(stopped)
+    try:
+        yield stopped
+    finally:
+        clock.set_clock(None)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub import clock
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, stopped_clock
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -16,7 +15,4 @@ START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
     """The hub's clock stopped at START; ``frozen.advance(seconds)`` moves it."""
-    stopped = FrozenClock(START)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(START)

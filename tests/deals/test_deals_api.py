@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hub import clock
 from hub.contacts.models import Contact
 from hub.deals.models import Deal, DealStageChange
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules" / "deals.yaml"
 START = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
@@ -23,10 +22,7 @@ START = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(START)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(START)
 
 
 @pytest.fixture

@@ -9,18 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hub import clock
 from hub.deals.models import DealStageChange
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
 from tests.deals.test_deals_api import RULES, START, call, new_contact, ok
 
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(START)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(START)
 
 
 @pytest.fixture

@@ -26,17 +26,14 @@ from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery
 from hub.reps.models import Rep
 from hub.timeline import service as timeline
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 
 SID, TOKEN = "AC0123456789abcdef0123456789abcdef", "twilio-token"
 
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
 
 
 async def owned_lead(hub: Hub, *, channels: list[str], phone: str | None = None) -> tuple[int, int]:

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from hub import clock
 from hub.outbound.delivery import (
     ATTEMPT_OFFSETS,
     CONCURRENCY,
@@ -33,17 +32,14 @@ from hub.outbound.delivery import (
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
 from hub.outbound.publish import event_id_for, publish
 from hub.outbound.service import new_secret
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
 from tests.outbound.receiver import Receiver, running_receiver
 
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
     """The hub's clock stopped at the real time (receivers check the timestamp against their own clock)."""
-    stopped = FrozenClock(datetime.now(UTC).replace(microsecond=0))
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(datetime.now(UTC).replace(microsecond=0))
 
 
 async def subscribe(hub: Hub, url: str, event_types: list[str], **extra: Any) -> tuple[int, str]:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hub import clock
 from hub.policy.loader import RulesError, default_rules_path
 from hub.policy.store import RulesStore
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, stopped_clock
 
 RULES = """\
 pipeline:
@@ -32,10 +31,7 @@ routing:
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    at = FrozenClock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
-    clock.set_clock(at)
-    yield at
-    clock.set_clock(None)
+    yield from stopped_clock(datetime(2025, 3, 3, 9, 0, tzinfo=UTC))
 
 
 def save(path: Path, text: str) -> None:

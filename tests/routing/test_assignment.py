@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from hub import clock, jobs
+from hub import jobs
 from hub.calls.models import Call
 from hub.pagination import encode_cursor
 from hub.routing.models import Assignment, RepPerformance
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules"
 MONDAY = datetime(2026, 6, 8, 8, 0, tzinfo=UTC)
@@ -28,10 +28,7 @@ Json = dict[str, Any]
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    at = FrozenClock(MONDAY)
-    clock.set_clock(at)
-    yield at
-    clock.set_clock(None)
+    yield from stopped_clock(MONDAY)
 
 
 async def _started(database_url: str, rules: str) -> AsyncIterator[Hub]:

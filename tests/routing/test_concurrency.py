@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
-from hub import clock, jobs
+from hub import jobs
 from hub.app import create_app
 from hub.auth import service as auth
 from hub.automation import settle_hook
@@ -31,7 +31,7 @@ from hub.reps.models import Rep
 from hub.reps.schemas import RepCreate
 from hub.routing.models import Assignment, Deadline, QueuedLead
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
 from tests.test_live_server import free_port, wait_until_serving
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules"
@@ -51,10 +51,7 @@ def pg_url(pg_database: str) -> str:
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(datetime(2026, 3, 11, 10, 0, tzinfo=UTC))
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(datetime(2026, 3, 11, 10, 0, tzinfo=UTC))
 
 
 # --- exactly-once deadline processing -----------------------------------------------------------

@@ -26,7 +26,7 @@ from hub.routing import repository as routing_repository
 from hub.routing import stages
 from hub.routing.models import Deadline
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 
 RULES = Path(__file__).parents[1] / "fixtures" / "rules"
 LADDER = RULES / "sla_ladder.yaml"
@@ -53,10 +53,7 @@ class Org:
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
     """The hub's clock, stopped on a working Wednesday morning in Berlin."""
-    stopped = FrozenClock(WEDNESDAY_11_BERLIN)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(WEDNESDAY_11_BERLIN)
 
 
 @asynccontextmanager

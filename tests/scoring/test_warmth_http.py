@@ -22,7 +22,7 @@ from hub import clock, jobs
 from hub.contacts.models import Contact
 from hub.email import service as email
 from hub.email.tokens import sign_click_token, sign_open_token, sign_unsubscribe_token
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 from tests.webhooks.test_email_events_http import post_sendgrid, sendgrid_body, sendgrid_event, spki_base64
 from tests.webhooks.test_twilio_voice_http import CALLER, HUB_NUMBER, REP_PHONE, TWILIO, child_leg, form, sid
 from tests.webhooks.test_twilio_voice_http import post as post_voice
@@ -42,10 +42,7 @@ DAY = 86_400
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(NOW)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(NOW)
 
 
 @pytest.fixture(scope="module")

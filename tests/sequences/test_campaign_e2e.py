@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from hub import clock, jobs
+from hub import jobs
 from hub.email.models import EmailMessage
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 from tests.mail_sink import SmtpSink
 from tests.sequences.helpers import BROWSER
 
@@ -42,10 +42,7 @@ MONDAY_MORNING = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(MONDAY_MORNING)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(MONDAY_MORNING)
 
 
 @pytest.fixture

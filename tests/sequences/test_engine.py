@@ -25,7 +25,7 @@ from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.schemas import Step
 from hub.sequences.templates import TemplateLibrary
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
 from tests.sequences.helpers import (
     BROWSER,
     FRIDAY_EVENING,
@@ -45,10 +45,7 @@ from tests.sequences.helpers import (
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(FRIDAY_EVENING)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(FRIDAY_EVENING)
 
 
 async def test_steps_wait_for_each_contacts_window_and_count_business_days(hub: Hub, frozen: FrozenClock) -> None:

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from hub import clock
 from hub.events import FormSubmitted, RawField
 from hub.ingest import ingest_form_submission
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.sequences.helpers import (
     email_event,
     enroll,
@@ -35,10 +34,7 @@ STEPS = [
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(NOW)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(NOW)
 
 
 async def test_replies_outcomes_unsubscribes_and_hard_bounces_stop_sequences(hub: Hub, frozen: FrozenClock) -> None:

@@ -28,7 +28,7 @@ from hub.sequences.breaker import check_breakers
 from hub.sequences.engine import run_due_steps
 from hub.sequences.models import Enrollment, Sequence
 from hub.sequences.templates import TemplateLibrary
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
 from tests.mail.blocking import BlockingTransport
 from tests.pg_waits import until_a_backend_waits
 from tests.sequences.helpers import (
@@ -48,10 +48,7 @@ from tests.sequences.helpers import (
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(FRIDAY_EVENING)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(FRIDAY_EVENING)
 
 
 async def pause(hub: Hub, sequence_id: int) -> Any:

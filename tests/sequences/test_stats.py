@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from hub import clock
 from hub.email.models import EmailEvent, EmailMessage
 from hub.sequences.models import Enrollment
 from hub.timeline import service as timeline
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.sequences.helpers import make_contact, make_sequence
 
 T = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -22,10 +21,7 @@ T = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(T + timedelta(days=2))
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(T + timedelta(days=2))
 
 
 async def test_stats_by_step_and_variant(hub: Hub, frozen: FrozenClock) -> None:

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from hub import clock
 from hub.tasks.models import Task
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.tasks.test_tasks_api import call, contact, notifications, run_due, task_hub
 
 DUE = "2026-11-23T16:00:00Z"
@@ -22,10 +21,7 @@ HOLIDAY = [{"start": "2026-11-20", "end": "2026-11-27"}]
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(datetime(2026, 11, 23, 15, 0, tzinfo=UTC))
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(datetime(2026, 11, 23, 15, 0, tzinfo=UTC))
 
 
 @pytest.fixture

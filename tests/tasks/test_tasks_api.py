@@ -20,7 +20,7 @@ from hub.outbound.models import WebhookDelivery
 from hub.routing.models import Assignment
 from hub.tasks.due import process_due_tasks
 from hub.tasks.models import Task
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 from tests.webhooks.test_twilio_voice_http import CALLER, REP_PHONE, TWILIO, child_leg, form, post, twiml
 
 RULES = Path(__file__).parent / "head_of_sales.yaml"
@@ -30,10 +30,7 @@ MONDAY = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(MONDAY)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(MONDAY)
 
 
 @asynccontextmanager

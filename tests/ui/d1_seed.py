@@ -11,8 +11,7 @@ from typing import Any
 
 import httpx
 
-from hub import clock
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 
 RULES = Path(__file__).parents[1] / "tasks" / "head_of_sales.yaml"
 """Routing off, a plain pipeline (new, contacted, qualified, ..., won, lost) with loss reasons."""
@@ -22,10 +21,7 @@ MONDAY = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 
 def frozen_clock(moment: datetime = MONDAY) -> Iterator[FrozenClock]:
     """For a fixture: the hub's clock stopped at ``moment`` until the test ends."""
-    stopped = FrozenClock(moment)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(moment)
 
 
 @asynccontextmanager

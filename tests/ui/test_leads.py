@@ -13,22 +13,19 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from hub import clock
 from hub.audit.models import AuditEntry
 from hub.contacts.models import Contact
 from hub.reps.models import Rep, Team
 from hub.routing.models import Assignment
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 
 NOW = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 EVIL = '=HYPERLINK("http://evil.example","x")'
 
 
 @pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    clock.set_clock(FrozenClock(NOW))
-    yield
-    clock.set_clock(None)
+def frozen() -> Iterator[FrozenClock]:
+    yield from stopped_clock(NOW)
 
 
 @dataclass

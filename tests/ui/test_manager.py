@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hub import clock
 from hub.contacts.models import Contact
 from hub.reps.models import Team
 from hub.routing.models import Assignment, QueuedLead, StageChange
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.reports.money_history import Org, build_org, won_deal
 
 NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
@@ -27,10 +26,8 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture(autouse=True)
-def frozen() -> Iterator[None]:
-    clock.set_clock(FrozenClock(NOW))
-    yield
-    clock.set_clock(None)
+def frozen() -> Iterator[FrozenClock]:
+    yield from stopped_clock(NOW)
 
 
 async def add_lead(

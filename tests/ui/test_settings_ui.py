@@ -16,12 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from hub import clock
 from hub.audit.models import AuditEntry
 from hub.forms.models import FormSource
 from hub.inbox.models import InboundEvent
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
-from tests.conftest import QUIET_RULES, FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import QUIET_RULES, FrozenClock, Hub, make_settings, start_hub, stopped_clock
 from tests.webhooks.test_email_events_http import MAILGUN_KEY, mailgun_document, mailgun_signed, mailgun_token
 
 T = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -38,10 +37,7 @@ PAGES = (
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    stopped = FrozenClock(T)
-    clock.set_clock(stopped)
-    yield stopped
-    clock.set_clock(None)
+    yield from stopped_clock(T)
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from hub import clock, ingest
+from hub import ingest
 from hub.accepted import apply_accepted
 from hub.contacts import service as contacts
 from hub.contacts.normalize import Identity
 from hub.outbound.models import WebhookDelivery
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
 
 NOW = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
@@ -35,10 +35,7 @@ class _DeadlockDetected(Exception):
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    frozen = FrozenClock(NOW)
-    clock.set_clock(frozen)
-    yield frozen
-    clock.set_clock(None)
+    yield from stopped_clock(NOW)
 
 
 async def _subscribe(hub: Hub) -> None:
