@@ -49,6 +49,16 @@ async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterabl
     return owners
 
 
+async def owners_of(session: AsyncSession, contact_ids: Iterable[int]) -> dict[int, int | None]:
+    """Each contact's owner rep (None: unassigned)."""
+    wanted = sorted(set(contact_ids))
+    owners: dict[int, int | None] = {}
+    for start in range(0, len(wanted), 500):
+        stmt = select(Contact.id, Contact.owner_rep_id).where(Contact.id.in_(wanted[start : start + 500]))
+        owners.update((contact_id, owner) for contact_id, owner in await session.execute(stmt))
+    return owners
+
+
 async def lock_contacts(session: AsyncSession, contact_ids: Iterable[int]) -> list[Contact]:
     """Load contacts for update, in id order so two transactions never wait on each other in a cycle."""
     ids = sorted(set(contact_ids))

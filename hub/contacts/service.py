@@ -140,6 +140,11 @@ async def contact_ids_by_value(session: AsyncSession, kind: str, values: Iterabl
     return await repository.contact_ids_by_value(session, kind, values)
 
 
+async def owners_of(session: AsyncSession, contact_ids: Iterable[int]) -> dict[int, int | None]:
+    """Each of these contacts' owner rep (None: unassigned)."""
+    return await repository.owners_of(session, contact_ids)
+
+
 async def get_live_contact(session: AsyncSession, contact_id: int) -> Contact:
     """The contact with its identities; raises ContactMerged for an absorbed id, NotFound if absent."""
     contact = await repository.get_contact(session, contact_id)

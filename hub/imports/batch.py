@@ -22,8 +22,9 @@ from hub.contacts import service as contacts
 from hub.contacts.models import Contact
 from hub.contacts.normalize import Identity
 from hub.db import is_unavailable
-from hub.errors import HubError
+from hub.errors import Forbidden, HubError
 from hub.imports import repository
+from hub.imports.access import OUTSIDE_REACH, contacts_beyond
 from hub.imports.consent import record_imported_consent
 from hub.imports.new_contacts import create_contacts
 from hub.imports.rows import PreparedRow, RowProblem
@@ -49,6 +50,8 @@ class BatchPlan:
     route: bool
     policy: RulesFile
     now: datetime
+    reach: frozenset[int] | None = None
+    """The reps whose leads the rows may match or merge (``LeadImport.reach``); None: every lead."""
 
 
 @dataclass
@@ -129,6 +132,7 @@ async def _new_rows(
 
 async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[PreparedRow], outcome: BatchOutcome) -> None:
     await repository.lock_identity_keys(session, (i.lock_key for r in rows for i in r.identities))
+    await _keep_within_reach(session, plan.reach, rows)
     fast, slow = await _split(session, rows)
     results: dict[int, tuple[int, bool]] = {}
     ids = await create_contacts(session, fast, source=plan.source, now=plan.now)
@@ -171,6 +175,21 @@ async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[Prepar
     created = sum(1 for contact_id, was_created in results.values() if was_created)
     outcome.created += created
     outcome.matched += len(rows) - created
+
+
+async def _keep_within_reach(session: AsyncSession, reach: frozenset[int] | None, rows: list[PreparedRow]) -> None:
+    """Refuse rows that match a lead outside the importer's teams: importing them would merge it, or add to it,
+    where the importer could not through the API. The batch is then redone row by row, and only such rows fail."""
+    if reach is None:
+        return
+    matched: set[int] = set()
+    for kind in ("email", "phone"):
+        found = await contacts.contact_ids_by_value(
+            session, kind, {i.value for r in rows for i in r.identities if i.kind == kind}
+        )
+        matched.update(found.values())
+    if await contacts_beyond(session, reach, matched):
+        raise Forbidden(OUTSIDE_REACH)
 
 
 async def _split(session: AsyncSession, rows: list[PreparedRow]) -> tuple[list[PreparedRow], list[PreparedRow]]:

@@ -49,7 +49,7 @@ async def run_imports(ctx: dict[str, Any]) -> int:
         if import_id is None:
             break
         async with session_scope(ctx["sessions"]) as session:
-            before = await service.get_import(session, import_id)
+            before = await service.get_import(session, import_id, viewer=None)
             start = before.processed_rows
             after = await service.run_batch(session, import_id, env, cursors)
         if after is None:

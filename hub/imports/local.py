@@ -12,6 +12,7 @@ from hub.composition import build_reactions
 from hub.config import Settings
 from hub.db import create_engine, create_sessionmaker, session_scope
 from hub.imports import service
+from hub.imports.access import Importer
 from hub.imports.cursor import CursorCache
 from hub.imports.errors_csv import error_lines
 from hub.imports.mapping import suggest_mapping
@@ -70,7 +71,7 @@ class LocalImporter:
             total_rows=table.count_rows(),
         )
         async with self.sessions() as session:
-            return await service.preview(session, draft, self.env(), table=table)
+            return await service.preview(session, draft, self.env(), table=table, reach=None)
 
     async def start(
         self, content: bytes, filename: str, options: ImportOptions, overrides: dict[str, str]
@@ -88,7 +89,7 @@ class LocalImporter:
                 filename=filename,
                 options=options,
                 mapping=mapping_with(header, overrides),
-                actor=ACTOR,
+                importer=Importer(ACTOR),
                 start=True,
                 max_bytes=self.settings.import_max_bytes,
                 runner=RUNNER,

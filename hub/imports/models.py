@@ -39,6 +39,9 @@ class LeadImport(Base):
     failed_count: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200))
+    reach: Mapped[list[int] | None] = mapped_column(JsonType)
+    """The reps whose leads the import may match, merge or give leads to: the scope of the manager who started
+    it (``hub.imports.access``); null for an admin, a manager who sees every lead, and ``hub import``."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow_default)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -79,11 +79,15 @@ async def unfinished_like(session: AsyncSession, *, namespace: str, file_sha256:
     return (await session.scalars(stmt)).first()
 
 
-async def newest(session: AsyncSession, *, limit: int, before_id: int | None = None) -> list[LeadImport]:
-    """Imports newest first."""
+async def newest(
+    session: AsyncSession, *, limit: int, before_id: int | None = None, created_by: str | None = None
+) -> list[LeadImport]:
+    """Imports newest first (only those ``created_by`` uploaded, if given)."""
     stmt = select(LeadImport).order_by(LeadImport.id.desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(LeadImport.id < before_id)
+    if created_by is not None:
+        stmt = stmt.where(LeadImport.created_by == created_by)
     return list((await session.scalars(stmt)).all())
 
 

@@ -31,6 +31,8 @@ class RowContext:
     reps_by_email: Mapping[str, int]
     active_rep_ids: frozenset[int]
     all_rep_ids: frozenset[int]
+    reach: frozenset[int] | None
+    """The reps the importer reaches (``hub.imports.access``): an owner outside it fails the row; None: any rep."""
     stages: Mapping[str, str]
     """Pipeline stage names by their lower-case form (files write "Qualified" for ``qualified``)."""
     lost_stages: frozenset[str]
@@ -200,6 +202,8 @@ def _owner(column: str, value: str, ctx: RowContext) -> int:
         raise _Refused(column, f"unknown rep {value[:80]!r} (give a rep's email or id)")
     if rep_id not in ctx.active_rep_ids:
         raise _Refused(column, f"rep {value[:80]!r} is inactive")
+    if ctx.reach is not None and rep_id not in ctx.reach:
+        raise _Refused(column, f"rep {value[:80]!r} is not in your teams")
     return rep_id
 
 

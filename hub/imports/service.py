@@ -16,6 +16,7 @@ from hub.contacts import service as contacts
 from hub.contacts.normalize import Identity
 from hub.errors import Conflict, NotFound, PayloadTooLarge, UnprocessableInput
 from hub.imports import repository
+from hub.imports.access import OUTSIDE_REACH, Importer, contacts_beyond, reach_of
 from hub.imports.batch import BatchPlan, import_batch
 from hub.imports.csvfile import CsvTable, read_table
 from hub.imports.cursor import CursorCache, RowCursor
@@ -66,12 +67,13 @@ async def create_import(
     filename: str,
     options: ImportOptions,
     mapping: dict[str, str] | None,
-    actor: str,
+    importer: Importer,
     start: bool,
     max_bytes: int,
     runner: str = "worker",
 ) -> tuple[LeadImport, CsvTable]:
-    """Store an uploaded file as an import: a draft to map, or (``start``) queued at once."""
+    """Store an uploaded file as an import: a draft to map, or (``start``) queued at once, to run within the
+    importer's reach."""
     check_size(len(content), max_bytes)
     table = open_table(content, options)
     chosen = suggest_mapping(table.header) if mapping is None else mapping
@@ -93,13 +95,14 @@ async def create_import(
         matched_count=0,
         skipped_count=0,
         failed_count=0,
-        created_by=actor[:200],
+        created_by=importer.actor[:200],
+        reach=importer.stored_reach(),
         created_at=now,
         updated_at=now,
     )
     await repository.add_import(session, lead_import, content)
     if start:
-        _queue(session, lead_import, actor)
+        _queue(session, lead_import, importer)
     return lead_import, table
 
 
@@ -109,10 +112,10 @@ async def start_import(
     *,
     mapping: dict[str, str] | None,
     options: ImportOptions | None,
-    actor: str,
+    importer: Importer,
 ) -> LeadImport:
-    """Queue a draft with its final mapping and options; the worker runs it."""
-    lead_import = await get_import(session, import_id)
+    """Queue a draft with its final mapping and options; the worker runs it within the reach of who starts it."""
+    lead_import = await get_import(session, import_id, viewer=importer)
     if lead_import.status != "draft":
         raise Conflict(f"import {import_id} was started already (it is {lead_import.status})", field="import_id")
     chosen_options = options or ImportOptions.model_validate(_options_given(lead_import.options))
@@ -120,17 +123,18 @@ async def start_import(
     lead_import.mapping = check_mapping(mapping if mapping is not None else lead_import.mapping, table.header)
     lead_import.options = _stored_options(chosen_options, table)
     lead_import.namespace = chosen_options.namespace
-    _queue(session, lead_import, actor)
+    _queue(session, lead_import, importer)
     await session.flush()
     return lead_import
 
 
-def _queue(session: AsyncSession, lead_import: LeadImport, actor: str) -> None:
+def _queue(session: AsyncSession, lead_import: LeadImport, importer: Importer) -> None:
     lead_import.status = "queued"
+    lead_import.reach = importer.stored_reach()
     lead_import.updated_at = clock.now()
     audit.record(
         session,
-        actor=actor,
+        actor=importer.actor,
         action="import.started",
         target_type="import",
         target_id=lead_import.id,
@@ -152,13 +156,15 @@ async def preview(
     options: ImportOptions | None = None,
     limit: int = PREVIEW_ROWS,
     table: CsvTable | None = None,
+    reach: frozenset[int] | None,
 ) -> PreviewOut:
-    """The first rows under a mapping: each cell as stored, and each problem (all of them, not just the first)."""
+    """The first rows under a mapping, as they would be imported within ``reach`` (``Importer.reach``): each cell
+    as stored, and each problem (all of them, not just the first)."""
     chosen_options = options or ImportOptions.model_validate(_options_given(lead_import.options))
     table = table or open_table(await _content(session, lead_import), chosen_options)
     given = mapping if mapping is not None else lead_import.mapping
     chosen = check_mapping(given, table.header, require_identity=False)
-    ctx = await row_context(session, table.header, chosen, chosen_options, env)
+    ctx = await row_context(session, table.header, chosen, chosen_options, env, reach=reach)
     rows: list[PreviewRowOut] = []
     prepared: list[PreparedRow | RowProblem] = []
     for number, values in table.rows():
@@ -169,7 +175,7 @@ async def preview(
         cells = [PreviewCellOut(**vars(c)) for c in preview_cells(values, ctx)]
         problem = result.reason if isinstance(result, RowProblem) else None
         rows.append(PreviewRowOut(number=number, cells=cells, problem=problem))
-    outcomes = await _expected_outcomes(session, chosen_options.namespace, prepared)
+    outcomes = await _expected_outcomes(session, chosen_options.namespace, prepared, reach)
     rows = [row.model_copy(update={"outcome": outcomes.get(row.number)}) for row in rows]
     return PreviewOut(
         header=table.header,
@@ -183,7 +189,7 @@ async def preview(
 
 
 async def _expected_outcomes(
-    session: AsyncSession, namespace: str, prepared: Sequence[PreparedRow | RowProblem]
+    session: AsyncSession, namespace: str, prepared: Sequence[PreparedRow | RowProblem], reach: frozenset[int] | None
 ) -> dict[int, str]:
     """What importing each previewed row would do now: skip it, match a contact, or create one."""
     rows = [r for r in prepared if isinstance(r, PreparedRow)]
@@ -194,11 +200,14 @@ async def _expected_outcomes(
             session, kind, {i.value for r in rows for i in r.identities if i.kind == kind}
         )
         owners.update((Identity(kind, value), contact_id) for value, contact_id in found.items())
+    beyond = await contacts_beyond(session, reach, set(owners.values()))
     outcomes: dict[int, str] = {}
     for row in rows:
         matched = sorted({owners[i] for i in row.identities if i in owners})
         if row.key in imported or not imported.isdisjoint(row.earlier_keys):
             outcomes[row.number] = "skip: already imported"
+        elif not beyond.isdisjoint(matched):
+            outcomes[row.number] = f"refused: {OUTSIDE_REACH}"
         elif matched:
             outcomes[row.number] = "match contact " + ", ".join(str(m) for m in matched)
         else:
@@ -207,9 +216,16 @@ async def _expected_outcomes(
 
 
 async def row_context(
-    session: AsyncSession, header: Sequence[str], mapping: dict[str, str], options: ImportOptions, env: ImportEnv
+    session: AsyncSession,
+    header: Sequence[str],
+    mapping: dict[str, str],
+    options: ImportOptions,
+    env: ImportEnv,
+    *,
+    reach: frozenset[int] | None,
 ) -> RowContext:
-    """What preparing rows needs: the mapping, the reps by email and id, the pipeline's stages."""
+    """What preparing rows needs: the mapping, the reps by email and id (and those ``reach`` lets the rows name
+    as owners), the pipeline's stages."""
     everyone = await reps.list_reps(session, include_inactive=True)
     pipeline = env.policy.pipeline
     return RowContext(
@@ -220,6 +236,7 @@ async def row_context(
         reps_by_email={r.email.lower(): r.id for r in everyone if r.email},
         active_rep_ids=frozenset(r.id for r in everyone if r.active),
         all_rep_ids=frozenset(r.id for r in everyone),
+        reach=reach,
         stages={name.lower(): name for name in pipeline.names},
         lost_stages=frozenset(s.name for s in pipeline.stages if s.outcome == "lost"),
         secret_key=env.secret_key,
@@ -255,7 +272,9 @@ async def run_batch(session: AsyncSession, import_id: int, env: ImportEnv, curso
     if not rows:
         cursors.drop(import_id)
         return await _finish(session, lead_import, status="done")
-    ctx = await row_context(session, cursor.table.header, lead_import.mapping, options, env)
+    ctx = await row_context(
+        session, cursor.table.header, lead_import.mapping, options, env, reach=reach_of(lead_import)
+    )
     prepared: list[PreparedRow | RowProblem] = [prepare_row(number, values, ctx) for number, values in rows]
     plan = BatchPlan(
         import_id=lead_import.id,
@@ -265,6 +284,7 @@ async def run_batch(session: AsyncSession, import_id: int, env: ImportEnv, curso
         route=options.route,
         policy=env.policy,
         now=now,
+        reach=reach_of(lead_import),
     )
     outcome = await import_batch(session, plan, prepared)
     values_of = dict(rows)
@@ -321,17 +341,20 @@ async def expire_drafts(session: AsyncSession, *, older_than_days: int) -> int:
     return expired
 
 
-async def get_import(session: AsyncSession, import_id: int) -> LeadImport:
-    """An import by id; 404 if there is none."""
+async def get_import(session: AsyncSession, import_id: int, *, viewer: Importer | None) -> LeadImport:
+    """An import by id; 404 if there is none, or ``viewer`` may not see it (None: the hub itself)."""
     lead_import = await repository.get(session, import_id)
-    if lead_import is None:
+    if lead_import is None or (viewer is not None and not viewer.sees(lead_import)):
         raise NotFound(f"import {import_id} does not exist", field="import_id")
     return lead_import
 
 
-async def list_imports(session: AsyncSession, *, limit: int, before_id: int | None = None) -> list[LeadImport]:
-    """Imports, newest first."""
-    return await repository.newest(session, limit=limit, before_id=before_id)
+async def list_imports(
+    session: AsyncSession, *, viewer: Importer, limit: int, before_id: int | None = None
+) -> list[LeadImport]:
+    """The imports ``viewer`` may see, newest first."""
+    mine_only = None if viewer.reach is None else viewer.actor
+    return await repository.newest(session, limit=limit, before_id=before_id, created_by=mine_only)
 
 
 async def errors_page(session: AsyncSession, import_id: int, *, after_id: int, limit: int) -> list[ImportRowError]:

@@ -18,12 +18,13 @@ from pydantic import ValidationError
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import HubError, UnprocessableInput
 from hub.imports import service
+from hub.imports.access import Importer
 from hub.imports.api import ImportIdPath, env_of, errors_response
 from hub.imports.mapping import CUSTOM_PREFIX, FIELDS, IGNORE, header_slug
 from hub.imports.models import LeadImport
 from hub.imports.schemas import ImportOptions, PreviewOut
 from hub.imports.upload import read_upload, upload_form
-from hub.ui.auth import CsrfDep, WebManagerDep
+from hub.ui.auth import CsrfDep, WebManagerDep, WebScopeDep
 from hub.ui.templating import render
 
 router = APIRouter()
@@ -47,15 +48,28 @@ async def _upload_form(request: Request, runtime: RuntimeDep, _user: WebManagerD
 UploadForm = Annotated[None, Depends(_upload_form)]
 
 
+def _web_importer(_user: WebManagerDep, scope: WebScopeDep) -> Importer:
+    """The signed-in manager as an importer (``hub.imports.access``)."""
+    return Importer.scoped(scope.principal.actor, scope.owners())
+
+
+WebImporterDep = Annotated[Importer, Depends(_web_importer)]
+
+
 @router.get("/ui/imports", response_class=HTMLResponse)
-async def imports_page(request: Request, session: SessionDep, _user: WebManagerDep) -> Response:
+async def imports_page(request: Request, session: SessionDep, importer: WebImporterDep) -> Response:
     """Recent imports and the upload form."""
-    return await _list_page(request, session)
+    return await _list_page(request, session, importer)
 
 
 @router.post("/ui/imports", response_class=HTMLResponse)
 async def upload(
-    request: Request, session: SessionDep, runtime: RuntimeDep, user: WebManagerDep, _form: UploadForm, _csrf: CsrfDep
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    importer: WebImporterDep,
+    _form: UploadForm,
+    _csrf: CsrfDep,
 ) -> Response:
     """Store the uploaded file as a draft and go to its mapping form; a refused file re-shows the form with why."""
     try:
@@ -67,26 +81,26 @@ async def upload(
             filename=uploaded.filename,
             options=options,
             mapping=None,
-            actor=user.actor,
+            importer=importer,
             start=False,
             max_bytes=runtime.settings.import_max_bytes,
         )
     except HubError as exc:
         await session.rollback()
-        return await _list_page(request, session, error=exc.message, status_code=exc.status_code)
+        return await _list_page(request, session, importer, error=exc.message, status_code=exc.status_code)
     await session.commit()
     return RedirectResponse(f"/ui/imports/{lead_import.id}", status_code=303)
 
 
 @router.get("/ui/imports/{import_id}", response_class=HTMLResponse)
 async def import_page(
-    import_id: ImportIdPath, request: Request, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
+    import_id: ImportIdPath, request: Request, session: SessionDep, runtime: RuntimeDep, importer: WebImporterDep
 ) -> Response:
     """A draft's mapping form with a preview, or a started import's progress and result."""
-    lead_import = await service.get_import(session, import_id)
+    lead_import = await service.get_import(session, import_id, viewer=importer)
     if lead_import.status != "draft":
         return render(request, "ui/app/import_detail.html.j2", item=lead_import, **_progress(lead_import))
-    preview = await service.preview(session, lead_import, env_of(runtime))
+    preview = await service.preview(session, lead_import, env_of(runtime), reach=importer.reach)
     return _mapping_page(request, lead_import, preview)
 
 
@@ -96,11 +110,11 @@ async def preview_partial(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    _user: WebManagerDep,
+    importer: WebImporterDep,
     _csrf: CsrfDep,
 ) -> Response:
     """The preview table under the mapping as the form now stands (htmx swaps it in on every change)."""
-    lead_import = await service.get_import(session, import_id)
+    lead_import = await service.get_import(session, import_id, viewer=importer)
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
@@ -110,6 +124,7 @@ async def preview_partial(
             env_of(runtime),
             mapping=_mapping(fields, lead_import),
             options=_options(fields, lead_import),
+            reach=importer.reach,
         )
     except HubError as exc:
         return render(request, "ui/app/partials/import_preview.html.j2", preview=None, error=exc.message)
@@ -122,21 +137,21 @@ async def start(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    user: WebManagerDep,
+    importer: WebImporterDep,
     _csrf: CsrfDep,
 ) -> Response:
     """Start the import with the chosen mapping; a mapping the hub refuses re-shows the form with why."""
-    lead_import = await service.get_import(session, import_id)
+    lead_import = await service.get_import(session, import_id, viewer=importer)
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     mapping = _mapping(fields, lead_import)
     try:
         options = _options(fields, lead_import)
-        await service.start_import(session, import_id, mapping=mapping, options=options, actor=user.actor)
+        await service.start_import(session, import_id, mapping=mapping, options=options, importer=importer)
     except HubError as exc:
         await session.rollback()
-        lead_import = await service.get_import(session, import_id)
-        preview = await service.preview(session, lead_import, env_of(runtime), mapping=mapping)
+        lead_import = await service.get_import(session, import_id, viewer=importer)
+        preview = await service.preview(session, lead_import, env_of(runtime), mapping=mapping, reach=importer.reach)
         return _mapping_page(request, lead_import, preview, error=exc.message, status_code=exc.status_code)
     await session.commit()
     return RedirectResponse(f"/ui/imports/{import_id}", status_code=303)
@@ -144,25 +159,25 @@ async def start(
 
 @router.get("/ui/imports/{import_id}/progress", response_class=HTMLResponse)
 async def progress_partial(
-    import_id: ImportIdPath, request: Request, session: SessionDep, _user: WebManagerDep
+    import_id: ImportIdPath, request: Request, session: SessionDep, importer: WebImporterDep
 ) -> Response:
     """The progress panel (polled every second until the import is done)."""
-    lead_import = await service.get_import(session, import_id)
+    lead_import = await service.get_import(session, import_id, viewer=importer)
     return render(request, "ui/app/partials/import_progress.html.j2", item=lead_import, **_progress(lead_import))
 
 
 @router.get("/ui/imports/{import_id}/errors.csv", response_class=StreamingResponse)
 async def errors_csv(
-    import_id: ImportIdPath, session: SessionDep, runtime: RuntimeDep, _user: WebManagerDep
+    import_id: ImportIdPath, session: SessionDep, runtime: RuntimeDep, importer: WebImporterDep
 ) -> StreamingResponse:
     """The failed rows with their reasons and original values."""
-    return await errors_response(session, runtime, import_id)
+    return await errors_response(session, runtime, import_id, importer)
 
 
 async def _list_page(
-    request: Request, session: SessionDep, *, error: str | None = None, status_code: int = 200
+    request: Request, session: SessionDep, importer: Importer, *, error: str | None = None, status_code: int = 200
 ) -> HTMLResponse:
-    items = await service.list_imports(session, limit=LISTED)
+    items = await service.list_imports(session, viewer=importer, limit=LISTED)
     return render(request, "ui/app/imports.html.j2", status_code=status_code, items=items, error=error)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.imports import service
+from hub.imports.access import Importer
 from hub.imports.cursor import CursorCache
 from hub.imports.models import LeadImport
 from hub.imports.schemas import ImportOptions
@@ -32,7 +33,7 @@ async def create(
             filename="leads.csv",
             options=ImportOptions(**options),
             mapping=mapping,
-            actor="test",
+            importer=Importer("test"),
             start=start,
             max_bytes=hub.settings.import_max_bytes,
         )

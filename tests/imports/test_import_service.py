@@ -123,7 +123,7 @@ async def test_resume_after_interruption_imports_each_row_once(hub: Hub) -> None
         await service.run_batch(session, lead_import.id, env_of(hub, 3), CursorCache())
         await session.rollback()
     async with hub.session() as session:
-        halfway = await service.get_import(session, lead_import.id)
+        halfway = await service.get_import(session, lead_import.id, viewer=None)
     assert (halfway.status, halfway.processed_rows, halfway.created_count) == ("running", 3, 3)
     done = await run_to_end(hub, lead_import.id, batch_size=3)  # a new process: a fresh cursor
     assert (done.created_count, done.processed_rows, done.status) == (7, 7, "done")
@@ -195,6 +195,6 @@ async def test_two_workers_on_one_import_never_import_a_row_twice(hub: Hub) -> N
 
     await asyncio.gather(worker(), worker())
     async with hub.session() as session:
-        done = await service.get_import(session, lead_import.id)
+        done = await service.get_import(session, lead_import.id, viewer=None)
     assert (done.status, done.created_count, done.processed_rows) == ("done", 9, 9)
     assert await _count(hub, Contact) == 9 and await _count(hub, ImportedRow) == 9

@@ -100,6 +100,7 @@ def _ctx(mapping: dict[str, str], key_column: str | None = None) -> RowContext:
         reps_by_email={"rita@example.com": 7},
         active_rep_ids=frozenset({7}),
         all_rep_ids=frozenset({7, 8}),
+        reach=None,
         stages={"new": "new", "qualified": "qualified", "lost": "lost"},
         lost_stages=frozenset({"lost"}),
         secret_key=KEY,
