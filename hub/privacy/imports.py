@@ -4,7 +4,9 @@
   became: nothing readable about the person, so erasure leaves them (a re-run of the same file then skips the
   row instead of bringing the erased person back); export lists them.
 - ``import_errors`` hold a failed row's original cells, the key column's value and a reason that may quote a
-  cell: erasure blanks the rows that mention one of the contact's values, export lists them.
+  cell: erasure blanks the rows about the contact (a cell with one of their emails or phone numbers, or their
+  full name), export lists them. A company or job title alone does not make a row theirs: it is anyone's at
+  the same firm, and blanking their row would lose it.
 
 A failed row took no contact, so it is found by its values, not by a contact id: every failed row is read (in
 chunks) and compared in Python, which also finds a phone number written as the file wrote it.
@@ -25,9 +27,10 @@ from hub.privacy.rules import ERASED
 
 
 def mentions_contact(error: ImportRowError, known: Known) -> bool:
-    """True when a failed row's key, reason or any cell holds one of the contact's values."""
+    """True when a failed row's key, reason or a cell holds one of the contact's emails or phones, or a cell is
+    their full name."""
     texts = [error.row_key or "", error.reason, *(str(v) for v in error.values or [])]
-    return any(known.found_in(text) for text in texts if text)
+    return any(known.identifies(text) for text in texts if text)
 
 
 async def failed_rows_about(session: AsyncSession, known: Known) -> AsyncIterator[ImportRowError]:

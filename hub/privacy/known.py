@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import select
@@ -27,6 +27,9 @@ class Known:
     emails: set[str]
     phones: set[str]
     other: set[str]
+    """Names, companies, job titles, other identities: scrubbed from the family's own records."""
+    names: set[str] = field(default_factory=set)
+    """The family's full names (contacts', callers'): also in ``other``."""
 
     @property
     def all(self) -> list[str]:
@@ -46,10 +49,26 @@ class Known:
     def found_in(self, text: str) -> bool:
         """True when ``text`` holds one of the values: an email or name (case-insensitive), or a phone number
         however it is written (``(415) 555-0123``, ``0049 151 ...``, ``0151 ...``)."""
-        values, phones = self._needles
+        values, _ = self._needles
         lowered = text.lower()
-        if any(value in lowered for value in values):
+        return any(value in lowered for value in values) or self._has_phone(text)
+
+    def identifies(self, cell: str) -> bool:
+        """True when text that may be anyone's (a failed import row's cell) is about the family: it holds one of
+        their emails or phone numbers, or is one of their full names. Not a company or job title, nor a name
+        inside other text: colleagues share those ("Acme", "Engineer", "Ann" in "joanna@...")."""
+        lowered = cell.lower()
+        if any(email in lowered for email in self._identity_needles[0]):
             return True
+        return " ".join(lowered.split()) in self._identity_needles[1] or self._has_phone(cell)
+
+    @cached_property
+    def _identity_needles(self) -> tuple[list[str], frozenset[str]]:
+        emails = [e.lower() for e in self.emails if len(e) >= 3]
+        return emails, frozenset(" ".join(n.lower().split()) for n in self.names if len(n) >= 3)
+
+    def _has_phone(self, text: str) -> bool:
+        _, phones = self._needles
         if not phones:
             return False
         for run in re.findall(r"[0-9][0-9 ()./-]*[0-9]", text):
@@ -68,6 +87,8 @@ async def known_values(session: AsyncSession, family: Sequence[int]) -> Known:
         (known.emails if kind == "email" else known.phones if kind == "phone" else known.other).add(value)
     for contact in await session.scalars(select(Contact).where(Contact.id.in_(family))):
         known.other.update(v for v in (contact.name, contact.company, contact.job_title) if v)
+        if contact.name:
+            known.names.add(contact.name)
     known.emails.update(await session.scalars(select(EmailMessage.recipient).where(owned_by(EmailMessage, family))))
     known.emails.update(await session.scalars(select(EmailEvent.recipient).where(owned_by(EmailEvent, family))))
     known.emails.update(await session.scalars(select(Suppression.email).where(Suppression.contact_id.in_(family))))
@@ -78,6 +99,7 @@ async def known_values(session: AsyncSession, family: Sequence[int]) -> Known:
         known.phones.add(from_number if flow == "inbound" else to_number)
         if caller:
             known.other.add(caller)
+            known.names.add(caller)
     known.phones.discard(ERASED)
     known.phones.discard("")
     return known

@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-
 from tests.conftest import Hub
 from tests.imports.test_import_api import drain, files
 
@@ -35,9 +34,7 @@ async def lead(hub: Hub, email: str, owner: int | None) -> int:
     assert made.status_code in (200, 201), made.text
     contact_id = int(made.json()["contact_id"])
     if owner is not None:
-        moved = await hub.client.patch(
-            f"/api/contacts/{contact_id}", headers=hub.auth(), json={"owner_rep_id": owner}
-        )
+        moved = await hub.client.patch(f"/api/contacts/{contact_id}", headers=hub.auth(), json={"owner_rep_id": owner})
         assert moved.status_code == 200, moved.text
     return contact_id
 
