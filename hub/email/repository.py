@@ -57,6 +57,22 @@ async def known_external_ids(session: AsyncSession, source: str, external_ids: S
     return known
 
 
+async def last_resubscribe_id(session: AsyncSession, recipient: str) -> int | None:
+    """The newest resubscribe of an address (a provider's, or an admin's lift of its suppression)."""
+    stmt = select(func.max(EmailEvent.id)).where(EmailEvent.recipient == recipient, EmailEvent.kind == "resubscribed")
+    return await session.scalar(stmt)
+
+
+async def event_times(session: AsyncSession, event_ids: Iterable[int]) -> dict[int, datetime]:
+    """When these events happened."""
+    wanted = sorted(set(event_ids))
+    times: dict[int, datetime] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        stmt = select(EmailEvent.id, EmailEvent.occurred_at).where(EmailEvent.id.in_(wanted[start : start + _IN_CHUNK]))
+        times.update((event_id, at) for event_id, at in await session.execute(stmt))
+    return times
+
+
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
     """Insert events, skipping any a concurrent delivery stored first; ids of the rows inserted."""
     if not rows:

@@ -216,18 +216,22 @@ async def tracking_event(
     message = await get_message(session, message_id)
     if message is None and recipient is None:
         return None
-    # One unsubscribe per message and address: a second one-click POST changes nothing.
-    external_id = (
-        scoped_external_id(f"unsubscribe:{message_id}", recipient or "")
-        if kind == "unsubscribed"
-        else f"{kind}:{message_id}:{uuid.uuid4().hex}"
-    )
+    address = recipient or (message.recipient if message else "")
+    if kind == "unsubscribed":
+        # One unsubscribe per message and address, so a second one-click POST changes nothing; but one per time
+        # the address was resubscribed since (an admin lifted the suppression, a provider reported a resubscribe):
+        # the page then says "You are unsubscribed", and the address must be on the list again.
+        since = await repository.last_resubscribe_id(session, address)
+        scope = f"unsubscribe:{message_id}" if since is None else f"unsubscribe:{message_id}:after:{since}"
+        external_id = scoped_external_id(scope, recipient or "")
+    else:
+        external_id = f"{kind}:{message_id}:{uuid.uuid4().hex}"
     event = EmailEventReceived(
         source="hub",
         external_id=external_id,
         kind=kind,
         provider_event={"opened": "pixel", "clicked": "click", "unsubscribed": "one_click"}.get(kind, kind),
-        recipient=recipient or (message.recipient if message else ""),
+        recipient=address,
         occurred_at=clock.now(),
         hub_message_id=message.id if message else None,
         url=url,

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +20,9 @@ from hub.email.models import Suppression
 
 SUPPRESSION_PRECEDENCE = {"unsubscribe": 1, "hard_bounce": 2, "complaint": 3}
 """A stronger reason replaces a weaker one; a resubscribe lifts only ``unsubscribe``."""
+SEVERAL_SOURCES = "several"
+"""The source of an unsubscribe that more than one source reported (a provider's, the hub's one-click link): no
+single source's resubscribe lifts it, only an admin's."""
 
 
 def suppression_reason(kind: str, bounce: str | None) -> str | None:
@@ -38,6 +42,9 @@ async def apply_events(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     if not relevant:
         return []
     plan = _Plan(await repository.suppressions_for(session, (r["recipient"] for r in relevant)))
+    if any(r["kind"] == "resubscribed" for r in relevant):
+        held = {s.email_event_id for s in plan.stored.values() if s.email_event_id is not None}
+        plan.event_times.update(await repository.event_times(session, held))
     for row in relevant:
         reason = suppression_reason(row["kind"], row["bounce"])
         if reason is None:
@@ -57,6 +64,8 @@ class _Plan:
         self.added: dict[str, dict[str, Any]] = {}
         self.lifted: set[str] = set()
         self.changed: dict[str, None] = {}
+        self.event_times: dict[int, datetime] = {}
+        """When the events behind the suppressions happened (read when the batch holds a resubscribe)."""
 
     def held_reason(self, email: str) -> str | None:
         """The reason the address is suppressed for at this point of the batch, if it is."""
@@ -66,28 +75,36 @@ class _Plan:
         return stored.reason if stored is not None and email not in self.lifted else None
 
     def resubscribe(self, row: dict[str, Any]) -> None:
-        """A resubscribe lifts an unsubscribe, never a bounce or a complaint, and only one the same source
-        recorded: a provider's group resubscribe must not undo a one-click unsubscribe made at the hub."""
+        """A resubscribe lifts an unsubscribe, never a bounce or a complaint; only one the same source recorded
+        (a provider's group resubscribe must not undo a one-click unsubscribe made at the hub), and only one made
+        before it: a provider retries a batch for hours, and a resubscribe arriving late must not undo the
+        unsubscribe the person made after it."""
         email = row["recipient"]
         if self.held_reason(email) != "unsubscribe":
             return
         added = self.added.get(email)
-        if added is not None:
-            if added["source"] == row["source"]:
-                del self.added[email]
-                self.changed[email] = None
+        held = added if added is not None else self.stored[email]
+        source = held["source"] if isinstance(held, dict) else held.source
+        event_id = held["email_event_id"] if isinstance(held, dict) else held.email_event_id
+        made_at = self.event_times.get(event_id) if event_id is not None else None
+        if source != row["source"] or (made_at is not None and made_at > row["occurred_at"]):
             return
-        stored = self.stored[email]
-        if stored.source == row["source"]:
+        if added is not None:
+            del self.added[email]
+        else:
             self.lifted.add(email)
-            self.changed[email] = None
+        self.changed[email] = None
 
     def suppress(self, row: dict[str, Any], reason: str) -> None:
         """Add the address, or replace a weaker reason (unsubscribe < hard bounce < complaint)."""
         email = row["recipient"]
         held = self.held_reason(email)
+        if held == reason == "unsubscribe":
+            self._also_from(email, row["source"])
+            return
         if held is not None and SUPPRESSION_PRECEDENCE.get(reason, 0) <= SUPPRESSION_PRECEDENCE.get(held, 0):
             return
+        self.event_times[row["id"]] = row["occurred_at"]
         values = _suppression_values(row, reason)
         stored = self.stored.get(email)
         if stored is not None:  # held by the stored row, or lifted earlier in this batch: update it in place
@@ -99,6 +116,19 @@ class _Plan:
             self.added[email] = {**values, "created_at": self.added[email]["created_at"]}
         else:
             self.added[email] = values
+        self.changed[email] = None
+
+    def _also_from(self, email: str, source: str) -> None:
+        """An unsubscribe held already, now reported by another source too: it holds until each would lift it,
+        which no single resubscribe can say, so it becomes ``several``'s (an admin's lift still lifts it)."""
+        added = self.added.get(email)
+        held_source = added["source"] if added is not None else self.stored[email].source
+        if held_source in (source, SEVERAL_SOURCES):
+            return
+        if added is not None:
+            added["source"] = SEVERAL_SOURCES
+        else:
+            self.stored[email].source = SEVERAL_SOURCES
         self.changed[email] = None
 
 

@@ -827,6 +827,8 @@ async def test_a_resubscribe_lifts_only_an_unsubscribe(mail_hub: Hub, sendgrid_k
     assert {a: (s["reason"], s["source"]) for a, s in listed.items()} == {
         "bob@invalid.example": ("hard_bounce", "sendgrid"),
         "erin@example.com": ("complaint", "sendgrid"),
+        # Frank unsubscribed at SendGrid and at Mailgun: SendGrid's resubscribe does not speak for Mailgun's.
+        "frank@example.com": ("unsubscribe", "several"),
     }
 
 
