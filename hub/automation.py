@@ -28,6 +28,7 @@ from hub.contacts.models import Contact
 from hub.db import retry_transient
 from hub.policy.facts import LeadSnapshot
 from hub.policy.schemas import RulesFile
+from hub.reps import repository as reps_repo
 from hub.routing import assign, ownership, repository, stages, touches
 from hub.scoring import service as scoring
 from hub.scoring.rules import Event
@@ -168,6 +169,13 @@ async def settle_contact(
     await touches.note_touches(session, contact, entries, policy.pipeline, at)
 
 
+async def _still_with_us(session: AsyncSession, rep_id: int) -> bool:
+    """Whether a rep who called a lead can own it. One who has left may still be behind a phone number or softphone
+    identity the hub knows: the call is then recorded, and the lead goes to the rules as if nobody had called."""
+    rep = await reps_repo.get(session, rep_id)
+    return rep is not None and rep.active
+
+
 async def _give_an_owner(
     session: AsyncSession,
     contact: Contact,
@@ -188,7 +196,7 @@ async def _give_an_owner(
         ),
         None,
     )
-    if caller is not None:
+    if caller is not None and await _still_with_us(session, int(caller)):
         # A rep who calls a new number first keeps the lead; the rules do not hand it to someone else.
         await ownership.by_hand(
             session, contact, int(caller), policy, at, actor=f"rep:{caller}", reason="called the lead first"

@@ -19,6 +19,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps import teams
 from hub.reps.models import Rep
+from hub.reps.presence import absent_until
 from hub.routing import assign, ownership, repository
 from hub.routing.models import Assignment, Deadline
 from hub.routing.stages import STAGE_STUCK, STAGE_STUCK_MANAGER
@@ -135,23 +136,18 @@ async def _hand_on(
 async def escalate(
     session: AsyncSession, contact: Contact, missed: Assignment, rep: Rep, policy: RulesFile, now: datetime
 ) -> Assignment | None:
-    """Give the lead to the next rung: the team manager, then the head of sales."""
-    level = missed.escalation_level + 1
-    target = await _rung(session, missed, rep, policy, level)
-    if target is None and level == 1:
-        level, target = 2, await _head_of_sales(session, policy)
+    """Give the lead to the next rung with someone there: the team manager, then the head of sales."""
+    level, target, passed_over = await _first_rung_present(session, missed, rep, policy, now)
     if target is None:
         log.warning("lead %s has nobody to escalate to (set routing.head_of_sales)", contact.id)
+        nobody = "nobody left to escalate to (no eligible manager, no head of sales)"
         await timeline.append(
             session,
             contact_id=contact.id,
             kind="escalation_failed",
             source=ownership.SOURCE,
             occurred_at=now,
-            data={
-                "reason": "nobody left to escalate to (no eligible manager, no head of sales)",
-                "after_rep_id": rep.id,
-            },
+            data={"reason": "; ".join([nobody, *passed_over]), "after_rep_id": rep.id},
         )
         excluded = frozenset(await repository.chain_rep_ids(session, missed.chain_id or missed.id))
         handover = ownership.Handover(
@@ -159,7 +155,11 @@ async def escalate(
         )
         await assign.route(session, contact, policy, now, handover)
         return None
-    who = "team manager" if level == 1 else "head of sales"
+    # Locked like every other hand-out: the open-lead counter is read fresh and written under the lock, or a
+    # manager's own assignment at the same moment would be lost from it.
+    target = await ownership.lock_rep(session, target.id)
+    who = RUNG_NAMES[level]
+    reason = "; ".join([f"escalated to the {who} after {rep.name} missed the first-touch deadline", *passed_over])
     return await ownership.give(
         session,
         contact,
@@ -168,11 +168,37 @@ async def escalate(
         now,
         how="escalated",
         actor="rule:escalation",
-        reason=f"escalated to the {who} after {rep.name} missed the first-touch deadline",
+        reason=reason,
         handover=ownership.Handover(chain_id=missed.chain_id, hop=missed.hop + 1, rule_id=missed.rule_id),
         escalation_level=level,
         deadline=level == 1,
     )
+
+
+RUNG_NAMES = {1: "team manager", 2: "head of sales"}
+TOP_RUNG = 2
+
+
+async def _first_rung_present(
+    session: AsyncSession, missed: Assignment, rep: Rep, policy: RulesFile, now: datetime
+) -> tuple[int, Rep | None, list[str]]:
+    """From the rung above the missed assignment's, the first with someone there to act: its level and rep (None
+    when nobody is), and a line for each rep passed over because they are on leave. A rung with no manager, or
+    whose manager is the rep who missed it, goes to the next at once."""
+    passed_over: list[str] = []
+    for level in range(missed.escalation_level + 1, TOP_RUNG + 1):
+        target = await _rung(session, missed, rep, policy, level)
+        if target is None:
+            continue
+        back = absent_until(target, now)
+        if back is None:
+            return level, target, passed_over
+        # Given the lead while away, they could not act: their deadline runs in working time, which their leave
+        # cuts out, so a hot lead would wait for the end of it.
+        passed_over.append(
+            f"passed over the {RUNG_NAMES[level]} {target.name} (rep {target.id}), absent until {back.isoformat()}"
+        )
+    return TOP_RUNG, None, passed_over
 
 
 async def _rung(session: AsyncSession, missed: Assignment, rep: Rep, policy: RulesFile, level: int) -> Rep | None:
@@ -185,6 +211,7 @@ async def _rung(session: AsyncSession, missed: Assignment, rep: Rep, policy: Rul
             target = await teams.manager_of(session, rep)
     elif level == 2:
         target = await _head_of_sales(session, policy)
+    # Never back to the rep who just missed it (a head of sales who takes leads, a manager of their own team).
     return target if target is not None and target.active and target.id != rep.id else None
 
 

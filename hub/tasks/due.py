@@ -26,7 +26,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps import teams
 from hub.reps.models import Rep
-from hub.routing import worktime
+from hub.reps.presence import absent_until
 from hub.tasks import repository
 from hub.tasks.ladder import TOP_RUNG, TaskState, next_step
 from hub.tasks.models import Task
@@ -151,26 +151,12 @@ async def _first_rung_present(
         target = await _rung(session, assignee, policy, rung)
         if target is None:
             continue  # no manager: the head of sales hears of it at once rather than a rung later
-        back = _absent_until(target, now)
+        back = absent_until(target, now)
         if back is None:
             return rung, target, absent
         # Told while away, they would not act; the step names them so the record shows why they were skipped.
         absent.append(f"{RUNG_NAMES[rung]} {target.name} (rep {target.id}) absent until {back.isoformat()}")
     return TOP_RUNG, None, absent  # nobody above either: the ladder ends here
-
-
-def _absent_until(rep: Rep, now: datetime) -> datetime | None:
-    """When the absence ``rep`` is on at ``now`` ends (back-to-back absences as one); None when not absent.
-
-    Only absences count: a manager outside working hours still gets the notice in their inbox for the morning,
-    while one on holiday would leave it unread until the task no longer matters."""
-    schedule = worktime.schedule_of(rep.time_zone, rep.working_hours, rep.absences)
-    if not worktime.is_absent(schedule, now):
-        return None
-    until = now
-    while worktime.is_absent(schedule, until):  # leave that runs straight into more leave is one stretch away
-        until = max(end for start, end in schedule.absences if start <= until < end)
-    return until
 
 
 def _reason(target: Rep | None, absent: list[str]) -> str | None:
