@@ -228,6 +228,9 @@ async def _absorb(session: AsyncSession, survivor: Contact, absorbed: Contact, *
     if survivor.time_zone is None and absorbed.time_zone is not None:
         survivor.time_zone, survivor.time_zone_source = absorbed.time_zone, absorbed.time_zone_source
     survivor.custom_fields = {**absorbed.custom_fields, **survivor.custom_fields}
+    # No ``tagged`` entry for the tags the survivor gains: the person had them already, and the sequences they
+    # started as the absorbed contact stop at the merge; triggering them again would send those emails twice.
+    survivor.tags = list(dict.fromkeys([*(survivor.tags or []), *(absorbed.tags or [])]))
     if not survivor.attribution and absorbed.attribution:
         survivor.attribution, survivor.source = absorbed.attribution, absorbed.source
     absorbed.merged_into_id = survivor.id

@@ -235,16 +235,21 @@ async def absorb(
     session: AsyncSession, survivor: Contact, absorbed_id: int, absorbed_stage: str, policy: RulesFile, now: datetime
 ) -> None:
     """After a merge: the absorbed contact's open assignment moves to the survivor if the survivor
-    took its owner, else it ends, so no lead is owned twice and open-lead counts stay true. What else
-    is pending on the absorbed contact (its stuck-in-stage checks) closes as ``merged``."""
+    took its owner, else it ends, so no lead is owned twice and open-lead counts stay true. A lead
+    waiting in the unassigned queue keeps its place under the survivor's id if nothing else would route
+    the survivor. What else is pending on the absorbed contact (its stuck-in-stage checks) closes as ``merged``."""
+    closed = policy.pipeline.closed
     moved = await repository.open_assignment(session, absorbed_id)
     if moved is not None:
         kept = await repository.open_assignment(session, survivor.id)
         if kept is None and survivor.owner_rep_id == moved.rep_id:
             await repository.move_assignment(session, moved, survivor.id)  # its first-touch deadline moves along
             await repository.dequeue(session, survivor.id)
+            await _recount_moved(session, moved.rep_id, absorbed_stage, survivor.stage, closed)
         else:
             await _end_merged(session, moved, absorbed_stage, policy, now)
+    elif survivor.owner_rep_id is None and survivor.stage not in closed and absorbed_stage not in closed:
+        await _keep_place_in_queue(session, survivor, absorbed_id)
     # The absorbed lead's stage log stays with it and no longer moves: its checks would flag a lead that is
     # gone to its old owner and manager. The survivor's own stage and checks are the lead's now.
     await repository.close_contact_deadlines(session, absorbed_id, outcome="merged", now=now)
@@ -260,3 +265,25 @@ async def _end_merged(
     rep = await lock_rep(session, moved.rep_id)
     if absorbed_stage not in policy.pipeline.closed and rep.open_leads > 0:
         rep.open_leads -= 1
+
+
+async def _recount_moved(
+    session: AsyncSession, rep_id: int, absorbed_stage: str, survivor_stage: str, closed: frozenset[str]
+) -> None:
+    """The rep's count held the absorbed lead; it holds the survivor now, which may be open where that one was
+    closed (a lost lead merged into a new one), or the reverse."""
+    was_open, is_open = absorbed_stage not in closed, survivor_stage not in closed
+    if was_open != is_open:
+        rep = await lock_rep(session, rep_id)
+        rep.open_leads = max(0, rep.open_leads + (1 if is_open else -1))
+
+
+async def _keep_place_in_queue(session: AsyncSession, survivor: Contact, absorbed_id: int) -> None:
+    """Re-point the absorbed lead's queue row at the survivor, unless the survivor waits already: the queue
+    drops a merged-away contact at its next try, and nothing else routes an unowned survivor (a merge brings no
+    lead in), so the lead would wait for a rep forever."""
+    waiting = await repository.queued(session, absorbed_id)
+    if waiting is not None and await repository.queued(session, survivor.id) is None:
+        # Its place in line, its tries and the hand-over chain it came from (reps who missed it) move along.
+        waiting.contact_id = survivor.id
+        await session.flush()
