@@ -68,7 +68,7 @@ def normalize_identities(event: FormSubmitted, default_region: str) -> tuple[lis
             invalid.append(InvalidValue(raw.field, raw.value, exc.reason))
     for raw in event.phones:
         try:
-            identities.append(Identity("phone", normalize_phone(raw.value, default_region)))
+            identities.append(Identity("phone", normalize_phone(raw.value, default_region, keep_extension=True)))
         except InvalidIdentity as exc:
             invalid.append(InvalidValue(raw.field, raw.value, exc.reason))
     return list(dict.fromkeys(identities)), invalid

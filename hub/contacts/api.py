@@ -81,7 +81,9 @@ async def list_contacts(
     """Contacts, newest first; reps see only their own, managers their teams'."""
     try:
         email_value = normalize_email(email) if email is not None else None
-        phone_value = normalize_phone(phone, runtime.settings.default_region) if phone is not None else None
+        phone_value = (
+            normalize_phone(phone, runtime.settings.default_region, keep_extension=True) if phone is not None else None
+        )
     except InvalidIdentity as exc:
         raise UnprocessableInput(
             f"filter is not a valid email or phone: {exc.reason}", field="email" if email is not None else "phone"

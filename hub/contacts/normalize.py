@@ -48,8 +48,18 @@ def normalize_email(raw: str) -> str:
     return result.normalized.lower()
 
 
-def normalize_phone(raw: str, default_region: str) -> str:
-    """E.164 form of a phone number; numbers without a country code use ``default_region``."""
+MAX_EXTENSION_DIGITS = 10
+EXTENSION = ";ext="
+"""How a contact's number keeps its extension (RFC 3966's parameter): ``+14155550111;ext=12``."""
+
+
+def normalize_phone(raw: str, default_region: str, *, keep_extension: bool = False) -> str:
+    """E.164 form of a phone number; numbers without a country code use ``default_region``.
+
+    ``keep_extension``: a number given with an extension (``+1 415 555 0111 ext. 12``) keeps it, as
+    ``+14155550111;ext=12``. For a contact's identity: colleagues behind one switchboard are different people, and
+    matching them by the switchboard's number alone would make them one contact. A rep's number, or a caller's
+    (Twilio reports no extension), is the number to dial."""
     candidate = raw.strip()
     if not candidate:
         raise InvalidIdentity("empty")
@@ -65,7 +75,17 @@ def normalize_phone(raw: str, default_region: str) -> str:
     # phonenumbers' metadata lets a few countries (DE, JP, ID, ...) run past 15 digits; E.164 and carriers do not.
     if len(e164) > 16:
         raise InvalidIdentity("longer than the 15 digits E.164 allows")
+    extension = number.extension or ""
+    if keep_extension and extension:
+        if not extension.isdigit() or len(extension) > MAX_EXTENSION_DIGITS:
+            raise InvalidIdentity(f"the extension must be at most {MAX_EXTENSION_DIGITS} digits")
+        return f"{e164}{EXTENSION}{extension}"
     return e164
+
+
+def dialable(phone: str) -> str:
+    """The E.164 number of a stored phone identity, without its extension."""
+    return phone.partition(EXTENSION)[0]
 
 
 def phone_region(e164: str) -> str | None:

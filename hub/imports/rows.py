@@ -145,7 +145,7 @@ def _prepare(number: int, cells: Mapping[str, str], ctx: RowContext) -> Prepared
 
 
 def _phone(value: str, *, region: str) -> str:
-    return normalize_phone(value, region)
+    return normalize_phone(value, region, keep_extension=True)
 
 
 def _identity(column: str, normalise: Callable[[str], str], value: str, what: str) -> str:

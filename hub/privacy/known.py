@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.calls.models import Call
 from hub.contacts.models import Contact, ContactIdentity
+from hub.contacts.normalize import dialable
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.privacy.repository import owned_by
 from hub.privacy.rules import ERASED
@@ -37,8 +38,9 @@ class Known:
 
     @property
     def phone_digits(self) -> list[str]:
-        """The phones as bare digits (``+14155550123`` -> ``14155550123``)."""
-        return sorted({d for p in self.phones if len(d := re.sub(r"[^0-9]", "", p)) >= MIN_PHONE_DIGITS})
+        """The phones as bare digits (``+14155550123`` -> ``14155550123``; an extension left out: text names the
+        number without it as often as with it)."""
+        return sorted({d for p in self.phones if len(d := re.sub(r"[^0-9]", "", dialable(p))) >= MIN_PHONE_DIGITS})
 
     @cached_property
     def _needles(self) -> tuple[list[str], list[str]]:

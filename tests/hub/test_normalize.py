@@ -13,6 +13,7 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from hub.contacts.normalize import (
     Identity,
     InvalidIdentity,
+    dialable,
     normalize_email,
     normalize_phone,
     phone_region,
@@ -186,12 +187,38 @@ def test_any_text_is_an_e164_phone_or_invalid_identity(raw: str, region: str) ->
         assert normalize_phone(e164, region) == e164
 
 
-@given(st.text(max_size=70), st.sampled_from(["US", "GB", "DE"]))
-def test_arbitrary_text_never_crashes_normalize_phone(raw: str, region: str) -> None:
+@given(st.text(max_size=70), st.sampled_from(["US", "GB", "DE"]), st.booleans())
+def test_arbitrary_text_never_crashes_normalize_phone(raw: str, region: str, keep_extension: bool) -> None:
     try:
-        normalize_phone(raw, region)
+        normalize_phone(raw, region, keep_extension=keep_extension)
     except InvalidIdentity as exc:
         assert exc.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+1 415 555 2671 ext. 12", "+14155552671;ext=12"),
+        ("(415) 555-2671 x 7", "+14155552671;ext=7"),
+        ("tel:+1-415-555-2671;ext=12", "+14155552671;ext=12"),
+        ("+14155552671;ext=12", "+14155552671;ext=12"),  # as stored: normalising it again changes nothing
+        ("+1 415 555 2671", "+14155552671"),
+    ],
+)
+def test_a_contacts_number_keeps_its_extension(raw: str, expected: str) -> None:
+    assert normalize_phone(raw, "US", keep_extension=True) == expected
+    assert dialable(expected) == "+14155552671" == normalize_phone(raw, "US")
+
+
+@given(st.text(alphabet="0123456789 +-().abcxt;=", max_size=40), st.sampled_from(["US", "GB", "DE"]))
+def test_a_number_with_its_extension_is_e164_and_digits_and_stable(raw: str, region: str) -> None:
+    try:
+        kept = normalize_phone(raw, region, keep_extension=True)
+    except InvalidIdentity:
+        return
+    number, _, extension = kept.partition(";ext=")
+    assert E164.fullmatch(number) and (extension == "" or extension.isdigit())
+    assert normalize_phone(kept, region, keep_extension=True) == kept
 
 
 # --- what a phone number says about place ------------------------------------------------------
