@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, *, embedded_worker: bool | None
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         limiter: RateLimiter = RedisRateLimiter(redis) if redis is not None else MemoryRateLimiter()
         secret_key, fallbacks = settings.resolved_secret_key(), settings.resolved_secret_key_fallbacks()
-        http = outbound_http(10.0)
+        http = outbound_http(10.0, allow_private=settings.outbound_private_networks)
         runtime = Runtime(
             settings=settings,
             engine=engine,

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     """The number reminders and alerts are texted from; unset: no SMS."""
     twilio_api_base: str = "https://api.twilio.com"
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    outbound_private_networks: bool = False
+    """Let webhooks, alerts and provider calls connect to private, loopback and link-local addresses (a receiver on
+    the intranet); off, only to public ones and to the URL hosts localhost, 127.0.0.1 and ::1."""
     rules_file: Path | None = None
     """The rules file (warmth, routing, SLAs, pipeline); unset: the default shipped in hub/policy/."""
     rules_check_seconds: float = Field(default=2.0, ge=0, description="how often a changed rules file is noticed")

@@ -146,7 +146,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         sessions = create_sessionmaker(
             engine, before_commit=[settle_hook(lambda: rules.current, build_reactions(settings))]
         )
-        http = outbound_http(15.0)
+        http = outbound_http(15.0, allow_private=settings.outbound_private_networks)
         ctx.update(
             engine=engine,
             **job_context(

@@ -8,11 +8,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hub.outbound.network import LOCAL_HOSTS, non_public_reason
 from hub.outbound.publish import ALL, EVENT_TYPES
 from hub.validation import MAX_ID, SafeStr
 
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-"""The only hosts a plain-http endpoint may have (a receiver on the same machine, e.g. in development)."""
 Format = Literal["standard", "slack"]
 
 
@@ -29,6 +28,9 @@ def check_endpoint_url(value: str) -> str:
         raise ValueError("must be an absolute https:// URL")
     if parts.scheme == "http" and host not in LOCAL_HOSTS:
         raise ValueError("must use https (plain http is allowed only for localhost and 127.0.0.1)")
+    if host not in LOCAL_HOSTS and (reason := _literal_reason(host)) is not None:
+        # A name is resolved and checked at each delivery (hub.outbound.network); an address can be refused now.
+        raise ValueError(f"must not name a {reason} address: the hub posts only to public ones")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials; the payload is signed with the endpoint's secret")
     if parts.fragment:
@@ -36,6 +38,14 @@ def check_endpoint_url(value: str) -> str:
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError("must not contain spaces or control characters")
     return value
+
+
+def _literal_reason(host: str) -> str | None:
+    """Why a URL host that is an IP address is no public one (None for a name, or a public address)."""
+    try:
+        return non_public_reason(host)
+    except ValueError:
+        return None
 
 
 def check_event_types(value: list[str]) -> list[str]:
