@@ -100,11 +100,12 @@ def next_attempt_at(
     due = created_at + ATTEMPT_OFFSETS[attempts] + gap * (JITTER * rng.random())
     if retry_after is not None:
         due = max(due, now + min(retry_after, MAX_RETRY_AFTER))
-    if due > created_at + GIVE_UP_AFTER:
-        return None  # the endpoint asked for more time than the day the event is kept trying
     # Behind schedule (a manual retry of an old event, a worker that was down): wait a whole gap rather
     # than firing the overdue attempts back to back at an endpoint that just failed.
-    return due if due > now else now + gap
+    due = due if due > now else now + gap
+    # Past the day the event is kept trying (the endpoint asked for more time, or a manual retry came after it):
+    # that attempt was the last.
+    return None if due > created_at + GIVE_UP_AFTER else due
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:

@@ -291,6 +291,17 @@ def test_behind_schedule_waits_a_whole_gap() -> None:
     assert due == now + (ATTEMPT_OFFSETS[2] - ATTEMPT_OFFSETS[1])
 
 
+@pytest.mark.parametrize("days_late", [1.5, 3])
+def test_a_manual_retry_after_the_events_day_is_the_last_attempt(days_late: float) -> None:
+    """WEBHOOKS_OUT.md: a retried delivery that fails again is retried only within the event's day of retries;
+    one retried by hand days later gets that one attempt (its schedule's next time had passed long ago)."""
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    now = created + timedelta(days=days_late)
+    assert next_attempt_at(created, 2, now, retry_after=None, rng=random.Random(0)) is None
+    early = created + timedelta(hours=2)  # within the day, the same retry is scheduled as ever
+    assert next_attempt_at(created, 2, early, retry_after=None, rng=random.Random(0)) is not None
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
