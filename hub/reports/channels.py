@@ -110,9 +110,21 @@ def _reached_won_stage(pipeline: Pipeline) -> ColumnElement[bool]:
 
 
 def _has_won_deal(request: ReportRequest) -> ColumnElement[bool]:
-    # Only deals the caller may see: another rep's win on this contact is not this rep's revenue.
-    reach = request.owner_clause(Deal.owner_rep_id.expression)
-    won = select(Deal.id).where(Deal.contact_id == Contact.id, Deal.status == "won")
+    """Whether the contact has a won deal that the caller may see, by the owner when it was won, as its revenue
+    is counted (``_won_revenue``): a won deal handed to another rep later stays the winner's win."""
+    reach = request.owner_clause(DealStageChange.owner_rep_id.expression)
+    won = (
+        select(Deal.id)
+        .join(
+            DealStageChange,
+            and_(
+                DealStageChange.deal_id == Deal.id,
+                DealStageChange.changed_at == Deal.closed_at,
+                DealStageChange.to_status == "won",
+            ),
+        )
+        .where(Deal.contact_id == Contact.id, Deal.status == "won")
+    )
     return exists(won.where(reach) if reach is not None else won)
 
 
