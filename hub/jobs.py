@@ -305,8 +305,6 @@ class PeriodicJob:
     run_at_startup: bool = False
 
 
-_EVERY_10_SECONDS = set(range(0, 60, 10))
-
 _EVERY_SECOND = set(range(60))
 _EVERY_5_SECONDS = set(range(0, 60, 5))
 
@@ -362,7 +360,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     ),
     PeriodicJob(name="prune_spam", func=prune_spam, every=timedelta(hours=1), minute=17),
     PeriodicJob(name="prune_nonces", func=prune_nonces, every=timedelta(hours=1), minute=47),
-    PeriodicJob(name="process_deadlines", func=process_deadlines, every=timedelta(seconds=5), second=_EVERY_10_SECONDS),
+    PeriodicJob(
+        name="process_deadlines", func=process_deadlines, every=timedelta(seconds=5), second=set(range(4, 60, 5))
+    ),
     PeriodicJob(name="retry_routing_queue", func=retry_routing_queue, every=timedelta(seconds=30), second={5, 35}),
     PeriodicJob(name="recheck_warmth", func=recheck_warmth, every=timedelta(seconds=60), second=25),
     PeriodicJob(

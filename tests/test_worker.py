@@ -135,3 +135,16 @@ async def test_prune_spam_is_safe_to_run_twice(sqlite_url: str) -> None:
     async with create_sessionmaker(engine)() as session:
         assert await session.scalar(select(func.count()).select_from(InboundEvent)) == 3
     await engine.dispose()
+
+
+def test_each_jobs_arq_schedule_runs_it_as_often_as_the_embedded_runner_does() -> None:
+    """``every`` (the embedded runner's interval) and the cron fields (``hub worker``'s) must say the same: a
+    deadline job every 5 s embedded but every 10 s under arq let first-touch deadlines pass 5 s late."""
+    for job in PERIODIC_JOBS:
+        minutes = (
+            range(60) if job.minute is None else sorted({job.minute} if isinstance(job.minute, int) else job.minute)
+        )
+        seconds = sorted({job.second} if isinstance(job.second, int) else job.second)
+        fires = [m * 60 + s for m in minutes for s in seconds]
+        gaps = {(later - earlier) % 3600 or 3600 for earlier, later in zip(fires, [*fires[1:], fires[0]], strict=True)}
+        assert gaps == {int(job.every.total_seconds())}, (job.name, sorted(gaps), job.every)
