@@ -6,12 +6,15 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from connectors.email_fields import bounded_text, digest_id, row_id
 from connectors.errors import InvalidSignature, MalformedPayload
+from hub import clock
 from hub.events import EmailEventReceived
 from hub.validation import UnsafeInput, as_utc, parse_json, plausible_event_time
 
@@ -97,7 +100,7 @@ RECORD_TYPES = {
 """Postmark's ``RecordType`` to how it reads; any other record is stored as ``unknown``."""
 
 TIME_FIELDS = ("ReceivedAt", "DeliveredAt", "BouncedAt", "ChangedAt")
-"""Where an unknown RecordType's time is looked for, in this order."""
+"""Where an unknown RecordType's time is looked for, in this order, before an RFC 2822 ``Date`` (Inbound's)."""
 
 
 def verify_postmark_basic_auth(user: str, password: str, authorization: str | None) -> None:
@@ -156,7 +159,6 @@ def parse_postmark_event(body: bytes) -> EmailEventReceived:
 
 
 def _unknown(provider_event: str, record: dict[str, Any]) -> EmailEventReceived:
-    time_field = next((name for name in TIME_FIELDS if name in record), TIME_FIELDS[0])
     recipient = bounded_text(record.get("Recipient"), MAX_RECIPIENT) or bounded_text(record.get("Email"), MAX_RECIPIENT)
     return _event(
         record,
@@ -164,7 +166,7 @@ def _unknown(provider_event: str, record: dict[str, Any]) -> EmailEventReceived:
         kind="unknown",
         bounce=None,
         recipient=recipient or "",
-        occurred_at=_time(record, time_field),
+        occurred_at=_unknown_time(record),
         reason=None,
         detail=_detail(record, ()),
     )
@@ -226,6 +228,30 @@ def _time(record: dict[str, Any], field: str) -> datetime:
     if not plausible_event_time(moment):
         raise MalformedPayload(f"postmark: {field} is out of range", field=field)
     return moment
+
+
+def _unknown_time(record: dict[str, Any]) -> datetime:
+    """The first readable time an unknown record carries, else now.
+
+    Such a record is stored, never refused: Postmark retries a 400 for hours, and a time we cannot read is no
+    reason to lose it (its retries still dedupe, on the body's digest).
+    """
+    for field in TIME_FIELDS:
+        if field in record:
+            with suppress(MalformedPayload):
+                return _time(record, field)
+    return _header_date(record.get("Date")) or clock.now()
+
+
+def _header_date(value: object) -> datetime | None:
+    """An RFC 2822 time (an Inbound record's ``Date``, copied from the email) as aware UTC; None when unusable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = as_utc(parsedate_to_datetime(value))
+    except (TypeError, ValueError, IndexError, OverflowError):  # also UnsafeInput
+        return None
+    return moment if plausible_event_time(moment) else None
 
 
 def _detail(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

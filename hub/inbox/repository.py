@@ -17,27 +17,41 @@ from hub.db import UtcDateTime
 from hub.inbox.models import AcceptedEvent, InboundEvent, WebhookNonce
 
 _INBOUND = cast(Table, InboundEvent.__table__)
+_INSERTED_COLUMNS = ("source", "external_id", "kind", "status", "spam_reason", "payload", "received_at")
+_ERASED_ROW = (
+    select(_INBOUND.c.id)
+    .where(_INBOUND.c.source == bindparam("source"), _INBOUND.c.external_id == bindparam("erased_id"))
+    .exists()
+)
 _INSERTS_IF_ABSENT = {
-    name: insert(_INBOUND).on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(_INBOUND.c.id)
+    name: insert(_INBOUND)
+    .from_select(
+        _INSERTED_COLUMNS,
+        select(*(bindparam(column, type_=_INBOUND.c[column].type) for column in _INSERTED_COLUMNS)).where(~_ERASED_ROW),
+    )
+    .on_conflict_do_nothing(index_elements=["source", "external_id"])
+    .returning(_INBOUND.c.id)
     for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 """Built once, the values given at execution: building the statement for each event cost more Python than
-sending it (every webhook event passes here)."""
+sending it (every webhook event passes here). The erased twin is looked for in the same statement, one more
+probe of the unique index rather than one more round trip."""
 _UPDATE_ONE = sql_update(_INBOUND).where(_INBOUND.c.id == bindparam("event_id"))
 """Sets the columns named in the execution's parameters (besides ``event_id``)."""
 
 
-async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> int | None:
-    """Insert an event; None when ``(source, external_id)`` is already there (a redelivery)."""
+async def insert_if_absent(session: AsyncSession, values: dict[str, Any], *, erased_id: str) -> int | None:
+    """Insert an event; None when ``(source, external_id)`` or ``(source, erased_id)`` is already there."""
     stmt = _INSERTS_IF_ABSENT[session.get_bind().dialect.name]
-    event_id: int | None = (await session.execute(stmt, values)).scalar_one_or_none()
+    event_id: int | None = (await session.execute(stmt, {**values, "erased_id": erased_id})).scalar_one_or_none()
     return event_id
 
 
-async def find(session: AsyncSession, source: str, external_id: str) -> InboundEvent | None:
-    """The stored event for a provider id."""
-    stmt = select(InboundEvent).where(InboundEvent.source == source, InboundEvent.external_id == external_id)
-    return (await session.scalars(stmt)).one_or_none()
+async def find(session: AsyncSession, source: str, *external_ids: str) -> InboundEvent | None:
+    """The stored event for a provider id (the first of ``external_ids`` found, when given several)."""
+    stmt = select(InboundEvent).where(InboundEvent.source == source, InboundEvent.external_id.in_(external_ids))
+    found = {event.external_id: event for event in await session.scalars(stmt)}
+    return next((found[key] for key in external_ids if key in found), None)
 
 
 async def update(session: AsyncSession, event_id: int, **values: Any) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub import clock
 from hub.inbox import repository
 from hub.inbox.models import InboundEvent
+from hub.privacy.rules import erased_key
 
 PROCESSING = "processing"
 PROCESSED = "processed"
@@ -36,7 +37,12 @@ async def record(
     payload: dict[str, Any],
     spam_reason: str | None = None,
 ) -> Recorded:
-    """Store an event under its unique ``(source, external_id)``; a redelivery returns the first row."""
+    """Store an event under its unique ``(source, external_id)``; a redelivery returns the first row.
+
+    An erasure replaced the key of an event that quoted the person with ``erased_key`` (hub/privacy/erase.py):
+    a row under that key is the same event, or an integration's retry of an old lead post brings them back.
+    """
+    erased_id = erased_key(external_id)
     event_id = await repository.insert_if_absent(
         session,
         {
@@ -48,10 +54,11 @@ async def record(
             "payload": payload,
             "received_at": clock.now(),
         },
+        erased_id=erased_id,
     )
     if event_id is not None:
         return Recorded(event_id=event_id, duplicate=False)
-    existing = await repository.find(session, source, external_id)
+    existing = await repository.find(session, source, external_id, erased_id)
     if existing is None:  # pragma: no cover - the conflicting row cannot vanish inside our transaction
         raise RuntimeError(f"inbox conflict on {source}/{external_id} but no row found")
     return Recorded(event_id=existing.id, duplicate=True, existing=existing)

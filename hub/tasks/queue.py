@@ -12,25 +12,20 @@ from hub.contacts.models import Contact
 from hub.tasks import repository
 from hub.tasks.models import Task
 from hub.tasks.scheduling import local_label, zone
-from hub.tasks.schemas import PRIORITY_RANK, QueueItem
+from hub.tasks.schemas import QueueItem
 from hub.tasks.zones import rep_zone, zones_of
 
 HORIZON = timedelta(hours=1)
 """Tasks due within this much are on the list already (time to prepare the call)."""
-BUCKET_RANK = {"hot": 0, "warm": 1, "cold": 2}
 
 
 async def call_queue(
     session: AsyncSession, rep_id: int, settings: Settings, now: datetime, limit: int
 ) -> list[QueueItem]:
     """The rep's list, in the order to work through it."""
+    # Both reads come back in the list's order, so each is cut at ``limit`` without losing its head.
     tasks = await repository.active_due_before(session, rep_id, now + HORIZON, limit)
-    callbacks = [t for t in tasks if t.kind == "callback"]
-    others = sorted(
-        (t for t in tasks if t.kind != "callback"), key=lambda t: (PRIORITY_RANK.get(t.priority, 9), t.due_at)
-    )
-    leads = await repository.running_first_touches(session, rep_id, limit)
-    leads.sort(key=lambda pair: (BUCKET_RANK.get(pair[1].bucket or "", 3), pair[0].due_at))
+    leads = await repository.running_first_touches(session, rep_id, limit - len(tasks)) if len(tasks) < limit else []
     contacts = await repository.contacts_by_id(session, {t.contact_id for t in tasks if t.contact_id is not None})
     contacts.update({c.id: c for _, c in leads})
     choices = await zones_of(session, list(contacts.values()), settings, now)
@@ -44,7 +39,7 @@ async def call_queue(
         return next((v for k, v in phones.get(contact_id or 0, []) if k == "phone"), None)
 
     items: list[QueueItem] = []
-    for task in [*callbacks, *others]:
+    for task in tasks:
         contact = contacts.get(task.contact_id) if task.contact_id is not None else None
         zone_name = zone_for(task.contact_id)
         items.append(
@@ -81,7 +76,7 @@ async def call_queue(
                 reason=_lead_reason(contact, assignment.due_at, now),
             )
         )
-    return items[:limit]
+    return items
 
 
 def _task_reason(task: Task, zone_name: str, now: datetime) -> str:

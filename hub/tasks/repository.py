@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,10 @@ from hub.contacts.models import Contact
 from hub.routing.models import Assignment
 from hub.tasks.ladder import ACTIVE
 from hub.tasks.models import Task
+from hub.tasks.schemas import PRIORITY_RANK
+
+BUCKET_RANK = {"hot": 0, "warm": 1, "cold": 2}
+"""A rep calls hot leads before warm before cold (no known warmth last)."""
 
 
 async def insert(session: AsyncSession, values: dict[str, Any]) -> Task | None:
@@ -121,18 +125,23 @@ async def page(
 
 
 async def active_due_before(session: AsyncSession, rep_id: int, before: datetime, limit: int) -> list[Task]:
-    """The rep's open and overdue tasks due before ``before``, soonest first."""
+    """The rep's open and overdue tasks due before ``before`` in call-list order: callbacks, then by priority."""
+    # Ordered in SQL by the list's own key so that ``limit`` keeps the head of the list, not the oldest tasks.
+    callbacks_first = case((Task.kind == "callback", 0), else_=1)
+    by_priority = case((Task.kind == "callback", 0), else_=case(PRIORITY_RANK, value=Task.priority, else_=9))
     stmt = (
         select(Task)
         .where(Task.assignee_rep_id == rep_id, Task.status.in_(ACTIVE), Task.due_at < before)
-        .order_by(Task.due_at, Task.id)
+        .order_by(callbacks_first, by_priority, Task.due_at, Task.id)
         .limit(limit)
     )
     return list((await session.scalars(stmt)).all())
 
 
 async def running_first_touches(session: AsyncSession, rep_id: int, limit: int) -> list[tuple[Assignment, Contact]]:
-    """The rep's open assignments still waiting for a first touch under a deadline, with their contacts."""
+    """The rep's open assignments waiting for a first touch under a deadline: hot, warm, cold, each by deadline."""
+    # Warmth before deadline in SQL too, or a cold lead due sooner would push a hot one past ``limit``.
+    by_warmth = case(BUCKET_RANK, value=Contact.bucket, else_=len(BUCKET_RANK))
     stmt = (
         select(Assignment, Contact)
         .join(Contact, Contact.id == Assignment.contact_id)
@@ -142,7 +151,7 @@ async def running_first_touches(session: AsyncSession, rep_id: int, limit: int) 
             Assignment.first_touch_at.is_(None),
             Assignment.due_at.is_not(None),
         )
-        .order_by(Assignment.due_at, Assignment.id)
+        .order_by(by_warmth, Assignment.due_at, Assignment.id)
         .limit(limit)
     )
     return [(a, c) for a, c in (await session.execute(stmt)).all()]

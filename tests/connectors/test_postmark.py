@@ -408,10 +408,3 @@ def test_malformed_record_names_the_field(name: str, field: str, value: Any) -> 
         parse(doc)
 
     assert raised.value.field == field
-
-
-def test_unknown_record_without_any_time_names_the_time_field() -> None:
-    with pytest.raises(MalformedPayload) as raised:
-        parse({"RecordType": "Inbound", "Date": "Mon, 29 Sep 2026 10:05:00 +0000"})
-
-    assert raised.value.field == "ReceivedAt"
