@@ -325,24 +325,26 @@ FROM bench_reports_deals ORDER BY deal_id
 
 DEAL_CHANGES_SQL = """
 INSERT INTO deal_stage_changes (deal_id, contact_id, from_stage, to_stage, from_status, to_status, changed_at, actor,
-                                loss_reason, competitor, owner_rep_id, amount_cents)
+                                loss_reason, competitor, owner_rep_id, amount_cents, currency)
 SELECT deal_id, contact_id, from_stage, to_stage, from_status, to_status, changed_at, 'key:' || (1 + owner),
-       loss_reason, competitor, owner, amount
+       loss_reason, competitor, owner, amount, currency
 FROM (
-    SELECT deal_id, contact_id, owner, amount, NULL::text AS from_stage, path[1] AS to_stage, NULL::text AS from_status,
-           'open' AS to_status, ts[1] AS changed_at, NULL::text AS loss_reason, NULL::text AS competitor
+    SELECT deal_id, contact_id, owner, amount, currency, NULL::text AS from_stage, path[1] AS to_stage,
+           NULL::text AS from_status, 'open' AS to_status, ts[1] AS changed_at, NULL::text AS loss_reason,
+           NULL::text AS competitor
     FROM bench_reports_deals
     UNION ALL
-    SELECT deal_id, contact_id, owner, amount, path[k], path[k + 1], 'open', 'open', ts[k + 1], NULL, NULL
+    SELECT deal_id, contact_id, owner, amount, currency, path[k], path[k + 1], 'open', 'open', ts[k + 1], NULL, NULL
     FROM bench_reports_deals CROSS JOIN LATERAL generate_series(1, reach - 1) k
     UNION ALL
-    SELECT deal_id, contact_id, owner, amount, path[reach], CASE WHEN type = 'non_process' THEN NULL ELSE outcome END,
-           'open', outcome, ts[reach + 1], CASE WHEN outcome = 'lost' THEN loss_reason END,
+    SELECT deal_id, contact_id, owner, amount, currency, path[reach],
+           CASE WHEN type = 'non_process' THEN NULL ELSE outcome END, 'open', outcome, ts[reach + 1],
+           CASE WHEN outcome = 'lost' THEN loss_reason END,
            CASE WHEN outcome = 'lost' THEN competitor END
     FROM bench_reports_deals WHERE outcome <> 'open'
     UNION ALL
-    SELECT deal_id, contact_id, owner, amount, CASE WHEN type = 'non_process' THEN NULL ELSE 'lost' END, path[reach],
-           'lost', 'open', ts[reach + 2], NULL, NULL
+    SELECT deal_id, contact_id, owner, amount, currency, CASE WHEN type = 'non_process' THEN NULL ELSE 'lost' END,
+           path[reach], 'lost', 'open', ts[reach + 2], NULL, NULL
     FROM bench_reports_deals WHERE reopened
 ) log ORDER BY changed_at
 """

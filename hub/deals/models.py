@@ -88,6 +88,8 @@ class DealStageChange(Base):
     owner_rep_id: Mapped[int | None] = mapped_column(ForeignKey("reps.id"))
     amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     """The deal's amount at this moment, so a won deal's revenue is read from the log."""
+    currency: Mapped[str] = mapped_column(String(3))
+    """The currency of that amount: a deal re-priced in another currency later leaves past periods as they were."""
 
     __table_args__ = (
         Index("ix_deal_stage_changes_deal_changed", "deal_id", "changed_at"),

@@ -134,6 +134,7 @@ class DealStageChangeOut(BaseModel):
     competitor: str | None
     owner_rep_id: int | None
     amount: Decimal = Field(description="the deal's amount at this moment")
+    currency: str = Field(description="the deal's currency at this moment")
 
 
 class PipelineStageOut(BaseModel):

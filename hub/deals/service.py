@@ -256,6 +256,7 @@ async def _log(
             competitor=move.competitor,
             owner_rep_id=deal.owner_rep_id,
             amount_cents=deal.amount_cents,
+            currency=deal.currency,
         ),
     )
     data: dict[str, Any] = {

@@ -135,7 +135,7 @@ async def _items(session: AsyncSession, request: ReportRequest, of: AbcOf, start
     change = DealStageChange
     where = [
         *won_in(window.start, window.end),
-        Deal.currency == request.currency,
+        change.currency == request.currency,
         Contact.merged_into_id.is_(None),
         request.owner_clause(change.owner_rep_id.expression),
         *contact_filters(request),

@@ -200,7 +200,7 @@ async def deal_outcomes(session: AsyncSession, request: ReportRequest) -> list[A
             DealStageChange.owner_rep_id,
             period_index(DealStageChange.changed_at, request.window),
             DealStageChange.to_status,
-            case((Deal.currency == request.currency, DealStageChange.amount_cents), else_=0),
+            case((DealStageChange.currency == request.currency, DealStageChange.amount_cents), else_=0),
         )
         .select_from(DealStageChange)
         .join(

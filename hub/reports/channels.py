@@ -129,8 +129,8 @@ def _has_won_deal(request: ReportRequest) -> ColumnElement[bool]:
 
 
 def _won_revenue(request: ReportRequest) -> ColumnElement[int]:
-    """The contact's won deals in the report currency that the caller may see, each at the amount logged when
-    it was won (by the owner on that log row)."""
+    """The contact's won deals that the caller may see, each at the amount logged when it was won, counted when
+    that row's currency is the report's (by the owner on that log row)."""
     reach = request.owner_clause(DealStageChange.owner_rep_id.expression)
     query = (
         select(func.sum(DealStageChange.amount_cents))
@@ -143,7 +143,7 @@ def _won_revenue(request: ReportRequest) -> ColumnElement[int]:
                 DealStageChange.to_status == "won",
             ),
         )
-        .where(Deal.contact_id == Contact.id, Deal.status == "won", Deal.currency == request.currency)
+        .where(Deal.contact_id == Contact.id, Deal.status == "won", DealStageChange.currency == request.currency)
     )
     return (query.where(reach) if reach is not None else query).scalar_subquery()
 

@@ -78,7 +78,7 @@ async def deal_losses(session: AsyncSession, request: ReportRequest) -> list[Los
             loss.competitor,
             loss.owner_rep_id,
             loss.amount_cents,
-            Deal.currency,
+            loss.currency,
         )
         .join(Deal, Deal.id == loss.deal_id)
         .join(Contact, Contact.id == Deal.contact_id)

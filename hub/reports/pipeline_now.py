@@ -2,9 +2,9 @@
 
 ``deals.status``, ``stage`` and ``stage_entered_at`` are written in the same transaction as the log
 row that changes them (``hub reports check`` proves they agree), so a deal open now, its stage and
-when it entered it are read from ``deals`` and the stuck test runs on an indexed table. Owner and
-amount are still the latest log row's snapshot (an owner or amount edit writes no log row), fetched
-per listed deal, so the list equals what the log says at this moment.
+when it entered it are read from ``deals`` and the stuck test runs on an indexed table. Owner, amount
+and currency are still the latest log row's snapshot, fetched per listed deal, so the list equals what
+the log says at this moment.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def stalled_now(request: ReportRequest, name: str, limits: dict[str, timedelta],
     """Deals of pipeline ``name`` stalled at ``now`` in the caller's reach, longest-waiting first (add a LIMIT)."""
     owner = _latest(DealStageChange.owner_rep_id).label("owner_rep_id")
     amount = _latest(DealStageChange.amount_cents).label("amount_cents")
+    currency = _latest(DealStageChange.currency).label("currency")
     deadlines = {stage: now - limit for stage, limit in limits.items()}
     query = select(
         Deal.id.label("deal_id"),
@@ -33,7 +34,7 @@ def stalled_now(request: ReportRequest, name: str, limits: dict[str, timedelta],
         Deal.stage,
         owner,
         amount,
-        Deal.currency,
+        currency,
         Deal.stage_entered_at.label("entered_at"),
     )
     filters = contact_filters(request)

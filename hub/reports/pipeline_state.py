@@ -65,7 +65,7 @@ def open_states(
 ) -> Select[Any]:
     """One row per moment and deal open in a stage then: period, deal, stage, owner, amount, currency, entered, stalled.
 
-    Owner and amount are the log row's snapshot; the caller's reach applies to that owner.
+    Owner, amount and currency are the log row's snapshot; the caller's reach applies to that owner.
     """
     first, last = moments[0].at, moments[-1].at
     rows = _candidate_rows(request, name, first, last)
@@ -127,7 +127,7 @@ def _candidate_rows(request: ReportRequest, name: str, first: datetime, last: da
             change.changed_at.label("changed_at"),
             func.lead(change.changed_at).over(**oldest_first).label("valid_to"),
             type_coerce(entered_at, UtcDateTime()).label("entered_at"),
-            Deal.currency.label("currency"),
+            change.currency.label("currency"),
         )
         .select_from(change)
         .join(Deal, Deal.id == change.deal_id)

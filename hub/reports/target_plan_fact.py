@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.deals.models import Deal, DealStageChange
+from hub.deals.models import DealStageChange
 from hub.reports.params import ReportRequest
 from hub.reports.pipeline_won import and_all, period_index, won_in, won_rows
 from hub.reports.schemas import ratio
@@ -105,7 +105,7 @@ async def _won_by_rep_month(
         won_rows(
             change.owner_rep_id.label("rep_id"),
             period_index(change.changed_at.expression, [month.starts_at for month in months]).label("month"),
-            Deal.currency.label("currency"),
+            change.currency.label("currency"),
             change.amount_cents.label("amount"),
         )
         .where(

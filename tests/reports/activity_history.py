@@ -280,6 +280,7 @@ async def _deals(session: AsyncSession, p: Team_) -> None:
                     actor="t",
                     owner_rep_id=p.ada,
                     amount_cents=cents,
+                    currency=row.currency,
                 )
             )
 

@@ -139,6 +139,7 @@ async def add_deal(
                 actor="key:1",
                 owner_rep_id=move.owner,
                 amount_cents=move.amount,
+                currency=deal.currency,
             )
         )
         if status is None or move.stage != stage or move.status != status:

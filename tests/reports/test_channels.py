@@ -80,6 +80,7 @@ async def seed(hub: Hub) -> dict[str, Any]:
                         changed_at=utc(closed),
                         actor="t",
                         amount_cents=cents,
+                        currency=currency,
                     )
                 )
 

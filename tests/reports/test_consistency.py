@@ -54,7 +54,7 @@ async def seed(session: AsyncSession) -> tuple[Contact, Deal, Deal]:
         session.add(
             DealStageChange(
                 deal_id=deal.id, contact_id=lead.id, from_stage=old, to_stage=new, from_status=old_status,
-                to_status=status, changed_at=T0 + timedelta(days=day), actor="t",
+                to_status=status, changed_at=T0 + timedelta(days=day), actor="t", currency=deal.currency,
             )
         )  # fmt: skip
     reopened.stage_entered_at = T0 + timedelta(days=6)  # back in proposal since the reopening

@@ -76,6 +76,7 @@ async def add_deal(
                     competitor=competitor,
                     owner_rep_id=owner,
                     amount_cents=amount_cents,
+                    currency=deal.currency,
                 )
             )
             previous = (stage, status)
