@@ -38,6 +38,12 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _TRACKABLE_SCHEMES = frozenset({"http", "https"})
 
 
+class TokenTooLong(ValueError):
+    """The token would be longer than readers accept (``MAX_TOKEN_LENGTH``): a click token for a very long URL.
+
+    Its own class so that click tracking can leave such a link as written instead of failing the whole email."""
+
+
 def sign_open_token(secret: str, message_id: int) -> str:
     """Token for the open pixel of one message."""
     return _sign(secret, "open", _id_text(message_id))
@@ -102,7 +108,7 @@ def _sign(secret: str, purpose: _Purpose, payload_text: str) -> str:
     token = f"{payload}.{_signature(secret, purpose, payload)}"
     # Readers refuse longer tokens, so signing one would only produce a dead link.
     if len(token) > MAX_TOKEN_LENGTH:
-        raise ValueError(f"token would be longer than {MAX_TOKEN_LENGTH} characters")
+        raise TokenTooLong(f"token would be longer than {MAX_TOKEN_LENGTH} characters")
     return token
 
 

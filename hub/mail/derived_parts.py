@@ -6,17 +6,47 @@ import html as html_lib
 import re
 
 _URL = re.compile(r"https?://[^\s<>\"']+")
+"""A URL in plain text: up to whitespace, ``<``, ``>`` or a quote (``<https://...>`` is how text mail quotes a link)."""
+_TRAILING = ".,;:!?"
+"""Sentence punctuation after a URL ("see https://example.com/pricing."), never part of the link."""
+_CLOSING = {")": "(", "]": "["}
+"""Closing brackets a URL keeps only when it opens them too (``https://en.wikipedia.org/wiki/Mercury_(planet)``)."""
 
 
 def html_from_text(text: str) -> str:
-    """A plain HTML part for a text-only email: paragraphs, line breaks and clickable links."""
+    """A plain HTML part for a text-only email: paragraphs, line breaks and clickable links.
+
+    URLs are found in the text as written and each piece escaped afterwards: found in escaped text, a link
+    written ``<https://...>`` took the ``&gt;`` into its address.
+    """
     paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     rendered = []
     for paragraph in paragraphs:
-        escaped = html_lib.escape(paragraph, quote=False)
-        linked = _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
-        rendered.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+        pieces: list[str] = []
+        at = 0
+        for match in _URL.finditer(paragraph):
+            url = _link_part(match.group(0))
+            if not url.partition("://")[2]:
+                continue  # only the scheme is left once the punctuation is trimmed
+            escaped = html_lib.escape(url, quote=True)
+            before = html_lib.escape(paragraph[at : match.start()], quote=False)
+            pieces += [before, f'<a href="{escaped}">{escaped}</a>']
+            at = match.start() + len(url)
+        pieces.append(html_lib.escape(paragraph[at:], quote=False))
+        rendered.append("<p>" + "".join(pieces).replace("\n", "<br>\n") + "</p>")
     return "<!doctype html>\n<html><body>\n" + "\n".join(rendered) + "\n</body></html>\n"
+
+
+def _link_part(url: str) -> str:
+    """The part of a URL found in text that is the link: without trailing sentence punctuation, nor a closing
+    bracket that opens before the URL ("(see https://example.com/faq)")."""
+    while url:
+        last = url[-1]
+        unbalanced = last in _CLOSING and url.count(last) > url.count(_CLOSING[last])
+        if last not in _TRAILING and not unbalanced:
+            break
+        url = url[:-1]
+    return url
 
 
 _BLOCKS = frozenset({"p", "div", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "hr"})

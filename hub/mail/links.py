@@ -12,9 +12,20 @@ import html
 import re
 from dataclasses import dataclass
 
-from hub.email.tokens import is_trackable_url, sign_click_token, sign_open_token, sign_unsubscribe_token
+from hub.email.tokens import (
+    TokenTooLong,
+    is_trackable_url,
+    sign_click_token,
+    sign_open_token,
+    sign_unsubscribe_token,
+)
 
-_ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_ATTRIBUTE = r"""\s+[^\s=<>]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>]+))?"""
+"""One attribute of a start tag with the whitespace before it, its value quoted, unquoted or absent. A name or an
+unquoted value never holds ``<``: an ``<a`` left unclosed then ends at the next tag instead of being read on."""
+_ANCHOR_HREF = re.compile(rf"""(<a(?:{_ATTRIBUTE})*?\s+href\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+"""An ``<a>`` tag up to its quoted ``href`` value. The tag's attributes are read one by one, so only a real
+``href`` matches: not ``data-href``, nor "href=" inside another attribute's value (``title="see href='...'"``)."""
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
@@ -69,7 +80,9 @@ class LinkMaker:
         """Rewrite trackable links to click redirects and add the open pixel at the end of the body (each only
         if ``tracking`` asks for it).
 
-        ``keep`` lists URLs never rewritten (the unsubscribe URL).
+        ``keep`` lists URLs never rewritten (the unsubscribe URL). A link too long for a click token (a prefilled
+        form, a signed login link: over about 3,000 characters) is left as written, untracked: it still works, and
+        one contact's long link must not fail their email, nor the batch it is rendered in.
         """
 
         def rewrite(match: re.Match[str]) -> str:
@@ -77,7 +90,11 @@ class LinkMaker:
             target = html.unescape(raw)
             if target in keep or not is_trackable_url(target):
                 return match.group(0)
-            return f"{prefix}{quote}{html.escape(self.click_url(message_id, target), quote=True)}{quote}"
+            try:
+                redirect = self.click_url(message_id, target)
+            except TokenTooLong:
+                return match.group(0)
+            return f"{prefix}{quote}{html.escape(redirect, quote=True)}{quote}"
 
         tracked = _ANCHOR_HREF.sub(rewrite, body) if tracking.clicks else body
         if not tracking.opens:

@@ -12,7 +12,7 @@ A producer of many messages at once (the sequence engine) takes their ids first
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -146,6 +146,10 @@ def message_row(
 ) -> dict[str, Any]:
     """The ``email_messages`` row of an envelope, due now; ``bodies`` are final (see ``final_bodies``).
 
+    Every row has the same keys (a cancelled one changes ``status``, ``last_error`` and ``next_attempt_at``):
+    ``insert_messages`` sends them as one statement, compiled for the first row's keys, so a row lacking one of
+    them fails the whole batch.
+
     ``recipient_normalized``: the recipient is a contact's stored email identity, normalised when it was stored,
     so the syntax check (which costs more than the insert) is skipped.
     """
@@ -171,6 +175,7 @@ def message_row(
         "text": bodies[1],
         "attempts": 0,
         "next_attempt_at": now,
+        "last_error": None,
         "created_at": now,
     }
     if message_id is not None:
@@ -276,17 +281,3 @@ async def release_sequence_mail(session: AsyncSession, sequence_id: int, now: da
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def release_held_messages(session: AsyncSession, message_ids: Iterable[int], due: datetime) -> int:
-    """These held messages are queued again, due at ``due`` (rows no longer held are left alone)."""
-    ids, released = sorted(message_ids), 0
-    for start in range(0, len(ids), 500):
-        result = await session.execute(
-            update(EmailMessage)
-            .where(EmailMessage.id.in_(ids[start : start + 500]), EmailMessage.status == "held")
-            .values(status="queued", next_attempt_at=due)
-            .execution_options(synchronize_session=False)
-        )
-        released += int(getattr(result, "rowcount", 0) or 0)
-    return released

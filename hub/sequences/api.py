@@ -244,8 +244,8 @@ async def update_sequence(
             sequence,
             patch,
             library,
+            settings=runtime.settings,
             actor=principal.actor,
-            default_zone=runtime.settings.default_time_zone,
         )
     except TemplatesInvalid as exc:
         return problems_response(exc)
@@ -279,8 +279,8 @@ async def resume_sequence(
     sequence = await sequences.resume_sequence(
         session,
         await sequences.get_sequence(session, sequence_id),
+        settings=runtime.settings,
         actor=principal.actor,
-        default_zone=runtime.settings.default_time_zone,
     )
     await session.commit()
     return SequenceOut.of(sequence)

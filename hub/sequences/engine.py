@@ -32,7 +32,7 @@ from hub.contacts.models import Contact
 from hub.db import advisory_key
 from hub.email import suppressions
 from hub.email.models import EmailMessage
-from hub.mail.links import LinkMaker
+from hub.mail.links import LinkMaker, Tracking
 from hub.mail.outbox import Envelope, allocate_message_ids, final_bodies, insert_messages, message_row
 from hub.policy.conditions import matches
 from hub.policy.facts import lead_facts
@@ -42,7 +42,7 @@ from hub.reps.models import Rep, Team
 from hub.sequences import enrollment as enrollments
 from hub.sequences import turnstile
 from hub.sequences.models import Enrollment, Sequence
-from hub.sequences.schemas import SequenceSpec, Step
+from hub.sequences.schemas import SequenceSpec, Step, Variant
 from hub.sequences.steps import dedupe_key, step_facts, tracking_of, variant_of
 from hub.sequences.steps import draw_variant as draw_variant
 from hub.sequences.templates import TemplateLibrary
@@ -258,9 +258,17 @@ async def _lock_caps(session: AsyncSession, contact_ids: list[int]) -> set[int]:
     """
     if session.get_bind().dialect.name != "postgresql" or not contact_ids:
         return set()
+    if not await session.scalar(_TRY_EVERY_CAP_SHARED, {"key": EVERY_CAP_KEY}):
+        return set(contact_ids)  # a resume is timing a campaign's held emails against every cap: next round
     keys = {advisory_key(f"frequency-cap:{contact_id}"): contact_id for contact_id in contact_ids}
     rows = await session.execute(_TRY_LOCKS, {"keys": list(keys)})
     return {keys[int(row[0])] for row in rows if not row[1]}
+
+
+EVERY_CAP_KEY = advisory_key("frequency-cap:*")
+"""Taken shared by each step runner batch besides its contacts' cap locks, and alone, exclusively, by a resume with
+more contacts than it can lock one by one (hub.sequences.held_mail.CAP_LOCKS_AT_MOST)."""
+_TRY_EVERY_CAP_SHARED = text("SELECT pg_try_advisory_xact_lock_shared(:key)")
 
 
 async def _recent_marketing(
@@ -357,12 +365,19 @@ def _stop_reason(
     if spec.requires_consent and batch.consent.get(contact.id) == "withdrawn":
         return "consent_withdrawn", "the contact withdrew consent to marketing email"
     stage = batch.policy.pipeline.stage(contact.stage)
-    # A sequence started by reaching a won stage (onboarding) is not stopped by being in it.
-    if stage is not None and stage.outcome is not None and enrollment.trigger != f"stage:{contact.stage}":
+    # A sequence started by reaching a won stage (onboarding) is not stopped by being in it, however the contact was
+    # enrolled (by that trigger, or by hand through the API for a customer won before the sequence existed).
+    if stage is not None and stage.outcome is not None and not _started_by(spec, enrollment, contact.stage):
         return stage.outcome, f"stage {contact.stage}"
     if contact.stage in spec.exit_stages:
         return "exit_stage", f"stage {contact.stage}"
     return None
+
+
+def _started_by(spec: SequenceSpec, enrollment: Enrollment, stage: str) -> bool:
+    """True when reaching ``stage`` starts the sequence (one of its triggers), or started this enrollment (a
+    trigger since removed from the definition)."""
+    return enrollment.trigger == f"stage:{stage}" or any(trigger.stage == stage for trigger in spec.triggers)
 
 
 def _zones(contact: Contact, identities: Seq[tuple[str, str]], batch: _Batch) -> tuple[ZoneInfo, ...]:
@@ -395,7 +410,8 @@ async def _condition_holds(
 
 async def _queue_steps(session: AsyncSession, batch: _Batch) -> None:
     """Queue the batch's steps and move their enrollments on: ids first, then each email rendered, then every
-    row inserted in one statement; an enrollment whose template fails is stopped instead."""
+    row inserted in one statement; an enrollment whose email fails (its template, or anything else building it)
+    is stopped instead."""
     items = batch.to_queue
     ids = await allocate_message_ids(session, len(items))
     drafts = []
@@ -411,9 +427,10 @@ async def _queue_steps(session: AsyncSession, batch: _Batch) -> None:
             pass  # queued by an earlier run of this step: nothing more to send
         elif draft.failure is not None:
             log.warning(  # without the contact's data or the template text
-                "sequence %d step %s: template failed for enrollment %d",
+                "sequence %d step %s: %s failed for enrollment %d",
                 item.sequence.id,
                 item.step.key,
+                draft.failed,
                 item.enrollment.id,
             )
             await enrollments.stop(
@@ -428,15 +445,23 @@ async def _queue_steps(session: AsyncSession, batch: _Batch) -> None:
 
 @dataclass
 class _Draft:
-    """A step's message row, rendered (or cancelled, with why, when its template failed)."""
+    """A step's message row, rendered (or cancelled, with why, when its email could not be made)."""
 
     row: dict[str, Any]
     failure: str | None = None
+    """The enrollment's ``stop_detail``."""
+    failed: str = ""
+    """What failed, for the log: ``template``, or building the email (with the exception's class)."""
 
 
 def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
-    """The step's email for this contact as a complete row with id ``message_id``."""
-    settings, contact, step = batch.settings, item.contact, item.step
+    """The step's email for this contact as a complete row with id ``message_id``.
+
+    Anything that fails for this one email cancels it and stops its enrollment, never the batch: a batch that
+    raises rolls back and is claimed again, oldest due first, so one contact's email failing every time would keep
+    every sequence from sending.
+    """
+    settings, step = batch.settings, item.step
     variant = variant_of(item.enrollment, step)
     sender = batch.sender(item.sequence, item.spec)
     tracking = tracking_of(item.spec, settings)
@@ -444,7 +469,7 @@ def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
         recipient=item.email,
         kind="sequence",
         dedupe_key=dedupe_key(item.enrollment, step),
-        contact_id=contact.id,
+        contact_id=item.contact.id,
         sender=sender.from_header,
         reply_to=item.spec.sender.reply_to,
         marketing=item.spec.marketing,
@@ -456,16 +481,39 @@ def _draft(item: _StepToQueue, message_id: int, batch: _Batch) -> _Draft:
     )
     # The recipient is the contact's stored email identity.
     row = partial(message_row, envelope, mail_from=settings.mail_from, now=batch.now, message_id=message_id)
+    try:
+        return _rendered(item, message_id, batch, row, variant, sender, tracking)
+    except Exception as exc:  # a bug, or input nothing foresaw, while the email was put together
+        detail = f"the email could not be built: {type(exc).__name__}: {exc}"
+        return _cancelled(row, "email could not be built", detail, failed=f"building the email ({type(exc).__name__})")
+
+
+def _rendered(
+    item: _StepToQueue,
+    message_id: int,
+    batch: _Batch,
+    row: partial[dict[str, Any]],
+    variant: Variant | None,
+    sender: SequenceSender,
+    tracking: Tracking,
+) -> _Draft:
+    """The step's email rendered for this contact, with its tracking (``_draft``)."""
+    contact = item.contact
     owner = batch.owners.get(contact.owner_rep_id) if contact.owner_rep_id is not None else None
     unsubscribe_url = batch.links.unsubscribe_url(message_id, item.email)
-    context = email_context(contact, item.identities, owner, sender, settings, unsubscribe_url=unsubscribe_url)
+    context = email_context(contact, item.identities, owner, sender, batch.settings, unsubscribe_url=unsubscribe_url)
     try:
-        rendered = batch.library.render_step(step, variant, context)
+        rendered = batch.library.render_step(item.step, variant, context)
     except Exception as exc:  # a sandboxed template on contact data can raise anything
-        cancelled = row(recipient_normalized=True) | {"status": "cancelled", "last_error": "template error"}
-        return _Draft(cancelled | {"next_attempt_at": None}, failure=str(exc)[:500])
+        return _cancelled(row, "template error", str(exc), failed="template")
     bodies = final_bodies(message_id, item.email, tracking, rendered.html, rendered.text, batch.links)
     return _Draft(row(subject=rendered.subject, bodies=bodies, recipient_normalized=True))
+
+
+def _cancelled(row: partial[dict[str, Any]], last_error: str, detail: str, *, failed: str) -> _Draft:
+    """The row of an email that could not be made, kept (cancelled) so that its step is not queued again."""
+    cancelled = row(recipient_normalized=True) | {"status": "cancelled", "last_error": last_error}
+    return _Draft(cancelled | {"next_attempt_at": None}, failure=detail[:500], failed=failed)
 
 
 async def _record_skip(

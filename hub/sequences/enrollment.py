@@ -25,7 +25,7 @@ from hub.email.models import EmailMessage
 from hub.mail import outbox
 from hub.reps.models import Rep, Team
 from hub.sequences.models import Enrollment, Sequence
-from hub.sequences.schemas import STOP_REASONS, SequenceSpec
+from hub.sequences.schemas import STOP_REASONS, STORED, SequenceSpec
 from hub.sequences.windows import contact_zones, due_after
 from hub.timeline import service as timeline
 from hub.timeline.models import TimelineEntry
@@ -59,7 +59,7 @@ def spec_of(sequence: Sequence) -> SequenceSpec:
     """The sequence's validated definition (cached on the row: parsing it per enrollment would dominate)."""
     cached = sequence.__dict__.get("_hub_spec")
     if cached is None or cached[0] is not sequence.spec:
-        cached = (sequence.spec, SequenceSpec.model_validate(sequence.spec))
+        cached = (sequence.spec, SequenceSpec.model_validate(sequence.spec, context=STORED))
         sequence.__dict__["_hub_spec"] = cached
     spec: SequenceSpec = cached[1]
     return spec

@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hub.policy.conditions import check_condition
 
@@ -37,6 +46,11 @@ STOP_REASONS = (
 )
 """Why an enrollment stopped (``Enrollment.stop_reason``); docs/SEQUENCES.md explains each."""
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+STORED: dict[str, bool] = {"stored": True}
+"""Validation context of a definition read back from the database (``SequenceSpec.model_validate(spec,
+context=STORED)``): what was valid when it was saved still reads, where input is refused."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 and C1 control characters (CR, LF, tab, NEL...) and the Unicode line and paragraph separators."""
 _HOURS = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
 
 
@@ -149,6 +163,19 @@ class Sender(_Strict):
     name: str | None = Field(default=None, max_length=200)
     email: EmailStr | None = None
     reply_to: EmailStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The name goes into every email's From header, where a line break cannot be written: accepted here, it
+        # would fail each email at send time (and the circuit breaker would pause the sequence).
+        if value is None or not _CONTROL.search(value):
+            return value
+        if isinstance(info.context, dict) and info.context.get("stored"):
+            # Saved before names were checked: read as the one line the header can carry, not refused (a definition
+            # that no longer reads would stop its sequence and answer 500 where it is shown).
+            return " ".join(_CONTROL.sub(" ", value).split())
+        raise ValueError("the sender name must be one line of text, without line breaks or control characters")
 
 
 class Trigger(_Strict):

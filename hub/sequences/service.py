@@ -6,10 +6,8 @@ is saved only when it renders and no sequence using it would break.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, TemplateSyntaxError, meta
 from pydantic import ValidationError
@@ -19,17 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.audit import service as audit
+from hub.config import Settings
 from hub.db import retry_transient
-from hub.email.models import EmailMessage
 from hub.errors import Conflict, HubError, NotFound
-from hub.mail.outbox import hold_sequence_mail, release_held_messages, release_sequence_mail
+from hub.mail.outbox import hold_sequence_mail
 from hub.sequences import revisions, turnstile
-from hub.sequences.enrollment import resume_paused, zones_of_contacts
+from hub.sequences.enrollment import resume_paused
 from hub.sequences.enrollment import spec_of as spec_of
+from hub.sequences.held_mail import release_held_mail
 from hub.sequences.models import EmailTemplate, Enrollment, Sequence
 from hub.sequences.schemas import SequencePatch, SequenceSpec
-from hub.sequences.templates import TemplateLibrary, TemplateProblem
-from hub.sequences.windows import due_after, next_send_time
+from hub.sequences.templates import HasSources, TemplateLibrary, TemplateProblem
 
 
 class TemplatesInvalid(HubError):
@@ -153,11 +151,16 @@ async def pause_sequence(
 
 
 async def resume_sequence(
-    session: AsyncSession, sequence: Sequence, *, actor: str | None = None, default_zone: str = "UTC"
+    session: AsyncSession,
+    sequence: Sequence,
+    *,
+    settings: Settings,
+    actor: str | None = None,
 ) -> Sequence:
     """Send again; clears the pause reason (also a circuit breaker's pause). The enrollments that waited for the
     pause are due at once rather than at their next hourly re-check, and each held message is queued again for
-    when its contact's send window is next open (``default_zone``: for contacts of no known zone). Resuming a
+    when its contact's send window is next open (HUB_DEFAULT_TIME_ZONE for contacts of no known zone) and, for a
+    marketing email, its contact's frequency cap (HUB_FREQUENCY_CAP, across sequences) allows it. Resuming a
     running sequence changes nothing."""
     await _lock(session, sequence)
     if sequence.status != "paused":
@@ -165,7 +168,7 @@ async def resume_sequence(
     now = clock.now()
     sequence.status, sequence.paused_at, sequence.paused_reason, sequence.updated_at = "active", None, None, now
     await resume_paused(session, sequence.id, now)
-    await _release_held_mail(session, sequence, now, default_zone)
+    await release_held_mail(session, sequence, now, settings)
     if actor is not None:
         record_status_change(session, actor, "sequence.resumed", sequence)
     return sequence
@@ -194,89 +197,22 @@ async def _lock(session: AsyncSession, sequence: Sequence) -> None:
     )
 
 
-async def _release_held_mail(session: AsyncSession, sequence: Sequence, now: datetime, default_zone: str) -> None:
-    """Queue the held messages again, each due when its contact's send window is next open (at once if it is open,
-    never before a retry's own time), as the step runner would have timed it; the step after a released one
-    counts its delay from the release, so the two do not go out together after a long pause."""
-    try:
-        spec: SequenceSpec | None = spec_of(sequence)
-    except ValidationError:
-        spec = None
-    if spec is None:
-        await release_sequence_mail(session, sequence.id, now)
-        return
-    held = (
-        await session.execute(
-            select(
-                EmailMessage.id,
-                EmailMessage.contact_id,
-                EmailMessage.next_attempt_at,
-                EmailMessage.enrollment_id,
-                EmailMessage.step_key,
-            ).where(EmailMessage.sequence_id == sequence.id, EmailMessage.status == "held")
-        )
-    ).all()
-    contact_ids = {row.contact_id for row in held if row.contact_id is not None}
-    zones = await zones_of_contacts(session, contact_ids, default_zone)
-    timed: dict[tuple[tuple[ZoneInfo, ...], datetime], datetime] = {}
-    due: dict[datetime, list[int]] = {}
-    released: dict[int, dict[str | None, datetime]] = {}
-    for message_id, contact_id, retry_at, enrollment_id, step_key in held:
-        start = max(now, retry_at) if retry_at is not None else now
-        key = (zones.get(contact_id, ()) if contact_id is not None else (), start)
-        if key not in timed:
-            timed[key] = next_send_time(start, spec.window, key[0])
-        due.setdefault(timed[key], []).append(message_id)
-        if enrollment_id is not None:
-            released.setdefault(enrollment_id, {})[step_key] = timed[key]
-    for at, message_ids in due.items():
-        await release_held_messages(session, message_ids, at)
-    await _count_from_release(session, spec, released, zones)
-
-
-async def _count_from_release(
-    session: AsyncSession,
-    spec: SequenceSpec,
-    released: dict[int, dict[str | None, datetime]],
-    zones: dict[int, tuple[ZoneInfo, ...]],
-) -> None:
-    """The enrollments whose previous step's email was held: their next step is due no earlier than its delay
-    after that email's release (``after: previous_step``), as if it had been queued then."""
-    keys = [step.key for step in spec.steps]
-    ids = sorted(released)
-    for start in range(0, len(ids), 500):
-        rows = await session.scalars(
-            select(Enrollment)
-            .where(Enrollment.id.in_(ids[start : start + 500]), Enrollment.status == "active")
-            .execution_options(populate_existing=True)
-        )
-        for enrollment in rows:
-            index = enrollment.step_index
-            at = released[enrollment.id].get(keys[index - 1]) if 0 < index < len(keys) else None
-            if at is None or enrollment.next_run_at is None:
-                continue
-            delay = spec.steps[index].delay
-            zone = (zones.get(enrollment.contact_id) or (ZoneInfo("UTC"),))[0]
-            if delay.after == "previous_step":
-                enrollment.next_run_at = max(enrollment.next_run_at, due_after(at, delay, zone))
-
-
 async def update_sequence(
     session: AsyncSession,
     sequence: Sequence,
     patch: SequencePatch,
     library: TemplateLibrary,
     *,
+    settings: Settings,
     actor: str | None = None,
-    default_zone: str = "UTC",
 ) -> Sequence:
-    """Apply a SequencePatch: a new definition and/or pause / resume (``actor``, ``default_zone``: as there)."""
+    """Apply a SequencePatch: a new definition and/or pause / resume (``settings``, ``actor``: as there)."""
     if patch.spec is not None:
         await replace_spec(session, sequence, patch.spec, library)
     if patch.status == "paused":
         await pause_sequence(session, sequence, reason="paused by hand", actor=actor)
     elif patch.status == "active":
-        await resume_sequence(session, sequence, actor=actor, default_zone=default_zone)
+        await resume_sequence(session, sequence, settings=settings, actor=actor)
     await session.flush()
     return sequence
 
@@ -347,7 +283,7 @@ async def save_template(
         raise TemplatesInvalid(problems)
     for sequence in await list_sequences(session):
         spec = spec_of(sequence)
-        if name in templates_used(spec):
+        if name in templates_reached(spec, library.stored):
             broken = trial.validate(spec)
             if broken:
                 first = broken[0]
@@ -386,6 +322,22 @@ def templates_used(spec: SequenceSpec) -> set[str]:
         for variant in step.variants:
             names.update(_included(variant.subject, variant.html, variant.text))
     return names
+
+
+def templates_reached(spec: SequenceSpec, stored: Mapping[str, HasSources]) -> set[str]:
+    """The templates a sequence uses and every stored template those include, however deep: a sequence that
+    includes ``outer``, which includes ``inner``, breaks when ``inner`` loses a part as surely as if it named it."""
+    reached: set[str] = set()
+    pending = list(templates_used(spec))
+    while pending:
+        name = pending.pop()
+        if name in reached:
+            continue  # an include cycle is followed once
+        reached.add(name)
+        template = stored.get(name)
+        if template is not None:
+            pending.extend(_included(template.html, template.text))
+    return reached
 
 
 _PARSER = Environment(autoescape=True)  # parses only, to find include names; never renders

@@ -163,7 +163,8 @@ async def event_counts(
         ((EmailEvent.kind == "opened") & EmailEvent.machine.is_(False), "opened_human"),
         ((EmailEvent.kind == "clicked") & EmailEvent.machine.is_(True), "clicked_machine"),
         ((EmailEvent.kind == "clicked") & EmailEvent.machine.is_(False), "clicked_human"),
-        ((EmailEvent.kind == "bounced") & (func.coalesce(EmailEvent.bounce, "") != "soft"), "bounced"),
+        # Hard bounces only, the ones that stop sequences and suppress: a block or a soft bounce is no bad address.
+        ((EmailEvent.kind == "bounced") & (EmailEvent.bounce == "hard"), "bounced"),
         (EmailEvent.kind.in_(("unsubscribed", "complained")), EmailEvent.kind),
         else_=None,
     )

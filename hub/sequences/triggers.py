@@ -103,8 +103,11 @@ def _stop_reason(entries: Seq[TimelineEntry], policy: RulesFile) -> tuple[str, s
                 return stage.outcome, f"stage {stage.name}"
         if entry.kind in _EMAIL_STOPS:
             return _EMAIL_STOPS[entry.kind], data.get("provider")
-        if entry.kind == "email_bounced" and data.get("bounce") != "soft":
-            return "bounced", str(data.get("bounce") or "bounce")
+        # Only a hard bounce (the address does not exist: it is suppressed too) ends the contact's sequences; a
+        # soft bounce, a block (the receiving server refused this message, the address is fine) or a bounce of
+        # no known type does not.
+        if entry.kind == "email_bounced" and data.get("bounce") == "hard":
+            return "bounced", "hard"
     return None
 
 

@@ -214,9 +214,7 @@ async def resume_sequence(
 ) -> Response:
     """Send again (also after the circuit breaker paused it); recorded in the audit log."""
     sequence = await sequences.get_sequence(session, sequence_id)
-    await sequences.resume_sequence(
-        session, sequence, actor=principal.actor, default_zone=runtime.settings.default_time_zone
-    )
+    await sequences.resume_sequence(session, sequence, settings=runtime.settings, actor=principal.actor)
     await session.commit()
     return RedirectResponse(await _back_to(request, sequence_id), status_code=303)
 

@@ -394,7 +394,7 @@ async def test_a_retry_recorded_while_a_resume_commits_is_released_not_stranded(
     async with hub.runtime.sessions() as resuming:
         sequence = await resuming.get(Sequence, sequence_id)
         assert sequence is not None
-        await sequences.resume_sequence(resuming, sequence)  # releases what is held now; not committed yet
+        await sequences.resume_sequence(resuming, sequence, settings=hub.settings)  # releases what is held now
         writer = asyncio.create_task(relay_says_try_later())
         async with hub.runtime.sessions() as probe:
             await until_a_backend_waits(probe, what="the writer", or_done=writer)
