@@ -113,19 +113,16 @@ def _has_won_deal(request: ReportRequest) -> ColumnElement[bool]:
     """Whether the contact has a won deal that the caller may see, by the owner when it was won, as its revenue
     is counted (``_won_revenue``): a won deal handed to another rep later stays the winner's win."""
     reach = request.owner_clause(DealStageChange.owner_rep_id.expression)
-    won = (
-        select(Deal.id)
-        .join(
-            DealStageChange,
-            and_(
-                DealStageChange.deal_id == Deal.id,
-                DealStageChange.changed_at == Deal.closed_at,
-                DealStageChange.to_status == "won",
-            ),
-        )
-        .where(Deal.contact_id == Contact.id, Deal.status == "won")
-    )
+    won = select(Deal.id).join(DealStageChange, _THE_WIN).where(Deal.contact_id == Contact.id, Deal.status == "won")
     return exists(won.where(reach) if reach is not None else won)
+
+
+_THE_WIN = and_(
+    DealStageChange.deal_id == Deal.id,
+    DealStageChange.changed_at == Deal.closed_at,
+    DealStageChange.to_status == "won",
+)
+"""A won deal's log row of its win (not an earlier win it was reopened from)."""
 
 
 def _won_revenue(request: ReportRequest) -> ColumnElement[int]:
@@ -135,14 +132,7 @@ def _won_revenue(request: ReportRequest) -> ColumnElement[int]:
     query = (
         select(func.sum(DealStageChange.amount_cents))
         .select_from(Deal)
-        .join(
-            DealStageChange,
-            and_(
-                DealStageChange.deal_id == Deal.id,
-                DealStageChange.changed_at == Deal.closed_at,
-                DealStageChange.to_status == "won",
-            ),
-        )
+        .join(DealStageChange, _THE_WIN)
         .where(Deal.contact_id == Contact.id, Deal.status == "won", DealStageChange.currency == request.currency)
     )
     return (query.where(reach) if reach is not None else query).scalar_subquery()

@@ -16,7 +16,7 @@ from hub import clock
 from hub.calls.models import CallRecording
 from hub.config import Settings
 from hub.privacy.recordings import delete_erased_recordings
-from tests.conftest import FrozenClock, Hub
+from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.privacy.helpers import ok, seed_contact
 
 SID = "AC" + "9" * 32
@@ -28,12 +28,7 @@ Answer = Callable[[httpx.Request], httpx.Response]
 
 @pytest.fixture
 def frozen_clock() -> Iterator[FrozenClock]:
-    fake = FrozenClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    clock.set_clock(fake)
-    try:
-        yield fake
-    finally:
-        clock.set_clock(None)
+    yield from stopped_clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
 
 
 def twilio_recordings_api(requests: list[httpx.Request], answer: Answer) -> httpx.AsyncClient:

@@ -14,11 +14,9 @@ import asyncio
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
 
 import yaml
 from sqlalchemy import select
-from twilio.request_validator import RequestValidator
 
 from hub import clock
 from hub.contacts import service as contacts
@@ -35,6 +33,7 @@ from tests.routing.test_sla import (  # noqa: F401 - fixtures
     TWILIO_FIXTURES,
     TWILIO_TOKEN,
     assignments,
+    call_completed,
     chain_of,
     entries,
     frozen,
@@ -161,24 +160,7 @@ async def test_a_call_from_a_rep_who_has_left_is_recorded_and_the_lead_routed(
         )
         assert patched.status_code == 200, patched.text
 
-        recorded = (TWILIO_FIXTURES / "status_completed.txt").read_text(encoding="utf-8").strip()
-        changes = {
-            "From": rep_phone,
-            "Caller": rep_phone,
-            "To": lead_phone,
-            "Called": lead_phone,
-            "Timestamp": frozen.at.strftime("%a, %d %b %Y %H:%M:%S +0000"),
-        }
-        pairs = [(k, changes.get(k, v)) for k, v in parse_qsl(recorded, keep_blank_values=True, strict_parsing=True)]
-        url = "https://hub.example.test/webhooks/twilio/voice/status"
-        response = await hub.client.post(
-            "/webhooks/twilio/voice/status",
-            content=urlencode(pairs),
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, dict(pairs)),
-            },
-        )
+        response = await call_completed(hub, rep_phone, lead_phone, frozen.at)
         assert response.status_code == 204, response.text
 
         found = await hub.client.get("/api/contacts", params={"phone": lead_phone}, headers=hub.auth())

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import select
@@ -142,6 +143,28 @@ async def deadlines(hub: Hub, contact_id: int) -> list[Deadline]:
 
 def when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
+
+
+async def call_completed(hub: Hub, caller: str, called: str, at: datetime) -> httpx.Response:
+    """Twilio's recorded "completed" status callback of an outbound call from ``caller`` to ``called``, signed."""
+    recorded = (TWILIO_FIXTURES / "status_completed.txt").read_text(encoding="utf-8").strip()
+    changes = {
+        "From": caller,
+        "Caller": caller,
+        "To": called,
+        "Called": called,
+        "Timestamp": at.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+    }
+    pairs = [(k, changes.get(k, v)) for k, v in parse_qsl(recorded, keep_blank_values=True, strict_parsing=True)]
+    url = "https://hub.example.test/webhooks/twilio/voice/status"
+    return await hub.client.post(
+        "/webhooks/twilio/voice/status",
+        content=urlencode(pairs),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, dict(pairs)),
+        },
+    )
 
 
 def chain_of(found: list[dict[str, Any]]) -> list[tuple[int, str, int, int, str | None]]:
@@ -344,24 +367,7 @@ async def test_an_outbound_call_from_the_owners_phone_is_a_touch(database_url: s
         frozen.advance(2 * 60)
 
         # The recorded "completed" callback of an outbound-api call, from Ana's phone to the lead.
-        recorded = (TWILIO_FIXTURES / "status_completed.txt").read_text(encoding="utf-8").strip()
-        changes = {
-            "From": rep_phone,
-            "Caller": rep_phone,
-            "To": lead_phone,
-            "Called": lead_phone,
-            "Timestamp": frozen.at.strftime("%a, %d %b %Y %H:%M:%S +0000"),
-        }
-        pairs = [(k, changes.get(k, v)) for k, v in parse_qsl(recorded, keep_blank_values=True, strict_parsing=True)]
-        url = "https://hub.example.test/webhooks/twilio/voice/status"
-        response = await hub.client.post(
-            "/webhooks/twilio/voice/status",
-            content=urlencode(pairs),
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": RequestValidator(TWILIO_TOKEN).compute_signature(url, dict(pairs)),
-            },
-        )
+        response = await call_completed(hub, rep_phone, lead_phone, frozen.at)
         assert response.status_code == 204, response.text
 
         [call] = await entries(hub, lead, "call")

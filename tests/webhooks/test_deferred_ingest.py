@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
 
-from hub import accepted, clock
+from hub import accepted
 from hub.accepted import apply_accepted
 from hub.calls.models import Call
 from hub.contacts.models import ContactIdentity as Identity
@@ -23,7 +23,7 @@ from hub.inbox import repository as inbox_repository
 from hub.inbox.models import AcceptedEvent, InboundEvent
 from hub.jobs import apply_accepted_events
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, start_hub, stopped_clock, truncate_all
 from tests.pg_waits import backend_pid, until_a_backend_waits
 from tests.webhooks.test_email_events_http import (
     NOW,
@@ -48,12 +48,7 @@ Request = Callable[[Hub], Awaitable[httpx.Response]]
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    fake = FrozenClock(NOW)
-    clock.set_clock(fake)
-    try:
-        yield fake
-    finally:
-        clock.set_clock(None)
+    yield from stopped_clock(NOW)
 
 
 @pytest.fixture

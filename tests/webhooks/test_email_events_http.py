@@ -29,7 +29,7 @@ from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.email.tokens import sign_click_token, sign_open_token
 from hub.inbox.models import WebhookNonce
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 from tests.provider_vectors import PUBLISHED_KEY, PUBLISHED_PAYLOAD, PUBLISHED_SIGNATURE, PUBLISHED_TIMESTAMP
 
 FIXTURES = Path(__file__).parent.parent / "connectors" / "fixtures"
@@ -53,12 +53,7 @@ GMAIL_PROXY_UA = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via 
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    fake = FrozenClock(NOW)
-    clock.set_clock(fake)
-    try:
-        yield fake
-    finally:
-        clock.set_clock(None)
+    yield from stopped_clock(NOW)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from hub import clock
 from hub.email import service as email
 from hub.email.models import EmailEvent, Suppression
 from hub.email.tokens import sign_click_token, sign_open_token, sign_unsubscribe_token
 from hub.timeline.models import TimelineEntry
-from tests.conftest import FrozenClock, Hub, make_settings, start_hub
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock
 
 NOW = datetime(2026, 9, 29, 12, 0, tzinfo=UTC)
 COLLAPSE_SECONDS = 120
@@ -31,12 +30,7 @@ BROWSER = {"User-Agent": DESKTOP_UA}
 
 @pytest.fixture
 def frozen() -> Iterator[FrozenClock]:
-    fake = FrozenClock(NOW)
-    clock.set_clock(fake)
-    try:
-        yield fake
-    finally:
-        clock.set_clock(None)
+    yield from stopped_clock(NOW)
 
 
 @pytest.fixture
