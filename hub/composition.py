@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import ssl
+import urllib.request
 
 import httpcore
 import httpx
@@ -14,6 +16,8 @@ from hub.outbound.alerts import engaged_alert_reaction, outbound_events_reaction
 from hub.outbound.network import PublicNetworkBackend
 from hub.sequences.triggers import sequence_reaction
 from hub.tasks.automatic import task_reaction
+
+log = logging.getLogger(__name__)
 
 
 def build_reactions(settings: Settings) -> tuple[Reaction, ...]:
@@ -28,7 +32,18 @@ def build_reactions(settings: Settings) -> tuple[Reaction, ...]:
 
 def outbound_http(timeout_seconds: float, *, allow_private: bool = False) -> httpx.AsyncClient:
     """The client for webhooks out, alerts and provider APIs: no redirects followed, the hub's User-Agent, and
-    connections to public addresses only (``hub.outbound.network``; ``allow_private``: to any)."""
+    connections to public addresses only (``hub.outbound.network``; ``allow_private``: to any).
+
+    Behind an egress proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, as httpx reads them) the hub connects
+    to the proxy only, and the proxy resolves and reaches the receivers: the address check is then the proxy's."""
+    if _egress_proxy():
+        log.warning("outbound HTTP goes through the environment's proxy: it, not the hub, limits what is reached")
+        return httpx.AsyncClient(
+            verify=_tls(),
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout_seconds),
+            headers={"User-Agent": "hub/0.1"},
+        )
     transport = httpx.AsyncHTTPTransport(verify=_tls())
     # httpx takes no network backend, so its connection pool is replaced by one built the same way with ours
     # (tests/outbound/test_network.py fails if an httpx upgrade stops using it).
@@ -45,6 +60,12 @@ def outbound_http(timeout_seconds: float, *, allow_private: bool = False) -> htt
         timeout=httpx.Timeout(timeout_seconds),
         headers={"User-Agent": "hub/0.1"},
     )
+
+
+def _egress_proxy() -> bool:
+    """Whether the environment names a proxy for http or https (``urllib``'s reading of it, as httpx's)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 
 
 @functools.cache

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from asyncio import FIRST_COMPLETED
 from collections.abc import Iterable
 
 import httpcore
 
+HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds before the next address of a host is tried while the one before has not answered (RFC 8305, anyio)."""
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 """URL hosts that name this machine on purpose (http is allowed for them, and they are never refused)."""
 
@@ -64,12 +67,53 @@ class PublicNetworkBackend(httpcore.AsyncNetworkBackend):
         if refused:
             address, reason = refused[0]
             raise httpcore.ConnectError(f"{host} resolves to {address}, a {reason} address: not connected")
-        failure: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
+        return await self._first_to_connect(host, addresses, port, timeout, local_address, socket_options)
+
+    async def _first_to_connect(
+        self,
+        host: str,
+        addresses: list[str],
+        port: int,
+        timeout: float | None,  # noqa: ASYNC109 - httpcore's connect timeout, passed on
+        local_address: str | None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Happy Eyeballs (RFC 8305), as anyio runs it for a host name: each address is tried HAPPY_EYEBALLS_DELAY
+        after the one before (at once when that one failed), and the first connection wins. One after another, an
+        address that drops packets (an AAAA record with no working IPv6 route) would take the whole timeout."""
+        pending: set[asyncio.Task[httpcore.AsyncNetworkStream]] = set()
+        failures: list[BaseException] = []
+        winner: httpcore.AsyncNetworkStream | None = None
+
+        def settle(done: set[asyncio.Task[httpcore.AsyncNetworkStream]]) -> httpcore.AsyncNetworkStream | None:
+            for task in done:
+                pending.discard(task)
+                if task.exception() is None:
+                    return task.result()
+                failures.append(task.exception() or httpcore.ConnectError(host))
+            return None
+
+        try:
+            for address in addresses:
+                pending.add(
+                    asyncio.ensure_future(
+                        self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                    )
+                )
+                done, _ = await asyncio.wait(pending, timeout=HAPPY_EYEBALLS_DELAY, return_when=FIRST_COMPLETED)
+                if (winner := settle(done)) is not None:
+                    return winner
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=FIRST_COMPLETED)
+                if (winner := settle(done)) is not None:
+                    return winner
+        finally:
+            for task in pending:
+                task.cancel()
+            for late in await asyncio.gather(*pending, return_exceptions=True):
+                if isinstance(late, httpcore.AsyncNetworkStream) and late is not winner:
+                    await late.aclose()  # connected as the winner did: not needed
+        failure = failures[-1] if failures else httpcore.ConnectError(f"{host} has no address")
         raise failure
 
     async def sleep(self, seconds: float) -> None:

@@ -14,12 +14,15 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
+import httpcore
 import httpx
 import pytest
 from sqlalchemy import update
 
 from hub.composition import outbound_http
+from hub.outbound import network
 from hub.outbound.models import WebhookEndpoint
 from hub.outbound.network import non_public_reason
 from tests.conftest import FrozenClock, Hub, stopped_clock
@@ -123,3 +126,42 @@ async def test_a_stored_endpoint_on_a_non_public_address_fails_its_deliveries_wi
     [delivery] = await deliveries(hub)
     assert delivery.status == "pending" and delivery.attempts == 1
     assert "loopback address: not connected" in (delivery.last_error or "")
+
+
+async def test_behind_an_egress_proxy_the_client_goes_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with listener("127.0.0.1") as (port, seen):
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        async with outbound_http(5.0) as client:
+            with pytest.raises(httpx.HTTPError):  # the listener is no real proxy: it hangs up
+                await client.post("https://hooks.example.com/x", content=b"{}")
+    assert seen == [b"CONNE"]  # CONNECT hooks.example.com:443, to the proxy, which resolves and checks
+
+
+async def test_an_address_that_drops_packets_does_not_hide_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Happy Eyeballs as for a host name: an AAAA record with no working IPv6 route must not take the whole timeout.
+    The resolver and the unreachable route cannot be had here, so both are stood in for; the second address is a
+    real listener on this machine."""
+    tried: list[str] = []
+    connect = httpcore.AnyIOBackend.connect_tcp
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["2606:4700:4700::1111", "1.1.1.1"]
+
+    async with listener("127.0.0.1") as (port, seen):
+
+        async def connect_tcp(
+            self: httpcore.AnyIOBackend, host: str, _port: int, *args: Any, **kwargs: Any
+        ) -> httpcore.AsyncNetworkStream:
+            tried.append(host)
+            if host == "2606:4700:4700::1111":
+                await asyncio.sleep(30)  # dropped: no answer
+            return await connect(self, "127.0.0.1", port, *args, **kwargs)
+
+        monkeypatch.setattr(network, "_resolve", resolve)
+        monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect_tcp)
+        async with outbound_http(5.0) as client:
+            with pytest.raises(httpx.HTTPError):  # the listener speaks no TLS: connected is what counts
+                async with asyncio.timeout(2.0):  # well inside the 5 s an address alone would have had
+                    await client.post("https://hooks.example.com/x", content=b"{}")
+    assert tried == ["2606:4700:4700::1111", "1.1.1.1"]
+    assert len(seen) == 1 and seen[0].startswith(b"\x16\x03")
