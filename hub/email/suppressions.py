@@ -42,7 +42,9 @@ async def apply_events(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     if not relevant:
         return []
     plan = _Plan(await repository.suppressions_for(session, (r["recipient"] for r in relevant)))
-    if any(r["kind"] == "resubscribed" for r in relevant):
+    if any(s.reason == "unsubscribe" for s in plan.stored.values()):
+        # When the held unsubscribes were made: a resubscribe lifts only an older one, and a repeated unsubscribe
+        # makes the suppression as new as itself.
         held = {s.email_event_id for s in plan.stored.values() if s.email_event_id is not None}
         plan.event_times.update(await repository.event_times(session, held))
     for row in relevant:
@@ -100,7 +102,7 @@ class _Plan:
         email = row["recipient"]
         held = self.held_reason(email)
         if held == reason == "unsubscribe":
-            self._also_from(email, row["source"])
+            self._also_from(email, row)
             return
         if held is not None and SUPPRESSION_PRECEDENCE.get(reason, 0) <= SUPPRESSION_PRECEDENCE.get(held, 0):
             return
@@ -118,18 +120,31 @@ class _Plan:
             self.added[email] = values
         self.changed[email] = None
 
-    def _also_from(self, email: str, source: str) -> None:
-        """An unsubscribe held already, now reported by another source too: it holds until each would lift it,
-        which no single resubscribe can say, so it becomes ``several``'s (an admin's lift still lifts it)."""
+    def _also_from(self, email: str, row: dict[str, Any]) -> None:
+        """An unsubscribe held already, reported again: the suppression counts from the newer of the two (a
+        resubscribe made between them must not lift it), and, reported by another source too, it holds until each
+        would lift it, which no single resubscribe can say: it becomes ``several``'s (an admin's lift still lifts
+        it)."""
         added = self.added.get(email)
-        held_source = added["source"] if added is not None else self.stored[email].source
-        if held_source in (source, SEVERAL_SOURCES):
+        held = added if added is not None else self.stored[email]
+        held_source = held["source"] if isinstance(held, dict) else held.source
+        held_event = held["email_event_id"] if isinstance(held, dict) else held.email_event_id
+        held_at = self.event_times.get(held_event) if held_event is not None else None
+        changes: dict[str, Any] = {}
+        if held_at is None or row["occurred_at"] > held_at:
+            changes["email_event_id"] = row["id"]
+            self.event_times[row["id"]] = row["occurred_at"]
+        if held_source not in (row["source"], SEVERAL_SOURCES):
+            changes["source"] = SEVERAL_SOURCES
+        if not changes:
             return
-        if added is not None:
-            added["source"] = SEVERAL_SOURCES
+        if isinstance(held, dict):
+            held.update(changes)
         else:
-            self.stored[email].source = SEVERAL_SOURCES
-        self.changed[email] = None
+            for name, value in changes.items():
+                setattr(held, name, value)
+        if "source" in changes:
+            self.changed[email] = None
 
 
 def _suppression_values(row: dict[str, Any], reason: str) -> dict[str, Any]:

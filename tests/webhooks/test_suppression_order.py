@@ -68,6 +68,18 @@ async def test_a_resubscribe_delivered_after_a_newer_unsubscribe_does_not_lift_i
     assert await reasons(hub) == {}
 
 
+async def test_a_resubscribe_between_two_unsubscribes_of_one_source_does_not_lift_the_later(
+    mail_hub: Hub,  # noqa: F811
+    sendgrid_key: ec.EllipticCurvePrivateKey,  # noqa: F811
+) -> None:
+    hub = mail_hub
+    # 10:14 Ada leaves, 10:15 rejoins, 10:16 leaves again; the 10:15 batch is retried and arrives last.
+    for event_id, kind, at in (("u1", "group_unsubscribe", T_1015 - 60), ("u2", "group_unsubscribe", T_1016)):
+        await post(hub, sendgrid_key, sendgrid_event(kind, email=ADA, sg_event_id=event_id, timestamp=at))
+    await post(hub, sendgrid_key, sendgrid_event("group_resubscribe", email=ADA, sg_event_id="r", timestamp=T_1015))
+    assert await reasons(hub) == {ADA: ("unsubscribe", "sendgrid")}
+
+
 async def test_inline_and_deferred_ingest_agree_on_the_late_resubscribe(
     tmp_path: Path,
     sqlite_template: Path,
