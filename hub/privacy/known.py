@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.calls.models import Call
 from hub.contacts.models import Contact, ContactIdentity
-from hub.contacts.normalize import dialable
+from hub.contacts.normalize import EXTENSION, dialable
 from hub.email.models import EmailEvent, EmailMessage, Suppression
 from hub.privacy.repository import owned_by
 from hub.privacy.rules import ERASED
@@ -62,22 +62,52 @@ class Known:
         lowered = cell.lower()
         if any(email in lowered for email in self._identity_needles[0]):
             return True
-        return " ".join(lowered.split()) in self._identity_needles[1] or self._has_phone(cell)
+        return " ".join(lowered.split()) in self._identity_needles[1] or self._has_phone(cell, by_extension=True)
 
     @cached_property
     def _identity_needles(self) -> tuple[list[str], frozenset[str]]:
         emails = [e.lower() for e in self.emails if len(e) >= 3]
         return emails, frozenset(" ".join(n.lower().split()) for n in self.names if len(n) >= 3)
 
-    def _has_phone(self, text: str) -> bool:
+    @cached_property
+    def _extensions(self) -> dict[str, set[str]]:
+        """The extensions of the numbers the family is known by only with one (a switchboard's number is also its
+        colleagues'), by the number's digits."""
+        plain = {re.sub(r"[^0-9]", "", p) for p in self.phones if EXTENSION not in p}
+        extensions: dict[str, set[str]] = {}
+        for phone in self.phones:
+            number, _, extension = phone.partition(EXTENSION)
+            digits = re.sub(r"[^0-9]", "", number)
+            if extension and digits not in plain:
+                extensions.setdefault(digits, set()).add(extension)
+        return extensions
+
+    def _has_phone(self, text: str, *, by_extension: bool = False) -> bool:
+        """Whether ``text`` writes one of the family's numbers. ``by_extension``: a number they are known by only
+        with an extension counts only followed by that extension (in someone else's text, the switchboard's number
+        alone, or with another extension, is a colleague's)."""
         _, phones = self._needles
         if not phones:
             return False
-        for run in re.findall(r"[0-9][0-9 ()./-]*[0-9]", text):
-            digits = re.sub(r"[^0-9]", "", run).lstrip("0")
-            if len(digits) >= MIN_PHONE_DIGITS and any(p.endswith(digits) or digits.endswith(p) for p in phones):
-                return True
+        for run in _PHONE_RUN.finditer(text):
+            digits = re.sub(r"[^0-9]", "", run.group()).lstrip("0")
+            if len(digits) < MIN_PHONE_DIGITS:
+                continue
+            for phone in phones:
+                if not (phone.endswith(digits) or digits.endswith(phone)):
+                    continue
+                extensions = self._extensions.get(phone) if by_extension else None
+                if not extensions:
+                    return True
+                written = _EXTENSION_AFTER.match(text, run.end())
+                if written is not None and written.group(1) in extensions:
+                    return True
         return False
+
+
+_PHONE_RUN = re.compile(r"[0-9][0-9 ()./-]*[0-9]")
+_EXTENSION_AFTER = re.compile(r"\s*(?:;\s*ext\s*=|ext(?:ension)?\.?|x|#)\s*([0-9]+)", re.IGNORECASE)
+"""An extension written after a number: ``ext. 12``, ``x12``, ``#12``, ``;ext=12``."""
 
 
 async def known_values(session: AsyncSession, family: Sequence[int]) -> Known:

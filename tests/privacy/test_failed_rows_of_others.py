@@ -61,3 +61,22 @@ async def test_erasure_blanks_the_persons_failed_rows_and_leaves_colleagues(hub:
     assert rows[1] == ["bob(at)other.example", "", "Bob Stranger", "Acme Corporation", "Senior Engineer"]
     assert rows[2][2] == "Joanna Annson"
     assert all("[erased]" in rows[n] and "Ada" not in " ".join(rows[n]) for n in (3, 4, 5))
+
+
+async def test_behind_a_switchboard_the_persons_extension_is_hers_and_a_colleagues_is_not(hub: Hub) -> None:
+    made = await hub.client.post(
+        "/api/contacts",
+        headers=hub.auth(),
+        json={"email": "ann@acme.example", "phone": "+1 415 555 0111 ext. 12", "name": "Ann Person"},
+    )
+    assert made.status_code in (200, 201), made.text
+    rows = (
+        "Email,Phone,Full name\n"
+        "bob(at)acme.example,+1 415 555 0111 ext. 13,Bob Stranger\n"  # a colleague's own line
+        "desk(at)acme.example,+1 415 555 0111,Front Desk\n"  # the switchboard itself: anyone's
+        "ann(at)acme.example,(415) 555-0111 x12,A. Person\n"  # Ann's line, written otherwise
+    )
+    done = await import_text(hub, rows)
+    assert done.failed_count == 3
+    export = await hub.client.get(f"/api/contacts/{made.json()['contact_id']}/export", headers=hub.auth())
+    assert [row["row_number"] for row in json.loads(export.text)["imports"]["failed_rows"]] == [3]
