@@ -25,13 +25,16 @@ from hub.sequences.schemas import SequenceSpec
 from hub.sequences.windows import due_after, next_send_time
 
 _MESSAGES = cast(Table, EmailMessage.__table__)
+_LOCK_EVERY_CAP = text("SELECT pg_advisory_xact_lock(:key)")
+_LOCK_EVERY_CAP_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)")
 
 CAP_LOCKS_AT_MOST = 1000
 """A resume takes the frequency-cap locks of its held marketing emails' contacts one by one up to this many. Each
 lock is an entry of PostgreSQL's shared lock table, which holds some thousands for every session together
 (``max_locks_per_transaction`` times ``max_connections``): a campaign's backlog of tens of thousands would fail the
-resume, and other transactions with it. Beyond it, the resume takes the one lock every step runner batch takes
-shared (``engine.EVERY_CAP_KEY``), exclusively: batches running then commit first, and new ones wait a round."""
+resume, and other transactions with it. Beyond it, the resume takes the one lock every step runner batch and every
+smaller resume take shared (``engine.EVERY_CAP_KEY``), exclusively: those running then commit first, and new ones
+wait for it."""
 
 
 async def release_held_mail(session: AsyncSession, sequence: Sequence, now: datetime, settings: Settings) -> None:
@@ -105,10 +108,13 @@ class _HeldCaps:
             return None
         # The step runner's locks: a batch queuing for these contacts commits first and is counted, and one
         # starting meanwhile leaves them to its next round, when it sees these emails released.
+        if session.get_bind().dialect.name == "postgresql":
+            # Shared by every step runner batch and every small resume, exclusive for a large one: a large resume
+            # and a small one with contacts in common do not time the same contact's emails at once.
+            every = _LOCK_EVERY_CAP_SHARED if len(contact_ids) <= CAP_LOCKS_AT_MOST else _LOCK_EVERY_CAP
+            await session.execute(every, {"key": EVERY_CAP_KEY})
         if len(contact_ids) <= CAP_LOCKS_AT_MOST:
             await lock_keys(session, [f"frequency-cap:{contact_id}" for contact_id in contact_ids])
-        elif session.get_bind().dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVERY_CAP_KEY})
         times = await _recent_marketing(session, contact_ids, settings, now)
         since = now - timedelta(hours=settings.frequency_cap_hours)
         for contact_id, counted in held:

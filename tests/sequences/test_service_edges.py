@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from hub import clock
 from hub.mail.sender import send_due
 from hub.mail.transport import SendOutcome
 from hub.sequences import held_mail
 from hub.sequences import service as sequences
-from hub.sequences.engine import run_due_steps
+from hub.sequences.engine import EVERY_CAP_KEY, run_due_steps
 from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequenceSpec
 from hub.sequences.templates import StoredSources, TemplateLibrary
@@ -196,6 +197,22 @@ async def test_a_resume_waits_for_a_step_runner_queuing_for_the_same_contact_and
     by_key = {(m.contact_id, m.step_key): m for m in await messages(hub)}
     promo_queued_at = by_key[ann, "p1"].created_at
     assert by_key[ann, "n1"].next_attempt_at == promo_queued_at + DAY
+
+
+@pytest.mark.parametrize(("contacts", "excludes"), [(1, "a large resume"), (2, "any resume and the step runner")])
+async def test_resumes_small_and_large_exclude_each_other_on_the_cap(
+    pg_hub: Hub, contacts: int, excludes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small resume takes the every-cap lock shared, as step runner batches do; a large one, exclusively: so a
+    large one waits for a small one with contacts in common (and for runners), and both for a large one."""
+    monkeypatch.setattr(held_mail, "CAP_LOCKS_AT_MOST", 1)  # 1 contact: small, 2: large
+    held = [(contact_id, clock.now()) for contact_id in range(1, contacts + 1)]
+    hub = pg_hub
+    async with hub.runtime.sessions() as resuming, hub.runtime.sessions() as other:
+        await held_mail._HeldCaps.load(resuming, hub.settings, held, clock.now())
+        exclusive = await other.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": EVERY_CAP_KEY})
+        shared = await other.scalar(text("SELECT pg_try_advisory_xact_lock_shared(:k)"), {"k": EVERY_CAP_KEY})
+    assert (exclusive, shared) == (False, contacts == 1), excludes
 
 
 # --- stored templates reached through others -------------------------------------------------------------------
