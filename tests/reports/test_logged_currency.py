@@ -15,6 +15,7 @@ from hub.contacts.models import Contact
 from hub.db import UtcDateTime, create_engine
 from hub.deals.models import Deal
 from hub.migrate import downgrade, upgrade
+from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub
 from tests.reports.money_history import add_contact, build_org, money_hub
 
@@ -145,13 +146,14 @@ async def test_won_revenue_counts_the_currency_logged_at_the_win(money_hub: Hub)
 
 
 def test_the_migration_logs_each_deals_currency_on_its_rows(database_url: str) -> None:
-    """Rows written before the column existed are backfilled with their deal's currency, on both databases."""
+    """Rows written before the column existed are backfilled, on both databases, with the currency their move's
+    timeline entry names (a deal re-priced before the upgrade keeps its earlier rows' currency), else their deal's."""
     downgrade(database_url, "0015")
     try:
         asyncio.run(_write_a_deal_and_its_log(database_url))
     finally:
         upgrade(database_url)
-    assert asyncio.run(_logged_currencies(database_url)) == ["EUR", "EUR", "JPY"]
+    assert asyncio.run(_logged_currencies(database_url)) == ["EUR", "EUR", "JPY", "GBP"]
 
 
 async def _write_a_deal_and_its_log(url: str) -> None:
@@ -162,20 +164,35 @@ async def _write_a_deal_and_its_log(url: str) -> None:
             contact = Contact(name="Ann")
             session.add(contact)
             await session.flush()
-            for currency, rows in (("EUR", 2), ("JPY", 1)):
+            # (currency now, [(day, the currency its timeline entry names, if there is one)])
+            deals = (("EUR", [(1, None), (2, None)]), ("JPY", [(1, None)]), ("USD", [(3, "GBP")]))
+            for currency, rows in deals:
                 deal = Deal(
                     contact_id=contact.id, title="D", type="manual", stage="new", currency=currency, created_by="key:1"
                 )
                 session.add(deal)
                 await session.flush()
-                for _ in range(rows):
+                for day, logged in rows:
                     await session.execute(
                         text(
                             "INSERT INTO deal_stage_changes (deal_id, contact_id, to_stage, to_status, changed_at, "
                             "actor, amount_cents) VALUES (:deal, :contact, 'new', 'open', :at, 'key:1', 100)"
                         ).bindparams(bindparam("at", type_=UtcDateTime())),
-                        {"deal": deal.id, "contact": contact.id, "at": at(1)},
+                        {"deal": deal.id, "contact": contact.id, "at": at(day)},
                     )
+                    if logged is not None:  # the deal was re-priced since: its move's entry says what it was
+                        data = {"deal_id": deal.id, "event": "created", "amount": "1.00", "currency": logged}
+                        session.add(
+                            TimelineEntry(
+                                contact_id=contact.id,
+                                kind="deal",
+                                source="hub:deals",
+                                occurred_at=at(day),
+                                recorded_at=at(day),
+                                data=data,
+                            )
+                        )
+                        await session.flush()
             await session.commit()
     finally:
         await engine.dispose()
