@@ -17,7 +17,7 @@ from hub.contacts.models import Contact
 from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_phone
 from hub.contacts.schemas import ContactCreate, ContactOut, ContactPatch, IngestAccepted, MergeRequest
 from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
-from hub.errors import Forbidden, NotFound, UnprocessableInput
+from hub.errors import ContactMerged, Forbidden, NotFound, UnprocessableInput
 from hub.events import ATTRIBUTION_KEYS, FormSubmitted, RawField, scoped_external_id
 from hub.ingest import ingest_form_submission
 from hub.pagination import Page, decode_id_cursor, encode_cursor
@@ -50,8 +50,16 @@ MERGED_REDIRECT: dict[int | str, dict[str, Any]] = {
 
 
 async def visible_contact(session: AsyncSession, scope: Scope, contact_id: int) -> Contact:
-    """The live contact if the caller may see it (reps: their own leads; managers: their teams')."""
-    contact = await contacts.get_live_contact(session, contact_id)
+    """The live contact if the caller may see it (reps: their own leads; managers: their teams'). A merged id
+    redirects (ContactMerged) only to a caller who may see the contact it was merged into: to anyone else it is
+    as absent as any contact they may not see, or the redirect would tell them what exists and was merged."""
+    try:
+        contact = await contacts.get_live_contact(session, contact_id)
+    except ContactMerged as merged:
+        owner = (await contacts.owners_of(session, [merged.survivor_id])).get(merged.survivor_id)
+        if not scope.sees_owner(owner):
+            raise NotFound(f"contact {contact_id} does not exist", field="contact_id") from None
+        raise
     if not scope.sees_owner(contact.owner_rep_id):
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     return contact

@@ -45,10 +45,12 @@ class LiveStream:
     """One browser's stream: whose alerts, and where it stands."""
 
     rep_id: int | None
+    role: str
     after_id: int
     queue_mark: tuple[Any, ...]
     token: str
-    """The browser's session token: the stream ends soon after that session does (logout, logout everywhere)."""
+    """The browser's session token: the stream ends when that session does (logout, logout everywhere, a disabled
+    user), or when the user it belongs to is given another rep or role (the reconnect then streams theirs)."""
 
 
 def sse(data: str, *, event: str | None = None, event_id: int | None = None) -> str:
@@ -120,17 +122,19 @@ async def live(
 
 async def _opening(session: AsyncSession, user: Principal, token: str, resume_from: int | None) -> LiveStream:
     if user.rep_id is None:
-        return LiveStream(rep_id=None, after_id=0, queue_mark=(), token=token)
+        return LiveStream(rep_id=None, role=user.role, after_id=0, queue_mark=(), token=token)
     after = resume_from if resume_from is not None else await newest_id(session, user.rep_id)
     mark = await queue_mark(session, user.rep_id)
-    return LiveStream(rep_id=user.rep_id, after_id=after, queue_mark=mark, token=token)
+    return LiveStream(rep_id=user.rep_id, role=user.role, after_id=after, queue_mark=mark, token=token)
 
 
-async def still_signed_in(runtime: Runtime, token: str) -> bool:
-    """True while the stream's session is valid. Nothing is committed: an open tab alone must not keep
-    an idle session alive (the look-up's last-seen touch is rolled back)."""
+async def still_signed_in(runtime: Runtime, stream: LiveStream) -> bool:
+    """True while the stream's session is valid and its user is still who the stream was opened for (the same rep
+    and role). Nothing is committed: an open tab alone must not keep an idle session alive (the look-up's
+    last-seen touch is rolled back)."""
     async with request_session(runtime) as session:
-        return await login.active_session(session, token, login_policy(runtime)) is not None
+        active = await login.active_session(session, stream.token, login_policy(runtime))
+        return active is not None and (active.user.rep_id, active.user.role) == (stream.rep_id, stream.role)
 
 
 async def _events(request: Request, runtime: Runtime, stream: LiveStream) -> AsyncIterator[str]:
@@ -147,6 +151,11 @@ async def _events(request: Request, runtime: Runtime, stream: LiveStream) -> Asy
             async with request_session(runtime) as session:
                 fresh = await notifications_after(session, stream.rep_id, after_id)
                 new_mark = await queue_mark(session, stream.rep_id)
+            if fresh and not await still_signed_in(runtime, stream):
+                # Checked before anything is sent, not only at the heartbeat: a disabled or signed-out user, or
+                # one moved to another rep, must not get another alert naming a lead.
+                yield sse("signed out", event="signed-out")
+                return
             for note in fresh:
                 yield sse(render_fragment("ui/app/partials/toast.html.j2", note=note), event="alert", event_id=note.id)
                 after_id = note.id
@@ -155,7 +164,7 @@ async def _events(request: Request, runtime: Runtime, stream: LiveStream) -> Asy
                 mark = new_mark
                 last_sent = time.monotonic()
         if time.monotonic() - last_checked >= settings.ui_live_heartbeat_seconds:
-            if not await still_signed_in(runtime, stream.token):
+            if not await still_signed_in(runtime, stream):
                 yield sse("signed out", event="signed-out")  # the reconnect then gets a 401 and stops
                 return
             last_checked = time.monotonic()

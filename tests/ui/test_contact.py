@@ -89,6 +89,22 @@ async def test_the_page_shows_identities_owner_warmth_deals_tasks_and_the_timeli
     assert "Privacy (GDPR)" not in text and "Assign" not in text  # admin and manager only
 
 
+async def test_a_merged_id_redirects_only_those_who_may_see_where_it_went(sales: Hub) -> None:
+    ana = await sales.create_rep("Ana", email="ana@example.com")
+    olga = await sales.create_rep("Olga", email="olga@example.com")
+    keep = await new_contact(sales, olga, name="Oscar")
+    dup = await new_contact(sales, olga, name="Oscartwo")
+    await api(sales, "POST", f"/api/contacts/{keep}/merge", json={"other_contact_id": dup})
+    ana_key = await sales.create_key("rep", ana)
+    olga_key = await sales.create_key("rep", olga)
+
+    assert (await sales.client.get(f"/api/contacts/{dup}", headers=sales.auth(ana_key))).status_code == 404
+    moved = await sales.client.get(f"/api/contacts/{dup}", headers=sales.auth(olga_key), follow_redirects=False)
+    assert moved.status_code == 308 and moved.headers["location"].endswith(f"/api/contacts/{keep}")
+    await sales.login_as("rep", rep_id=ana)
+    assert (await sales.client.get(f"/ui/contacts/{dup}")).status_code == 404  # as for any lead not hers
+
+
 async def test_other_reps_leads_are_not_found_and_a_signed_out_visitor_goes_to_login(sales: Hub) -> None:
     ana = await sales.create_rep("Ana", email="ana@example.com")
     olga = await sales.create_rep("Olga", email="olga@example.com")

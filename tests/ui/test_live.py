@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from hub.accounts.models import User
 from hub.app import create_app
 from hub.auth import service as auth
 from hub.db import session_scope
@@ -97,7 +99,22 @@ def _scope(request: httpx.Request) -> dict[str, Any]:
 @pytest.fixture
 async def live_hub(sqlite_url: str) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
     """The app (polling every 20 ms, checking the session every 100 ms) with its usual client and one that streams."""
-    settings = make_settings(sqlite_url, rules_file=RULES, ui_live_poll_seconds=0.02, ui_live_heartbeat_seconds=0.1)
+    async with running(sqlite_url, heartbeat=0.1) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def heartbeat_hub(sqlite_url: str) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
+    """As ``live_hub``, with the default 15-second heartbeat: a quiet stream checks its session that seldom."""
+    async with running(sqlite_url, heartbeat=15.0) as pair:
+        yield pair
+
+
+@asynccontextmanager
+async def running(sqlite_url: str, *, heartbeat: float) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
+    settings = make_settings(
+        sqlite_url, rules_file=RULES, ui_live_poll_seconds=0.02, ui_live_heartbeat_seconds=heartbeat
+    )
     app = create_app(settings, embedded_worker=False)
     async with app.router.lifespan_context(app):
         runtime = app.state.runtime
@@ -221,3 +238,27 @@ async def test_a_quiet_stream_keeps_warm_and_ends_when_the_user_logs_out(
         ended = await events.next("signed-out")
 
     assert ended["data"] == "signed out"
+
+
+@pytest.mark.parametrize("change", ["disabled", "given another rep"])
+async def test_an_alert_is_never_pushed_to_a_user_disabled_or_moved_since_the_stream_opened(
+    heartbeat_hub: tuple[Hub, httpx.AsyncClient], change: str
+) -> None:
+    """The session is checked before anything is sent, not only at the heartbeat: the stream ends instead (a moved
+    user's browser reconnects and streams the new rep's)."""
+    hub, client = heartbeat_hub
+    ana = await hub.create_rep("Ana", email="ana@example.com")
+    bea = await hub.create_rep("Bea", email="bea@example.com")
+    await hub.login_as("rep", rep_id=ana)
+    async with hub.session() as session:
+        user_id = (await session.scalars(select(User.id).where(User.rep_id == ana))).one()
+    async with stream(hub, client) as events:
+        await events.next()
+        patch = {"disabled": True} if change == "disabled" else {"rep_id": bea}
+        changed = await hub.client.patch(f"/api/users/{user_id}", json=patch, headers=hub.auth())
+        assert changed.status_code == 200, changed.text
+        await alert(hub, ana, "Cal (hot) just opened your email")
+
+        ended = await events.next()
+
+    assert ended.get("event") == "signed-out", ended
