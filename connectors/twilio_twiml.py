@@ -26,6 +26,10 @@ class VoiceUrls:
     voicemail_done: str
 
 
+EXTENSION_PAUSE = "wwww"
+"""Two seconds (``w``: half a second each) for a switchboard to answer before the extension is keyed in."""
+
+
 def dial_twiml(
     *,
     number: str | None = None,
@@ -33,8 +37,10 @@ def dial_twiml(
     urls: VoiceUrls,
     timeout_seconds: int,
     caller_id: str | None = None,
+    extension: str | None = None,
 ) -> str:
-    """Ring one phone number or one Twilio Client identity, recording the conversation once answered."""
+    """Ring one phone number or one Twilio Client identity, recording the conversation once answered; a number's
+    ``extension`` is keyed in once the switchboard answers (``sendDigits``, after EXTENSION_PAUSE)."""
     if (number is None) == (client_identity is None) or not (number or client_identity):
         raise ValueError("dial exactly one of number or client_identity")
     if not MIN_DIAL_TIMEOUT <= timeout_seconds <= MAX_DIAL_TIMEOUT:
@@ -58,7 +64,10 @@ def dial_twiml(
         "status_callback_method": "POST",
     }
     if number is not None:
-        dial.number(number, **callbacks)
+        if extension is not None and not extension.isdigit():
+            raise ValueError("an extension is digits")
+        digits = {"send_digits": EXTENSION_PAUSE + extension} if extension else {}
+        dial.number(number, **digits, **callbacks)
     else:
         dial.client(client_identity, **callbacks)
     return _xml(response)

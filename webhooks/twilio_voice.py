@@ -32,7 +32,7 @@ from hub.calls import rules as call_rules
 from hub.calls import service as calls
 from hub.calls.models import Call
 from hub.config import Settings
-from hub.contacts.normalize import InvalidIdentity, normalize_phone
+from hub.contacts.normalize import EXTENSION, InvalidIdentity, normalize_phone
 from hub.db import lock_keys, retry_transient
 from hub.deps import Runtime, RuntimeDep, request_session
 from hub.errors import BadRequest, Forbidden, HubError, ServiceUnavailable, UnsupportedMediaType
@@ -191,7 +191,14 @@ async def _route_in_session(session: AsyncSession, event: CallProgressed, settin
         if target is None:
             return goodbye_twiml("That number cannot be dialled.")
         call.routed_to = target
-        return dial_twiml(number=target, urls=urls, timeout_seconds=timeout, caller_id=settings.twilio_caller_id)
+        number, _, extension = target.partition(EXTENSION)
+        return dial_twiml(
+            number=number,
+            extension=extension or None,
+            urls=urls,
+            timeout_seconds=timeout,
+            caller_id=settings.twilio_caller_id,
+        )
     region = settings.default_region
     owner = None if caller_rep else await calls.owner_to_ring(session, event.from_number, default_region=region)
     call = await calls.record_progress(
@@ -223,8 +230,10 @@ def _fallback(settings: Settings) -> str:
 
 
 def _dialable(number: str, region: str) -> str | None:
+    """The number a rep dialled from the softphone, with its extension if it has one (a contact's number as the
+    call list gives it: ``+13125550199;ext=7``)."""
     try:
-        return normalize_phone(number, region)
+        return normalize_phone(number, region, keep_extension=True)
     except InvalidIdentity:
         return None
 

@@ -11,7 +11,7 @@ from hub import clock
 from hub.calls import repository, rules
 from hub.calls.models import Call, CallRecording
 from hub.contacts import service as contacts
-from hub.contacts.normalize import Identity, InvalidIdentity, normalize_phone
+from hub.contacts.normalize import Identity, InvalidIdentity, dialable, normalize_phone
 from hub.db import lock_keys
 from hub.events import CallProgressed, DialEnded, RecordingChanged
 from hub.privacy.rules import ERASED
@@ -209,12 +209,16 @@ async def _contact_for(session: AsyncSession, number: str, *, default_region: st
     """The contact behind a phone number (the caller checked it is no rep's), created as a new lead
     when unknown; None for withheld numbers and softphones."""
     try:
-        phone = normalize_phone(number, default_region)
+        phone = normalize_phone(number, default_region, keep_extension=True)
     except InvalidIdentity:
         return None
     # Every callback of a call names the same number: a plain look-up serves all but the first,
-    # which takes the identity locks that keep two first callbacks from making two contacts.
-    known = (await contacts.contact_ids_by_value(session, "phone", [phone])).get(phone)
+    # which takes the identity locks that keep two first callbacks from making two contacts. A rep dialling a
+    # contact's extension from the softphone reaches that contact; an extension nobody is known by, the one
+    # known by the switchboard's number, if anyone is.
+    looked_up = list(dict.fromkeys([phone, dialable(phone)]))
+    known_by = await contacts.contact_ids_by_value(session, "phone", looked_up)
+    known = next((known_by[value] for value in looked_up if value in known_by), None)
     if known is not None:
         return known
     resolution = await contacts.resolve_contact(
@@ -358,8 +362,12 @@ async def _show_on_timeline(session: AsyncSession, root: Call, recordings: list[
 
 
 def _fold_legs(root: Call, legs: list[Call]) -> None:
-    """The rep who picked up a <Dial> leg, and how long they talked, belong to the call."""
+    """The rep who picked up a <Dial> leg, and how long they talked, belong to the call; and a leg reported before
+    its call was known (routing ran out of time) belongs to the call's contact, as the legs after it do, so that
+    erasing the contact scrubs it too (a leg carries the caller's number and place)."""
     for leg in legs:
+        if leg.contact_id is None and root.contact_id is not None:
+            leg.contact_id = root.contact_id
         if rules.leg_answered(leg.status, leg.duration_seconds) or leg.answered_at is not None:
             root.answered_at = root.answered_at or leg.answered_at or leg.started_at
             if leg.rep_id is not None:
