@@ -31,6 +31,10 @@ _PROFILE_FIELDS = ("name", "company", "job_title")
 _MAX_RESOLVE_ATTEMPTS = 5
 
 
+PROFILE_TEXT = 200
+"""The width of a contact's name, company and job title (hub/contacts/models.py)."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """What a submission says about the person besides identities."""
@@ -41,6 +45,14 @@ class Profile:
     country: str | None = None
     time_zone: str | None = None
     custom_fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Cut to the columns' width here, whatever the source checked: a first and a last name of 200 characters
+        # each make a name of 401, which PostgreSQL refuses, and a post accepted (deferred) would then never apply.
+        for name in _PROFILE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and len(value) > PROFILE_TEXT:
+                object.__setattr__(self, name, value[:PROFILE_TEXT].rstrip())
 
 
 @dataclass(frozen=True)

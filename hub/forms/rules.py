@@ -33,14 +33,38 @@ def bot_reason(
 ) -> str | None:
     """Why a submission looks automated, or None when it looks like a person. A fill token signed with one of
     ``fallbacks`` (retired keys) still counts: the page may have been loaded before the key was rotated."""
-    honeypot = fields.get(HONEYPOT_FIELD)
-    # Any content counts, whatever its shape: repeating the field or sending JSON must not slip past.
-    if honeypot not in (None, "", [], {}) and not (isinstance(honeypot, str) and not honeypot.strip()):
+    # Any content counts, whatever its shape: repeating the field or sending JSON must not slip past. Only
+    # content: a form that holds the field twice posts it twice, empty, for every person.
+    if _filled(fields.get(HONEYPOT_FIELD)):
         return "honeypot"
     token = fields.get(FILL_TOKEN_FIELD)
-    if token is None or token == "":
-        # No token (a static page, or its token fetch failed): the fill-time check does not apply.
+    # No token (a static page, or its token fetch failed): the fill-time check does not apply. A page may hold an
+    # empty placeholder and have the fetched token appended: the empty one is no token.
+    tokens = [t for t in (token if isinstance(token, list) else [token]) if t is not None and t != ""]
+    if not tokens:
         return None
+    reasons = [_token_reason(t, secret_key, source_slug, now, min_fill_seconds, fallbacks) for t in tokens]
+    return None if None in reasons else reasons[0]
+
+
+def _filled(value: Any) -> bool:
+    """Whether a honeypot holds anything: text that is not blank, a list with such an item, an object with keys,
+    ``true`` or a number."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list):
+        return any(_filled(item) for item in value)
+    if isinstance(value, dict):
+        return bool(value)
+    return True
+
+
+def _token_reason(
+    token: Any, secret_key: str, source_slug: str, now: float, min_fill_seconds: float, fallbacks: Sequence[str]
+) -> str | None:
+    """Why one fill token does not show a person filled the form (None: it does)."""
     if not isinstance(token, str):
         return "fill_token_invalid"
     issued_text, _, signature = token.partition(".")

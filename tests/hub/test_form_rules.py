@@ -138,3 +138,35 @@ def test_issued_token_carries_its_issue_time() -> None:
     assert len(signature) == 32
     assert token(NOW) == token(NOW)
     assert token(NOW) != token(NOW + 1)
+
+
+@pytest.mark.parametrize(
+    ("honeypot", "expected"),
+    [
+        (["", ""], None),  # a form holding the field twice, both left empty, as every person leaves them
+        (["", " "], None),
+        (False, None),  # a JSON checkbox left unticked
+        ({}, None),
+        (["", "https://cheap-pills.example"], "honeypot"),  # content in any copy counts
+        ({"a": 1}, "honeypot"),
+        (True, "honeypot"),
+        (0, "honeypot"),
+    ],
+)
+def test_a_honeypot_holding_nothing_in_any_shape_is_empty(honeypot: Any, expected: str | None) -> None:
+    assert reason({"email": "ada@example.com", HONEYPOT_FIELD: honeypot}) == expected
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        (["", token(NOW - 60)], None),  # an empty placeholder, and the fetched token appended
+        ([token(NOW - 60), token(NOW - 60)], None),  # the token field twice
+        (["", ""], None),  # placeholders only: no token
+        (["", token(NOW)], "filled_too_fast"),
+        (["", "forged.0000"], "fill_token_invalid"),
+        ([token(NOW), token(NOW - 60)], None),  # a person is shown by any valid, old enough token
+    ],
+)
+def test_a_fill_token_field_posted_more_than_once(tokens: list[str], expected: str | None) -> None:
+    assert reason(with_token(tokens)) == expected
