@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -79,7 +80,7 @@ def parse_typeform(
 
     raw_hidden = response.get("hidden")
     hidden: dict[str, Any] = raw_hidden if isinstance(raw_hidden, dict) else {}
-    attribution = {k: str(hidden[k])[:2000] for k in ATTRIBUTION_KEYS if hidden.get(k)}
+    attribution = _attribution(values, hidden)
     first, last = _first(values, "first_name"), _first(values, "last_name")
     return FormSubmitted(
         source=source,
@@ -91,6 +92,8 @@ def parse_typeform(
         company=_first(values, "company"),
         job_title=_first(values, "job_title"),
         message=_first(values, "message", limit=10_000),
+        country=_country(values),
+        time_zone=_first(values, "time_zone"),
         attribution=attribution,
         fields={
             "answers": everything,
@@ -101,6 +104,20 @@ def parse_typeform(
         custom_fields=custom,
         tags=tags,
     )
+
+
+def _attribution(values: Mapping[str, list[str]], hidden: Mapping[str, Any]) -> dict[str, str]:
+    """UTM fields and the like: answers mapped to them, and hidden fields over those (a hidden field is set by the
+    link the person came by)."""
+    attribution = {k: v for k in ATTRIBUTION_KEYS if (v := _first(values, k, limit=2000))}
+    attribution.update({k: str(hidden[k])[:2000] for k in ATTRIBUTION_KEYS if hidden.get(k)})
+    return attribution
+
+
+def _country(values: Mapping[str, list[str]]) -> str | None:
+    """An answer mapped to ``country`` that is an ISO code; a country's name stays in the answers only."""
+    country = _first(values, "country")
+    return country.upper() if country and re.fullmatch(r"[A-Za-z]{2}", country) else None
 
 
 def _question_titles(response: dict[str, Any]) -> dict[str, str]:

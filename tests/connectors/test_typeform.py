@@ -364,3 +364,43 @@ def test_malformed_payload_names_the_field(change: Callable[[dict[str, Any]], No
 def test_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
     with pytest.raises(MalformedPayload, match="JSON"):
         parse_typeform(body, source="form:demo", mapping={})
+
+
+def _answered(*answers: tuple[str, str, str]) -> dict[str, Any]:
+    """A form_response with text answers (field ref, answer, title) besides a work email."""
+    fields = [{"id": "f0", "ref": "work_email", "type": "email", "title": "Work email"}]
+    given = [{"type": "email", "email": "tf@example.com", "field": {"id": "f0", "ref": "work_email", "type": "email"}}]
+    for n, (ref, text, title) in enumerate(answers, start=1):
+        fields.append({"id": f"f{n}", "ref": ref, "type": "short_text", "title": title})
+        given.append({"type": "text", "text": text, "field": {"id": f"f{n}", "ref": ref, "type": "short_text"}})
+    return {
+        "event_id": "01HMAPPED0000000000000001",
+        "event_type": "form_response",
+        "form_response": {
+            "form_id": "abc",
+            "submitted_at": "2026-01-05T10:00:00Z",
+            "definition": {"title": "Demo", "fields": fields},
+            "answers": given,
+            "hidden": {"utm_campaign": "spring"},
+        },
+    }
+
+
+def test_answers_mapped_to_country_time_zone_and_attribution_reach_the_event() -> None:
+    document = _answered(
+        ("where", "de", "Country code"), ("zone", "Europe/Berlin", "Time zone"), ("heard", "podcast", "Heard of us")
+    )
+    mapping = {"where": "country", "zone": "time_zone", "heard": "utm_source"}
+    event = parse(document, mapping)
+    assert (event.country, event.time_zone) == ("DE", "Europe/Berlin")
+    assert event.attribution == {"utm_source": "podcast", "utm_campaign": "spring"}
+
+
+def test_a_hidden_field_wins_over_an_answer_mapped_to_the_same_attribution() -> None:
+    event = parse(
+        _answered(("heard", "podcast", "Heard of us"), ("where", "Germany", "Country")),
+        {"heard": "utm_campaign", "where": "country"},
+    )
+    assert event.attribution == {"utm_campaign": "spring"}  # the link's, set by the campaign
+    assert event.country is None  # a country's name, not an ISO code: kept in the answers only
+    assert event.fields["answers"]["Country"] == "Germany"
