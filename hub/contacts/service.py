@@ -230,10 +230,12 @@ def _fill_place(contact: Contact, profile: Profile, identities: Sequence[Identit
 
 async def _absorb(session: AsyncSession, survivor: Contact, absorbed: Contact, *, reason: str) -> None:
     moved_identities = await repository.move_identities(session, absorbed.id, survivor.id)
-    moved_entries = await timeline.move_to(session, absorbed.id, survivor.id)
     await calls_repository.move_contact(session, absorbed.id, survivor.id)
     await email_repository.move_contact(session, absorbed.id, survivor.id)
     await deals_repository.move_contact(session, absorbed.id, survivor.id)
+    # The timeline last: a deal move committing meanwhile holds its deal row, so the UPDATE of deals above waits for
+    # it, and this statement, started after, then sees (and moves) the entry that move wrote.
+    moved_entries = await timeline.move_to(session, absorbed.id, survivor.id)
     for name in (*_PROFILE_FIELDS, "country", "owner_rep_id"):
         if getattr(survivor, name) is None and getattr(absorbed, name) is not None:
             setattr(survivor, name, getattr(absorbed, name))

@@ -50,8 +50,11 @@ async def _visible_deal(session: AsyncSession, scope: Scope, deal_id: int, *, fo
 
 
 async def _deal_contact(session: AsyncSession, scope: Scope, contact_id: int) -> Contact:
-    """The live contact a new deal is for; a merged id is refused with the survivor's id to use instead."""
-    contact = await contacts_repo.get_contact(session, contact_id)
+    """The live contact a new deal is for; a merged id is refused with the survivor's id to use instead.
+
+    Locked as a merge locks it: a merge running now commits first, and its contact is then read as merged, or the
+    deal would be written to a contact that no longer stands for anyone."""
+    contact = await contacts_repo.lock_contact(session, contact_id)
     if contact is None or not scope.sees_owner(contact.owner_rep_id):
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     if contact.merged_into_id is not None:
