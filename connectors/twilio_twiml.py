@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -64,8 +65,8 @@ def dial_twiml(
         "status_callback_method": "POST",
     }
     if number is not None:
-        if extension is not None and not extension.isdigit():
-            raise ValueError("an extension is digits")
+        if extension is not None and not re.fullmatch(r"[0-9]{1,10}", extension):
+            raise ValueError("an extension is 1 to 10 ASCII digits (Twilio's sendDigits)")
         digits = {"send_digits": EXTENSION_PAUSE + extension} if extension else {}
         dial.number(number, **digits, **callbacks)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
@@ -77,9 +79,12 @@ def normalize_phone(raw: str, default_region: str, *, keep_extension: bool = Fal
         raise InvalidIdentity("longer than the 15 digits E.164 allows")
     extension = number.extension or ""
     if keep_extension and extension:
-        if not extension.isdigit() or len(extension) > MAX_EXTENSION_DIGITS:
+        # Written in any script's digits (phonenumbers reads '١٢' as 12), kept in ASCII: the same extension is one
+        # identity, and a dial keys it in as Twilio's sendDigits, which takes ASCII digits only.
+        ascii_digits = "".join(str(unicodedata.digit(c, -1)) for c in extension)
+        if not re.fullmatch(rf"[0-9]{{1,{MAX_EXTENSION_DIGITS}}}", ascii_digits):
             raise InvalidIdentity(f"the extension must be at most {MAX_EXTENSION_DIGITS} digits")
-        return f"{e164}{EXTENSION}{extension}"
+        return f"{e164}{EXTENSION}{ascii_digits}"
     return e164
 
 
