@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     ui_live_max_seconds: float = Field(
         default=300.0, gt=0, description="a live stream ends after this long; the browser reconnects (bounds shutdown)"
     )
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("default_region")
     @classmethod
@@ -173,12 +173,18 @@ class Settings(BaseSettings):
         "smtp_password",
         "unsubscribe_mailto",
         "twilio_sms_from",
+        "secret_key",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # `HUB_X=` (e.g. compose's ${HUB_X:-}) means "not configured", not "an empty secret".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("twilio_media_hosts", "secret_key_fallbacks", mode="before")
     @classmethod
@@ -282,7 +288,15 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value()
         path = self.secret_key_file
         if path.exists():
-            return path.read_text().strip()
+            key = path.read_text().strip()
+            if not key:
+                # An empty key would sign and seal with nothing: refused, never used (nor replaced: the file's old
+                # key may be what sealed the stored secrets).
+                raise ValueError(
+                    f"{path} holds no key: restore it, or delete it to have a new one made "
+                    "(links already sent and sealed secrets then stop working)"
+                )
+            return key
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
         path.write_text(key + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -101,3 +103,30 @@ def test_twilio_numbers_must_be_e164_and_hosts_are_a_list() -> None:
 def test_a_sendgrid_key_that_cannot_verify_anything_stops_start_up() -> None:
     with pytest.raises(ValueError, match="HUB_SENDGRID_WEBHOOK_PUBLIC_KEY"):
         create_app(Settings(sendgrid_webhook_public_key="not-a-key"))
+
+
+def test_a_blank_secret_key_means_the_key_file_not_an_empty_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUB_SECRET_KEY", "")  # compose's ${HUB_SECRET_KEY:-}
+    monkeypatch.setenv("HUB_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    settings = Settings()
+    assert settings.secret_key is None
+    key = settings.resolved_secret_key()
+    assert len(key) >= 32 and (tmp_path / "secret.key").read_text().strip() == key
+
+
+def test_an_empty_key_file_is_refused_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "secret.key").write_text("\n")
+    monkeypatch.setenv("HUB_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    with pytest.raises(ValueError, match="holds no key"):
+        Settings().resolved_secret_key()
+    assert (tmp_path / "secret.key").read_text() == "\n"  # not replaced: it may be what sealed the stored secrets
+
+
+def test_the_log_level_is_one_of_pythons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_LOG_LEVEL", " warning ")
+    assert Settings().log_level == "WARNING"
+    monkeypatch.setenv("HUB_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError, match="log_level"):
+        Settings()
