@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
@@ -28,6 +29,9 @@ from hub.policy.schemas import RulesFile
 MAX_RULES_BYTES = 1024 * 1024
 MAX_PROBLEMS = 50
 """Past this many, the rest are summarised: the first few usually explain the others."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists: composing, indexing and checking a document all recurse, and a
+file nested a few hundred levels deep would exhaust Python's stack in the middle of a request."""
 
 PathKey = tuple[str | int, ...]
 Position = tuple[int, int]
@@ -131,13 +135,35 @@ def _single(origin: str, message: str, position: Position | None = None) -> Rule
 
 
 class _RulesLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases while composing, before they can multiply anything."""
+    """SafeLoader that refuses aliases and deep nesting while composing, and reports values it cannot
+    construct at their node, as YAML errors."""
+
+    _depth = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise ComposerError(None, None, "anchors and aliases are not supported", mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            # PyYAML builds dates and numbers with Python's own types, whose refusals (30 February, an int
+            # of 5000 digits) are not YAML errors. The innermost failing node is the one to point at.
+            kind = node.tag.rsplit(":", 1)[-1]
+            # Python's advice after the ";" (sys.set_int_max_str_digits) is for programmers, not editors.
+            reason = str(exc).split(";", 1)[0]
+            problem = f"cannot read {_shown(node.value)} as a YAML {kind} ({reason}); quote it if it is text"
+            raise ConstructorError(None, None, problem, node.start_mark) from None
 
 
 # YAML 1.1 reads on/off/yes/no as booleans: the engagement key `on:` would become True and
@@ -222,6 +248,12 @@ def _parse(text: str, origin: str) -> tuple[Any, _Positions]:
         raise RulesError([_syntax_problem(exc, origin)]) from None
     except yaml.YAMLError as exc:
         raise _single(origin, f"not readable as YAML: {exc}") from None
+    except RecursionError:
+        # MAX_DEPTH should stop deep files first; this keeps a smaller stack (a deep caller) from crashing.
+        raise _single(origin, "the file is nested too deeply to read") from None
+    except (ValueError, OverflowError) as exc:
+        # construct_object places these at their node; any other from PyYAML is still the file's fault.
+        raise _single(origin, f"not readable as YAML ({type(exc).__name__})") from None
     finally:
         loader.dispose()
 
@@ -295,9 +327,14 @@ def _describe(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
     if isinstance(value, str | int | float | bool) or value is None:
-        shown = repr(value)
-        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+        message += f" (got {_shown(value)})"
     return message
+
+
+def _shown(value: object) -> str:
+    """``value`` as a person would type it, cut short: a problem line points at the value, it need not hold it."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _dotted(loc: tuple[str | int, ...] | PathKey) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from hub.policy.conditions import check_condition
 
@@ -45,6 +45,10 @@ PipelineName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
 DEFAULT_PIPELINE = "default"
+MAX_DURATION_DAYS = 3650
+"""The longest duration, in any unit: ten years is past any deadline, and far from the largest span a
+``datetime`` can take (a deadline is the start plus the span, possibly stretched by working hours)."""
+_PER_DAY = {"minutes": 24 * 60, "hours": 24, "days": 1}
 
 
 class _Strict(BaseModel):
@@ -55,10 +59,22 @@ class Duration(_Strict):
     """Exactly one of minutes, hours, days or business_days. First-touch deadlines count them in the
     rep's working time; a stage's stuck limits in wall-clock time (business_days is refused there)."""
 
-    minutes: float | None = Field(default=None, gt=0)
-    hours: float | None = Field(default=None, gt=0)
-    days: float | None = Field(default=None, gt=0)
+    # Infinity and NaN are floats YAML reads (.inf, .nan) but no span a deadline can be counted in.
+    minutes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    hours: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    days: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     business_days: int | None = Field(default=None, ge=1, le=60)
+
+    @field_validator("minutes", "hours", "days")
+    @classmethod
+    def _at_most_ten_years(cls, value: float | None, info: ValidationInfo) -> float | None:
+        unit = info.field_name or "days"
+        limit = MAX_DURATION_DAYS * _PER_DAY[unit]
+        # Compared in the unit given: timedelta() itself overflows on a large enough number of minutes.
+        if value is not None and value > limit:
+            in_unit = "" if unit == "days" else f", {limit} {unit}"
+            raise ValueError(f"a duration is at most {MAX_DURATION_DAYS} days{in_unit}")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Duration:

@@ -6,11 +6,12 @@ import hashlib
 import logging
 import threading
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
 
 from hub import clock
-from hub.policy.loader import RulesError, default_rules_path, load_rules_bytes, read_rules_bytes
+from hub.policy.loader import RuleProblem, RulesError, default_rules_path, load_rules_bytes, read_rules_bytes
 from hub.policy.schemas import RulesFile
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,20 @@ class RulesStore:
                 )
 
     def _load(self) -> tuple[RulesFile, Stamp]:
-        """Read, validate and install the file; the stamp is taken first so a racing save is seen later."""
+        """Read, validate and install the file; the stamp is taken first so a racing save is seen later.
+
+        Every failure is a RulesError: the loader is meant to raise nothing else, but a file that surprises
+        it must still be a refused edit (previous rules kept, ``last_error`` set), not a crash of the request
+        or job that happened to notice the save.
+        """
         seen = _stamp(self.path)
-        data = read_rules_bytes(self.path)
-        rules = load_rules_bytes(data, str(self.path))
+        try:
+            data = read_rules_bytes(self.path)
+            rules = load_rules_bytes(data, str(self.path))
+        except RulesError:
+            raise
+        except Exception as exc:
+            raise self._unexpected(exc) from None
         self._digest = hashlib.sha256(data).hexdigest()
         self._loaded_at = clock.now()
         self.version += 1
@@ -109,3 +120,11 @@ class RulesStore:
         if self.version > 1:
             log.info("rules file %s loaded as version %d (sha256 %s)", self.path, self.version, self._digest[:12])
         return rules, seen
+
+    def _unexpected(self, exc: Exception) -> RulesError:
+        """``exc`` (a loader defect) as a refused file, logged by type and place: its message may quote the file."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        log.warning("rules file %s: the loader raised %s at %s", self.path, type(exc).__name__, where)
+        message = f"the hub could not read this file ({type(exc).__name__} in its loader); please report it"
+        return RulesError([RuleProblem(str(self.path), None, None, None, message)])
