@@ -6,6 +6,7 @@ import functools
 import logging
 import ssl
 import urllib.request
+from typing import Any
 
 import httpcore
 import httpx
@@ -36,14 +37,14 @@ def outbound_http(timeout_seconds: float, *, allow_private: bool = False) -> htt
 
     Behind an egress proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, as httpx reads them) the hub connects
     to the proxy only, and the proxy resolves and reaches the receivers: the address check is then the proxy's."""
+    behaviour: dict[str, Any] = {
+        "follow_redirects": False,
+        "timeout": httpx.Timeout(timeout_seconds),
+        "headers": {"User-Agent": "hub/0.1"},
+    }
     if _egress_proxy():
         log.warning("outbound HTTP goes through the environment's proxy: it, not the hub, limits what is reached")
-        return httpx.AsyncClient(
-            verify=_tls(),
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeout_seconds),
-            headers={"User-Agent": "hub/0.1"},
-        )
+        return httpx.AsyncClient(verify=_tls(), **behaviour)
     transport = httpx.AsyncHTTPTransport(verify=_tls())
     # httpx takes no network backend, so its connection pool is replaced by one built the same way with ours
     # (tests/outbound/test_network.py fails if an httpx upgrade stops using it).
@@ -54,12 +55,7 @@ def outbound_http(timeout_seconds: float, *, allow_private: bool = False) -> htt
         keepalive_expiry=5.0,
         network_backend=PublicNetworkBackend(allow_private=allow_private),
     )
-    return httpx.AsyncClient(
-        transport=transport,
-        follow_redirects=False,
-        timeout=httpx.Timeout(timeout_seconds),
-        headers={"User-Agent": "hub/0.1"},
-    )
+    return httpx.AsyncClient(transport=transport, **behaviour)
 
 
 def _egress_proxy() -> bool:

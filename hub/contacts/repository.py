@@ -66,17 +66,6 @@ async def lock_contacts(session: AsyncSession, contact_ids: Iterable[int]) -> li
     return list((await session.scalars(stmt.execution_options(populate_existing=True))).all())
 
 
-async def lock_contact(session: AsyncSession, contact_id: int) -> Contact | None:
-    """A contact with its identities, locked as ``lock_contacts`` locks it (a merge), read fresh."""
-    stmt = (
-        select(Contact)
-        .where(Contact.id == contact_id)
-        .options(selectinload(Contact.identities))
-        .with_for_update(key_share=True, of=Contact)
-    )
-    return (await session.scalars(stmt.execution_options(populate_existing=True))).one_or_none()
-
-
 async def get_contact(session: AsyncSession, contact_id: int) -> Contact | None:
     """A contact with its identities loaded."""
     stmt = select(Contact).where(Contact.id == contact_id).options(selectinload(Contact.identities))

@@ -54,7 +54,7 @@ async def _deal_contact(session: AsyncSession, scope: Scope, contact_id: int) ->
 
     Locked as a merge locks it: a merge running now commits first, and its contact is then read as merged, or the
     deal would be written to a contact that no longer stands for anyone."""
-    contact = await contacts_repo.lock_contact(session, contact_id)
+    contact = next(iter(await contacts_repo.lock_contacts(session, [contact_id])), None)
     if contact is None or not scope.sees_owner(contact.owner_rep_id):
         raise NotFound(f"contact {contact_id} does not exist", field="contact_id")
     if contact.merged_into_id is not None:

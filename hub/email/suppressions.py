@@ -84,14 +84,10 @@ class _Plan:
         email = row["recipient"]
         if self.held_reason(email) != "unsubscribe":
             return
-        added = self.added.get(email)
-        held = added if added is not None else self.stored[email]
-        source = held["source"] if isinstance(held, dict) else held.source
-        event_id = held["email_event_id"] if isinstance(held, dict) else held.email_event_id
-        made_at = self.event_times.get(event_id) if event_id is not None else None
+        source, made_at = self._held_by(email)
         if source != row["source"] or (made_at is not None and made_at > row["occurred_at"]):
             return
-        if added is not None:
+        if email in self.added:
             del self.added[email]
         else:
             self.lifted.add(email)
@@ -125,11 +121,7 @@ class _Plan:
         resubscribe made between them must not lift it), and, reported by another source too, it holds until each
         would lift it, which no single resubscribe can say: it becomes ``several``'s (an admin's lift still lifts
         it)."""
-        added = self.added.get(email)
-        held = added if added is not None else self.stored[email]
-        held_source = held["source"] if isinstance(held, dict) else held.source
-        held_event = held["email_event_id"] if isinstance(held, dict) else held.email_event_id
-        held_at = self.event_times.get(held_event) if held_event is not None else None
+        held_source, held_at = self._held_by(email)
         changes: dict[str, Any] = {}
         if held_at is None or row["occurred_at"] > held_at:
             changes["email_event_id"] = row["id"]
@@ -138,13 +130,23 @@ class _Plan:
             changes["source"] = SEVERAL_SOURCES
         if not changes:
             return
-        if isinstance(held, dict):
-            held.update(changes)
+        if email in self.added:
+            self.added[email].update(changes)
         else:
             for name, value in changes.items():
-                setattr(held, name, value)
+                setattr(self.stored[email], name, value)
         if "source" in changes:
             self.changed[email] = None
+
+    def _held_by(self, email: str) -> tuple[str, datetime | None]:
+        """The source of the suppression that holds the address now, and when its event happened (if known)."""
+        added = self.added.get(email)
+        if added is not None:
+            source, event_id = added["source"], added["email_event_id"]
+        else:
+            stored = self.stored[email]
+            source, event_id = stored.source, stored.email_event_id
+        return source, self.event_times.get(event_id) if event_id is not None else None
 
 
 def _suppression_values(row: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -132,8 +132,9 @@ async def _new_rows(
 
 async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[PreparedRow], outcome: BatchOutcome) -> None:
     await repository.lock_identity_keys(session, (i.lock_key for r in rows for i in r.identities))
-    await _keep_within_reach(session, plan.reach, rows)
-    fast, slow = await _split(session, rows)
+    known = await _known_identities(session, rows)
+    await _keep_within_reach(session, plan.reach, set(known.values()))
+    fast, slow = _split(rows, set(known))
     results: dict[int, tuple[int, bool]] = {}
     ids = await create_contacts(session, fast, source=plan.source, now=plan.now)
     for row, contact_id in zip(fast, ids, strict=True):
@@ -177,28 +178,25 @@ async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[Prepar
     outcome.matched += len(rows) - created
 
 
-async def _keep_within_reach(session: AsyncSession, reach: frozenset[int] | None, rows: list[PreparedRow]) -> None:
+async def _known_identities(session: AsyncSession, rows: list[PreparedRow]) -> dict[Identity, int]:
+    """The contact each of the rows' identities already belongs to (identities nobody has are absent)."""
+    known: dict[Identity, int] = {}
+    for kind in ("email", "phone"):
+        values = {i.value for r in rows for i in r.identities if i.kind == kind}
+        found = await contacts.contact_ids_by_value(session, kind, values)
+        known.update((Identity(kind, value), contact_id) for value, contact_id in found.items())
+    return known
+
+
+async def _keep_within_reach(session: AsyncSession, reach: frozenset[int] | None, matched: set[int]) -> None:
     """Refuse rows that match a lead outside the importer's teams: importing them would merge it, or add to it,
     where the importer could not through the API. The batch is then redone row by row, and only such rows fail."""
-    if reach is None:
-        return
-    matched: set[int] = set()
-    for kind in ("email", "phone"):
-        found = await contacts.contact_ids_by_value(
-            session, kind, {i.value for r in rows for i in r.identities if i.kind == kind}
-        )
-        matched.update(found.values())
     if await contacts_beyond(session, reach, matched):
         raise Forbidden(OUTSIDE_REACH)
 
 
-async def _split(session: AsyncSession, rows: list[PreparedRow]) -> tuple[list[PreparedRow], list[PreparedRow]]:
+def _split(rows: list[PreparedRow], owned: set[Identity]) -> tuple[list[PreparedRow], list[PreparedRow]]:
     """Rows nobody is known by (bulk insert) and rows that match a contact or an earlier row (resolved one by one)."""
-    owned: set[Identity] = set()
-    for kind in ("email", "phone"):
-        values = {i.value for r in rows for i in r.identities if i.kind == kind}
-        found = await contacts.contact_ids_by_value(session, kind, values)
-        owned.update(Identity(kind, value) for value in found)
     fast: list[PreparedRow] = []
     slow: list[PreparedRow] = []
     for row in rows:
