@@ -374,3 +374,76 @@ def test_times_survive_the_round_trip() -> None:
     )  # fmt: skip
     for event in (submitted, opened):
         assert codec.decode(json.loads(json.dumps(codec.encode(event)))) == event
+
+
+async def test_an_unsubscribe_that_arrived_before_a_forms_opt_in_is_applied_before_it(
+    database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock
+) -> None:
+    """Email events wait to be applied together, but never past a form naming their address: the person who
+    unsubscribed, then ticked the marketing box on a form in the same second, has given consent (of two changes
+    at one time, the one applied last counts, so they must be applied as they arrived)."""
+    from hub.privacy.consent import current_consent
+
+    async for hub in start_hub(settings_for(database_url, key, "deferred")):
+        await hub.create_source(slug="website", name="Website")
+        await post_all(hub, [lambda hub: hub.client.post("/webhooks/forms/website", json={"email": ADA_EMAIL})])
+        await apply_accepted_events(hub.runtime.jobs)
+
+        unsubscribe = sendgrid_body(
+            [sendgrid_event("unsubscribe", email=ADA_EMAIL, sg_event_id="sg-unsub-1", timestamp=int(NOW.timestamp()))]
+        )
+        call = form("status_initiated.txt", CallSid=sid(8), From=ADA_PHONE, Caller=ADA_PHONE, SequenceNumber="0")
+        await post_all(
+            hub,
+            [
+                lambda hub, body=unsubscribe: post_sendgrid(hub, body, key),
+                lambda hub, pairs=call: post_voice(hub, "status", pairs),  # commutes with email events
+                lambda hub: hub.client.post(
+                    "/webhooks/forms/website", json={"email": ADA_EMAIL.upper(), "marketing_consent": "yes"}
+                ),
+            ],
+        )
+        assert await apply_accepted_events(hub.runtime.jobs) == 3
+
+        async with hub.session() as session:
+            contact_id = await session.scalar(select(Identity.contact_id).where(Identity.value == ADA_EMAIL))
+            assert contact_id is not None
+            assert (await current_consent(session, contact_id)).status == "given"
+            kinds = (await session.scalars(select(EmailEvent.kind))).all()
+        assert kinds == ["unsubscribed"]
+
+
+async def test_a_batchs_email_events_are_applied_together_across_other_channels(
+    database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``ingest_events`` call (a few look-ups and one insert) for all the email events of a batch, not one
+    per run of them between call callbacks and other people's forms: the soak's mix made ~25 calls a second."""
+    calls: list[int] = []
+    ingest = accepted.email.ingest_events
+
+    async def counted(session: Any, events: Any, **options: Any) -> Any:
+        calls.append(len(events))
+        return await ingest(session, events, **options)
+
+    monkeypatch.setattr(accepted.email, "ingest_events", counted)
+    async for hub in start_hub(settings_for(database_url, key, "deferred")):
+        await hub.create_source(slug="website", name="Website")
+        batch = sendgrid_body(
+            [sendgrid_event("delivered", email=f"lead{n}@example.com", sg_event_id=f"sg-{n}") for n in range(3)]
+        )
+        call = form("status_initiated.txt", CallSid=sid(9), From=ADA_PHONE, Caller=ADA_PHONE, SequenceNumber="0")
+        await post_all(
+            hub,
+            [
+                lambda hub, body=batch: post_sendgrid(hub, body, key),
+                lambda hub, pairs=call: post_voice(hub, "status", pairs),
+                lambda hub: post_postmark(hub, postmark_record("delivery", Recipient="bea@example.com")),
+                lambda hub: hub.client.post("/webhooks/forms/website", json={"email": "cy@example.com"}),
+                lambda hub: post_postmark(hub, postmark_record("delivery", Recipient="dee@example.com")),
+            ],
+        )
+        assert await apply_accepted_events(hub.runtime.jobs) == 3 + 1 + 1 + 1 + 1
+        async with hub.session() as session:
+            recipients = sorted((await session.scalars(select(EmailEvent.recipient))).all())
+    assert calls == [5]
+    assert recipients == ["bea@example.com", "dee@example.com", *(f"lead{n}@example.com" for n in range(3))]
