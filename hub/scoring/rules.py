@@ -216,6 +216,10 @@ def next_crossing(
     past = [event for event in events if event.occurred_at <= now]
     if not any(event.signal in decaying for event in past):
         return None  # nothing decays: the score stays as it is (most new leads: facts only)
+    if bucket == BUCKETS[0] and all(rule.points >= 0 for rule in warmth.engagement if rule.decays):
+        # Decay only lowers a score made of positive points, and a lead in the lowest bucket has nowhere lower
+        # to go. Most rescored leads are such (bench/apply_cost.py): each saves ~40 samples of its history.
+        return None
     base = now.replace(microsecond=0)
     # Facts do not change with time: match their conditions once, not at every sample.
     fact_points = round(sum(_fact_points(r).points for r in warmth.facts if matches(r.when, facts)), 2)
