@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -20,6 +21,8 @@ from hub.errors import UnprocessableInput
 MAX_JSON_DEPTH = 32
 MAX_ID = 2**63 - 1
 """Ids are BIGINT; larger numbers cannot name a row on either backend."""
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+"""C0 and C1 controls (line breaks and tabs among them) and the Unicode line and paragraph separators."""
 
 
 def parse_id(text: str) -> int | None:
@@ -156,6 +159,18 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    _no_nul(value)
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("must be one line, without line breaks or control characters")
+    return value
+
+
+def one_line(text: str) -> str:
+    """``text`` with each run of line breaks and control characters made one space (for a header line)."""
+    return _CONTROL_CHARACTERS.sub(" ", text)
+
+
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:
     check_json(value)
     return value
@@ -163,6 +178,9 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
 
 SafeStr = Annotated[str, AfterValidator(_no_nul)]
 """A string any database can store."""
+
+SingleLineStr = Annotated[str, AfterValidator(_one_line)]
+"""A SafeStr of one line: it ends up in places that are one line, like an email's subject."""
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 """A JSON object any database can store and the API can serve again."""

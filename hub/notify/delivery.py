@@ -34,6 +34,7 @@ from hub.mail.links import LinkMaker
 from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.notify.models import Notification
 from hub.reps.models import Rep
+from hub.validation import one_line
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ def contact_link(public_url: str, contact_id: int) -> str:
 def render_email(notification: Notification, public_url: str) -> tuple[str, str, str]:
     """Subject, text and HTML of a notification email."""
     title = _SUBJECTS.get(notification.kind, notification.kind.replace("_", " ").capitalize())
-    subject = f"{title}: {notification.message}"[:200]
+    # A subject is one header line: a line break from a task title or a contact's name would make the message
+    # unbuildable, and the rep would hear nothing.
+    subject = one_line(f"{title}: {notification.message}")[:200]
     link = contact_link(public_url, notification.contact_id) if notification.contact_id else None
     text = notification.message + (f"\n\nOpen the contact: {link}\n" if link else "\n")
     body = f"<p>{html.escape(notification.message)}</p>"

@@ -12,6 +12,7 @@ from hub.errors import Conflict, NotFound, UnprocessableInput
 from hub.reps import repository
 from hub.reps.models import Rep
 from hub.reps.schemas import RepCreate
+from hub.reps.teams import require_manager
 
 _UNIQUE_FIELDS = ("email", "phone", "client_identity")
 _NOT_NULL = ("name", "status", "time_zone", "working_hours", "absences", "after_hours", "skills", "alert_channels")
@@ -113,5 +114,4 @@ async def _refuse_unknown_links(session: AsyncSession, values: dict[str, Any], *
     if manager_id is not None:
         if manager_id == rep_id:
             raise UnprocessableInput("a rep cannot be their own manager", field="manager_id")
-        if await repository.get(session, manager_id) is None:
-            raise UnprocessableInput(f"rep {manager_id} does not exist", field="manager_id")
+        await require_manager(session, manager_id, field="manager_id")

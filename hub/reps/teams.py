@@ -20,7 +20,7 @@ async def create_team(session: AsyncSession, spec: TeamCreate) -> Team:
         raise Conflict(f"a team called {spec.name!r} exists", field="name")
     await _require_reps(session, spec.member_ids)
     if spec.manager_rep_id is not None:
-        await _require_reps(session, [spec.manager_rep_id], field="manager_rep_id")
+        await require_manager(session, spec.manager_rep_id, field="manager_rep_id")
     team = await repository.insert_team(
         session, Team(name=spec.name, manager_rep_id=spec.manager_rep_id, time_zone=spec.time_zone)
     )
@@ -47,7 +47,7 @@ async def update_team(session: AsyncSession, team: Team, changes: dict[str, Any]
         if existing is not None and existing.id != team.id:
             raise Conflict(f"a team called {changes['name']!r} exists", field="name")
     if changes.get("manager_rep_id") is not None:
-        await _require_reps(session, [changes["manager_rep_id"]], field="manager_rep_id")
+        await require_manager(session, changes["manager_rep_id"], field="manager_rep_id")
     for name, value in changes.items():
         setattr(team, name, value)
     if members is not None:
@@ -73,14 +73,29 @@ async def managed_team_ids(session: AsyncSession, manager_rep_id: int) -> list[i
 
 
 async def manager_of(session: AsyncSession, rep: Rep) -> Rep | None:
-    """Who hears about this rep's missed deadlines: their own manager, else their team's."""
-    manager_id = rep.manager_id
-    if manager_id is None and rep.team_id is not None:
-        team = await repository.get_team(session, rep.team_id)
-        manager_id = team.manager_rep_id if team is not None else None
+    """Who hears about this rep's missed deadlines: their own manager, else their team's, whichever has not left."""
+    own = await _active_manager(session, rep, rep.manager_id)
+    if own is not None or rep.team_id is None:
+        return own
+    # An own manager who has left would hear nothing, and the rep's escalations would skip to the head of sales.
+    team = await repository.get_team(session, rep.team_id)
+    return await _active_manager(session, rep, team.manager_rep_id if team is not None else None)
+
+
+async def _active_manager(session: AsyncSession, rep: Rep, manager_id: int | None) -> Rep | None:
     if manager_id is None or manager_id == rep.id:
         return None
-    return await repository.get(session, manager_id)
+    manager = await repository.get(session, manager_id)
+    return manager if manager is not None and manager.active else None
+
+
+async def require_manager(session: AsyncSession, rep_id: int, *, field: str) -> None:
+    """422 naming ``field`` unless the rep exists and has not left: a manager who left hears no escalation."""
+    manager = await repository.get(session, rep_id)
+    if manager is None:
+        raise UnprocessableInput(f"rep {rep_id} does not exist", field=field)
+    if not manager.active:
+        raise UnprocessableInput(f"rep {rep_id} has left (inactive) and cannot be a manager", field=field)
 
 
 async def _require_reps(session: AsyncSession, rep_ids: list[int], field: str = "member_ids") -> None:

@@ -1,6 +1,7 @@
 """The worker's side of tasks: reminders before the due time, the overdue mark, then the escalation ladder
 (the rep's manager, then the head of sales, passing over whoever is absent when their rung comes) until someone
-acknowledges or the task is closed.
+acknowledges or the task is closed. An assignee who has left (inactive) is told nothing: their reminder goes to
+whoever rung 1 reaches, since nobody present would otherwise hear of the promise before it is broken.
 
 Each task is claimed with ``FOR UPDATE SKIP LOCKED`` and advanced in the same transaction as the
 notifications it causes, so two workers never remind twice and a retried job finds nothing left to do.
@@ -68,7 +69,7 @@ async def _advance(
         if step is None or step[1] > now:
             break
         if step[0] == "remind":
-            await _remind(session, task, links, now, late=now >= task.due_at + ladder.grace)
+            await _remind(session, task, links, policy, now, late=now >= task.due_at + ladder.grace)
         elif step[0] == "overdue":
             await _mark_overdue(session, task, links, now)
         else:
@@ -77,34 +78,45 @@ async def _advance(
     schedule_next(task, settings)
 
 
-async def _remind(session: AsyncSession, task: Task, links: LinkMaker, now: datetime, *, late: bool) -> None:
+async def _remind(
+    session: AsyncSession, task: Task, links: LinkMaker, policy: RulesFile, now: datetime, *, late: bool
+) -> None:
     task.reminded_at = now
     if late:
         return  # the worker was down past the grace period: the overdue notice says it all
-    await _tell(
-        session,
-        task,
-        task.assignee_rep_id,
-        "task_due",
-        f"task_due:{task.id}:{round_key(task)}",
-        f"{_what(task)} is due at {task.due_at:%Y-%m-%d %H:%M} UTC",
-        links,
-    )
+    await _tell_reminder(session, task, links, policy, now)
     await record_on_timeline(session, task, "task_due", now, due_at=task.due_at.isoformat())
     await _publish(session, task, "task.due", "due", links)
 
 
+async def _tell_reminder(session: AsyncSession, task: Task, links: LinkMaker, policy: RulesFile, now: datetime) -> None:
+    """The assignee hears the task is due; for one who has left, whoever rung 1 of the ladder reaches instead."""
+    key, due = f"task_due:{task.id}:{round_key(task)}", f"is due at {task.due_at:%Y-%m-%d %H:%M} UTC"
+    assignee = await reps_repo.get(session, task.assignee_rep_id)
+    if assignee is not None and assignee.active:
+        await _tell(session, task, assignee.id, "task_due", key, f"{_what(task)} {due}", links)
+        return
+    # Nobody would read the rep's reminder, and the ladder only starts once the promise is broken: their
+    # manager (else the head of sales, passing over the absent) hears now, while there is time to call.
+    _, target, _ = await _first_rung_present(session, assignee, policy, 1, now)
+    if target is not None:
+        message = f"{_what(task)} for {_name_of(assignee, task)}, who has left, {due}"
+        await _tell(session, task, target.id, "task_due", key, message, links)
+
+
 async def _mark_overdue(session: AsyncSession, task: Task, links: LinkMaker, now: datetime) -> None:
     task.status, task.overdue_at = "overdue", now
-    await _tell(
-        session,
-        task,
-        task.assignee_rep_id,
-        "task_overdue",
-        f"task_overdue:{task.id}:{round_key(task)}",
-        f"{_what(task)} is overdue (was due at {task.due_at:%Y-%m-%d %H:%M} UTC)",
-        links,
-    )
+    assignee = await reps_repo.get(session, task.assignee_rep_id)
+    if assignee is not None and assignee.active:  # one who has left would not read it; the ladder tells others
+        await _tell(
+            session,
+            task,
+            assignee.id,
+            "task_overdue",
+            f"task_overdue:{task.id}:{round_key(task)}",
+            f"{_what(task)} is overdue (was due at {task.due_at:%Y-%m-%d %H:%M} UTC)",
+            links,
+        )
     await record_on_timeline(session, task, "task_overdue", now, due_at=task.due_at.isoformat())
     await _publish(session, task, "task.overdue", "overdue", links)
 
@@ -126,7 +138,7 @@ async def _escalate(session: AsyncSession, task: Task, links: LinkMaker, policy:
     task.escalation_level = level
     task.escalations = [*task.escalations, step]
     if target is not None and target.id not in told:
-        who = assignee.name if assignee is not None else f"rep {task.assignee_rep_id}"
+        who = _name_of(assignee, task)
         await _tell(
             session,
             task,
@@ -222,6 +234,10 @@ def round_key(task: Task) -> str:
     stamp = due.isoformat(timespec="microseconds" if due.microsecond else "seconds").removesuffix("+00:00")
     again = f"#{task.ladder_round}" if task.ladder_round else ""  # round 0 keeps the keys written before rounds
     return f"{task.assignee_rep_id}:{stamp}Z{again}"
+
+
+def _name_of(assignee: Rep | None, task: Task) -> str:
+    return assignee.name if assignee is not None else f"rep {task.assignee_rep_id}"
 
 
 def _what(task: Task) -> str:

@@ -169,6 +169,11 @@ def _slot_ceil(moment: datetime, zone_name: str, slot_minutes: int) -> datetime:
     return floor if floor >= moment else slot_floor(floor + timedelta(minutes=slot_minutes), zone_name, slot_minutes)
 
 
+def _minute_ceil(moment: datetime) -> datetime:
+    whole = moment.replace(second=0, microsecond=0)
+    return whole if whole == moment else whole + timedelta(minutes=1)
+
+
 def place_callback(
     requested: datetime,
     *,
@@ -177,11 +182,13 @@ def place_callback(
     slot_minutes: int,
     busy: Sequence[datetime],
 ) -> Placement:
-    """The first slot at or after the one holding ``requested`` that is in the contact's calling hours
-    (in every zone) and overlaps none of the rep's other callbacks (``busy``, their due times)."""
+    """``requested`` (to the minute, rounded up) when it is in the contact's calling hours (in every zone) and
+    less than a slot from none of the rep's other callbacks (``busy``, their due times); else the first slot
+    after it that is both. Never earlier than asked: a callback due before its promised time would go overdue,
+    and be escalated, before the contact expects the call."""
     display = zones[0]
     slot = timedelta(minutes=slot_minutes)
-    wanted = slot_floor(requested, display, slot_minutes)
+    wanted = _minute_ceil(requested.astimezone(UTC))
     windows = allowed_windows(zones, calling_hours, wanted, days=LOOKAHEAD_DAYS)
     night = not any(start <= wanted < end for start, end in windows)
     taken: list[datetime] = []

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from hub.validation import MAX_ID, SafeStr
+from hub.validation import MAX_ID, SafeStr, SingleLineStr
 
 Kind = Literal["callback", "follow_up", "custom"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -32,7 +32,7 @@ class TaskCreate(BaseModel):
         "e.g. 2026-11-24T10:00",
     )
     priority: Priority = "normal"
-    title: SafeStr | None = Field(default=None, max_length=200)
+    title: SingleLineStr | None = Field(default=None, max_length=200)
     note: SafeStr | None = Field(default=None, max_length=2000)
 
 
@@ -44,7 +44,7 @@ class TaskPatch(BaseModel):
     due_at: datetime | None = None
     due_local: datetime | None = None
     priority: Priority | None = None
-    title: SafeStr | None = Field(default=None, max_length=200)
+    title: SingleLineStr | None = Field(default=None, max_length=200)
     note: SafeStr | None = Field(default=None, max_length=2000)
     assignee_rep_id: StrictInt | None = Field(default=None, ge=1, le=MAX_ID, description="managers only")
 

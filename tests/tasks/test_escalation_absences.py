@@ -1,5 +1,6 @@
 """The escalation ladder passes over a manager or head of sales who is absent when their rung comes, and only then:
-an absence over by then, or a manager merely outside working hours, changes nothing."""
+an absence over by then, or a manager merely outside working hours, changes nothing. Reps who have left (inactive)
+are never told: a rep's own manager who left gives way to the team's, and a rep who left is not reminded."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from hub import clock
+from hub.email.models import EmailMessage
+from hub.mail.links import LinkMaker
+from hub.notify.delivery import push_due_notifications
 from hub.tasks.models import Task
 from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.tasks.test_tasks_api import call, contact, notifications, run_due, task_hub
@@ -161,3 +167,46 @@ async def test_a_manager_off_for_the_evening_is_still_told_and_only_one_on_holid
     ]
     held = await call(tasks, "GET", f"/api/tasks/{bens['id']}")
     assert held["escalations"][0]["reason"] == f"manager Max (rep {max_}) absent until 2026-11-28T00:00:00+00:00"
+
+
+async def test_a_rep_whose_own_manager_left_escalates_to_the_team_manager(
+    database_url: str, frozen: FrozenClock
+) -> None:
+    """Rung 1 is the rep's manager: their own, else their team's. Max, Ana's own manager, has left; Mia still
+    manages Ana's team, so the overdue callback reaches Mia rather than skipping to the head of sales."""
+    async with task_hub(database_url) as hub:
+        max_ = await hub.create_rep("Max", email="max@example.com")
+        ana, mia, _ = await sales_team(hub, mia={}, hal={})
+        await call(hub, "PATCH", f"/api/reps/{ana}", json={"manager_id": max_})
+        await call(hub, "PATCH", f"/api/reps/{max_}", json={"status": "inactive"})  # Max leaves the company
+        task = await overdue_callback(hub, ana)
+
+        await run_at(hub, frozen, 16, 15)  # overdue, and rung 1 at once
+
+        seen = await call(hub, "GET", f"/api/tasks/{task['id']}")
+        assert [(e["level"], e["rep_id"]) for e in seen["escalations"]] == [(1, mia)]
+        assert await escalations_told(hub) == [(mia, f"task_escalated:{task['id']}:{ana}:{DUE}:1")]
+
+
+async def test_a_rep_who_has_left_is_not_reminded_and_their_manager_is_told_in_time(
+    database_url: str, frozen: FrozenClock
+) -> None:
+    """Ana leaves with a promised callback still open. Reminded, she would not read it, and nobody present would
+    hear of the promise until it was broken: the reminder goes to her manager instead (by email, Mia's channel),
+    and the overdue notice to nobody but the ladder."""
+    async with task_hub(database_url) as hub:
+        ana, mia, _ = await sales_team(hub, mia={}, hal={})
+        task = await overdue_callback(hub, ana)
+        await call(hub, "PATCH", f"/api/reps/{ana}", json={"status": "inactive"})  # Ana leaves the company
+
+        await run_at(hub, frozen, 15, 50)  # the reminder's time
+        async with hub.session() as session:
+            links = LinkMaker(hub.settings.public_url, "k")
+            await push_due_notifications(session, settings=hub.settings, links=links, now=clock.now(), limit=9)
+            mails = [m.recipient for m in (await session.scalars(select(EmailMessage))).all()]
+        [reminder] = await notifications(hub)
+        assert (reminder.rep_id, reminder.kind, mails) == (mia, "task_due", ["mia@example.com"])
+        assert reminder.message == f"Callback #{task['id']} for Ana, who has left, is due at 2026-11-23 16:00 UTC"
+
+        await run_at(hub, frozen, 16, 15)  # overdue, and rung 1 at once
+        assert [(n.rep_id, n.kind) for n in await notifications(hub)] == [(mia, "task_due"), (mia, "task_escalated")]

@@ -20,7 +20,18 @@ def utc(text: str) -> datetime:
 PLACEMENTS = [
     # (case, zones, requested UTC, busy UTC, slot, expected due UTC, reason or None)
     ("in hours, on a slot", (BERLIN,), "2026-11-24T09:00", [], 15, "2026-11-24T09:00", None),
-    ("aligned down to its slot", (BERLIN,), "2026-11-24T09:07", [], 15, "2026-11-24T09:00", None),
+    # Never due before the time asked for: kept as asked when free, else moved to a later slot.
+    ("off the grid, kept as asked", (BERLIN,), "2026-11-24T09:07", [], 15, "2026-11-24T09:07", None),
+    ("seconds round up to the minute", (BERLIN,), "2026-11-24T09:07:30", [], 15, "2026-11-24T09:08", None),
+    (
+        "off the grid and taken: the next slot, not its own",
+        (BERLIN,),
+        "2026-11-24T09:07",
+        ["2026-11-24T09:00"],
+        15,
+        "2026-11-24T09:15",
+        "10:07 was taken; moved to 10:15",
+    ),
     (
         "contact's night: next morning",
         (BERLIN,),
@@ -80,17 +91,18 @@ PLACEMENTS = [
     ("NY the day before: 09:00 EST", (NEW_YORK,), "2026-03-07T05:00", [], 15, "2026-03-07T14:00", "x"),
     ("NY fall back: 09:00 EST", (NEW_YORK,), "2026-11-01T00:30", [], 15, "2026-11-01T14:00", "x"),
     ("Berlin spring forward: 09:00 CEST", (BERLIN,), "2026-03-28T20:00", [], 15, "2026-03-29T07:00", "x"),
-    ("Berlin after the change, in hours", (BERLIN,), "2026-03-29T08:20", [], 15, "2026-03-29T08:15", None),
+    ("Berlin after the change, in hours", (BERLIN,), "2026-03-29T08:20", [], 15, "2026-03-29T08:20", None),
     # Several candidate zones: only when it is calling hours in all of them (12:00-20:00 New York time).
     ("New York and Los Angeles", (NEW_YORK, LA), "2026-11-24T15:00", [], 15, "2026-11-24T17:00", "x"),
+    ("60-minute slots: 10:20 kept as asked", ("Asia/Kolkata",), "2026-11-24T04:50", [], 60, "2026-11-24T04:50", None),
     (
         "60-minute slots counted from local midnight (+05:30)",
         ("Asia/Kolkata",),
         "2026-11-24T04:50",
-        [],
+        ["2026-11-24T04:30"],
         60,
-        "2026-11-24T04:30",
-        None,
+        "2026-11-24T05:30",
+        "10:20 was taken; moved to 11:00",
     ),
 ]
 

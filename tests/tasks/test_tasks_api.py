@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub import clock
 from hub.contacts.models import Contact
+from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
+from hub.mail.sender import send_due
+from hub.notify.delivery import push_due_notifications
 from hub.notify.models import Notification
 from hub.outbound.models import WebhookDelivery
 from hub.routing.models import Assignment
@@ -26,6 +29,7 @@ from tests.webhooks.test_twilio_voice_http import CALLER, REP_PHONE, TWILIO, chi
 RULES = Path(__file__).parent / "head_of_sales.yaml"
 MONDAY = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 """16:00 in Berlin, 10:00 in New York."""
+DUE_AT = "2026-11-23T16:00:00Z"
 
 
 @pytest.fixture
@@ -375,6 +379,86 @@ async def test_bad_input_is_refused_naming_the_field(tasks: Hub) -> None:
     assert (moved["due_at"], moved["moved"]) == ("2026-11-25T09:00:00Z", True)
     given = await call(tasks, "PATCH", f"/api/tasks/{made['id']}", json={"assignee_rep_id": ben, "priority": "low"})
     assert (given["assignee_rep_id"], given["priority"], given["due_at"]) == (ben, "low", "2026-11-25T09:00:00Z")
+
+
+async def test_a_title_is_one_line_and_a_line_break_or_control_character_is_refused_naming_it(tasks: Hub) -> None:
+    """The title goes into the subject of every reminder email, which is one line."""
+    ana = await tasks.create_rep("Ana", email="ana@example.com")
+    made = await call(
+        tasks, "POST", "/api/tasks", status=201, json={"kind": "custom", "assignee_rep_id": ana, "due_at": DUE_AT}
+    )
+    for title in ("Call back\nre: pricing", "Call back\r\nre: pricing", "Call back\u2028re: pricing", "Ring\x07"):
+        body = {"kind": "custom", "assignee_rep_id": ana, "due_at": DUE_AT, "title": title}
+        created = await tasks.client.post("/api/tasks", json=body, headers=tasks.auth())
+        assert created.status_code == 422 and created.json()["field"] == "title", (title, created.text)
+        patched = await tasks.client.patch(f"/api/tasks/{made['id']}", json={"title": title}, headers=tasks.auth())
+        assert patched.status_code == 422 and patched.json()["field"] == "title", (title, patched.text)
+    assert (await call(tasks, "GET", f"/api/tasks/{made['id']}"))["title"] is None
+
+
+async def test_a_reminder_email_goes_out_for_a_task_whose_title_has_a_line_break(
+    database_url: str, frozen: FrozenClock, smtp_sink: Any
+) -> None:
+    """A title stored before titles had to be one line (or any message with a line break) still reaches the rep:
+    the line break becomes a space in the email's subject."""
+    async with task_hub(database_url, **smtp_sink.settings(), send_rate_per_second=10_000) as hub:
+        ana = await hub.create_rep("Ana", email="ana@example.com")  # alerted by email (the default channel)
+        body = {"kind": "custom", "assignee_rep_id": ana, "due_at": DUE_AT, "title": "Call back"}
+        task = await call(hub, "POST", "/api/tasks", status=201, json=body)
+        async with hub.session() as session:
+            await session.execute(update(Task).where(Task.id == task["id"]).values(title="Call back\nre: pricing"))
+            await session.commit()
+
+        frozen.at = datetime(2026, 11, 23, 15, 50, tzinfo=UTC)  # ten minutes before: the reminder
+        assert await run_due(hub) == 1
+        async with hub.session() as session:
+            links = LinkMaker(hub.settings.public_url, "k")
+            await push_due_notifications(session, settings=hub.settings, links=links, now=clock.now(), limit=100)
+            await session.commit()
+        jobs = hub.runtime.jobs
+        await send_due(hub.runtime.sessions, jobs["transport"], jobs["throttle"], hub.settings, jobs["links"], limit=10)
+
+        async with hub.session() as session:
+            [mail] = (await session.scalars(select(EmailMessage))).all()
+        assert [r.rcpt_tos for r in smtp_sink.received] == [["ana@example.com"]], (mail.status, mail.last_error)
+        assert mail.subject == f"Task due: Task #{task['id']} (Call back re: pricing) is due at 2026-11-23 16:00 UTC"
+
+
+async def test_a_callback_is_not_due_or_escalated_before_the_time_the_contact_asked_for(
+    database_url: str, frozen: FrozenClock
+) -> None:
+    """With hour slots, "call me back at 10:45" is due at 10:45, not at the start of its slot (10:00): snapped
+    back, it would be overdue at 10:15 and the manager told the promise was broken before it was due. A slot
+    taken moves the callback later, never earlier."""
+    async with task_hub(database_url, callback_slot_minutes=60) as hub:
+        ana = await hub.create_rep("Ana", email="ana@example.com")
+        mia = await hub.create_rep("Mia", email="mia@example.com")
+        team = {"name": "Sales", "manager_rep_id": mia, "member_ids": [ana]}
+        await call(hub, "POST", "/api/teams", status=201, json=team)
+        greta = await contact(hub, ana, name="Greta", time_zone="UTC")
+        hans = await contact(hub, ana, name="Hans", time_zone="UTC")
+        body = {"kind": "callback", "contact_id": greta, "due_local": "2026-11-24T10:45"}
+        task = await call(hub, "POST", "/api/tasks", status=201, json=body)
+        assert (task["due_at"], task["moved"]) == ("2026-11-24T10:45:00Z", False)
+
+        # Hans asks for 10:30, less than a slot from Greta's: his moves on to the first slot clear of it, not back.
+        body = {"kind": "callback", "contact_id": hans, "due_local": "2026-11-24T10:30"}
+        later = await call(hub, "POST", "/api/tasks", status=201, json=body)
+        assert (later["due_at"], later["moved"], later["requested_due_at"]) == (
+            "2026-11-24T12:00:00Z",
+            True,
+            "2026-11-24T10:30:00Z",
+        )
+
+        frozen.at = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)  # a quarter of an hour before the promised time
+        await run_due(hub)
+        assert [(n.rep_id, n.kind) for n in await notifications(hub) if n.kind != "task_due"] == []
+        frozen.at = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # 15 minutes after it: overdue, and Mia is told
+        await run_due(hub)
+        assert [(n.rep_id, n.kind) for n in await notifications(hub) if n.kind != "task_due"] == [
+            (ana, "task_overdue"),
+            (mia, "task_escalated"),
+        ]
 
 
 async def test_missed_call_makes_one_callback_and_the_reps_call_back_closes_it(
