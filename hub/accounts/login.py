@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.accounts import passwords, repository, tokens
+from hub.accounts import service as accounts
 from hub.accounts.models import User, UserSession
 from hub.audit import service as audit
 from hub.config import Settings
@@ -52,6 +54,11 @@ class ActiveSession:
     touched: bool
 
 
+def is_locked(user: User) -> bool:
+    """True while a lockout holds the account: no password opens it, not even the right one."""
+    return _is_locked(user, clock.now())
+
+
 def _is_locked(user: User, now: datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
@@ -59,29 +66,19 @@ def _is_locked(user: User, now: datetime) -> bool:
 async def check_password(session: AsyncSession, email: str, password: str, policy: LoginPolicy) -> User | None:
     """The user when email and password match an enabled, unlocked account; None otherwise.
 
-    A wrong password counts towards the lockout; reaching ``max_failures`` locks the account for ``lockout``
-    (audited ``user.locked``). The caller commits either way, so failures are remembered.
+    The email is looked up as accounts are created with it (``accounts.lookup_email``); one that is no email
+    address (a NUL, which PostgreSQL cannot compare, a lone surrogate) is refused like an unknown one, in the
+    same time. A wrong password counts towards the lockout (``count_wrong_password``). The caller commits
+    either way, so failures are remembered.
     """
     now = clock.now()
-    address = email.strip().lower()
-    user = await repository.by_email(session, address) if 0 < len(address) <= 254 else None
+    address = accounts.lookup_email(email)
+    user = await repository.by_email(session, address) if address is not None else None
     if user is None or user.disabled_at is not None or _is_locked(user, now):
         await passwords.burn_time_in_thread(password)
         return None
     if not await passwords.verify_in_thread(user.password_hash, password):
-        failures = await repository.count_failure(session, user)
-        if failures >= policy.max_failures:
-            user.failed_logins = 0
-            user.locked_until = now + policy.lockout
-            audit.record(
-                session,
-                actor=LOCKOUT_ACTOR,
-                action="user.locked",
-                target_type="user",
-                target_id=user.id,
-                details={"failed_logins": failures, "locked_minutes": int(policy.lockout.total_seconds() // 60)},
-            )
-            await session.flush()
+        await count_wrong_password(session, user, policy)
         return None
     if passwords.needs_rehash(user.password_hash):
         # The hashing parameters were raised since this hash was made: upgrade it while the password is at hand.
@@ -91,6 +88,41 @@ async def check_password(session: AsyncSession, email: str, password: str, polic
     user.last_login_at = now
     await session.flush()
     return user
+
+
+async def check_own_password(
+    session: AsyncSession, user: User, password: str, policy: LoginPolicy
+) -> Literal["right", "wrong", "locked"]:
+    """Whether ``password`` is the signed-in user's own (the account page asks for it before a change):
+    ``locked`` when it was wrong and the failure that locks the account.
+
+    A wrong one counts towards the same lockout as at the login form, so a borrowed session gets no more
+    guesses than the form gives. The caller checks ``is_locked`` first, and commits either way.
+    """
+    if await passwords.verify_in_thread(user.password_hash, password):
+        user.failed_logins = 0
+        return "right"
+    return "locked" if await count_wrong_password(session, user, policy) else "wrong"
+
+
+async def count_wrong_password(session: AsyncSession, user: User, policy: LoginPolicy) -> bool:
+    """Count one wrong password; True when it was the ``max_failures``-th in a row and locked the account for
+    ``lockout`` (audited ``user.locked``)."""
+    failures = await repository.count_failure(session, user)
+    if failures < policy.max_failures:
+        return False
+    user.failed_logins = 0
+    user.locked_until = clock.now() + policy.lockout
+    audit.record(
+        session,
+        actor=LOCKOUT_ACTOR,
+        action="user.locked",
+        target_type="user",
+        target_id=user.id,
+        details={"failed_logins": failures, "locked_minutes": int(policy.lockout.total_seconds() // 60)},
+    )
+    await session.flush()
+    return True
 
 
 async def start_session(session: AsyncSession, user: User, *, user_agent: str | None, policy: LoginPolicy) -> str:

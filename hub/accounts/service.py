@@ -42,6 +42,15 @@ def clean_email(raw: str) -> str:
     return found.normalized.lower()
 
 
+def lookup_email(raw: str) -> str | None:
+    """The email as ``clean_email`` stores it, to find a user by the address they were created with (an IDNA
+    domain, a decomposed accent); None when it is no email address (a NUL, a lone surrogate): nobody has it."""
+    try:
+        return clean_email(raw)
+    except UnprocessableInput:
+        return None
+
+
 def check_password_rules(password: str) -> None:
     """Refuse a password the hub will not store, naming the ``password`` field."""
     if len(password) < passwords.MIN_LENGTH:
@@ -103,9 +112,10 @@ async def find_user(session: AsyncSession, ref: str) -> User:
     user_id = parse_id(ref)
     if user_id is not None:
         return await get_user(session, user_id)
-    user = await repository.by_email(session, ref.strip().lower())
+    address = lookup_email(ref)
+    user = await repository.by_email(session, address) if address is not None else None
     if user is None:
-        raise NotFound(f"no user has email {ref.strip().lower()}", field="user")
+        raise NotFound(f"no user has email {address or ref.strip().lower()}", field="user")
     return user
 
 

@@ -20,10 +20,10 @@ DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
 
 @router.post("", response_model=EndpointCreated, status_code=201)
 async def create_endpoint(
-    spec: EndpointCreate, session: SessionDep, runtime: RuntimeDep, _admin: AdminDep
+    spec: EndpointCreate, session: SessionDep, runtime: RuntimeDep, admin: AdminDep
 ) -> EndpointCreated:
     """Subscribe a URL to event types; the answer carries the ``whsec_`` signing secret, shown only this once."""
-    endpoint, secret = await endpoints.create_endpoint(session, spec, runtime.box)
+    endpoint, secret = await endpoints.create_endpoint(session, spec, runtime.box, actor=admin.actor)
     await session.commit()
     return EndpointCreated(**EndpointOut.model_validate(endpoint).model_dump(), secret=secret)
 
@@ -42,30 +42,32 @@ async def read_endpoint(endpoint_id: EndpointIdPath, session: SessionDep, _admin
 
 @router.patch("/{endpoint_id}", response_model=EndpointOut)
 async def update_endpoint(
-    endpoint_id: EndpointIdPath, patch: EndpointPatch, session: SessionDep, _admin: AdminDep
+    endpoint_id: EndpointIdPath, patch: EndpointPatch, session: SessionDep, admin: AdminDep
 ) -> EndpointOut:
     """Change the URL, event types, format or description; enable or disable."""
     endpoint = await endpoints.get_endpoint(session, endpoint_id, lock=True)
-    endpoint = await endpoints.update_endpoint(session, endpoint, patch.model_dump(exclude_unset=True))
+    changes = patch.model_dump(exclude_unset=True)
+    endpoint = await endpoints.update_endpoint(session, endpoint, changes, actor=admin.actor)
     await session.commit()
     return EndpointOut.model_validate(endpoint)
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: EndpointIdPath, session: SessionDep, _admin: AdminDep) -> Response:
+async def delete_endpoint(endpoint_id: EndpointIdPath, session: SessionDep, admin: AdminDep) -> Response:
     """Remove a subscriber and its delivery log."""
-    await endpoints.delete_endpoint(session, await endpoints.get_endpoint(session, endpoint_id, lock=True))
+    endpoint = await endpoints.get_endpoint(session, endpoint_id, lock=True)
+    await endpoints.delete_endpoint(session, endpoint, actor=admin.actor)
     await session.commit()
     return Response(status_code=204)
 
 
 @router.post("/{endpoint_id}/rotate-secret", response_model=SecretOut)
 async def rotate_secret(
-    endpoint_id: EndpointIdPath, session: SessionDep, runtime: RuntimeDep, _admin: AdminDep
+    endpoint_id: EndpointIdPath, session: SessionDep, runtime: RuntimeDep, admin: AdminDep
 ) -> SecretOut:
     """Replace the signing secret (shown only this once); the next attempt of every delivery uses it."""
     endpoint = await endpoints.get_endpoint(session, endpoint_id, lock=True)
-    secret = await endpoints.rotate_secret(session, endpoint, runtime.box)
+    secret = await endpoints.rotate_secret(session, endpoint, runtime.box, actor=admin.actor)
     await session.commit()
     return SecretOut(id=endpoint.id, secret=secret)
 

@@ -1,4 +1,8 @@
-"""Use cases of webhook endpoints: subscribe, change, rotate the secret, test, read and retry deliveries."""
+"""Use cases of webhook endpoints: subscribe, change, rotate the secret, test, read and retry deliveries.
+
+An endpoint ships lead data to a URL, so adding, changing, re-keying and removing one are audited, in the
+caller's transaction (never with the secret).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
+from hub.audit import service as audit
 from hub.errors import Conflict, NotFound, UnprocessableInput
 from hub.outbound.models import WebhookDelivery, WebhookEndpoint
 from hub.outbound.publish import PING, event_id_for, queue_deliveries
@@ -20,6 +25,8 @@ from hub.sealing import SecretBox
 
 SECRET_BYTES = 32
 """256 bits; Standard Webhooks asks for 24 to 64 random bytes."""
+AUDIT_TARGET = "webhook_endpoint"
+_AUDITED_FIELDS = ("url", "description", "event_types", "format", "enabled")
 
 
 def new_secret() -> str:
@@ -27,8 +34,10 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-async def create_endpoint(session: AsyncSession, spec: EndpointCreate, box: SecretBox) -> tuple[WebhookEndpoint, str]:
-    """Add a subscriber; returns it with its secret in the clear (stored sealed)."""
+async def create_endpoint(
+    session: AsyncSession, spec: EndpointCreate, box: SecretBox, *, actor: str
+) -> tuple[WebhookEndpoint, str]:
+    """Add a subscriber; returns it with its secret in the clear (stored sealed). Audited ``webhook.created``."""
     if spec.rep_id is not None and await session.get(Rep, spec.rep_id) is None:
         raise UnprocessableInput(f"rep {spec.rep_id} does not exist", field="rep_id")
     secret = new_secret()
@@ -46,6 +55,7 @@ async def create_endpoint(session: AsyncSession, spec: EndpointCreate, box: Secr
     )
     session.add(endpoint)
     await session.flush()
+    _record(session, endpoint, "webhook.created", actor=actor)
     return endpoint, secret
 
 
@@ -62,8 +72,12 @@ async def get_endpoint(session: AsyncSession, endpoint_id: int, *, lock: bool = 
     return endpoint
 
 
-async def update_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, changes: dict[str, Any]) -> WebhookEndpoint:
-    """Apply a patch; re-enabling clears the reason it was disabled, disabling cancels what is pending."""
+async def update_endpoint(
+    session: AsyncSession, endpoint: WebhookEndpoint, changes: dict[str, Any], *, actor: str
+) -> WebhookEndpoint:
+    """Apply a patch; re-enabling clears the reason it was disabled, disabling cancels what is pending.
+    Audited ``webhook.updated`` with the fields that changed (a patch that changes nothing is not recorded)."""
+    before = {name: getattr(endpoint, name) for name in _AUDITED_FIELDS}
     for name in ("url", "event_types", "format"):
         if changes.get(name) is not None:
             setattr(endpoint, name, changes[name])
@@ -77,23 +91,35 @@ async def update_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, chan
         endpoint.enabled, endpoint.disabled_reason, endpoint.disabled_at = False, "disabled by an admin", now
         await _cancel_pending(session, endpoint.id)
     endpoint.updated_at = now
+    changed = [name for name in _AUDITED_FIELDS if getattr(endpoint, name) != before[name]]
+    if changed:
+        _record(session, endpoint, "webhook.updated", actor=actor, fields=changed)
     await session.flush()
     return endpoint
 
 
-async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
-    """Remove a subscriber and its delivery log."""
+async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint, *, actor: str) -> None:
+    """Remove a subscriber and its delivery log. Audited ``webhook.deleted``."""
+    _record(session, endpoint, "webhook.deleted", actor=actor)
     await session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
     await session.delete(endpoint)
     await session.flush()
 
 
-async def rotate_secret(session: AsyncSession, endpoint: WebhookEndpoint, box: SecretBox) -> str:
-    """A new secret, effective for the next attempt of every delivery (the old one stops verifying)."""
+async def rotate_secret(session: AsyncSession, endpoint: WebhookEndpoint, box: SecretBox, *, actor: str) -> str:
+    """A new secret, effective for the next attempt of every delivery (the old one stops verifying).
+    Audited ``webhook.secret_rotated``."""
     secret = new_secret()
     endpoint.secret_sealed, endpoint.updated_at = box.seal(secret), clock.now()
+    _record(session, endpoint, "webhook.secret_rotated", actor=actor)
     await session.flush()
     return secret
+
+
+def _record(session: AsyncSession, endpoint: WebhookEndpoint, action: str, *, actor: str, **more: Any) -> None:
+    # Where the lead data goes and which of it: what a reader of the audit log needs. Never the secret.
+    details = {"url": endpoint.url, "event_types": list(endpoint.event_types), **more}
+    audit.record(session, actor=actor, action=action, target_type=AUDIT_TARGET, target_id=endpoint.id, details=details)
 
 
 async def queue_test(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookDelivery:

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
-from hub.deps import AnyRoleDep, ManagerDep, SessionDep
+from hub.deps import AnyRoleDep, ManagerDep, RuntimeDep, SessionDep
 from hub.errors import Forbidden
 from hub.reps import service as reps
 from hub.reps import teams
 from hub.reps.schemas import RepCreate, RepOut, RepPatch, TeamCreate, TeamOut, TeamPatch
-from hub.reps.visibility import Scope, ScopeDep
+from hub.reps.visibility import Scope, ScopeDep, is_head_of_sales
 from hub.routing import repository as routing_repo
 from hub.validation import MAX_ID
 
@@ -43,6 +43,20 @@ def _check_reps(scope: Scope, rep_ids: Iterable[int | None], field: str) -> None
             raise Forbidden(f"rep {rep_id} is not in your teams", field=field)
 
 
+def _check_email(scope: Scope, email: str | None, *, current: str | None, head_of_sales: str | None) -> None:
+    """403 naming ``email`` when a caller who sees only some leads gives a rep the head of sales' address.
+
+    The rep with that address sees every lead (hub/reps/visibility.py) and gets the last escalations: a team's
+    manager giving it to their own rep record, or to a rep they add, would widen what they see to everything.
+    """
+    if email != current and not scope.everything and is_head_of_sales(email, head_of_sales):
+        raise Forbidden(
+            "only an admin, or a manager who sees every lead, gives a rep the head of sales' email address "
+            "(routing.head_of_sales)",
+            field="email",
+        )
+
+
 def _check_team(managed: list[int] | None, team_id: int | None) -> None:
     if managed is not None and team_id is not None and team_id not in managed:
         raise Forbidden(f"team {team_id} is not one you manage", field="team_id")
@@ -63,10 +77,13 @@ async def list_reps(
 
 
 @router.post("", response_model=RepOut, status_code=201)
-async def create_rep(spec: RepCreate, session: SessionDep, _principal: ManagerDep, scope: ScopeDep) -> RepOut:
+async def create_rep(
+    spec: RepCreate, session: SessionDep, _principal: ManagerDep, scope: ScopeDep, runtime: RuntimeDep
+) -> RepOut:
     """Add a rep (managers and admins; a team's manager to their own teams)."""
     _check_team(await _teams_in_reach(session, scope), spec.team_id)
     _check_reps(scope, [spec.manager_id], "manager_id")
+    _check_email(scope, spec.email, current=None, head_of_sales=runtime.rules.current.routing.head_of_sales)
     rep = await reps.create_rep(session, spec)
     await session.commit()
     return RepOut.of(rep)
@@ -80,7 +97,12 @@ async def read_rep(rep_id: RepIdPath, session: SessionDep, _principal: AnyRoleDe
 
 @router.patch("/{rep_id}", response_model=RepOut)
 async def update_rep(
-    rep_id: RepIdPath, patch: RepPatch, session: SessionDep, principal: AnyRoleDep, scope: ScopeDep
+    rep_id: RepIdPath,
+    patch: RepPatch,
+    session: SessionDep,
+    principal: AnyRoleDep,
+    scope: ScopeDep,
+    runtime: RuntimeDep,
 ) -> RepOut:
     """Edit a rep; a rep may only switch their own status between active and away, a team's manager edits
     the reps of their teams."""
@@ -95,7 +117,11 @@ async def update_rep(
         _check_reps(scope, [rep_id], "rep_id")
         _check_team(managed, changes.get("team_id"))
         _check_reps(scope, [changes.get("manager_id")], "manager_id")
-    rep = await reps.update_rep(session, await reps.get_rep(session, rep_id), changes)
+    rep = await reps.get_rep(session, rep_id)
+    if "email" in changes:
+        head_of_sales = runtime.rules.current.routing.head_of_sales
+        _check_email(scope, changes["email"], current=rep.email, head_of_sales=head_of_sales)
+    rep = await reps.update_rep(session, rep, changes)
     if changes.keys() & {"status", "capacity", "daily_cap", "working_hours", "absences", "after_hours", "team_id"}:
         # Someone may now be able to take what waits in the queue: try it on the next tick, not in minutes.
         await routing_repo.retry_queue_now(session, clock.now())

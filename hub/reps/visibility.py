@@ -40,6 +40,11 @@ class Scope:
         return self.rep_ids
 
 
+def is_head_of_sales(email: str | None, head_of_sales: str | None) -> bool:
+    """True when a rep's (normalised) email is the rules' ``routing.head_of_sales``: that rep sees every lead."""
+    return bool(head_of_sales and email and email == head_of_sales.strip().lower())
+
+
 async def scope_of(session: AsyncSession, principal: Principal, head_of_sales: str | None) -> Scope:
     """The caller's scope. A manager key linked to a rep sees the teams that rep leads and the reps
     reporting to them; a manager key with no rep, or the head of sales', sees everyone's."""
@@ -51,7 +56,7 @@ async def scope_of(session: AsyncSession, principal: Principal, head_of_sales: s
     if principal.rep_id is None:
         return Scope(principal, None, sees_unowned=True)
     me = await repository.get(session, principal.rep_id)
-    if me is None or (head_of_sales and me.email == head_of_sales.strip().lower()):
+    if me is None or is_head_of_sales(me.email, head_of_sales):
         return Scope(principal, None, sees_unowned=True)
     team_ids = await repository.teams_managed_by(session, me.id)
     members = await session.scalars(

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from hub.accounts import login, tokens
 from hub.accounts.login import LoginPolicy
@@ -22,7 +23,7 @@ from hub.auth.service import Principal, Role
 from hub.deps import Runtime, RuntimeDep, SessionDep, runtime_of
 from hub.errors import Forbidden
 from hub.reps.visibility import Scope, scope_of
-from hub.request_body import media_type, multipart_form
+from hub.request_body import media_type, multipart_form, read_form
 
 SESSION_COOKIE = "hub_session"
 LOGIN_CSRF_COOKIE = "hub_login_csrf"
@@ -30,6 +31,8 @@ LOGIN_CSRF_MAX_AGE = 12 * 3600
 """A login page left open over a working day still signs in."""
 HOME_BY_ROLE: dict[str, str] = {"rep": "/ui/queue", "manager": "/ui/manager", "admin": "/ui/manager"}
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+FORM_MAX_FIELDS = 1000
+"""Fields of one dashboard form: the sequence editor's, with every step and variant, is the longest."""
 
 
 def login_policy(runtime: Runtime) -> LoginPolicy:
@@ -208,22 +211,23 @@ WebScopeDep = Annotated[Scope, Depends(get_web_scope)]
 
 
 async def _presented_csrf(request: Request) -> str | None:
-    header = request.headers.get("X-CSRF-Token")
-    if header:
-        return header
     kind = media_type(request)
+    form: FormData | None = None
     if kind == "application/x-www-form-urlencoded":
-        # Starlette keeps the parsed form, so the route's own Form()/File() parameters read it again for free.
-        value = (await request.form()).get("csrf_token")
-        return value if isinstance(value, str) else None
-    if kind == "multipart/form-data":
+        # Read here within HUB_MAX_BODY_BYTES, even when the header carries the token: the route's own
+        # ``await request.form()`` then gets this form back instead of reading the body with Starlette's defaults.
+        limit = runtime_of(request).settings.max_body_bytes
+        form = await read_form(request, max_bytes=limit, max_fields=FORM_MAX_FIELDS, max_part_size=limit)
+    elif kind == "multipart/form-data":
         # Never parsed here with Starlette's defaults (any number of parts, files spooled at any size): the
         # token is the header (htmx), or the field of the form the route already read under its own limits
         # (hub.request_body.read_multipart, in a dependency before this one); otherwise the check fails.
         form = multipart_form(request)
-        value = form.get("csrf_token") if form is not None else None
-        return value if isinstance(value, str) else None
-    return None
+    header = request.headers.get("X-CSRF-Token")
+    if header:
+        return header
+    value = form.get("csrf_token") if form is not None else None
+    return value if isinstance(value, str) else None
 
 
 async def check_csrf(request: Request, user: WebUserDep) -> Principal:

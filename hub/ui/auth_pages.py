@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from hub.audit import service as audit
 from hub.auth.service import Principal
 from hub.deps import RuntimeDep, SessionDep
 from hub.errors import Forbidden, RateLimited, UnprocessableInput
+from hub.request_body import read_form
 from hub.ui.auth import (
     CsrfDep,
     OptionalWebUserDep,
@@ -37,6 +39,15 @@ LOGIN_WINDOW_SECONDS = 60
 REFUSED = "Wrong email or password, or the account is locked or disabled."
 """One answer for every refusal, so the form does not tell who has an account."""
 MAX_EMAIL = 254
+WRONG_CURRENT = "the current password is not right"
+LOCKED = "the account is locked after too many wrong passwords; try again later"
+LOGIN_MAX_FIELDS = 8
+"""The login form has four fields (email, password, csrf_token, next); a few more are tolerated, not 1,000."""
+LOGIN_FIELD_BYTES = 16 * 1024
+"""The longest field as sent: a password of passwords.MAX_LENGTH characters, each percent-encoded in at most
+12 bytes, is 12 KB."""
+IPV6_CLIENT_PREFIX = 64
+"""An IPv6 client holds a whole /64 (RFC 6177) and can pick any address in it: the login limit counts the network."""
 
 
 def _user_id(user: Principal) -> int:
@@ -93,11 +104,16 @@ async def login_submit(request: Request, session: SessionDep, runtime: RuntimeDe
     """Check the password, start a session, set its cookie and go on to ``next`` or the role's home page."""
     client = request.client.host if request.client else "unknown"
     retry = await runtime.rate_limiter.hit(
-        f"login:{client}", limit=runtime.settings.login_rate_per_ip, window_seconds=LOGIN_WINDOW_SECONDS
+        _login_rate_key(client), limit=runtime.settings.login_rate_per_ip, window_seconds=LOGIN_WINDOW_SECONDS
     )
     if retry is not None:
         raise RateLimited(f"too many login attempts from this address; try again in {retry} seconds", retry_after=retry)
-    form = await request.form()
+    form = await read_form(
+        request,
+        max_bytes=runtime.settings.max_body_bytes,
+        max_fields=LOGIN_MAX_FIELDS,
+        max_part_size=LOGIN_FIELD_BYTES,
+    )
     next_path = safe_next(_form_text(form.get("next"), 2000))
     email = _form_text(form.get("email"), MAX_EMAIL + 1)
     if not login_csrf_ok(request, _form_text(form.get("csrf_token"), 200)):
@@ -121,6 +137,19 @@ async def login_submit(request: Request, session: SessionDep, runtime: RuntimeDe
     set_session_cookie(request, response, token)
     forget_login_nonce(request, response)
     return response
+
+
+def _login_rate_key(host: str) -> str:
+    """The login limit's key for a client: an IPv4 address, or the /64 an IPv6 address is in."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone id (``fe80::1%eth0``) is no part of it
+    except ValueError:
+        return f"login:{host}"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ``::ffff:192.0.2.1`` is that IPv4 client, not a network of its own
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"login:{ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False)}"
+    return f"login:{address}"
 
 
 @router.post("/logout")
@@ -182,15 +211,24 @@ async def account_logout_everywhere(request: Request, session: SessionDep, user:
 
 @router.post("/ui/account/password")
 async def account_password(request: Request, session: SessionDep, runtime: RuntimeDep, user: CsrfDep) -> Response:
-    """Change one's own password; other sessions end, this one stays."""
+    """Change one's own password; other sessions end, this one stays. Wrong current passwords count towards
+    the login's lockout, and the one that locks the account ends this session."""
     user_id = _user_id(user)
     form = await request.form()
     current = _form_text(form.get("current_password"), passwords.MAX_LENGTH + 1)
     new = _form_text(form.get("new_password"), passwords.MAX_LENGTH + 1)
     again = _form_text(form.get("new_password_again"), passwords.MAX_LENGTH + 1)
     account = await accounts.get_user(session, user_id)
-    problem = await _password_problem(account, current, new, again)
+    if login.is_locked(account):  # as at the login form: while the lock holds, no password is right
+        problem: UnprocessableInput | None = UnprocessableInput(LOCKED, field="current_password")
+    else:
+        verdict = await login.check_own_password(session, account, current, login_policy(runtime))
+        if verdict == "locked":
+            return await _end_locked_session(request, session, account)
+        wrong = UnprocessableInput(WRONG_CURRENT, field="current_password")
+        problem = wrong if verdict == "wrong" else _new_password_problem(new, again)
     if problem is not None:
+        await session.commit()  # a wrong current password counts towards the lockout
         return await _account_page(
             request, session, runtime, user_id, status_code=422, error=problem.message, error_field=problem.field
         )
@@ -201,9 +239,20 @@ async def account_password(request: Request, session: SessionDep, runtime: Runti
     )
 
 
-async def _password_problem(account: User, current: str, new: str, again: str) -> UnprocessableInput | None:
-    if not await passwords.verify_in_thread(account.password_hash, current):
-        return UnprocessableInput("the current password is not right", field="current_password")
+async def _end_locked_session(request: Request, session: SessionDep, account: User) -> RedirectResponse:
+    # Whoever guessed here holds a session, not the password: ending it leaves them the login form, which
+    # refuses everyone while the lock holds. The lock itself is audited (``user.locked``).
+    token = session_token(request)
+    if token is not None:
+        await login.end_session(session, token)
+    await session.commit()
+    log.info("account page: user %d locked by wrong current passwords; session ended", account.id)
+    response = RedirectResponse("/login", status_code=303)
+    clear_session_cookie(request, response)
+    return response
+
+
+def _new_password_problem(new: str, again: str) -> UnprocessableInput | None:
     if new != again:
         return UnprocessableInput("the two new passwords differ", field="new_password_again")
     try:

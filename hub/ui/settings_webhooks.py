@@ -38,7 +38,7 @@ async def webhooks_page(request: Request, session: SessionDep, _admin: WebAdminD
 
 @router.post("/ui/settings/webhooks", response_class=HTMLResponse)
 async def create_endpoint(
-    request: Request, session: SessionDep, runtime: RuntimeDep, _admin: WebAdminDep, _csrf: CsrfDep
+    request: Request, session: SessionDep, runtime: RuntimeDep, admin: WebAdminDep, _csrf: CsrfDep
 ) -> Response:
     """Subscribe a URL; its ``whsec_`` secret is shown this once."""
     form = await request.form()
@@ -55,7 +55,7 @@ async def create_endpoint(
             format=values["format"],
             event_types=values["event_types"],
         )
-        endpoint, secret = await endpoints.create_endpoint(session, spec, runtime.box)
+        endpoint, secret = await endpoints.create_endpoint(session, spec, runtime.box, actor=admin.actor)
     except ValidationError as exc:
         return await _page(request, session, values=values, errors=errors_of(exc), status_code=422)
     except HubError as exc:
@@ -66,19 +66,19 @@ async def create_endpoint(
 
 
 @router.post("/ui/settings/webhooks/{endpoint_id}/enable")
-async def enable_endpoint(endpoint_id: IdPath, session: SessionDep, _admin: WebAdminDep, _csrf: CsrfDep) -> Response:
+async def enable_endpoint(endpoint_id: IdPath, session: SessionDep, admin: WebAdminDep, _csrf: CsrfDep) -> Response:
     """Send to this endpoint again."""
     endpoint = await endpoints.get_endpoint(session, endpoint_id, lock=True)
-    await endpoints.update_endpoint(session, endpoint, {"enabled": True})
+    await endpoints.update_endpoint(session, endpoint, {"enabled": True}, actor=admin.actor)
     await session.commit()
     return RedirectResponse("/ui/settings/webhooks", status_code=303)
 
 
 @router.post("/ui/settings/webhooks/{endpoint_id}/disable")
-async def disable_endpoint(endpoint_id: IdPath, session: SessionDep, _admin: WebAdminDep, _csrf: CsrfDep) -> Response:
+async def disable_endpoint(endpoint_id: IdPath, session: SessionDep, admin: WebAdminDep, _csrf: CsrfDep) -> Response:
     """Stop sending to this endpoint (pending deliveries are cancelled)."""
     endpoint = await endpoints.get_endpoint(session, endpoint_id, lock=True)
-    await endpoints.update_endpoint(session, endpoint, {"enabled": False})
+    await endpoints.update_endpoint(session, endpoint, {"enabled": False}, actor=admin.actor)
     await session.commit()
     return RedirectResponse("/ui/settings/webhooks", status_code=303)
 

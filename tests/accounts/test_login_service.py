@@ -15,7 +15,7 @@ from hub.accounts.login import LoginPolicy
 from hub.accounts.models import User, UserSession
 from hub.accounts.schemas import UserCreate
 from hub.audit.models import AuditEntry
-from hub.errors import Conflict
+from hub.errors import Conflict, NotFound
 from tests.accounts.conftest import START
 from tests.conftest import FrozenClock
 
@@ -159,3 +159,42 @@ async def test_logout_one_logout_everywhere_and_disabling(db_session: AsyncSessi
     assert await login.active_session(db_session, fourth, POLICY) is None
     assert await refused(db_session, user.email, PASSWORD)
     assert await audit_actions(db_session) == ["user.created", "user.sessions_ended", "user.disabled"]
+
+
+@pytest.mark.parametrize("typed", ["ada\x00@example.test", "ada@example.test\x00", "ad\ud800a@example.test"])
+async def test_an_email_no_account_can_have_is_refused_like_an_unknown_one(
+    db_session: AsyncSession, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch, typed: str
+) -> None:
+    """A NUL or a lone surrogate never reaches the query (PostgreSQL refuses NUL in text: a 500), and the
+    refusal costs the same argon2 verification as an unknown email's, so it tells nothing either."""
+    user = await make_user(db_session)
+    burnt: list[str] = []
+
+    async def burn_time(password: str) -> None:
+        burnt.append(password)
+
+    monkeypatch.setattr(passwords, "burn_time_in_thread", burn_time)
+    assert await refused(db_session, typed, PASSWORD)
+    assert burnt == [PASSWORD]
+    await db_session.refresh(user)
+    assert user.failed_logins == 0
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [("ada@xn--bcher-kva.example", "ada@bücher.example"), ("jose\u0301@example.test", "jos\u00e9@example.test")],
+)
+async def test_a_user_is_found_by_the_exact_email_they_were_created_with(
+    db_session: AsyncSession, frozen: FrozenClock, typed: str, stored: str
+) -> None:
+    """Creation stores email_validator's normal form (IDNA domain in Unicode, NFC); login and the CLI look the
+    address up in that same form, so what the admin typed opens the account."""
+    user = await make_user(db_session, email=typed)
+    assert user.email == stored
+    found = await login.check_password(db_session, typed, PASSWORD, POLICY)
+    assert found is not None and found.id == user.id
+    assert (await accounts.find_user(db_session, typed)).id == user.id
+    assert (await accounts.find_user(db_session, f" {typed.upper()} ")).id == user.id
+    with pytest.raises(NotFound) as unknown:
+        await accounts.find_user(db_session, "Not An Email")
+    assert unknown.value.field == "user" and "not an email" in unknown.value.message

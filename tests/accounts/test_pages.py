@@ -340,3 +340,109 @@ async def test_login_page_is_labelled_and_escapes_what_was_typed(sqlite_hub: Hub
     answer = await sqlite_hub.client.post("/login", data={"email": typed, "password": "x", "csrf_token": csrf[1]})
     assert answer.status_code == 401
     assert "<script>alert(1)" not in answer.text and "&lt;script&gt;" in answer.text
+
+
+async def test_an_email_with_a_nul_is_refused_like_an_unknown_one(hub: Hub) -> None:
+    """A NUL typed or posted into the email field is a plain 401 on every backend (PostgreSQL cannot compare NUL)."""
+    await hub.create_user("ada@example.test", PASSWORD, "admin")
+    for typed in ("ada\x00@example.test", "ada@example.test\x00"):
+        answer = await post_login(hub.client, typed)
+        assert answer.status_code == 401 and "Wrong email or password" in answer.text
+    assert "hub_session" not in hub.client.cookies
+
+
+async def test_a_user_signs_in_with_the_exact_email_they_were_created_with(sqlite_hub: Hub) -> None:
+    """The API stores email_validator's normal form (IDNA domain in Unicode, NFC); the login form finds it."""
+    for email in ("ada@xn--bcher-kva.example", "jose\u0301@example.test"):
+        created = await sqlite_hub.client.post(
+            "/api/users",
+            json={"email": email, "name": "Ada", "role": "manager", "password": PASSWORD},
+            headers=sqlite_hub.auth(),
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["email"] != email  # stored in its normal form
+        sqlite_hub.client.cookies.clear()
+        assert (await post_login(sqlite_hub.client, email)).status_code == 303
+
+
+async def test_a_login_body_over_the_limit_is_refused_before_it_is_parsed(sqlite_hub: Hub) -> None:
+    """The login form is read within HUB_MAX_BODY_BYTES and parsed with a login form's few small fields and no
+    files, not Starlette's defaults (1,000 fields of 1 MB each in memory, files of any size spooled to disk)."""
+    await sqlite_hub.create_user("ada@example.test", PASSWORD, "admin")
+    limit = sqlite_hub.settings.max_body_bytes
+    fields = {"email": "ada@example.test", "password": PASSWORD, "csrf_token": await login_form(sqlite_hub.client)}
+    padded = fields | {f"pad{i}": "x" * (900 * 1024) for i in range(4)}  # every field under 1 MB, 3.6 MB in all
+    too_big = await sqlite_hub.client.post("/login", data=padded)
+    assert too_big.status_code == 413 and f"the limit is {limit}" in too_big.text
+    upload = await sqlite_hub.client.post(
+        "/login", data=fields, files={"pad": ("pad.bin", b"x" * (6 * limit), "application/octet-stream")}
+    )
+    assert upload.status_code == 413
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(4):
+            yield b"pad=" + b"x" * limit + b"&"
+
+    chunked = await sqlite_hub.client.post(
+        "/login", content=streamed(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert chunked.status_code == 413
+    many = fields | {f"f{i}": "x" for i in range(50)}
+    assert (await sqlite_hub.client.post("/login", data=many)).status_code == 400
+    small_file = await sqlite_hub.client.post("/login", data=fields, files={"pad": ("a.txt", b"x", "text/plain")})
+    assert small_file.status_code == 400
+    assert "hub_session" not in sqlite_hub.client.cookies
+    assert (await sqlite_hub.client.post("/login", data=fields)).status_code == 303
+
+
+async def test_a_dashboard_form_over_the_body_limit_is_refused_by_the_csrf_check(sqlite_hub: Hub) -> None:
+    """The CSRF check reads a signed-in user's urlencoded form within HUB_MAX_BODY_BYTES too."""
+    csrf = await sqlite_hub.login_as("manager")
+    padded = {"csrf_token": csrf} | {f"pad{i}": "x" * (900 * 1024) for i in range(4)}
+    assert (await sqlite_hub.client.post("/logout", data=padded)).status_code == 413
+    assert (await sqlite_hub.client.get("/ui/account")).status_code == 200  # nothing happened
+    assert (await sqlite_hub.client.post("/logout", data={"csrf_token": csrf})).status_code == 303
+
+
+async def test_wrong_current_passwords_on_the_account_page_lock_the_account_like_the_login_form(
+    sqlite_url: str, frozen: FrozenClock
+) -> None:
+    """A borrowed session must not guess its owner's password without end on the account page: wrong current
+    passwords count towards the login lockout, and the guess that locks the account ends the session."""
+    async for hub in start_hub(make_settings(sqlite_url, login_max_failures=3, login_rate_per_ip=1000)):
+        user_id = await hub.create_user("ada@example.test", PASSWORD, "manager")
+        csrf = await hub.login("ada@example.test", PASSWORD)
+        form = {"csrf_token": csrf, "new_password": "taken over now", "new_password_again": "taken over now"}
+        for guess in range(2):
+            wrong = await hub.client.post("/ui/account/password", data=form | {"current_password": f"guess {guess}"})
+            assert wrong.status_code == 422 and "current password is not right" in wrong.text
+        locking = await hub.client.post("/ui/account/password", data=form | {"current_password": "guess 2"})
+        assert locking.status_code == 303 and locking.headers["location"] == "/login"
+        assert "hub_session" not in hub.client.cookies
+        users = (await hub.client.get("/api/users", headers=hub.auth())).json()
+        [ada] = [u for u in users if u["id"] == user_id]
+        assert ada["locked_until"] is not None
+        audit = (await hub.client.get("/api/audit?action=user.locked", headers=hub.auth())).json()
+        assert [(e["target_id"], e["actor"]) for e in audit["items"]] == [(str(user_id), "rule:lockout")]
+        assert (await post_login(hub.client, "ada@example.test")).status_code == 401  # locked, as after the form
+        frozen.advance(15 * 60)
+        csrf = await hub.login("ada@example.test", PASSWORD)  # the password was never changed
+        right = await hub.client.post(
+            "/ui/account/password", data=form | {"csrf_token": csrf, "current_password": PASSWORD}
+        )
+        assert right.status_code == 200 and "Password changed" in right.text
+
+
+async def test_the_login_limit_counts_an_ipv6_client_by_its_64_network(sqlite_url: str) -> None:
+    """An IPv6 client holds a whole /64: a new interface id per attempt must not buy a new budget of guesses."""
+    async for hub in start_hub(make_settings(sqlite_url, login_rate_per_ip=3)):
+        statuses = []
+        for host in [*(f"2001:db8:1:2::{n:x}" for n in range(1, 5)), "2001:db8:1:2:ffff:ffff:ffff:ffff"]:
+            transport = httpx.ASGITransport(app=app_of(hub), client=(host, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="https://hub.example.test") as attacker:
+                statuses.append((await post_login(attacker, "nobody@example.test", "guess")).status_code)
+        assert statuses == [401, 401, 401, 429, 429]
+        for host in ("2001:db8:1:3::1", "198.51.100.1", "198.51.100.2"):  # the next /64, and IPv4 per address
+            transport = httpx.ASGITransport(app=app_of(hub), client=(host, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="https://hub.example.test") as neighbour:
+                assert (await post_login(neighbour, "nobody@example.test", "guess")).status_code == 401

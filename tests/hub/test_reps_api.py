@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -13,7 +14,9 @@ from hub.email import service as email
 from hub.email.models import EmailMessage
 from hub.inbox import service as inbox
 from hub.inbox.models import WebhookNonce
-from tests.conftest import Hub
+from tests.conftest import Hub, make_settings, start_hub
+
+HEAD_OF_SALES_RULES = Path(__file__).parents[1] / "tasks" / "head_of_sales.yaml"
 
 
 async def test_managers_create_reps_and_numbers_are_normalised(hub: Hub) -> None:
@@ -200,3 +203,68 @@ async def test_a_team_manager_changes_only_their_own_teams_and_reps(hub: Hub) ->
         f"/api/teams/{mine['id']}", json={"name": "Nord", "member_ids": [ana, added.json()["id"]]}, headers=mia_key
     )
     assert renamed.status_code == 200, renamed.text
+
+
+async def test_a_rep_who_has_left_cannot_be_made_a_manager(hub: Hub) -> None:
+    """A manager who has left hears no escalation, so naming one would quietly send every rung-1 escalation of
+    their team or rep to the head of sales: refused, naming the field, and nothing changes."""
+    gone = await hub.create_rep("Max", status="inactive")
+    mia, ana = await hub.create_rep("Mia"), await hub.create_rep("Ana")
+    sales = (
+        await hub.client.post(
+            "/api/teams", json={"name": "Sales", "manager_rep_id": mia, "member_ids": [ana]}, headers=hub.auth()
+        )
+    ).json()
+
+    refused = [
+        await hub.client.post(
+            "/api/teams", json={"name": "North", "manager_rep_id": gone, "member_ids": []}, headers=hub.auth()
+        ),
+        await hub.client.patch(f"/api/teams/{sales['id']}", json={"manager_rep_id": gone}, headers=hub.auth()),
+        await hub.client.patch(f"/api/reps/{ana}", json={"manager_id": gone}, headers=hub.auth()),
+        await hub.client.post("/api/reps", json={"name": "Cy", "manager_id": gone}, headers=hub.auth()),
+    ]
+    assert [(r.status_code, r.json().get("field")) for r in refused] == [
+        (422, "manager_rep_id"),
+        (422, "manager_rep_id"),
+        (422, "manager_id"),
+        (422, "manager_id"),
+    ]
+    assert f"rep {gone} has left" in refused[0].text
+    teams = (await hub.client.get("/api/teams", headers=hub.auth())).json()
+    assert [(t["name"], t["manager_rep_id"]) for t in teams] == [("Sales", mia)]
+    assert (await hub.client.get(f"/api/reps/{ana}", headers=hub.auth())).json()["manager_id"] is None
+
+
+async def test_a_team_manager_cannot_take_the_head_of_sales_address_to_see_every_lead(sqlite_url: str) -> None:
+    """The rep whose email is routing.head_of_sales sees every lead and gets the top escalations: a manager who
+    sees only their teams must not give that address to their own rep record, or to a rep they add."""
+    async for hub in start_hub(make_settings(sqlite_url, rules_file=HEAD_OF_SALES_RULES)):
+        mia, ana, bob = await hub.create_rep("Mia"), await hub.create_rep("Ana"), await hub.create_rep("Bob")
+        north = await hub.client.post(
+            "/api/teams", json={"name": "North", "manager_rep_id": mia, "member_ids": [ana]}, headers=hub.auth()
+        )
+        assert north.status_code == 201, north.text
+        lead = await hub.client.post("/api/contacts", json={"email": "lead@example.com"}, headers=hub.auth())
+        bobs_lead = f"/api/contacts/{lead.json()['contact_id']}"
+        owned = await hub.client.patch(bobs_lead, json={"owner_rep_id": bob}, headers=hub.auth())
+        assert owned.status_code == 200
+        mia_key = hub.auth(await hub.create_key("manager", mia))
+        assert (await hub.client.get(bobs_lead, headers=mia_key)).status_code == 404
+
+        for typed in ("head@example.com", " Head@Example.com "):
+            taken = await hub.client.patch(f"/api/reps/{mia}", json={"email": typed}, headers=mia_key)
+            assert (taken.status_code, taken.json().get("field")) == (403, "email"), taken.text
+        added = await hub.client.post(
+            "/api/reps",
+            json={"name": "Cy", "email": "head@example.com", "team_id": north.json()["id"]},
+            headers=mia_key,
+        )
+        assert (added.status_code, added.json().get("field")) == (403, "email")
+        assert (await hub.client.get(f"/api/reps/{mia}", headers=hub.auth())).json()["email"] is None
+        assert (await hub.client.get(bobs_lead, headers=mia_key)).status_code == 404
+        # Her own address she may still set, and an admin names the head of sales.
+        own = await hub.client.patch(f"/api/reps/{mia}", json={"email": "mia@example.com"}, headers=mia_key)
+        assert own.status_code == 200
+        head = await hub.client.patch(f"/api/reps/{bob}", json={"email": "head@example.com"}, headers=hub.auth())
+        assert head.status_code == 200

@@ -85,3 +85,36 @@ async def test_endpoint_lifecycle(sqlite_hub: Hub) -> None:
     assert (await sqlite_hub.client.get(path, headers=sqlite_hub.auth())).status_code == 404
     async with sqlite_hub.session() as session:
         assert (await session.scalars(select(WebhookDelivery))).all() == []
+
+
+async def test_endpoint_changes_are_audited_without_the_secret(hub: Hub) -> None:
+    """An endpoint ships lead data to a URL: who added, changed, re-keyed or removed one is in the audit log,
+    with the URL and event types it had, and never its signing secret."""
+    created = await hub.client.post(
+        URL, json={"url": "https://collector.example.com/hook", "event_types": ["lead.created"]}, headers=hub.auth()
+    )
+    assert created.status_code == 201, created.text
+    endpoint_id, secret = created.json()["id"], created.json()["secret"]
+    path = f"{URL}/{endpoint_id}"
+    patched = await hub.client.patch(path, json={"event_types": ["*"], "enabled": False}, headers=hub.auth())
+    assert patched.status_code == 200
+    unchanged = await hub.client.patch(path, json={"event_types": ["*"]}, headers=hub.auth())
+    assert unchanged.status_code == 200  # nothing changed: nothing to record
+    rotated = await hub.client.post(f"{path}/rotate-secret", headers=hub.auth())
+    assert rotated.status_code == 200
+    assert (await hub.client.delete(path, headers=hub.auth())).status_code == 204
+
+    audit = (await hub.client.get("/api/audit?target_type=webhook_endpoint&limit=200", headers=hub.auth())).json()
+    entries = [(e["action"], e["target_id"], e["details"]) for e in reversed(audit["items"])]
+    created_details = {"url": "https://collector.example.com/hook", "event_types": ["lead.created"]}
+    later = {"url": "https://collector.example.com/hook", "event_types": ["*"]}
+    assert entries == [
+        ("webhook.created", str(endpoint_id), created_details),
+        ("webhook.updated", str(endpoint_id), later | {"fields": ["event_types", "enabled"]}),
+        ("webhook.secret_rotated", str(endpoint_id), later),
+        ("webhook.deleted", str(endpoint_id), later),
+    ]
+    [admin_key] = (await hub.client.get("/api/api-keys", headers=hub.auth())).json()
+    assert {e["actor"] for e in audit["items"]} == {f"key:{admin_key['id']}"}
+    for known in (secret, rotated.json()["secret"]):
+        assert known not in str(audit) and known.removeprefix("whsec_") not in str(audit)

@@ -232,6 +232,17 @@ async def test_outbound_endpoints_deliveries_test_and_retry(sqlite_hub: Hub) -> 
     async with hub.session() as session:
         row = await session.get(WebhookEndpoint, endpoint.id)
         assert row is not None and row.enabled is True
+    # The dashboard's changes are audited as the API's are, under the signed-in admin's name.
+    assert await audit_actions(hub, "webhook_endpoint") == [
+        ("webhook.created", str(endpoint.id)),
+        ("webhook.updated", str(endpoint.id)),
+        ("webhook.updated", str(endpoint.id)),
+    ]
+    async with hub.session() as session:
+        entries = (await session.scalars(select(AuditEntry).where(AuditEntry.target_type == "webhook_endpoint"))).all()
+    assert len({e.actor for e in entries}) == 1 and entries[0].actor.startswith("user:")
+    assert [e.details.get("fields") for e in entries] == [None, ["enabled"], ["enabled"]]
+    assert all(e.details["url"] == "https://crm.example.com/hook" and secret[1] not in str(e.details) for e in entries)
 
 
 async def test_rules_view_shows_problems_and_reload_is_audited(settings_hub: Hub, rules_file: Path) -> None:
