@@ -30,6 +30,7 @@ from hub.policy.facts import LeadSnapshot
 from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.routing import assign, ownership, repository, stages, touches
+from hub.routing.models import Assignment
 from hub.scoring import service as scoring
 from hub.scoring.rules import Event
 from hub.timeline import service as timeline
@@ -95,6 +96,8 @@ async def _settle_all(
     # otherwise ask the queue about its contact (settling one contact never queues another).
     bringing_leads = [c.id for c in contacts if any(e.kind in LEAD_KINDS for e in by_contact[c.id])]
     queued = await repository.queued_among(session, bringing_leads) if policy.routing.rules else set()
+    routable = [c for c in bringing_leads if c not in queued] if policy.routing.rules else []
+    previous = await repository.latest_assignments(session, routable)
     for contact in contacts:
         await settle_contact(
             session,
@@ -105,6 +108,7 @@ async def _settle_all(
             snapshots[contact.id],
             events.get(contact.id),
             queued=contact.id in queued,
+            previous=previous.get(contact.id),
         )
     if not reactions:
         return
@@ -146,10 +150,12 @@ async def settle_contact(
     events: list[Event] | None,
     *,
     queued: bool,
+    previous: Assignment | None,
 ) -> None:
     """Warmth, a returning lead, ownership, then the first touch, for one contact (already in the pipeline).
 
-    ``queued``: the contact waits in the unassigned queue (its retries route it; this does not)."""
+    ``queued``: the contact waits in the unassigned queue (its retries route it; this does not). ``previous``: its
+    latest assignment, read for the batch before any was settled (settling one contact never assigns another)."""
     cause = ", ".join(sorted({e.kind for e in entries}))
     await scoring.rescore(session, contact, policy.warmth, at, cause=cause, snapshot=snapshot, events=events)
     if contact.stage in policy.pipeline.closed and any(e.kind == "form_submission" for e in entries):
@@ -164,7 +170,7 @@ async def settle_contact(
             actor="rule:returning",
             reason="came back with a new form submission",
         )
-    await _give_an_owner(session, contact, entries, policy, at, snapshot, queued=queued)
+    await _give_an_owner(session, contact, entries, policy, at, snapshot, queued=queued, previous=previous)
     # Last, so a rep who just claimed the lead by calling it has that call counted as the first touch.
     await touches.note_touches(session, contact, entries, policy.pipeline, at)
 
@@ -185,6 +191,7 @@ async def _give_an_owner(
     snapshot: LeadSnapshot,
     *,
     queued: bool,
+    previous: Assignment | None,
 ) -> None:
     if contact.owner_rep_id is not None or contact.stage in policy.pipeline.closed:
         return
@@ -205,4 +212,4 @@ async def _give_an_owner(
     brings_lead = any(e.kind in LEAD_KINDS for e in entries)
     # No routing rules at all means routing is off (leads are assigned by hand), not "queue everything".
     if brings_lead and policy.routing.rules and not queued:
-        await assign.route(session, contact, policy, at, snapshot=snapshot)
+        await assign.route(session, contact, policy, at, snapshot=snapshot, known=assign.Known(previous))

@@ -40,6 +40,14 @@ class Outcome:
     skipped: dict[int, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the caller already read about the lead, for a whole batch at once (``hub.automation`` settles hundreds
+    of leads per commit): its latest assignment, and that it is not on the unassigned queue."""
+
+    previous: Assignment | None
+
+
 def pool_key(rule_id: str) -> str:
     """The fair-order row of the pool a routing rule picks from (locked for every decision by that rule)."""
     return f"rule:{rule_id}"
@@ -80,12 +88,14 @@ async def route(
     *,
     queue_if_none: bool = True,
     snapshot: LeadSnapshot | None = None,
+    known: Known | None = None,
 ) -> Outcome:
     """Assign the lead by the rules, or (``queue_if_none``) put it on its team's unassigned queue.
 
-    ``snapshot``: the lead as scoring just saw it, to save reading it again."""
+    ``snapshot``: the lead as scoring just saw it, and ``known``: what the caller read about it, to save reading
+    them again."""
     handover = handover or Handover()
-    previous = await repository.latest_assignment(session, contact.id)
+    previous = known.previous if known is not None else await repository.latest_assignment(session, contact.id)
     returning = previous is not None and handover.chain_id is None
     previous_owner_id = previous.rep_id if previous else None
     if snapshot is None:
@@ -104,14 +114,16 @@ async def route(
     if rule is None and not queue_if_none:
         return Outcome(assignment=None, reason="no routing rule matches this lead")
     if rule is None:
-        return await _queue(session, contact, policy, None, None, "no routing rule matches this lead", handover, now)
+        reason = "no routing rule matches this lead"
+        return await _queue(session, contact, policy, None, None, reason, handover, now, known=known)
     team_id = await _team_id(session, rule)
     outcome = await _decide(session, contact, policy, rule, team_id, facts, handover, now)
     if outcome.assignment is None and not queue_if_none:
         return outcome
     if outcome.assignment is None:
         detail = "; ".join(f"rep {r}: {why}" for r, why in sorted(outcome.skipped.items())) or "the pool is empty"
-        return await _queue(session, contact, policy, rule, team_id, f"no eligible rep ({detail})", handover, now)
+        reason = f"no eligible rep ({detail})"
+        return await _queue(session, contact, policy, rule, team_id, reason, handover, now, known=known)
     return outcome
 
 
@@ -266,8 +278,10 @@ async def _queue(
     reason: str,
     handover: Handover,
     now: datetime,
+    *,
+    known: Known | None,
 ) -> Outcome:
-    existing = await repository.queued(session, contact.id)
+    existing = None if known is not None else await repository.queued(session, contact.id)
     if existing is None:
         session.add(
             QueuedLead(

@@ -40,6 +40,21 @@ async def latest_assignment(session: AsyncSession, contact_id: int) -> Assignmen
     return (await session.scalars(_LATEST_ASSIGNMENT, {"contact_id": contact_id})).one_or_none()
 
 
+async def latest_assignments(session: AsyncSession, contact_ids: Sequence[int]) -> dict[int, Assignment]:
+    """``latest_assignment`` of many contacts in one read; a contact never assigned is absent."""
+    if not contact_ids:
+        return {}
+    stmt = (
+        select(Assignment)
+        .where(Assignment.contact_id.in_(contact_ids))
+        .order_by(Assignment.contact_id, Assignment.assigned_at.desc(), Assignment.id.desc())
+    )
+    latest: dict[int, Assignment] = {}
+    for assignment in (await session.scalars(stmt)).all():
+        latest.setdefault(assignment.contact_id, assignment)
+    return latest
+
+
 async def assignments_of(session: AsyncSession, contact_id: int) -> list[Assignment]:
     """Every assignment of the contact, oldest first."""
     stmt = select(Assignment).where(Assignment.contact_id == contact_id).order_by(Assignment.id)
