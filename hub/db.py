@@ -10,12 +10,26 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, JSON, BigInteger, DateTime, Integer, MetaData, bindparam, event, text
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BigInteger,
+    ColumnElement,
+    ColumnExpressionArgument,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    bindparam,
+    event,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.functions import Function
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -87,11 +101,26 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) 
     )
 
 
+SQLITE_CASEFOLD = "hub_casefold"
+"""A SQL function on every SQLite connection: Python's ``str.casefold``. SQLite's own lower() and LIKE fold ASCII
+letters only, so a search for "émilie" would never find "Émilie" there."""
+
+
+def casefolded(expression: ColumnExpressionArgument[str | None]) -> ColumnElement[str]:
+    """``expression`` case-folded as Python folds it, every letter and not only ASCII; SQLite only."""
+    return Function(SQLITE_CASEFOLD, expression, type_=String())
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over BEGIN from the driver so each transaction can start as IMMEDIATE.
         dbapi_connection.isolation_level = None
+        dbapi_connection.create_function(SQLITE_CASEFOLD, 1, _casefold, deterministic=True)
         cursor = dbapi_connection.cursor()
         for pragma in (
             "PRAGMA journal_mode=WAL",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -87,15 +88,10 @@ async def list_contacts(
     cursor: str | None = None,
 ) -> Page[ContactOut]:
     """Contacts, newest first; reps see only their own, managers their teams'."""
-    try:
-        email_value = normalize_email(email) if email is not None else None
-        phone_value = (
-            normalize_phone(phone, runtime.settings.default_region, keep_extension=True) if phone is not None else None
-        )
-    except InvalidIdentity as exc:
-        raise UnprocessableInput(
-            f"filter is not a valid email or phone: {exc.reason}", field="email" if email is not None else "phone"
-        ) from None
+    email_value = _identity_filter("email", email, normalize_email)
+    phone_value = _identity_filter(
+        "phone", phone, lambda value: normalize_phone(value, runtime.settings.default_region, keep_extension=True)
+    )
     before_id = decode_id_cursor(cursor) if cursor else None
     found = await repository.list_contacts(
         session,
@@ -114,6 +110,16 @@ async def list_contacts(
     page = found[:limit]
     next_cursor = encode_cursor([page[-1].id]) if len(found) > limit else None
     return Page[ContactOut](items=[ContactOut.of(c) for c in page], next_cursor=next_cursor)
+
+
+def _identity_filter(field: str, value: str | None, normalize: Callable[[str], str]) -> str | None:
+    """A filter normalised as the identities are stored; a 422 naming this filter when it is not one."""
+    if value is None:
+        return None
+    try:
+        return normalize(value)
+    except InvalidIdentity as exc:
+        raise UnprocessableInput(f"{field} filter is not a valid {field}: {exc.reason}", field=field) from None
 
 
 @router.get("/{contact_id}", response_model=ContactOut, responses=MERGED_REDIRECT)
@@ -189,6 +195,9 @@ async def update_contact(
     contact_id: ContactIdPath, patch: ContactPatch, session: SessionDep, scope: ScopeDep, runtime: RuntimeDep
 ) -> ContactOut:
     """Edit name, company, job title, time zone, custom fields, stage (lost needs loss_reason) or owner."""
+    # Locked before it is read: custom fields are merged into the stored ones, and a form post or import for the
+    # same person that commits meanwhile (completing a field) must not be overwritten with what was read before.
+    await contacts.lock_contact(session, contact_id)
     contact = await visible_contact(session, scope, contact_id)
     principal, policy, now = scope.principal, runtime.rules.current, clock.now()
     changes = patch.model_dump(exclude_unset=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from hub.contacts.models import Contact, ContactIdentity
 from hub.contacts.normalize import Identity
+from hub.db import casefolded
 
 _OWNERS_OF_IDENTITIES = select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id).where(
     or_(
@@ -136,18 +137,7 @@ async def list_contacts(
                 )
             )
     if q:
-        pattern = f"%{_escape_like(q.lower())}%"
-        stmt = stmt.where(
-            or_(
-                Contact.name.ilike(pattern, escape="\\"),
-                Contact.company.ilike(pattern, escape="\\"),
-                exists().where(
-                    ContactIdentity.contact_id == Contact.id,
-                    ContactIdentity.kind == "email",
-                    ContactIdentity.value.like(pattern, escape="\\"),
-                ),
-            )
-        )
+        stmt = stmt.where(_searched(q, on_sqlite=session.get_bind().dialect.name == "sqlite"))
     if source is not None:
         stmt = stmt.where(Contact.source == source)
     if stage is not None:
@@ -161,6 +151,24 @@ async def list_contacts(
         stmt = stmt.where(or_(owned, Contact.owner_rep_id.is_(None)) if include_unowned else owned)
     stmt = stmt.order_by(Contact.id.desc()).limit(limit).options(selectinload(Contact.identities))
     return list((await session.scalars(stmt)).all())
+
+
+def _searched(q: str, *, on_sqlite: bool) -> ColumnElement[bool]:
+    """Contacts whose name or company contains ``q`` in any case, or one of whose emails contains it."""
+    pattern = f"%{_escape_like(q.lower())}%"
+    if on_sqlite:
+        # SQLite's ILIKE is lower() and LIKE, which fold ASCII letters only: "Émilie" would not match "émilie".
+        # Both sides are folded by Python there instead; PostgreSQL's ILIKE folds every letter as it is.
+        folded = f"%{_escape_like(q.casefold())}%"
+        in_profile = [casefolded(column).like(folded, escape="\\") for column in (Contact.name, Contact.company)]
+    else:
+        in_profile = [column.ilike(pattern, escape="\\") for column in (Contact.name, Contact.company)]
+    in_emails = exists().where(
+        ContactIdentity.contact_id == Contact.id,
+        ContactIdentity.kind == "email",
+        ContactIdentity.value.like(pattern, escape="\\"),  # stored lower-cased by Python, as the pattern is
+    )
+    return or_(*in_profile, in_emails)
 
 
 def _escape_like(value: str) -> str:

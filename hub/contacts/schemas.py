@@ -95,7 +95,7 @@ class ContactPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: SafeStr | None = Field(default=None, max_length=200)
+    name: SafeStr | None = Field(default=None, max_length=200, description="trimmed; null clears it, blank is refused")
     company: SafeStr | None = Field(default=None, max_length=200)
     job_title: SafeStr | None = Field(default=None, max_length=200)
     time_zone: SafeStr | None = None
@@ -112,6 +112,16 @@ class ContactPatch(BaseModel):
         max_length=50,
         description="the contact's whole set of tags (lower-cased); a tag added can enroll it in a sequence",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        # A blank name would list a nameless contact, and a later form post never fills a name that is set.
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("a name cannot be blank (null clears it)")
+        return value.strip()
 
     @field_validator("time_zone")
     @classmethod

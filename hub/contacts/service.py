@@ -167,6 +167,12 @@ async def get_live_contact(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
+async def lock_contact(session: AsyncSession, contact_id: int) -> None:
+    """Hold the contact's row until commit (PostgreSQL; SQLite is serial already), so an edit read after this sees,
+    and keeps, what other writers committed before it."""
+    await repository.contact_for_update(session, contact_id)
+
+
 async def survivor_id(session: AsyncSession, contact_id: int) -> int:
     """The live contact an id now stands for (itself, or the contact it was merged into)."""
     exists, merged_into_id = await repository.merged_into(session, contact_id)

@@ -136,6 +136,7 @@ async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[Prepar
     await _keep_within_reach(session, plan.reach, set(known.values()))
     fast, slow = _split(rows, set(known))
     results: dict[int, tuple[int, bool]] = {}
+    merged_into: dict[int, int] = {}
     ids = await create_contacts(session, fast, source=plan.source, now=plan.now)
     for row, contact_id in zip(fast, ids, strict=True):
         results[row.number] = (contact_id, True)
@@ -156,6 +157,8 @@ async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[Prepar
             merge_reason=f"an imported row ({plan.namespace}) carried identities of several contacts",
         )
         results[row.number] = (resolution.contact.id, resolution.created)
+        merged_into.update(dict.fromkeys(resolution.absorbed_ids, resolution.contact.id))
+    results = _after_merges(results, merged_into)
     await _apply_lead_fields(session, plan, rows, results)
     await repository.add_timeline_entries(session, [_entry(plan, row, *results[row.number]) for row in rows])
     await repository.add_rows(
@@ -176,6 +179,22 @@ async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[Prepar
     created = sum(1 for contact_id, was_created in results.values() if was_created)
     outcome.created += created
     outcome.matched += len(rows) - created
+
+
+def _after_merges(results: dict[int, tuple[int, bool]], merged_into: dict[int, int]) -> dict[int, tuple[int, bool]]:
+    """Each row's contact as the batch leaves it: a later row naming two people's identities merges an earlier
+    row's contact into another, and what the file says of that row (consent, owner, its ``imported`` entry and
+    record) belongs on the survivor, which the row then matched rather than created.
+
+    The batch's own merges are all there are: nobody else sees the contacts it created before it commits, and
+    those it matched stay locked until then."""
+    followed: dict[int, tuple[int, bool]] = {}
+    for number, (contact_id, created) in results.items():
+        survivor = contact_id
+        while survivor in merged_into:  # a merged contact never survives a later merge: the chain ends
+            survivor = merged_into[survivor]
+        followed[number] = (survivor, created and survivor == contact_id)
+    return followed
 
 
 async def _known_identities(session: AsyncSession, rows: list[PreparedRow]) -> dict[Identity, int]:

@@ -75,12 +75,19 @@ def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
     """The text of the file and the encoding that read it."""
     if not data.strip():
         raise UnprocessableInput("the file is empty", field="file")
-    if b"\x00" in data[:SNIFF_BYTES]:
-        raise UnprocessableInput(
-            "the file is not a CSV text file (it holds NUL bytes: UTF-16, a spreadsheet's own format or binary); "
-            "save it as CSV UTF-8",
-            field="file",
-        )
+    # The whole file, not a sniffed start: PostgreSQL stores no NUL in text or JSON, so one deep in a file would
+    # fail its row and then that row's error record, and the import would retry that batch for ever.
+    if b"\x00" in data:
+        raise _not_a_text_file()
+    text, used = _decoded(data, encoding)
+    if "\x00" in text:
+        raise _not_a_text_file()  # an encoding such as utf-7 spells NUL without a NUL byte
+    # Excel's "CSV UTF-8" starts with a byte-order mark, which only utf-8-sig drops: read as utf-8 (named by the
+    # import), it would stay in the first column's name, and a key column or mapping naming it would not be found.
+    return text.removeprefix("\ufeff"), used
+
+
+def _decoded(data: bytes, encoding: str | None) -> tuple[str, str]:
     for candidate in (encoding,) if encoding else ENCODINGS:
         try:
             return data.decode(candidate), candidate
@@ -90,6 +97,14 @@ def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
             continue
     tried = encoding or " or ".join(ENCODINGS)
     raise UnprocessableInput(f"the file is not valid {tried} text; save it as CSV UTF-8", field="file")
+
+
+def _not_a_text_file() -> UnprocessableInput:
+    return UnprocessableInput(
+        "the file is not a CSV text file (it holds NUL bytes: UTF-16, a spreadsheet's own format or binary); "
+        "save it as CSV UTF-8",
+        field="file",
+    )
 
 
 def sniff_delimiter(text: str) -> str:

@@ -131,9 +131,25 @@ async def add_timeline_entries(session: AsyncSession, entries: Sequence[dict[str
 
 
 async def add_errors(session: AsyncSession, errors: Sequence[dict[str, Any]]) -> None:
-    """Record failed rows in one statement."""
+    """Record failed rows in one statement, any NUL in their text replaced (U+FFFD)."""
     if errors:
-        await session.execute(insert(ImportRowError), list(errors))
+        await session.execute(insert(ImportRowError), [_storable(error) for error in errors])
+
+
+def _storable(error: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL stores no NUL in text or JSON: an error quoting one would fail the batch's commit, and the import
+    would retry that batch for ever. The file check refuses NUL first; this keeps any other path from sticking."""
+    cleaned = dict(error)
+    for name in ("row_key", "column", "reason"):
+        if isinstance(cleaned.get(name), str):
+            cleaned[name] = _without_nul(cleaned[name])
+    if isinstance(cleaned.get("values"), list):
+        cleaned["values"] = [_without_nul(v) if isinstance(v, str) else v for v in cleaned["values"]]
+    return cleaned
+
+
+def _without_nul(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
 
 
 async def errors_of(

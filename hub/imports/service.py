@@ -76,9 +76,10 @@ async def create_import(
     importer's reach."""
     check_size(len(content), max_bytes)
     table = open_table(content, options)
-    chosen = suggest_mapping(table.header) if mapping is None else mapping
-    if start:
-        chosen = check_mapping(chosen, table.header)
+    given = suggest_mapping(table.header) if mapping is None else mapping
+    # A draft's mapping is checked too, save the identity column its user may still choose: a column the file
+    # lacks is refused at upload, not at start, and what is stored names exactly the file's columns.
+    chosen = check_mapping(given, table.header, require_identity=start)
     now = clock.now()
     lead_import = LeadImport(
         namespace=options.namespace,

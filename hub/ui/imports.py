@@ -122,7 +122,7 @@ async def preview_partial(
             session,
             lead_import,
             env_of(runtime),
-            mapping=_mapping(fields, lead_import),
+            mapping=_mapping(fields, await service.file_header(session, lead_import)),
             options=_options(fields, lead_import),
             reach=importer.reach,
         )
@@ -144,7 +144,7 @@ async def start(
     lead_import = await service.get_import(session, import_id, viewer=importer)
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    mapping = _mapping(fields, lead_import)
+    mapping = _mapping(fields, await service.file_header(session, lead_import))
     try:
         options = _options(fields, lead_import)
         await service.start_import(session, import_id, mapping=mapping, options=options, importer=importer)
@@ -205,9 +205,9 @@ def _choices(column: str) -> list[str]:
     return [IGNORE, *FIELDS, *([custom] if header_slug(column) else [])]
 
 
-def _mapping(fields: dict[str, str], lead_import: LeadImport) -> dict[str, str]:
-    """``map_<i>`` fields back to {column: field}; the columns are the draft's mapping's (the file's header)."""
-    header = list(lead_import.mapping)
+def _mapping(fields: dict[str, str], header: list[str]) -> dict[str, str]:
+    """``map_<i>`` fields back to {column: field}: ``i`` is the column's position in the file's header, as the
+    form lists them (never the stored mapping's key order: an API client's, or JSONB's, which sorts keys)."""
     return {column: fields.get(f"map_{i}", IGNORE) for i, column in enumerate(header)}
 
 

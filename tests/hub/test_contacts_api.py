@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select, update
 
+from hub.contacts import repository as contacts_repository
 from hub.contacts.models import Contact
 from tests.conftest import Hub
 
@@ -169,6 +172,30 @@ async def test_list_filters(hub: Hub) -> None:
     assert bad.json()["field"] == "email"
 
 
+async def _listed(hub: Hub, **params: str) -> list[int]:
+    response = await hub.client.get("/api/contacts", params=params, headers=hub.auth())
+    assert response.status_code == 200, response.text
+    return [c["id"] for c in response.json()["items"]]
+
+
+async def test_search_finds_names_with_accented_capitals(hub: Hub) -> None:
+    # SQLite's own lower() and LIKE fold ASCII letters only: "Émilie" would not be found on the embedded default.
+    emilie = await post_lead(hub, email="emilie@example.com", name="Émilie Dupont", company="Ørsted")
+    await post_lead(hub, email="other@example.com", name="Emil", company="Orsted")
+    assert await _listed(hub, q="Émilie") == [emilie]
+    assert await _listed(hub, q="émilie") == [emilie]
+    assert await _listed(hub, q="ørsted") == [emilie]
+
+
+async def test_a_bad_phone_filter_names_the_phone_field(sqlite_hub: Hub) -> None:
+    await post_lead(sqlite_hub, email="ada@example.com")
+    bad = await sqlite_hub.client.get(
+        "/api/contacts", params={"email": "ada@example.com", "phone": "not a phone"}, headers=sqlite_hub.auth()
+    )
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "phone"
+
+
 async def test_cursor_pagination_walks_every_contact_once(hub: Hub) -> None:
     created = [await post_lead(hub, email=f"p{n}@example.com") for n in range(7)]
     seen: list[int] = []
@@ -233,6 +260,40 @@ async def test_patch_edits_fields_and_validates(hub: Hub) -> None:
         assert refused.status_code == 422, bad
         assert refused.json()["field"] == field
     assert (await hub.client.patch("/api/contacts/999999", json={"name": "x"}, headers=hub.auth())).status_code == 404
+
+
+async def test_patch_refuses_a_blank_name_and_null_clears_it(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    contact = await post_lead(hub, email="blank@example.com", name="Ada")
+    for blank in ("", "   "):
+        refused = await hub.client.patch(f"/api/contacts/{contact}", json={"name": blank}, headers=hub.auth())
+        assert refused.status_code == 422, blank
+        assert refused.json()["field"] == "name"
+    assert (await hub.client.get(f"/api/contacts/{contact}", headers=hub.auth())).json()["name"] == "Ada"
+    trimmed = await hub.client.patch(f"/api/contacts/{contact}", json={"name": "  Ada L.  "}, headers=hub.auth())
+    assert trimmed.json()["name"] == "Ada L."
+    cleared = await hub.client.patch(f"/api/contacts/{contact}", json={"name": None}, headers=hub.auth())
+    assert cleared.status_code == 200 and cleared.json()["name"] is None
+
+
+async def test_a_patch_of_custom_fields_keeps_a_field_written_meanwhile(pg_hub: Hub) -> None:
+    """A form post or import for the same person (resolve_contact locks the row and completes a custom field)
+    that commits while a PATCH is under way: the PATCH merges into the stored fields, not the ones it read first."""
+    hub = pg_hub
+    contact = await post_lead(hub, email="race@example.com", custom_fields={"a": 1})
+    async with hub.runtime.sessions() as other:
+        [row] = await contacts_repository.lock_contacts(other, [contact])  # as resolve_contact does
+        patch = asyncio.create_task(
+            hub.client.patch(
+                f"/api/contacts/{contact}", json={"custom_fields": {"notes": "called"}}, headers=hub.auth()
+            )
+        )
+        await asyncio.sleep(1.0)  # the PATCH is under way, waiting for the row
+        row.custom_fields = {**row.custom_fields, "product": "gold"}
+        await other.commit()
+    response = await patch
+    assert response.status_code == 200, response.text
+    assert response.json()["custom_fields"] == {"a": 1, "product": "gold", "notes": "called"}
 
 
 async def test_notes_validate_body(sqlite_hub: Hub) -> None:

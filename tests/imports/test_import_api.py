@@ -90,9 +90,23 @@ async def test_draft_preview_then_start(sqlite_hub: Hub) -> None:
     assert (done["created_count"], done["failed_count"]) == (1, 1)
 
 
+async def test_a_drafts_mapping_is_stored_for_every_column_of_the_file(sqlite_hub: Hub) -> None:
+    hub = sqlite_hub
+    draft = await hub.client.post(
+        "/api/imports",
+        headers=hub.auth(),
+        files=files("Email,Name,Notes\nada@example.com,Ada,hi\n"),
+        data={"start": "false", "mapping": json.dumps({"Name": "name", "Email": "email"})},
+    )
+    assert draft.status_code == 201, draft.text
+    stored = (await hub.client.get(f"/api/imports/{draft.json()['id']}", headers=hub.auth())).json()["mapping"]
+    assert stored == {"Email": "email", "Name": "name", "Notes": "ignore"}
+
+
 BAD_UPLOADS: list[tuple[dict[str, Any], dict[str, str], str]] = [
     (files(b"\x00\x01\x02binary\x00"), {}, "NUL bytes"),
     (files("email,name\n".encode("utf-16")), {}, "NUL bytes"),
+    (files(b"email,name\n" + b"ada@example.com,Ada\n" * 5_000 + b"bob@example.com,Bob\x00\n"), {}, "NUL bytes"),
     (
         files("email\nm\u00fcller@example.com\n".encode("cp1252")),
         {"options": '{"encoding": "utf-8"}'},

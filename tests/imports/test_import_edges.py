@@ -1,5 +1,6 @@
 """Imports at their edges: upload limits that hold without a Content-Length, the CSRF check of a multipart
-form, ids past BIGINT, oversized cells, and database errors that never carry a row's values into a log."""
+form, ids past BIGINT, oversized cells, NUL characters PostgreSQL cannot store, and database errors that never
+carry a row's values into a log."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.errors import UnprocessableInput
 from hub.imports import repository
 from hub.imports.csvfile import MAX_FIELD_CHARS, read_table
-from hub.imports.models import ImportRowError, LeadImport
+from hub.imports.models import ImportFile, ImportRowError, LeadImport
 from tests.conftest import Hub, make_settings, start_hub
 from tests.imports.helpers import create, import_text, run_to_end
 from tests.imports.test_import_api import files
@@ -151,6 +152,48 @@ async def test_a_failed_row_with_a_long_key_or_column_name_is_recorded_and_the_i
         error = (await session.scalars(select(ImportRowError))).one()
         assert error.row_key == badge[:200] and error.column == header[:200]
         assert error.values == [badge, "not-an-email"]  # the row as the file had it, for the errors CSV
+
+
+async def test_a_stored_file_with_a_nul_past_the_first_64_kib_fails_its_import_instead_of_sticking(hub: Hub) -> None:
+    """A file uploaded before the whole file was checked for NUL: its row with a NUL (and that row's error record)
+    cannot be stored on PostgreSQL, so the worker would retry the same batch for ever, ahead of every later import.
+    Read again by the worker, the file is refused as it would be at upload, and the import ends failed."""
+    lead_import = await create(hub, CSV)
+    filler = b"ada@example.com,Ada\n" * 5_000
+    async with hub.session() as session:
+        await session.execute(
+            update(ImportFile)
+            .where(ImportFile.import_id == lead_import.id)
+            .values(content=b"email,name\n" + filler + b"bob@example.com,Bob\x00Smith\n")
+        )
+        await session.execute(update(LeadImport).where(LeadImport.id == lead_import.id).values(total_rows=5_001))
+
+    done = await run_to_end(hub, lead_import.id)
+
+    assert done.status == "failed" and done.error is not None and "NUL bytes" in done.error
+
+
+async def test_a_row_error_quoting_a_nul_is_recorded_without_it(hub: Hub) -> None:
+    """PostgreSQL stores no NUL in text or JSON: an error record quoting one would fail the batch's commit."""
+    lead_import = await create(hub, CSV)
+    async with hub.session() as session:
+        await repository.add_errors(
+            session,
+            [
+                {
+                    "import_id": lead_import.id,
+                    "row_number": 1,
+                    "row_key": "k\x00",
+                    "column": "na\x00me",
+                    "reason": "bad\x00 value",
+                    "values": ["ada@example.com", "Ada\x00Lovelace"],
+                }
+            ],
+        )
+    async with hub.session() as session:
+        error = (await session.scalars(select(ImportRowError))).one()
+    assert (error.row_key, error.column, error.reason) == ("k\ufffd", "na\ufffdme", "bad\ufffd value")
+    assert error.values == ["ada@example.com", "Ada\ufffdLovelace"]
 
 
 async def test_two_imports_of_one_list_at_once_skip_each_others_rows(

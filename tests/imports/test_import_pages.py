@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from sqlalchemy import select
 
 from hub.audit.models import AuditEntry
+from hub.imports.models import LeadImport
 from tests.conftest import Hub
-from tests.imports.test_import_api import drain
+from tests.imports.test_import_api import drain, files
 
 CSV = "E-Mail;Telefon;Name\nada@example.com;+49 30 1234567;Ada\nbroken;;Bob\n"
 
@@ -58,6 +60,33 @@ async def test_upload_map_preview_start_progress(sqlite_hub: Hub) -> None:
     async with hub.session() as session:
         audit = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "import.started"))).one()
     assert audit.actor.startswith("user:")
+
+
+async def test_the_dashboard_starts_an_api_draft_with_each_columns_own_choice(sqlite_hub: Hub) -> None:
+    """The mapping form lists the columns in the file's order and posts ``map_<i>`` by that position, whatever
+    order the API client that uploaded the draft gave its mapping's keys in (a JSON object has none)."""
+    hub = sqlite_hub
+    draft = await hub.client.post(
+        "/api/imports",
+        headers=hub.auth(),
+        files=files("Email,Name\nada@example.com,Ada\n"),
+        data={"start": "false", "mapping": json.dumps({"Name": "name", "Email": "email"})},
+    )
+    assert draft.status_code == 201, draft.text
+    import_id = draft.json()["id"]
+    csrf = await hub.login_as("admin")
+    assert (await hub.client.get(f"/ui/imports/{import_id}")).status_code == 200
+
+    # What the page shows and the browser sends back unchanged: column 0 (Email) email, column 1 (Name) name.
+    started = await hub.client.post(
+        f"/ui/imports/{import_id}/start",
+        data={"csrf_token": csrf, "map_0": "email", "map_1": "name", "namespace": "import"},
+    )
+
+    assert started.status_code == 303, started.text[:500]
+    async with hub.session() as session:
+        stored = await session.get(LeadImport, import_id)
+    assert stored is not None and stored.mapping == {"Email": "email", "Name": "name"}
 
 
 async def test_refusals_on_the_pages(sqlite_hub: Hub) -> None:

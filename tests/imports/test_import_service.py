@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
@@ -11,6 +12,7 @@ from hub.contacts.models import Contact, ContactIdentity
 from hub.imports import service
 from hub.imports.cursor import CursorCache
 from hub.imports.models import ImportedRow, ImportFile, ImportRowError
+from hub.privacy import service as privacy
 from hub.timeline.models import TimelineEntry
 from tests.conftest import Hub
 from tests.imports.helpers import create, env_of, import_text, run_to_end
@@ -145,16 +147,51 @@ async def test_owner_stage_and_audit(hub: Hub) -> None:
 async def test_duplicates_of_one_person_in_one_batch_become_one_contact(hub: Hub) -> None:
     text = "email,phone,name\na@example.com,,A\n,+14155550102,A2\na@example.com,+14155550102,A3\n"
     done = await import_text(hub, text)
-    assert (done.created_count, done.matched_count) == (2, 1)
-    # Row 3 carried both identities: the two contacts rows 1 and 2 made are merged, as a form post would.
+    # Row 3 carried both identities: the two contacts rows 1 and 2 made are merged, as a form post would. One
+    # new contact is left, which row 2 (its contact absorbed) and row 3 matched.
+    assert (done.created_count, done.matched_count) == (1, 2)
     async with hub.session() as session:
         live = await session.scalar(select(func.count()).select_from(Contact).where(Contact.merged_into_id.is_(None)))
     assert live == 1
 
 
-async def test_consent_column_is_recorded_but_never_revives_a_withdrawal(hub: Hub) -> None:
-    from hub.privacy import service as privacy
+async def test_what_a_row_says_reaches_the_contact_a_later_row_merges_it_into(hub: Hub) -> None:
+    """Row 1 creates a contact and says consent "no" and an owner; row 2 of the same batch names that person's and
+    an older contact's emails, so the two are merged into the older one. The withdrawal, the owner, the rows'
+    records and their ``imported`` entries belong on that survivor, not on the contact it absorbed: otherwise the
+    live contact keeps its old "given" and goes on receiving marketing email."""
+    rep_id = await hub.create_rep("Rita", email="rita@example.com")
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    async with hub.session() as session:
+        known = Contact(name="Known", stage="new", attribution={}, custom_fields={}, tags=[], created_at=long_ago)
+        session.add(known)
+        await session.flush()
+        session.add(ContactIdentity(contact_id=known.id, kind="email", value="known@example.com"))
+        await privacy.record_consent(session, known.id, status="given", source="form", actor="test", at=long_ago)
+    text = "email,email 2,consent,owner\nnew@example.com,,no,rita@example.com\nnew@example.com,known@example.com,,\n"
+    mapping = {"email": "email", "email 2": "email", "consent": "consent", "owner": "owner"}
 
+    done = await import_text(hub, text, mapping=mapping, namespace="crm")
+
+    assert (done.status, done.created_count, done.matched_count, done.failed_count) == ("done", 0, 2, 0)
+    async with hub.session() as session:
+        owner_of_new = await session.scalar(
+            select(ContactIdentity.contact_id).where(ContactIdentity.value == "new@example.com")
+        )
+        consent = await privacy.current_consent(session, known.id)
+        survivor = await session.get(Contact, known.id)
+        imported_on = set(
+            await session.scalars(select(TimelineEntry.contact_id).where(TimelineEntry.kind == "imported"))
+        )
+        rows = {r.row_number: (r.outcome, r.contact_id) for r in await session.scalars(select(ImportedRow))}
+    assert owner_of_new == known.id  # one person now: the older contact survived
+    assert consent.status == "withdrawn"
+    assert survivor is not None and (survivor.owner_rep_id, survivor.stage) == (rep_id, "new")
+    assert imported_on == {known.id}
+    assert rows == {1: ("matched", known.id), 2: ("matched", known.id)}
+
+
+async def test_consent_column_is_recorded_but_never_revives_a_withdrawal(hub: Hub) -> None:
     first = await import_text(hub, "email,consent\nyes@example.com,yes\nno@example.com,withdrawn\n", namespace="a")
     assert first.created_count == 2
     async with hub.session() as session:

@@ -12,6 +12,8 @@ from hub.errors import UnprocessableInput
 from hub.imports.csvfile import read_table
 from hub.imports.mapping import check_mapping, suggest_mapping
 from hub.imports.rows import PreparedRow, RowContext, RowProblem, prepare_row
+from hub.imports.schemas import ImportOptions
+from hub.imports.service import open_table
 
 
 def test_suggested_mapping_from_header_names() -> None:
@@ -71,6 +73,8 @@ def test_cp1252_falls_back_and_tabs_are_sniffed() -> None:
         (b"email,name\n", "a header but no data rows"),
         ("email,name\n".encode("utf-16"), "NUL bytes"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "NUL bytes"),
+        # Past the first 64 KiB too: PostgreSQL stores no NUL, and a row holding one would stick the import.
+        (b"email,name\n" + b"ada@example.com,Ada\n" * 5_000 + b"bob@example.com,Bob\x00Smith\n", "NUL bytes"),
         (b"ada@example.com,Ada\nbob@example.com,Bob\n", "looks like data"),
         (b"email,,name\na,b,c\n", "column 2 has no name"),
         (b"email,Email\na,b\n", "appears twice"),
@@ -81,6 +85,20 @@ def test_bad_files_are_refused_with_the_reason(data: bytes, message: str) -> Non
         read_table(data)
     assert message in caught.value.message
     assert caught.value.field == "file"
+
+
+def test_a_nul_character_an_encoding_spells_without_a_nul_byte_is_refused() -> None:
+    with pytest.raises(UnprocessableInput, match="NUL") as caught:
+        read_table(b"email,name\nada@example.com,Ada+AAA-Lovelace\n", encoding="utf-7")  # +AAA- is U+0000
+    assert caught.value.field == "file"
+
+
+def test_an_explicit_utf8_encoding_reads_excels_csv_utf8_header() -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark: named as utf-8 (``hub import --encoding utf-8``), the
+    first column is still "Record ID", so a key column or mapping naming it is found."""
+    data = "\ufeffRecord ID,Email\n17,ada@example.com\n".encode()
+    table = open_table(data, ImportOptions(encoding="utf-8", key_column="Record ID"))
+    assert table.header == ["Record ID", "Email"]
 
 
 def test_wrong_explicit_encoding_is_refused() -> None:
