@@ -151,7 +151,7 @@ def plausible_event_time(value: datetime) -> bool:
     return EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     if not _encodable(value):  # pydantic lets a JSON escape like "\ud800" through when a str has no constraints
@@ -160,7 +160,7 @@ def _no_nul(value: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    _no_nul(value)
+    no_nul(value)
     if _CONTROL_CHARACTERS.search(value):
         raise ValueError("must be one line, without line breaks or control characters")
     return value
@@ -176,7 +176,7 @@ def _json_object(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_no_nul)]
+SafeStr = Annotated[str, AfterValidator(no_nul)]
 """A string any database can store."""
 
 SingleLineStr = Annotated[str, AfterValidator(_one_line)]

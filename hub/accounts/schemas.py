@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from hub.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from hub.auth.service import Role
-from hub.validation import MAX_ID, SafeStr
+from hub.validation import MAX_ID, SafeStr, no_nul
 
-Name = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(no_nul)]
+"""Trimmed before its length is checked: on a SafeStr the constraints ran first, and a name of spaces became ""."""
 Password = Annotated[SecretStr, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
 RepId = Annotated[int, Field(ge=1, le=MAX_ID)]
 

@@ -88,6 +88,7 @@ BAD_USERS: list[tuple[dict[str, Any], int, str]] = [
     ({"role": "rep", "rep_id": 999}, 422, "rep_id"),
     ({"email": "ADA@example.test"}, 409, "email"),
     ({"surprise": 1}, 422, "surprise"),
+    ({"name": "   "}, 422, "name"),  # a name of spaces is no name (it was stored as "")
 ]
 
 
@@ -104,6 +105,7 @@ async def test_users_api_refuses_bad_input_naming_the_field_and_writes_nothing(h
     for change, status, field in [
         ({"role": "rep"}, 422, "rep_id"),
         ({"name": None}, 422, "name"),
+        ({"name": " \t "}, 422, "name"),
         ({"password": "x"}, 422, "password"),
         ({"rep_id": 10**30}, 422, "rep_id"),
     ]:
