@@ -222,7 +222,9 @@ async def ingest_recording(session: AsyncSession, event: RecordingChanged) -> bo
         _, call = await calls.record_recording(session, event)
         if calls.was_erased(call):  # its RecordingUrl leads to the erased contact's voice
             await inbox.replace_payload(session, inbox_id, scrub_payload(event.params, [event.url or ""]))
-        return None, None
+        # The call's contact's, so that an export lists it and an erasure finds it (one reported before the call's
+        # status callbacks has no contact yet: the erasure finds it by its RecordingSid).
+        return call.contact_id, call.timeline_entry_id
 
     external_id = f"recording:{event.recording_sid}:{event.status}"
     return await _store_once(session, external_id, "recording_status", event.params, apply)

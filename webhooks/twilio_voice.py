@@ -215,9 +215,7 @@ async def _route_in_session(session: AsyncSession, event: CallProgressed, settin
 
 
 async def _record_dial(session: AsyncSession, progress: CallProgressed, dial: DialEnded, settings: Settings) -> Call:
-    call = await calls.record_progress(session, progress, default_region=settings.default_region)
-    await calls.record_dial_end(session, dial)
-    return call
+    return await calls.record_progress(session, progress, default_region=settings.default_region, dial=dial)
 
 
 def _fallback(settings: Settings) -> str:

@@ -52,6 +52,12 @@ def leg_answered(status: str, duration_seconds: int | None) -> bool:
     return status == "in-progress" or (status == "completed" and (duration_seconds or 0) > 0)
 
 
+def answered_by_machine(answered_by: str | None) -> bool:
+    """Twilio's answering-machine detection heard a voicemail box (``machine_*``) or a fax, not a person: such a
+    call was picked up, but nobody answered it (``human`` and ``unknown`` may be a person)."""
+    return answered_by is not None and (answered_by.startswith("machine_") or answered_by == "fax")
+
+
 def inbound_outcome(*, status: str, answered: bool, dial_status: str | None, voicemail: bool) -> str | None:
     """How a call into the hub ended for the caller: answered, voicemail or missed (None: not known yet)."""
     if voicemail:

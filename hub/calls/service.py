@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,9 +26,15 @@ PHONE_SOURCE = "phone"
 
 
 async def record_progress(
-    session: AsyncSession, event: CallProgressed, *, default_region: str, routed_rep_id: int | None = None
+    session: AsyncSession,
+    event: CallProgressed,
+    *,
+    default_region: str,
+    routed_rep_id: int | None = None,
+    dial: DialEnded | None = None,
 ) -> Call:
-    """Apply a status callback (or the incoming-call webhook) to its leg; earlier news never wins."""
+    """Apply a status callback (or the incoming-call webhook, or the <Dial> action request with how its ``dial``
+    ended) to its leg, then settle the call once; earlier news never wins."""
     # The leg's own key too, not only its parent's: a recording or dial callback of this leg locks
     # the leg's key, and both may be about to insert the leg's row (lock_keys takes them in order).
     await lock_keys(session, [f"call:{event.call_sid}", f"call:{event.parent_call_sid or event.call_sid}"])
@@ -38,27 +45,25 @@ async def record_progress(
         await _fill_placeholder(session, call, event, default_region=default_region)
     if routed_rep_id is not None and call.rep_id is None:
         call.rep_id = routed_rep_id
-    _apply_status(call, event)
+    family = await _family(session, call)
+    if dial is not None:
+        # Before the status, and settled together: the action request of a caller who hung up after talking says
+        # "completed" for the call and for the dial at once, and the call must never look missed in between
+        # (a missed call alerts the rep and makes a callback task at the commit).
+        _apply_dial(call, dial)
+    _apply_status(call, event, pickup_is_answer=_pickup_is_answer(call, family))
     call.updated_at = clock.now()
-    await _settle(session, call)
+    await _settle(session, family)
     return call
 
 
-async def record_dial_end(session: AsyncSession, event: DialEnded) -> Call | None:
-    """The <Dial> of a call into the hub ended: answered by the rep, or not (voicemail comes next)."""
-    await lock_keys(session, [f"call:{event.call_sid}"])
-    call = await repository.by_sid(session, event.call_sid)
-    if call is None:
-        return None
-    call.dial_status = event.dial_status
-    if event.dial_status in rules.ANSWERED_DIAL_STATUSES:
-        call.answered_at = call.answered_at or event.occurred_at
-        if event.dial_duration_seconds is not None:
-            call.talk_seconds = event.dial_duration_seconds
-    call.updated_at = clock.now()
-    await session.flush()
-    await _settle(session, call)
-    return call
+def _apply_dial(call: Call, dial: DialEnded) -> None:
+    """The <Dial> of the call ended: answered by whom it rang (with the talk time), or not (voicemail comes next)."""
+    call.dial_status = dial.dial_status
+    if dial.dial_status in rules.ANSWERED_DIAL_STATUSES:
+        call.answered_at = _earliest(call.answered_at, dial.occurred_at)
+        if dial.dial_duration_seconds is not None:
+            call.talk_seconds = dial.dial_duration_seconds
 
 
 async def record_recording(session: AsyncSession, event: RecordingChanged) -> tuple[CallRecording, Call]:
@@ -82,7 +87,7 @@ async def record_recording(session: AsyncSession, event: RecordingChanged) -> tu
     elif recording.status == event.status or rules.recording_supersedes(recording.status, event.status):
         _fill_recording(recording, event)
     await session.flush()
-    await _settle(session, call)
+    await _settle(session, await _family(session, call))
     return recording, call
 
 
@@ -149,7 +154,10 @@ async def _parties(
     erased = parent is not None and was_erased(parent)
     from_rep, to_rep = await reps.reps_at(session, event.from_number, event.to_number)
     if parent is not None:  # a <Dial> leg: it rings a rep (a call in) or the contact (a rep's call out)
-        flow, rep, contact_id = parent.flow, to_rep or from_rep, parent.contact_id
+        flow, contact_id = parent.flow, parent.contact_id
+        # A leg of a call in carries the caller as its From: a rep ringing the company line is who called, not who
+        # picked up. Only a rep's call out may name its rep as the From (caller id) of the leg to the contact.
+        rep = to_rep if flow == "inbound" else (to_rep or from_rep)
         if contact_id is None and to_rep is None and parent.flow == "outbound" and not erased:
             # Click-to-call: the rep's own phone rang first (the parent), this leg rings the contact.
             # Never for a call in: its leg rings reception (the fallback number), not a lead.
@@ -157,8 +165,8 @@ async def _parties(
             parent.contact_id = contact_id
     elif event.parent_call_sid:
         # A <Dial> leg whose call is not recorded yet (routing ran out of time): it rang a rep or
-        # reception, never the contact; the call's own callbacks say who called.
-        flow, rep, contact_id = "inbound", to_rep or from_rep, None
+        # reception, never the contact; the call's own callbacks say who called (its From is the caller).
+        flow, rep, contact_id = "inbound", to_rep, None
     elif event.direction.startswith("outbound") or (from_rep is not None and _is_softphone(event.from_number)):
         flow, rep = "outbound", from_rep or to_rep
         contact_id = None if to_rep else await _contact_for(session, event.to_number, default_region=default_region)
@@ -232,23 +240,25 @@ async def _contact_for(session: AsyncSession, number: str, *, default_region: st
     return resolution.contact.id
 
 
-def _apply_status(call: Call, event: CallProgressed) -> bool:
+def _apply_status(call: Call, event: CallProgressed, *, pickup_is_answer: bool) -> None:
+    # Callbacks arrive out of order: whatever their stage, the earliest one says when the call began, and a late
+    # in-progress still says when it was picked up (a completed one that came first only says "by then").
+    call.started_at = min(call.started_at, event.occurred_at)
+    if event.answered_by:
+        call.answered_by = event.answered_by
+    if event.status == "in-progress" and pickup_is_answer:
+        call.answered_at = _earliest(call.answered_at, event.occurred_at)
     if rules.completes_final(call.status, call.duration_seconds, event.status, event.duration_seconds):
         # The <Dial> action said the call ended; its status callback now says how long it lasted.
         call.last_sequence = event.sequence if event.sequence is not None else call.last_sequence
-        _end(call, event)
-        return True
+        _end(call, event, pickup_is_answer=pickup_is_answer)
+        return
     if not rules.supersedes(call.status, call.last_sequence, event.status, event.sequence):
-        return False
+        return
     call.status, call.status_rank = event.status, rules.status_rank(event.status)
     call.last_sequence = event.sequence if event.sequence is not None else call.last_sequence
-    if event.status == "in-progress" and _placed_by_twilio(call):
-        call.answered_at = call.answered_at or event.occurred_at
-    if event.answered_by:
-        call.answered_by = event.answered_by
     if rules.status_rank(event.status) == rules.FINAL_RANK:
-        _end(call, event)
-    return True
+        _end(call, event, pickup_is_answer=pickup_is_answer)
 
 
 def _without_the_caller(event: CallProgressed) -> CallProgressed:
@@ -268,18 +278,34 @@ def personal_values(event: CallProgressed) -> list[str]:
     return [v for v in [*values, *event.geo.values()] if v]
 
 
-def _placed_by_twilio(call: Call) -> bool:
-    # Only a leg Twilio placed (a <Dial> leg, a REST call) is answered by the person it rings; a rep
-    # calling through the hub is a leg into Twilio, answered by the hub itself, so its legs decide.
-    return call.parent_call_sid is not None or call.direction.startswith("outbound")
+def _pickup_is_answer(call: Call, family: Family | None) -> bool:
+    """Whether the leg picking up means the person the call is for answered (the leg's own callbacks decide).
+
+    A <Dial> leg is answered by whom it rings. A REST call (``outbound-api``) is answered by the contact it rings;
+    one with no contact of its own rang a rep's phone (or no one the hub knows): click-to-call rings the rep first
+    and its <Dial> legs ring the contact, so once it has legs, only they say whether the contact answered. A call
+    into Twilio (a caller, a rep's softphone) is answered by the hub itself: its legs decide too.
+    """
+    if call.parent_call_sid is not None:
+        return True
+    if not call.direction.startswith("outbound"):
+        return False
+    has_legs = family is not None and bool(family.legs)
+    return call.contact_id is not None and not has_legs
 
 
-def _end(call: Call, event: CallProgressed) -> None:
+def _end(call: Call, event: CallProgressed, *, pickup_is_answer: bool) -> None:
     call.ended_at = event.occurred_at
     call.duration_seconds = event.duration_seconds
-    if _placed_by_twilio(call) and rules.leg_answered(event.status, event.duration_seconds):
-        call.answered_at = call.answered_at or event.occurred_at
-        call.talk_seconds = event.duration_seconds
+    if pickup_is_answer and rules.leg_answered(event.status, event.duration_seconds):
+        call.answered_at = _earliest(call.answered_at, event.occurred_at)
+        if not rules.answered_by_machine(call.answered_by):  # a voicemail box's recording time is no talk
+            call.talk_seconds = event.duration_seconds
+
+
+def _earliest(known: datetime | None, new: datetime) -> datetime:
+    """The earlier of two times something was seen (the first when nothing was seen before)."""
+    return new if known is None else min(known, new)
 
 
 def _fill_recording(recording: CallRecording, event: RecordingChanged) -> None:
@@ -294,21 +320,40 @@ def _fill_recording(recording: CallRecording, event: RecordingChanged) -> None:
     recording.updated_at = clock.now()
 
 
-async def _settle(session: AsyncSession, call: Call) -> None:
-    """Fold a leg into its top-level call, decide the outcome, and show the call on the timeline."""
+@dataclass(frozen=True)
+class Family:
+    """A top-level call with its <Dial> legs and the recordings of them all."""
+
+    root: Call
+    legs: list[Call]
+    recordings: list[CallRecording]
+
+
+async def _family(session: AsyncSession, call: Call) -> Family | None:
+    """The family of a leg (of the call itself when it has no parent); None while a leg's parent is not recorded
+    (the parent's own callbacks will settle the call)."""
     root = call
     if call.parent_call_sid:
         parent = await repository.by_sid(session, call.parent_call_sid)
         if parent is None:
-            return  # the parent's own callbacks will settle it
+            return None
         root = parent
-    # The leg's new status and the call's outcome go out in one UPDATE (flushed below), not one each:
-    # no pending change of these rows can alter which legs and recordings these queries find.
+    # Read before the callback is applied, so the leg's new status and the call's outcome go out in one UPDATE
+    # (flushed by _settle), not one each: applying a status changes no row these queries find.
     with session.no_autoflush:
         legs, recordings = await details(session, root)
-    _fold_legs(root, legs)
+    return Family(root, legs, recordings)
+
+
+async def _settle(session: AsyncSession, family: Family | None) -> None:
+    """Fold the legs into their top-level call, decide the outcome, and show the call on the timeline."""
+    if family is None:
+        return
+    root, recordings = family.root, family.recordings
+    _fold_legs(root, family.legs)
     voicemail = any(r.source == "RecordVerb" and r.status == "completed" for r in recordings)
-    answered = root.answered_at is not None
+    # A machine or a fax that Twilio's answering-machine detection heard is nobody taking the call.
+    answered = root.answered_at is not None and not rules.answered_by_machine(root.answered_by)
     if root.flow == "inbound":
         root.outcome = rules.inbound_outcome(
             status=root.status, answered=answered, dial_status=root.dial_status, voicemail=voicemail
@@ -368,8 +413,9 @@ def _fold_legs(root: Call, legs: list[Call]) -> None:
     for leg in legs:
         if leg.contact_id is None and root.contact_id is not None:
             leg.contact_id = root.contact_id
-        if rules.leg_answered(leg.status, leg.duration_seconds) or leg.answered_at is not None:
-            root.answered_at = root.answered_at or leg.answered_at or leg.started_at
+        picked_up = rules.leg_answered(leg.status, leg.duration_seconds) or leg.answered_at is not None
+        if picked_up and not rules.answered_by_machine(leg.answered_by):
+            root.answered_at = _earliest(root.answered_at, leg.answered_at or leg.started_at)
             if leg.rep_id is not None:
                 root.rep_id = leg.rep_id
             if leg.status == "completed" and leg.duration_seconds is not None:

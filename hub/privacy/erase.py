@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
@@ -162,7 +162,7 @@ async def _erase_timeline(session: AsyncSession, family: Sequence[int], known: K
             if entry.external_id and mentions(entry.external_id, personal):
                 entry.external_id = erased_key(entry.external_id)
             report.timeline_entries += 1
-    where = owned_by(InboundEvent, family)
+    where = owned_by(InboundEvent, family) | await _callbacks_of_calls(session, family)
     for start in range(0, len(entry_ids), 500):
         where = where | InboundEvent.timeline_entry_id.in_(entry_ids[start : start + 500])
     async for inbound in chunks(session, InboundEvent, where):
@@ -171,6 +171,23 @@ async def _erase_timeline(session: AsyncSession, family: Sequence[int], known: K
             if mentions(event.external_id, personal):
                 event.external_id = erased_key(event.external_id)
             report.form_submissions += 1
+
+
+async def _callbacks_of_calls(session: AsyncSession, family: Sequence[int]) -> ColumnElement[bool]:
+    """Twilio's stored callbacks about the family's calls, found by the keys hub/ingest.py stores them under.
+
+    A leg reported before its call, and a recording reported before its call's status callbacks, were stored
+    before they had a contact: the status callbacks of each call and leg are found by ``status:<CallSid>:``, and
+    the recording callbacks by ``recording:<RecordingSid>:``.
+    """
+    own = select(Call.call_sid).where(owned_by(Call, family))
+    calls = select(Call.id).where(Call.call_sid.in_(own) | Call.parent_call_sid.in_(own))
+    call_sids = select(Call.call_sid).where(Call.id.in_(calls))
+    prefixes = [f"status:{call_sid}:" for call_sid in await session.scalars(call_sids)]
+    recordings = select(CallRecording.recording_sid).where(CallRecording.call_id.in_(calls))
+    prefixes += [f"recording:{recording_sid}:" for recording_sid in await session.scalars(recordings)]
+    keys = [InboundEvent.external_id.startswith(prefix, autoescape=True) for prefix in prefixes]
+    return (InboundEvent.source == "twilio") & or_(false(), *keys)
 
 
 async def _erase_calls(session: AsyncSession, family: Sequence[int], known: Known, report: ErasureReport) -> None:

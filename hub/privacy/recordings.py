@@ -7,7 +7,9 @@ it: 204, or 404 (deleted already, by an earlier try whose answer was lost or in 
 else (an outage, 429, wrong credentials) is kept with its reason and tried again later with backoff, for as
 long as it takes: the database, not a queue, holds what is still to delete. A claimed recording is leased
 for a few minutes, so several workers never delete the same one at once and a crashed worker's claim
-expires; a second DELETE of the same recording would only get a 404.
+expires. Twilio may be slow (a batch of slow DELETEs outlasts the lease, and the next run, a minute later,
+claims what is left): each recording is taken again, its lease renewed, right before its DELETE, and skipped if
+its claim ran out and another run took it over; each outcome is recorded as soon as Twilio gives it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
@@ -40,6 +42,8 @@ class Claimed:
     id: int
     recording_sid: str
     account_sid: str
+    lease_until: datetime
+    """This run's claim: another run that claims the recording after the lease ran out sets a later one."""
 
 
 async def delete_erased_recordings(ctx: dict[str, Any]) -> int:
@@ -47,16 +51,20 @@ async def delete_erased_recordings(ctx: dict[str, Any]) -> int:
     settings: Settings = ctx["settings"]
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         return 0  # nothing can be deleted without credentials: the recordings stay due until they are set
-    async with session_scope(ctx["sessions"]) as session:
+    sessions = ctx["sessions"]
+    async with session_scope(sessions) as session:
         claimed = await _claim(session, settings.twilio_account_sid, clock.now())
-    if not claimed:
-        return 0
-    outcomes = [(recording, await _delete_at_twilio(ctx["http"], settings, recording)) for recording in claimed]
-    async with session_scope(ctx["sessions"]) as session:
-        now = clock.now()
-        for recording, error in outcomes:
-            await _record(session, recording.id, error, now)
-    return sum(1 for _, error in outcomes if error is None)
+    deleted = 0
+    for recording in claimed:
+        async with session_scope(sessions) as session:
+            if not await _take(session, recording, clock.now()):
+                continue  # this run's claim ran out and another run took the recording over: it is that run's now
+        error = await _delete_at_twilio(ctx["http"], settings, recording)
+        async with session_scope(sessions) as session:  # at once: the lease covers one DELETE, not the batch
+            await _record(session, recording.id, error, clock.now())
+        if error is None:
+            deleted += 1
+    return deleted
 
 
 async def _claim(session: AsyncSession, default_account: str, now: datetime) -> list[Claimed]:
@@ -72,8 +80,24 @@ async def _claim(session: AsyncSession, default_account: str, now: datetime) -> 
     claimed = []
     for recording, account_sid in (await session.execute(stmt)).all():
         recording.audio_delete_due_at = now + LEASE  # the lease: another run skips it until then
-        claimed.append(Claimed(recording.id, recording.recording_sid, account_sid or default_account))
+        claimed.append(Claimed(recording.id, recording.recording_sid, account_sid or default_account, now + LEASE))
     return claimed
+
+
+async def _take(session: AsyncSession, recording: Claimed, now: datetime) -> bool:
+    """Renew this run's lease of a claimed recording for its DELETE; False when the claim is no longer this run's
+    (it ran out and another run claimed the recording, or that run deleted it already)."""
+    renewed = await session.execute(
+        update(CallRecording)
+        .where(
+            CallRecording.id == recording.id,
+            CallRecording.audio_delete_due_at == recording.lease_until,
+            CallRecording.audio_deleted_at.is_(None),
+        )
+        .values(audio_delete_due_at=now + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(renewed, "rowcount", 0))
 
 
 async def _delete_at_twilio(http: httpx.AsyncClient, settings: Settings, recording: Claimed) -> str | None:

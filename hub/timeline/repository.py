@@ -65,7 +65,11 @@ def _upsert(insert: Any) -> Any:
     statement = insert(TimelineEntry)
     return statement.on_conflict_do_update(
         index_elements=[TimelineEntry.source, TimelineEntry.external_id],
-        set_={"data": statement.excluded.data, "contact_id": statement.excluded.contact_id},
+        set_={
+            "data": statement.excluded.data,
+            "contact_id": statement.excluded.contact_id,
+            "occurred_at": statement.excluded.occurred_at,
+        },
     ).returning(TimelineEntry)
 
 
@@ -75,8 +79,8 @@ Python, more than sending it, once per call callback."""
 
 
 async def upsert_entry(session: AsyncSession, values: dict[str, Any]) -> TimelineEntry:
-    """Insert the entry of ``(source, external_id)``, or give the existing one the new ``data`` and
-    ``contact_id``: one statement either way; the entry as stored."""
+    """Insert the entry of ``(source, external_id)``, or give the existing one the new ``data``, ``contact_id``
+    and ``occurred_at``: one statement either way; the entry as stored."""
     upsert = _UPSERTS[session.get_bind().dialect.name]
     result = await session.scalars(upsert, values, execution_options={"populate_existing": True})
     entry: TimelineEntry = result.one()

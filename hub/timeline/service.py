@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -91,8 +91,9 @@ async def upsert(
     occurred_at: datetime,
 ) -> TimelineEntry:
     """The one entry for a fact that evolves (a call as its callbacks arrive): created once, then updated
-    in place, so the contact's timeline shows its latest state rather than one line per callback. Its kind,
-    time and recording time stay those of its first version."""
+    in place, so the contact's timeline shows its latest state rather than one line per callback. Its kind
+    and recording time stay those of its first version; its time is the latest one given (a call's start moves
+    earlier when an earlier callback arrives late)."""
     values = {
         "contact_id": contact_id,
         "kind": kind,
@@ -109,7 +110,18 @@ async def upsert(
 
 async def remove(session: AsyncSession, source: str, external_id: str) -> bool:
     """Withdraw a derived marker that later facts disproved (a "missed" call that was answered)."""
+    # Written earlier in this unit of work, it no longer exists: the automation at the commit must not react to it
+    # (a missed call's alert, event and callback task, for a call that was answered).
+    written = session.info.get(_WRITTEN)
+    if written:
+        written[:] = [(number, entry) for number, entry in written if not _is_entry(entry, source, external_id)]
     return await repository.delete_by_external_id(session, source, external_id)
+
+
+def _is_entry(entry: TimelineEntry, source: str, external_id: str) -> bool:
+    # From the values the entry was written with: reading an attribute a rollback expired would load it.
+    loaded = inspect(entry).dict
+    return loaded.get("external_id") == external_id and loaded.get("source") == source
 
 
 async def find(session: AsyncSession, source: str, external_id: str) -> TimelineEntry | None:

@@ -135,3 +135,20 @@ def test_completes_final(
     current: str, current_duration: int | None, new: str, new_duration: int | None, completes: bool
 ) -> None:
     assert rules.completes_final(current, current_duration, new, new_duration) is completes
+
+
+@pytest.mark.parametrize(
+    ("answered_by", "machine"),
+    [
+        ("machine_start", True),
+        ("machine_end_beep", True),
+        ("machine_end_silence", True),
+        ("machine_end_other", True),
+        ("fax", True),
+        ("human", False),
+        ("unknown", False),  # detection could not tell: it may be a person
+        (None, False),  # no answering-machine detection on the call
+    ],
+)
+def test_answered_by_machine(answered_by: str | None, machine: bool) -> None:
+    assert rules.answered_by_machine(answered_by) is machine

@@ -18,6 +18,7 @@ from hub.deals.models import Deal
 from hub.email.models import EmailMessage
 from hub.email.suppressions import HASH_PREFIX, address_hash
 from hub.imports.models import ImportedRow, ImportRowError
+from hub.inbox.models import InboundEvent
 from hub.mail.outbox import Envelope, fill_message, reserve_message
 from hub.mail.outcomes import ERASED_DETAIL
 from hub.mail.sender import send_due
@@ -45,6 +46,16 @@ from tests.privacy.helpers import (
     suppression_rows,
 )
 from tests.sequences.helpers import make_sequence, run
+from tests.webhooks.test_twilio_voice_http import (
+    CALLER,
+    FALLBACK,
+    PARENT,
+    call_by_sid,
+    child_leg,
+    form,
+    post,
+    voice_hub,
+)
 
 REPORTS = (
     "/api/reports/funnel",
@@ -333,3 +344,45 @@ async def test_a_mail_on_the_wire_during_an_erasure_is_recorded_without_the_eras
     assert report.sent == 1 and (stored.status, stored.recipient) == ("sent", ERASED)
     assert "erin" not in json.dumps(entry.data).lower()  # neither the address nor the subject came back
     assert entry.data["message_id"] == stored.id
+
+
+async def stored_twilio_callbacks(hub: Hub) -> list[tuple[str, dict[str, Any]]]:
+    """Twilio's callbacks as the inbox keeps them: (dedupe key, payload)."""
+    async with hub.session() as session:
+        rows = await session.scalars(select(InboundEvent).where(InboundEvent.source == "twilio"))
+        return [(row.external_id, row.payload) for row in rows]
+
+
+async def test_erasure_scrubs_the_stored_callbacks_of_legs_reported_before_their_call(database_url: str) -> None:
+    # Routing ran out of time (the documented case): the leg's callbacks come before the call's own ones, so
+    # when they are stored the leg has no contact yet. They carry the caller's number and town.
+    async with voice_hub(database_url, twilio_fallback_number=FALLBACK) as hub:
+        for status in ("initiated", "ringing", "in-progress", "completed"):
+            assert (await post(hub, "status", child_leg(status, FALLBACK))).status_code == 204
+        ended = form("incoming_call.txt", CallStatus="completed", CallDuration="47", SequenceNumber="1")
+        assert (await post(hub, "status", ended)).status_code == 204
+        call = await call_by_sid(hub, PARENT)
+        assert call["legs"][0]["call_sid"] != PARENT
+
+        await ok(hub, "POST", f"/api/contacts/{call['contact_id']}/erase", json={"confirm": True})
+
+        callbacks = await stored_twilio_callbacks(hub)
+        assert len(callbacks) == 5
+        assert sorted(key for key, payload in callbacks if CALLER in payload.values()) == []
+        assert [key for key, payload in callbacks if "FromCity" in payload] == []
+
+
+async def test_erasure_scrubs_the_recording_url_of_a_voicemail_left_before_it(database_url: str) -> None:
+    # No owner, no fallback: the caller goes straight to voicemail and leaves a message; then the contact is erased.
+    async with voice_hub(database_url) as hub:
+        await post(hub, "incoming", form("incoming_call.txt"))
+        assert (await post(hub, "recording", form("recording_voicemail.txt"))).status_code == 204
+        call = await call_by_sid(hub, PARENT)
+        assert call["outcome"] == "voicemail"
+
+        await ok(hub, "POST", f"/api/contacts/{call['contact_id']}/erase", json={"confirm": True})
+
+        assert (await call_by_sid(hub, PARENT))["recordings"][0]["status"] == "deleted"
+        recordings = [payload for key, payload in await stored_twilio_callbacks(hub) if key.startswith("recording:")]
+        # As for a recording reported after the erasure (hub/ingest.py ingest_recording): no URL to the voice.
+        assert [payload.get("RecordingUrl") for payload in recordings] == [None]

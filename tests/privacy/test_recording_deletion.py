@@ -4,6 +4,7 @@ confirms it, and retried with backoff while it does not. Twilio's REST API is fa
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -13,9 +14,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from hub import clock
-from hub.calls.models import CallRecording
+from hub.calls.models import Call, CallRecording
 from hub.config import Settings
-from hub.privacy.recordings import delete_erased_recordings
+from hub.privacy.recordings import BATCH, delete_erased_recordings
 from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.privacy.helpers import ok, seed_contact
 
@@ -139,3 +140,61 @@ async def test_a_recording_of_a_contact_not_erased_is_never_deleted(sqlite_hub: 
     assert requests == []
     recording = await recording_of(sqlite_hub)
     assert recording.audio_delete_due_at is None and recording.url is not None
+
+
+async def erased_recordings(hub: Hub, count: int) -> list[str]:
+    """``count`` recordings an erasure marked for deletion (status deleted, due now)."""
+    sids = [f"RE{n:032d}" for n in range(1, count + 1)]
+    async with hub.session() as session:
+        call = Call(
+            call_sid="CA" + "5" * 32,
+            account_sid=CALL_ACCOUNT,
+            direction="inbound",
+            flow="inbound",
+            from_number="[erased]",
+            to_number="+14155550100",
+            status="completed",
+            status_rank=4,
+            geo={},
+            started_at=clock.now(),
+        )
+        session.add(call)
+        await session.flush()
+        for sid in sids:
+            session.add(
+                CallRecording(call_id=call.id, recording_sid=sid, status="deleted", audio_delete_due_at=clock.now())
+            )
+        await session.commit()
+    return sids
+
+
+async def test_a_slow_run_and_the_next_run_never_delete_the_same_recording_twice(
+    hub: Hub, frozen_clock: FrozenClock
+) -> None:
+    # Twilio answers each DELETE after 14 s (under the job's 15 s timeout): a full batch takes ~12 minutes, more
+    # than the 5-minute lease. The job is scheduled every minute, so the next run starts meanwhile.
+    sids = await erased_recordings(hub, BATCH)
+    settings = with_twilio(hub)
+    deletes: Counter[str] = Counter()
+    started_second = False
+
+    async def slow_twilio(request: httpx.Request) -> httpx.Response:
+        nonlocal started_second
+        frozen_clock.advance(14)
+        deletes[request.url.path.rsplit("/", 1)[-1].removesuffix(".json")] += 1
+        if clock.now() >= datetime(2026, 3, 2, 9, 6, tzinfo=UTC) and not started_second:
+            started_second = True  # the run scheduled at 09:06 starts while the first is still deleting
+            async with httpx.AsyncClient(transport=httpx.MockTransport(slow_twilio)) as other:
+                await run_job(hub, settings, other)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow_twilio)) as http:
+        await run_job(hub, settings, http)
+        while await run_job(hub, settings, http):  # the runs after them take what is left
+            pass
+
+    assert started_second
+    assert (sorted(deletes), sorted(sid for sid, n in deletes.items() if n > 1)) == (sids, [])
+    async with hub.session() as session:
+        recordings = (await session.scalars(select(CallRecording))).all()
+    assert [(r.audio_deleted_at is not None, r.audio_delete_attempts) for r in recordings] == [(True, 1)] * BATCH
