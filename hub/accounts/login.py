@@ -141,8 +141,14 @@ async def start_session(session: AsyncSession, user: User, *, user_agent: str | 
     return token
 
 
-async def active_session(session: AsyncSession, token: str, policy: LoginPolicy) -> ActiveSession | None:
-    """The session a token opens, unless revoked, expired (idle or absolute) or its user is disabled."""
+async def active_session(
+    session: AsyncSession, token: str, policy: LoginPolicy, *, touch: bool = True
+) -> ActiveSession | None:
+    """The session a token opens, unless revoked, expired (idle or absolute) or its user is disabled.
+
+    ``touch=False`` checks the session without moving ``last_seen_at``: for requests the page makes by itself
+    (a panel's poll), which must not keep a session nobody uses from going idle.
+    """
     found = await repository.session_with_user(session, tokens.token_hash(token))
     if found is None:
         return None
@@ -152,7 +158,7 @@ async def active_session(session: AsyncSession, token: str, policy: LoginPolicy)
         return None
     if user.disabled_at is not None:
         return None
-    touched = now - row.last_seen_at >= TOUCH_EVERY
+    touched = touch and now - row.last_seen_at >= TOUCH_EVERY
     if touched:
         row.last_seen_at = now
         await session.flush()

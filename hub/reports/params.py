@@ -120,10 +120,13 @@ async def report_request(
         raise UnprocessableInput(f"{zone_name!r} is not an IANA time zone such as Europe/Berlin", field="tz")
     zone = ZoneInfo(zone_name)
     last = last_day or clock.now().astimezone(zone).date()
-    first = first_day or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-    for name, day in (("from", first), ("to", last)):
-        if not FIRST_DAY <= day <= LAST_DAY:
+    # ``to`` is checked before the default window is counted back from it (0001-01-05 minus 29 days is no date).
+    for name, day in (("from", first_day), ("to", last)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
             raise UnprocessableInput(f"{name} must be between {FIRST_DAY} and {LAST_DAY}", field=name)
+    first = first_day or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
+    if first < FIRST_DAY:
+        raise UnprocessableInput(f"from must be between {FIRST_DAY} and {LAST_DAY}", field="from")
     if first > last:
         raise UnprocessableInput("from must be on or before to", field="from")
     if (last - first).days + 1 > MAX_WINDOW_DAYS:

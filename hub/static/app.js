@@ -103,5 +103,16 @@
   document.addEventListener("toggle", releaseQueueReload, true);  // a <details> closed (toggle does not bubble)
   document.addEventListener("htmx:afterSwap", releaseQueueReload);  // an action's answer replaced the row
 
+  // A part of the page that refreshes itself (a poll, a reload on a live event) carries data-hub-background; its
+  // requests say so (X-Hub-Background), and the hub then does not count them as the person being there: an open
+  // tab alone must not keep an idle session alive (docs/ACCOUNTS.md). Set here for the element itself, not with
+  // hx-headers, which the forms inside it would inherit: what the person does in those is activity.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-hub-background")) {
+      event.detail.headers["X-Hub-Background"] = "1";
+    }
+  });
+
   document.addEventListener("htmx:sendError", function () { showToast("The hub cannot be reached; check the connection."); });
 })();

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from hub.accounts import login, tokens
@@ -33,6 +34,10 @@ HOME_BY_ROLE: dict[str, str] = {"rep": "/ui/queue", "manager": "/ui/manager", "a
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 FORM_MAX_FIELDS = 1000
 """Fields of one dashboard form: the sequence editor's, with every step and variant, is the longest."""
+BACKGROUND_HEADER = "X-Hub-Background"
+"""Sent (``1``) for the parts of a page that refresh themselves (``data-hub-background`` in the templates; set by
+hub/static/app.js): answered while the session is good, but not the person at the screen, so it does not keep
+the session alive (docs/ACCOUNTS.md)."""
 
 
 def login_policy(runtime: Runtime) -> LoginPolicy:
@@ -161,8 +166,14 @@ def _login_required(request: Request) -> HTTPException:
 
 async def optional_web_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> Principal | None:
     """The signed-in user, or None without a working session (the login page and ``/ui/`` ask this)."""
+    return await signed_in_user(request, session, runtime, touch=request.headers.get(BACKGROUND_HEADER) != "1")
+
+
+async def signed_in_user(request: Request, session: AsyncSession, runtime: Runtime, *, touch: bool) -> Principal | None:
+    """As ``optional_web_user``; ``touch=False`` for a request the page makes by itself (it does not count as
+    use: ``last_seen_at`` stays, so the session still goes idle)."""
     token = session_token(request)
-    active = await login.active_session(session, token, login_policy(runtime)) if token else None
+    active = await login.active_session(session, token, login_policy(runtime), touch=touch) if token else None
     if active is None or token is None:
         return None
     if active.touched:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.contacts.models import Contact
 from hub.errors import UnprocessableInput
 from hub.policy.schemas import RulesFile
+from hub.reports.params import FIRST_DAY, LAST_DAY
 from hub.reps.visibility import Scope
 from hub.routing.leads_api import LeadOut, Part, SlaState, lead_out, lead_query, priority_rows, visible_leads
 from hub.routing.models import Assignment
@@ -90,6 +91,10 @@ def parse_filters(params: Mapping[str, str]) -> LeadFilters:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
         raise UnprocessableInput(f"{field}: {first['msg']}", field=field) from None
+    # As the reports bound their days: the day after created_to, or a day's local midnight, must still be a date.
+    for name, day in (("created_from", filters.created_from), ("created_to", filters.created_to)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise UnprocessableInput(f"{name} must be between {FIRST_DAY} and {LAST_DAY}", field=name)
     if filters.created_from and filters.created_to and filters.created_from > filters.created_to:
         raise UnprocessableInput("created_from must be on or before created_to", field="created_from")
     return filters

@@ -29,7 +29,7 @@ from hub.errors import Unauthorized
 from hub.notify.models import Notification
 from hub.tasks.ladder import ACTIVE
 from hub.tasks.models import Task
-from hub.ui.auth import login_policy, optional_web_user, session_token
+from hub.ui.auth import login_policy, session_token, signed_in_user
 from hub.ui.templating import render_fragment
 from hub.validation import parse_id
 
@@ -107,7 +107,8 @@ async def live(
 ) -> StreamingResponse:
     """The signed-in user's live stream: ``alert`` events (a toast's HTML) and ``queue`` events (refresh it)."""
     async with request_session(runtime) as session:
-        user = await optional_web_user(request, session, runtime)
+        # The browser (re)opens the stream by itself, on every page and whenever it ends: not the person's doing.
+        user = await signed_in_user(request, session, runtime, touch=False)
         if user is None:
             raise Unauthorized("sign in to receive live updates")
         token = session_token(request)
@@ -130,10 +131,9 @@ async def _opening(session: AsyncSession, user: Principal, token: str, resume_fr
 
 async def still_signed_in(runtime: Runtime, stream: LiveStream) -> bool:
     """True while the stream's session is valid and its user is still who the stream was opened for (the same rep
-    and role). Nothing is committed: an open tab alone must not keep an idle session alive (the look-up's
-    last-seen touch is rolled back)."""
+    and role). Nothing is written: an open tab alone must not keep an idle session alive."""
     async with request_session(runtime) as session:
-        active = await login.active_session(session, stream.token, login_policy(runtime))
+        active = await login.active_session(session, stream.token, login_policy(runtime), touch=False)
         return active is not None and (active.user.rep_id, active.user.role) == (stream.rep_id, stream.role)
 
 

@@ -16,18 +16,20 @@ textarea because conditions nest (``any_of``, ``not``, operator maps) deeper tha
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
 
 from hub.auth.service import Principal
 from hub.deps import RuntimeDep, SessionDep
-from hub.errors import HubError
+from hub.errors import HubError, UnprocessableInput
 from hub.reps.visibility import Scope, scope_of
 from hub.sequences import api as sequences_api
 from hub.sequences import service as sequences
@@ -45,7 +47,16 @@ from hub.ui.sequence_form import State
 from hub.ui.templating import render
 from hub.validation import MAX_ID, parse_id
 
-router = APIRouter()
+
+async def _close_form(request: Request) -> AsyncIterator[None]:
+    """Once the route is done, close what its ``request.form()`` spooled (a file part in a multipart post)."""
+    try:
+        yield
+    finally:
+        await request.close()
+
+
+router = APIRouter(dependencies=[Depends(_close_form)])
 SequenceId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 SUMMARY = ("sent", "opened_human", "opened_machine", "clicked_human", "clicked_machine", "replied", "unsubscribed")
 """The counts the list shows per sequence (the editor shows all of COUNTS per step and variant)."""
@@ -231,7 +242,7 @@ async def test_send(
     """Queue one step's email to an address (``[TEST]`` subject) through the API's own test-send use case."""
     sequence = await sequences.get_sequence(session, sequence_id)
     form = await request.form()
-    test = {name: str(form.get(f"test.{name}") or "").strip() for name in ("to", "step", "variant", "contact_id")}
+    test = {name: _text(form, f"test.{name}") for name in ("to", "step", "variant", "contact_id")}
     body, errors = _test_request(test)
     if body is not None:
         try:
@@ -269,6 +280,16 @@ def _test_request(test: dict[str, str]) -> tuple[sequences_api.TestSendIn | None
 # Helpers -----------------------------------------------------------------------------------------
 
 
+def _text(form: FormData, name: str) -> str:
+    """A field's trimmed text ("" when absent); a file posted under a text field's name is a 422 naming it."""
+    value = form.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UnprocessableInput(f"{name} must be text, not a file", field=name)
+    return value.strip()
+
+
 async def _back_to(request: Request, sequence_id: int) -> str:
     """The list when the button was on the list, else the sequence's page (never an address from outside)."""
     back = (await request.form()).get("next")
@@ -285,7 +306,7 @@ async def _scope(session: AsyncSession, runtime: RuntimeDep, principal: Principa
 
 async def _edit(request: Request, session: AsyncSession, runtime: RuntimeDep, sequence: Sequence | None) -> Response:
     form = await request.form()
-    state = sequence_form.apply_op(sequence_form.state_from_form(form), str(form.get("op") or ""))
+    state = sequence_form.apply_op(sequence_form.state_from_form(form), _text(form, "op"))
     library = await _library(session, runtime)
     if request.headers.get("hx-request"):
         context = _editor_context(request, sequence, state, {}, library)
@@ -338,6 +359,11 @@ async def _page(
 async def _preview(request: Request, session: AsyncSession, runtime: RuntimeDep, principal: Principal) -> Response:
     """The preview fragment: the rendered email, or what stops it from rendering."""
     form = await request.form()
+    # Read before rendering: a file in place of one of these is a 422, not a problem the preview shows.
+    choice = sequences_api.StepChoice(
+        step=_text(form, "preview.step") or "0", variant=_text(form, "preview.variant") or None
+    )
+    raw_contact = _text(form, "preview.contact_id")
     state = sequence_form.state_from_form(form)
     spec, errors = sequence_form.spec_from_state(state)
     problems: list[str] = []
@@ -351,7 +377,7 @@ async def _preview(request: Request, session: AsyncSession, runtime: RuntimeDep,
             problems = [f"step {p.step}, {p.field}: {p.message}" for p in template_problems]
         else:
             try:
-                rendered = await _render_preview(session, runtime, principal, spec, library, form)
+                rendered = await _render_preview(session, runtime, principal, spec, library, choice, raw_contact)
             except HubError as exc:
                 problems = [exc.message]
     return render(request, "ui/app/partials/sequence_preview.html.j2", rendered=rendered, problems=problems)
@@ -363,15 +389,12 @@ async def _render_preview(
     principal: Principal,
     spec: SequenceSpec,
     library: TemplateLibrary,
-    form: Any,
+    choice: sequences_api.StepChoice,
+    raw_contact: str,
 ) -> Rendered:
     """One step (and variant) for the chosen contact, or for the sample contact when none is chosen."""
-    choice = sequences_api.StepChoice(
-        step=str(form.get("preview.step") or "0"), variant=form.get("preview.variant") or None
-    )
     step, variant = sequences_api._choose(spec, choice)
     placeholder = f"{runtime.settings.public_url.rstrip('/')}/u/preview"
-    raw_contact = str(form.get("preview.contact_id") or "").strip()
     if raw_contact:
         contact_id = parse_id(raw_contact)
         if contact_id is None:

@@ -136,6 +136,22 @@ async def test_sessions_store_a_hash_and_end_when_idle_or_at_their_absolute_end(
     assert await login.active_session(db_session, "not a token", POLICY) is None
 
 
+async def test_a_check_without_touch_keeps_the_session_going_idle(
+    db_session: AsyncSession, frozen: FrozenClock
+) -> None:
+    """``touch=False`` (a page refreshing itself) refuses an idle session as usual and never moves last_seen_at."""
+    user = await make_user(db_session)
+    token = await login.start_session(db_session, user, user_agent=None, policy=POLICY)
+    await db_session.commit()
+    frozen.advance(POLICY.idle.total_seconds() - 60)
+    seen = await login.active_session(db_session, token, POLICY, touch=False)
+    assert seen is not None and not seen.touched and seen.row.last_seen_at == START
+    await db_session.commit()
+    frozen.advance(60)
+    assert await login.active_session(db_session, token, POLICY, touch=False) is None
+    assert await login.active_session(db_session, token, POLICY) is None
+
+
 async def test_logout_one_logout_everywhere_and_disabling(db_session: AsyncSession, frozen: FrozenClock) -> None:
     user = await make_user(db_session)
     first, second, third = [

@@ -53,6 +53,13 @@ async def lockable_hub(sqlite_url: str) -> AsyncIterator[Hub]:
         yield running
 
 
+@pytest.fixture
+async def short_idle_hub(sqlite_url: str) -> AsyncIterator[Hub]:
+    """A hub whose sessions end after 5 minutes without the person doing anything."""
+    async for running in start_hub(make_settings(sqlite_url, session_idle_minutes=5)):
+        yield running
+
+
 @pytest.mark.parametrize(("role", "home"), [("rep", "/ui/queue"), ("manager", "/ui/manager"), ("admin", "/ui/manager")])
 async def test_login_sends_each_role_home_with_a_safe_cookie(sqlite_hub: Hub, role: str, home: str) -> None:
     rep_id = await sqlite_hub.create_rep() if role == "rep" else None
@@ -296,6 +303,44 @@ async def test_session_cookie_stops_working_when_idle(sqlite_hub: Hub, frozen: F
     assert (await sqlite_hub.client.get("/ui/account")).status_code == 200
     frozen.advance(sqlite_hub.settings.session_idle_minutes * 60)
     assert (await sqlite_hub.client.get("/ui/account")).status_code == 303
+
+
+async def test_a_dashboard_left_open_does_not_keep_an_idle_session_alive(
+    short_idle_hub: Hub, frozen: FrozenClock
+) -> None:
+    """The parts of a page that refresh themselves (the manager's live panels every minute, an import's progress,
+    the queue on a live event) send ``X-Hub-Background``: such requests are answered while the session is good, but
+    are not counted as the person being there, so ``HUB_SESSION_IDLE_MINUTES`` still ends a session nobody uses."""
+    hub = short_idle_hub
+    await hub.login_as("manager")
+    page = await hub.client.get("/ui/manager")
+    assert page.status_code == 200
+    assert 'hx-trigger="load, every 60s" data-hub-background' in page.text  # app.js sends the header for these
+    poll = {"HX-Request": "true", "X-Hub-Background": "1"}
+    for minute in range(1, 31):  # half an hour of nobody at the screen, the panel refreshing every minute
+        frozen.advance(60)
+        answer = await hub.client.get("/ui/manager/panels/reps", headers=poll)
+        if minute < 5:
+            assert answer.status_code == 200, minute
+        else:  # past the idle limit: refused as any request would be, and htmx loads the login page
+            assert answer.status_code == 401, minute
+            assert answer.headers["HX-Redirect"] == "/login"
+    back = await hub.client.get("/ui/manager")
+    assert back.status_code == 303
+    assert back.headers["location"].startswith("/login")
+
+
+async def test_what_the_person_does_on_the_page_keeps_the_session_alive(
+    short_idle_hub: Hub, frozen: FrozenClock
+) -> None:
+    """An htmx request without the background mark (a click, a filter, a form) counts as activity, as a page does."""
+    hub = short_idle_hub
+    await hub.login_as("manager")
+    for _ in range(10):
+        frozen.advance(4 * 60)
+        swap = await hub.client.get("/ui/manager/panels/reps", headers={"HX-Request": "true"})
+        assert swap.status_code == 200
+    assert (await hub.client.get("/ui/manager")).status_code == 200
 
 
 async def test_a_forged_or_tampered_cookie_is_refused(sqlite_hub: Hub) -> None:

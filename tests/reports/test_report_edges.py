@@ -15,6 +15,8 @@ from tests.reports.activity_history import seed
         ({"from": "2026-01-01", "to": "9999-12-31"}, "to"),
         # Midnight of 1 January of year 1 in Tokyo is still in year 0 in UTC.
         ({"from": "0001-01-01", "to": "0001-01-05", "tz": "Asia/Tokyo"}, "from"),
+        # Without a from, the default window is counted back from to: no date 29 days before 0001-01-05.
+        ({"to": "0001-01-05"}, "to"),
     ],
 )
 @pytest.mark.parametrize("report", ["pipeline", "funnel", "losses", "rep-activity", "channels", "plan-vs-fact"])

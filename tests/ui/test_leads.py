@@ -189,6 +189,21 @@ async def test_bad_filters_are_shown_inline_naming_the_field(sqlite_hub: Hub) ->
     assert "<html" not in swap.text
 
 
+@pytest.mark.parametrize("path", ["/ui/leads", "/ui/leads/export.csv"])
+@pytest.mark.parametrize(("field", "day"), [("created_to", "9999-12-31"), ("created_from", "0001-01-01")])
+async def test_a_created_date_at_the_ends_of_the_calendar_is_refused_naming_the_field(
+    sqlite_hub: Hub, path: str, field: str, day: str
+) -> None:
+    """A valid date whose day after (or local midnight) is past the calendar's ends is a 422 naming the field."""
+    hub = sqlite_hub
+    team = await add_team(hub)
+    await add_leads(hub, 2, owner=team.ann)
+    await hub.login_as("admin")
+    answer = await hub.client.get(path, params={field: day})
+    assert answer.status_code == 422
+    assert field in answer.text and "between 1900-01-01 and 2999-12-31" in answer.text
+
+
 async def test_htmx_gets_only_the_table(sqlite_hub: Hub) -> None:
     hub = sqlite_hub
     team = await add_team(hub)

@@ -7,8 +7,9 @@ stream needs the small streaming transport below: the test reads events as the a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from hub.app import create_app
 from hub.auth import service as auth
 from hub.db import session_scope
 from hub.notify.service import notify
-from tests.conftest import Hub, make_settings
+from tests.conftest import FrozenClock, Hub, make_settings, stopped_clock
 from tests.ui.d1_seed import RULES
 
 DEADLINE = 10.0
@@ -238,6 +239,25 @@ async def test_a_quiet_stream_keeps_warm_and_ends_when_the_user_logs_out(
         ended = await events.next("signed-out")
 
     assert ended["data"] == "signed out"
+
+
+@pytest.fixture
+def frozen() -> Iterator[FrozenClock]:
+    yield from stopped_clock(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
+
+
+async def test_the_stream_reconnecting_by_itself_does_not_keep_an_idle_session_alive(
+    live_hub: tuple[Hub, httpx.AsyncClient], frozen: FrozenClock
+) -> None:
+    """Every page opens /ui/live, and the browser opens it again on its own (after HUB_UI_LIVE_MAX_SECONDS, or a
+    dropped line): that is not the person at the screen, so an open tab still ends at HUB_SESSION_IDLE_MINUTES."""
+    hub, client = live_hub
+    await hub.login_as("manager")
+    frozen.advance(hub.settings.session_idle_minutes * 60 - 60)
+    async with stream(hub, client) as events:
+        await events.comment("connected")
+    frozen.advance(60)
+    assert (await hub.client.get("/ui/account")).status_code == 303
 
 
 @pytest.mark.parametrize("change", ["disabled", "given another rep"])

@@ -292,6 +292,38 @@ async def test_preview_renders_the_editor_for_a_contact(sqlite_hub: Hub) -> None
     assert "contact 999999 does not exist" in missing.text
 
 
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [
+        ("preview", "preview.variant"),
+        ("preview", "preview.step"),
+        ("preview", "preview.contact_id"),
+        ("test-send", "test.variant"),
+        ("test-send", "test.to"),
+        ("edit", "op"),
+    ],
+)
+async def test_a_file_posted_where_the_sequence_editor_expects_text_is_a_422_naming_the_field(
+    sqlite_hub: Hub, action: str, field: str
+) -> None:
+    """A multipart post whose text field is a file part is refused naming the field, never a 500."""
+    hub = sqlite_hub
+    csrf = await hub.login_as("manager")
+    sequence_id = await create_via_api(hub)
+    fields = editor_form(csrf, **{"test.to": "tester@example.org", "test.step": "0"})
+    fields.pop(field, None)
+    answer = await hub.client.post(
+        f"/ui/sequences/{sequence_id}/{action}",
+        data=fields,
+        files={field: ("part.txt", b"b", "text/plain")},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert answer.status_code == 422
+    assert f"<code>{field}</code>" in answer.text
+    async with hub.session() as session:
+        assert await session.scalar(select(func.count()).select_from(EmailMessage)) == 0
+
+
 async def test_pause_and_resume_are_audited(sqlite_hub: Hub) -> None:
     hub = sqlite_hub
     sid = await create_via_api(hub)

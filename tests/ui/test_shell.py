@@ -10,6 +10,9 @@ from hub.config import static_dir
 from tests.conftest import Hub
 
 FRONTEND = Path(__file__).parents[2] / "frontend"
+TEMPLATES = Path(__file__).parents[2] / "templates" / "ui"
+SELF_REFRESHING = re.compile(r'hx-trigger="[^"]*(?:every |sse:)[^"]*"')
+BACKGROUND_MARK = " data-hub-background "
 
 
 async def test_the_layout_carries_csrf_for_htmx_a_skip_link_and_a_strict_policy(sqlite_hub: Hub) -> None:
@@ -52,3 +55,19 @@ async def test_the_vendored_libraries_are_served_offline_at_the_pinned_versions(
     assert htmx.status_code == 200 and "htmx" in htmx.text
     for path in ("vendor/htmx-ext-sse.min.js", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "app.css"):
         assert (await sqlite_hub.client.get(f"/static/{path}")).status_code == 200, path
+
+
+def test_every_part_of_a_page_that_refreshes_itself_marks_its_requests_as_background() -> None:
+    """Polls (``every ...``) and live-event reloads (``sse:...``) are not the person at the screen: each element
+    carries ``data-hub-background``, for which app.js sends the header that keeps its requests from extending an
+    idle session (hub/ui/auth.py, docs/ACCOUNTS.md)."""
+    script = (static_dir() / "app.js").read_text()
+    assert 'hasAttribute("data-hub-background")' in script and 'headers["X-Hub-Background"] = "1"' in script
+    found = []
+    for template in sorted(TEMPLATES.rglob("*.j2")):
+        text = re.sub(r"\{#.*?#\}", "", template.read_text(), flags=re.S)  # comments may name a trigger
+        for trigger in SELF_REFRESHING.finditer(text):
+            tag = text[text.rfind("<", 0, trigger.start()) : text.find(">", trigger.end()) + 1]
+            found.append(template.name)
+            assert BACKGROUND_MARK in tag, f"{template.name}: {tag}"
+    assert {"manager.html.j2", "import_progress.html.j2", "queue.html.j2"} <= set(found)
