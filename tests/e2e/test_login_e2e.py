@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.stack import PASSWORD, RunningHub
+from tests.e2e.stack import PASSWORD, RunningHub, sign_in
 
 
 def test_a_wrong_password_is_refused_with_a_message_then_the_right_one_signs_in(page: Page, served: RunningHub) -> None:
@@ -58,3 +58,27 @@ def test_the_login_form_works_by_keyboard_with_a_visible_focus(page: Page, serve
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/manager")
+
+
+def test_the_pages_own_refreshes_say_they_are_no_activity(page: Page, served: RunningHub) -> None:
+    """The manager page's panels load and refresh themselves: the browser marks those requests (app.js), so an
+    open tab alone does not keep an idle session alive; a request the person makes is not marked."""
+    seen: list[tuple[str, str | None]] = []
+    page.on(
+        "request",
+        lambda request: (
+            seen.append((request.url, request.headers.get("x-hub-background")))
+            if request.headers.get("hx-request") == "true"
+            else None
+        ),
+    )
+    sign_in(page, served.user("manager"))
+    page.wait_for_url("**/ui/manager")
+    expect(page.locator(".manager-panel .panel-body").first).not_to_contain_text("Loading")
+    panels = [(url, mark) for url, mark in seen if "/ui/manager/" in url]
+    assert panels, seen
+    assert all(mark == "1" for _, mark in panels), panels
+
+    page.get_by_role("navigation", name="Main").get_by_role("link").first.click()  # the person moves on
+    page.wait_for_load_state()
+    assert all(mark is None for url, mark in seen if "/ui/manager/" not in url), seen
