@@ -249,8 +249,9 @@ class SendBatch:
             handed = await _again_if_victim(lambda: recorder.write(finished, takes, self.claimed_at, now))
             tally["sent"] += len(finished)
         else:
-            if self.windows.unread_for(s.message for s in finished if s.outcome.status == "retry"):
-                await self._read_windows()
+            retried = [s.message for s in finished if s.outcome.status == "retry"]
+            if self.windows.unread_for(retried) or self.windows.zones_unread_for(retried):
+                await self._read_windows(retried)
 
             async def record() -> dict[int, int]:
                 counted: Counter[str] = Counter()  # an aborted attempt counts nothing
@@ -266,6 +267,7 @@ class SendBatch:
                         self._recorder,
                         keys=self.links.keys,
                         retry_at=self.windows.retry_at,
+                        next_steps_at=self.windows.count_next_steps_from,
                     )
                 tally.update(counted)
                 return written
@@ -285,10 +287,13 @@ class SendBatch:
             tally["lost_claim"] += len(left) - len(suppressed)
         return handed
 
-    async def _read_windows(self) -> None:
-        """Read the batch's send windows and zones, in a transaction of their own before the writes."""
+    async def _read_windows(self, retried: list[EmailMessage]) -> None:
+        """Read the batch's send windows and zones (and the zones the steps after ``retried`` count days in), in a
+        transaction of their own before the writes."""
         async with session_scope(self._writer_sessions) as session:
-            await self.windows.read(session)
+            if self.windows.unread_for(retried):
+                await self.windows.read(session)
+            await self.windows.read_zones(session, retried)
 
     @contextlib.asynccontextmanager
     async def _transaction(self, finished: list[Sent]) -> AsyncIterator[AsyncSession | AsyncConnection]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -23,6 +23,8 @@ from hub.sequences.models import Sequence as SequenceRow
 
 RetryTiming = Callable[[EmailMessage, datetime], datetime]
 """When a retry the backoff puts at the given time may go (a sequence's send window: hub.mail.send_windows)."""
+NextStepsTiming = Callable[[AsyncSession | AsyncConnection, Sequence[tuple[EmailMessage, datetime]]], Awaitable[None]]
+"""Puts off the next steps of the sequence emails retried at the given times (hub.mail.send_windows)."""
 ERASED_DETAIL = "refused by the relay; its answer is not kept (the contact was erased)"
 RETRY_JITTER = 0.1
 """A retry waits up to 10 % longer than its schedule says, so a relay's bad minute is not retried in lockstep."""
@@ -82,13 +84,13 @@ async def record_unsent(
     tally: Counter[str],
     *,
     retry_at: RetryTiming | None = None,
-) -> None:
+) -> datetime | None:
     """A retry (back to ``queued`` with its next time, which ``retry_at`` may move into a send window), a
-    failure (with a hard bounce's suppression), or ``unknown`` (never sent again)."""
+    failure (with a hard bounce's suppression), or ``unknown`` (never sent again); the retry's time, if one."""
     if outcome.status == "unknown":
         await _record_unknown(db, message, outcome)
         tally["unknown"] += 1
-        return
+        return None
     delay = retry_delay(message.attempts, settings.send_retry_minutes, random.random() * RETRY_JITTER)  # noqa: S311
     if outcome.status == "retry" and delay is not None:
         due = now + delay if retry_at is None else retry_at(message, now + delay)
@@ -104,7 +106,7 @@ async def record_unsent(
             )
         )
         tally["retried"] += 1
-        return
+        return due
     # An erasure while the mail was on the wire scrubbed the row: the relay's answer may quote the address, and a
     # bounce would put it back (an event, a plain suppression, a timeline entry). Read under the row's lock, so
     # an erasure in progress is waited for.
@@ -126,6 +128,7 @@ async def record_unsent(
         .values(status="failed", failed_at=now, smtp_code=outcome.code, next_attempt_at=None, last_error=detail[:500])
     )
     tally["failed"] += 1
+    return None
 
 
 async def _record_unknown(db: AsyncSession | AsyncConnection, message: EmailMessage, outcome: SendOutcome) -> None:

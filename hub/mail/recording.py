@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from hub.config import Settings
 from hub.email.models import EmailMessage, Suppression
 from hub.email.suppressions import recipient_hashes
-from hub.mail.outcomes import RetryTiming, as_stored, record_unsent, sent_entry_values
+from hub.mail.outcomes import NextStepsTiming, RetryTiming, as_stored, record_unsent, sent_entry_values
 from hub.mail.transport import SendOutcome
 from hub.timeline.models import TimelineEntry
 
@@ -167,18 +167,25 @@ async def record_and_hand_over(
     *,
     keys: Sequence[str],
     retry_at: RetryTiming | None = None,
+    next_steps_at: NextStepsTiming | None = None,
 ) -> dict[int, int]:
     """Record ``finished`` (any outcome, at least one not ``sent``) and hand ``takes`` over in the open
     transaction; the attempts of each row handed over. ``db`` is a session when a hard bounce is among them
     (the email-event path). ``recorder`` (PostgreSQL) writes the sent rows and the hand-over on ``db``'s
     connection, inside the transaction the unsent outcomes opened. ``keys`` are the hub's accepted secret keys
-    (hashed suppressions); ``retry_at`` times retries (their sequences' send windows)."""
+    (hashed suppressions); ``retry_at`` times retries (their sequences' send windows), and ``next_steps_at`` puts
+    off the next steps of retried sequence emails (one statement for them all)."""
     sent: list[Sent] = []
+    retried: list[tuple[EmailMessage, datetime]] = []
     for item in finished:
         if item.outcome.status == "sent":
             sent.append(item)
-        else:
-            await record_unsent(db, settings, item.message, item.outcome, now, tally, retry_at=retry_at)
+            continue
+        due = await record_unsent(db, settings, item.message, item.outcome, now, tally, retry_at=retry_at)
+        if due is not None and item.message.enrollment_id is not None:
+            retried.append((item.message, due))
+    if retried and next_steps_at is not None:
+        await next_steps_at(db, retried)
     tally["sent"] += len(sent)
     if recorder is not None and len(sent) < len(finished):
         return await recorder.write(sent, takes, claimed_at, now, in_transaction=True)

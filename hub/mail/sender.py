@@ -228,19 +228,25 @@ async def _keep_to_windows(
 ) -> list[EmailMessage]:
     """The claimed messages to send now. A sequence's email whose send window is shut (it waited in the queue
     past the window's close: workers down, a backlog) goes back to the queue for the window's next opening in
-    its contact's zones, as the step runner would have timed it; only rows still under this claim."""
+    its contact's zones, as the step runner would have timed it; only rows still under this claim. Its
+    enrollment's next step then counts its delay from that opening, not from when the step was queued."""
     if not windows.unread_for(claimed):
         return claimed  # no sequence mail in the batch: nothing to read
     async with session_scope(sessions) as session:
         await windows.read(session)
     later: dict[datetime, list[int]] = {}
+    moved: list[tuple[EmailMessage, datetime]] = []
     for message in claimed:
         opens = windows.retry_at(message, claimed_at)
         if opens > claimed_at:
             later.setdefault(opens, []).append(message.id)
+            moved.append((message, opens))
     if not later:
         return claimed
     async with session_scope(sessions) as session:
+        # The enrollments before the messages, in the order a stop locks them (hub.sequences.enrollment.stop), so
+        # the two never wait for each other.
+        await windows.count_next_steps_from(session, moved)
         for opens, ids in later.items():
             report.deferred += await _requeue_claimed(session, ids, claimed_at, next_attempt_at=opens)
     waiting = {message_id for ids in later.values() for message_id in ids}

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.contacts import repository as contacts_repo
 from hub.contacts.models import Contact
@@ -275,6 +275,56 @@ async def resume_paused(session: AsyncSession, sequence_id: int, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class WentLater:
+    """A sequence email that goes later than its enrollment's next step was timed from: released by a resume, put
+    off to its send window's next opening, or retried."""
+
+    spec: SequenceSpec
+    enrollment_id: int
+    step_key: str | None
+    at: datetime
+    """When the email is now due."""
+    zone: ZoneInfo
+    """The contact's first zone (``due_after`` counts days on its calendar)."""
+
+
+_ENROLLMENTS = cast(Table, Enrollment.__table__)
+_DUE_AT = bindparam("due_at", type_=_ENROLLMENTS.c.next_run_at.type)
+_COUNT_FROM = (
+    update(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.id == bindparam("enrollment_id"),
+        _ENROLLMENTS.c.status == "active",
+        _ENROLLMENTS.c.step_index == bindparam("next_index"),
+        _ENROLLMENTS.c.next_run_at < _DUE_AT,
+    )
+    .values(next_run_at=_DUE_AT)
+)
+
+
+async def count_next_steps_from(db: AsyncSession | AsyncConnection, went: Iterable[WentLater]) -> None:
+    """The next step of each enrollment whose email went later is due no earlier than its delay after the email's
+    new time (``after: previous_step``; a step timed ``after: enrollment`` keeps its date), as if the email had
+    been queued then: the two never go out together. Only an enrollment still waiting for the step after that
+    email's is moved (one that stopped or moved on is left alone), and only later. One statement per 5,000."""
+    rows: list[dict[str, Any]] = []
+    # Each definition's step numbers by key, worked out once; the definition is kept with them, so its id is not
+    # reused by another while they are looked up.
+    places: dict[int, tuple[SequenceSpec, dict[str | None, int]]] = {}
+    for email in went:
+        steps = email.spec.steps
+        if id(email.spec) not in places:
+            places[id(email.spec)] = (email.spec, {step.key: n for n, step in enumerate(steps)})
+        index = places[id(email.spec)][1].get(email.step_key)
+        if index is None or index + 1 >= len(steps) or steps[index + 1].delay.after != "previous_step":
+            continue
+        due_at = due_after(email.at, steps[index + 1].delay, email.zone)
+        rows.append({"enrollment_id": email.enrollment_id, "next_index": index + 1, "due_at": due_at})
+    for start in range(0, len(rows), 5000):
+        await db.execute(_COUNT_FROM, rows[start : start + 5000])
 
 
 async def zones_of_contacts(

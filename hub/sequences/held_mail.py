@@ -19,14 +19,15 @@ from hub.db import lock_keys
 from hub.email.models import EmailMessage
 from hub.mail.outbox import release_sequence_mail
 from hub.sequences.engine import EVERY_CAP_KEY, _recent_marketing
-from hub.sequences.enrollment import spec_of, zones_of_contacts
-from hub.sequences.models import Enrollment, Sequence
+from hub.sequences.enrollment import WentLater, count_next_steps_from, spec_of, zones_of_contacts
+from hub.sequences.models import Sequence
 from hub.sequences.schemas import SequenceSpec
-from hub.sequences.windows import due_after, next_send_time
+from hub.sequences.windows import next_send_time
 
 _MESSAGES = cast(Table, EmailMessage.__table__)
 _LOCK_EVERY_CAP = text("SELECT pg_advisory_xact_lock(:key)")
 _LOCK_EVERY_CAP_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)")
+_UTC = (ZoneInfo("UTC"),)
 
 CAP_LOCKS_AT_MOST = 1000
 """A resume takes the frequency-cap locks of its held marketing emails' contacts one by one up to this many. Each
@@ -69,7 +70,7 @@ async def release_held_mail(session: AsyncSession, sequence: Sequence, now: date
     caps = await _HeldCaps.load(session, settings, counted, now)
     timed: dict[tuple[tuple[ZoneInfo, ...], datetime], datetime] = {}
     due: dict[int, datetime] = {}
-    released: dict[int, dict[str | None, datetime]] = {}
+    released: list[WentLater] = []
     for message_id, contact_id, retry_at, enrollment_id, step_key, marketing, _created, _sent in held:
         start = max(now, retry_at) if retry_at is not None else now
         key = (zones.get(contact_id, ()) if contact_id is not None else (), start)
@@ -82,9 +83,10 @@ async def release_held_mail(session: AsyncSession, sequence: Sequence, now: date
             caps.count(contact_id, at)
         due[message_id] = at
         if enrollment_id is not None:
-            released.setdefault(enrollment_id, {})[step_key] = at
+            released.append(WentLater(spec, enrollment_id, step_key, at, (key[0] or _UTC)[0]))
     await _release_each(session, due)
-    await _count_from_release(session, spec, released, zones)
+    # The step after a released one counts its delay from the release (after: previous_step).
+    await count_next_steps_from(session, released)
 
 
 @dataclass
@@ -151,30 +153,3 @@ async def _release_each(session: AsyncSession, due: dict[int, datetime]) -> None
     ids = sorted(due)
     for start in range(0, len(ids), 5000):
         await session.execute(statement, [{"held_id": i, "due_at": due[i]} for i in ids[start : start + 5000]])
-
-
-async def _count_from_release(
-    session: AsyncSession,
-    spec: SequenceSpec,
-    released: dict[int, dict[str | None, datetime]],
-    zones: dict[int, tuple[ZoneInfo, ...]],
-) -> None:
-    """The enrollments whose previous step's email was held: their next step is due no earlier than its delay
-    after that email's release (``after: previous_step``), as if it had been queued then."""
-    keys = [step.key for step in spec.steps]
-    ids = sorted(released)
-    for start in range(0, len(ids), 500):
-        rows = await session.scalars(
-            select(Enrollment)
-            .where(Enrollment.id.in_(ids[start : start + 500]), Enrollment.status == "active")
-            .execution_options(populate_existing=True)
-        )
-        for enrollment in rows:
-            index = enrollment.step_index
-            at = released[enrollment.id].get(keys[index - 1]) if 0 < index < len(keys) else None
-            if at is None or enrollment.next_run_at is None:
-                continue
-            delay = spec.steps[index].delay
-            zone = (zones.get(enrollment.contact_id) or (ZoneInfo("UTC"),))[0]
-            if delay.after == "previous_step":
-                enrollment.next_run_at = max(enrollment.next_run_at, due_after(at, delay, zone))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import case, update
+from sqlalchemy import case, literal, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.sequences.models import Enrollment
@@ -82,13 +83,14 @@ def _content(step: Step) -> str:
 
 def moved_steps(revision: Revision) -> dict[int, int]:
     """For each next-step number of ``old`` that means another number in the new definition: that number. An
-    enrollment goes on after the last step it had that the new definition kept; if it kept none of them, at the
-    first step still to come that it kept; if it kept neither, at the same number."""
+    enrollment goes on after the furthest step, in the new order, of those it had that the new definition kept (so
+    a reordering never sends it back to a step it had); if it kept none of them, at the first step still to come
+    that it kept; if it kept neither, at the same number."""
     old = revision.old
     new_index_of = {old_index: new_index for new_index, old_index in revision.old_index_of.items()}
     moves: dict[int, int] = {}
     for index in range(1, len(old.steps) + 1):
-        had = next((new_index_of[i] + 1 for i in range(index - 1, -1, -1) if i in new_index_of), None)
+        had = max((new_index_of[i] + 1 for i in range(index) if i in new_index_of), default=None)
         target = (
             had
             if had is not None
@@ -99,21 +101,26 @@ def moved_steps(revision: Revision) -> dict[int, int]:
     return moves
 
 
-async def follow_steps(session: AsyncSession, sequence_id: int, revision: Revision) -> int:
-    """Move the sequence's running enrollments to where their next step is in the new definition; how many moved.
+async def follow_steps(session: AsyncSession, sequence_id: int, revision: Revision, now: datetime) -> int:
+    """Move the sequence's running enrollments to where their next step is in the new definition; how many changed.
     One statement; it waits for an engine batch holding some of them (they are locked while it acts on them).
-    A moved enrollment keeps its due time."""
+    A moved enrollment keeps its due time, unless no step is left for it (its steps were removed): it is due
+    ``now``, so the step runner completes it at its next look, as after a last step, rather than when the removed
+    step would have been due."""
     moves = moved_steps(revision)
-    if not moves:
-        return 0
+    steps = len(revision.spec.steps)
+    index = Enrollment.step_index
+    new_index = case(moves, value=index, else_=index) if moves else index
+    changed = index.in_(list(moves)) | (index >= steps) if moves else index >= steps
+    done = new_index >= steps
     result = await session.execute(
         update(Enrollment)
-        .where(
-            Enrollment.sequence_id == sequence_id,
-            Enrollment.status == "active",
-            Enrollment.step_index.in_(list(moves)),
+        .where(Enrollment.sequence_id == sequence_id, Enrollment.status == "active", changed)
+        .values(
+            step_index=new_index,
+            next_run_at=case((done, literal(now, Enrollment.next_run_at.type)), else_=Enrollment.next_run_at),
+            wait_reason=case((done, None), else_=Enrollment.wait_reason),
         )
-        .values(step_index=case(moves, value=Enrollment.step_index))
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -95,7 +95,7 @@ async def replace_spec(
     session: AsyncSession, sequence: Sequence, spec: SequenceSpec, library: TemplateLibrary
 ) -> Sequence:
     """Give the sequence a new definition (checked again; version + 1). Running enrollments continue with it, each
-    after the last step it had: keyless steps keep the keys of the steps they were (``revisions``)."""
+    after the furthest step it had: keyless steps keep the keys of the steps they were (``revisions``)."""
     check_templates(spec, library)
     if spec.name != sequence.name:
         other = await sequence_by_name(session, spec.name)
@@ -111,10 +111,10 @@ async def replace_spec(
     sequence.name = spec.name
     sequence.spec = _stored(spec)
     sequence.version += 1
-    sequence.updated_at = clock.now()
+    sequence.updated_at = now = clock.now()
     await _flush_unique_name(session, spec.name)
     if revision is not None:
-        await revisions.follow_steps(session, sequence.id, revision)
+        await revisions.follow_steps(session, sequence.id, revision, now)
     return sequence
 
 

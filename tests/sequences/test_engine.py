@@ -1,6 +1,7 @@
 """The sequence engine on SQLite and PostgreSQL with a frozen clock: windows in each contact's zone,
 business days across a DST change, step conditions on human opens, the frequency cap across sequences,
-stops at step time, template failures, A/B draws, and concurrent workers on PostgreSQL."""
+stops at step time, template failures, A/B draws, concurrent workers on PostgreSQL, and the next step counted from
+when the send loop actually sends a step it put off."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -16,16 +18,19 @@ from hub import clock
 from hub.contacts.models import Contact
 from hub.db import create_engine, create_sessionmaker
 from hub.email.models import EmailEvent, EmailMessage, Suppression
+from hub.mail.sender import SendReport, send_due
 from hub.mail.sender import claim_due as claim_due_mail
 from hub.reps.models import Rep, Team
 from hub.sequences import enrollment as enrollment_service
 from hub.sequences.breaker import check_breakers
 from hub.sequences.engine import draw_variant, run_due_steps
 from hub.sequences.models import Enrollment, Sequence
-from hub.sequences.schemas import Step
+from hub.sequences.schemas import Delay, Step
 from hub.sequences.templates import TemplateLibrary
+from hub.sequences.windows import due_after
 from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub, make_settings, start_hub, stopped_clock, truncate_all
+from tests.mail_sink import SmtpSink
 from tests.sequences.helpers import (
     BROWSER,
     FRIDAY_EVENING,
@@ -402,3 +407,129 @@ async def test_breaker_pauses_a_failing_sequence(sqlite_hub: Hub, frozen: Frozen
     async with hub.session() as session:
         later = await claim_due_mail(session, frozen.at + timedelta(hours=1), 100)
     assert [m.recipient for m in later] == ["retry@example.com"]
+
+
+# --- a step the send loop puts off: the next step counts its delay from when it actually goes -------------------
+
+FRIDAY_1658 = datetime(2026, 3, 6, 16, 58, tzinfo=UTC)
+MONDAY_0900 = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+WEEKDAYS_9_TO_5 = {"hours": "09:00-17:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
+GREYLISTED = "451 4.7.1 greylisted, try again later"
+
+
+@pytest.fixture
+async def window_hub(database_url: str, smtp_sink: SmtpSink) -> AsyncIterator[Hub]:
+    """The app pointed at the SMTP sink, Friday 16:58 UTC, the default retry schedule."""
+    frozen = FrozenClock(FRIDAY_1658)
+    clock.set_clock(frozen)
+    settings = make_settings(
+        database_url, **smtp_sink.settings(), send_rate_per_second=10_000, send_retry_minutes="1,5,15,60,240"
+    )
+    try:
+        async for running in start_hub(settings):
+            running.runtime.jobs["clock"] = frozen
+            yield running
+    finally:
+        clock.set_clock(None)
+
+
+async def send(hub: Hub) -> SendReport:
+    ctx = hub.runtime.jobs
+    return await send_due(
+        hub.runtime.sessions, ctx["transport"], ctx["throttle"], hub.settings, ctx["links"], limit=100
+    )
+
+
+async def two_steps_an_hour_apart(hub: Hub, address: str, **spec: object) -> None:
+    """One-to-one sales mail (no frequency cap to space the steps out): a, then b an hour after it; ``address``
+    enrolled and a queued (16:58, inside the window)."""
+    sequence_id = await make_sequence(
+        hub,
+        name="sales",
+        marketing=False,
+        steps=[step("a"), step("b", delay={"amount": 1, "unit": "hours"})],
+        **spec,
+    )
+    contact_id = await make_contact(hub, address, time_zone="UTC")
+    assert (await enroll(hub, sequence_id, contact_id)).status_code == 201
+    assert (await run(hub)).queued == 1
+
+
+async def monday_morning(hub: Hub, frozen: FrozenClock) -> dict[str | None, datetime]:
+    """The worker's first ticks on Monday morning; when each step's email went."""
+    for minutes in (0, 1, 2):
+        frozen.at = MONDAY_0900 + timedelta(minutes=minutes)
+        await send(hub)
+        await run(hub)
+        await send(hub)
+    return {m.step_key: m.sent_at for m in await messages(hub) if m.sent_at is not None}
+
+
+async def test_the_next_step_counts_its_delay_from_when_a_deferred_step_actually_went(window_hub: Hub) -> None:
+    """Step a is queued at 16:58 inside the window, but the send loop only reaches it after 17:00 (a backlog, a
+    restart) and puts it off to Monday 09:00. Step b, one hour after a, must not go out with it on Monday 09:00."""
+    hub = window_hub
+    frozen: FrozenClock = hub.runtime.jobs["clock"]
+    await two_steps_an_hour_apart(hub, "ada@example.org", window=WEEKDAYS_9_TO_5)
+
+    frozen.at = FRIDAY_1658 + timedelta(minutes=5)  # 17:03: the window has closed
+    assert (await send(hub)).deferred == 1  # a waits for Monday 09:00
+    [enrollment] = await enrollments(hub)
+    assert enrollment.next_run_at == MONDAY_0900 + timedelta(hours=1)
+    frozen.at = FRIDAY_1658 + timedelta(hours=1, minutes=1)
+    await run(hub)  # an hour after a was queued: b is not due
+
+    sent = await monday_morning(hub, frozen)
+    assert sent["a"] == MONDAY_0900
+    assert "b" not in sent, f"b went at {sent['b']}, together with a (sent {sent['a']})"
+    frozen.at = MONDAY_0900 + timedelta(hours=1)
+    assert (await run(hub)).queued == 1  # b, an hour after a went
+
+
+async def test_the_next_step_counts_its_delay_from_a_retry_put_off_to_the_next_window(
+    window_hub: Hub, smtp_sink: SmtpSink
+) -> None:
+    """The relay greylists step a at 16:59; its retry falls after 17:00 and waits for Monday 09:00. Step b, one hour
+    after a, must not go out with it on Monday 09:00."""
+    hub = window_hub
+    frozen: FrozenClock = hub.runtime.jobs["clock"]
+    await two_steps_an_hour_apart(hub, "ada@example.org", window=WEEKDAYS_9_TO_5)
+    smtp_sink.handler.reply_for["ada@example.org"] = GREYLISTED
+
+    frozen.at = FRIDAY_1658 + timedelta(minutes=1, seconds=30)
+    assert (await send(hub)).retried == 1  # a: tried again at 17:00:30 by the schedule, so on Monday 09:00
+    smtp_sink.handler.reply_for.clear()
+    [enrollment] = await enrollments(hub)
+    assert enrollment.next_run_at == MONDAY_0900 + timedelta(hours=1)
+    frozen.at = FRIDAY_1658 + timedelta(hours=1, minutes=1)
+    await run(hub)
+
+    sent = await monday_morning(hub, frozen)
+    assert sent["a"] == MONDAY_0900
+    assert "b" not in sent, f"b went at {sent['b']}, together with a (sent {sent['a']})"
+
+
+async def test_a_retried_step_puts_the_next_step_off_by_its_delay_on_the_contacts_calendar(
+    window_hub: Hub, smtp_sink: SmtpSink
+) -> None:
+    """A sequence with no send window: a greylisted step's next step (a business day later) counts from the retry,
+    in the contact's zone (New York changes to summer time on Sunday), not from when the step was queued."""
+    hub = window_hub
+    frozen: FrozenClock = hub.runtime.jobs["clock"]
+    nudge = {"amount": 1, "unit": "business_days"}
+    sequence_id = await make_sequence(
+        hub, name="sales", marketing=False, window=None, steps=[step("a"), step("b", delay=nudge)]
+    )
+    contact_id = await make_contact(hub, "ny@example.org", time_zone="America/New_York")
+    assert (await enroll(hub, sequence_id, contact_id)).status_code == 201
+    assert (await run(hub)).queued == 1
+    smtp_sink.handler.reply_for["ny@example.org"] = GREYLISTED
+
+    frozen.at = FRIDAY_1658 + timedelta(minutes=30)
+    assert (await send(hub)).retried == 1
+    [retry] = await messages(hub)
+    [enrollment] = await enrollments(hub)
+    assert retry.next_attempt_at is not None
+    # Friday about 12:29 in New York (EST) plus a business day: Monday 12:29 EDT, 16:29 UTC (17:29 in UTC's calendar).
+    assert enrollment.next_run_at == due_after(retry.next_attempt_at, Delay(**nudge), ZoneInfo("America/New_York"))
+    assert enrollment.next_run_at.hour == 16

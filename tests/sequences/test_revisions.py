@@ -9,10 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from hub import clock
 from hub.sequences.revisions import moved_steps, revise
 from hub.sequences.schemas import SequenceSpec
+from hub.timeline.models import TimelineEntry
 from tests.conftest import FrozenClock, Hub
 from tests.sequences.helpers import FRIDAY_EVENING, enroll, enrollments, make_contact, make_sequence, messages, run
 
@@ -94,6 +96,16 @@ def test_enrollments_that_have_had_no_step_start_at_the_new_first_one() -> None:
     assert 0 not in moves
 
 
+def test_reordered_steps_send_enrollments_on_after_the_furthest_step_they_had() -> None:
+    old = spec(WELCOME, TIPS, CASE_STUDY, HELLO)
+    # Had the welcome, now third: on to HELLO after it (the tips and the case study, now before it, are passed over
+    # as inserted steps would be). Had the welcome and the tips too: on to HELLO, not back to the case study.
+    assert revised(old, TIPS, CASE_STUDY, WELCOME, HELLO)[1] == {1: 3, 2: 3}
+    # The first two swapped: whoever had the welcome, now second, goes on with the case study; whoever had both
+    # stays where it was.
+    assert revised(old, TIPS, WELCOME, CASE_STUDY, HELLO)[1] == {1: 2}
+
+
 async def test_a_running_enrollment_is_not_sent_a_step_again_when_one_is_inserted_before_it(
     hub: Hub, frozen: FrozenClock
 ) -> None:
@@ -149,3 +161,63 @@ async def test_a_step_with_a_condition_keeps_its_key_on_both_databases(hub: Hub)
     patched = await hub.client.patch(f"/api/sequences/{sequence_id}", json={"spec": body}, headers=hub.auth())
     assert patched.status_code == 200, patched.text
     assert [s["key"] for s in patched.json()["spec"]["steps"]] == ["step-3", "step-1", "step-2"]
+
+
+async def test_reordering_steps_does_not_send_a_running_enrollment_back_to_a_step_it_had(
+    hub: Hub, frozen: FrozenClock
+) -> None:
+    welcome, tips, study = WELCOME | {"key": "welcome"}, TIPS | {"key": "tips"}, CASE_STUDY | {"key": "study"}
+    sequence_id = await make_sequence(
+        hub, name="onboarding", marketing=False, window=None, steps=[welcome, tips, study]
+    )
+    contact_id = await make_contact(hub, "ada@example.com", time_zone="America/New_York")
+    assert (await enroll(hub, sequence_id, contact_id)).status_code == 201
+    await run(hub)  # welcome
+    frozen.advance(3601)
+    await run(hub)  # tips; the case study is due in an hour
+    [before] = await enrollments(hub)
+    assert before.step_index == 2 and before.next_run_at is not None
+
+    # The marketer swaps the first two steps (keys given, as the dashboard sends them).
+    body = spec(tips, welcome, study).model_dump(mode="json")
+    patched = await hub.client.patch(f"/api/sequences/{sequence_id}", json={"spec": body}, headers=hub.auth())
+    assert patched.status_code == 200, patched.text
+    [after] = await enrollments(hub)
+    assert (after.step_index, after.next_run_at) == (2, before.next_run_at)
+
+    # It had both the welcome and the tips: the case study still goes when it was due, and nothing else.
+    frozen.at = before.next_run_at + timedelta(seconds=1)
+    await run(hub)
+    assert [m.step_key for m in await messages(hub)] == ["welcome", "tips", "study"]
+    assert [e.status for e in await enrollments(hub)] == ["completed"]
+
+
+async def test_removing_the_step_an_enrollment_waits_for_ends_its_run_now(hub: Hub, frozen: FrozenClock) -> None:
+    """The last step is removed while a contact waits a week for it: nothing is left to send, so the run completes
+    at the worker's next look (not a week later), and an after_exit re-enrollment is allowed from then on."""
+    week = {"key": "week", "subject": "A week in", "text": "How is it going?", "delay": {"amount": 7, "unit": "days"}}
+    welcome = WELCOME | {"key": "welcome"}
+    sequence_id = await make_sequence(
+        hub, name="onboarding", marketing=False, window=None, reenroll="after_exit", steps=[welcome, week]
+    )
+    contact_id = await make_contact(hub, "ada@example.com", time_zone="America/New_York")
+    assert (await enroll(hub, sequence_id, contact_id)).status_code == 201
+    await run(hub)  # welcome; the last step is a week away
+
+    body = SequenceSpec(
+        name="onboarding", marketing=False, window=None, reenroll="after_exit", steps=[welcome]
+    ).model_dump(mode="json")
+    patched = await hub.client.patch(f"/api/sequences/{sequence_id}", json={"spec": body}, headers=hub.auth())
+    assert patched.status_code == 200, patched.text
+    frozen.advance(60)
+    assert (await run(hub)).completed == 1
+
+    [enrollment] = await enrollments(hub)
+    assert (enrollment.status, enrollment.step_index) == ("completed", 1), (
+        f"{enrollment.status} at step {enrollment.step_index} of 1, next look {enrollment.next_run_at}"
+    )
+    async with hub.session() as session:
+        kinds = list(await session.scalars(select(TimelineEntry.kind).where(TimelineEntry.contact_id == contact_id)))
+    assert kinds.count("sequence_completed") == 1
+    again = await enroll(hub, sequence_id, contact_id)
+    assert again.status_code == 201, again.text
