@@ -101,18 +101,19 @@ def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) 
     )
 
 
-SQLITE_CASEFOLD = "hub_casefold"
-"""A SQL function on every SQLite connection: Python's ``str.casefold``. SQLite's own lower() and LIKE fold ASCII
-letters only, so a search for "émilie" would never find "Émilie" there."""
+SQLITE_LOWER = "hub_lower"
+"""A SQL function on every SQLite connection: Python's ``str.lower``. SQLite's own lower() and LIKE fold ASCII letters
+only, so a search for "émilie" would never find "Émilie" there. Not ``casefold``: PostgreSQL's ILIKE lower-cases,
+and ``casefold`` would also make "ß" match "ss" on SQLite alone."""
 
 
-def casefolded(expression: ColumnExpressionArgument[str | None]) -> ColumnElement[str]:
-    """``expression`` case-folded as Python folds it, every letter and not only ASCII; SQLite only."""
-    return Function(SQLITE_CASEFOLD, expression, type_=String())
+def lowered(expression: ColumnExpressionArgument[str | None]) -> ColumnElement[str]:
+    """``expression`` lower-cased as Python and PostgreSQL do, every letter and not only ASCII; SQLite only."""
+    return Function(SQLITE_LOWER, expression, type_=String())
 
 
-def _casefold(value: object) -> object:
-    return value.casefold() if isinstance(value, str) else value
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -120,7 +121,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over BEGIN from the driver so each transaction can start as IMMEDIATE.
         dbapi_connection.isolation_level = None
-        dbapi_connection.create_function(SQLITE_CASEFOLD, 1, _casefold, deterministic=True)
+        dbapi_connection.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         for pragma in (
             "PRAGMA journal_mode=WAL",

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from hub.contacts.models import Contact, ContactIdentity
 from hub.contacts.normalize import Identity
-from hub.db import casefolded
+from hub.db import lowered
 
 _OWNERS_OF_IDENTITIES = select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id).where(
     or_(
@@ -158,9 +158,8 @@ def _searched(q: str, *, on_sqlite: bool) -> ColumnElement[bool]:
     pattern = f"%{_escape_like(q.lower())}%"
     if on_sqlite:
         # SQLite's ILIKE is lower() and LIKE, which fold ASCII letters only: "Émilie" would not match "émilie".
-        # Both sides are folded by Python there instead; PostgreSQL's ILIKE folds every letter as it is.
-        folded = f"%{_escape_like(q.casefold())}%"
-        in_profile = [casefolded(column).like(folded, escape="\\") for column in (Contact.name, Contact.company)]
+        # Both sides are lower-cased by Python there instead, as PostgreSQL's ILIKE lower-cases every letter.
+        in_profile = [lowered(column).like(pattern, escape="\\") for column in (Contact.name, Contact.company)]
     else:
         in_profile = [column.ilike(pattern, escape="\\") for column in (Contact.name, Contact.company)]
     in_emails = exists().where(

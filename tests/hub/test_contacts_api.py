@@ -187,6 +187,16 @@ async def test_search_finds_names_with_accented_capitals(hub: Hub) -> None:
     assert await _listed(hub, q="ørsted") == [emilie]
 
 
+async def test_a_search_lower_cases_on_sqlite_as_postgresql_does(hub: Hub) -> None:
+    # Lower-cased, not case-folded: PostgreSQL's ILIKE does not find "Hauptstraße" for "strasse", nor SQLite's.
+    await post_lead(hub, email="hs@example.com", company="Hauptstraße GmbH")
+    ligature = await post_lead(hub, email="lig@example.com", company="\ufb01nance Ltd")
+    assert await _listed(hub, q="strasse") == []
+    assert await _listed(hub, q="fin") == []
+    assert await _listed(hub, q="STRASSE") == []
+    assert await _listed(hub, q="\ufb01NANCE") == [ligature]
+
+
 async def test_a_bad_phone_filter_names_the_phone_field(sqlite_hub: Hub) -> None:
     await post_lead(sqlite_hub, email="ada@example.com")
     bad = await sqlite_hub.client.get(
