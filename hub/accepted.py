@@ -30,6 +30,7 @@ from hub.email import suppressions
 from hub.inbox import codec, repository
 from hub.inbox.models import AcceptedEvent
 from hub.ingest import ingest_call_status, ingest_form_submission, ingest_recording
+from hub.privacy import consent
 
 log = logging.getLogger(__name__)
 RETRY_MINUTES = (1, 5, 15, 60)
@@ -141,8 +142,8 @@ def _in_apply_order(rows: list[AcceptedEvent]) -> Iterator[tuple[str, list[Any]]
     posts and call callbacks made ~25 such calls a second (bench/apply_cost.py). An email event applied later
     finds what a form created or merged meanwhile, which is at least as right. Consent and suppressions follow
     the events' own times, not the order they are applied in, except for two changes in the same second: so the
-    waiting email events still go first when a form names one of their addresses (an unsubscribe, then an
-    opt-in), and before any channel not known to commute with them.
+    waiting email events still go first when a form names one of their addresses or carries consent (an
+    unsubscribe, then a ticked box), and before any channel not known to commute with them.
     """
     waiting: list[Any] = []
     recipients: set[str] = set()
@@ -152,14 +153,21 @@ def _in_apply_order(rows: list[AcceptedEvent]) -> Iterator[tuple[str, list[Any]]
             waiting.extend(events)
             recipients.update(_addresses(e.recipient for e in events))
             continue
-        if waiting and channel not in COMMUTE_WITH_EMAIL_EVENTS:
-            named = _addresses(field.value for event in events for field in getattr(event, "emails", ()))
-            if channel != "form" or not named.isdisjoint(recipients):
-                yield EMAIL_EVENTS, waiting
-                waiting, recipients = [], set()
+        if waiting and channel not in COMMUTE_WITH_EMAIL_EVENTS and not _commutes(channel, events, recipients):
+            yield EMAIL_EVENTS, waiting
+            waiting, recipients = [], set()
         yield channel, events
     if waiting:
         yield EMAIL_EVENTS, waiting
+
+
+def _commutes(channel: str, forms: list[Any], recipients: set[str]) -> bool:
+    """Whether waiting email events to ``recipients`` may be applied after these events: forms that name none of
+    those addresses and carry no consent (one found by its phone may be the same person, and consent given in the
+    same second as an unsubscribe counts in the order the two are applied)."""
+    if channel != "form" or any(consent.carries_consent(form) for form in forms):
+        return False
+    return _addresses(field.value for form in forms for field in form.emails).isdisjoint(recipients)
 
 
 def _addresses(values: Iterable[str]) -> set[str]:

@@ -203,6 +203,11 @@ async def withdraw_on_unsubscribe(session: AsyncSession, rows: Sequence[dict[str
     return len(done)
 
 
+def carries_consent(event: FormSubmitted) -> bool:
+    """Whether the submission has one of FORM_FIELDS, so that applying it may record consent."""
+    return any(name in fields for fields in (event.fields, event.custom_fields) for name in FORM_FIELDS)
+
+
 async def consent_from_form(session: AsyncSession, contact_id: int, event: FormSubmitted) -> ConsentEvent | None:
     """Record consent a form submission carried in one of FORM_FIELDS: a ticked box or ``true`` gives it, an
     explicit ``false``/``no`` withdraws it, anything else (or no such field) records nothing.

@@ -413,6 +413,43 @@ async def test_an_unsubscribe_that_arrived_before_a_forms_opt_in_is_applied_befo
         assert kinds == ["unsubscribed"]
 
 
+@pytest.mark.parametrize("mode", ["inline", "deferred"])
+@pytest.mark.parametrize("second_form", ["phone only", "phone and another address"])
+async def test_an_unsubscribe_then_an_opt_in_by_a_form_found_by_phone_ends_given(
+    database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock, mode: str, second_form: str
+) -> None:
+    """A form that names none of the waiting email events' addresses may still be their person (found by phone):
+    one carrying consent is applied after them, so deferred mode ends where inline mode and the arrival order do."""
+    from hub.privacy.consent import current_consent
+
+    async for hub in start_hub(settings_for(database_url, key, mode)):
+        await hub.create_source(slug="website", name="Website")
+        await post_all(
+            hub, [lambda hub: hub.client.post("/webhooks/forms/website", json={"email": ADA_EMAIL, "phone": ADA_PHONE})]
+        )
+        await apply_accepted_events(hub.runtime.jobs)
+
+        unsubscribe = sendgrid_body(
+            [sendgrid_event("unsubscribe", email=ADA_EMAIL, sg_event_id="sg-unsub-9", timestamp=int(NOW.timestamp()))]
+        )
+        body: dict[str, Any] = {"phone": ADA_PHONE, "marketing_consent": "yes"}
+        if second_form != "phone only":
+            body["email"] = "ada.work@example.com"
+        await post_all(
+            hub,
+            [
+                lambda hub, sent=unsubscribe: post_sendgrid(hub, sent, key),
+                lambda hub, sent=body: hub.client.post("/webhooks/forms/website", json=sent),
+            ],
+        )
+        await apply_accepted_events(hub.runtime.jobs)
+
+        async with hub.session() as session:
+            contact_id = await session.scalar(select(Identity.contact_id).where(Identity.value == ADA_EMAIL))
+            assert contact_id is not None
+            assert (await current_consent(session, contact_id)).status == "given", mode
+
+
 async def test_a_batchs_email_events_are_applied_together_across_other_channels(
     database_url: str, key: ec.EllipticCurvePrivateKey, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
