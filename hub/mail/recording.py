@@ -36,6 +36,7 @@ from hub.email.models import EmailMessage, Suppression
 from hub.email.suppressions import recipient_hashes
 from hub.mail.outcomes import NextStepsTiming, RetryTiming, as_stored, record_unsent, sent_entry_values
 from hub.mail.transport import SendOutcome
+from hub.sequences.enrollment import lock_enrollments
 from hub.timeline.models import TimelineEntry
 
 _MESSAGES = cast(Table, EmailMessage.__table__)
@@ -177,6 +178,11 @@ async def record_and_hand_over(
     off the next steps of retried sequence emails (one statement for them all)."""
     sent: list[Sent] = []
     retried: list[tuple[EmailMessage, datetime]] = []
+    if next_steps_at is not None:
+        # A retry writes its message, then (next_steps_at) its enrollment; a stop the other way round: their rows
+        # are locked in the stop's order first, or the two deadlock (and the stop fails on every attempt).
+        retrying = [i.message.enrollment_id for i in finished if i.outcome.status == "retry"]
+        await lock_enrollments(db, (enrollment_id for enrollment_id in retrying if enrollment_id is not None))
     for item in finished:
         if item.outcome.status == "sent":
             sent.append(item)

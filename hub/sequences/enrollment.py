@@ -305,6 +305,14 @@ _COUNT_FROM = (
 )
 
 
+async def lock_enrollments(db: AsyncSession | AsyncConnection, enrollment_ids: Iterable[int]) -> None:
+    """Lock these enrollments' rows, in id order: before their messages, as a stop takes them (``stop`` writes the
+    enrollment, then cancels its messages), for a transaction that writes both the other way round."""
+    ids = sorted(set(enrollment_ids))
+    if ids:
+        await db.execute(select(Enrollment.id).where(Enrollment.id.in_(ids)).order_by(Enrollment.id).with_for_update())
+
+
 async def count_next_steps_from(db: AsyncSession | AsyncConnection, went: Iterable[WentLater]) -> None:
     """The next step of each enrollment whose email went later is due no earlier than its delay after the email's
     new time (``after: previous_step``; a step timed ``after: enrollment`` keeps its date), as if the email had
