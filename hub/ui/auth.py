@@ -224,16 +224,15 @@ WebScopeDep = Annotated[Scope, Depends(get_web_scope)]
 async def _presented_csrf(request: Request) -> str | None:
     kind = media_type(request)
     form: FormData | None = None
-    if kind == "application/x-www-form-urlencoded":
-        # Read here within HUB_MAX_BODY_BYTES, even when the header carries the token: the route's own
-        # ``await request.form()`` then gets this form back instead of reading the body with Starlette's defaults.
+    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # Read here within HUB_MAX_BODY_BYTES and without files, even when the header carries the token: the route's
+        # own ``await request.form()`` then gets this form back instead of reading the body with Starlette's
+        # defaults (any number of parts, files spooled at any size). An upload route reads its multipart body under
+        # its own limits first (hub.request_body.read_multipart, in a dependency before this one): that form is used.
         limit = runtime_of(request).settings.max_body_bytes
-        form = await read_form(request, max_bytes=limit, max_fields=FORM_MAX_FIELDS, max_part_size=limit)
-    elif kind == "multipart/form-data":
-        # Never parsed here with Starlette's defaults (any number of parts, files spooled at any size): the
-        # token is the header (htmx), or the field of the form the route already read under its own limits
-        # (hub.request_body.read_multipart, in a dependency before this one); otherwise the check fails.
-        form = multipart_form(request)
+        form = multipart_form(request) or await read_form(
+            request, max_bytes=limit, max_fields=FORM_MAX_FIELDS, max_part_size=limit
+        )
     header = request.headers.get("X-CSRF-Token")
     if header:
         return header
