@@ -66,7 +66,8 @@ async def update_rep(session: AsyncSession, rep: Rep, changes: dict[str, Any]) -
             raise UnprocessableInput(f"{required} cannot be null", field=required)
     changes = _storable(changes)
     await _refuse_taken(session, changes, except_id=rep.id)
-    await _refuse_unknown_links(session, changes, rep_id=rep.id)
+    # Only links that change: a client sending the whole record back keeps a manager who has left since.
+    await _refuse_unknown_links(session, {k: v for k, v in changes.items() if getattr(rep, k) != v}, rep_id=rep.id)
     for name, value in changes.items():
         setattr(rep, name, value)
     rep.updated_at = clock.now()

@@ -46,7 +46,7 @@ async def update_team(session: AsyncSession, team: Team, changes: dict[str, Any]
         existing = await repository.team_by_name(session, changes["name"])
         if existing is not None and existing.id != team.id:
             raise Conflict(f"a team called {changes['name']!r} exists", field="name")
-    if changes.get("manager_rep_id") is not None:
+    if changes.get("manager_rep_id") not in (None, team.manager_rep_id):  # one who left since may stay, not come
         await require_manager(session, changes["manager_rep_id"], field="manager_rep_id")
     for name, value in changes.items():
         setattr(team, name, value)

@@ -235,6 +235,18 @@ async def test_a_rep_who_has_left_cannot_be_made_a_manager(hub: Hub) -> None:
     assert [(t["name"], t["manager_rep_id"]) for t in teams] == [("Sales", mia)]
     assert (await hub.client.get(f"/api/reps/{ana}", headers=hub.auth())).json()["manager_id"] is None
 
+    # One who leaves while managing is not taken away by an edit that sends the whole record back unchanged.
+    await hub.client.patch(f"/api/reps/{ana}", json={"manager_id": mia}, headers=hub.auth())
+    assert (await hub.client.patch(f"/api/reps/{mia}", json={"status": "inactive"}, headers=hub.auth())).is_success
+    ana_record = (await hub.client.get(f"/api/reps/{ana}", headers=hub.auth())).json()
+    kept = await hub.client.patch(
+        f"/api/reps/{ana}", json={"name": "Ana B.", "manager_id": ana_record["manager_id"]}, headers=hub.auth()
+    )
+    renamed = await hub.client.patch(
+        f"/api/teams/{sales['id']}", json={"name": "Sales EU", "manager_rep_id": mia}, headers=hub.auth()
+    )
+    assert (kept.status_code, renamed.status_code) == (200, 200), (kept.text, renamed.text)
+
 
 async def test_a_team_manager_cannot_take_the_head_of_sales_address_to_see_every_lead(sqlite_url: str) -> None:
     """The rep whose email is routing.head_of_sales sees every lead and gets the top escalations: a manager who
