@@ -155,11 +155,17 @@ def _login_rate_key(host: str) -> str:
 @router.post("/logout")
 async def logout(request: Request, session: SessionDep, user: CsrfDep) -> RedirectResponse:
     """End this browser's session."""
+    response = await _signed_out(request, session)
+    log.info("dashboard logout: user %s", user.user_id)
+    return response
+
+
+async def _signed_out(request: Request, session: SessionDep) -> RedirectResponse:
+    """End this browser's session (committed with whatever the request wrote), and send it to the login form."""
     token = session_token(request)
     if token is not None:
         await login.end_session(session, token)
-        await session.commit()
-    log.info("dashboard logout: user %s", user.user_id)
+    await session.commit()
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(request, response)
     return response
@@ -242,13 +248,8 @@ async def account_password(request: Request, session: SessionDep, runtime: Runti
 async def _end_locked_session(request: Request, session: SessionDep, account: User) -> RedirectResponse:
     # Whoever guessed here holds a session, not the password: ending it leaves them the login form, which
     # refuses everyone while the lock holds. The lock itself is audited (``user.locked``).
-    token = session_token(request)
-    if token is not None:
-        await login.end_session(session, token)
-    await session.commit()
+    response = await _signed_out(request, session)
     log.info("account page: user %d locked by wrong current passwords; session ended", account.id)
-    response = RedirectResponse("/login", status_code=303)
-    clear_session_cookie(request, response)
     return response
 
 
