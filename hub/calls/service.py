@@ -348,6 +348,9 @@ async def _family(session: AsyncSession, call: Call) -> Family | None:
 async def _settle(session: AsyncSession, family: Family | None) -> None:
     """Fold the legs into their top-level call, decide the outcome, and show the call on the timeline."""
     if family is None:
+        # Nothing to settle before the call is known, but the leg's changes go out now: the leg's next callback in
+        # this transaction (a worker's batch) reads the row again, and that read drops changes not flushed.
+        await session.flush()
         return
     root, recordings = family.root, family.recordings
     _fold_legs(root, family.legs)

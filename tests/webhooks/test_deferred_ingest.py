@@ -38,7 +38,7 @@ from tests.webhooks.test_email_events_http import (
     sendgrid_body,
     sendgrid_event,
 )
-from tests.webhooks.test_twilio_voice_http import TWILIO, form, sid
+from tests.webhooks.test_twilio_voice_http import FALLBACK, PARENT, TWILIO, call_by_sid, child_leg, form, sid
 from tests.webhooks.test_twilio_voice_http import post as post_voice
 
 ADA_EMAIL = "ada@example.com"
@@ -484,3 +484,23 @@ async def test_a_batchs_email_events_are_applied_together_across_other_channels(
             recipients = sorted((await session.scalars(select(EmailEvent.recipient))).all())
     assert calls == [5]
     assert recipients == ["bea@example.com", "dee@example.com", *(f"lead{n}@example.com" for n in range(3))]
+
+
+@pytest.mark.parametrize("mode", ["inline", "deferred"])
+async def test_a_batch_of_callbacks_of_a_leg_reported_before_its_call_keeps_what_each_said(
+    database_url: str, key: ec.EllipticCurvePrivateKey, mode: str
+) -> None:
+    """Routing ran out of time: the leg's callbacks come before its call's, and one batch applies them all. The
+    rep picked up at 10:00:05 (in-progress), not when the leg ended; the batch must not lose what one callback of
+    the leg wrote when the next one reads the leg again."""
+    async for hub in start_hub(settings_for(database_url, key, mode)):
+        for status, time in (("initiated", "10:00:00"), ("in-progress", "10:00:05"), ("completed", "10:00:30")):
+            leg = child_leg(status, FALLBACK, Timestamp=f"Tue, 29 Sep 2026 {time} +0000")
+            assert (await post_voice(hub, "status", leg)).status_code == 204
+        await apply_accepted_events(hub.runtime.jobs)
+        ended = form("incoming_call.txt", CallStatus="completed", CallDuration="47", SequenceNumber="1")
+        assert (await post_voice(hub, "status", ended)).status_code == 204
+        await apply_accepted_events(hub.runtime.jobs)
+        call = await call_by_sid(hub, PARENT)
+        assert [leg["answered_at"] for leg in call["legs"]] == ["2026-09-29T10:00:05Z"]
+        assert (call["outcome"], call["answered_at"]) == ("answered", "2026-09-29T10:00:05Z")
