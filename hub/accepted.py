@@ -28,6 +28,7 @@ from hub.db import WHOLE_TRANSACTION_RETRIED, is_transient
 from hub.email import service as email
 from hub.email import suppressions
 from hub.inbox import codec, repository
+from hub.inbox import service as inbox
 from hub.inbox.models import AcceptedEvent
 from hub.ingest import ingest_call_status, ingest_form_submission, ingest_recording
 from hub.privacy import consent
@@ -124,8 +125,10 @@ async def apply_accepted(sessions: async_sessionmaker[AsyncSession], settings: S
 
 
 async def _apply(session: AsyncSession, rows: list[AcceptedEvent], settings: Settings) -> None:
+    inbox.defer_marks(session)  # every event's inbox row marked in one execution at the end
     for channel, events in _in_apply_order(rows):
         await APPLIERS[channel](session, events, settings)
+    await inbox.write_deferred_marks(session)
 
 
 EMAIL_EVENTS = "email_events"

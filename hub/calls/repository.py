@@ -61,6 +61,31 @@ _RECORDINGS = (
 )
 
 
+_FAMILY = (
+    select(Call, CallRecording)
+    .outerjoin(CallRecording, CallRecording.call_id == Call.id)
+    .where(
+        or_(
+            Call.call_sid == bindparam("call_sid"),
+            Call.call_sid == bindparam("root_sid"),
+            Call.parent_call_sid == bindparam("root_sid"),
+        )
+    )
+    .order_by(Call.id, CallRecording.id)
+    .execution_options(populate_existing=True)
+)
+
+
+async def with_family(session: AsyncSession, call_sid: str, root_sid: str) -> tuple[list[Call], list[CallRecording]]:
+    """The leg with this CallSid, the top-level call ``root_sid`` and that call's legs, oldest first, and their
+    recordings, oldest first: what a status callback reads, in one statement rather than three (the leg, its
+    family, their recordings)."""
+    rows = (await session.execute(_FAMILY, {"call_sid": call_sid, "root_sid": root_sid})).all()
+    calls = {call.id: call for call, _ in rows}
+    recordings = sorted((recording for _, recording in rows if recording is not None), key=lambda r: r.id)
+    return list(calls.values()), recordings
+
+
 async def legs_of(session: AsyncSession, call_sid: str) -> list[Call]:
     """Child legs a <Dial> created for a call."""
     return list((await session.scalars(_LEGS, {"call_sid": call_sid})).all())

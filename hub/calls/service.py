@@ -35,17 +35,23 @@ async def record_progress(
 ) -> Call:
     """Apply a status callback (or the incoming-call webhook, or the <Dial> action request with how its ``dial``
     ended) to its leg, then settle the call once; earlier news never wins."""
+    root_sid = event.parent_call_sid or event.call_sid
     # The leg's own key too, not only its parent's: a recording or dial callback of this leg locks
     # the leg's key, and both may be about to insert the leg's row (lock_keys takes them in order).
-    await lock_keys(session, [f"call:{event.call_sid}", f"call:{event.parent_call_sid or event.call_sid}"])
-    call = await repository.by_sid(session, event.call_sid)
+    await lock_keys(session, [f"call:{event.call_sid}", f"call:{root_sid}"])
+    known, recordings = await repository.with_family(session, event.call_sid, root_sid)
+    call = next((row for row in known if row.call_sid == event.call_sid), None)
+    parent = next((row for row in known if row.call_sid == event.parent_call_sid), None)
     if call is None:
-        call = await _new_call(session, event, default_region=default_region)
+        call = await _new_call(session, event, parent, default_region=default_region)
     elif not call.direction:
-        await _fill_placeholder(session, call, event, default_region=default_region)
+        await _fill_placeholder(session, call, event, parent, default_region=default_region)
     if routed_rep_id is not None and call.rep_id is None:
         call.rep_id = routed_rep_id
-    family = await _family(session, call)
+    if (call.parent_call_sid or call.call_sid) == root_sid:
+        family = _family_of_known(call, [*known, call], recordings)
+    else:  # the leg was recorded with another parent than this callback names: its own family, read again
+        family = await _family(session, call)
     if dial is not None:
         # Before the status, and settled together: the action request of a caller who hung up after talking says
         # "completed" for the call and for the dial at once, and the call must never look missed in between
@@ -118,8 +124,8 @@ async def details(session: AsyncSession, call: Call) -> tuple[list[Call], list[C
     return legs, await repository.recordings_of(session, [call.id, *(leg.id for leg in legs)])
 
 
-async def _new_call(session: AsyncSession, event: CallProgressed, *, default_region: str) -> Call:
-    flow, rep_id, contact_id, erased = await _parties(session, event, default_region=default_region)
+async def _new_call(session: AsyncSession, event: CallProgressed, parent: Call | None, *, default_region: str) -> Call:
+    flow, rep_id, contact_id, erased = await _parties(session, event, parent, default_region=default_region)
     if erased:
         # A leg of an erased contact's call, reported only now: it may ring their number (a rep's call out).
         event = _without_the_caller(event)
@@ -146,11 +152,10 @@ async def _new_call(session: AsyncSession, event: CallProgressed, *, default_reg
 
 
 async def _parties(
-    session: AsyncSession, event: CallProgressed, *, default_region: str
+    session: AsyncSession, event: CallProgressed, parent: Call | None, *, default_region: str
 ) -> tuple[str, int | None, int | None, bool]:
-    """A leg's flow (a call in or out), its rep and its contact, from its numbers and its parent; and whether
-    that parent is an erased contact's call."""
-    parent = await repository.by_sid(session, event.parent_call_sid) if event.parent_call_sid else None
+    """A leg's flow (a call in or out), its rep and its contact, from its numbers and its parent (the call its
+    ParentCallSid names, when recorded); and whether that parent is an erased contact's call."""
     erased = parent is not None and was_erased(parent)
     from_rep, to_rep = await reps.reps_at(session, event.from_number, event.to_number)
     if parent is not None:  # a <Dial> leg: it rings a rep (a call in) or the contact (a rep's call out)
@@ -202,9 +207,13 @@ def _placeholder_call(event: RecordingChanged) -> Call:
     )
 
 
-async def _fill_placeholder(session: AsyncSession, call: Call, event: CallProgressed, *, default_region: str) -> None:
+async def _fill_placeholder(
+    session: AsyncSession, call: Call, event: CallProgressed, parent: Call | None, *, default_region: str
+) -> None:
     # Who called whom is decided as for a new call, or the early recording's call never reaches a contact.
-    call.flow, call.rep_id, call.contact_id, erased = await _parties(session, event, default_region=default_region)
+    call.flow, call.rep_id, call.contact_id, erased = await _parties(
+        session, event, parent, default_region=default_region
+    )
     if erased:
         event = _without_the_caller(event)
     call.caller_name, call.forwarded_from, call.geo = event.caller_name, event.forwarded_from, event.geo
@@ -345,6 +354,18 @@ async def _family(session: AsyncSession, call: Call) -> Family | None:
     return Family(root, legs, recordings)
 
 
+def _family_of_known(call: Call, known: list[Call], recordings: list[CallRecording]) -> Family | None:
+    """``_family`` from what was read already: ``call``'s top-level call and every leg of it are among ``known``,
+    and their recordings among ``recordings``."""
+    root_sid = call.parent_call_sid or call.call_sid
+    root = next((row for row in known if row.call_sid == root_sid), None)
+    if root is None:
+        return None
+    legs = sorted({row.id: row for row in known if row.parent_call_sid == root_sid}.values(), key=lambda leg: leg.id)
+    members = {root.id, *(leg.id for leg in legs)}
+    return Family(root, legs, [recording for recording in recordings if recording.call_id in members])
+
+
 async def _settle(session: AsyncSession, family: Family | None) -> None:
     """Fold the legs into their top-level call, decide the outcome, and show the call on the timeline."""
     if family is None:
@@ -375,7 +396,9 @@ async def _show_on_timeline(session: AsyncSession, root: Call, recordings: list[
     """The call's one entry, updated in place, and its missed-call marker while it counts as missed (the caller
     flushes the call)."""
     assert root.contact_id is not None
-    contact_id = await contacts.survivor_id(session, root.contact_id)
+    # The call's contact is live: a merge re-points the absorbed contact's calls to the survivor (and the call was
+    # read again after its lock), so no look-up of where the contact went is needed.
+    contact_id = root.contact_id
     entry = await timeline.upsert(
         session,
         contact_id=contact_id,

@@ -59,6 +59,13 @@ async def update(session: AsyncSession, event_id: int, **values: Any) -> None:
     await session.execute(_UPDATE_ONE, {"event_id": event_id, **values})
 
 
+async def update_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Set the same columns of many events (each row: ``event_id`` and the values) in one execution: the driver
+    sends them together, not one round trip each."""
+    if rows:
+        await session.execute(_UPDATE_ONE, rows)
+
+
 async def list_by_status(
     session: AsyncSession, status: str, *, limit: int, before_id: int | None = None, source: str | None = None
 ) -> list[InboundEvent]:

@@ -67,10 +67,28 @@ async def record(
 async def mark_processed(
     session: AsyncSession, event_id: int, *, contact_id: int | None, timeline_entry_id: int | None
 ) -> None:
-    """Link the event to what it produced."""
-    await repository.update(
-        session, event_id, status=PROCESSED, contact_id=contact_id, timeline_entry_id=timeline_entry_id
-    )
+    """Link the event to what it produced (at ``write_deferred_marks`` in a session that ``defer_marks``)."""
+    values = {"status": PROCESSED, "contact_id": contact_id, "timeline_entry_id": timeline_entry_id}
+    deferred: list[dict[str, Any]] | None = session.info.get(_DEFERRED_MARKS)
+    if deferred is not None:
+        deferred.append({"event_id": event_id, **values})
+    else:
+        await repository.update(session, event_id, **values)
+
+
+_DEFERRED_MARKS = "inbox.deferred_marks"
+
+
+def defer_marks(session: AsyncSession) -> None:
+    """Keep this session's ``mark_processed`` for ``write_deferred_marks``: a worker's batch of events then writes
+    them in one execution, not one UPDATE (and round trip) per event. Nothing in the batch reads them meanwhile:
+    a redelivery in the same batch is a duplicate by its inbox row, whatever that row's status."""
+    session.info[_DEFERRED_MARKS] = []
+
+
+async def write_deferred_marks(session: AsyncSession) -> None:
+    """Write what ``mark_processed`` kept since ``defer_marks``, and mark at once from now on."""
+    await repository.update_many(session, session.info.pop(_DEFERRED_MARKS, None) or [])
 
 
 async def replace_payload(session: AsyncSession, event_id: int, payload: dict[str, Any]) -> None:

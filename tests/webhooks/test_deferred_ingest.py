@@ -113,7 +113,10 @@ async def snapshot(hub: Hub) -> dict[str, Any]:
             (e.source, e.external_id, e.kind, e.contact_id is not None)
             for e in (await session.scalars(select(EmailEvent))).all()
         )
-        inbox = sorted((e.source, e.status) for e in (await session.scalars(select(InboundEvent))).all())
+        inbox = sorted(
+            (e.source, e.status, e.contact_id is not None, e.timeline_entry_id is not None)
+            for e in (await session.scalars(select(InboundEvent))).all()
+        )
     return {"identities": identities, "timeline": entries, "calls": calls, "email_events": events, "inbox": inbox}
 
 
