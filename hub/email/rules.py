@@ -1,4 +1,5 @@
-"""Pure decisions about opens and clicks: did a person cause it, or a machine (proxy, prefetch, scanner), and why.
+"""Pure decisions about email events: which bounces are hard, and for opens and clicks, did a person cause it, or a
+machine (proxy, prefetch, scanner), and why.
 
 Opens are a weak signal: Apple Mail Privacy Protection and Gmail's image proxy fetch the pixel whether or not anyone
 reads the mail, and mail gateways follow every link to scan it. Each verdict carries its reason, so reports and
@@ -95,6 +96,21 @@ _BOT_USER_AGENT_TOKENS: tuple[str, ...] = (
     "spider",
     "crawler",
 )
+
+
+HARD_BOUNCE = "hard"
+"""The ``bounce`` type of a bounce that says the address is bad (``hub.events.EmailEventReceived.bounce``)."""
+
+
+def is_hard_bounce(bounce: str | None) -> bool:
+    """Whether a ``bounced`` event of this type is a hard bounce: the one kind that suppresses the address, stops the
+    contact's sequences, counts as bounced in the stats and makes the message's status ``bounced``.
+
+    A soft bounce (a full mailbox), a block (SendGrid's ``blocked``, Postmark's ``Blocked``: the receiving server
+    refused this one email, for the sender's reputation or a policy, not the address) and a bounce of no known type
+    are not.
+    """
+    return bounce == HARD_BOUNCE
 
 
 def classify(

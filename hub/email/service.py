@@ -452,7 +452,9 @@ def _update_messages(messages: dict[int, EmailMessage], rows: list[dict[str, Any
             message.delivered_at = row["occurred_at"]
             if message.status in ("queued", "sending", "sent"):
                 message.status = "delivered"
-        elif row["kind"] in ("bounced", "dropped") and row["bounce"] != "soft":
+        elif row["kind"] == "dropped" or (row["kind"] == "bounced" and rules.is_hard_bounce(row["bounce"])):
+            # A block, a soft bounce or a bounce of no known type leaves the status as it was: the address is fine,
+            # and the stats, suppressions and sequences do not count it as a bounce either.
             message.status = row["kind"]
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import clock
 from hub.contacts.normalize import InvalidIdentity, normalize_email
-from hub.email import repository
+from hub.email import repository, rules
 from hub.email.models import Suppression
 
 SUPPRESSION_PRECEDENCE = {"unsubscribe": 1, "hard_bounce": 2, "complaint": 3}
@@ -28,7 +28,7 @@ single source's resubscribe lifts it, only an admin's."""
 def suppression_reason(kind: str, bounce: str | None) -> str | None:
     """Why an event puts its address on the suppression list, if it does."""
     if kind == "bounced":
-        return "hard_bounce" if bounce == "hard" else None
+        return "hard_bounce" if rules.is_hard_bounce(bounce) else None
     return {"complained": "complaint", "unsubscribed": "unsubscribe"}.get(kind)
 
 

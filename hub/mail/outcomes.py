@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from hub.config import Settings
 from hub.email import service as email_service
 from hub.email.models import EmailMessage
+from hub.email.rules import HARD_BOUNCE
 from hub.events import EmailEventReceived
 from hub.mail.outbox import stop_marked
 from hub.mail.transport import SendOutcome
@@ -159,7 +160,7 @@ async def _record_hard_bounce(
         recipient=message.recipient,
         occurred_at=now,
         hub_message_id=message.id,
-        bounce="hard",
+        bounce=HARD_BOUNCE,
         reason=outcome.detail,
         detail={"smtp_code": outcome.code},
     )

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, s
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.email.models import EmailEvent, EmailMessage
+from hub.email.rules import HARD_BOUNCE
 from hub.sequences.enrollment import spec_of
 from hub.sequences.models import Enrollment, Sequence
 from hub.timeline.models import TimelineEntry
@@ -164,7 +165,7 @@ async def event_counts(
         ((EmailEvent.kind == "clicked") & EmailEvent.machine.is_(True), "clicked_machine"),
         ((EmailEvent.kind == "clicked") & EmailEvent.machine.is_(False), "clicked_human"),
         # Hard bounces only, the ones that stop sequences and suppress: a block or a soft bounce is no bad address.
-        ((EmailEvent.kind == "bounced") & (EmailEvent.bounce == "hard"), "bounced"),
+        ((EmailEvent.kind == "bounced") & (EmailEvent.bounce == HARD_BOUNCE), "bounced"),
         (EmailEvent.kind.in_(("unsubscribed", "complained")), EmailEvent.kind),
         else_=None,
     )

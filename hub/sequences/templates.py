@@ -9,8 +9,9 @@ A stored template's ``html`` serves HTML bodies and its ``text`` serves text bod
 
 The variables a template may use are listed in ``hub.sequences.variables``.
 
-An empty value (None) prints as nothing, never as "None". Every email carries a visible
-unsubscribe link: a body that does not show ``unsubscribe_url`` gets a short footer with it and the
+A subject is rendered on one line: each run of line breaks, control characters and spaces (from the template or
+the contact's data) becomes one space. An empty value (None) prints as nothing, never as "None". Every email carries
+a visible unsubscribe link: a body that does not show ``unsubscribe_url`` gets a short footer with it and the
 company's address.
 
 Saving a sequence runs ``TemplateLibrary.validate``: syntax errors (with their line), unknown
@@ -50,6 +51,7 @@ from hub.mail.derived_parts import html_from_text, text_from_html
 from hub.sequences.models import EmailTemplate
 from hub.sequences.schemas import SequenceSpec, Step, Variant
 from hub.sequences.variables import SAMPLES, VARIABLES, RenderContext
+from hub.validation import one_line
 
 MAX_PROBLEMS = 50
 MAX_COMPILED_INLINE = 1000
@@ -251,7 +253,10 @@ class TemplateLibrary:
 
     def _render(self, parts: dict[str, _Part], context: RenderContext) -> Rendered:
         values = context.as_dict()
-        subject = " ".join(self._template(parts["subject"]).render(values).split())
+        # One header line, whatever the template or a contact's data holds: a line break or another line separator
+        # (U+2028, NEL) left in would fail the email at send time, another control character would go out raw in
+        # the header. Each run of them becomes one space (the helper notifications use too), as do runs of spaces.
+        subject = " ".join(one_line(self._template(parts["subject"]).render(values)).split())
         html = self._template(parts["html"]).render(values) if "html" in parts else None
         text = self._template(parts["text"]).render(values) if "text" in parts else None
         if html is None:

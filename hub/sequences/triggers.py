@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.automation import MERGED, Reaction
 from hub.config import Settings
 from hub.contacts.models import Contact
+from hub.email.rules import HARD_BOUNCE, is_hard_bounce
 from hub.policy.schemas import RulesFile
 from hub.sequences import enrollment as enrollments
 from hub.sequences.models import Sequence
@@ -106,8 +107,8 @@ def _stop_reason(entries: Seq[TimelineEntry], policy: RulesFile) -> tuple[str, s
         # Only a hard bounce (the address does not exist: it is suppressed too) ends the contact's sequences; a
         # soft bounce, a block (the receiving server refused this message, the address is fine) or a bounce of
         # no known type does not.
-        if entry.kind == "email_bounced" and data.get("bounce") == "hard":
-            return "bounced", "hard"
+        if entry.kind == "email_bounced" and is_hard_bounce(data.get("bounce")):
+            return "bounced", HARD_BOUNCE
     return None
 
 

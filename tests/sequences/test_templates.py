@@ -130,6 +130,20 @@ def test_a_header_break_in_data_cannot_leave_the_subject(library: TemplateLibrar
     )
 
 
+@pytest.mark.parametrize(
+    "separator",
+    ["\n", "\r\n", "\r", "\n\n  \n", "\u2028", "\u2029", "\x85", "\x0b", "\x01", "\x1b", "\x7f", "\x9b", "\t\x07 "],
+    ids=repr,
+)
+def test_a_subject_from_data_with_any_line_break_or_control_character_renders_on_one_line(
+    library: TemplateLibrary, separator: str
+) -> None:
+    # Whatever a contact's field holds, the subject is the one header line the email can go out with.
+    step = Step(subject="  Hello {{ contact.name }},\n{{ contact.company }}  ", text="x")
+    rendered = library.render_step(step, None, context(name=f"Eve{separator}Example", company=f"{separator}Acme"))
+    assert rendered.subject == "Hello Eve Example, Acme"
+
+
 def test_the_sandbox_refuses_at_send_time_too(library: TemplateLibrary) -> None:
     # Saved before a check existed, or a stored template changed under it: render_step still refuses.
     step = Step(subject="x", text="{{ ''.__class__.__mro__[1].__subclasses__() }}")
