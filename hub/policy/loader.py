@@ -104,6 +104,8 @@ def read_rules_bytes(path: Path) -> bytes:
             data = handle.read(MAX_RULES_BYTES + 1)
     except OSError as exc:
         raise _single(str(path), f"cannot read the file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a path no file can have, e.g. one holding a NUL byte
+        raise _single(str(path), f"cannot read the file: {exc}") from None
     if len(data) > MAX_RULES_BYTES:
         raise _single(str(path), f"the file is over {MAX_RULES_BYTES} bytes; a rules file is far smaller")
     return data
@@ -119,14 +121,35 @@ def load_rules_bytes(data: bytes, origin: str) -> RulesFile:
 
 
 def load_rules_text(text: str, origin: str) -> RulesFile:
-    """The validated rules of YAML ``text``; ``origin`` names it in problems (e.g. the path)."""
-    if len(text.encode("utf-8")) > MAX_RULES_BYTES:
+    """The validated rules of YAML ``text``; ``origin`` names it in problems (e.g. the path).
+
+    Raises nothing but RulesError: every reader of the file (the store, ``hub rules check``, the settings
+    page) shows a refused file, never a crash, even when a file surprises the checks below.
+    """
+    try:
+        return _validated(text, origin)
+    except RulesError:
+        raise
+    except Exception as exc:
+        raise _single(origin, _surprise(exc)) from None
+
+
+def _validated(text: str, origin: str) -> RulesFile:
+    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_RULES_BYTES:
         raise _single(origin, f"the file is over {MAX_RULES_BYTES} bytes; a rules file is far smaller")
     data, positions = _parse(text, origin)
     try:
         return RulesFile.model_validate(data)
     except ValidationError as exc:
         raise RulesError(_validation_problems(exc, positions, origin)) from None
+
+
+def _surprise(exc: Exception) -> str:
+    """A problem line for an error no check foresaw: its kind and first words, so it can be reported."""
+    reason = next(iter(str(exc).splitlines()), "")
+    reason = reason if len(reason) <= 120 else reason[:117] + "..."
+    detail = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    return f"the file could not be checked ({detail}); please report it"
 
 
 def _single(origin: str, message: str, position: Position | None = None) -> RulesError:
@@ -155,15 +178,38 @@ class _RulesLoader(yaml.SafeLoader):
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
-            return super().construct_object(node, deep)
+            value = super().construct_object(node, deep)
+            _refuse_unusable(value)
+            return value
         except (ValueError, OverflowError) as exc:
             # PyYAML builds dates and numbers with Python's own types, whose refusals (30 February, an int
             # of 5000 digits) are not YAML errors. The innermost failing node is the one to point at.
             kind = node.tag.rsplit(":", 1)[-1]
             # Python's advice after the ";" (sys.set_int_max_str_digits) is for programmers, not editors.
             reason = str(exc).split(";", 1)[0]
-            problem = f"cannot read {_shown(node.value)} as a YAML {kind} ({reason}); quote it if it is text"
+            advice = "" if kind == "str" else "; quote it if it is text"
+            problem = f"cannot read {_shown(node.value)} as a YAML {kind} ({reason}){advice}"
             raise ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def _refuse_unusable(value: Any) -> None:
+    """ValueError or OverflowError for a value YAML builds but the hub cannot use.
+
+    Hex, octal, binary and sexagesimal ints are not held to Python's 4300-digit limit: one past the largest
+    float breaks the numeric checks of conditions and cannot even be printed in a problem. A double-quoted
+    ``"\\ud800"`` is a lone surrogate, which no UTF-8 answer (the rules as JSON) can carry.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise OverflowError("larger than any number the hub can use") from None
+    elif isinstance(value, str) and _SURROGATE.search(value):
+        raise ValueError("a lone surrogate escape is not a character")
+
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+"""UTF-16 surrogates: YAML's \\u escapes can make them, UTF-8 cannot encode them."""
 
 
 # YAML 1.1 reads on/off/yes/no as booleans: the engagement key `on:` would become True and

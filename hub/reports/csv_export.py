@@ -85,11 +85,13 @@ def csv_response(
     filename: str,
     currency: str,
 ) -> StreamingResponse:
-    """A streamed ``text/csv`` download of ``rows`` (each an instance of ``model``)."""
+    """A streamed ``text/csv`` download of ``rows`` (each an instance of ``model``), never cached."""
     return StreamingResponse(
         csv_lines(model, rows, currency),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        # Leads, names and revenue: no shared proxy or browser cache may keep a copy (as the pages, see
+        # hub/ui/templating.py).
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"', "Cache-Control": "no-store"},
     )
 
 

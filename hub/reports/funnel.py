@@ -76,6 +76,14 @@ class Tally:
                 counts[step] += members
         return counts
 
+    def reached_next(self) -> list[int]:
+        """Members that reached each step and (at any point) the step after it; the last step has none after it."""
+        counts = [0] * self.steps
+        for found, members in self.shapes.items():
+            for index in found.reached_next:
+                counts[index] += members
+        return counts
+
     def outcomes(self) -> Counter[str]:
         """Members per outcome: won, lost, open."""
         counts: Counter[str] = Counter()
@@ -312,6 +320,7 @@ def _slice(period: str, value: str, name: str | None, tally: Tally, steps: Seque
     strict = tally.strict()
     reached_counts = tally.reached()
     reached = [reached_counts[step] for step in steps]
+    reached_next = tally.reached_next()
     outcomes = tally.outcomes()
     stages = []
     for index, step in enumerate(steps):
@@ -324,7 +333,7 @@ def _slice(period: str, value: str, name: str | None, tally: Tally, steps: Seque
                 reached_strict=strict[index],
                 reached_any=reached[index],
                 conversion_next_strict=None if last else _ratio(strict[index + 1], strict[index]),
-                conversion_next_any=None if last else _ratio(reached[index + 1], reached[index]),
+                conversion_next_any=None if last else _ratio(reached_next[index], reached[index]),
                 cumulative_strict=_ratio(strict[index], tally.entries),
                 cumulative_any=_ratio(reached[index], tally.entries),
                 timed_visits=len(visits),

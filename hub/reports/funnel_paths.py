@@ -51,6 +51,8 @@ class Shape:
     timed: tuple[int, ...]
     """Positions of the moves that start a visit of an open stage ended by the next move."""
     outcome: Outcome
+    reached_next: tuple[int, ...]
+    """Steps i reached together with step i + 1 (in either order): what each "any" conversion counts."""
 
 
 def collapse(moves: Sequence[Move]) -> list[Move]:
@@ -78,7 +80,10 @@ def shape(keys: tuple[str, ...], steps: tuple[str, ...]) -> Shape:
     timed = tuple(i for i, key in enumerate(keys[:-1]) if key in position and key != WON)
     last = keys[-1] if keys else None
     outcome: Outcome = "won" if last == WON else "lost" if last == LOST else "open"
-    return Shape(progress, frozenset(reached), timed, outcome)
+    # A member that entered past step i (a deal created in a later stage) reaches i + 1 without i: counting
+    # it would let a conversion pass 1.
+    both = tuple(i for i in range(len(steps) - 1) if steps[i] in reached and steps[i + 1] in reached)
+    return Shape(progress, frozenset(reached), timed, outcome, both)
 
 
 def walk(moves: Sequence[Move], steps: Sequence[str]) -> Path:

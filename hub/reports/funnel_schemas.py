@@ -19,8 +19,13 @@ class FunnelStage(BaseModel):
     position: int = Field(description="1 for the first stage; won comes last")
     reached_strict: int = Field(description="members that reached every earlier stage first, in pipeline order")
     reached_any: int = Field(description="members that reached this stage at any point (skipping allowed)")
-    conversion_next_strict: Ratio = Field(description="reached_strict of the next step / reached_strict of this")
-    conversion_next_any: Ratio = Field(description="reached_any of the next step / reached_any of this")
+    conversion_next_strict: Ratio = Field(
+        description="reached_strict of the next step / reached_strict of this (0-1); empty for won or when 0"
+    )
+    conversion_next_any: Ratio = Field(
+        description="members that reached both this step and the next (at any point) / reached_any of this (0-1);"
+        " members that never reached this step are left out; empty for won or when reached_any is 0"
+    )
     cumulative_strict: Ratio = Field(description="reached_strict / entries")
     cumulative_any: Ratio = Field(description="reached_any / entries")
     timed_visits: int = Field(description="finished visits of this stage behind the two times")

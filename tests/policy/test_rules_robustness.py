@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hub.policy import loader
-from hub.policy.loader import RulesError, load_rules_text
+from hub.policy.loader import RulesError, load_rules_file, load_rules_text
 from hub.policy.store import RulesStore
 from hub.routing import stages
 from hub.routing.models import StageChange
@@ -31,6 +31,8 @@ HUGE_INT = GOOD.replace("max_hops: 1", "max_hops: !!int " + "1" * 5000)  # line 
 LONGEST_DAYS = 3650
 """The documented limit of a duration, in any unit."""
 DEEP = "pipeline: " + "[" * 3000 + "]" * 3000 + "\n"
+BIG_GT = GOOD + "  rules:\n    - id: big\n      when: {score: {gt: 1" + "0" * 400 + "}}\n"
+"""Line 13: a condition's number past any float (400 digits: under Python's limit, so YAML builds it)."""
 
 
 def stuck_after(span: str) -> str:
@@ -69,6 +71,59 @@ def test_values_python_refuses_are_problems_at_their_line(text: str, line: int, 
     problem = only_problem(text)
     assert (problem.line, problem.column) == (line, column)
     assert problem.message.startswith(f"invalid YAML: {message}"), problem.message
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("0x" + "F" * 5000, "int"),  # hex, octal and binary ints are not held to the 4300 digits
+        ("0" + "7" * 5000, "int"),
+        ("0b" + "1" * 20_000, "int"),
+        (":".join(["59"] * 3000), "int"),  # sexagesimal, as YAML 1.1 reads 1:30
+    ],
+    ids=["hex", "octal", "binary", "sexagesimal"],
+)
+def test_numbers_past_any_float_are_problems_at_their_line(value: str, kind: str) -> None:
+    # Once a ValueError: refused by max_hops, the number broke the repr in the problem's "(got ...)".
+    problem = only_problem(GOOD.replace("max_hops: 1", f"max_hops: {value}"))
+    assert (problem.line, problem.column) == (10, 13)
+    assert problem.message.startswith(f"invalid YAML: cannot read '{value[:20]}"), problem.message
+    assert f"as a YAML {kind} (larger than any number the hub can use); quote it if it is text" in problem.message
+
+
+def test_a_condition_number_past_any_float_is_a_problem_at_its_line() -> None:
+    # Once an OverflowError out of the condition check (math.isfinite of a 400-digit int).
+    problem = only_problem(BIG_GT)
+    assert (problem.line, problem.column) == (13, 26)
+    assert "larger than any number the hub can use" in problem.message
+
+
+def test_a_lone_surrogate_escape_is_a_problem_at_its_line() -> None:
+    # Once accepted in a condition (typed fields refuse it, `when` takes any value), then every UTF-8 answer
+    # holding the rules (GET /api/rules) failed.
+    problem = only_problem(GOOD + '  rules:\n    - id: odd\n      when: {company: "\\ud800"}\n')
+    assert (problem.line, problem.column) == (13, 23)
+    reason = "a lone surrogate escape is not a character"
+    assert problem.message == rf"invalid YAML: cannot read '\ud800' as a YAML str ({reason})"
+
+
+def test_a_path_no_file_can_have_is_a_problem(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read the file: embedded null byte"):
+        load_rules_file(tmp_path / "rules\0.yaml")
+
+
+def test_a_surprise_inside_the_loader_is_a_rules_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Surprising:
+        @staticmethod
+        def model_validate(data: object) -> None:
+            raise KeyError("no such thing")
+
+    monkeypatch.setattr(loader, "RulesFile", Surprising)
+    with pytest.raises(RulesError) as raised:
+        load_rules_text(GOOD, "rules.yaml")
+    [problem] = raised.value.problems
+    assert (problem.line, problem.field) == (None, None)
+    assert problem.message == "the file could not be checked (KeyError: 'no such thing'); please report it"
 
 
 def test_a_quoted_date_like_value_is_text() -> None:
@@ -165,6 +220,17 @@ def test_rules_check_lists_a_bad_date_and_exits_1(tmp_path: Path) -> None:
     result = run("check", str(path))
     assert result.exit_code == 1, result.output
     assert f"error: {path}:8:18: invalid YAML: cannot read '2026-02-30'" in result.output
+
+
+@pytest.mark.parametrize("text", [HUGE_INT.replace("!!int 1", "0x1"), BIG_GT], ids=["hex-int", "condition-number"])
+def test_rules_check_lists_what_once_was_a_traceback_and_exits_1(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    result = run("check", str(path))
+    assert isinstance(result.exception, SystemExit), result.exception  # typer's Exit(1), not a traceback
+    assert result.exit_code == 1, result.output
+    assert f"error: {path}:" in result.output
+    assert "larger than any number the hub can use" in result.output
 
 
 @pytest.mark.parametrize(

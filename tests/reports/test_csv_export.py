@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from hub.reports import csv_export
 from hub.reports.csv_export import cell, csv_lines, neutralise
 from hub.reports.schemas import Days, Money, Ratio, Seconds
+from tests.conftest import Hub
 
 
 class Row(BaseModel):
@@ -72,3 +73,25 @@ async def test_the_header_carries_units_and_rows_stream_in_chunks(monkeypatch: p
         "conversion (ratio 0-1)",
     ]  # fmt: skip
     assert table[2] == ["2026-03", "'=cmd()", "1", "10.50", "", "1.5", "0.5"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/reports/funnel",
+        "/api/reports/losses",
+        "/api/reports/rep-activity",
+        "/api/reports/channels",
+        "/api/reports/campaigns",
+        "/api/reports/pipeline",
+        "/api/reports/plan-vs-fact",
+        "/api/reports/abc-xyz",
+    ],
+)
+async def test_every_report_csv_is_sent_not_to_be_stored(sqlite_hub: Hub, path: str) -> None:
+    # Names, sources and revenue: no shared proxy or browser cache may keep a copy.
+    params = {"from": "2026-03-01", "to": "2026-03-31", "format": "csv"}
+    answer = await sqlite_hub.client.get(path, params=params, headers=sqlite_hub.auth())
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["cache-control"] == "no-store"

@@ -212,9 +212,11 @@ async def test_lead_funnel_counts_the_cohort_by_hand(funnel_hub: Hub) -> None:
     # strict: new 6; qualified L1 L3 L8 = 3; proposal L1 L3 = 2 (L2 skipped qualified); won L1 = 1.
     assert [s[n]["reached_any"] for n in report["stages"]] == [6, 3, 3, 1]
     assert [s[n]["reached_strict"] for n in report["stages"]] == [6, 3, 2, 1]
-    # strict: 3/6, 2/3, 1/2; any: 3/6, 3/3, 1/3; the last step converts to nothing.
+    # strict: 3/6, 2/3, 1/2; any: of those that reached a step, the share that also reached the next:
+    # new 6 -> qualified L1 L3 L8 = 3/6; qualified 3 -> proposal L1 L3 = 2/3 (L2 reached proposal without
+    # qualified); proposal 3 -> won L1 = 1/3; the last step converts to nothing.
     assert [s[n]["conversion_next_strict"] for n in report["stages"]] == [0.5, 0.6667, 0.5, None]
-    assert [s[n]["conversion_next_any"] for n in report["stages"]] == [0.5, 1.0, 0.3333, None]
+    assert [s[n]["conversion_next_any"] for n in report["stages"]] == [0.5, 0.6667, 0.3333, None]
     # cumulative = reached / 6 entries.
     assert [s[n]["cumulative_strict"] for n in report["stages"]] == [1.0, 0.5, 0.3333, 0.1667]
     assert [s[n]["cumulative_any"] for n in report["stages"]] == [1.0, 0.5, 0.5, 0.1667]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 from hub.contacts.models import Contact
@@ -144,7 +145,9 @@ async def test_deal_funnel_counts_the_cohort_by_hand(funnel_hub: Hub) -> None:
     assert [s["reached_any"] for s in whole["stages"]] == [3, 2, 2, 2]
     assert [s["reached_strict"] for s in whole["stages"]] == [3, 2, 1, 1]
     assert [s["conversion_next_strict"] for s in whole["stages"]] == [0.6667, 0.5, 1.0, None]  # 2/3, 1/2, 1/1
-    assert [s["conversion_next_any"] for s in whole["stages"]] == [0.6667, 1.0, 1.0, None]  # 2/3, 2/2, 2/2
+    # any: new 3 -> qualified D1 D3 = 2/3; qualified 2 -> proposal D1 = 1/2 (D2 skipped qualified);
+    # proposal 2 -> won D1 = 1/2 (D3 won without proposal).
+    assert [s["conversion_next_any"] for s in whole["stages"]] == [0.6667, 0.5, 0.5, None]
     times = [(s["median_days_in_stage"], s["p90_days_in_stage"]) for s in whole["stages"]]
     # new: 2, 1, 1 -> median 1, p90 rank 1.8: 1 + 1*0.8 = 1.8; qualified: 4, 1 -> 2.5, 1 + 3*0.9 = 3.7;
     # proposal: 0.5 (D1 until won), 1.5 (D2 until lost) -> 1, 0.5 + 1*0.9 = 1.4; won is not timed.
@@ -169,6 +172,41 @@ async def test_deal_funnel_by_product_weekly_and_csv(funnel_hub: Hub) -> None:
     # Per week: 4 stage lines, won, lost, lost by reason (week 1: price), open.
     assert len(lines) == 8 + 7
     assert (lines[0]["period"], lines[0]["stage"], lines[0]["reached_any"]) == ("2026-03-02", "new", "2")
+
+
+async def test_deals_created_in_later_stages_keep_every_conversion_within_one(funnel_hub: Hub) -> None:
+    hub = funnel_hub
+    async with hub.session() as session:
+        contact = Contact(source="web", attribution={})
+        session.add(contact)
+        await session.flush()
+        contact_id = contact.id
+    for moves in (
+        [("03-03T15:00", "proposal", "open", None, None), ("03-04T15:00", "proposal", "won", None, None)],  # E1
+        [("03-03T15:00", "proposal", "open", None, None), ("03-04T15:00", "proposal", "lost", "price", None)],  # E2
+        [("03-03T15:00", "qualified", "open", None, None), ("03-04T15:00", "proposal", "open", None, None)],  # E3
+        [("03-03T15:00", "new", "open", None, None), ("03-04T15:00", "qualified", "open", None, None)],  # E4
+        [("03-03T15:00", "new", "open", None, None)],  # E5
+    ):
+        await add_deal(hub, contact_id, None, moves)
+    report = await get(hub, "/api/reports/funnel", subject="deals", **NEW_YORK)
+    [whole] = report["slices"]
+    # any: new E4 E5; qualified E3 E4; proposal E1 E2 E3 (E1, E2 created there); won E1.
+    assert [s["reached_any"] for s in whole["stages"]] == [2, 2, 3, 1]
+    # Of those that reached a step, the share that also reached the next: new -> qualified E4 of 2;
+    # qualified -> proposal E3 of 2 (reached_any would say 3/2: E1, E2 never were in qualified);
+    # proposal -> won E1 of 3.
+    expected = [0.5, 0.5, 0.3333, None]
+    assert [s["conversion_next_any"] for s in whole["stages"]] == expected
+    assert [s["conversion_next_strict"] for s in whole["stages"]] == [0.5, 0.0, None, None]  # E4 of 2; none of 0
+    text = await get(hub, "/api/reports/funnel", subject="deals", format="csv", **NEW_YORK)
+    stage_lines = [line for line in csv.DictReader(io.StringIO(text)) if line["row_type"] == "stage"]
+    assert [line["conversion_next_any (ratio 0-1)"] for line in stage_lines] == ["0.5", "0.5", "0.3333", ""]
+    await hub.login_as("admin")
+    panel = await hub.client.get("/ui/manager/panels/funnel", params={"subject": "deals", **NEW_YORK})
+    assert panel.status_code == 200, panel.text
+    shown = re.findall(r'data-metric="conversion_next_any">([^<]*)<', panel.text)
+    assert shown == ["50.0%", "50.0%", "33.3%", "n/a"]
 
 
 async def test_deal_losses_by_reason_stage_competitor_rep_and_amount(funnel_hub: Hub) -> None:

@@ -6,10 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from hub.contacts.models import Contact
-from hub.reports.funnel import period_finder
+from hub.reports.funnel import Tally, _slice, period_finder
 from hub.reports.funnel_paths import Move, collapse, shape, walk
 from hub.reports.schemas import percentile
 from hub.reports.sql_time import epoch_micros, micros
@@ -44,6 +46,46 @@ def test_walk_counts_strict_and_any_reach(
 ) -> None:
     path = walk(moves(*history), STEPS)
     assert (path.reached_strict, set(path.reached_any), path.outcome) == (strict, reached, outcome)
+
+
+@pytest.mark.parametrize(
+    ("history", "both"),
+    [
+        (("new", "qualified", "proposal", "won"), (0, 1, 2)),
+        (("new", "proposal", "lost"), ()),  # skipped qualified: converts neither into it nor out of it
+        (("proposal", "won"), (2,)),  # created in proposal: counts only from proposal on
+        (("qualified", "proposal", "new"), (0, 1)),  # new reached after qualified: either order
+        (("won",), ()),
+    ],
+)
+def test_shape_pairs_each_step_with_the_next_only_when_both_were_reached(
+    history: tuple[str, ...], both: tuple[int, ...]
+) -> None:
+    assert shape(history, tuple(STEPS)).reached_next == both
+
+
+KEYS = st.sampled_from([*STEPS, "lost"])
+
+
+@settings(database=None, max_examples=300)
+@given(cohort=st.lists(st.lists(KEYS, min_size=1, max_size=6), min_size=1, max_size=12))
+def test_conversions_stay_within_zero_and_one_whatever_stage_members_enter(cohort: list[list[str]]) -> None:
+    # Members may enter at any stage (a deal created in proposal), skip stages, go back, be lost and reopened.
+    tally = Tally(len(STEPS))
+    for keys in cohort:
+        tally.shapes[shape(tuple(collapse_keys(keys)), tuple(STEPS))] += 1
+    piece = _slice("2026-03", "all", None, tally, STEPS, "won")
+    for index, stage in enumerate(piece.stages):
+        for ratio in (stage.conversion_next_any, stage.conversion_next_strict, stage.cumulative_any):
+            assert ratio is None or 0 <= ratio <= 1, (stage, cohort)
+        if index + 1 < len(STEPS) and stage.reached_any:
+            both = sum(1 for keys in cohort if {STEPS[index], STEPS[index + 1]} <= set(keys))
+            assert stage.conversion_next_any == round(both / stage.reached_any, 4)
+
+
+def collapse_keys(keys: list[str]) -> list[str]:
+    """The key sequence with repeats of the key before dropped, as the report walks it."""
+    return [key for i, key in enumerate(keys) if i == 0 or key != keys[i - 1]]
 
 
 def test_walk_times_finished_visits_of_open_stages_only() -> None:

@@ -323,6 +323,7 @@ async def test_csv_export_follows_the_filter_and_neutralises_formulas(sqlite_hub
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
     assert "attachment" in answer.headers["content-disposition"]
+    assert answer.headers["cache-control"] == "no-store"  # leads' names and contacts: kept by no cache
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert [int(r["contact_id"]) for r in rows] == [ids[1], ids[0], ids[2]]
     assert rows[1]["name"] == "'" + EVIL

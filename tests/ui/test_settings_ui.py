@@ -274,6 +274,21 @@ async def test_rules_view_shows_problems_and_reload_is_audited(settings_hub: Hub
     assert (await hub.client.post("/ui/settings/rules/reload", data={})).status_code == 403
 
 
+async def test_rules_view_lists_a_file_that_once_crashed_the_check(settings_hub: Hub, rules_file: Path) -> None:
+    # A condition's number past any float once escaped the loader as an OverflowError: the page was a 500.
+    hub = settings_hub
+    await hub.login_as("admin")
+    big = "1" + "0" * 400
+    rule = f"  rules:\n    - id: big\n      when: {{score: {{gt: {big}}}}}"
+    write(rules_file, read(rules_file).replace("  rules: []", rule))
+    page = await hub.client.get("/ui/settings/rules")
+    assert page.status_code == 200
+    assert "1 problem; a reload would be refused" in page.text
+    line = next(n for n, text in enumerate(read(rules_file).splitlines(), 1) if big in text)
+    assert f'<li id="line-{line}" class="set-bad-line">' in page.text
+    assert "larger than any number the hub can use" in page.text
+
+
 async def test_users_and_api_keys(sqlite_hub: Hub) -> None:
     hub = sqlite_hub
     csrf = await hub.login_as("admin")
