@@ -117,7 +117,8 @@ async def start_import(
     import_id: ImportIdPath, spec: ImportStart, session: SessionDep, importer: ImporterDep
 ) -> ImportOut:
     """Start a draft with its mapping and options; the worker imports it (poll ``GET /api/imports/{id}``) within
-    the caller's reach: a manager of some teams matches and hands out only their teams' leads."""
+    the caller's reach: a manager of some teams matches and hands out only their teams' leads. 409 for an import
+    started already, or whose file is gone (finished, or an expired draft: upload it again); 404 for no import."""
     lead_import = await service.start_import(
         session, import_id, mapping=spec.mapping, options=spec.options, importer=importer
     )
@@ -164,5 +165,9 @@ async def errors_response(
     return StreamingResponse(
         error_lines(runtime.sessions, import_id, header),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="import-{import_id}-errors.csv"'},
+        # The rows quote the file's people: no shared proxy or browser cache may keep a copy (as the report CSVs).
+        headers={
+            "Content-Disposition": f'attachment; filename="import-{import_id}-errors.csv"',
+            "Cache-Control": "no-store",
+        },
     )

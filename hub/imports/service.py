@@ -118,7 +118,7 @@ async def start_import(
     """Queue a draft with its final mapping and options; the worker runs it within the reach of who starts it."""
     lead_import = await get_import(session, import_id, viewer=importer)
     if lead_import.status != "draft":
-        raise Conflict(f"import {import_id} was started already (it is {lead_import.status})", field="import_id")
+        raise Conflict(_not_a_draft(lead_import), field="import_id")
     chosen_options = options or ImportOptions.model_validate(_options_given(lead_import.options))
     table = open_table(await _content(session, lead_import), chosen_options)
     lead_import.mapping = check_mapping(mapping if mapping is not None else lead_import.mapping, table.header)
@@ -384,10 +384,29 @@ async def next_runnable(session: AsyncSession) -> int | None:
 
 
 async def _content(session: AsyncSession, lead_import: LeadImport) -> bytes:
+    """The uploaded file; 409 once it is gone (the import exists: its state, not its id, is what clashes)."""
     content = await repository.file_content(session, lead_import.id)
     if content is None:
-        raise NotFound(f"import {lead_import.id} has no file", field="import_id")
+        raise Conflict(_file_gone(lead_import), field="import_id")
     return content
+
+
+def _file_gone(lead_import: LeadImport) -> str:
+    """Why an import has no file any more, and what to do: the file goes when the import finishes or its draft
+    expires."""
+    if lead_import.status in FINISHED:
+        return _not_a_draft(lead_import)
+    return f"import {lead_import.id} has no file any more: upload it again"
+
+
+def _not_a_draft(lead_import: LeadImport) -> str:
+    """Why an import cannot be started (again): it is queued or running, or it is over and its file is gone."""
+    if lead_import.status == "done":
+        return f"import {lead_import.id} is done already and its file is gone: upload it again"
+    if lead_import.status == "failed":
+        # An expired draft is failed too: never started, but its file is as gone (its page says why it failed).
+        return f"import {lead_import.id} failed and its file is gone: upload it again"
+    return f"import {lead_import.id} was started already (it is {lead_import.status})"
 
 
 def _stored_options(options: ImportOptions, table: CsvTable) -> dict[str, Any]:

@@ -99,7 +99,7 @@ async def import_page(
     """A draft's mapping form with a preview, or a started import's progress and result."""
     lead_import = await service.get_import(session, import_id, viewer=importer)
     if lead_import.status != "draft":
-        return render(request, "ui/app/import_detail.html.j2", item=lead_import, **_progress(lead_import))
+        return _detail_page(request, lead_import)
     preview = await service.preview(session, lead_import, env_of(runtime), reach=importer.reach)
     return _mapping_page(request, lead_import, preview)
 
@@ -151,6 +151,9 @@ async def start(
     except HubError as exc:
         await session.rollback()
         lead_import = await service.get_import(session, import_id, viewer=importer)
+        if lead_import.status != "draft":
+            # Started already (a second click, another tab): its page, with why; its file may be gone, so no preview.
+            return _detail_page(request, lead_import, error=exc.message, status_code=exc.status_code)
         preview = await service.preview(session, lead_import, env_of(runtime), mapping=mapping, reach=importer.reach)
         return _mapping_page(request, lead_import, preview, error=exc.message, status_code=exc.status_code)
     await session.commit()
@@ -179,6 +182,19 @@ async def _list_page(
 ) -> HTMLResponse:
     items = await service.list_imports(session, viewer=importer, limit=LISTED)
     return render(request, "ui/app/imports.html.j2", status_code=status_code, items=items, error=error)
+
+
+def _detail_page(
+    request: Request, lead_import: LeadImport, *, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return render(
+        request,
+        "ui/app/import_detail.html.j2",
+        status_code=status_code,
+        item=lead_import,
+        error=error,
+        **_progress(lead_import),
+    )
 
 
 def _mapping_page(

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from hub.imports.jobs import run_imports
+from hub.imports.models import ImportFile
 from tests.conftest import Hub, make_settings, start_hub
 
 CSV = (
@@ -53,6 +55,7 @@ async def test_upload_runs_in_the_background_and_reports_errors(sqlite_hub: Hub)
     errors = await hub.client.get(state["errors_url"], headers=hub.auth())
     assert errors.status_code == 200
     assert errors.headers["content-type"].startswith("text/csv")
+    assert errors.headers["cache-control"] == "no-store"  # the rows quote the file's people
     rows = list(csv.reader(io.StringIO(errors.text.lstrip("\ufeff"))))
     assert rows[0] == ["row", "key", "column", "reason", "Email", "Phone", "Full name", "Notes"]
     assert rows[1][:3] == ["2", rows[1][1], "Email"] and "invalid email" in rows[1][3]
@@ -88,6 +91,38 @@ async def test_draft_preview_then_start(sqlite_hub: Hub) -> None:
     await drain(hub)
     done = (await hub.client.get(f"/api/imports/{body['id']}", headers=hub.auth())).json()
     assert (done["created_count"], done["failed_count"]) == (1, 1)
+
+
+async def test_an_import_whose_file_is_gone_is_a_409_saying_so_and_no_import_a_404(sqlite_hub: Hub) -> None:
+    """The import exists, so a start or preview it can no longer take clashes with its state: not "no such import"."""
+    hub = sqlite_hub
+    created = await hub.client.post("/api/imports", headers=hub.auth(), files=files("Email\nada@example.com\n"))
+    import_id = created.json()["id"]
+    await drain(hub)  # done: its file is deleted
+    draft = await hub.client.post(
+        "/api/imports", headers=hub.auth(), files=files("Email\nbob@example.com\n"), data={"start": "false"}
+    )
+    draft_id = draft.json()["id"]
+    async with hub.session() as session:  # the draft sweep took its file between the page and the click
+        await session.execute(delete(ImportFile).where(ImportFile.import_id == draft_id))
+
+    ids = {"done": import_id, "gone": draft_id, "unknown": draft_id + 1}
+    answers = {
+        (path, which): await hub.client.post(f"/api/imports/{number}/{path}", headers=hub.auth(), json={})
+        for path in ("start", "preview")
+        for which, number in ids.items()
+    }
+
+    expected = {"done": 409, "gone": 409, "unknown": 404}
+    assert {key: answer.status_code for key, answer in answers.items()} == {
+        (path, which): expected[which] for path in ("start", "preview") for which in ids
+    }
+    for path in ("start", "preview"):
+        assert answers[path, "done"].json()["message"] == (
+            f"import {import_id} is done already and its file is gone: upload it again"
+        )
+        assert answers[path, "gone"].json()["message"] == f"import {draft_id} has no file any more: upload it again"
+        assert answers[path, "unknown"].json()["message"] == f"import {draft_id + 1} does not exist"
 
 
 async def test_a_drafts_mapping_is_stored_for_every_column_of_the_file(sqlite_hub: Hub) -> None:

@@ -89,6 +89,27 @@ async def test_the_dashboard_starts_an_api_draft_with_each_columns_own_choice(sq
     assert stored is not None and stored.mapping == {"Email": "email", "Name": "name"}
 
 
+async def test_starting_a_finished_import_again_shows_its_page_with_a_409_saying_why(sqlite_hub: Hub) -> None:
+    """A second click on Start (the page kept open, the back button): the import exists, only its file is gone."""
+    hub = sqlite_hub
+    csrf = await hub.login_as("manager")
+    uploaded = await hub.client.post(
+        "/ui/imports", data={"csrf_token": csrf}, files={"file": ("fair.csv", b"Email\nada@example.com\n")}
+    )
+    import_id = int(uploaded.headers["location"].rsplit("/", 1)[1])
+    form = {"csrf_token": csrf, "map_0": "email", "namespace": "import"}
+    assert (await hub.client.post(f"/ui/imports/{import_id}/start", data=form)).status_code == 303
+    await drain(hub)
+
+    again = await hub.client.post(f"/ui/imports/{import_id}/start", data=form)
+    unknown = await hub.client.post(f"/ui/imports/{import_id + 1}/start", data=form)
+
+    assert again.status_code == 409, again.text[:500]
+    assert f"import {import_id} is done already and its file is gone: upload it again" in again.text
+    assert 'data-count="created">1<' in again.text  # its own page: what the import did
+    assert unknown.status_code == 404 and f"import {import_id + 1} does not exist" in unknown.text
+
+
 async def test_refusals_on_the_pages(sqlite_hub: Hub) -> None:
     hub = sqlite_hub
     csrf = await hub.login_as("manager")

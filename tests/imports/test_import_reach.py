@@ -16,6 +16,8 @@ from typing import Any
 from tests.conftest import Hub
 from tests.imports.test_import_api import drain, files
 
+OUTSIDE = "the row matches a lead outside your teams"
+
 
 @dataclass
 class Teams:
@@ -176,6 +178,40 @@ async def test_the_preview_says_which_rows_would_be_refused(sqlite_hub: Hub) -> 
         (f"match contact {org.ana_lead}", None),
         (None, "rep 'carl@corp.example' is not in your teams"),
     ]
+
+
+async def test_a_preview_tells_a_manager_no_more_of_another_teams_lead_than_importing_would(sqlite_hub: Hub) -> None:
+    """The preview says what the import will do to the row (fail it, with the reason the errors CSV gives) and
+    nothing of the lead it meets: not its id, name or owner. An admin, whose import would complete it, sees it."""
+    hub = sqlite_hub
+    org = await teams(hub)
+    made = await hub.client.post(
+        "/api/contacts", headers=hub.auth(), json={"email": "quiet@example.com", "name": "Carla Quietly"}
+    )
+    hidden = int(made.json()["contact_id"])
+    moved = await hub.client.patch(f"/api/contacts/{hidden}", headers=hub.auth(), json={"owner_rep_id": org.carl})
+    assert moved.status_code == 200, moved.text
+    text = "Email\nquiet@example.com\n"
+    traces = ("Carla", "Quietly", "Carl ", "carl@corp.example", f"contact {hidden}", f"/contacts/{hidden}")
+
+    def upload(key: str) -> Any:
+        return hub.client.post("/api/imports", headers=hub.auth(key), files=files(text), data={"start": "false"})
+
+    as_manager, as_admin = await upload(org.mia_key), await upload(hub.admin_key)
+    csrf = await hub.login_as("manager", rep_id=org.mia)
+    uploaded = await hub.client.post(
+        "/ui/imports", data={"csrf_token": csrf}, files={"file": ("fair.csv", text.encode())}
+    )
+    page = await hub.client.get(uploaded.headers["location"])
+    imported = await run_import(hub, org.mia_key, text)
+
+    assert as_manager.json()["preview"]["rows"][0]["outcome"] == f"refused: {OUTSIDE}"
+    assert page.status_code == 200 and f"refused: {OUTSIDE}" in page.text
+    for shown in (as_manager.text, page.text):
+        assert [trace for trace in traces if trace in shown] == []
+    # What starting it reveals anyway, in the errors CSV: the same reason, no more.
+    assert [row["reason"] for row in await failed_rows(hub, org.mia_key, imported["id"])] == [OUTSIDE]
+    assert as_admin.json()["preview"]["rows"][0]["outcome"] == f"match contact {hidden}"
 
 
 async def test_a_manager_of_some_teams_sees_only_the_imports_they_uploaded(sqlite_hub: Hub) -> None:
