@@ -396,12 +396,11 @@ async def _show_on_timeline(session: AsyncSession, root: Call, recordings: list[
     """The call's one entry, updated in place, and its missed-call marker while it counts as missed (the caller
     flushes the call)."""
     assert root.contact_id is not None
-    # The call's contact is live: a merge re-points the absorbed contact's calls to the survivor (and the call was
-    # read again after its lock), so no look-up of where the contact went is needed.
-    contact_id = root.contact_id
+    # On the survivor, should the contact have been merged: the upsert finds it (a merge re-points committed calls,
+    # not this one, which it cannot see yet).
     entry = await timeline.upsert(
         session,
-        contact_id=contact_id,
+        contact_id=root.contact_id,
         kind="call",
         source=TIMELINE_SOURCE,
         external_id=f"call:{root.call_sid}",
@@ -413,7 +412,7 @@ async def _show_on_timeline(session: AsyncSession, root: Call, recordings: list[
     if root.flow == "inbound" and root.outcome in ("missed", "voicemail"):
         await timeline.upsert(
             session,
-            contact_id=contact_id,
+            contact_id=entry.contact_id,
             kind="missed_call",
             source=TIMELINE_SOURCE,
             external_id=marker,

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.contacts.models import Contact
 from hub.db import UtcDateTime
 from hub.timeline.models import TimelineEntry
 
@@ -61,8 +62,20 @@ async def by_external_id(session: AsyncSession, source: str, external_id: str) -
     return (await session.scalars(stmt)).one_or_none()
 
 
+_UPSERTED = ("contact_id", "kind", "source", "external_id", "data", "occurred_at", "recorded_at")
+
+
 def _upsert(insert: Any) -> Any:
-    statement = insert(TimelineEntry)
+    table = TimelineEntry.__table__
+    values: dict[str, Any] = {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in _UPSERTED}
+    # The contact's survivor, found by the statement itself: a merge that committed after the caller read the
+    # contact re-pointed what was committed then, not the row this transaction is writing.
+    values["contact_id"] = (
+        select(func.coalesce(Contact.merged_into_id, Contact.id))
+        .where(Contact.id == values["contact_id"])
+        .scalar_subquery()
+    )
+    statement = insert(TimelineEntry).values(values)
     return statement.on_conflict_do_update(
         index_elements=[TimelineEntry.source, TimelineEntry.external_id],
         set_={
@@ -80,9 +93,11 @@ Python, more than sending it, once per call callback."""
 
 async def upsert_entry(session: AsyncSession, values: dict[str, Any]) -> TimelineEntry:
     """Insert the entry of ``(source, external_id)``, or give the existing one the new ``data``, ``contact_id``
-    and ``occurred_at``: one statement either way; the entry as stored."""
+    and ``occurred_at``: one statement either way; the entry as stored, on the survivor of ``contact_id`` when
+    that contact was merged."""
     upsert = _UPSERTS[session.get_bind().dialect.name]
-    result = await session.scalars(upsert, values, execution_options={"populate_existing": True})
+    params = {f"v_{name}": values[name] for name in _UPSERTED}
+    result = await session.scalars(upsert, params, execution_options={"populate_existing": True})
     entry: TimelineEntry = result.one()
     return entry
 

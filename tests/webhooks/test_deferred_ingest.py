@@ -16,7 +16,9 @@ from sqlalchemy import func, select, text
 
 from hub import accepted
 from hub.accepted import apply_accepted
+from hub.calls import service as call_service
 from hub.calls.models import Call
+from hub.contacts import service as contacts
 from hub.contacts.models import ContactIdentity as Identity
 from hub.email.models import EmailEvent
 from hub.inbox import repository as inbox_repository
@@ -38,7 +40,17 @@ from tests.webhooks.test_email_events_http import (
     sendgrid_body,
     sendgrid_event,
 )
-from tests.webhooks.test_twilio_voice_http import FALLBACK, PARENT, TWILIO, call_by_sid, child_leg, form, sid
+from tests.webhooks.test_twilio_voice_http import (
+    CALLER,
+    FALLBACK,
+    PARENT,
+    TWILIO,
+    call_by_sid,
+    child_leg,
+    form,
+    sid,
+    timeline,
+)
 from tests.webhooks.test_twilio_voice_http import post as post_voice
 
 ADA_EMAIL = "ada@example.com"
@@ -507,3 +519,55 @@ async def test_a_batch_of_callbacks_of_a_leg_reported_before_its_call_keeps_what
         call = await call_by_sid(hub, PARENT)
         assert [leg["answered_at"] for leg in call["legs"]] == ["2026-09-29T10:00:05Z"]
         assert (call["outcome"], call["answered_at"]) == ("answered", "2026-09-29T10:00:05Z")
+
+
+@pytest.mark.parametrize("mode", ["inline", "deferred"])
+async def test_a_merge_committing_while_a_calls_callback_is_applied_leaves_the_call_on_the_survivors_timeline(
+    pg_database: str, key: ec.EllipticCurvePrivateKey, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge's UPDATE of calls cannot see the call row this callback is writing, so that row keeps the absorbed
+    contact: the call's entry must still go to the survivor (PostgreSQL: SQLite runs one writer at a time)."""
+    await truncate_all(pg_database)
+    async for hub in start_hub(settings_for(pg_database, key, mode)):
+        made = await hub.client.post("/api/contacts", json={"email": "ada@example.com"}, headers=hub.auth())
+        assert made.status_code == 201, made.text
+        survivor = made.json()["contact_id"]
+        made = await hub.client.post("/api/contacts", json={"phone": CALLER}, headers=hub.auth())
+        assert made.status_code == 201, made.text
+        absorbed = made.json()["contact_id"]
+
+        original = contacts.contact_ids_by_value
+        merged: list[int] = []
+        look_up_then_a_merge_commits = merging_after_the_look_up(hub, survivor, absorbed, merged)
+        monkeypatch.setattr(call_service.contacts, "contact_ids_by_value", look_up_then_a_merge_commits)
+        ringing = form("incoming_call.txt", SequenceNumber="0")
+        assert (await post_voice(hub, "status", ringing)).status_code == 204
+        await apply_accepted_events(hub.runtime.jobs)  # deferred: the worker's batch applies it (inline: a no-op)
+        monkeypatch.setattr(call_service.contacts, "contact_ids_by_value", original)
+        assert merged == [absorbed]
+        # The call's later callbacks come in after the merge.
+        ended = form("incoming_call.txt", CallStatus="completed", CallDuration="47", SequenceNumber="1")
+        assert (await post_voice(hub, "status", ended)).status_code == 204
+        await apply_accepted_events(hub.runtime.jobs)
+
+        call = await call_by_sid(hub, PARENT)
+        assert call["status"] == "completed"
+        entries = [entry for entry in await timeline(hub, survivor) if entry["kind"] == "call"]
+        assert [entry["data"]["call_id"] for entry in entries] == [call["id"]], "the call is not on the survivor"
+
+
+def merging_after_the_look_up(hub: Hub, survivor: int, absorbed: int, merged: list[int]) -> Any:
+    """``contacts.contact_ids_by_value`` as if another request (a form, the API) merged ``absorbed`` into
+    ``survivor`` and committed right after the first look-up."""
+    original = contacts.contact_ids_by_value
+
+    async def look_up_then_a_merge_commits(session: Any, kind: str, values: Any) -> dict[str, int]:
+        found = await original(session, kind, values)
+        if not merged:
+            async with hub.session() as other:
+                await contacts.merge_contacts(other, survivor, absorbed, reason="same person")
+                await other.commit()
+            merged.append(absorbed)
+        return found
+
+    return look_up_then_a_merge_commits
