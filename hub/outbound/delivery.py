@@ -241,7 +241,7 @@ async def attempt(http: httpx.AsyncClient, claimed: Claimed, box: SecretBox, sec
         return Outcome(None, str(exc)[:200], _ms(started))
     except (httpx.TimeoutException, TimeoutError):
         return Outcome(None, f"timed out after {seconds:g} s", _ms(started))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL (a host IDNA refuses) is no HTTPError
         return Outcome(None, f"{type(exc).__name__}: {str(exc)[:160]}", _ms(started))
     error = None
     if response.is_redirect:
