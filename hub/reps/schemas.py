@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from hub.contacts.normalize import InvalidIdentity, normalize_email, normalize_phone
 from hub.contacts.service import is_time_zone
 from hub.reps.models import Rep, Team
+from hub.validation import EARLIEST_EVENT_TIME as _EARLIEST_ABSENCE
+from hub.validation import LATEST_EVENT_TIME as _LATEST_ABSENCE
 from hub.validation import SafeStr
 
 _IDENTITY_PATTERN = r"^[A-Za-z0-9_.@-]{1,100}$"
@@ -52,7 +54,7 @@ def _hours(value: dict[str, list[list[str]]] | None) -> dict[str, list[list[str]
             raise ValueError(f"{day!r} is not a weekday; use {', '.join(WEEKDAYS)}")
         previous_end = "00:00"
         for interval in intervals:
-            if len(interval) != 2 or not all(_CLOCK.match(t) for t in interval):
+            if len(interval) != 2 or not all(_CLOCK.fullmatch(t) for t in interval):
                 raise ValueError(f'{day}: each interval is ["HH:MM", "HH:MM"] (got {interval})')
             start, end = interval
             if not (previous_end <= start < end):
@@ -82,6 +84,9 @@ class Absence(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Absence:
         start, end = self.start, self.end
+        # Routing works out leave in UTC and a day past an end date: the calendar's ends would overflow there.
+        if not all(_EARLIEST_ABSENCE.year <= bound.year < _LATEST_ABSENCE.year for bound in (start, end)):
+            raise ValueError(f"dates must fall in the years {_EARLIEST_ABSENCE.year} to {_LATEST_ABSENCE.year - 1}")
         if isinstance(start, datetime) and isinstance(end, datetime):
             if start.tzinfo is None or end.tzinfo is None:
                 raise ValueError("datetimes need a UTC offset, e.g. 2026-12-24T13:00:00+01:00")

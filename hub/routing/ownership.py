@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.audit import service as audit
+from hub.contacts import repository as contacts_repo
 from hub.contacts.models import Contact
 from hub.errors import UnprocessableInput
 from hub.notify.service import notify
@@ -189,6 +190,9 @@ async def hand_over(
 ) -> None:
     """A hand-over by a person (API, dashboard, bulk): ``by_hand``, and its ``lead.assigned`` audit entry in the
     same transaction."""
+    # Locked (and read afresh) first, as the deadline worker and the queue do: one of them may be handing the lead
+    # on right now, and its owner and open assignment as read before would be stale.
+    await contacts_repo.contact_for_update(session, contact.id)
     previous_owner = contact.owner_rep_id
     await by_hand(session, contact, rep_id, policy, now, actor=by.name, reason=reason)
     audit.record(

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.policy.schemas import RulesFile
-from hub.routing import rules
+from hub.routing import repository, rules
 from hub.routing.models import Assignment, RepPerformance, StageChange
 
 
@@ -30,6 +30,9 @@ async def is_due(session: AsyncSession, policy: RulesFile, now: datetime) -> boo
 async def recompute(session: AsyncSession, policy: RulesFile, now: datetime) -> list[RepPerformance]:
     """Measure every rep who received leads in the window; store and return their weights."""
     settings = policy.routing.performance
+    # One measurement at a time (the job and a manager's recompute): the delete below sees only rows committed when
+    # it starts, so two at once would both insert every rep's row.
+    await repository.lock_pool(session, "performance")
     since = now - timedelta(days=settings.window_days)
     given = (
         await session.execute(

@@ -80,9 +80,12 @@ _SKILL_OF_FACT = {"language": "languages", "country": "regions", "product": "pro
 
 def _covers(candidate: Candidate, fact: str, facts: Mapping[str, object]) -> bool:
     value = facts.get(fact)
-    if value is None or value == "":
+    # A checkbox group gives a list: the lead is covered when any of its values is (as conditions read lists).
+    values = [v for v in (value if isinstance(value, list | tuple) else [value]) if v is not None and str(v).strip()]
+    if not values:
         return True  # a lead that does not say its language can go to anyone
-    return str(value).lower() in {v.lower() for v in candidate.skills.get(_SKILL_OF_FACT[fact], ())}
+    have = {v.lower() for v in candidate.skills.get(_SKILL_OF_FACT[fact], ())}
+    return any(str(v).strip().lower() in have for v in values)
 
 
 def pick_fair(
