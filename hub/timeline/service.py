@@ -93,8 +93,8 @@ async def upsert(
     """The one entry for a fact that evolves (a call as its callbacks arrive): created once, then updated
     in place, so the contact's timeline shows its latest state rather than one line per callback. Its kind
     and recording time stay those of its first version; its time is the latest one given (a call's start moves
-    earlier when an earlier callback arrives late). It goes on the contact's survivor if the contact was merged,
-    whenever the merge committed."""
+    earlier when an earlier callback arrives late). It goes on the contact's survivor if a merge of the contact had
+    committed by the time the upsert runs (even one that committed after the caller read the contact)."""
     values = {
         "contact_id": contact_id,
         "kind": kind,
