@@ -245,6 +245,25 @@ def one_click_request(content_type: str) -> dict[str, Any]:
     }
 
 
+async def test_unsubscribe_page_cannot_be_framed_or_sniffed(tracked: Hub, sent: tuple[int, int]) -> None:
+    """The confirmation page is one button that unsubscribes: framed invisibly by another site, a click there
+    (clickjacking) unsubscribes the person. It needs frame-ancestors/X-Frame-Options like every other page."""
+    _, message_id = sent
+    token = sign_unsubscribe_token(tracked.runtime.secret_key, message_id, "ada@example.com")
+    for response in (
+        await tracked.client.get(f"/u/{token}", headers=BROWSER),
+        await tracked.client.post(
+            f"/u/{token}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+    ):
+        assert response.status_code == 200
+        csp = response.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp or response.headers.get("x-frame-options") == "DENY", response.headers
+        assert response.headers.get("x-content-type-options") == "nosniff", response.headers
+
+
 @pytest.mark.parametrize("content_type", ["urlencoded", "multipart"])
 async def test_one_click_unsubscribe_suppresses_the_address_once(
     tracked: Hub, sent: tuple[int, int], content_type: str
