@@ -96,6 +96,7 @@ async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> Resp
             ip=request.client.host if request.client else None,
             method="POST",
             recipient=address,
+            secret=lambda: runtime.secret_key,
         )
         await session.commit()
     runtime.metrics.count_webhook("email:hub", "accepted")
@@ -117,6 +118,7 @@ async def _record(runtime: Runtime, request: Request, message_id: int, *, kind: 
                 ip=request.client.host if request.client else None,
                 method=request.method,
                 url=url,
+                secret=lambda: runtime.secret_key,
             )
             await session.commit()
         runtime.metrics.count_webhook("email:hub", "accepted" if outcome else "unknown_message")

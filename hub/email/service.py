@@ -211,8 +211,10 @@ async def tracking_event(
     method: str = "GET",
     url: str | None = None,
     recipient: str | None = None,
+    secret: Callable[[], str] | None = None,
 ) -> BatchOutcome | None:
-    """An open, click or unsubscribe seen by the hub's own endpoints; None when the message is gone."""
+    """An open, click or unsubscribe seen by the hub's own endpoints; None when the message is gone. ``secret`` as
+    for ``ingest_events``: an unsubscribe from an erased contact's old email must still suppress its address."""
     message = await get_message(session, message_id)
     if message is None and recipient is None:
         return None
@@ -239,7 +241,7 @@ async def tracking_event(
         ip=ip,
         request_method=method,
     )
-    return await ingest_events(session, [event], thresholds=thresholds)
+    return await ingest_events(session, [event], thresholds=thresholds, secret=secret)
 
 
 async def _fresh_events(session: AsyncSession, events: Sequence[EmailEventReceived]) -> list[EmailEventReceived]:

@@ -13,10 +13,12 @@ from hub.contacts.models import Contact, ContactIdentity
 from hub.email import service as email_service
 from hub.email.models import EmailEvent, EmailMessage
 from hub.email.suppressions import recipient_hash
+from hub.email.tokens import sign_unsubscribe_token
 from hub.events import CallProgressed, EmailEventReceived, RecordingChanged
 from hub.ingest import ingest_call_status, ingest_recording
 from hub.privacy import service as privacy
 from hub.privacy.rules import ERASED
+from hub.sequences.models import Enrollment
 from hub.timeline.models import TimelineEntry
 from tests.conftest import Hub
 from tests.pg_waits import until_a_backend_waits
@@ -30,6 +32,8 @@ from tests.privacy.helpers import (
     seed_contact,
     suppression_rows,
 )
+from tests.sequences.helpers import make_sequence, run
+from tests.webhooks.test_tracking_http import one_click_request
 
 
 async def _erased_contact_with_a_sent_email(hub: Hub) -> tuple[int, int]:
@@ -103,6 +107,42 @@ async def test_a_late_provider_event_about_an_erased_contacts_email_brings_nothi
     async with hub.session() as session:
         again = await email_service.ingest_events(session, late, thresholds=THRESHOLDS)
     assert (again.stored, again.duplicates) == (0, 4)
+
+
+async def test_a_one_click_unsubscribe_from_an_erased_contacts_old_email_suppresses_only_the_hash(hub: Hub) -> None:
+    """The person unsubscribes from an email sent before the erasure (its token still carries the address): the
+    address is suppressed as the keyed hash erasure keeps, so a new lead with it is not mailed, and the plain
+    address comes back nowhere."""
+    contact_id, message_id = await _erased_contact_with_a_sent_email(hub)
+    token = sign_unsubscribe_token(hub.runtime.secret_key, message_id, EMAIL)
+
+    page = await hub.client.get(f"/u/{token}")
+    assert page.status_code == 200, page.text
+    for _ in range(2):  # a mailbox provider's retry changes nothing
+        done = await hub.client.post(f"/u/{token}", **one_click_request("urlencoded"))
+        assert done.status_code == 200, done.text
+        assert "You are unsubscribed" in done.text
+
+    assert await personal_leftovers(hub) == []
+    [suppression] = await suppression_rows(hub)
+    assert suppression.email == recipient_hash(hub.runtime.secret_key, EMAIL)
+    assert (suppression.reason, suppression.source, suppression.contact_id) == ("unsubscribe", "hub", contact_id)
+    async with hub.session() as session:
+        [event] = (await session.scalars(select(EmailEvent))).all()
+    assert (event.kind, event.recipient, event.contact_id) == ("unsubscribed", ERASED, contact_id)
+    # The person re-submits a form later and is enrolled again: the hashed unsubscribe stops the sequence.
+    newcomer = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL}))["contact_id"]
+    assert newcomer != contact_id
+    sequence_id = await make_sequence(hub, name="Welcome", window=None, steps=[{"subject": "Hi", "text": "Hello"}])
+    await ok(hub, "POST", f"/api/sequences/{sequence_id}/enrollments", 201, json={"contact_id": newcomer})
+    report = await run(hub)
+
+    assert report.stopped == 1 and report.queued == 0
+    async with hub.session() as session:
+        enrollment = (await session.scalars(select(Enrollment).where(Enrollment.contact_id == newcomer))).one()
+        assert enrollment.stop_reason == "suppressed"
+        queued = await session.scalars(select(EmailMessage).where(EmailMessage.contact_id == newcomer))
+        assert queued.all() == []
 
 
 async def test_a_post_for_the_person_while_the_erasure_commits_starts_a_new_contact(pg_hub: Hub) -> None:
