@@ -237,7 +237,7 @@ async def attempt(http: httpx.AsyncClient, claimed: Claimed, box: SecretBox, sec
                 claimed.url, content=body, headers=headers, timeout=seconds, follow_redirects=False
             )
             await response.aclose()
-    except ValueError as exc:  # the secret cannot be opened: HUB_SECRET_KEY changed
+    except ValueError as exc:  # the secret cannot be opened (HUB_SECRET_KEY changed), or idna refused a stored host
         return Outcome(None, str(exc)[:200], _ms(started))
     except (httpx.TimeoutException, TimeoutError):
         return Outcome(None, f"timed out after {seconds:g} s", _ms(started))

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.outbound.network import LOCAL_HOSTS, non_public_reason
@@ -16,7 +17,7 @@ Format = Literal["standard", "slack"]
 
 
 def check_endpoint_url(value: str) -> str:
-    """An absolute https URL (http only for localhost), without credentials or a fragment."""
+    """An absolute https URL (http only for localhost) httpx can post to, without credentials or a fragment."""
     value = value.strip()
     try:
         parts = urlsplit(value)
@@ -37,7 +38,18 @@ def check_endpoint_url(value: str) -> str:
         raise ValueError("must not have a #fragment")
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError("must not contain spaces or control characters")
+    if (refusal := _httpx_refusal(value)) is not None:
+        raise ValueError(f"is not a URL httpx can post to: {refusal}")
     return value
+
+
+def _httpx_refusal(url: str) -> str | None:
+    """Why httpx cannot build a POST to ``url`` (None when it can): caught now, not at every delivery."""
+    try:
+        httpx.Request("POST", url)
+    except (httpx.InvalidURL, ValueError) as exc:  # a host IDNA refuses: InvalidURL, or idna's own (a ValueError)
+        return str(exc)[:160]
+    return None
 
 
 def _literal_reason(host: str) -> str | None:

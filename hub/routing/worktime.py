@@ -19,6 +19,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HORIZON_DAYS = 400
 
 _ONE_DAY = timedelta(days=1)
+_CALENDAR_START = datetime.min.replace(tzinfo=UTC)
+_CALENDAR_END = datetime.max.replace(tzinfo=UTC)
 _CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d|24:00")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -312,10 +314,22 @@ def _parse_bound(zone: ZoneInfo, value: object, field: str, *, is_end: bool) -> 
     try:
         if _ISO_DATE.fullmatch(value):
             day = date.fromisoformat(value)
-            return _at_local(zone, day + _ONE_DAY if is_end else day, time(0))
-        moment = datetime.fromisoformat(value)
+            if is_end and day == date.max:
+                return _CALENDAR_END  # off through the calendar's last day: there is no midnight after it
+            moment = datetime.combine(day + _ONE_DAY if is_end else day, time(0), tzinfo=zone)
+        else:
+            moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(f"{field}: {value!r} is not a valid ISO date or datetime") from exc
     if moment.utcoffset() is None:
         raise ValueError(f"{field}: {value!r} needs a UTC offset")
-    return moment.astimezone(UTC)
+    return _utc_within_calendar(moment)
+
+
+def _utc_within_calendar(moment: datetime) -> datetime:
+    """``moment`` in UTC, or the calendar's end it lies beyond there (a bound stored before the reps API
+    refused the calendar's first and last years: its leave then simply runs from or to that end)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # only in year 1 or 9999, where the UTC offset crosses the calendar's edge
+        return _CALENDAR_START if moment.year == date.min.year else _CALENDAR_END

@@ -20,6 +20,9 @@ URL = "/api/webhook-endpoints"
         ({"url": "ftp://crm.example.com/hook", "event_types": ["*"]}, "url", "absolute https"),
         ({"url": "https://user:pw@crm.example.com/", "event_types": ["*"]}, "url", "credentials"),
         ({"url": "https://crm.example.com:99999/", "event_types": ["*"]}, "url", "not a URL"),
+        ({"url": "https://\u2603.example/hook", "event_types": ["*"]}, "url", "httpx can post to"),
+        ({"url": "https://\uff21.example/hook", "event_types": ["*"]}, "url", "httpx can post to"),
+        ({"url": "https://xn--abc.example/hook", "event_types": ["*"]}, "url", "httpx can post to"),
         ({"url": "https://crm.example.com/", "event_types": ["lead.eaten"]}, "event_types", "unknown event type"),
         ({"url": "https://crm.example.com/", "event_types": ["*", "lead.created"]}, "event_types", "cannot be"),
         ({"url": "https://crm.example.com/", "event_types": []}, "event_types", "at least 1"),
@@ -64,6 +67,10 @@ async def test_endpoint_lifecycle(sqlite_hub: Hub) -> None:
     assert enabled.json()["enabled"] is True and enabled.json()["disabled_reason"] is None
     bad_patch = await sqlite_hub.client.patch(path, json={"url": "http://example.com/"}, headers=sqlite_hub.auth())
     assert bad_patch.status_code == 422 and bad_patch.json()["field"] == "url"
+    unbuildable = await sqlite_hub.client.patch(
+        path, json={"url": "https://\u2603.example/"}, headers=sqlite_hub.auth()
+    )
+    assert unbuildable.status_code == 422 and unbuildable.json()["field"] == "url", unbuildable.text
 
     ping = await sqlite_hub.client.post(f"{path}/test", headers=sqlite_hub.auth())
     assert ping.status_code == 202 and ping.json()["event_type"] == "ping"

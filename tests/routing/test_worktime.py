@@ -325,6 +325,47 @@ def test_schedule_of_rejects_junk(time_zone: Any, working_hours: Any, absences: 
         schedule_of(time_zone, working_hours, absences)
 
 
+CALENDAR_START, CALENDAR_END = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "absence", "expected"),
+    [
+        pytest.param(
+            "Europe/Berlin",
+            {"start": "2026-06-01", "end": "9999-12-31"},
+            (utc(5, 31, 22), CALENDAR_END),
+            id="to-the-last-day",
+        ),
+        pytest.param(
+            "America/New_York",
+            {"start": "9999-12-31", "end": "9999-12-31"},
+            (datetime(9999, 12, 31, 5, tzinfo=UTC), CALENDAR_END),
+            id="the-last-day-behind-utc",
+        ),
+        pytest.param(
+            "Asia/Tokyo",
+            {"start": "0001-01-01", "end": "2026-06-01"},
+            (CALENDAR_START, utc(6, 1, 15)),
+            id="from-the-first-day-ahead-of-utc",
+        ),
+        pytest.param(
+            "UTC",
+            {"start": "0001-01-01T00:00:00+05:00", "end": "9999-12-31T23:00:00-05:00"},
+            (CALENDAR_START, CALENDAR_END),
+            id="datetimes-past-both-ends",
+        ),
+    ],
+)
+def test_an_absence_past_the_calendars_ends_runs_to_that_end(
+    time_zone: str, absence: dict[str, str], expected: tuple[datetime, datetime]
+) -> None:
+    """Stored before the reps API refused the first and last years: leave up to the calendar's end, no overflow."""
+    schedule = schedule_of(time_zone, None, [absence])
+    assert schedule.absences == (expected,)
+    assert is_absent(schedule, utc(1, 1) if expected[0] == CALENDAR_START else expected[0])
+
+
 @pytest.mark.parametrize(
     "call",
     [
