@@ -69,7 +69,7 @@ from hub.policy.store import RulesStore
 START_MARK = "<!-- bench:apply_cost:start -->"
 END_MARK = "<!-- bench:apply_cost:end -->"
 SOAK_RATE = 200.0
-COMMIT = "commit (automation)"
+COMMIT = "batch and commit (automation)"
 CONNECTIONS = 16
 STATEMENT_SHOWN = 110
 """Characters of a statement kept to tell it apart in ``--statements``."""
@@ -306,8 +306,9 @@ def render(run: Applied, facts: dict[str, str], command: str, count: int) -> str
             f"- Method: {count:,} requests of the soak's mix accepted by a deferred `hub serve` with no worker, then"
             " applied in one process by `hub.accepted.apply_accepted` with `hub worker`'s commit hook, batches of"
             " 500 (see the module docstring). Times are wall clock of that process, PostgreSQL's part included;"
-            " the commit row is the automation of every batch (pipeline, warmth, routing, reactions), per event"
-            " of all channels.",
+            " the last row is the rest of every batch (its claim, the locks and inbox rows it takes up front for"
+            " its forms and callbacks, and the commit's automation: pipeline, warmth, routing, reactions), per"
+            " event of all channels.",
             f"- Applied {run.events:,} events in {fmt(run.wall_s, 1)} s: {fmt(run.events / run.wall_s, 0)} events/s;"
             f" CPU: this process {fmt(run.cpu_s, 1)} s, PostgreSQL {fmt(run.postgres_cpu_s, 1)} s.",
             "",

@@ -23,14 +23,23 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub import clock
+from hub.calls import service as calls
 from hub.config import Settings
-from hub.db import WHOLE_TRANSACTION_RETRIED, is_transient
+from hub.db import WHOLE_TRANSACTION_RETRIED, is_transient, lock_keys
 from hub.email import service as email
 from hub.email import suppressions
 from hub.inbox import codec, repository
 from hub.inbox import service as inbox
 from hub.inbox.models import AcceptedEvent
-from hub.ingest import ingest_call_status, ingest_form_submission, ingest_recording
+from hub.ingest import (
+    call_status_inbox_row,
+    form_inbox_row,
+    form_lock_keys,
+    ingest_call_status,
+    ingest_form_submission,
+    ingest_recording,
+    recording_inbox_row,
+)
 from hub.privacy import consent
 
 log = logging.getLogger(__name__)
@@ -126,9 +135,30 @@ async def apply_accepted(sessions: async_sessionmaker[AsyncSession], settings: S
 
 async def _apply(session: AsyncSession, rows: list[AcceptedEvent], settings: Settings) -> None:
     inbox.defer_marks(session)  # every event's inbox row marked in one execution at the end
-    for channel, events in _in_apply_order(rows):
+    runs = list(_in_apply_order(rows))
+    await _take_up_front(session, runs, settings)
+    for channel, events in runs:
         await APPLIERS[channel](session, events, settings)
+    inbox.all_prerecorded_taken(session)
     await inbox.write_deferred_marks(session)
+
+
+UpFront = Callable[[Any, Settings], tuple[inbox.InboxRow, list[str]]]
+UP_FRONT: dict[str, UpFront] = {
+    "form": lambda event, settings: (form_inbox_row(event), form_lock_keys(event, settings.default_region)),
+    "call_status": lambda event, _: (call_status_inbox_row(event), calls.progress_lock_keys(event)),
+    "recording": lambda event, _: (recording_inbox_row(event), calls.recording_lock_keys(event)),
+}
+"""Channel -> the inbox row an event of it records and the keys it locks first, known before it is applied."""
+
+
+async def _take_up_front(session: AsyncSession, runs: list[tuple[str, list[Any]]], settings: Settings) -> None:
+    """Lock every key the batch's forms and callbacks will lock, and store their inbox rows, in two statements
+    instead of two per event (each event's own ``lock_keys`` and ``record`` then find them done: see
+    ``hub.db.lock_keys`` and ``hub.inbox.service.prerecord``). Both go in key order, as each event's would."""
+    prepared = [UP_FRONT[channel](e, settings) for channel, events in runs if channel in UP_FRONT for e in events]
+    await lock_keys(session, [key for _, keys in prepared for key in keys])
+    await inbox.prerecord(session, [row for row, _ in prepared])
 
 
 EMAIL_EVENTS = "email_events"

@@ -190,10 +190,15 @@ def advisory_key(text_key: str) -> int:
 
 
 async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
-    """Serialise transactions that touch the same keys (PostgreSQL); SQLite is serial already."""
+    """Serialise transactions that touch the same keys (PostgreSQL); SQLite is serial already.
+
+    In a session flagged ``WHOLE_TRANSACTION_RETRIED`` (a worker's batch, which can take its events' keys up
+    front) a key this transaction already holds costs no round trip: it is held until the commit or rollback,
+    and such a transaction has no savepoint whose rollback would let it go early."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    ordered = sorted({advisory_key(k) for k in keys})
+    held = _held_keys(session)
+    ordered = sorted({advisory_key(k) for k in keys}.difference(held))
     if len(ordered) == 1:
         await session.execute(_LOCK_ONE, {"k": ordered[0]})
     elif ordered:
@@ -201,6 +206,23 @@ async def lock_keys(session: AsyncSession, keys: Iterable[str]) -> None:
         # the rows come in array order (the ORDER BY makes that a guarantee, at no cost: the plan has no
         # sort), and PostgreSQL calls a volatile function of the select list after any sort.
         await session.execute(_LOCK_MANY, {"keys": ordered})
+    if ordered and session.info.get(WHOLE_TRANSACTION_RETRIED):
+        _held_keys(session).update(ordered)  # the transaction the statement began, if it began one
+
+
+_HELD_KEYS = "hub.advisory_keys_held"
+
+
+def _held_keys(session: AsyncSession) -> set[int]:
+    """The advisory keys the session's current transaction took (tracked only where nothing releases them early)."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is None or not session.info.get(WHOLE_TRANSACTION_RETRIED):
+        return set()
+    held: tuple[object, set[int]] | None = session.info.get(_HELD_KEYS)
+    if held is None or held[0] is not transaction:  # a new transaction: the last one's keys were released
+        held = (transaction, set())
+        session.info[_HELD_KEYS] = held
+    return held[1]
 
 
 _LOCK_ONE = text("SELECT pg_advisory_xact_lock(:k)")

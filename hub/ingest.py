@@ -74,6 +74,20 @@ def normalize_identities(event: FormSubmitted, default_region: str) -> tuple[lis
     return list(dict.fromkeys(identities)), invalid
 
 
+def form_inbox_row(event: FormSubmitted) -> inbox.InboxRow:
+    """The inbox row of a (not spam) form submission."""
+    return inbox.InboxRow(event.source, event.external_id, FORM_SUBMISSION, inbox.PROCESSING, _payload(event))
+
+
+def form_lock_keys(event: FormSubmitted, default_region: str) -> list[str]:
+    """The keys its contact's resolution locks (none for a submission its ingest refuses)."""
+    try:
+        identities, _ = normalize_identities(event, default_region)
+    except UnprocessableInput:
+        return []
+    return [identity.lock_key for identity in identities]
+
+
 def require_identity(identities: list[Identity], invalid: list[InvalidValue]) -> None:
     """Refuse a submission with no usable email and no usable phone, naming the fields."""
     if identities:
@@ -94,14 +108,7 @@ async def ingest_form_submission(session: AsyncSession, event: FormSubmitted, *,
 async def _ingest(
     session: AsyncSession, event: FormSubmitted, identities: list[Identity], invalid: list[InvalidValue]
 ) -> IngestOutcome:
-    recorded = await inbox.record(
-        session,
-        source=event.source,
-        external_id=event.external_id,
-        kind=FORM_SUBMISSION,
-        status=inbox.PROCESSING,
-        payload=_payload(event),
-    )
+    recorded = await inbox.record_row(session, form_inbox_row(event))
     if recorded.duplicate:
         return await _earlier_outcome(session, recorded)
     resolution = await contacts.resolve_contact(
@@ -212,7 +219,12 @@ async def ingest_call_status(session: AsyncSession, event: CallProgressed, *, de
             await inbox.replace_payload(session, inbox_id, scrub_payload(event.params, calls.personal_values(event)))
         return call.contact_id, call.timeline_entry_id
 
-    return await _store_once(session, f"status:{event.dedupe_key}", "call_status", event.params, apply)
+    return await _store_once(session, call_status_inbox_row(event), apply)
+
+
+def call_status_inbox_row(event: CallProgressed) -> inbox.InboxRow:
+    """The inbox row of a status callback: one per (CallSid, SequenceNumber, CallStatus)."""
+    return _twilio_row(f"status:{event.dedupe_key}", "call_status", event.params)
 
 
 async def ingest_recording(session: AsyncSession, event: RecordingChanged) -> bool:
@@ -226,22 +238,24 @@ async def ingest_recording(session: AsyncSession, event: RecordingChanged) -> bo
         # status callbacks has no contact yet: the erasure finds it by its RecordingSid).
         return call.contact_id, call.timeline_entry_id
 
-    external_id = f"recording:{event.recording_sid}:{event.status}"
-    return await _store_once(session, external_id, "recording_status", event.params, apply)
+    return await _store_once(session, recording_inbox_row(event), apply)
+
+
+def recording_inbox_row(event: RecordingChanged) -> inbox.InboxRow:
+    """The inbox row of a recording status callback: one per recording and status."""
+    return _twilio_row(f"recording:{event.recording_sid}:{event.status}", "recording_status", event.params)
+
+
+def _twilio_row(external_id: str, kind: str, payload: dict[str, str]) -> inbox.InboxRow:
+    return inbox.InboxRow("twilio", external_id[:200], kind, inbox.PROCESSING, payload)
 
 
 async def _store_once(
-    session: AsyncSession,
-    external_id: str,
-    kind: str,
-    payload: dict[str, str],
-    apply: Callable[[int], Awaitable[tuple[int | None, int | None]]],
+    session: AsyncSession, row: inbox.InboxRow, apply: Callable[[int], Awaitable[tuple[int | None, int | None]]]
 ) -> bool:
     """A Twilio callback in the inbox under its dedupe key, applied once (``apply`` gets the inbox row's id); a
     redelivery changes nothing."""
-    recorded = await inbox.record(
-        session, source="twilio", external_id=external_id[:200], kind=kind, status=inbox.PROCESSING, payload=payload
-    )
+    recorded = await inbox.record_row(session, row)
     if recorded.duplicate:
         return False
     contact_id, entry_id = await retry_transient(session, lambda: apply(recorded.event_id))

@@ -36,9 +36,7 @@ async def record_progress(
     """Apply a status callback (or the incoming-call webhook, or the <Dial> action request with how its ``dial``
     ended) to its leg, then settle the call once; earlier news never wins."""
     root_sid = event.parent_call_sid or event.call_sid
-    # The leg's own key too, not only its parent's: a recording or dial callback of this leg locks
-    # the leg's key, and both may be about to insert the leg's row (lock_keys takes them in order).
-    await lock_keys(session, [f"call:{event.call_sid}", f"call:{root_sid}"])
+    await lock_keys(session, progress_lock_keys(event))
     known, recordings = await repository.with_family(session, event.call_sid, root_sid)
     call = next((row for row in known if row.call_sid == event.call_sid), None)
     parent = next((row for row in known if row.call_sid == event.parent_call_sid), None)
@@ -63,6 +61,18 @@ async def record_progress(
     return call
 
 
+def progress_lock_keys(event: CallProgressed) -> list[str]:
+    """What ``record_progress`` locks first. The leg's own key too, not only its parent's: a recording or dial
+    callback of this leg locks the leg's key, and both may be about to insert the leg's row."""
+    return [f"call:{event.call_sid}", f"call:{event.parent_call_sid or event.call_sid}"]
+
+
+def recording_lock_keys(event: RecordingChanged) -> list[str]:
+    """What ``record_recording`` locks first. The recording's key too: its callbacks (in-progress, completed) may
+    name different calls."""
+    return [f"call:{event.call_sid}", f"recording:{event.recording_sid}"]
+
+
 def _apply_dial(call: Call, dial: DialEnded) -> None:
     """The <Dial> of the call ended: answered by whom it rang (with the talk time), or not (voicemail comes next)."""
     call.dial_status = dial.dial_status
@@ -74,8 +84,7 @@ def _apply_dial(call: Call, dial: DialEnded) -> None:
 
 async def record_recording(session: AsyncSession, event: RecordingChanged) -> tuple[CallRecording, Call]:
     """Attach a recording (conversation or voicemail) to its call; absent and failed ones are kept as such."""
-    # The recording's key too: its callbacks (in-progress, completed) may name different calls.
-    await lock_keys(session, [f"call:{event.call_sid}", f"recording:{event.recording_sid}"])
+    await lock_keys(session, recording_lock_keys(event))
     call = await repository.by_sid(session, event.call_sid)
     if call is None:
         call = await repository.insert(session, _placeholder_call(event))

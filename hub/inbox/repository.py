@@ -47,6 +47,46 @@ async def insert_if_absent(session: AsyncSession, values: dict[str, Any], *, era
     return event_id
 
 
+_INSERT_MANY_IF_ABSENT_PG = text(
+    """
+    INSERT INTO inbound_events (source, external_id, kind, status, spam_reason, payload, received_at)
+    SELECT t.source, t.external_id, t.kind, t.status, t.spam_reason, t.payload::jsonb, :now
+    FROM unnest(:sources, :external_ids, :kinds, :statuses, :spam_reasons, :payloads, :erased_ids)
+        WITH ORDINALITY AS t(source, external_id, kind, status, spam_reason, payload, erased_id, n)
+    WHERE NOT EXISTS (SELECT 1 FROM inbound_events AS e WHERE e.source = t.source AND e.external_id = t.erased_id)
+    ORDER BY t.n
+    ON CONFLICT (source, external_id) DO NOTHING
+    RETURNING id, source, external_id
+    """
+).bindparams(
+    *(
+        bindparam(name, type_=ARRAY(Text))
+        for name in ("sources", "external_ids", "kinds", "statuses", "spam_reasons", "payloads", "erased_ids")
+    ),
+    bindparam("now", type_=UtcDateTime()),
+)
+"""``insert_if_absent`` for many events in one statement (PostgreSQL), in the order given."""
+
+
+async def insert_many_if_absent(
+    session: AsyncSession, rows: list[dict[str, Any]], *, now: datetime
+) -> dict[tuple[str, str], int]:
+    """Insert events (each: the columns of ``insert_if_absent`` and its ``erased_id``) in one statement, in the
+    order given; the id of each one inserted, by ``(source, external_id)`` (PostgreSQL only)."""
+    params: dict[str, Any] = {
+        "sources": [row["source"] for row in rows],
+        "external_ids": [row["external_id"] for row in rows],
+        "kinds": [row["kind"] for row in rows],
+        "statuses": [row["status"] for row in rows],
+        "spam_reasons": [row["spam_reason"] for row in rows],
+        "payloads": [payload_json(row["payload"]) for row in rows],
+        "erased_ids": [row["erased_id"] for row in rows],
+        "now": now,
+    }
+    result = await session.execute(_INSERT_MANY_IF_ABSENT_PG, params)
+    return {(row.source, row.external_id): row.id for row in result.all()}
+
+
 async def find(session: AsyncSession, source: str, *external_ids: str) -> InboundEvent | None:
     """The stored event for a provider id (the first of ``external_ids`` found, when given several)."""
     stmt = select(InboundEvent).where(InboundEvent.source == source, InboundEvent.external_id.in_(external_ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,73 @@ class Recorded:
     existing: InboundEvent | None = None
 
 
+@dataclass(frozen=True)
+class InboxRow:
+    """What ``record`` stores for an event, known before the event is applied (see ``prerecord``)."""
+
+    source: str
+    external_id: str
+    kind: str
+    status: str
+    payload: dict[str, Any]
+    spam_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.source, self.external_id
+
+
+_PRERECORDED = "inbox.prerecorded"
+
+
+async def prerecord(session: AsyncSession, rows: Sequence[InboxRow]) -> None:
+    """Store a worker batch's inbox rows in one statement before its events are applied (PostgreSQL): each event's
+    ``record`` then takes its row without a round trip of its own. A row already there (a redelivery), and a second
+    row of the same event in the batch, are left to ``record``, which finds the duplicate as it always does.
+    Rows go in key order, so two batches holding some of the same events never wait on each other in a cycle.
+    ``all_prerecorded_taken`` checks, before the commit, that every row stored here had its event applied."""
+    session.info.pop(_PRERECORDED, None)
+    if session.get_bind().dialect.name != "postgresql" or not rows:
+        return
+    first_of_each = {row.key: row for row in reversed(rows)}  # reversed: the first row of a key wins
+    ordered = [first_of_each[key] for key in sorted(first_of_each)]
+    inserted = await repository.insert_many_if_absent(
+        session,
+        [
+            {
+                "source": row.source,
+                "external_id": row.external_id,
+                "kind": row.kind,
+                "status": row.status,
+                "spam_reason": row.spam_reason,
+                "payload": row.payload,
+                "erased_id": erased_key(row.external_id),
+            }
+            for row in ordered
+        ],
+        now=clock.now(),
+    )
+    session.info[_PRERECORDED] = {key: (first_of_each[key], event_id) for key, event_id in inserted.items()}
+
+
+def all_prerecorded_taken(session: AsyncSession) -> None:
+    """Raise when a row ``prerecord`` stored was not taken by its event's ``record``: it would stay behind with no
+    effect, so the batch must not commit (it is then applied one event per transaction, without ``prerecord``)."""
+    left = session.info.pop(_PRERECORDED, None)
+    if left:
+        raise RuntimeError(f"{len(left)} inbox rows were stored for events the batch did not record: {sorted(left)}")
+
+
+def _take_prerecorded(session: AsyncSession, row: InboxRow) -> int | None:
+    prerecorded: dict[tuple[str, str], tuple[InboxRow, int]] | None = session.info.get(_PRERECORDED)
+    if not prerecorded or (taken := prerecorded.pop(row.key, None)) is None:
+        return None
+    stored, event_id = taken
+    if stored != row:  # the batch stored other values than its event records: a bug, never a silent difference
+        raise RuntimeError(f"the inbox row stored for {row.key} differs from what its event records")
+    return event_id
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -42,6 +110,9 @@ async def record(
     An erasure replaced the key of an event that quoted the person with ``erased_key`` (hub/privacy/erase.py):
     a row under that key is the same event, or an integration's retry of an old lead post brings them back.
     """
+    row = InboxRow(source, external_id, kind, status, payload, spam_reason)
+    if (prerecorded_id := _take_prerecorded(session, row)) is not None:
+        return Recorded(event_id=prerecorded_id, duplicate=False)
     erased_id = erased_key(external_id)
     event_id = await repository.insert_if_absent(
         session,
@@ -62,6 +133,19 @@ async def record(
     if existing is None:  # pragma: no cover - the conflicting row cannot vanish inside our transaction
         raise RuntimeError(f"inbox conflict on {source}/{external_id} but no row found")
     return Recorded(event_id=existing.id, duplicate=True, existing=existing)
+
+
+async def record_row(session: AsyncSession, row: InboxRow) -> Recorded:
+    """``record`` of an ``InboxRow``."""
+    return await record(
+        session,
+        source=row.source,
+        external_id=row.external_id,
+        kind=row.kind,
+        status=row.status,
+        payload=row.payload,
+        spam_reason=row.spam_reason,
+    )
 
 
 async def mark_processed(
