@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -116,11 +116,18 @@ async def add_deadline(session: AsyncSession, values: dict[str, Any]) -> None:
     await add_deadlines(session, [values])
 
 
+_ADD_DEADLINES = {
+    name: insert(cast(Table, Deadline.__table__)).on_conflict_do_nothing(index_elements=["key"])
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+"""Built once, the rows given at execution: a multi-VALUES statement built for each call's rows cost more Python
+than the rows' round trip (the commit schedules the stuck-lead checks of every new lead)."""
+
+
 async def add_deadlines(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Schedule deadlines, each once per key, in one statement."""
+    """Schedule deadlines, each once per key, in one execution (rows with the same keys)."""
     if rows:
-        stmt = _insert(session)(Deadline).values(list(rows)).on_conflict_do_nothing(index_elements=["key"])
-        await session.execute(stmt)
+        await session.execute(_ADD_DEADLINES[session.get_bind().dialect.name], list(rows))
 
 
 async def close_deadlines(
