@@ -155,7 +155,12 @@ UP_FRONT: dict[str, UpFront] = {
 async def _take_up_front(session: AsyncSession, runs: list[tuple[str, list[Any]]], settings: Settings) -> None:
     """Lock every key the batch's forms and callbacks will lock, and store their inbox rows, in two statements
     instead of two per event (each event's own ``lock_keys`` and ``record`` then find them done: see
-    ``hub.db.lock_keys`` and ``hub.inbox.service.prerecord``). Both go in key order, as each event's would."""
+    ``hub.db.lock_keys`` and ``hub.inbox.service.prerecord``). Both go in key order, as each event's would.
+    Only in a batch whose whole transaction is retried: an event applied on its own (``_apply_one``) runs its form in
+    a savepoint, whose rollback (a deadlock) would leave the stored row behind, and the retry would then take the
+    form for a duplicate of itself and drop it."""
+    if not session.info.get(WHOLE_TRANSACTION_RETRIED):
+        return
     prepared = [UP_FRONT[channel](e, settings) for channel, events in runs if channel in UP_FRONT for e in events]
     await lock_keys(session, [key for _, keys in prepared for key in keys])
     await inbox.prerecord(session, [row for row, _ in prepared])

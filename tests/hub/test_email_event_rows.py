@@ -24,7 +24,7 @@ def _row(external_id: str, **overrides: Any) -> dict[str, Any]:
         "contact_id": None,
         "occurred_at": datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
         "url": "https://example.com/ünïcode?a=1&b='2'",
-        "user_agent": "Mozilla/5.0 \"quoted\"",
+        "user_agent": 'Mozilla/5.0 "quoted"',
         "ip": "2001:db8::1",
         "machine": False,
         "machine_reason": "no_machine_signal",
