@@ -52,7 +52,9 @@ async def prerecord(session: AsyncSession, rows: Sequence[InboxRow]) -> None:
     ``record`` then takes its row without a round trip of its own. A row already there (a redelivery), and a second
     row of the same event in the batch, are left to ``record``, which finds the duplicate as it always does.
     Rows go in key order, so two batches holding some of the same events never wait on each other in a cycle.
-    ``all_prerecorded_taken`` checks, before the commit, that every row stored here had its event applied."""
+    ``all_prerecorded_taken`` checks, before the commit, that every row stored here had its event applied.
+    Only for a transaction with no savepoint around its events' ``record``: a savepoint rolled back after its event
+    took the row would leave the row stored, and the event run again would find it as its own duplicate."""
     session.info.pop(_PRERECORDED, None)
     if session.get_bind().dialect.name != "postgresql" or not rows:
         return
