@@ -53,6 +53,10 @@ async def apply_events(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
             plan.resubscribe(row)
         else:
             plan.suppress(row, reason)
+    for email in plan.lifted:
+        # Deleted below by address: a change the batch made to the row before lifting it (a repeated unsubscribe
+        # makes it as new as itself) must not be flushed as an UPDATE of a row that is gone.
+        session.expunge(plan.stored[email])
     await repository.delete_suppressions(session, plan.lifted)
     await repository.insert_suppressions(session, list(plan.added.values()))
     return list(plan.changed)

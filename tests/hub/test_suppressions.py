@@ -106,3 +106,24 @@ async def test_a_providers_resubscribe_never_undoes_a_one_click_unsubscribe_at_t
     await db_session.commit()
 
     assert await suppressed(db_session) == {"ada@example.com": "unsubscribe"}
+
+
+async def test_an_unsubscribe_reported_again_then_lifted_in_one_batch_is_lifted(db_session: AsyncSession) -> None:
+    """The repeat makes the stored suppression as new as itself (a change to the stored row), and the resubscribe
+    after it then deletes that row: the change must not be written to a row that is gone (the whole batch failed)."""
+    await email.ingest_events(db_session, batch(("ada@example.com", "unsubscribe")), thresholds=rules.Thresholds())
+    await db_session.commit()
+
+    outcome = await email.ingest_events(
+        db_session,
+        batch(
+            ("grace@example.com", "soft_bounce"),  # first, so the next events' provider ids are new ones
+            ("ada@example.com", "unsubscribe"),  # reported again, later: the stored row counts from it
+            ("ada@example.com", "resubscribe"),  # later still: lifts it
+        ),
+        thresholds=rules.Thresholds(),
+    )
+    await db_session.commit()
+
+    assert await suppressed(db_session) == {}
+    assert outcome.suppressed == ["ada@example.com"]
