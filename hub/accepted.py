@@ -120,11 +120,13 @@ async def apply_accepted(sessions: async_sessionmaker[AsyncSession], settings: S
                     # the rollback, so the next attempt may take a different set of events.
                     await asyncio.sleep(random.uniform(0, 0.05 * attempt))  # noqa: S311 - jitter, not security
                     continue
+                failure = f"{type(exc.orig).__name__}, SQLSTATE {getattr(exc.orig, 'sqlstate', None)}"
                 break
-            except Exception:  # one bad event must not hold back the batch: fall back to one per transaction
+            except Exception as exc:  # one bad event must not hold back the batch: fall back to one per transaction
                 await session.rollback()
+                failure = type(exc).__name__  # not its text: it may quote an event's personal data
                 break
-    log.warning("applying a batch of %d accepted events failed; applying them one by one", len(ids))
+    log.warning("applying a batch of %d accepted events failed (%s); applying them one by one", len(ids), failure)
     for event_id in ids:
         if await _apply_one(sessions, event_id, settings):
             report.applied += 1

@@ -88,7 +88,7 @@ async def test_a_session_with_savepoints_locks_every_time(pg_database: str) -> N
 
 
 async def test_a_batch_whose_event_left_its_inbox_row_unrecorded_is_applied_one_by_one(
-    pg_database: str, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch
+    pg_database: str, frozen: FrozenClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The batch stores every form's inbox row before applying them; an applier that skipped one (a bug) must not
     commit a row with no effect and drop its event: the batch is undone and each event applied on its own."""
@@ -109,6 +109,8 @@ async def test_a_batch_whose_event_left_its_inbox_row_unrecorded_is_applied_one_
 
         assert report.applied == 3 and not report.failed
         assert await pending(hub) == 0
+        # The operator learns why a batch went one by one (the error's kind, never its text: it may quote a lead).
+        assert "applying a batch of 3 accepted events failed (RuntimeError)" in caplog.text
         async with hub.session() as session:
             statuses = (await session.scalars(select(InboundEvent.status))).all()
             entries = await session.scalar(
