@@ -494,7 +494,10 @@ def drain(dsn: str, expected: dict[str, int], deadline_s: float) -> tuple[float 
     """
     started = time.perf_counter()
     while True:
-        values = [int(n) for n in pg_run(dsn, *COUNTS.values(), *WAITING.values())]
+        # One statement, so one snapshot: counted one by one, an apply committing between the counts moved
+        # events from waiting to stored unseen, and they looked lost.
+        together = "SELECT ARRAY[" + ", ".join(f"({q})" for q in (*COUNTS.values(), *WAITING.values())) + "]"
+        values = [int(n) for n in pg_run(dsn, together)[0]]
         counts = dict(zip([*COUNTS, *(f"waiting {k}" for k in WAITING)], values, strict=True))
         if all(counts[k] >= expected[k] for k in expected):
             return time.perf_counter() - started, counts
