@@ -21,6 +21,7 @@ from hub.outbound.models import WebhookDelivery, WebhookEndpoint
 from hub.privacy.consent import record_consent
 from hub.sequences.models import Enrollment
 from tests.conftest import Hub
+from tests.sequences.helpers import make_sequence, run
 
 NAME = "Zelda Quixotic"
 EMAIL = "zelda.quixotic@example.org"
@@ -244,3 +245,18 @@ async def personal_leftovers(hub: Hub, *also: str) -> list[tuple[str, str, str]]
 async def suppression_rows(hub: Hub) -> list[Suppression]:
     async with hub.session() as session:
         return list((await session.scalars(select(Suppression))).all())
+
+
+async def assert_the_suppression_stops_mail_to(hub: Hub, newcomer: int) -> None:
+    """The erased person came back as a new contact under the same address and is enrolled in a sequence: the
+    erased contact's hashed suppression stops the enrollment, and nothing is queued."""
+    sequence_id = await make_sequence(hub, name="Welcome", window=None, steps=[{"subject": "Hi", "text": "Hello"}])
+    await ok(hub, "POST", f"/api/sequences/{sequence_id}/enrollments", 201, json={"contact_id": newcomer})
+    report = await run(hub)
+
+    assert report.stopped == 1 and report.queued == 0
+    async with hub.session() as session:
+        enrollment = (await session.scalars(select(Enrollment).where(Enrollment.contact_id == newcomer))).one()
+        assert enrollment.stop_reason == "suppressed"
+        queued = await session.scalars(select(EmailMessage).where(EmailMessage.contact_id == newcomer))
+        assert queued.all() == []

@@ -18,7 +18,6 @@ from hub.events import CallProgressed, EmailEventReceived, RecordingChanged
 from hub.ingest import ingest_call_status, ingest_recording
 from hub.privacy import service as privacy
 from hub.privacy.rules import ERASED
-from hub.sequences.models import Enrollment
 from hub.timeline.models import TimelineEntry
 from tests.conftest import Hub
 from tests.pg_waits import until_a_backend_waits
@@ -27,12 +26,12 @@ from tests.privacy.helpers import (
     NAME,
     PHONE,
     THRESHOLDS,
+    assert_the_suppression_stops_mail_to,
     ok,
     personal_leftovers,
     seed_contact,
     suppression_rows,
 )
-from tests.sequences.helpers import make_sequence, run
 from tests.webhooks.test_tracking_http import one_click_request
 
 
@@ -133,16 +132,7 @@ async def test_a_one_click_unsubscribe_from_an_erased_contacts_old_email_suppres
     # The person re-submits a form later and is enrolled again: the hashed unsubscribe stops the sequence.
     newcomer = (await ok(hub, "POST", "/api/contacts", 201, json={"email": EMAIL}))["contact_id"]
     assert newcomer != contact_id
-    sequence_id = await make_sequence(hub, name="Welcome", window=None, steps=[{"subject": "Hi", "text": "Hello"}])
-    await ok(hub, "POST", f"/api/sequences/{sequence_id}/enrollments", 201, json={"contact_id": newcomer})
-    report = await run(hub)
-
-    assert report.stopped == 1 and report.queued == 0
-    async with hub.session() as session:
-        enrollment = (await session.scalars(select(Enrollment).where(Enrollment.contact_id == newcomer))).one()
-        assert enrollment.stop_reason == "suppressed"
-        queued = await session.scalars(select(EmailMessage).where(EmailMessage.contact_id == newcomer))
-        assert queued.all() == []
+    await assert_the_suppression_stops_mail_to(hub, newcomer)
 
 
 async def test_a_post_for_the_person_while_the_erasure_commits_starts_a_new_contact(pg_hub: Hub) -> None:

@@ -38,6 +38,7 @@ from tests.privacy.helpers import (
     NAME,
     PERSONAL,
     PHONE,
+    assert_the_suppression_stops_mail_to,
     bounce,
     database_strings,
     ok,
@@ -45,7 +46,7 @@ from tests.privacy.helpers import (
     seed_contact,
     suppression_rows,
 )
-from tests.sequences.helpers import make_sequence, run
+from tests.sequences.helpers import make_sequence
 from tests.webhooks.test_twilio_voice_http import (
     CALLER,
     FALLBACK,
@@ -136,16 +137,7 @@ async def test_a_new_lead_with_an_erased_suppressed_address_is_not_mailed(hub: H
         "contact_id"
     ]
     assert newcomer != contact_id  # the identities were removed: the address starts a new contact
-    sequence_id = await make_sequence(hub, name="Welcome", window=None, steps=[{"subject": "Hi", "text": "Hello"}])
-    await ok(hub, "POST", f"/api/sequences/{sequence_id}/enrollments", 201, json={"contact_id": newcomer})
-    report = await run(hub)
-
-    assert report.stopped == 1 and report.queued == 0
-    async with hub.session() as session:
-        enrollment = (await session.scalars(select(Enrollment).where(Enrollment.contact_id == newcomer))).one()
-        assert enrollment.stop_reason == "suppressed"
-        queued = await session.scalars(select(EmailMessage).where(EmailMessage.contact_id == newcomer))
-        assert queued.all() == []
+    await assert_the_suppression_stops_mail_to(hub, newcomer)
 
 
 async def test_erase_asks_for_confirmation_and_admins_only(sqlite_hub: Hub) -> None:
