@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import UtcDateTime
@@ -130,7 +131,8 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
     if not rows:
         return {}
     if session.get_bind().dialect.name == "postgresql":
-        arrays = {name: [_bound(name, row[name]) for row in rows] for name in _EVENT_ARRAYS}
+        dialect = session.get_bind().dialect
+        arrays = {name: [_bound(name, row[name], dialect) for row in rows] for name in _EVENT_ARRAYS}
         inserted = await session.execute(_INSERT_EVENTS_PG, arrays)
         return {(row.source, row.external_id): row.id for row in inserted}
     # One statement with the rows as executemany parameters: SQLAlchemy batches them into
@@ -145,14 +147,16 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> di
     return {(row.source, row.external_id): row.id for row in result}
 
 
-def _bound(name: str, value: Any) -> Any:
-    """A row's value as its array carries it: JSON as text (as SQLAlchemy's JSON type writes it), times in UTC."""
+_UTC = UtcDateTime()
+
+
+def _bound(name: str, value: Any, dialect: Dialect) -> Any:
+    """A row's value as its array carries it: JSON as text (as SQLAlchemy's JSON type writes it), times as the
+    columns' ``UtcDateTime`` binds them."""
     if name in _JSON_COLUMNS:
         return json.dumps(value)
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
+        return _UTC.process_bind_param(value, dialect)
     return value
 
 
