@@ -20,3 +20,9 @@ def absent_until(rep: Rep, now: datetime) -> datetime | None:
     while worktime.is_absent(schedule, until):  # leave that runs straight into more leave is one stretch away
         until = max(end for start, end in schedule.absences if start <= until < end)
     return until
+
+
+def absent_until_text(until: datetime) -> str:
+    """How a text for people says when an absence ends: its ISO time, or "further notice" when it never does."""
+    # The calendar's last instant is a stand-in for "no end", not a date anyone is coming back on.
+    return "absent until further notice" if until == worktime.CALENDAR_END else f"absent until {until.isoformat()}"

@@ -19,7 +19,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps import teams
 from hub.reps.models import Rep
-from hub.reps.presence import absent_until
+from hub.reps.presence import absent_until, absent_until_text
 from hub.routing import assign, ownership, repository
 from hub.routing.models import Assignment, Deadline
 from hub.routing.stages import STAGE_STUCK, STAGE_STUCK_MANAGER
@@ -196,7 +196,7 @@ async def _first_rung_present(
         # Given the lead while away, they could not act: their deadline runs in working time, which their leave
         # cuts out, so a hot lead would wait for the end of it.
         passed_over.append(
-            f"passed over the {RUNG_NAMES[level]} {target.name} (rep {target.id}), absent until {back.isoformat()}"
+            f"passed over the {RUNG_NAMES[level]} {target.name} (rep {target.id}), {absent_until_text(back)}"
         )
     return TOP_RUNG, None, passed_over
 

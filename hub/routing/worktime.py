@@ -20,7 +20,8 @@ _HORIZON_DAYS = 400
 
 _ONE_DAY = timedelta(days=1)
 _CALENDAR_START = datetime.min.replace(tzinfo=UTC)
-_CALENDAR_END = datetime.max.replace(tzinfo=UTC)
+CALENDAR_END = datetime.max.replace(tzinfo=UTC)
+"""The calendar's last instant: an absence or a day off that reaches it has no end (texts say "further notice")."""
 _CLOCK = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d|24:00")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -315,7 +316,7 @@ def _parse_bound(zone: ZoneInfo, value: object, field: str, *, is_end: bool) -> 
         if _ISO_DATE.fullmatch(value):
             day = date.fromisoformat(value)
             if is_end and day == date.max:
-                return _CALENDAR_END  # off through the calendar's last day: there is no midnight after it
+                return CALENDAR_END  # off through the calendar's last day: there is no midnight after it
             moment = datetime.combine(day + _ONE_DAY if is_end else day, time(0), tzinfo=zone)
         else:
             moment = datetime.fromisoformat(value)
@@ -332,4 +333,4 @@ def _utc_within_calendar(moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)
     except OverflowError:  # only in year 1 or 9999, where the UTC offset crosses the calendar's edge
-        return _CALENDAR_START if moment.year == date.min.year else _CALENDAR_END
+        return _CALENDAR_START if moment.year == date.min.year else CALENDAR_END

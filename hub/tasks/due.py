@@ -27,7 +27,7 @@ from hub.policy.schemas import RulesFile
 from hub.reps import repository as reps_repo
 from hub.reps import teams
 from hub.reps.models import Rep
-from hub.reps.presence import absent_until
+from hub.reps.presence import absent_until, absent_until_text
 from hub.tasks import repository
 from hub.tasks.ladder import TOP_RUNG, TaskState, next_step
 from hub.tasks.models import Task
@@ -167,7 +167,7 @@ async def _first_rung_present(
         if back is None:
             return rung, target, absent
         # Told while away, they would not act; the step names them so the record shows why they were skipped.
-        absent.append(f"{RUNG_NAMES[rung]} {target.name} (rep {target.id}) absent until {back.isoformat()}")
+        absent.append(f"{RUNG_NAMES[rung]} {target.name} (rep {target.id}) {absent_until_text(back)}")
     return TOP_RUNG, None, absent  # nobody above either: the ladder ends here
 
 

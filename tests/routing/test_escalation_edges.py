@@ -1,7 +1,8 @@
 """The lead escalation ladder at its edges (hub/routing/deadlines.py `escalate`, docs/RULES.md).
 
 - A manager on leave is passed over for the head of sales: the escalation deadline runs in the holder's working
-  time, which leave cuts out, so a hot lead would wait for the end of it. The assignment names who was skipped.
+  time, which leave cuts out, so a hot lead would wait for the end of it. The assignment names who was skipped,
+  and leave with no end in the calendar reads "until further notice".
 - A head of sales who takes leads and misses one is not escalated to again.
 - The manager's open-lead counter is written under the rep's lock, as every other hand-out does (PostgreSQL).
 - A rep who has left but is still behind a known phone number can call a lead: the call is recorded, and the
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -23,7 +25,7 @@ from hub.contacts import service as contacts
 from hub.reps.models import Rep
 from hub.routing import deadlines, ownership
 from hub.routing.models import Assignment
-from tests.conftest import FrozenClock, make_settings, start_hub, truncate_all
+from tests.conftest import FrozenClock, Hub, make_settings, start_hub, truncate_all
 from tests.pg_waits import backend_pid, until_a_backend_waits
 from tests.routing.test_concurrency import worker_context
 from tests.routing.test_sla import (  # noqa: F401 - fixtures
@@ -37,7 +39,9 @@ from tests.routing.test_sla import (  # noqa: F401 - fixtures
     chain_of,
     entries,
     frozen,
+    get,
     hub_with,
+    ladder,
     new_lead,
     process,
     sales_org,
@@ -76,6 +80,44 @@ async def test_a_manager_on_leave_is_passed_over_for_the_head_of_sales(
         frozen.advance(6 * 60)
         assert await process(hub) == 1
         assert chain_of(await assignments(hub, second))[-1] == (org.manager, "escalated", 1, 1, None)
+
+
+@pytest.mark.parametrize(
+    "absence",
+    [
+        pytest.param({"start": "2026-03-01", "end": "9999-12-31"}, id="leave-to-the-last-day"),
+        pytest.param({"start": "2026-03-01T00:00:00+00:00", "end": "9999-12-31T23:00:00-05:00"}, id="past-the-end"),
+    ],
+)
+async def test_a_manager_on_leave_without_an_end_is_passed_over_until_further_notice(
+    ladder: Hub,  # noqa: F811
+    frozen: FrozenClock,  # noqa: F811
+    absence: dict[str, str],
+) -> None:
+    """Leave stored before the API refused the calendar's last year runs to the calendar's end: the head of sales
+    reads that the manager is away until further notice, not until the calendar's last microsecond."""
+    org = await sales_org(ladder, ("Ana",))
+    assert org.manager is not None and org.head is not None
+    async with ladder.session() as session:
+        manager = await session.get(Rep, org.manager)
+        assert manager is not None
+        manager.absences = [absence]  # straight to the column, as the API no longer takes it
+    lead = await new_lead(ladder)
+
+    frozen.advance(6 * 60)
+    assert await process(ladder) == 1
+
+    chain = await assignments(ladder, lead)
+    assert chain_of(chain)[-1] == (org.head, "escalated", 1, 2, None)
+    reason = (
+        "escalated to the head of sales after Ana missed the first-touch deadline; "
+        f"passed over the team manager Mia Manager (rep {org.manager}), absent until further notice"
+    )
+    assert chain[-1]["reason"] == reason
+    told = await get(ladder, "/api/notifications", rep_id=org.head, limit=200)
+    assert [n["message"] for n in told["items"] if n["kind"] == "lead_escalated"] == [
+        f"Escalated to you: Harry Hot (hot); {reason}"
+    ]
 
 
 async def test_a_head_of_sales_who_missed_a_lead_is_not_escalated_to(

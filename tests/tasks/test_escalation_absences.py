@@ -15,6 +15,7 @@ from hub import clock
 from hub.email.models import EmailMessage
 from hub.mail.links import LinkMaker
 from hub.notify.delivery import push_due_notifications
+from hub.reps.models import Rep
 from hub.tasks.models import Task
 from tests.conftest import FrozenClock, Hub, stopped_clock
 from tests.tasks.test_tasks_api import call, contact, notifications, run_due, task_hub
@@ -87,6 +88,34 @@ async def test_a_manager_on_holiday_is_passed_over_for_the_head_of_sales(
         assert await timeline_reasons(hub, task["contact_id"]) == [(2, hal, away)]
         async with hub.session() as session:
             assert (await session.get(Task, task["id"])).next_check_at is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "absence",
+    [
+        pytest.param({"start": "2026-11-20", "end": "9999-12-31"}, id="leave-to-the-last-day"),
+        pytest.param({"start": "2026-11-20T00:00:00+00:00", "end": "9999-12-31T23:00:00-05:00"}, id="past-the-end"),
+    ],
+)
+async def test_a_manager_on_leave_without_an_end_is_absent_until_further_notice(
+    tasks: Hub, frozen: FrozenClock, absence: dict[str, str]
+) -> None:
+    """Leave stored before the API refused the calendar's last year runs to the calendar's end: the record says
+    the manager is away until further notice, not until the calendar's last microsecond."""
+    ana, mia, hal = await sales_team(tasks, mia={"time_zone": "Europe/Berlin"}, hal={})
+    async with tasks.session() as session:
+        manager = await session.get(Rep, mia)
+        assert manager is not None
+        manager.absences = [absence]  # straight to the column, as the API no longer takes it
+    task = await overdue_callback(tasks, ana)
+
+    await run_at(tasks, frozen, 16, 15)
+
+    away = f"manager Mia (rep {mia}) absent until further notice"
+    seen = await call(tasks, "GET", f"/api/tasks/{task['id']}")
+    assert [(e["level"], e["rep_id"], e.get("reason")) for e in seen["escalations"]] == [(2, hal, away)]
+    assert await escalations_told(tasks) == [(hal, f"task_escalated:{task['id']}:{ana}:{DUE}:2")]
+    assert await timeline_reasons(tasks, task["contact_id"]) == [(2, hal, away)]
 
 
 async def test_the_absence_that_counts_is_the_one_on_when_the_rung_fires(tasks: Hub, frozen: FrozenClock) -> None:
