@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, bindparam, select, text
+from sqlalchemy import BigInteger, Select, bindparam, func, literal, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -281,22 +281,43 @@ async def _recent_marketing(
         return {}
     since = now - timedelta(hours=settings.frequency_cap_hours)
     found: dict[int, list[datetime]] = {c: [] for c in contact_ids}
-    m = EmailMessage
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for start in range(0, len(contact_ids), 500):
-        rows = await session.execute(
-            select(m.contact_id, m.created_at, m.next_attempt_at, m.sent_at).where(
-                m.contact_id.in_(contact_ids[start : start + 500]),
-                m.marketing.is_(True),
-                m.status.in_(CAPPED_STATUSES),
-                (m.created_at > since) | (m.next_attempt_at > since) | (m.sent_at > since),
-            )
-        )
+        chunk = contact_ids[start : start + 500]
+        rows = await session.execute(_marketing_by_contact(chunk, since) if postgresql else _marketing_of(chunk, since))
         for contact_id, created_at, due_at, sent_at in rows:
             if contact_id is not None:
                 found[contact_id].append(max(t for t in (created_at, due_at, sent_at) if t is not None))
     for times in found.values():
         times.sort()
     return found
+
+
+def _counted_marketing(since: datetime) -> Select[Any]:
+    m = EmailMessage
+    columns: tuple[Any, ...] = (m.contact_id, m.created_at, m.next_attempt_at, m.sent_at)
+    return select(*columns).where(
+        m.marketing.is_(True),
+        m.status.in_(CAPPED_STATUSES),
+        (m.created_at > since) | (m.next_attempt_at > since) | (m.sent_at > since),
+    )
+
+
+def _marketing_of(contact_ids: list[int], since: datetime) -> Select[Any]:
+    """The counted emails of ``contact_ids`` (any database)."""
+    return _counted_marketing(since).where(EmailMessage.contact_id.in_(contact_ids))
+
+
+def _marketing_by_contact(contact_ids: list[int], since: datetime) -> Select[Any]:
+    """The same on PostgreSQL, as one index look-up per contact whatever the statistics say.
+
+    Without statistics on ``email_messages`` (a new database's first campaign, before autovacuum's first ANALYZE)
+    the planner takes ``contact_id IN (...)`` of a batch's contacts to match half the table, and scanned all of it
+    for every batch: 20 ms per batch of 100 at 15,000 messages, growing with each message queued. A lateral
+    subquery that cannot be pulled up into a join (its OFFSET) leaves it one plan: a look-up by contact."""
+    asked = func.unnest(literal(contact_ids, ARRAY(BigInteger))).table_valued("id").render_derived("asked")
+    per_contact = _counted_marketing(since).where(EmailMessage.contact_id == asked.c.id).offset(0).lateral("counted")
+    return select(*per_contact.c).select_from(asked).join(per_contact, true())
 
 
 async def _run_one(session: AsyncSession, enrollment: Enrollment, batch: _Batch) -> None:
