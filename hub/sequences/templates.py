@@ -25,6 +25,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import traceback
+from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,17 @@ def _environment(loader: BaseLoader, *, autoescape: bool) -> SandboxedEnvironmen
     )
 
 
+def _with_flat_globals(template: Template) -> Template:
+    """``template`` with its globals in one dict (once; the environments here get theirs when built, never later).
+
+    jinja2 keeps a template's globals as a ChainMap over its environment's, so that a later change to those shows,
+    and copies it into the context of every render: two thirds of rendering a short template, which the engine does
+    two or three times per recipient (24.6 against 8.3 µs a render of a three-line template, measured with timeit)."""
+    if isinstance(template.globals, ChainMap):
+        template.globals = dict(template.globals)
+    return template
+
+
 class TemplateLibrary:
     """The templates a hub can render: stored ones (by name) and files under ``templates/emails/``."""
 
@@ -196,8 +208,8 @@ class TemplateLibrary:
         self._text = _environment(ChoiceLoader([DictLoader(text_names), files]), autoescape=False)
         # Inline bodies compile once per library, not once per recipient (nor per batch: see LibraryCache).
         self._compiled: dict[tuple[str, str], Template] = {}
-        self._footer_html = self._html.from_string(_FOOTER_HTML)
-        self._footer_text = self._text.from_string(_FOOTER_TEXT)
+        self._footer_html = _with_flat_globals(self._html.from_string(_FOOTER_HTML))
+        self._footer_text = _with_flat_globals(self._text.from_string(_FOOTER_TEXT))
 
     @classmethod
     async def load(cls, session: AsyncSession, templates_dir: Path) -> TemplateLibrary:
@@ -276,13 +288,13 @@ class TemplateLibrary:
     def _template(self, part: _Part) -> Template:
         env = self._environment_for(part.kind)
         if part.name is not None:
-            return env.get_template(part.name)
+            return _with_flat_globals(env.get_template(part.name))
         key = (part.kind, part.source or "")
         compiled = self._compiled.get(key)
         if compiled is None:
             if len(self._compiled) >= MAX_COMPILED_INLINE:
                 self._compiled.clear()  # a long-lived library must not keep every edited draft forever
-            compiled = self._compiled[key] = env.from_string(part.source or "")
+            compiled = self._compiled[key] = _with_flat_globals(env.from_string(part.source or ""))
         return compiled
 
     def _check_part(self, part: _Part) -> list[str]:
