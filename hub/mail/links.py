@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hub.email.tokens import (
     TokenTooLong,
@@ -64,7 +65,7 @@ class LinkMaker:
 
     def unsubscribe_url(self, message_id: int, email: str) -> str:
         """The RFC 8058 one-click URL (POST unsubscribes; GET shows a confirmation page)."""
-        return f"{self._base}/u/{sign_unsubscribe_token(self.secret, message_id, email)}"
+        return _unsubscribe_url(self._base, self.secret, message_id, email)
 
     def open_pixel_url(self, message_id: int) -> str:
         """The open pixel of one message."""
@@ -112,3 +113,10 @@ class LinkMaker:
     @property
     def _base(self) -> str:
         return self.public_url.rstrip("/")
+
+
+@lru_cache(maxsize=4096)
+def _unsubscribe_url(base: str, secret: str, message_id: int, email: str) -> str:
+    # Asked three times per email, with the same message and address: its template's variables, the bodies' check
+    # that the link is in them (both by the sequence engine), and the List-Unsubscribe header at send.
+    return f"{base}/u/{sign_unsubscribe_token(secret, message_id, email)}"
