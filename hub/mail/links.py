@@ -115,8 +115,9 @@ class LinkMaker:
         return self.public_url.rstrip("/")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256, typed=True)
 def _unsubscribe_url(base: str, secret: str, message_id: int, email: str) -> str:
-    # Asked three times per email, with the same message and address: its template's variables, the bodies' check
-    # that the link is in them (both by the sequence engine), and the List-Unsubscribe header at send.
+    # The sequence engine asks twice per email, with the same message and address: for its template's variables,
+    # then to check the bodies carry the link. Small, so addresses leave memory soon (an erasure does not reach it);
+    # typed, because True and 1.0 equal 1 as keys, and signing refuses them as message ids.
     return f"{base}/u/{sign_unsubscribe_token(secret, message_id, email)}"

@@ -280,6 +280,7 @@ async def _recent_marketing(
     if not settings.frequency_cap or not contact_ids:
         return {}
     since = now - timedelta(hours=settings.frequency_cap_hours)
+    contact_ids = sorted(set(contact_ids))  # a contact asked twice would have each email counted twice
     found: dict[int, list[datetime]] = {c: [] for c in contact_ids}
     postgresql = session.get_bind().dialect.name == "postgresql"
     for start in range(0, len(contact_ids), 500):
