@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
+from hub.downloads import attachment_headers
 from hub.imports import service
 from hub.imports.access import Importer
 from hub.imports.errors_csv import error_lines
@@ -165,9 +166,5 @@ async def errors_response(
     return StreamingResponse(
         error_lines(runtime.sessions, import_id, header),
         media_type="text/csv; charset=utf-8",
-        # The rows quote the file's people: no shared proxy or browser cache may keep a copy (as the report CSVs).
-        headers={
-            "Content-Disposition": f'attachment; filename="import-{import_id}-errors.csv"',
-            "Cache-Control": "no-store",
-        },
+        headers=attachment_headers(f"import-{import_id}-errors.csv"),  # the rows quote the file's people
     )

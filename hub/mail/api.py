@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from hub import clock
 from hub.contacts.normalize import InvalidIdentity, normalize_email
 from hub.deps import ManagerDep, RuntimeDep, SessionDep
+from hub.downloads import attachment_headers
 from hub.email.models import EmailMessage
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.mail import repository
@@ -182,5 +183,5 @@ def _eml(mime: MimeMessage) -> Response:
     return Response(
         content=mime.as_bytes(),
         media_type="message/rfc822",
-        headers={"Content-Disposition": 'attachment; filename="message.eml"'},
+        headers=attachment_headers("message.eml"),  # the recipient and the whole body
     )

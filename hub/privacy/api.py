@@ -13,6 +13,7 @@ from hub.auth.service import Principal
 from hub.contacts import service as contacts
 from hub.contacts.api import MERGED_REDIRECT, visible_contact
 from hub.deps import AdminDep, RuntimeDep, SessionDep
+from hub.downloads import attachment_headers
 from hub.errors import UnprocessableInput
 from hub.privacy import service as privacy
 from hub.privacy.export import export_json
@@ -62,7 +63,7 @@ async def export_contact(
     return StreamingResponse(
         export_json(session, contact.id, keys=runtime.accepted_keys),
         media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        headers=attachment_headers(filename),
     )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from hub.downloads import attachment_headers
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ROWS_PER_CHUNK = 500
 CURRENCY_UNIT = "currency"
@@ -89,9 +91,7 @@ def csv_response(
     return StreamingResponse(
         csv_lines(model, rows, currency),
         media_type="text/csv; charset=utf-8",
-        # Leads, names and revenue: no shared proxy or browser cache may keep a copy (as the pages, see
-        # hub/ui/templating.py).
-        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"', "Cache-Control": "no-store"},
+        headers=attachment_headers(f"{filename}.csv"),  # leads, names and revenue
     )
 
 

@@ -8,7 +8,6 @@ gets its row back instead (hub/ui/queue.py).
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -21,6 +20,7 @@ from hub.calls.api import visible_call
 from hub.contacts.api import visible_contact, visible_survivor
 from hub.contacts.models import Contact
 from hub.deps import RuntimeDep, SessionDep, request_session
+from hub.downloads import attachment_headers
 from hub.errors import HubError, Unauthorized, UnprocessableInput
 from hub.privacy import service as privacy
 from hub.reps.visibility import Scope, scope_of
@@ -241,11 +241,10 @@ async def export(
     contact = await visible_contact(session, scope, contact_id)
     privacy.record_export(session, contact.id, actor=admin.actor)
     await session.commit()  # the audit entry, before the first byte goes out
-    name = quote(f"contact-{contact.id}.json")
     return StreamingResponse(
         privacy.export_json(session, contact.id, keys=runtime.accepted_keys),
         media_type="application/json",
-        headers={"Content-Disposition": f"attachment; filename={name}", "Cache-Control": "no-store"},
+        headers=attachment_headers(f"contact-{contact.id}.json"),
     )
 
 

@@ -224,7 +224,7 @@ async def test_an_admin_exports_json_and_erases_only_after_typing_the_confirmati
     assert [a for a in await audit_actions(sales) if a[0] == "contact.exported"] == []
     exported = await sales.client.post(f"/ui/contacts/{cal}/export", data={"csrf_token": csrf})
     assert exported.status_code == 200
-    assert exported.headers["content-disposition"] == f"attachment; filename=contact-{cal}.json"
+    assert exported.headers["content-disposition"] == f'attachment; filename="contact-{cal}.json"'
     assert "cal@example.com" in json.dumps(exported.json())
     assert set(exported.json()) == set(SECTIONS) | {"format"}  # the API's document
 
