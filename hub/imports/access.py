@@ -1,22 +1,25 @@
 """Who imports, and which leads an import may reach: a manager of some teams imports into their teams only.
 
-Through the API such a manager cannot see another team's lead, merge it, or give a lead to another team's rep;
-an import must not do it for them. So an import keeps the scope of whoever started it (``LeadImport.reach``),
-and the worker that runs it later refuses a row that matches a lead outside it, or names a rep outside it as
-the owner. Such a manager sees only the imports they uploaded: a failed row's values are someone's data.
+Through the API such a manager cannot see another team's lead (it is as absent as one that does not exist: a
+404), merge it, or give a lead to another team's rep; an import must not do it for them, nor tell them that such
+a lead exists. So an import keeps the scope of whoever started it (``LeadImport.reach``), and the worker that runs
+it later names a rep outside it as the owner of no lead. A row whose email or phone belongs to a lead outside it
+goes to that lead as a form post from that person would (empty fields completed, new emails and phones added;
+its owner and stage kept, never merged with another lead), and is previewed and counted as a new contact, as a
+row of a person the hub has never heard of would be. Such a manager sees only the imports they uploaded: a failed
+row's values are someone's data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import service as contacts
+from hub.contacts.normalize import Identity
 from hub.imports.models import LeadImport
-
-OUTSIDE_REACH = "the row matches a lead outside your teams"
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,23 @@ async def contacts_beyond(session: AsyncSession, reach: frozenset[int] | None, c
         return set()
     owners = await contacts.owners_of(session, contact_ids)
     return {contact_id for contact_id, owner in owners.items() if not within(reach, owner)}
+
+
+async def identities_within(
+    session: AsyncSession, reach: frozenset[int] | None, identities: Sequence[Identity]
+) -> tuple[list[Identity], bool]:
+    """The identities a row may resolve within ``reach``, and whether they lead to a lead outside it.
+
+    A row that meets leads within reach resolves to those (merging them, as a form post would) and leaves any
+    identity of a lead outside it where it is; a row that meets only leads outside it goes to one of them (the
+    oldest), never merging two. Either way no lead outside ``reach`` is merged, given away or handed over."""
+    owned: dict[Identity, int] = {}
+    for kind in ("email", "phone"):
+        found = await contacts.contact_ids_by_value(session, kind, {i.value for i in identities if i.kind == kind})
+        owned.update((Identity(kind, value), contact_id) for value, contact_id in found.items())
+    if reach is None or not owned:
+        return list(identities), False
+    owners = await contacts.owners_of(session, set(owned.values()))
+    visible = {contact_id for contact_id, owner in owners.items() if within(reach, owner)}
+    target = visible or {min(owned.values())}
+    return [i for i in identities if i not in owned or owned[i] in target], not visible

@@ -22,9 +22,9 @@ from hub.contacts import service as contacts
 from hub.contacts.models import Contact
 from hub.contacts.normalize import Identity
 from hub.db import is_unavailable
-from hub.errors import Forbidden, HubError
+from hub.errors import HubError
 from hub.imports import repository
-from hub.imports.access import OUTSIDE_REACH, contacts_beyond
+from hub.imports.access import contacts_beyond, identities_within
 from hub.imports.consent import record_imported_consent
 from hub.imports.new_contacts import create_contacts
 from hub.imports.rows import PreparedRow, RowProblem
@@ -133,17 +133,25 @@ async def _new_rows(
 async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[PreparedRow], outcome: BatchOutcome) -> None:
     await repository.lock_identity_keys(session, (i.lock_key for r in rows for i in r.identities))
     known = await _known_identities(session, rows)
-    await _keep_within_reach(session, plan.reach, set(known.values()))
+    # Leads outside the importer's reach met by the batch; only then (rarely) is each matching row narrowed.
+    beyond = await contacts_beyond(session, plan.reach, set(known.values()))
     fast, slow = _split(rows, set(known))
     results: dict[int, tuple[int, bool]] = {}
     merged_into: dict[int, int] = {}
+    unseen: set[int] = set()  # rows gone to a lead outside reach: counted as created, as previewed (``access``)
     ids = await create_contacts(session, fast, source=plan.source, now=plan.now)
     for row, contact_id in zip(fast, ids, strict=True):
         results[row.number] = (contact_id, True)
     for row in slow:
+        identities = row.identities
+        if beyond:
+            # Asked row by row: an earlier row of the batch may have added an identity to a lead.
+            identities, outside = await identities_within(session, plan.reach, row.identities)
+            if outside:
+                unseen.add(row.number)
         resolution = await contacts.resolve_contact(
             session,
-            row.identities,
+            identities,
             contacts.Profile(
                 name=row.name,
                 company=row.company,
@@ -176,7 +184,7 @@ async def _import_rows(session: AsyncSession, plan: BatchPlan, rows: list[Prepar
         ],
     )
     await session.flush()
-    created = sum(1 for contact_id, was_created in results.values() if was_created)
+    created = sum(1 for number, (_, was_created) in results.items() if was_created or number in unseen)
     outcome.created += created
     outcome.matched += len(rows) - created
 
@@ -205,13 +213,6 @@ async def _known_identities(session: AsyncSession, rows: list[PreparedRow]) -> d
         found = await contacts.contact_ids_by_value(session, kind, values)
         known.update((Identity(kind, value), contact_id) for value, contact_id in found.items())
     return known
-
-
-async def _keep_within_reach(session: AsyncSession, reach: frozenset[int] | None, matched: set[int]) -> None:
-    """Refuse rows that match a lead outside the importer's teams: importing them would merge it, or add to it,
-    where the importer could not through the API. The batch is then redone row by row, and only such rows fail."""
-    if await contacts_beyond(session, reach, matched):
-        raise Forbidden(OUTSIDE_REACH)
 
 
 def _split(rows: list[PreparedRow], owned: set[Identity]) -> tuple[list[PreparedRow], list[PreparedRow]]:

@@ -16,7 +16,7 @@ from hub.contacts import service as contacts
 from hub.contacts.normalize import Identity
 from hub.errors import Conflict, NotFound, PayloadTooLarge, UnprocessableInput
 from hub.imports import repository
-from hub.imports.access import OUTSIDE_REACH, Importer, contacts_beyond, reach_of
+from hub.imports.access import Importer, contacts_beyond, reach_of
 from hub.imports.batch import BatchPlan, import_batch
 from hub.imports.csvfile import CsvTable, read_table
 from hub.imports.cursor import CursorCache, RowCursor
@@ -192,7 +192,10 @@ async def preview(
 async def _expected_outcomes(
     session: AsyncSession, namespace: str, prepared: Sequence[PreparedRow | RowProblem], reach: frozenset[int] | None
 ) -> dict[int, str]:
-    """What importing each previewed row would do now: skip it, match a contact, or create one."""
+    """What importing each previewed row would do now: skip it, match a contact, or create one.
+
+    A lead outside ``reach`` reads as nobody's: a row that meets only such leads says ``new contact``, as the
+    import then counts it (``hub.imports.access``), so the preview tells the importer nothing a 404 would not."""
     rows = [r for r in prepared if isinstance(r, PreparedRow)]
     imported = await repository.existing_keys(session, namespace, (k for r in rows for k in (r.key, *r.earlier_keys)))
     owners: dict[Identity, int] = {}
@@ -204,11 +207,9 @@ async def _expected_outcomes(
     beyond = await contacts_beyond(session, reach, set(owners.values()))
     outcomes: dict[int, str] = {}
     for row in rows:
-        matched = sorted({owners[i] for i in row.identities if i in owners})
+        matched = sorted({owners[i] for i in row.identities if i in owners} - beyond)
         if row.key in imported or not imported.isdisjoint(row.earlier_keys):
             outcomes[row.number] = "skip: already imported"
-        elif not beyond.isdisjoint(matched):
-            outcomes[row.number] = f"refused: {OUTSIDE_REACH}"
         elif matched:
             outcomes[row.number] = "match contact " + ", ".join(str(m) for m in matched)
         else:
