@@ -55,3 +55,12 @@ async def import_text(hub: Hub, text: str | bytes, **kwargs: Any) -> LeadImport:
     batch_size = kwargs.pop("batch_size", 500)
     lead_import = await create(hub, text, **kwargs)
     return await run_to_end(hub, lead_import.id, batch_size)
+
+
+async def upload_on_dashboard(hub: Hub, csrf: str, content: bytes, **fields: str) -> int:
+    """Upload ``content`` as ``fair.csv`` through the dashboard's form (a draft import); its id."""
+    uploaded = await hub.client.post(
+        "/ui/imports", data={"csrf_token": csrf, **fields}, files={"file": ("fair.csv", content)}
+    )
+    assert uploaded.status_code == 303, uploaded.text
+    return int(uploaded.headers["location"].rsplit("/", 1)[1])

@@ -14,6 +14,7 @@ from sqlalchemy import delete
 
 from hub.imports.models import ImportFile
 from tests.conftest import Hub
+from tests.imports.helpers import upload_on_dashboard
 from tests.imports.test_import_api import drain, files
 from tests.imports.test_import_reach import failed_rows, owner_of, run_import, status_of, teams
 
@@ -108,10 +109,7 @@ async def test_starting_a_draft_whose_file_is_gone_on_the_dashboard_is_a_409_say
     """The draft sweep took its file between the page and the click: the import exists, its state forbids it."""
     hub = sqlite_hub
     csrf = await hub.login_as("manager")
-    uploaded = await hub.client.post(
-        "/ui/imports", data={"csrf_token": csrf}, files={"file": ("fair.csv", b"Email\nada@example.com\n")}
-    )
-    import_id = int(uploaded.headers["location"].rsplit("/", 1)[1])
+    import_id = await upload_on_dashboard(hub, csrf, b"Email\nada@example.com\n")
     async with hub.session() as session:
         await session.execute(delete(ImportFile).where(ImportFile.import_id == import_id))
 

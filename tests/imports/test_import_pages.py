@@ -10,6 +10,7 @@ from sqlalchemy import select
 from hub.audit.models import AuditEntry
 from hub.imports.models import LeadImport
 from tests.conftest import Hub
+from tests.imports.helpers import upload_on_dashboard
 from tests.imports.test_import_api import drain, files
 
 CSV = "E-Mail;Telefon;Name\nada@example.com;+49 30 1234567;Ada\nbroken;;Bob\n"
@@ -93,10 +94,7 @@ async def test_starting_a_finished_import_again_shows_its_page_with_a_409_saying
     """A second click on Start (the page kept open, the back button): the import exists, only its file is gone."""
     hub = sqlite_hub
     csrf = await hub.login_as("manager")
-    uploaded = await hub.client.post(
-        "/ui/imports", data={"csrf_token": csrf}, files={"file": ("fair.csv", b"Email\nada@example.com\n")}
-    )
-    import_id = int(uploaded.headers["location"].rsplit("/", 1)[1])
+    import_id = await upload_on_dashboard(hub, csrf, b"Email\nada@example.com\n")
     form = {"csrf_token": csrf, "map_0": "email", "namespace": "import"}
     assert (await hub.client.post(f"/ui/imports/{import_id}/start", data=form)).status_code == 303
     await drain(hub)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.conftest import Hub
+from tests.imports.helpers import upload_on_dashboard
 from tests.imports.test_import_api import drain, files
 
 
@@ -245,13 +246,9 @@ async def test_the_dashboard_keeps_a_manager_of_some_teams_to_their_imports_and_
     for path in ("", "/progress", "/errors.csv"):
         assert (await hub.client.get(f"/ui/imports/{theirs['id']}{path}")).status_code == 404, path
 
-    uploaded = await hub.client.post(
-        "/ui/imports",
-        data={"csrf_token": csrf, "namespace": "fair"},
-        files={"file": ("fair.csv", b"Email\ncarl.lead@example.com\nana.lead@example.com\n")},
+    import_id = await upload_on_dashboard(
+        hub, csrf, b"Email\ncarl.lead@example.com\nana.lead@example.com\n", namespace="fair"
     )
-    assert uploaded.status_code == 303, uploaded.text
-    import_id = int(uploaded.headers["location"].rsplit("/", 1)[1])
     assert "outside your teams" not in (await hub.client.get(f"/ui/imports/{import_id}")).text
     started = await hub.client.post(
         f"/ui/imports/{import_id}/start",
